@@ -1,0 +1,32 @@
+# Two entry points on a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+
+.PHONY: install demo test lint bench clean
+
+$(BIN)/edition: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/edition
+
+demo: install
+	$(BIN)/edition sample-data --customers 2000 --seed 7 --out data/customers.csv
+	$(BIN)/edition run campaigns/weekly-newsletter.yaml --via-prefect --out out/demo/weekly-newsletter
+	$(BIN)/edition run campaigns/invoice.yaml --out out/demo/invoice
+	@echo "Open out/demo/weekly-newsletter/report.md"
+
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf out .pytest_cache
