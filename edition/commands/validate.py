@@ -1,0 +1,69 @@
+"""`edition validate`: check a campaign, every module and template (and the customers)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("validate")(validate)
+
+
+def validate(
+    campaign: Annotated[str, typer.Argument(help="Campaign file")],
+    customers: Annotated[str | None, typer.Option(help="Also check this customer file")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors")] = False,
+) -> None:
+    """List every problem in the campaign, the modules and templates at once."""
+    from edition.cli import out, user_errors
+    from edition.customers import read_customers
+    from edition.run import Plan, RunOptions
+
+    with user_errors():
+        plan = Plan.load(RunOptions(campaign=campaign, customers=customers).resolved())
+        c = plan.campaign
+        out.print(f"[green]ok[/]: campaign {c.name} ({c.file}): {len(c.segments)} segments, "
+                  f"{len(c.slots)} slots, template {c.template}"
+                  + (f" + {c.text_template}" if c.text_template else ""))
+        out.print(f"[green]ok[/]: {len(plan.catalog)} modules "
+                  + ", ".join(f"{len(v)} {k}s" for k, v in sorted(plan.catalog.by_kind.items())))
+        warnings = _warnings(plan)
+        for warning in warnings:
+            out.print(f"[yellow]warning[/]: {warning}")
+        if customers or c.customers:
+            rows = rejected = 0
+            reasons: Counter[str] = Counter()
+            examples: list[str] = []
+            for row in read_customers(plan.customers_path, need_email=plan.need_email,
+                                      declared=c.fields):
+                rows += 1
+                if row.rejected:
+                    rejected += 1
+                    reasons[str(row.reason).split(" (first on line")[0]] += 1
+                    if len(examples) < 10:
+                        examples.append(f"line {row.line}: {row.customer_id or '?'}: {row.reason}")
+            out.print(f"[green]ok[/]: {rows:,} customer rows, {rejected:,} would be rejected")
+            for example in examples:
+                out.print(f"  {example}", markup=False)
+        if strict and warnings:
+            raise typer.Exit(2)
+
+
+def _warnings(plan) -> list[str]:  # type: ignore[no-untyped-def]
+    names = {s.name for s in plan.campaign.segments}
+    found = []
+    for module in plan.catalog:
+        if module.campaigns is not None and plan.campaign.name not in module.campaigns:
+            continue
+        unknown = sorted(module.segments - names)
+        if unknown and not module.segments & names:
+            found.append(f"{module.source}:{module.line}: segments {', '.join(unknown)} are not "
+                         f"defined in this campaign; the module will never be chosen")
+    kinds = {s.kind for s in plan.campaign.slots}
+    for kind in sorted(kinds):
+        if not plan.catalog.by_kind.get(kind):
+            found.append(f"no {kind} modules: slots of that kind stay empty")
+    return found

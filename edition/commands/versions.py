@@ -1,0 +1,57 @@
+"""`edition versions`: how the customers split into versions (nothing is rendered)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from edition.commands.options import parse_date
+
+
+def register(app: typer.Typer) -> None:
+    app.command("versions")(versions)
+
+
+def versions(
+    campaign: Annotated[str, typer.Argument(help="Campaign file")],
+    customers: Annotated[str | None, typer.Option(help="Customer file (CSV or JSONL)")] = None,
+    as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Group customers into versions and show each version's modules."""
+    import json
+
+    from edition.cli import out, user_errors
+    from edition.run import Plan, RunOptions
+
+    with user_errors():
+        plan = Plan.load(RunOptions(campaign=campaign, customers=customers,
+                                    as_of=parse_date(as_of)).resolved())
+        counts: Counter[str] = Counter()
+        info: dict[str, dict] = {}
+        rejected = 0
+        for row in plan.rows():
+            if row.rejected:
+                rejected += 1
+                continue
+            segments, _, selection, version = plan.version_of(dict(row.fields or {}))
+            counts[version.id] += 1
+            info.setdefault(version.id, {"locale": version.locale, "segments": list(segments),
+                                         "modules": selection.ids()})
+        ordered = [{"id": vid, "customers": n, **info[vid]} for vid, n in counts.most_common()]
+        if as_json:
+            out.print_json(json.dumps({"versions": ordered, "rejected": rejected}))
+            return
+        table = Table(title=f"{plan.campaign.name}: {sum(counts.values()):,} customers in "
+                            f"{len(counts):,} versions ({rejected:,} rows rejected)")
+        for column in ("version", "customers", "locale", "segments", "modules"):
+            table.add_column(column, overflow="fold")
+        for v in ordered:
+            table.add_row(v["id"], f"{v['customers']:,}", v["locale"],
+                          ", ".join(v["segments"]) or "—",
+                          "\n".join(f"{s}: {', '.join(ids) or '—'}"
+                                    for s, ids in v["modules"].items()))
+        out.print(table)

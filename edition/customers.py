@@ -1,0 +1,282 @@
+"""Customers: streamed from CSV or JSONL, typed and checked one row at a time.
+
+A bad row never stops a run: it becomes a `rejected` row with its reason. Typing is
+inferred from the first rows (a column is a number column when most of its values are
+numbers), or declared in the campaign's `fields`; a later value that does not fit is a
+rejection that names the column.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import itertools
+import json
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edition.errors import RunError
+
+SAMPLE_ROWS = 200
+TEXT_COLUMNS = {"id", "email", "first_name", "last_name", "name", "locale", "phone",
+                "postal_code", "zip", "zipcode"}
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_LEADING_ZERO = re.compile(r"^[+-]?0\d")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+# C0 controls other than tab and newline: an HTML parser would rewrite them and they have
+# no business in a header, so they are dropped when a row is read.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the customer file: a valid customer or a rejection."""
+
+    index: int                       # 0-based position among data rows (manifest order)
+    line: int                        # line in the file, for messages
+    customer_id: str | None
+    fields: Mapping[str, Any] | None = None
+    reason: str | None = None
+
+    @property
+    def rejected(self) -> bool:
+        return self.fields is None
+
+
+@dataclass
+class Schema:
+    """The type of each column: declared in the campaign or inferred from a sample."""
+
+    types: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def infer(cls, sample: Iterable[Mapping[str, Any]], declared: Mapping[str, str]) -> Schema:
+        votes: dict[str, list[int]] = {}
+        for raw in sample:
+            for key, value in raw.items():
+                if key in TEXT_COLUMNS or key == "interests" or key is None:
+                    continue
+                tally = votes.setdefault(key, [0, 0, 0])  # numbers, dates, others
+                if value is None or value == "":
+                    continue
+                if _is_number(value):
+                    tally[0] += 1
+                elif _is_date(value):
+                    tally[1] += 1
+                else:
+                    tally[2] += 1
+        types: dict[str, str] = {}
+        for key, (numbers, dates, others) in votes.items():
+            total = numbers + dates + others
+            if total and numbers * 2 >= total and numbers >= dates:
+                types[key] = "number"
+            elif total and dates * 2 >= total:
+                types[key] = "date"
+        types.update(declared)
+        return cls(types)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    return (isinstance(value, str) and bool(_NUMBER.match(value.strip()))
+            and not _LEADING_ZERO.match(value.strip()))
+
+
+def _is_date(value: Any) -> bool:
+    if isinstance(value, dt.date):
+        return True
+    if not (isinstance(value, str) and _DATE.match(value.strip())):
+        return False
+    try:
+        dt.date.fromisoformat(value.strip())
+    except ValueError:
+        return False
+    return True
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if re.match(r"^[+-]?\d+$", text):
+        return int(text)
+    return float(text)
+
+
+def clean_text(value: str) -> str:
+    """Drop control characters and make every line break a plain newline."""
+    return _CONTROL.sub("", value.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+class RowError(ValueError):
+    """Why a row is rejected."""
+
+
+def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dict[str, Any]:
+    """Check and type one row; raise RowError with the reason."""
+    fields: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key is None:
+            raise RowError("more values than columns in the header")
+        key = str(key).strip()
+        if value is None or value == "":
+            continue  # an empty cell is an undefined field (contract)
+        kind = schema.types.get(key)
+        if key == "interests":
+            fields[key] = _interests(value)
+        elif kind in {"number", "integer"}:
+            if not _is_number(value) and not (
+                    isinstance(value, str) and _NUMBER.match(value.strip())):
+                raise RowError(f"{key}: {_show(value)} is not a number")
+            number = _number(value)
+            if kind == "integer" and not float(number).is_integer():
+                raise RowError(f"{key}: {_show(value)} is not a whole number")
+            fields[key] = int(number) if kind == "integer" else number
+        elif kind == "date":
+            if not _is_date(value):
+                raise RowError(f"{key}: {_show(value)} is not a date (YYYY-MM-DD)")
+            fields[key] = value if isinstance(value, dt.date) else dt.date.fromisoformat(
+                value.strip())
+        elif isinstance(value, str):
+            fields[key] = clean_text(value) if key not in {"id", "email"} else value.strip()
+        elif isinstance(value, list):
+            fields[key] = [clean_text(v) if isinstance(v, str) else v for v in value]
+        else:
+            fields[key] = value
+    customer_id = fields.get("id")
+    if customer_id is None or str(customer_id).strip() == "":
+        raise RowError("missing id")
+    fields["id"] = str(customer_id)
+    if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
+        raise RowError("id contains control characters")
+    fields.setdefault("locale", "en")
+    fields["locale"] = str(fields["locale"]).strip() or "en"
+    fields.setdefault("interests", [])
+    email = fields.get("email")
+    if email is not None:
+        email = str(email).strip()
+        if not _EMAIL.match(email) or len(email) > 254:
+            if need_email:
+                raise RowError(f"invalid email {_show(email)}")
+        else:
+            fields["email"] = email
+    elif need_email:
+        raise RowError("missing email")
+    return fields
+
+
+def _interests(value: Any) -> list[str]:
+    items = value if isinstance(value, list) else str(value).split(";")
+    return [clean_text(str(i)).strip().lower() for i in items if str(i).strip()]
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
+    """(line, raw row or None, parse problem) for every data row, streaming."""
+    suffix = path.suffix.lower()
+    try:
+        handle = path.open(encoding="utf-8-sig", newline="")
+    except OSError as exc:
+        raise RunError(f"cannot read the customer file: {exc.strerror}", path) from None
+    with handle:
+        try:
+            if suffix in {".jsonl", ".ndjson", ".json"}:
+                for number, text in enumerate(handle, start=1):
+                    if not text.strip():
+                        continue
+                    try:
+                        value = json.loads(text)
+                    except json.JSONDecodeError as exc:
+                        yield number, None, f"not valid JSON: {exc.msg}"
+                        continue
+                    if not isinstance(value, dict):
+                        yield number, None, "a JSONL row must be an object"
+                        continue
+                    yield number, value, None
+            else:
+                reader = csv.DictReader(handle)
+                for raw in reader:
+                    yield reader.line_num, raw, None
+        except UnicodeDecodeError as exc:
+            raise RunError(f"the customer file is not UTF-8: {exc}", path) from None
+        except csv.Error as exc:
+            raise RunError(f"the customer file is not valid CSV: {exc}", path) from None
+
+
+def read_customers(path: str | Path, *, need_email: bool,
+                   declared: Mapping[str, str] | None = None,
+                   limit: int | None = None) -> Iterator[Row]:
+    """Every row of the file in order, typed and checked; repeated ids rejected."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"customer file not found: {path}", path)
+    stream = raw_rows(path)
+    head = list(itertools.islice(stream, SAMPLE_ROWS))
+    schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {})
+    seen: dict[str, int] = {}
+    for index, (line, raw, problem) in enumerate(itertools.chain(head, stream)):
+        if limit is not None and index >= limit:
+            return
+        if raw is None:
+            yield Row(index, line, None, reason=problem)
+            continue
+        raw_id = raw.get("id")
+        shown_id = str(raw_id).strip() if raw_id not in (None, "") else None
+        try:
+            fields = type_row(raw, schema, need_email=need_email)
+        except RowError:
+            if shown_id is not None and shown_id in seen:
+                exc = RowError(f"repeated id (first on line {seen[shown_id]})")
+            elif shown_id is not None:
+                seen.setdefault(shown_id, line)
+            yield Row(index, line, shown_id, reason=str(exc))
+            continue
+        if fields["id"] in seen:
+            yield Row(index, line, fields["id"],
+                      reason=f"repeated id (first on line {seen[fields['id']]})")
+            continue
+        seen[fields["id"]] = line
+        yield Row(index, line, fields["id"], fields=fields)
+
+
+def find_customer(path: str | Path, customer_id: str, *, need_email: bool,
+                  declared: Mapping[str, str] | None = None) -> Row | None:
+    """The first row with this id, found without typing every other row."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunError(f"customer file not found: {path}", path)
+    stream = raw_rows(path)
+    head = list(itertools.islice(stream, SAMPLE_ROWS))
+    schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {})
+    for index, (line, raw, _) in enumerate(itertools.chain(head, stream)):
+        if raw is not None and str(raw.get("id", "")).strip() == customer_id:
+            try:
+                return Row(index, line, customer_id,
+                           fields=type_row(raw, schema, need_email=need_email))
+            except RowError as exc:
+                return Row(index, line, customer_id, reason=str(exc))
+    return None
+
+
+def count_rows(path: str | Path) -> int:
+    """A quick estimate of the number of data rows, for progress bars."""
+    path = Path(path)
+    lines = 0
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            lines += block.count(b"\n")
+    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+        return lines
+    return max(lines - 1, 0)

@@ -1,0 +1,310 @@
+"""Editions: a version rendered once, each customer's edition filled in from it.
+
+`EditionRenderer.render` gives one customer's documents. It uses the version's shared
+documents when the templates allow it and falls back to rendering the whole template
+for that customer otherwise; both paths give the same bytes (the first customer of each
+version is rendered both ways and compared, as a standing self-check).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Template
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from markupsafe import Markup
+
+from edition.campaign import Campaign
+from edition.errors import EditionError
+from edition.modules import Module
+from edition.personal import (
+    MARKER,
+    OPEN,
+    CustomerProbe,
+    NotShareable,
+    ProbeEnvironment,
+    SharedDocument,
+    Tainted,
+    split,
+)
+from edition.templating import CustomerView, EditionEnvironment
+from edition.versions import Version
+from renderers import html as html_renderer
+from renderers import text as text_renderer
+
+KINDS = ("page", "html", "text", "subject")
+
+
+class RenderFailure(EditionError):
+    """One customer's edition could not be rendered; the reason goes to the manifest."""
+
+
+@dataclass
+class Rendered:
+    """One customer's documents: `page` is the template's HTML, `html` has CSS inlined."""
+
+    page: str | None = None
+    html: str | None = None
+    text: str | None = None
+    subject: str | None = None
+
+
+class ModuleView:
+    """A module as templates see it: id, kind, title, html, text, meta."""
+
+    __slots__ = ("html", "id", "kind", "meta", "text", "title")
+
+    def __init__(self, module: Module, html: str, text: str):
+        self.id = module.id
+        self.kind = module.kind
+        self.title = module.title
+        self.meta = module.meta
+        self.html = html
+        self.text = text
+
+    def __repr__(self) -> str:
+        return f"<module {self.kind}/{self.id}>"
+
+
+class EditionRenderer:
+    """Renders one campaign's editions (one per process; not shared across threads' state)."""
+
+    def __init__(self, campaign: Campaign, as_of: dt.date, *, kinds: tuple[str, ...] = KINDS):
+        self.campaign = campaign
+        self.as_of = as_of
+        self.kinds = kinds
+        templates = campaign.root / "templates"
+        self.env = EditionEnvironment(templates)
+        self.probe = ProbeEnvironment(templates)
+        self._templates: dict[tuple[int, str], Template] = {}
+        self._shared: dict[str, dict[str, SharedDocument | str]] = {}
+        self._checked: set[str] = set()
+        self.template_files = {str((templates / n).resolve()): f"templates/{n}"
+                               for n in filter(None, [campaign.template, campaign.text_template])}
+        self.digest = self._digest(templates)
+
+    def _digest(self, templates: Path) -> str:
+        # every template file may be included or extended, so all of them count
+        h = hashlib.sha256()
+        for path in sorted(templates.rglob("*")) if templates.is_dir() else []:
+            if path.is_file():
+                h.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
+        h.update(self.campaign.subject.encode())
+        h.update(repr(sorted(self.campaign.context().items(), key=str)).encode())
+        return h.hexdigest()[:16]
+
+    # -- templates -------------------------------------------------------------------
+
+    def _template(self, env: EditionEnvironment, kind: str) -> Template | None:
+        key = (id(env), kind)
+        if key not in self._templates:
+            if kind == "page":
+                self._templates[key] = env.get_template(self.campaign.template)
+            elif kind == "text":
+                if not self.campaign.text_template:
+                    return None
+                self._templates[key] = env.get_template(self.campaign.text_template)
+            elif kind == "subject":
+                self._templates[key] = env.from_string(self.campaign.subject)
+        return self._templates[key]
+
+    def _body(self, env: EditionEnvironment, module: Module, fmt: str) -> Template:
+        key = (id(env), f"{module.kind}/{module.id}.{fmt}")
+        if key not in self._templates:
+            source = module.html if fmt == "html" else module.text
+            # a name ending in .html turns autoescape on for the HTML body only
+            name = f"{module.source}.{fmt}"
+            code = env.compile(source, name=name, filename=module.source)
+            self._templates[key] = env.template_class.from_code(env, code, env.make_globals(None))
+        return self._templates[key]
+
+    def _modules(self, env: EditionEnvironment, version: Version,
+                 base: Mapping[str, Any]) -> dict[str, list[ModuleView]]:
+        slots: dict[str, list[ModuleView]] = {}
+        probing = isinstance(env, ProbeEnvironment)
+        for slot, modules in version.selection.modules().items():
+            views = []
+            for module in modules:
+                if module.personal:
+                    html = self._body(env, module, "html").render(base)
+                    text = self._body(env, module, "text").render(base)
+                    html = Tainted(html) if probing and OPEN in html else Markup(html)
+                    if probing and OPEN in text:
+                        text = Tainted(text)
+                else:
+                    html, text = Markup(module.html), module.text
+                views.append(ModuleView(module, html, text))
+            slots[slot] = views
+        return slots
+
+    def context(self, env: EditionEnvironment, version: Version, customer: Any) -> dict[str, Any]:
+        """The template context of the contract, plus `locale` and `run`."""
+        base = {
+            "customer": customer,
+            "segments": list(version.segments),
+            "campaign": self.campaign.context(),
+            "locale": version.locale,
+            "run": {"as_of": self.as_of},
+        }
+        return base | self._modules(env, version, base)
+
+    # -- whole render (the reference) ----------------------------------------------
+
+    def whole(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
+        """Render every template for this customer alone."""
+        view = CustomerView(fields)
+        try:
+            ctx = self.context(self.env, version, view)
+            out = Rendered()
+            needs_page = any(k in self.kinds for k in ("page", "html")) or (
+                "text" in self.kinds and not self.campaign.text_template)
+            if needs_page:
+                page_template = self._template(self.env, "page")
+                assert page_template is not None
+                out.page = page_template.render(ctx)
+                if "html" in self.kinds:
+                    out.html = html_renderer.inline(out.page)
+            if "text" in self.kinds:
+                text_template = self._template(self.env, "text")
+                out.text = (text_template.render(ctx) if text_template is not None
+                            else text_renderer.from_html(out.page or ""))
+            if "subject" in self.kinds:
+                subject_template = self._template(self.env, "subject")
+                assert subject_template is not None
+                out.subject = subject_template.render(ctx)
+            return out
+        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+            raise self._failure(exc) from None
+
+    def _failure(self, exc: Exception) -> RenderFailure:
+        where, line = self.campaign.file, None
+        for frame in traceback.extract_tb(exc.__traceback__):
+            name = self.template_files.get(str(Path(frame.filename).resolve())) if (
+                frame.filename and not frame.filename.startswith("<")) else None
+            if name:
+                where, line = name, frame.lineno
+            elif frame.filename and frame.filename.endswith(".md"):
+                where, line = frame.filename, None
+            elif frame.filename == "<template>":
+                where, line = f"{self.campaign.file} (subject)", None
+        if isinstance(exc, UndefinedError):
+            message = exc.message or "undefined value"
+        elif isinstance(exc, SecurityError):
+            message = f"refused by the sandbox: {exc}"
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+        return RenderFailure(message, where, line)
+
+    # -- shared render -------------------------------------------------------------
+
+    def shared(self, version: Version) -> dict[str, SharedDocument | str]:
+        """The version's documents with holes, or per kind the reason it renders whole."""
+        if version.id in self._shared:
+            return self._shared[version.id]
+        docs: dict[str, SharedDocument | str] = {}
+        holes = self.probe.record()
+        try:
+            ctx = self.context(self.probe, version, CustomerProbe())
+            outputs: dict[str, str | None] = {}
+            for kind in ("page", "text", "subject"):
+                template = self._template(self.probe, kind)
+                try:
+                    outputs[kind] = template.render(ctx) if template is not None else None
+                except NotShareable as exc:
+                    docs[kind] = f"{kind} template: {exc}"
+                except Exception as exc:  # the whole render reports it per customer
+                    docs[kind] = f"{kind} template fails: {type(exc).__name__}"
+        except NotShareable as exc:
+            self._shared[version.id] = {k: f"a module body: {exc}" for k in KINDS}
+            return self._shared[version.id]
+        except Exception as exc:
+            self._shared[version.id] = {k: f"fails: {type(exc).__name__}" for k in KINDS}
+            return self._shared[version.id]
+        finally:
+            self.probe.stop()
+        for kind, output in outputs.items():
+            if output is None:
+                continue
+            if not _markers_intact(output, len(holes)):
+                docs[kind] = "content already holds edition's hole markers"
+                continue
+            docs[kind] = split(output, holes)
+        page = docs.get("page")
+        if isinstance(page, SharedDocument):
+            docs["html"] = self._inlined(outputs["page"] or "", holes)
+        else:
+            docs["html"] = page if isinstance(page, str) else "no page"
+        if "text" not in docs and not self.campaign.text_template:
+            docs["text"] = "text is derived from the HTML per customer"
+        self._shared[version.id] = docs
+        return docs
+
+    def _inlined(self, page: str, holes: list) -> SharedDocument | str:
+        if html_renderer.css_is_value_sensitive(page):
+            return "the CSS selects on attribute values or :empty"
+        inlined = html_renderer.inline(page)
+        if sorted(MARKER.findall(inlined)) != sorted(MARKER.findall(page)):
+            return "a customer value sits where CSS inlining drops it"
+        finish = html_renderer.finishers(inlined)
+        if finish is None:
+            return "a customer value sits in a tag name, comment, <style> or <script>"
+        doc = split(inlined, holes)
+        doc.finish = finish
+        return doc
+
+    def render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
+        """One customer's documents (shared path when possible, whole otherwise)."""
+        docs = self.shared(version)
+        if version.id not in self._checked:
+            self._checked.add(version.id)
+            self._self_check(version, fields, docs)
+        view = CustomerView(fields)
+        out = Rendered()
+        whole: Rendered | None = None
+        for kind in self.kinds:
+            doc = docs.get(kind)
+            value = None
+            if isinstance(doc, SharedDocument):
+                try:
+                    value = doc.fill(fields, view, self.env)
+                except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError):
+                    value = None  # the whole render says exactly what failed
+            if value is None:
+                whole = whole or self.whole(version, fields)
+                value = getattr(whole, kind)
+            setattr(out, kind, value)
+        return out
+
+    def _self_check(self, version: Version, fields: Mapping[str, Any],
+                    docs: dict[str, SharedDocument | str]) -> None:
+        try:
+            reference = self.whole(version, fields)
+        except RenderFailure:
+            return  # this customer fails either way; the next version check will tell
+        view = CustomerView(fields)
+        for kind, doc in list(docs.items()):
+            if not isinstance(doc, SharedDocument):
+                continue
+            try:
+                filled = doc.fill(fields, view, self.env)
+            except Exception:
+                filled = None
+            if filled is not None and filled != getattr(reference, kind):
+                docs[kind] = "self-check: shared and whole renders differ"
+
+    def sharing(self) -> dict[str, dict[str, str]]:
+        """Per version and kind: 'shared' or the reason it renders whole."""
+        return {vid: {k: ("shared" if isinstance(d, SharedDocument) else d)
+                      for k, d in docs.items()} for vid, docs in self._shared.items()}
+
+
+def _markers_intact(output: str, count: int) -> bool:
+    indices = [int(i) for i in MARKER.findall(output)]
+    return len(indices) == len(set(indices)) and all(0 <= i < count for i in indices) and (
+        output.count(OPEN) == len(indices))

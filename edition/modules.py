@@ -1,0 +1,189 @@
+"""Content modules: Markdown files with YAML front matter, parsed and checked once."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edition.errors import ContentError
+from edition.markup import html_to_text, markdown_to_html
+from edition.templates import check_source
+from edition.templating import EditionEnvironment
+from edition.yamlfile import LineDict, load_yaml
+
+KINDS = {"articles": "article", "offers": "offer", "greetings": "greeting"}
+KNOWN_KEYS = {
+    "id", "kind", "title", "segments", "locales", "interests", "priority",
+    "valid_from", "valid_until", "campaigns", "summary", "image", "author", "tags",
+}
+_CHECK_ENV = EditionEnvironment()
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class Module:
+    """One piece of pre-produced content, ready to combine."""
+
+    id: str
+    kind: str
+    title: str
+    segments: frozenset[str] = frozenset()
+    locales: frozenset[str] | None = None
+    interests: frozenset[str] = frozenset()
+    priority: int = 0
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    campaigns: frozenset[str] | None = None
+    html: str = ""             # sanitized HTML; may hold Jinja for the personal layer
+    text: str = ""             # plain text twin
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    source: str = ""
+    line: int = 1
+
+    @property
+    def personal(self) -> bool:
+        """True when the body reads per-customer data and is rendered per customer."""
+        return "{{" in self.html or "{%" in self.html
+
+    @property
+    def digest(self) -> str:
+        """Content hash: any edit to the module changes the versions that use it."""
+        payload = "\x00".join([self.id, self.kind, self.title, self.html, self.text])
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def split_front_matter(text: str, file: Path) -> tuple[str, str, int]:
+    """Return (front matter, body, line where the body starts); the YAML starts on line 2."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    lines = text.splitlines(keepends=True)
+    if not lines or lines[0].strip() != "---":
+        raise ContentError("missing front matter: the file must start with a '---' line", file, 1)
+    for i, line in enumerate(lines[1:], start=1):
+        if line.strip() in {"---", "..."}:
+            return "".join(lines[1:i]), "".join(lines[i + 1:]), i + 2
+    raise ContentError("front matter is not closed with a '---' line", file, 1)
+
+
+def _as_date(value: Any, key: str, file: Path, line: int) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise ContentError(f"{key}: {value!r} is not a date (use YYYY-MM-DD)", file, line) from None
+
+
+def _as_names(value: Any, key: str, file: Path, line: int) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise ContentError(f"{key}: expected a list of names, got {value!r}", file, line)
+    return frozenset(str(v).strip() for v in value)
+
+
+def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentError]]:
+    """Parse one module file; return it or every problem found in it."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [ContentError(f"cannot read module: {exc}", _rel(file, root), 1)]
+    rel = _rel(file, root)
+    try:
+        front, body, body_line = split_front_matter(text, rel)
+        first = 2
+        meta = load_yaml(front, rel, first_line=first) or LineDict()
+    except ContentError as exc:
+        return None, [exc]
+    if not isinstance(meta, LineDict):
+        return None, [ContentError("front matter must be a mapping of keys", rel, first)]
+    errors: list[ContentError] = []
+
+    def line(key: str) -> int:
+        return meta.lines.get(key, first)
+
+    for key in meta:
+        if key not in KNOWN_KEYS:
+            errors.append(ContentError(
+                f"unknown front matter key {key!r} (known: {', '.join(sorted(KNOWN_KEYS))})",
+                rel, line(key)))
+    folder_kind = KINDS.get(file.parent.name)
+    kind = meta.get("kind", folder_kind)
+    if kind not in KINDS.values():
+        errors.append(ContentError(
+            f"unknown kind {kind!r} (expected one of: {', '.join(sorted(KINDS.values()))})",
+            rel, line("kind")))
+    module_id = str(meta.get("id", file.stem))
+    if not _ID.match(module_id):
+        errors.append(ContentError(
+            f"id {module_id!r} may only use letters, digits, '.', '_' and '-'", rel, line("id")))
+    title = meta.get("title")
+    if not isinstance(title, str) or not title.strip():
+        errors.append(ContentError("title is required", rel, line("title")))
+    priority = meta.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        errors.append(ContentError(f"priority: {priority!r} is not a whole number", rel,
+                                   line("priority")))
+        priority = 0
+    values: dict[str, Any] = {}
+    for key, convert in (("valid_from", _as_date), ("valid_until", _as_date),
+                         ("segments", _as_names), ("locales", _as_names),
+                         ("interests", _as_names), ("campaigns", _as_names)):
+        try:
+            values[key] = convert(meta.get(key), key, rel, line(key))
+        except ContentError as exc:
+            errors.append(exc)
+    if (values.get("valid_from") and values.get("valid_until")
+            and values["valid_from"] > values["valid_until"]):
+        errors.append(ContentError("valid_from is after valid_until", rel, line("valid_until")))
+    if "{{" in body or "{%" in body:
+        problem = check_source(_CHECK_ENV, body, str(rel), body_line, "module body")
+        if problem:
+            errors.append(problem)
+    if errors:
+        return None, errors
+    html = markdown_to_html(body)
+    module = Module(
+        id=module_id,
+        kind=kind,
+        title=title.strip(),
+        segments=values["segments"] or frozenset(),
+        locales=values["locales"] or None,
+        interests=frozenset(i.lower() for i in values["interests"] or ()),
+        priority=priority,
+        valid_from=values["valid_from"],
+        valid_until=values["valid_until"],
+        campaigns=values["campaigns"] or None,
+        html=html,
+        text=html_to_text(html),
+        meta=_plain(meta),
+        source=str(rel),
+        line=line("id"),
+    )
+    return module, []
+
+
+def _plain(value: Any) -> Any:
+    """Front matter as plain dicts/lists (LineDict carries line numbers we don't expose)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _rel(file: Path, root: Path) -> Path:
+    try:
+        return file.resolve().relative_to(root.resolve())
+    except ValueError:
+        return file

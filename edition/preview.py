@@ -1,0 +1,100 @@
+"""Preview: one customer's selection with reasons, and their edition in one format."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edition.customers import find_customer
+from edition.errors import RunError
+from edition.run import Plan, RunOptions
+
+
+@dataclass
+class PreviewResult:
+    """What `edition preview` and the `preview-customer` flow show."""
+
+    customer_id: str
+    status: str
+    reason: str | None
+    segments: list[str] = field(default_factory=list)
+    missing: dict[str, str] = field(default_factory=dict)
+    version: str | None = None
+    slots: list[dict[str, Any]] = field(default_factory=list)
+    document: bytes | None = None
+    html: str | None = None
+    explanation: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"customer_id": self.customer_id, "status": self.status, "reason": self.reason,
+                "segments": self.segments, "version": self.version, "slots": self.slots}
+
+
+def preview_customer(campaign: str, customer_id: str, *, customers: str | None = None,
+                     fmt: str = "text", as_of: dt.date | None = None) -> PreviewResult:
+    """Select and render one customer's edition; nothing is written or sent."""
+    formats = ("html", "text", "eml") if fmt != "pdf" else ("pdf",)
+    options = RunOptions(campaign=campaign, customers=customers, formats=formats,
+                         as_of=as_of).resolved()
+    plan = Plan.load(options)
+    row = find_customer(plan.customers_path, customer_id, need_email=fmt == "eml",
+                        declared=plan.campaign.fields)
+    if row is None:
+        raise RunError(f"customer {customer_id!r} is not in {plan.customers_path}")
+    if row.rejected:
+        result = PreviewResult(customer_id, "rejected", row.reason)
+        result.explanation = f"customer {customer_id}: rejected — {row.reason}"
+        return result
+    fields = dict(row.fields or {})
+    segments, missing, selection, version = plan.version_of(fields)
+    result = PreviewResult(customer_id, "rendered", None, list(segments), missing, version.id)
+    for slot in selection.slots:
+        result.slots.append({
+            "slot": slot.slot, "kind": slot.kind, "count": slot.count,
+            "chosen": [{"id": c.module.id, "title": c.module.title, "rank": c.rank,
+                        "reason": c.reason} for c in slot.chosen],
+            "skipped": [{"id": s.module_id, "reason": s.reason} for s in slot.skipped],
+        })
+    from edition.editions import RenderFailure
+
+    try:
+        rendered = plan.renderer.render(version, fields)
+        if fmt == "pdf":
+            result.document = plan._pdf_bytes(version, fields, rendered)
+        elif fmt == "eml":
+            digest = plan.content_hash(customer_id, version, rendered)
+            result.document = plan._message(customer_id, fields, version, rendered, digest)
+        else:
+            result.document = (getattr(rendered, fmt) or "").encode("utf-8")
+        result.html = rendered.html
+    except RenderFailure as exc:
+        result.status, result.reason = "failed", str(exc)
+    result.explanation = explain(result, plan, Path(plan.customers_path))
+    return result
+
+
+def explain(result: PreviewResult, plan: Plan, source: Path) -> str:
+    """The selection in words, slot by slot."""
+    lines = [f"customer {result.customer_id} ({source.name}) — campaign {plan.campaign.name}, "
+             f"as of {plan.as_of.isoformat()}",
+             f"segments: {', '.join(result.segments) or '(none)'}"]
+    for segment, problem in result.missing.items():
+        lines.append(f"  rule {segment!r} is false: missing field {problem!r}")
+    lines.append(f"version: {result.version}")
+    for slot in result.slots:
+        lines.append("")
+        lines.append(f"{slot['slot']} ({slot['kind']}, takes {slot['count']}):")
+        if not slot["chosen"]:
+            lines.append("  (no eligible module)")
+        for c in slot["chosen"]:
+            lines.append(f"  {c['rank']}. {c['id']} — {c['title']}")
+            lines.append(f"     chosen: {c['reason']}")
+        if len(slot["chosen"]) < slot["count"]:
+            lines.append(f"  only {len(slot['chosen'])} of {slot['count']} filled")
+        for s in slot["skipped"]:
+            lines.append(f"  - {s['id']}: {s['reason']}")
+    if result.status == "failed":
+        lines += ["", f"FAILED: {result.reason}"]
+    return "\n".join(lines)

@@ -1,0 +1,85 @@
+"""Segments: named rules over a customer's fields, compiled once per campaign."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import TemplateSyntaxError
+from jinja2.exceptions import SecurityError, UndefinedError
+
+from edition.errors import ContentError
+from edition.templating import CustomerView, EditionEnvironment, refused_attributes
+
+
+@dataclass
+class Segment:
+    """A named rule; `evaluate` returns (member?, missing field or None)."""
+
+    name: str
+    expression: str
+    compiled: Any
+
+    def evaluate(self, context: Mapping[str, Any]) -> tuple[bool, str | None]:
+        """`context` holds the customer's fields by name, plus `customer`."""
+        try:
+            return bool(self.compiled(context)), None
+        except UndefinedError as exc:
+            # A rule over a field the customer lacks is false for that customer; the
+            # report counts how often, so a typo in a field name does not go unnoticed.
+            return False, _field_of(exc)
+        except SecurityError:
+            return False, "refused by the sandbox"
+        except (TypeError, ValueError, ArithmeticError) as exc:
+            return False, f"error: {exc}"
+
+
+def _field_of(exc: UndefinedError) -> str:
+    message = str(exc)
+    if "'" in message:
+        parts = message.split("'")
+        # "'x' is undefined" or "customer has no field 'x'" both quote the name
+        return parts[-2] if message.endswith("'") else parts[1]
+    return message
+
+
+def compile_segment(env: EditionEnvironment, name: str, expression: Any, file: str,
+                    line: int) -> Segment:
+    """Compile one rule; a syntax error or a sandbox escape names the campaign line."""
+    if not isinstance(expression, str | bool | int) or isinstance(expression, bool):
+        raise ContentError(f"segment {name!r}: the rule must be an expression string", file, line)
+    source = str(expression)
+    try:
+        tree = env.parse("{{ " + source + " }}")
+        compiled = env.compile_expression(source, undefined_to_none=False)
+    except TemplateSyntaxError as exc:
+        raise ContentError(f"segment {name!r}: bad rule {source!r}: {exc.message}",
+                           file, line) from None
+    refused = refused_attributes(tree)
+    if refused:
+        raise ContentError(
+            f"segment {name!r}: access to {refused[0][0]!r} is refused by the sandbox",
+            file, line)
+    return Segment(name, source, compiled)
+
+
+class Segmenter:
+    """Evaluates every segment of a campaign for one customer."""
+
+    def __init__(self, segments: list[Segment]):
+        self.segments = segments
+
+    def assign(self, fields: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The customer's segments (campaign order) and, per failed rule, the missing field."""
+        members: list[str] = []
+        missing: dict[str, str] = {}
+        context = dict(fields)
+        context["customer"] = CustomerView(fields)
+        for segment in self.segments:
+            member, problem = segment.evaluate(context)
+            if member:
+                members.append(segment.name)
+            elif problem:
+                missing[segment.name] = problem
+        return tuple(members), missing

@@ -1,0 +1,79 @@
+"""YAML that remembers where each key was written, so errors can name the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from edition.errors import ContentError
+
+
+class LineDict(dict):
+    """A mapping from YAML that knows the 1-based line of each key (`.lines`)."""
+
+    lines: dict[str, int]
+    start_line: int
+
+    def line_of(self, key: str) -> int:
+        return self.lines.get(key, self.start_line)
+
+
+class _LineLoader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
+    loader.flatten_mapping(node)
+    result = LineDict()
+    result.lines = {}
+    result.start_line = node.start_mark.line + 1
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        value = loader.construct_object(value_node, deep=True)
+        try:
+            hash(key)
+        except TypeError:
+            raise yaml.constructor.ConstructorError(
+                None, None, "found an unhashable key", key_node.start_mark
+            ) from None
+        if key in result:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark
+            )
+        result[key] = value
+        result.lines[str(key)] = key_node.start_mark.line + 1
+    return result
+
+
+_LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml(text: str, file: str | Path, first_line: int = 1) -> Any:
+    """Parse YAML; syntax errors become ContentError with the file and line.
+
+    `first_line` offsets line numbers when the YAML is embedded (front matter).
+    """
+    try:
+        data = yaml.load(text, Loader=_LineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + first_line if mark else first_line
+        raise ContentError(f"invalid YAML: {exc.problem or exc}", file, line) from None
+    except yaml.YAMLError as exc:
+        raise ContentError(f"invalid YAML: {exc}", file, first_line) from None
+    if first_line != 1:
+        _shift(data, first_line - 1)
+    return data
+
+
+def _shift(data: Any, offset: int) -> None:
+    if isinstance(data, LineDict):
+        data.start_line += offset
+        data.lines = {k: v + offset for k, v in data.lines.items()}
+        for value in data.values():
+            _shift(value, offset)
+    elif isinstance(data, list):
+        for value in data:
+            _shift(value, offset)

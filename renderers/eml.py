@@ -1,0 +1,136 @@
+"""RFC 5322 messages: multipart/alternative (text + HTML), built with the stdlib `email`.
+
+The stdlib writes every header (encoded words, address quoting, folding) and the MIME
+skeleton (boundaries, part headers). Its generator then copies bodies line by line,
+which costs 1.3-4.5 ms per 20 kB message here — longer than everything else an edition
+needs together. So the skeleton is generated once, and each customer's bodies are
+base64-encoded in C and dropped into it.
+
+Customer values reach headers only after every line break is folded into a space, and
+only through the email package's header objects: no value can add or split a header.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import re
+from email import policy
+from email.header import Header
+from email.message import Message
+from email.mime.multipart import MIMEMultipart
+from email.mime.nonmultipart import MIMENonMultipart
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
+from urllib.parse import quote
+
+_BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\u2028\u2029\x85]+")
+_POLICY = policy.compat32.clone(linesep="\r\n", max_line_length=78)
+_TEXT, _HTML = "@@EDITION-TEXT-BODY@@", "@@EDITION-HTML-BODY@@"
+
+
+def one_line(value: str) -> str:
+    """Header-safe text: every kind of line break becomes a single space."""
+    return _BREAKS.sub(" ", value).strip()
+
+
+def message_id(content_hash: str, campaign: str, domain: str) -> str:
+    """Stable per content: a rerun of the same edition gets the same Message-ID."""
+    return f"<{content_hash[:32]}.{campaign}@{domain}>"
+
+
+def unsubscribe_link(base: str, customer_id: str) -> str:
+    """The one-click unsubscribe URL for a customer (`?c=<id>` appended)."""
+    joiner = "&" if "?" in base else "?"
+    return f"{base}{joiner}c={quote(customer_id, safe='')}"
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line; the stdlib encodes and folds whatever is not short plain ASCII."""
+    text = one_line(value)
+    if text.isascii() and len(name) + len(text) < 76:
+        return f"{name}: {text}\r\n".encode("ascii")
+    headers = Message(policy=_POLICY)
+    headers[name] = text if text.isascii() else Header(text, "utf-8", header_name=name)
+    return headers.as_bytes(policy=_POLICY)[:-2]
+
+
+@lru_cache(maxsize=8)
+def _skeleton(with_html: bool) -> tuple[bytes, bytes, bytes]:
+    """MIME structure from the stdlib, split where the two bodies go."""
+    digest = hashlib.sha256(f"edition-{with_html}".encode()).hexdigest()[:24]
+    boundary = f"=_edition_{digest}"  # '_' never occurs in base64, so no body can hold it
+    text = MIMENonMultipart("text", "plain", charset="utf-8")
+    text["Content-Transfer-Encoding"] = "base64"
+    text.set_payload(_TEXT)
+    if not with_html:
+        del text["MIME-Version"]
+        flat = text.as_bytes(policy=_POLICY)
+        head, _, tail = flat.partition(_TEXT.encode())
+        return head, tail, b""
+    html = MIMENonMultipart("text", "html", charset="utf-8")
+    html["Content-Transfer-Encoding"] = "base64"
+    html.set_payload(_HTML)
+    for part in (text, html):
+        del part["MIME-Version"]
+    outer = MIMEMultipart("alternative", boundary=boundary, _subparts=[text, html])
+    del outer["MIME-Version"]
+    flat = outer.as_bytes(policy=_POLICY)
+    head, _, rest = flat.partition(_TEXT.encode())
+    middle, _, tail = rest.partition(_HTML.encode())
+    return head, middle, tail
+
+
+def _body(text: str) -> bytes:
+    encoded = base64.b64encode(text.encode("utf-8"))
+    # 76-character lines as RFC 2045 asks; slicing is 2.5x faster than base64.encodebytes
+    lines = [encoded[i:i + 76] for i in range(0, len(encoded), 76)]
+    lines.append(b"")
+    return b"\r\n".join(lines)
+
+
+class MessageWriter:
+    """Writes one run's messages: the headers shared by all are made once."""
+
+    def __init__(self, *, sender: str, date: dt.datetime, reply_to: str | None = None,
+                 one_click_unsubscribe: bool = True):
+        common = Message(policy=_POLICY)
+        common["From"] = sender
+        if reply_to:
+            common["Reply-To"] = reply_to
+        common["Date"] = format_datetime(date)
+        self.common = common.as_bytes(policy=_POLICY)[:-2]
+        self.one_click = one_click_unsubscribe
+
+    def build(self, *, subject: str, recipient: str, recipient_name: str | None, text: str,
+              html: str | None, msg_id: str, unsubscribe_url: str | None = None,
+              extra_headers: dict[str, str] | None = None) -> bytes:
+        """The complete message as bytes with CRLF line endings."""
+        # the address was validated when the row was read; only the name needs encoding
+        to = formataddr((one_line(recipient_name or ""), one_line(recipient)), charset="utf-8")
+        lines = [_header("Subject", subject), self.common, _header("To", to),
+                 _header("Message-ID", msg_id)]
+        if unsubscribe_url:
+            lines.append(_header("List-Unsubscribe", f"<{unsubscribe_url}>"))
+            if self.one_click:
+                lines.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+        for key, value in (extra_headers or {}).items():
+            lines.append(_header(key, value))
+        lines.append(b"MIME-Version: 1.0\r\n")
+        start, middle, end = _skeleton(html is not None)
+        lines += [start, _body(text), middle]
+        if html is not None:
+            lines += [_body(html), end]
+        return b"".join(lines)
+
+
+def build(*, subject: str, sender: str, recipient: str, recipient_name: str | None,
+          text: str, html: str | None, msg_id: str, date: dt.datetime,
+          unsubscribe_url: str | None = None, reply_to: str | None = None,
+          extra_headers: dict[str, str] | None = None) -> bytes:
+    """One message on its own (a run uses MessageWriter to share the common headers)."""
+    writer = MessageWriter(sender=sender, date=date, reply_to=reply_to)
+    return writer.build(subject=subject, recipient=recipient, recipient_name=recipient_name,
+                        text=text, html=html, msg_id=msg_id, unsubscribe_url=unsubscribe_url,
+                        extra_headers=extra_headers)
