@@ -58,18 +58,25 @@ def run(
         if not send:
             err.print(f"Dry run: nothing will be sent{f' to {to}' if to else ''} "
                       f"(add --send to deliver).", style="dim")
-        if via_prefect:
-            from flows.campaign import run_through_prefect
-
-            summary = run_through_prefect(options)
-        else:
-            summary = _run_locally(options, workers)
+        summary = _run_in_prefect(options) if via_prefect else _run_locally(options, workers)
         close_plans()
         counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
         console.print(f"[bold]{plan.campaign.name}[/]: {summary.customers:,} customers "
                       f"({counts}) in {summary.seconds:.1f} s, {summary.versions:,} versions")
         console.print(f"report:   {summary.out_dir}/report.md")
         console.print(f"manifest: {summary.out_dir}/manifest.jsonl")
+
+
+def _run_in_prefect(options: RunOptions) -> RunSummary:
+    from edition.errors import EditionError, RunError
+    from flows.campaign import run_through_prefect
+
+    try:
+        return run_through_prefect(options)
+    except EditionError:
+        raise
+    except Exception as exc:  # Prefect's own failures: a message, not a traceback
+        raise RunError(f"the Prefect run failed: {type(exc).__name__}: {exc}") from None
 
 
 def _run_locally(options: RunOptions, workers: int | None) -> RunSummary:
