@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.errors import ContentError
-from edition.markup import html_to_text, markdown_to_html
+from edition.markup import render_body
 from edition.templates import check_source
 from edition.templating import EditionEnvironment
 from edition.yamlfile import LineDict, load_yaml
@@ -117,7 +117,9 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
             errors.append(ContentError(
                 f"unknown front matter key {key!r} (known: {', '.join(sorted(KNOWN_KEYS))})",
                 rel, line(key)))
-    folder_kind = KINDS.get(file.parent.name)
+    # the kind folder is the top one (articles/travel/x.md is an article too)
+    folder_kind = KINDS.get(Path(rel).parts[0] if Path(rel).parts else "",
+                            KINDS.get(file.parent.name))
     kind = meta.get("kind", folder_kind)
     if kind not in KINDS.values():
         errors.append(ContentError(
@@ -152,7 +154,7 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
             errors.append(problem)
     if errors:
         return None, errors
-    html = markdown_to_html(body)
+    html, text = render_body(body)
     module = Module(
         id=module_id,
         kind=kind,
@@ -165,7 +167,7 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         valid_until=values["valid_until"],
         campaigns=values["campaigns"] or None,
         html=html,
-        text=html_to_text(html),
+        text=text,
         meta=_plain(meta),
         source=str(rel),
         line=line("id"),
