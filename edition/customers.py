@@ -236,12 +236,13 @@ def read_customers(path: str | Path, *, need_email: bool,
         shown_id = str(raw_id).strip() if raw_id not in (None, "") else None
         try:
             fields = type_row(raw, schema, need_email=need_email)
-        except RowError:
+        except RowError as problem_in_row:
+            reason = str(problem_in_row)
             if shown_id is not None and shown_id in seen:
-                exc = RowError(f"repeated id (first on line {seen[shown_id]})")
+                reason = f"repeated id (first on line {seen[shown_id]})"
             elif shown_id is not None:
                 seen.setdefault(shown_id, line)
-            yield Row(index, line, shown_id, reason=str(exc))
+            yield Row(index, line, shown_id, reason=reason)
             continue
         if fields["id"] in seen:
             yield Row(index, line, fields["id"],

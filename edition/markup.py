@@ -53,13 +53,22 @@ def restore(text: str, saved: list[str]) -> str:
     return _TOKEN_RE.sub(lambda m: saved[int(m.group(1))], text)
 
 
-def markdown_to_html(body: str) -> str:
-    """Markdown to sanitized HTML; Jinja expressions in the body survive untouched."""
+def render_body(body: str) -> tuple[str, str]:
+    """Markdown to (sanitized HTML, plain text); Jinja expressions survive untouched.
+
+    The text is wrapped while the expressions are still short tokens, so wrapping never
+    splits an expression across lines.
+    """
     protected, saved = protect(body)
     html = markdown.markdown(protected, extensions=["extra", "sane_lists"], output_format="html")
     clean = nh3.clean(html, tags=ALLOWED_TAGS, attributes=ALLOWED_ATTRIBUTES,
                       url_schemes={"http", "https", "mailto", "tel"})
-    return restore(clean, saved)
+    return restore(clean, saved), restore(html_to_text(clean), saved)
+
+
+def markdown_to_html(body: str) -> str:
+    """Markdown to sanitized HTML; Jinja expressions in the body survive untouched."""
+    return render_body(body)[0]
 
 
 def html_to_text(html: str, width: int = 72) -> str:
