@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import re
 from email import policy
+from email.charset import BASE64, Charset
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
@@ -27,6 +28,10 @@ from urllib.parse import quote
 
 _BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\u2028\u2029\x85]+")
 _POLICY = policy.compat32.clone(linesep="\r\n", max_line_length=78)
+# Encoded words in base64: the stdlib's default for utf-8 ("shortest") measures the
+# quoted-printable length character by character, 10x slower than just using base64.
+_UTF8_B = Charset("utf-8")
+_UTF8_B.header_encoding = BASE64
 _TEXT, _HTML = "@@EDITION-TEXT-BODY@@", "@@EDITION-HTML-BODY@@"
 
 
@@ -51,9 +56,9 @@ def _header(name: str, value: str) -> bytes:
     text = one_line(value)
     if text.isascii() and len(name) + len(text) < 76:
         return f"{name}: {text}\r\n".encode("ascii")
-    headers = Message(policy=_POLICY)
-    headers[name] = text if text.isascii() else Header(text, "utf-8", header_name=name)
-    return headers.as_bytes(policy=_POLICY)[:-2]
+    charset = "us-ascii" if text.isascii() else _UTF8_B
+    encoded = Header(text, charset, maxlinelen=78, header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
 
 
 @lru_cache(maxsize=8)
