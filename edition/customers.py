@@ -12,6 +12,7 @@ import csv
 import datetime as dt
 import itertools
 import json
+import mmap
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -258,17 +259,74 @@ def find_customer(path: str | Path, customer_id: str, *, need_email: bool,
     path = Path(path)
     if not path.is_file():
         raise RunError(f"customer file not found: {path}", path)
-    stream = raw_rows(path)
-    head = list(itertools.islice(stream, SAMPLE_ROWS))
+    head = list(itertools.islice(raw_rows(path), SAMPLE_ROWS))
     schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {})
-    for index, (line, raw, _) in enumerate(itertools.chain(head, stream)):
-        if raw is not None and str(raw.get("id", "")).strip() == customer_id:
+    found = _scan_csv(path, customer_id) if path.suffix.lower() == ".csv" else None
+    candidates = [found] if found is not None else (
+        ((line, raw) for line, raw, _ in raw_rows(path) if raw is not None)
+        if path.suffix.lower() != ".csv" else [])
+    for line, raw in candidates:
+        if str(raw.get("id", "")).strip() == customer_id:
             try:
-                return Row(index, line, customer_id,
+                return Row(line - 2, line, customer_id,
                            fields=type_row(raw, schema, need_email=need_email))
             except RowError as exc:
-                return Row(index, line, customer_id, reason=str(exc))
+                return Row(line - 2, line, customer_id, reason=str(exc))
     return None
+
+
+def _scan_csv(path: Path, customer_id: str) -> tuple[int, dict[Any, Any]] | None:
+    """Find a row by id with a byte search, so a preview answers fast on a large file.
+
+    Only lines holding the id's bytes are parsed. When a candidate line could be part
+    of a multi-line quoted record the answer would be uncertain, so the whole file is
+    scanned instead (a plain csv.reader pass).
+    """
+    needle = customer_id.encode("utf-8")
+    if not needle or b"\n" in needle:
+        return None
+    with path.open("rb") as handle:
+        header_line = handle.readline().decode("utf-8-sig")
+        header = next(csv.reader([header_line]), None)
+        if not header or "id" not in header:
+            return None
+        column = header.index("id")
+        try:
+            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            return None
+    with data:
+        at = data.find(needle, len(header_line.encode("utf-8")))
+        while at != -1:
+            start = data.rfind(b"\n", 0, at) + 1
+            end = data.find(b"\n", at)
+            end = len(data) if end == -1 else end
+            text = data[start:end].decode("utf-8", "replace")
+            if data[:start].count(b'"') % 2 or text.count('"') % 2:
+                return _scan_csv_slowly(path, customer_id, header, column)
+            row = next(csv.reader([text]), [])
+            if len(row) > column and row[column].strip() == customer_id:
+                return data[:start].count(b"\n") + 1, _as_raw(header, row)
+            at = data.find(needle, end)
+    return None
+
+
+def _scan_csv_slowly(path: Path, customer_id: str, header: list[str],
+                     column: int) -> tuple[int, dict[Any, Any]] | None:
+    with path.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader, None)
+        for row in reader:
+            if len(row) > column and row[column].strip() == customer_id:
+                return reader.line_num, _as_raw(header, row)
+    return None
+
+
+def _as_raw(header: list[str], row: list[str]) -> dict[Any, Any]:
+    raw: dict[Any, Any] = dict(zip(header, row, strict=False))
+    if len(row) > len(header):  # as csv.DictReader does, so type_row rejects it
+        raw[None] = row[len(header):]
+    return raw
 
 
 def count_rows(path: str | Path) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -38,21 +39,35 @@ class Module:
     valid_from: dt.date | None = None
     valid_until: dt.date | None = None
     campaigns: frozenset[str] | None = None
-    html: str = ""             # sanitized HTML; may hold Jinja for the personal layer
-    text: str = ""             # plain text twin
+    body: str = ""             # the Markdown source; may hold Jinja for the personal layer
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
     source: str = ""
     line: int = 1
 
+    @functools.cached_property
+    def rendered(self) -> tuple[str, str]:
+        # Markdown is rendered on first use: a preview needs a handful of modules, not all
+        return render_body(self.body)
+
+    @property
+    def html(self) -> str:
+        """Sanitized HTML of the body (Jinja expressions kept for the personal layer)."""
+        return self.rendered[0]
+
+    @property
+    def text(self) -> str:
+        """The plain-text twin of the body."""
+        return self.rendered[1]
+
     @property
     def personal(self) -> bool:
         """True when the body reads per-customer data and is rendered per customer."""
-        return "{{" in self.html or "{%" in self.html
+        return "{{" in self.body or "{%" in self.body
 
-    @property
+    @functools.cached_property
     def digest(self) -> str:
         """Content hash: any edit to the module changes the versions that use it."""
-        payload = "\x00".join([self.id, self.kind, self.title, self.html, self.text])
+        payload = "\x00".join([self.id, self.kind, self.title, self.body])
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
@@ -154,7 +169,6 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
             errors.append(problem)
     if errors:
         return None, errors
-    html, text = render_body(body)
     module = Module(
         id=module_id,
         kind=kind,
@@ -166,8 +180,7 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         valid_from=values["valid_from"],
         valid_until=values["valid_until"],
         campaigns=values["campaigns"] or None,
-        html=html,
-        text=text,
+        body=body,
         meta=_plain(meta),
         source=str(rel),
         line=line("id"),

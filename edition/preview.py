@@ -60,7 +60,8 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
     from edition.editions import RenderFailure
 
     try:
-        rendered = plan.renderer.render(version, fields)
+        # one customer: the whole render is the reference and cheaper than sharing
+        rendered = plan.renderer.whole(version, fields)
         if fmt == "pdf":
             result.document = plan._pdf_bytes(version, fields, rendered)
         elif fmt == "eml":
