@@ -1,0 +1,135 @@
+"""Deliver files to S3: `s3://bucket/prefix` → `<prefix>/<format>/<safe-id>.<ext>`.
+
+Uploads are idempotent (the same key gets the same bytes), so botocore's own retries
+on throttling and 5xx are safe here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from publishers._aws import TARGET_ERRORS, error_parts, make_client
+from publishers.base import (
+    BasePublisher,
+    Delivery,
+    Outcome,
+    as_str,
+    extension,
+    redact,
+    refuse_secrets,
+    safe_name,
+    take_options,
+)
+from publishers.errors import DeliveryError
+
+ENDPOINT_ENV = "EDITION_S3_ENDPOINT_URL"
+
+OPTIONS = {
+    "region": (as_str, None),
+    "endpoint_url": (as_str, None),
+    "profile": (as_str, None),
+    "sse": (as_str, None),  # AES256 or aws:kms
+    "kms_key_id": (as_str, None),
+    "max_attempts": (int, 5),
+    "connections": (int, 10),  # HTTP connection pool size, for threaded callers
+    "timeout": (float, 60.0),
+}
+
+_INLINE = {"html", "text", "txt"}
+
+
+class S3Publisher(BasePublisher):
+    """Uploads every file of a delivery (and its message) with one shared client."""
+
+    def __init__(self, target: str, *, out_dir: Path | None = None,
+                 options: Mapping[str, Any] | None = None):
+        url = urlsplit(target)
+        refuse_secrets(url, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
+        if url.scheme != "s3" or not url.netloc or url.query or url.fragment:
+            raise DeliveryError("expected s3://bucket/prefix", target)
+        self.bucket = url.netloc
+        self.prefix = url.path.strip("/")
+        self.target = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+        opts = take_options(self.target, options, OPTIONS)
+        self.options = opts
+        self.endpoint_url: str | None = opts["endpoint_url"] or os.environ.get(ENDPOINT_ENV)
+        self.extra: dict[str, str] = {}
+        sse, kms = opts["sse"], opts["kms_key_id"]
+        if sse not in (None, "AES256", "aws:kms"):
+            raise DeliveryError("option sse must be AES256 or aws:kms", self.target)
+        if kms and sse != "aws:kms":
+            raise DeliveryError("option kms_key_id needs sse: aws:kms", self.target)
+        if sse:
+            self.extra["ServerSideEncryption"] = sse
+        if kms:
+            self.extra["SSEKMSKeyId"] = kms
+        self.client: Any = None
+
+    def open(self) -> None:
+        if self.client is None:
+            self.client = make_client(
+                "s3", target=self.target, region=self.options["region"],
+                endpoint_url=self.endpoint_url, profile=self.options["profile"],
+                config={
+                    "retries": {"mode": "standard", "max_attempts": self.options["max_attempts"]},
+                    "max_pool_connections": max(1, self.options["connections"]),
+                    "connect_timeout": self.options["timeout"],
+                    "read_timeout": self.options["timeout"],
+                },
+            )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
+
+    def key(self, fmt: str, customer_id: str, engine_key: str = "") -> str:
+        """The object key for one file of one customer."""
+        name = f"{safe_name(customer_id)}{extension(fmt, engine_key)}"
+        parts = [self.prefix, safe_name(fmt), name] if self.prefix else [safe_name(fmt), name]
+        return "/".join(parts)
+
+    def publish(self, delivery: Delivery) -> Outcome:
+        """Upload the delivery's files; `sent` only when every one of them is stored."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        if self.client is None:
+            self.open()
+        files = dict(delivery.files)
+        if delivery.eml is not None and "eml" not in files:
+            files["eml"] = ("", delivery.eml, "message/rfc822")
+        if not files:
+            return Outcome("failed", reason="nothing to deliver: no message and no files")
+        ids = []
+        for fmt, (engine_key, data, ctype) in sorted(files.items()):
+            key = self.key(fmt, delivery.customer_id, engine_key)
+            filename = key.rsplit("/", 1)[-1]
+            disposition = "inline" if fmt in _INLINE else f'attachment; filename="{filename}"'
+            try:
+                reply = self.client.put_object(
+                    Bucket=self.bucket, Key=key, Body=data, ContentType=ctype,
+                    ContentDisposition=disposition,
+                    Metadata={"campaign": safe_name(delivery.campaign),
+                              "content-hash": delivery.content_hash[:128]},
+                    **self.extra,
+                )
+            except ClientError as exc:
+                code, message, _status = error_parts(exc)
+                if code in TARGET_ERRORS or code.startswith("KMS."):
+                    raise DeliveryError(f"{code}: {message}", self.target) from None
+                return Outcome("failed", reason=f"{key}: {code}: {message}")
+            except NoCredentialsError:
+                raise DeliveryError("no AWS credentials (set AWS_* variables or a profile)",
+                                    self.target) from None
+            except BotoCoreError as exc:  # unreachable endpoint, timeouts after retries
+                raise DeliveryError(redact(str(exc)) or type(exc).__name__, self.target) from None
+            etag = str(reply.get("ETag", "")).strip('"')
+            version = reply.get("VersionId")
+            ids.append((fmt, f"{etag}/{version}" if version else etag))
+        if len(ids) == 1:
+            return Outcome("sent", provider_id=ids[0][1])
+        return Outcome("sent", provider_id=" ".join(f"{fmt}:{pid}" for fmt, pid in ids))

@@ -1,0 +1,415 @@
+"""Deliver by SMTP: `smtp://host:port` (`?starttls=1` or option `starttls`) and `smtps://`.
+
+Connections are opened once and reused for many messages; `connections=N` lets N
+threads send at once, each on its own connection. Login comes from the environment
+(`EDITION_SMTP_USERNAME`, `EDITION_SMTP_PASSWORD`), never from the target string.
+
+Exactly-once: a message is retried only when the server cannot have accepted it (a
+4xx reply, or a connection that broke before the end-of-data marker was handed to the
+socket). If the connection breaks after that and before the final reply, the outcome
+is `unknown` and the message is not retried.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import re
+import smtplib
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from publishers.base import (
+    BasePublisher,
+    Delivery,
+    Outcome,
+    RateLimiter,
+    as_bool,
+    as_delays,
+    as_str,
+    backoff_delay,
+    clean_address,
+    redact,
+    refuse_secrets,
+    sender_address,
+    take_options,
+)
+from publishers.errors import DeliveryError
+
+log = logging.getLogger("edition.publish.smtp")
+
+USERNAME_ENV = "EDITION_SMTP_USERNAME"
+PASSWORD_ENV = "EDITION_SMTP_PASSWORD"
+
+OPTIONS = {
+    "starttls": (as_bool, False),
+    "rate": (float, 0.0),  # messages per second over all connections; 0 = unlimited
+    "burst": (int, 1),
+    "connections": (int, 1),
+    "timeout": (float, 30.0),  # seconds, per socket operation
+    "attempts": (int, 3),  # tries per message, the first included
+    "backoff": (as_delays, (0.2, 0.5, 1.0)),
+    "max_per_connection": (int, 0),  # reconnect after this many messages; 0 = never
+    "mail_from": (as_str, None),  # envelope sender (bounce address); default: From
+    "local_hostname": (as_str, None),
+    "cafile": (as_str, None),  # CA bundle to verify the server's certificate
+    "plaintext_auth": (as_bool, False),  # allow login without TLS to a non-loopback host
+}
+
+_PERIOD_AT_LINE_START = re.compile(rb"(?m)^\.")
+_LINE_ENDS = re.compile(rb"\r\n|\r|\n")
+
+
+class _TrackingMixin:
+    """Records whether the whole message, end marker included, reached the socket."""
+
+    body_sent = False
+    final_reply: tuple[int, bytes] = (0, b"")
+    messages = 0
+
+    def data(self, msg: bytes) -> tuple[int, bytes]:  # same steps as smtplib.SMTP.data
+        self.putcmd("data")  # type: ignore[attr-defined]
+        code, repl = self.getreply()  # type: ignore[attr-defined]
+        if code != 354:
+            raise smtplib.SMTPDataError(code, repl)
+        payload = _PERIOD_AT_LINE_START.sub(b"..", msg)
+        if not payload.endswith(b"\r\n"):
+            payload += b"\r\n"
+        # send() raises before returning if any byte stayed unsent, and the end marker
+        # is the last thing sent: until it returns the server cannot have accepted.
+        self.send(payload + b".\r\n")  # type: ignore[attr-defined]
+        self.body_sent = True
+        self.final_reply = self.getreply()  # type: ignore[attr-defined]
+        return self.final_reply
+
+
+class _SMTP(_TrackingMixin, smtplib.SMTP):
+    pass
+
+
+class _SMTPS(_TrackingMixin, smtplib.SMTP_SSL):
+    pass
+
+
+_Conn = _SMTP | _SMTPS
+
+
+class _Retry(Exception):
+    """Internal: this attempt failed in a way that is safe to retry."""
+
+    def __init__(self, reason: str, reply: bool):
+        super().__init__(reason)
+        self.reason = reason
+        # A server reply (4xx) exhausting the attempts fails the delivery; a connection
+        # that keeps breaking makes the target unusable (DeliveryError).
+        self.reply = reply
+
+
+class SmtpPublisher(BasePublisher):
+    """SMTP/SMTPS delivery over a small pool of reused connections; thread-safe."""
+
+    def __init__(self, target: str, *, out_dir: Path | None = None,
+                 options: Mapping[str, Any] | None = None):
+        url = urlsplit(target)
+        refuse_secrets(url, f"{USERNAME_ENV} and {PASSWORD_ENV}")
+        if url.scheme not in {"smtp", "smtps"} or not url.hostname:
+            raise DeliveryError("expected smtp://host:port or smtps://host:port", target)
+        try:
+            port = url.port
+        except ValueError:
+            raise DeliveryError("bad port", target) from None
+        self.implicit_tls = url.scheme == "smtps"
+        self.host = url.hostname
+        self.port = port or (465 if self.implicit_tls else 25)
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        self.target = f"{url.scheme}://{host}:{self.port}" + (f"?{url.query}" if url.query else "")
+        merged = dict(parse_qsl(url.query))
+        merged.update(options or {})
+        opts = take_options(self.target, merged, OPTIONS)
+        self.starttls: bool = opts["starttls"] and not self.implicit_tls
+        self.timeout: float = opts["timeout"]
+        self.attempts: int = max(1, opts["attempts"])
+        self.backoff: tuple[float, ...] = opts["backoff"]
+        self.max_per_connection: int = opts["max_per_connection"]
+        self.mail_from: str | None = opts["mail_from"]
+        self.local_hostname: str | None = opts["local_hostname"]
+        self.cafile: str | None = opts["cafile"]
+        self.connections: int = max(1, opts["connections"])
+        self.limiter = RateLimiter(opts["rate"], opts["burst"])
+        self._plaintext_auth: bool = opts["plaintext_auth"]
+        if self.mail_from is not None and clean_address(self.mail_from) is None:
+            raise DeliveryError("option mail_from is not a valid address", self.target)
+        self._slots = threading.BoundedSemaphore(self.connections)
+        self._idle: list[_Conn] = []
+        self._lock = threading.Lock()
+        self.connects = 0  # connections opened so far (for reports and tests)
+
+    # --- connections ---------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Open the first connection now, so a wrong host or login fails before any send."""
+        conn = self._connect_with_retries()
+        with self._lock:
+            self._idle.append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            _quit(conn)
+
+    def _credentials(self) -> tuple[str, str] | None:
+        user = os.environ.get(USERNAME_ENV)
+        if not user:
+            return None
+        password = os.environ.get(PASSWORD_ENV)
+        if password is None:
+            raise DeliveryError(f"{USERNAME_ENV} is set but {PASSWORD_ENV} is not", self.target)
+        encrypted = self.implicit_tls or self.starttls
+        if not encrypted and not self._plaintext_auth and not _is_loopback(self.host):
+            raise DeliveryError(
+                "refusing to send the SMTP password unencrypted; use smtps:// or "
+                "?starttls=1 (or option plaintext_auth: true)",
+                self.target,
+            )
+        return user, password
+
+    def _tls_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.cafile)
+
+    def _connect(self) -> _Conn:
+        """One new, greeted, authenticated connection. Raises _Retry or DeliveryError."""
+        credentials = self._credentials()
+        conn: _Conn | None = None
+        try:
+            if self.implicit_tls:
+                conn = _SMTPS(self.host, self.port, self.local_hostname, timeout=self.timeout,
+                              context=self._tls_context())
+            else:
+                conn = _SMTP(self.host, self.port, self.local_hostname, timeout=self.timeout)
+            with self._lock:
+                self.connects += 1
+            conn.ehlo()
+            if self.starttls:
+                conn.starttls(context=self._tls_context())
+                conn.ehlo()
+            if credentials:
+                conn.login(*credentials)
+            return conn
+        except smtplib.SMTPAuthenticationError as exc:
+            _drop(conn)
+            reason = f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+            if 400 <= exc.smtp_code < 500:
+                raise _Retry(reason, reply=False) from None
+            raise DeliveryError(reason, self.target) from None
+        except smtplib.SMTPNotSupportedError as exc:
+            _drop(conn)
+            raise DeliveryError(f"server does not support it: {exc}", self.target) from None
+        except ssl.SSLCertVerificationError as exc:
+            _drop(conn)
+            raise DeliveryError(f"TLS certificate rejected: {exc.verify_message}",
+                                self.target) from None
+        except smtplib.SMTPResponseException as exc:
+            _drop(conn)
+            reason = f"connection refused by server: {_reply(exc.smtp_code, exc.smtp_error)}"
+            if 400 <= exc.smtp_code < 500 or exc.smtp_code == -1:
+                raise _Retry(reason, reply=False) from None
+            raise DeliveryError(reason, self.target) from None
+        except (OSError, smtplib.SMTPException) as exc:
+            _drop(conn)
+            raise _Retry(f"cannot connect: {_describe(exc)}", reply=False) from None
+
+    def _connect_with_retries(self) -> _Conn:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._connect()
+            except _Retry as exc:
+                if attempt == self.attempts:
+                    raise DeliveryError(redact(exc.reason) or "", self.target) from None
+                log.warning("%s: %s; retrying", self.target, redact(exc.reason))
+                time.sleep(backoff_delay(self.backoff, attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # --- sending -------------------------------------------------------------------------
+
+    def publish(self, delivery: Delivery) -> Outcome:
+        """Send the delivery's message to its recipient; never raises for one bad message."""
+        if delivery.eml is None:
+            return Outcome("failed", reason="no email message for this customer")
+        to = clean_address(delivery.recipient)
+        if to is None:
+            return Outcome("failed", reason="missing or invalid recipient address")
+        sender = self.mail_from or sender_address(delivery.eml)
+        if sender is None:
+            return Outcome("failed", reason="the message has no valid From address")
+        body = _LINE_ENDS.sub(b"\r\n", delivery.eml)
+        self.limiter.acquire()
+        self._slots.acquire()
+        keep: _Conn | None = None
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        try:
+            outcome, keep = self._send(conn, sender, to, body, delivery)
+            return outcome
+        except BaseException:
+            _drop(conn)  # it may be mid-transaction: never hand it to the next message
+            raise
+        finally:
+            if keep is not None:
+                with self._lock:
+                    self._idle.append(keep)
+            self._slots.release()
+
+    def _send(self, conn: _Conn | None, sender: str, to: str, body: bytes,
+              delivery: Delivery) -> tuple[Outcome, _Conn | None]:
+        """Attempt loop for one message; returns the outcome and the connection to keep."""
+        attempt = 0
+        stale_retry = False
+        while True:
+            attempt += 1
+            reused = conn is not None and conn.messages > 0
+            try:
+                if conn is None:
+                    conn = self._connect()
+                outcome = self._transaction(conn, sender, to, body, delivery)
+            except _Retry as exc:
+                reason = redact(exc.reason) or ""
+                conn = _keep_if_clean(conn)
+                # A pooled connection the server closed while idle is normal: reconnect
+                # at once, without spending an attempt (once per message).
+                if exc.reply is False and conn is None and reused and not stale_retry:
+                    stale_retry, attempt = True, attempt - 1
+                    continue
+                if attempt >= self.attempts:
+                    reason = f"{reason} (after {attempt} attempts)"
+                    if exc.reply:
+                        return Outcome("failed", reason=reason), conn
+                    raise DeliveryError(reason, self.target) from None
+                log.warning("%s: customer %r: %s; retrying", self.target,
+                            delivery.customer_id, reason)
+                time.sleep(backoff_delay(self.backoff, attempt))
+                continue
+            if outcome.status == "unknown" or conn.sock is None:
+                return outcome, None
+            if self.max_per_connection and conn.messages >= self.max_per_connection:
+                _quit(conn)
+                return outcome, None
+            return outcome, conn
+
+    def _transaction(self, conn: _Conn, sender: str, to: str, body: bytes,
+                     delivery: Delivery) -> Outcome:
+        """One MAIL/RCPT/DATA exchange; raises _Retry when it is safe to try again."""
+        conn.body_sent, conn.final_reply = False, (0, b"")
+        options = []
+        if not body.isascii() and conn.has_extn("8bitmime"):
+            options.append("BODY=8BITMIME")
+        if not (sender.isascii() and to.isascii()):
+            if not conn.has_extn("smtputf8"):
+                return Outcome("failed", reason="the server does not accept non-ASCII addresses "
+                               "(no SMTPUTF8)")
+            options.append("SMTPUTF8")
+        try:
+            conn.sendmail(sender, [to], body, mail_options=options)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, text = exc.recipients.get(to, (-1, b"recipient refused"))
+            return _by_code(conn, code, text)
+        except smtplib.SMTPResponseException as exc:  # sender refused, data refused, 421...
+            if conn.body_sent and 200 <= exc.smtp_code < 300:
+                conn.messages += 1  # accepted with an unusual 2xx (smtplib wants 250)
+                return Outcome("sent", provider_id=_reply(exc.smtp_code, exc.smtp_error))
+            if conn.body_sent and not 400 <= exc.smtp_code < 600:
+                return _unknown(conn, f"unexpected final reply {exc.smtp_code}")
+            return _by_code(conn, exc.smtp_code, exc.smtp_error)
+        except (OSError, smtplib.SMTPException) as exc:  # dropped, reset, timed out
+            if conn.body_sent:
+                return _unknown(conn, _describe(exc))
+            _drop(conn)
+            raise _Retry(f"connection lost: {_describe(exc)}", reply=False) from None
+        except Exception as exc:  # a bug or an odd message must not stop the whole run
+            log.error("%s: customer %r: unexpected error", self.target, delivery.customer_id,
+                      exc_info=True)
+            if conn.body_sent:
+                return _unknown(conn, _describe(exc))
+            _drop(conn)
+            return Outcome("failed", reason=redact(f"unexpected error: {_describe(exc)}"))
+        conn.messages += 1
+        code, text = conn.final_reply
+        reply = _reply(code, text) if text else ""
+        return Outcome("sent", provider_id=reply or delivery.message_id)
+
+
+def _by_code(conn: _Conn, code: int, text: bytes | str) -> Outcome:
+    """Turn an SMTP error reply into `failed` (5xx) or a retry (4xx and anything else)."""
+    reason = _reply(code, text)
+    if 500 <= code < 600:
+        _rset(conn)
+        return Outcome("failed", reason=redact(reason))
+    _rset(conn)
+    raise _Retry(reason, reply=True)
+
+
+def _unknown(conn: _Conn, why: str) -> Outcome:
+    _drop(conn)
+    return Outcome(
+        "unknown",
+        reason=redact(f"connection lost after the message was sent, before the server "
+                      f"confirmed it ({why}); not retried, it may have been delivered"),
+    )
+
+
+def _reply(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if type(exc).__name__ in text else f"{type(exc).__name__}: {text}"
+
+
+def _rset(conn: _Conn) -> None:
+    """Leave the connection ready for the next MAIL, or close it if it is not."""
+    if conn.sock is None:
+        return
+    try:
+        conn.rset()
+    except (OSError, smtplib.SMTPException):
+        _drop(conn)
+
+
+def _keep_if_clean(conn: _Conn | None) -> _Conn | None:
+    return conn if conn is not None and conn.sock is not None else None
+
+
+def _drop(conn: _Conn | None) -> None:
+    if conn is not None:
+        with contextlib.suppress(OSError):
+            conn.close()
+
+
+def _quit(conn: _Conn) -> None:
+    try:
+        if conn.sock is not None:
+            conn.sock.settimeout(min(conn.timeout, 5.0))  # type: ignore[arg-type]
+            conn.quit()
+    except (OSError, smtplib.SMTPException):
+        pass
+    finally:
+        _drop(conn)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
