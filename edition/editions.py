@@ -248,6 +248,9 @@ class EditionRenderer:
     def _inlined(self, page: str, holes: list) -> SharedDocument | str:
         if html_renderer.css_is_value_sensitive(page):
             return "the CSS selects on attribute values or :empty"
+        placement = html_renderer.placement_problem(page)
+        if placement:
+            return placement
         inlined = html_renderer.inline(page)
         if sorted(MARKER.findall(inlined)) != sorted(MARKER.findall(page)):
             return "a customer value sits where CSS inlining drops it"

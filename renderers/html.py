@@ -28,6 +28,21 @@ _TOKEN = re.compile(
 )
 _ATTR_VALUE = re.compile(r"=\"[^\"]*\"")
 _UNSAFE_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# what markupsafe.escape never leaves in its output
+_NOT_ESCAPED = re.compile(r"[\"']|&(?!(?:amp|lt|gt|#34|#39);)")
+_PAGE_TOKEN = re.compile(
+    r"<!--.*?(?:-->|$)|<[!?][^>]*>?|</([A-Za-z][^\s/>]*)[^>]*>"
+    r"|<([A-Za-z][^\s/>]*)((?:[^>\"']|\"[^\"]*\"|'[^']*')*)>",
+    re.S,
+)
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
+_VOID = {"area", "base", "basefont", "bgsound", "br", "col", "embed", "frame", "hr", "img",
+         "input", "keygen", "link", "meta", "param", "source", "track", "wbr"}
+# Where a parser keeps whitespace apart from other text, or moves text elsewhere (into
+# the body, before the table): there the value decides where it ends up.
+_MOVES_TEXT = {"html", "head", "table", "thead", "tbody", "tfoot", "tr", "colgroup",
+               "select", "frameset", "template"}
+_DROPS_FIRST_NEWLINE = {"pre", "textarea", "listing"}
 
 
 def inline(html: str) -> str:
@@ -50,6 +65,8 @@ def _parsed(jinja_output: str) -> str | None:
     """The text an HTML parser would read from escaped Jinja output (None: can't say)."""
     if "<" in jinja_output or ">" in jinja_output:
         return None
+    if _NOT_ESCAPED.search(jinja_output):
+        return None  # unescaped output (`| safe`): a parser decodes `&copy;`, quotes end values
     value = _unescape(jinja_output)
     if _UNSAFE_CONTROL.search(value):
         return None
@@ -69,6 +86,45 @@ def _as_attribute(jinja_output: str) -> str | None:
     if value is None:
         return None
     return value.replace("&", "&amp;").replace("\u00a0", "&nbsp;").replace('"', "&quot;")
+
+
+def placement_problem(page: str) -> str | None:
+    """Why some hole's place in the parsed page depends on its value, or None.
+
+    Checked on the template's output before inlining. A value must sit in a quoted
+    attribute or in text inside an element that keeps text where it is: not at the top
+    level, in <head> or directly in a <table> (whitespace stays, other text moves), not
+    in an unquoted attribute (a space ends it), not first in <pre>/<textarea> (a leading
+    newline is dropped).
+    """
+    stack: list[str] = []
+    raw_until: str | None = None
+    after: str | None = None
+    pos = 0
+    for match in (*_PAGE_TOKEN.finditer(page), None):
+        text = page[pos:match.start() if match else len(page)]
+        if not raw_until and MARKER.search(text):
+            if not stack or stack[-1] in _MOVES_TEXT:
+                return "a customer value sits where the HTML parser moves text"
+            if after in _DROPS_FIRST_NEWLINE and MARKER.match(text):
+                return "a customer value starts a <pre> or <textarea>"
+        if match is None:
+            break
+        pos, after = match.end(), None
+        end, start = (match.group(1) or "").lower(), (match.group(2) or "").lower()
+        if raw_until:
+            raw_until = None if end == raw_until else raw_until
+        elif start:
+            if MARKER.search(start) or MARKER.search(_QUOTED.sub("", match.group(3))):
+                return "a customer value sits in a tag name or an unquoted attribute"
+            if start in _RAW_TEXT:
+                raw_until = None if match.group(0).endswith("/>") else start
+            elif start not in _VOID and not match.group(0).endswith("/>"):
+                stack.append(start)
+                after = start
+        elif end in stack:
+            del stack[len(stack) - 1 - stack[::-1].index(end):]
+    return None
 
 
 def finishers(inlined: str) -> list[Callable[[str], str | None]] | None:
