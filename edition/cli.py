@@ -43,6 +43,17 @@ def user_errors() -> Iterator[None]:
         if exc.exit_code == 2:
             err.print("Nothing was rendered.", style="dim")
         raise typer.Exit(exc.exit_code) from None
+    except Exception as exc:
+        # delivery targets and the send ledger raise their own errors (kept free of
+        # credentials); the run failed, but the user gets a sentence, not a traceback
+        from edition.ledger import LedgerError
+        from publishers.errors import DeliveryError
+
+        if not isinstance(exc, DeliveryError | LedgerError):
+            raise
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(str(exc), markup=False)
+        raise typer.Exit(1) from None
     except KeyboardInterrupt:
         err.print("interrupted", style="red")
         raise typer.Exit(130) from None

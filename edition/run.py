@@ -8,10 +8,13 @@ and the Prefect flow both drive these same two calls; `execute` is the CLI's loo
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import os
+import re
 import secrets
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
@@ -120,6 +123,9 @@ class Plan:
             collect(errors)
             raise
         collect(errors)
+        if options.to and re.match(r"^\w+://[^/]*@", options.to):
+            raise UsageError("--to must not hold credentials; set them in the environment "
+                             "(EDITION_SMTP_USERNAME/PASSWORD, AWS profiles)")
         formats = options.formats or campaign.formats
         unknown = [f for f in formats if f not in ("html", "text", "eml", "pdf")]
         if unknown:
@@ -307,6 +313,21 @@ def process_batch(options: RunOptions, batch: list[Row]) -> BatchResult:
     return plan_for(options).process(batch)
 
 
+def worker_init() -> None:
+    """Pool worker set-up: die with the parent.
+
+    A killed run must not leave orphan workers still sending while a rerun starts; on
+    Linux the kernel kills the worker when its parent dies.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
 def close_plans() -> None:
     for plan in _PLANS.values():
         plan.close()
@@ -360,6 +381,11 @@ class Run:
         self.tally = Tally(self.plan)
         self.out_dir = self.plan.out_dir
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.lock = None
+        if self.options.send:
+            from edition.delivery import run_lock
+
+            self.lock = run_lock(self.plan)
         self.manifest = Manifest(self.out_dir / "manifest.jsonl")
         self.started = dt.datetime.now(dt.UTC)
 
@@ -375,6 +401,8 @@ class Run:
 
     def finish(self) -> RunSummary:
         self.manifest.close()
+        if self.lock is not None:
+            self.lock.close()
         seconds = (dt.datetime.now(dt.UTC) - self.started).total_seconds()
         report = write_report(self.plan, self.tally, self.out_dir, seconds)
         return RunSummary(run_id=self.options.run_id or "", out_dir=str(self.out_dir),

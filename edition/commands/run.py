@@ -12,7 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from edition.commands.options import parse_date, parse_formats
 from edition.errors import UsageError
-from edition.run import RunOptions, RunSummary, close_plans, estimate_rows, execute, plan_for
+from edition.run import (
+    RunOptions,
+    RunSummary,
+    close_plans,
+    estimate_rows,
+    execute,
+    plan_for,
+    worker_init,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -102,6 +110,6 @@ def _run_locally(options: RunOptions, workers: int | None) -> RunSummary:
                 err.print(f"progress: {int(state.completed):,}/{total:,} customers")
 
         if use_pool:
-            with ProcessPoolExecutor(max_workers=count) as pool:
+            with ProcessPoolExecutor(max_workers=count, initializer=worker_init) as pool:
                 return execute(options, executor=pool, on_progress=advance)
         return execute(options, on_progress=advance)
