@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import sys
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Executor
@@ -108,6 +109,7 @@ class Plan:
             date=options.started or dt.datetime.now(dt.UTC), reply_to=campaign.reply_to)
         self.target = options.to or campaign.delivery.get("to", "local")
         self.deliverer: Any = None
+        self._deliverer_lock = threading.Lock()
         self._pdf: Any = None
 
     @classmethod
@@ -272,7 +274,9 @@ class Plan:
         if self.deliverer is None:
             from edition.delivery import Deliverer  # only a real send needs the publishers
 
-            self.deliverer = Deliverer(self)
+            with self._deliverer_lock:  # a thread-pool task runner shares this Plan
+                if self.deliverer is None:
+                    self.deliverer = Deliverer(self)
         return self.deliverer.deliver(row, fields, digest, outputs)
 
     def close(self) -> None:
