@@ -26,13 +26,14 @@ from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from urllib.parse import quote
 
-_BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\u2028\u2029\x85]+")
+_BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\u2028\u2029\x85]+")  # all str.splitlines() breaks
 _POLICY = policy.compat32.clone(linesep="\r\n", max_line_length=78)
 # Encoded words in base64: the stdlib's default for utf-8 ("shortest") measures the
 # quoted-printable length character by character, 10x slower than just using base64.
 _UTF8_B = Charset("utf-8")
 _UTF8_B.header_encoding = BASE64
 _TEXT, _HTML = "@@EDITION-TEXT-BODY@@", "@@EDITION-HTML-BODY@@"
+_BEFORE_SPACE = re.compile(r"(?=[ \t])")
 
 
 def one_line(value: str) -> str:
@@ -54,11 +55,36 @@ def unsubscribe_link(base: str, customer_id: str) -> str:
 def _header(name: str, value: str) -> bytes:
     """One header line; the stdlib encodes and folds whatever is not short plain ASCII."""
     text = one_line(value)
-    if text.isascii() and len(name) + len(text) < 76:
+    # a Subject that looks like an encoded word ("=?utf-8?q?...?=") is encoded too, or a
+    # reader would decode it into something other than the value
+    plain = text.isascii() and not (name == "Subject" and "=?" in text)
+    if plain and len(name) + len(text) < 76:
         return f"{name}: {text}\r\n".encode("ascii")
-    charset = "us-ascii" if text.isascii() else _UTF8_B
-    encoded = Header(text, charset, maxlinelen=78, header_name=name).encode(linesep="\r\n")
+    if plain:
+        folded = _fold(name, text)
+        if folded is not None:
+            return folded.encode("ascii")
+    encoded = Header(text, _UTF8_B, maxlinelen=78, header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def _fold(name: str, text: str) -> str | None:
+    """Plain ASCII folded before whitespace (RFC 5322 2.2.3), never right after the name.
+
+    (The stdlib's Header moves a word longer than the first line to the next line, and a
+    reader then sees a leading space in the value.) None if a line would pass 998.
+    """
+    lines, line = [], f"{name}:"
+    for piece in _BEFORE_SPACE.split(" " + text):
+        if len(line) + len(piece) > 78 and line != f"{name}:":
+            lines.append(line)
+            line = piece
+        else:
+            line += piece
+    lines.append(line)
+    if any(len(x) > 998 for x in lines):
+        return None
+    return "\r\n".join(lines) + "\r\n"
 
 
 @lru_cache(maxsize=8)
@@ -113,7 +139,9 @@ class MessageWriter:
               extra_headers: dict[str, str] | None = None) -> bytes:
         """The complete message as bytes with CRLF line endings."""
         # the address was validated when the row was read; only the name needs encoding
-        to = formataddr((one_line(recipient_name or ""), one_line(recipient)), charset="utf-8")
+        name = one_line(recipient_name or "")
+        to = (f"{_UTF8_B.header_encode(name)} <{one_line(recipient)}>" if "=?" in name
+              else formataddr((name, one_line(recipient)), charset="utf-8"))
         lines = [_header("Subject", subject), self.common, _header("To", to),
                  _header("Message-ID", msg_id)]
         if unsubscribe_url:
