@@ -1,0 +1,172 @@
+# ruff: noqa: E501  (templates are easier to read on one line)
+"""Rendering a run: missing fields fail one customer (named), values are escaped, the
+template context is the contract's, and shared output equals the whole render."""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edition.editions import EditionRenderer, RenderFailure
+from edition.run import Plan, RunOptions
+
+AS_OF = "2026-11-02"
+PAGE = """\
+<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>p { margin: 0 } .plan { color: red }</style></head>
+<body>
+<p>Hello {{ customer.first_name | default('there') }}</p>
+<p class="plan">Your plan: {{ customer.plan_name }}</p>
+<p>Segments: {{ segments | join(',') }} · campaign {{ campaign.name }} · {{ campaign.footer.phone }}</p>
+{% for g in greeting %}<div class="greeting" data-kind="{{ g.kind }}" data-id="{{ g.id }}">{{ g.html }}</div>{% endfor %}
+{% for a in articles %}<h2>{{ a.title }}</h2><small>{{ a.meta.author | default('') }}</small>{{ a.html }}{% endfor %}
+</body></html>
+"""
+TEXT = """\
+Hello {{ customer.first_name | default('there') }}, plan {{ customer.plan_name }}
+{% for a in articles %}* {{ a.title }}: {{ a.text }}
+{% endfor %}"""
+CAMPAIGN = {
+    "name": "plans",
+    "template": "plans.html.j2",
+    "text_template": "plans.txt.j2",
+    "subject": "{{ customer.first_name | default('Hello') }}, your {{ customer.plan_name }} news",
+    "sender": "Acme Plans <plans@acme.example>",
+    "customers": "data/customers.csv",
+    "segments": {"vip": "spend >= 100", "senior": "age >= 65"},
+    "slots": {"greeting": {"kind": "greeting", "count": 1},
+              "articles": {"kind": "article", "count": 2}},
+    "formats": ["html", "text", "eml"],
+    "footer": {"phone": "+1 555 0100", "address": "1 Main St"},
+    "unsubscribe_url": "https://acme.example/unsubscribe",
+}
+MODULES = {
+    "articles": {
+        "news.md": {"title": "News & notes", "author": "Ed", "priority": 2,
+                    "body": "Some **news**.\n\n<script>alert('module')</script>\n"},
+        "vip.md": {"title": "VIP corner", "segments": ["vip"], "priority": 9,
+                   "body": "Thanks, {{ customer.first_name | default('friend') }}.\n"},
+        "tips.md": {"title": "Tips", "body": "A tip.\n"},
+    },
+    "greetings": {"hi.md": {"title": "Hi", "body": "Hi {{ customer.first_name }}!\n"}},
+}
+SCRIPT = "<script>alert(1)</script>"
+CUSTOMERS = [
+    {"id": "c1", "email": "c1@example.com", "first_name": "Ann", "plan_name": "Gold",
+     "spend": 150, "age": 70},
+    {"id": "c2", "email": "c2@example.com", "first_name": "Bob", "spend": 20, "age": 30},
+    {"id": "c3", "email": "c3@example.com", "first_name": SCRIPT, "plan_name": "Basic & <b>",
+     "spend": 5, "age": 40},
+    {"id": "c4", "email": "c4@example.com", "first_name": "", "plan_name": "Silver",
+     "spend": 500, "age": 50},
+    {"id": "c5", "email": "c5@example.com", "first_name": "Eve", "plan_name": "Gold",
+     "spend": "", "age": 80},
+]
+
+
+@pytest.fixture
+def plans_root(content_tree) -> Path:
+    return content_tree(campaigns={"plans.yaml": CAMPAIGN},
+                        templates={"plans.html.j2": PAGE, "plans.txt.j2": TEXT},
+                        articles=MODULES["articles"], greetings=MODULES["greetings"],
+                        customers={"customers.csv": CUSTOMERS})
+
+
+@pytest.fixture
+def plans_run(plans_root: Path, cli, manifest_of) -> tuple[Path, dict[str, dict[str, Any]]]:
+    out = plans_root / "out"
+    rc, _, stderr = cli("run", "campaigns/plans.yaml", "--out", str(out), "--as-of", AS_OF,
+                        cwd=plans_root)
+    assert rc == 0, stderr
+    assert "Traceback" not in stderr
+    return out, {row["customer_id"]: row for row in manifest_of(out)}
+
+
+def test_missing_field_fails_that_customer_only_naming_the_field(plans_run) -> None:
+    out, rows = plans_run
+    assert rows["c2"]["status"] == "failed"
+    assert "customer has no field 'plan_name'" in rows["c2"]["reason"]
+    assert rows["c2"]["files"] == {}
+    assert not list(out.glob("*/c2.*"))
+    for cid in ("c1", "c3", "c5"):
+        assert rows[cid]["status"] == "rendered", rows[cid]
+        assert rows[cid]["reason"] is None
+        for rel in rows[cid]["files"].values():
+            assert (out / rel).is_file()
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "customer has no field 'plan_name'" in report and "c2" in report
+
+
+def test_customer_values_are_escaped_in_html_and_intact_in_the_subject(plans_run) -> None:
+    out, rows = plans_run
+    html = (out / rows["c3"]["files"]["html"]).read_text(encoding="utf-8")
+    assert "<script>alert(1)" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "Basic &amp; &lt;b&gt;" in html
+    assert "alert('module')" not in html          # module HTML is sanitized
+    text = (out / rows["c3"]["files"]["text"]).read_text(encoding="utf-8")
+    assert f"Hello {SCRIPT}, plan Basic & <b>" in text   # text is not HTML-escaped
+    message = email.message_from_bytes((out / rows["c3"]["files"]["eml"]).read_bytes(),
+                                       policy=email.policy.default)
+    assert message["Subject"] == f"{SCRIPT}, your Basic & <b> news"
+
+
+def test_context_has_segments_campaign_and_slot_modules(plans_run) -> None:
+    out, rows = plans_run
+    assert rows["c1"]["segments"] == ["vip", "senior"]
+    assert rows["c1"]["modules"] == {"greeting": ["hi"], "articles": ["vip", "news"]}
+    html = (out / rows["c1"]["files"]["html"]).read_text(encoding="utf-8")
+    assert "Segments: vip,senior · campaign plans · +1 555 0100" in html
+    assert 'data-kind="greeting"' in html and 'data-id="hi"' in html
+    assert "<small>Ed</small>" in html
+    assert "Hi Ann!" in html and "Thanks, Ann." in html
+    assert "News &amp; notes" in html
+
+
+def test_empty_cell_is_undefined_and_default_applies(plans_run) -> None:
+    out, rows = plans_run
+    # c5: spend is empty, so the `vip` rule is false (not an error) and default() is unused
+    assert rows["c5"]["segments"] == ["senior"]
+    report = (out / "report.md").read_text(encoding="utf-8")
+    assert "`vip`: field `spend` missing for 1 customer(s)" in report
+    # c4: first_name is empty: the page's default() covers it, the greeting module's
+    # "Hi {{ customer.first_name }}!" does not -> that customer fails, naming the field
+    assert rows["c4"]["status"] == "failed"
+    assert "customer has no field 'first_name'" in rows["c4"]["reason"]
+
+
+def test_report_says_which_templates_render_whole(content_tree, cli) -> None:
+    page = PAGE.replace("<p>Hello {{ customer.first_name | default('there') }}</p>",
+                        "<p>{% if customer.plan_name == 'Gold' %}Gold!{% endif %}</p>")
+    root = content_tree(campaigns={"plans.yaml": CAMPAIGN},
+                        templates={"plans.html.j2": page, "plans.txt.j2": TEXT},
+                        articles=MODULES["articles"], greetings=MODULES["greetings"],
+                        customers={"customers.csv": CUSTOMERS})
+    rc, _, stderr = cli("run", "campaigns/plans.yaml", "--out", "out", "--as-of", AS_OF,
+                        cwd=root)
+    assert rc == 0, stderr
+    report = (root / "out" / "report.md").read_text(encoding="utf-8")
+    assert "Rendered whole per customer" in report
+
+
+def test_every_run_file_equals_the_whole_render(plans_root: Path, plans_run) -> None:
+    out, rows = plans_run
+    plan = Plan.load(RunOptions(campaign=str(plans_root / "campaigns" / "plans.yaml"),
+                                as_of=dt.date.fromisoformat(AS_OF)).resolved())
+    reference = EditionRenderer(plan.campaign, plan.as_of, kinds=("html", "text", "subject"))
+    for row in plan.rows():
+        version = plan.version_of(dict(row.fields))[3]
+        manifest = rows[row.customer_id]
+        if manifest["status"] == "failed":
+            with pytest.raises(RenderFailure):
+                reference.whole(version, dict(row.fields))
+            continue
+        whole = reference.whole(version, dict(row.fields))
+        assert (out / manifest["files"]["html"]).read_text(encoding="utf-8") == whole.html
+        assert (out / manifest["files"]["text"]).read_text(encoding="utf-8") == whole.text
+        assert manifest["version"] == version.id
