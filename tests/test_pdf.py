@@ -1,0 +1,273 @@
+"""PDF editions: the fast path gives what a whole render of each customer's HTML gives."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from markupsafe import escape
+from PIL import Image, ImageChops
+from pypdf import PdfReader
+
+from renderers.pdf import (
+    PdfBatchRenderer,
+    PdfStats,
+    _Slots,
+    render_pdf,
+    render_versions,
+)
+
+OUTPUT = Path(__file__).parent / "output"
+REPO_PRINT_CSS = Path(__file__).parents[1] / "templates" / "print.css"
+
+NAMES = ["Maribel", "Jonas", "Aiko", "Bartholomew", "Zoë", "Ann & Bob", "Ingrid", "Tobiah",
+         "Leilani", "Kwabena"]
+WORDS = [
+    "harvest", "orchard", "bridge", "market", "lantern", "meadow", "harbour", "kettle",
+    "ribbon", "compass", "willow", "pebble", "thistle", "saddle", "beacon", "granite",
+    "juniper", "quarry", "velvet", "tundra",
+]
+
+
+class SharedDocument:
+    """Stand-in for edition.personal.SharedDocument: parts with holes for customer fields."""
+
+    def __init__(self, parts: list[str], holes: list[str]) -> None:
+        self.parts, self.holes = parts, holes
+
+    def fill(self, customer: dict[str, Any]) -> str:
+        out = [self.parts[0]]
+        for field, part in zip(self.holes, self.parts[1:], strict=True):
+            out += (str(escape(customer[field])), part)
+        return "".join(out)
+
+
+def paragraph(seed: int, words: int) -> str:
+    text = " ".join(WORDS[(seed * 7 + i * 3 + i * i) % len(WORDS)] for i in range(words))
+    return text.capitalize() + "."
+
+
+def newsletter(version: int, *, large: bool = False, title_hole: bool = False) -> SharedDocument:
+    """A three-page newsletter: greeting, four articles, an offer, a footer link."""
+    titles = article_titles(version)
+    articles = "".join(
+        f"<article><h2>{title}</h2>"
+        + "".join(f"<p>{paragraph(version * 10 + i * 3 + j, 70 + 9 * j)}</p>" for j in range(4))
+        + "</article>"
+        for i, title in enumerate(titles)
+    )
+    body_class = ' class="large-type"' if large else ""
+    style = ("<style>body{font-family:sans-serif;max-width:600px;margin:auto}"
+             ".account{border:1px solid #999;padding:6px}</style>")
+    head = "<!doctype html><html lang=en><head><meta charset=utf-8><title>Spring news"
+    body = (
+        f"</title>{style}</head><body{body_class} data-campaign='Spring newsletter'>"
+        "<header class=masthead><h1>Acme News</h1><p>Spring edition</p></header>"
+        "<section class=greeting><p>Dear "
+    )
+    parts = [
+        *([head + " for ", body] if title_hole else [head + body]),
+        ",</p><p>Here is what we picked for you this week.</p>"
+        "<p class=account>Your invoice total: <strong>",
+        f"</strong>, due on 1 June.</p></section>{articles}"
+        "<aside class=offer><h2>Just for you</h2><p>Ten percent off garden tools.</p></aside>"
+        "<footer><p>Acme Ltd, 1 Main St, Springfield · +1 555 0100 · "
+        '<a href="https://acme.example/feedback?c=',
+        '">Tell us what you think</a></p></footer></body></html>',
+    ]
+    holes = [*(["first_name"] if title_hole else []), "first_name", "total", "id"]
+    return SharedDocument(parts, holes)
+
+
+def article_titles(version: int) -> list[str]:
+    return [f"{WORDS[(version * 4 + i) % len(WORDS)].title()} notes {version}.{i}"
+            for i in range(4)]
+
+
+def customers_for(version: int) -> list[dict[str, Any]]:
+    return [{"id": f"c{version}{i:03d}", "first_name": name, "total": f"${(i + 1) * 13.25:.2f}"}
+            for i, name in enumerate(NAMES)]
+
+
+def text_of(pdf: bytes) -> str:
+    # poppler's pdftotext: much faster than pypdf's extractor, and independent of us.
+    done = subprocess.run(["pdftotext", "-", "-"], input=pdf, capture_output=True, check=True)
+    return done.stdout.decode()
+
+
+def uris_of(pdf: bytes) -> list[str]:
+    return [
+        str(annot.get_object()["/A"]["/URI"])
+        for page in PdfReader(io.BytesIO(pdf)).pages
+        for annot in page.get("/Annots", []) or []
+    ]
+
+
+def page_images(pdf: bytes, tmp_path: Path, name: str) -> list[Image.Image]:
+    path = tmp_path / f"{name}.pdf"
+    path.write_bytes(pdf)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(tmp_path / name)], check=True)
+    return [Image.open(p).convert("RGB") for p in sorted(tmp_path.glob(f"{name}-*.png"))]
+
+
+@pytest.fixture(scope="module")
+def no_print_css(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A templates folder without print.css: the renderer's default print look."""
+    return tmp_path_factory.mktemp("templates")
+
+
+@pytest.fixture(scope="module")
+def batch(no_print_css: Path) -> dict[str, Any]:
+    """Three versions, ten customers each, through the fast path."""
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    runs = []
+    for version in range(3):
+        doc = newsletter(version)
+        customers = customers_for(version)
+        runs.append((version, doc, customers, renderer.render(doc, customers)))
+    return {"renderer": renderer, "runs": runs}
+
+
+def test_every_customer_takes_the_fast_path(batch: dict[str, Any]) -> None:
+    stats: PdfStats = batch["renderer"].stats
+    assert stats.customers == 30
+    assert stats.fast == 30, stats.summary()
+    assert stats.versions == 3 and not stats.versions_full
+
+
+def test_each_pdf_holds_its_customer_and_version_only(batch: dict[str, Any]) -> None:
+    for version, _, customers, pdfs in batch["runs"]:
+        for customer, pdf in zip(customers, pdfs, strict=True):
+            text = text_of(pdf)
+            assert f"Dear {customer['first_name']}," in text
+            assert customer["total"] in text
+            for title in article_titles(version):
+                assert title in text
+            for other in range(3):
+                if other != version:
+                    assert article_titles(other)[0] not in text
+            for name in NAMES:
+                if name != customer["first_name"]:
+                    assert name not in text, f"{name} in {customer['first_name']}'s PDF"
+            assert uris_of(pdf) == [f"https://acme.example/feedback?c={customer['id']}"]
+
+
+def test_fast_path_looks_like_the_naive_render(
+    batch: dict[str, Any], no_print_css: Path, tmp_path: Path
+) -> None:
+    for version, doc, customers, pdfs in batch["runs"]:
+        for index in (version, 9 - version):  # two customers per version
+            customer, fast = customers[index], pdfs[index]
+            naive = render_pdf(doc.fill(customer), base_url=None, templates_dir=no_print_css)
+            fast_pages = page_images(fast, tmp_path, f"fast{version}-{index}")
+            naive_pages = page_images(naive, tmp_path, f"naive{version}-{index}")
+            assert len(fast_pages) == len(naive_pages) >= 3
+            for page, (a, b) in enumerate(zip(fast_pages, naive_pages, strict=True), 1):
+                assert ImageChops.difference(a, b).getbbox() is None, (
+                    f"page {page} of {customer['first_name']}'s PDF differs from the naive one"
+                )
+
+
+def test_page_one_png_for_people(batch: dict[str, Any], tmp_path: Path) -> None:
+    OUTPUT.mkdir(exist_ok=True)
+    pdf = tmp_path / "edition.pdf"
+    pdf.write_bytes(batch["runs"][0][3][0])
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", str(pdf),
+         str(OUTPUT / "pdf-page1")],
+        check=True,
+    )
+    image = Image.open(OUTPUT / "pdf-page1.png")
+    assert image.size == (497, 702)  # A4 at 60 dpi
+
+
+def test_a_reflowing_name_falls_back_to_a_whole_render(no_print_css: Path) -> None:
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(5)
+    long_name = "Maximiliane " * 14 + "Wolkenstein"  # wraps the greeting onto more lines
+    customers = [*customers_for(5)[:2], {"id": "c999", "first_name": long_name, "total": "$1"}]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.fast == 2
+    assert renderer.stats.full == {"personal text changes the layout": 1}
+    naive = render_pdf(doc.fill(customers[2]), templates_dir=no_print_css)
+    assert text_of(pdfs[2]) == text_of(naive)
+
+
+def test_unsupported_holes_render_whole(no_print_css: Path) -> None:
+    """A value in a class attribute may restyle anything: that version renders whole."""
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(6)
+    doc.parts[0] = doc.parts[0].replace("<p>Dear ", '<p class="')
+    doc.parts[1] = '">Dear reader' + doc.parts[1]
+    pdfs = renderer.render(doc, customers_for(6)[:2])
+    assert renderer.stats.versions_full == {"personal value in the class attribute of <p>": 1}
+    assert renderer.stats.fast == 0
+    assert "Dear reader," in text_of(pdfs[0])
+
+
+def test_personal_title_goes_into_the_metadata(no_print_css: Path) -> None:
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(7, title_hole=True)
+    customers = customers_for(7)[:3]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.fast == 3
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        title = PdfReader(io.BytesIO(pdf)).metadata.title
+        assert title == f"Spring news for {customer['first_name']}"
+
+
+def test_letter_paper(no_print_css: Path) -> None:
+    renderer = PdfBatchRenderer(page_size="Letter", templates_dir=no_print_css)
+    doc = newsletter(8)
+    (pdf, _) = renderer.render(doc, customers_for(8)[:2])
+    box = PdfReader(io.BytesIO(pdf)).pages[0].mediabox
+    assert (round(float(box.width)), round(float(box.height))) == (612, 792)
+    with pytest.raises(ValueError, match="page_size"):
+        PdfBatchRenderer(page_size="A5")
+
+
+STYLESHEETS = [pytest.param(None, id="default-print-css")]
+if REPO_PRINT_CSS.is_file():
+    STYLESHEETS.append(pytest.param(REPO_PRINT_CSS, id="templates-print-css"))
+
+
+@pytest.mark.parametrize("print_css", STYLESHEETS)
+def test_large_type_for_seniors(print_css: Path | None, tmp_path: Path) -> None:
+    if print_css is not None:
+        shutil.copy(print_css, tmp_path / "print.css")
+    renderer = PdfBatchRenderer(templates_dir=tmp_path)
+    customer = customers_for(9)[:1]
+    (regular,) = renderer.render(newsletter(9), customer)
+    (senior,) = renderer.render(newsletter(9, large=True), customer)
+    regular_pages = PdfReader(io.BytesIO(regular)).pages
+    senior_pages = PdfReader(io.BytesIO(senior)).pages
+    assert len(senior_pages) > len(regular_pages)
+    words = [len(pages[0].extract_text().split()) for pages in (regular_pages, senior_pages)]
+    assert words[0] > 150
+    assert words[1] < 0.8 * words[0]
+
+
+def test_process_pool_gives_the_same_pdfs(batch: dict[str, Any], no_print_css: Path) -> None:
+    jobs = [(doc, customers[:4]) for _, doc, customers, _ in batch["runs"]]
+    stats = PdfStats()
+    results = list(
+        render_versions(jobs, workers=2, chunk_size=3, stats=stats, templates_dir=no_print_css)
+    )
+    assert [len(r) for r in results] == [4, 4, 4]
+    assert stats.customers == 12 and stats.fast == 12
+    for (_, _, _, pdfs), pooled in zip(batch["runs"], results, strict=True):
+        for one, other in zip(pdfs, pooled, strict=False):
+            assert text_of(one) == text_of(other)
+
+
+def test_slots_cut_values_out_of_a_fill() -> None:
+    slots = _Slots(["<p>Dear ", " ", ',</p><a href="?c=', '">x</a>'])
+    # "{{first}} {{last}}" is one slot: the space could also be inside a value.
+    assert slots.count == 2
+    assert slots.split('<p>Dear Ann Lee Smith,</p><a href="?c=7">x</a>') == ["Ann Lee Smith", "7"]
+    assert slots.split('<p>Dear <b>Ann</b>,</p><a href="?c=7">x</a>') is None  # not escaped
+    assert slots.split("<p>Something else</p>") is None
