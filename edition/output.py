@@ -14,17 +14,20 @@ from edition.errors import RunError
 
 EXTENSIONS = {"html": "html", "text": "txt", "eml": "eml", "pdf": "pdf"}
 _CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$")
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.I)
+_LOWER = re.compile(r"[a-z]")
 
 
 def safe_name(customer_id: str) -> str:
     """A file name for a customer id that cannot leave the folder or collide.
 
-    Plain lowercase ids are used as they are; any other id is slugged and gets a hash
-    of the real id, so `A` and `a`, or `a/b` and `a_b`, never share a file — also on
-    case-insensitive file systems.
+    Plain ids without lowercase letters (`C000042`) are used as they are; any other id is
+    slugged and gets a hash of the real id, so `A` and `a`, or `a/b` and `a_b`, never
+    share a file — also on case-insensitive file systems (macOS, Windows), where a plain
+    `a` next to a plain `A` would overwrite it.
     """
-    if _CLEAN.match(customer_id) and not _RESERVED.match(customer_id) and ".." not in customer_id:
+    if (_CLEAN.match(customer_id) and not _LOWER.search(customer_id)
+            and not _RESERVED.match(customer_id) and ".." not in customer_id):
         return customer_id
     ascii_id = unicodedata.normalize("NFKD", customer_id).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_id.lower()).strip("-")[:48] or "customer"
