@@ -1052,7 +1052,7 @@ class PdfBatchRenderer:
         if sample is not None and slots.count and prepare is not False:
             version = self._version(parts, sample, len(htmls) if prepare is None else 2)
         elif prepare is False:
-            version = "sharing turned off"
+            version = "too few customers to share the layout"
         static: bytes | None = None
         results = []
         for html, customer_values in zip(htmls, values, strict=True):
@@ -1160,8 +1160,9 @@ def render_versions(
             starts = range(0, len(htmls), chunk_size) or [0]
             for start in starts:
                 chunk = htmls[start : start + chunk_size]
-                # A chunk of one still belongs to a bigger version: share it.
-                future = pool.submit(_work, tuple(doc.parts), chunk, len(htmls) > 1)
+                # Laying a version out for sharing costs about two whole renders: worth it
+                # from three customers on, even when a chunk holds only one of them.
+                future = pool.submit(_work, tuple(doc.parts), chunk, len(htmls) >= 3)
                 queue.append((job, start == starts[-1], future))
                 # A few chunks in flight per worker, not the whole campaign in memory.
                 while len(queue) > 3 * workers:

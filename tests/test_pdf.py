@@ -197,6 +197,35 @@ def test_a_reflowing_name_falls_back_to_a_whole_render(no_print_css: Path) -> No
     assert text_of(pdfs[2]) == text_of(naive)
 
 
+def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path: Path) -> None:
+    """A table is stamped whole; a name on page 2 is laid out with what comes before it."""
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(4)
+    doc.parts[1] = doc.parts[1].replace(
+        "<p class=account>Your invoice total: <strong>",
+        "<table class=account><tr><th>Invoice total</th><td><strong>",
+    )
+    after_total = doc.parts[2].replace(
+        "</strong>, due on 1 June.</p>", "</strong></td></tr></table>"
+    )
+    # A personal line at the end of the second article, on page 2.
+    cut = after_total.index("</article>", after_total.index("</article>") + 1)
+    doc.parts[2:3] = [after_total[:cut] + "<p>A last word for you, ", ".</p>" + after_total[cut:]]
+    doc.holes[2:2] = ["first_name"]
+    customers = customers_for(4)[:3]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.fast == 3, renderer.stats.summary()
+    version = next(iter(renderer._versions.values()))
+    assert sorted({hole.page for hole in version.holes}) == [0, 1]  # pages 1 and 2
+    naive = render_pdf(doc.fill(customers[1]), templates_dir=no_print_css)
+    fast_pages = page_images(pdfs[1], tmp_path, "fast")
+    naive_pages = page_images(naive, tmp_path, "naive")
+    assert len(fast_pages) == len(naive_pages)
+    for a, b in zip(fast_pages, naive_pages, strict=True):
+        assert ImageChops.difference(a, b).getbbox() is None
+    assert f"A last word for you, {customers[1]['first_name']}." in text_of(pdfs[1])
+
+
 def test_unsupported_holes_render_whole(no_print_css: Path) -> None:
     """A value in a class attribute may restyle anything: that version renders whole."""
     renderer = PdfBatchRenderer(templates_dir=no_print_css)
