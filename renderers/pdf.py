@@ -6,6 +6,11 @@ hold personal text (everything else on the page hidden, everything after them cu
 checks that they occupy exactly the space the version's blocks did, and stamps them
 onto the shared pages; personal links are patched in the PDF link annotations.
 Whenever that check fails, the customer gets a full render instead.
+
+It leans on WeasyPrint 70 internals (page boxes, ``find_stylesheets``, HTML objects
+built from a parsed tree) and on pypdf's raw stream data; tests/test_pdf.py compares
+its pages pixel by pixel with whole renders, so an upgrade that breaks it shows there.
+Not thread-safe: use one PdfBatchRenderer per thread or process.
 """
 
 from __future__ import annotations
@@ -26,11 +31,7 @@ from typing import Any, Protocol
 
 import cssselect2
 from pypdf import PdfReader
-from pypdf.generic import (
-    IndirectObject,
-    NameObject,
-    StreamObject,
-)
+from pypdf.generic import IndirectObject, NameObject, StreamObject, create_string_object
 from weasyprint import CSS, HTML
 from weasyprint import css as weasyprint_css
 from weasyprint.css.counters import CounterStyle
@@ -886,7 +887,7 @@ class _SharedPdf:
         next_number = self.first_free
 
         for number, (href, (before, after)) in self.links.items():
-            chunks[number] = before + _serialize(_pdf_string(uris[href]), _same) + after
+            chunks[number] = before + _serialize(create_string_object(uris[href]), _same) + after
 
         if mini is not None:
             for index, (page_ref, holes, pieces) in enumerate(self.stamped):
@@ -917,12 +918,6 @@ class _SharedPdf:
                 chunks[self.info] = _serialize(mini.trailer["/Info"], _same)
 
         return _write_pdf(chunks, order, self.root, self.info)
-
-
-def _pdf_string(text: str) -> Any:
-    from pypdf.generic import create_string_object
-
-    return create_string_object(text)
 
 
 def _serialize_stream(entries: Mapping[str, Any], data: bytes) -> bytes:
