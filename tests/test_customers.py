@@ -161,3 +161,53 @@ def test_a_100000_row_file_is_not_held_in_memory(big_customers: Path) -> None:
     assert total == 100_000
     alive = sum(1 for p in probes if p() is not None)
     assert alive == 0, f"{alive} of {len(probes)} sampled rows are still referenced"
+
+
+def test_find_customer_agrees_with_reading_the_whole_file(tmp_path: Path) -> None:
+    """Preview looks one row up; it must see what a run sees for that row."""
+    text = (
+        "\ufeffemail,id,first_name,notes\n"
+        "a@example.com,C1,Ann,plain\n"
+        'b@example.com,C2,Bob,"two\nlines with C3 inside"\n'
+        'c@example.com,"C3",Cal,"quoted, comma"\n'
+        "d@example.com,C30,Dan,mentions C3 and C2\n"
+        "e@example.com, C4 ,Eve,spaces around the id\n"
+        'f@example.com,C5,"Fay ""the"" Great",\n'
+        "g@example.com,C3,Again,repeated id\n"
+        "h@example.com,Ünï,Uma,unicode id\n"
+    )
+    path = write(tmp_path / "tricky.csv", text)
+    read = {}
+    for row in rows(path):
+        read.setdefault(row.customer_id, row)
+    assert set(read) == {"C1", "C2", "C3", "C30", "C4", "C5", "Ünï"}
+    for cid, expected in read.items():
+        found = find_customer(path, cid, need_email=True)
+        assert found is not None, cid
+        assert (found.line, found.customer_id, found.fields, found.reason) == (
+            expected.line, expected.customer_id, expected.fields, expected.reason), cid
+    assert read["C2"].fields["notes"] == "two\nlines with C3 inside"
+    assert read["C5"].fields["first_name"] == 'Fay "the" Great'
+    assert find_customer(path, "C", need_email=True) is None
+
+
+def test_email_is_required_only_when_the_run_makes_email(content_tree, cli, manifest_of) -> None:
+    root = content_tree(
+        campaigns={"x.yaml": {"name": "x", "template": "p.html.j2", "subject": "Hi",
+                              "sender": "Acme <news@acme.example>",
+                              "customers": "data/customers.csv",
+                              "slots": {"articles": {"kind": "article", "count": 1}},
+                              "formats": ["html", "text", "eml"]}},
+        templates={"p.html.j2": "<p>{{ customer.id }}</p>\n"},
+        articles={"a.md": {"title": "A"}},
+        customers={"customers.csv": [{"id": "k1", "email": "k1@example.com"},
+                                     {"id": "k2", "email": ""},
+                                     {"id": "k3", "email": "not an email"}]})
+    rc, _, stderr = cli("run", "campaigns/x.yaml", "--out", "with-eml", cwd=root)
+    assert rc == 0, stderr
+    assert [m["status"] for m in manifest_of(root / "with-eml")] == [
+        "rendered", "rejected", "rejected"]
+    rc, _, stderr = cli("run", "campaigns/x.yaml", "--formats", "html,text", "--out", "web",
+                        cwd=root)
+    assert rc == 0, stderr
+    assert [m["status"] for m in manifest_of(root / "web")] == ["rendered"] * 3
