@@ -1,0 +1,506 @@
+"""End-to-end delivery through the real `edition` command (a subprocess), with real servers.
+
+The sample campaign (campaigns/weekly-newsletter.yaml) runs on customers made by
+`edition sample-data`, against an aiosmtpd sink and a moto server on 127.0.0.1. Each
+test copies the content into its own folder, so each has its own send ledger
+(`<root>/out/weekly-newsletter/ledger.sqlite`). The crash test is in test_crash.py.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import pty
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from email.parser import BytesHeaderParser
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from publishers.base import safe_name
+
+try:
+    from tests.fixtures_delivery import (
+        SinkHandler,
+        moto_reset,
+        moto_sent_raw,
+        moto_server,
+        smtp_sink,
+    )
+except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
+    from fixtures_delivery import SinkHandler, moto_reset, moto_sent_raw, moto_server, smtp_sink
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENT_DIRS = ("campaigns", "templates", "articles", "offers", "greetings")
+CAMPAIGN = "campaigns/weekly-newsletter.yaml"
+NAME = "weekly-newsletter"
+AS_OF = "2026-11-23"
+SEED = 11
+
+# Never inherited by the CLI from the developer's shell: each test sets what it means.
+_SCRUBBED = ("EDITION_SMTP_USERNAME", "EDITION_SMTP_PASSWORD", "EDITION_S3_ENDPOINT_URL",
+             "EDITION_SES_ENDPOINT_URL", "AWS_PROFILE", "AWS_ACCESS_KEY_ID",
+             "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_REGION", "AWS_DEFAULT_REGION",
+             "PREFECT_API_URL", "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")
+AWS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+       "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+# --- the real command line -------------------------------------------------------------
+
+
+def edition_command() -> list[str]:
+    """The installed `edition` console script (the module as a fallback)."""
+    script = Path(sys.executable).with_name("edition")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "edition.cli"]
+
+
+def cli_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    environment.update({"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                        "COLUMNS": "200", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8",
+                        "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"})
+    environment.update(env or {})
+    return environment
+
+
+def edition(*args: Any, cwd: Path, env: Mapping[str, str] | None = None,
+            timeout: float = 120) -> tuple[int, str, str]:
+    """Run `edition ARGS...` (stdin not a terminal); (returncode, stdout, stderr)."""
+    proc = subprocess.run([*edition_command(), *map(str, args)], cwd=cwd, env=cli_env(env),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          encoding="utf-8", timeout=timeout, check=False)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def run_args(customers: Path, out: Path, *extra: Any) -> list[Any]:
+    return ["run", CAMPAIGN, "--customers", customers, "--out", out, "--as-of", AS_OF, *extra]
+
+
+def manifest(out: Path) -> list[dict[str, Any]]:
+    lines = (out / "manifest.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def customer_rows(path: Path, limit: int | None = None) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return rows[:limit] if limit is not None else rows
+
+
+def set_delivery(root: Path, delivery: Mapping[str, Any]) -> None:
+    """Give the site's copy of the campaign this `delivery:` mapping."""
+    path = root / CAMPAIGN
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    data["delivery"] = dict(delivery)
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
+
+
+def copy_site(dest: Path) -> Path:
+    for folder in CONTENT_DIRS:
+        shutil.copytree(REPO / folder, dest / folder)
+    return dest
+
+
+def make_customers(n: int, path: Path, seed: int = SEED) -> Path:
+    """`edition sample-data --customers N --seed S --out PATH`, through the CLI."""
+    code, out, err = edition("sample-data", "--customers", n, "--seed", seed, "--out", path,
+                             cwd=path.parent)
+    assert code == 0, out + err
+    return path
+
+
+@pytest.fixture(scope="module")
+def customers(tmp_path_factory: pytest.TempPathFactory) -> Callable[[int], Path]:
+    """customers(N) → a CSV of N generated customers (made once per N)."""
+    folder = tmp_path_factory.mktemp("customers")
+    made: dict[int, Path] = {}
+
+    def get(n: int) -> Path:
+        if n not in made:
+            made[n] = make_customers(n, folder / f"customers-{n}.csv")
+        return made[n]
+
+    return get
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """This test's own copy of the sample content: its own ledger under site/out/."""
+    return copy_site(tmp_path / "site")
+
+
+def ledger_file(root: Path) -> Path:
+    return root / "out" / NAME / "ledger.sqlite"
+
+
+def sink_total(sink: SinkHandler) -> int:
+    return sum(sink.received.values())
+
+
+# --- 1. dry run by default ---------------------------------------------------------------
+
+
+def test_dry_run_sends_nothing_even_with_an_smtp_target(site: Path, customers: Callable,
+                                                        tmp_path: Path) -> None:
+    path = customers(50)
+    with smtp_sink() as (port, sink):
+        target = f"smtp://127.0.0.1:{port}"
+        code, out, err = edition(*run_args(path, tmp_path / "dry"), "--to", target, cwd=site)
+        assert code == 0, out + err
+        assert "nothing will be sent" in err.lower()
+        rows = manifest(tmp_path / "dry")
+        assert len(rows) == 50 and {r["status"] for r in rows} == {"rendered"}
+        assert all(r["reason"] is None and "provider_id" not in r for r in rows)
+
+        # the campaign itself says smtp: still a dry run without --send
+        set_delivery(site, {"to": target})
+        code, out, err = edition(*run_args(path, tmp_path / "dry2"), cwd=site)
+        assert code == 0, out + err
+        assert "nothing will be sent" in err.lower()
+        assert {r["status"] for r in manifest(tmp_path / "dry2")} == {"rendered"}
+
+        # nobody even connected, and no send ledger was started
+        assert sink.messages == [] and not sink.peers and sink.commands["MAIL"] == 0
+    assert not ledger_file(site).exists()
+    assert (tmp_path / "dry2" / "eml").is_dir()  # the emails were made, only not sent
+
+
+# --- 2. a real send, then a rerun that sends nothing twice ----------------------------------
+
+
+def test_send_once_per_recipient_and_rerun_sends_nothing(site: Path, customers: Callable,
+                                                         tmp_path: Path) -> None:
+    path = customers(300)
+    people = customer_rows(path)
+    emails = {r["email"] for r in people}
+    assert len(emails) == 300
+    with smtp_sink() as (port, sink):
+        args = ["--send", "--yes", "--to", f"smtp://127.0.0.1:{port}"]
+        code, out, err = edition(*run_args(path, tmp_path / "run1"), *args, cwd=site)
+        assert code == 0, out + err
+        assert "300 sent" in out
+        assert dict(sink.received) == {e: 1 for e in emails}
+        assert len(sink.messages) == 300
+        first = manifest(tmp_path / "run1")
+        assert [r["customer_id"] for r in first] == [r["id"] for r in people]  # input order
+        assert {r["status"] for r in first} == {"sent"}
+        assert all(str(r["provider_id"]).startswith("250 ") for r in first)
+
+        # each recipient got their own edition: To, and the campaign's headers
+        by_rcpt = {rcpts[0]: content for _, rcpts, content in sink.messages}
+        for person in people:
+            headers = BytesHeaderParser().parsebytes(by_rcpt[person["email"]])
+            assert parseaddr(str(headers["To"]))[1] == person["email"]
+            assert parseaddr(str(headers["From"]))[1] == "news@acme.example"
+            assert headers["X-Edition-Campaign"] == NAME
+        assert {mail_from for mail_from, _, _ in sink.messages} == {"news@acme.example"}
+
+        code, out, err = edition(*run_args(path, tmp_path / "run2"), *args, cwd=site)
+        assert code == 0, out + err
+        assert len(sink.messages) == 300 and set(sink.received.values()) == {1}
+        again = manifest(tmp_path / "run2")
+        assert {r["status"] for r in again} == {"sent"}
+        assert all(r["reason"].startswith("already sent") for r in again)
+        assert [r["provider_id"] for r in again] == [r["provider_id"] for r in first]
+
+
+# --- 3. faults injected by the server ---------------------------------------------------------
+
+
+def test_permanent_and_temporary_smtp_failures(site: Path, customers: Callable,
+                                               tmp_path: Path) -> None:
+    path = customers(300)
+    people = customer_rows(path, 30)
+    gone, busy = people[3], people[7]
+    handler = SinkHandler(
+        reject={gone["email"]: f"550 5.1.1 <{gone['email']}>: Recipient address rejected"},
+        tempfail_once={busy["email"]})
+    with smtp_sink(handler) as (port, sink):
+        # retry settings from the campaign's delivery mapping (tiny backoff)
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}", "attempts": 3,
+                            "backoff": [0.01, 0.02], "timeout": 10})
+        code, out, err = edition(*run_args(path, tmp_path / "run1"), "--limit", 30, "--send",
+                                 "--yes", cwd=site)
+        assert code == 0, out + err  # failed rows are accounted for: the run finished
+        rows = {r["customer_id"]: r for r in manifest(tmp_path / "run1")}
+        assert len(rows) == 30
+        assert rows[gone["id"]]["status"] == "failed"
+        assert "550" in rows[gone["id"]]["reason"]
+        assert rows[busy["id"]]["status"] == "sent"
+        others = [r for cid, r in rows.items() if cid != gone["id"]]
+        assert {r["status"] for r in others} == {"sent"}
+        assert gone["email"] not in sink.received
+        assert sink.received[busy["email"]] == 1
+        assert sink_total(sink) == 29 and set(sink.received.values()) == {1}
+        assert sink.commands["MAIL"] == 31  # one retry, for the 451; the 550 is final
+        assert "550" in (tmp_path / "run1" / "report.md").read_text(encoding="utf-8")
+
+        # the mailbox is back: a rerun sends the failed one, and nobody else again
+        handler.reject.clear()
+        code, out, err = edition(*run_args(path, tmp_path / "run2"), "--limit", 30, "--send",
+                                 "--yes", cwd=site)
+        assert code == 0, out + err
+        rows = {r["customer_id"]: r for r in manifest(tmp_path / "run2")}
+        assert rows[gone["id"]]["status"] == "sent" and rows[gone["id"]]["reason"] is None
+        assert all(r["reason"].startswith("already sent")
+                   for cid, r in rows.items() if cid != gone["id"])
+        assert sink.received[gone["email"]] == 1
+        assert sink_total(sink) == 30 and set(sink.received.values()) == {1}
+
+
+def test_retry_options_in_the_target_query_string(site: Path, customers: Callable,
+                                                  tmp_path: Path) -> None:
+    path = customers(300)
+    people = customer_rows(path, 10)
+    handler = SinkHandler(reject={people[2]["email"]: "452 4.2.2 Mailbox full"})
+    with smtp_sink(handler) as (port, sink):
+        target = f"smtp://127.0.0.1:{port}?attempts=2&backoff=0.01"
+        code, out, err = edition(*run_args(path, tmp_path / "run"), "--limit", 10, "--send",
+                                 "--yes", "--to", target, cwd=site)
+        assert code == 0, out + err
+    rows = {r["customer_id"]: r for r in manifest(tmp_path / "run")}
+    assert rows[people[2]["id"]]["status"] == "failed"
+    assert rows[people[2]["id"]]["reason"] == "452 4.2.2 Mailbox full (after 2 attempts)"
+    assert sink.commands["MAIL"] == 11 and sink_total(sink) == 9
+
+
+# --- 5./6. S3 and SES against moto ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with moto_server() as url:
+        yield url
+
+
+def aws_client(service: str, url: str) -> Any:
+    return boto3.client(service, endpoint_url=url, region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def test_send_to_s3(site: Path, customers: Callable, tmp_path: Path, moto_url: str) -> None:
+    moto_reset(moto_url)
+    s3 = aws_client("s3", moto_url)
+    s3.create_bucket(Bucket="editions")
+    path = customers(50)
+    env = AWS | {"EDITION_S3_ENDPOINT_URL": moto_url}
+    out_dir = tmp_path / "run"
+    code, out, err = edition(*run_args(path, out_dir), "--send", "--yes", "--formats",
+                             "html,text", "--to", "s3://editions/weekly/2026-11-23",
+                             cwd=site, env=env)
+    assert code == 0, out + err
+    rows = manifest(out_dir)
+    assert len(rows) == 50 and {r["status"] for r in rows} == {"sent"}
+    assert all(set(r["files"]) == {"html", "text"} for r in rows)
+    assert all("html:" in r["provider_id"] and "text:" in r["provider_id"] for r in rows)
+    listed = s3.list_objects_v2(Bucket="editions", Prefix="weekly/2026-11-23/")
+    keys = {o["Key"] for o in listed.get("Contents", [])}
+    expected = {}
+    for row in rows:
+        name = safe_name(row["customer_id"])
+        expected[f"weekly/2026-11-23/html/{name}.html"] = ("text/html; charset=utf-8",
+                                                          row["files"]["html"])
+        expected[f"weekly/2026-11-23/text/{name}.txt"] = ("text/plain; charset=utf-8",
+                                                         row["files"]["text"])
+    assert keys == set(expected)
+    for key, (content_type, _) in expected.items():
+        head = s3.head_object(Bucket="editions", Key=key)
+        assert head["ContentType"] == content_type
+    # the bytes stored are the bytes the run wrote
+    key, (_, local) = sorted(expected.items())[0]
+    body = s3.get_object(Bucket="editions", Key=key)["Body"].read()
+    assert body == (out_dir / local).read_bytes()
+
+
+def test_send_through_ses(site: Path, customers: Callable, tmp_path: Path,
+                          moto_url: str) -> None:
+    moto_reset(moto_url)
+    aws_client("sesv2", moto_url).create_email_identity(EmailIdentity="news@acme.example")
+    path = customers(50)
+    people = customer_rows(path)
+    env = AWS | {"EDITION_SES_ENDPOINT_URL": moto_url}
+    code, out, err = edition(*run_args(path, tmp_path / "run"), "--send", "--yes", "--to",
+                             "ses", cwd=site, env=env)
+    assert code == 0, out + err
+    rows = manifest(tmp_path / "run")
+    assert {r["status"] for r in rows} == {"sent"} and len(rows) == 50
+    sent = moto_sent_raw(moto_url)
+    assert len(sent) == 50
+    got: dict[str, int] = {}
+    for message in sent:
+        # moto lists the request's recipient and the To header's (display name and all)
+        addresses = {parseaddr(d)[1] for d in message["destinations"]}
+        assert len(addresses) == 1, message["destinations"]
+        address = addresses.pop()
+        got[address] = got.get(address, 0) + 1
+    assert got == {p["email"]: 1 for p in people}
+    assert {r["provider_id"] for r in rows} == {m["id"] for m in sent}
+
+    # a rerun sends nothing more
+    code, out, err = edition(*run_args(path, tmp_path / "run2"), "--send", "--yes", "--to",
+                             "ses", cwd=site, env=env)
+    assert code == 0, out + err
+    assert len(moto_sent_raw(moto_url)) == 50
+    assert {r["status"] for r in manifest(tmp_path / "run2")} == {"sent"}
+
+
+# --- 7. credentials never show -----------------------------------------------------------------
+
+SMTP_SECRET = "pw-SECRET-123"
+AWS_SECRET = "aws-SECRET-456"
+
+
+def assert_nowhere(secret: str, folders: list[Path], *texts: str) -> int:
+    """The secret is in none of the texts and no file under the folders; files checked."""
+    for text in texts:
+        assert secret not in text
+    checked = 0
+    for folder in folders:
+        for file in folder.rglob("*"):
+            if file.is_file():
+                checked += 1
+                assert secret.encode() not in file.read_bytes(), file
+    return checked
+
+
+def test_smtp_login_from_the_environment_never_leaks(site: Path, customers: Callable,
+                                                     tmp_path: Path) -> None:
+    path = customers(300)
+    people = customer_rows(path, 20)
+    # a server that echoes the password back in a rejection: the reason is redacted
+    handler = SinkHandler(reject={people[4]["email"]: f"550 5.7.1 no thanks {SMTP_SECRET}"})
+    env = {"EDITION_SMTP_USERNAME": "alice", "EDITION_SMTP_PASSWORD": SMTP_SECRET}
+    with smtp_sink(handler, auth=("alice", SMTP_SECRET)) as (port, sink):
+        code, out, err = edition(*run_args(path, tmp_path / "run"), "--limit", 20, "--send",
+                                 "--yes", "--to", f"smtp://127.0.0.1:{port}", cwd=site, env=env)
+        assert code == 0, out + err
+        assert sink.logins == ["alice"]  # one connection, one login
+        assert sink_total(sink) == 19
+        # a wrong password: the run stops with a message, still without the secret
+        code2, out2, err2 = edition(*run_args(path, tmp_path / "wrong"), "--limit", 20,
+                                    "--send", "--yes", "--to", f"smtp://127.0.0.1:{port}",
+                                    cwd=site,
+                                    env=env | {"EDITION_SMTP_PASSWORD": "x" + SMTP_SECRET})
+        assert code2 == 1 and "535" in err2
+        assert sink_total(sink) == 19
+    rows = {r["customer_id"]: r for r in manifest(tmp_path / "run")}
+    assert rows[people[4]["id"]]["status"] == "failed"
+    assert "***" in rows[people[4]["id"]]["reason"]
+    checked = assert_nowhere(SMTP_SECRET, [tmp_path / "run", tmp_path / "wrong", site / "out"],
+                             out, err, out2, err2)
+    assert checked >= 20 * 3 + 4  # html, text, eml per customer; manifest, report, ...
+    assert {p.name for p in (tmp_path / "run").iterdir()} >= {"manifest.jsonl", "report.md",
+                                                              "versions.json", "eml"}
+
+
+def test_aws_secret_never_leaks(site: Path, customers: Callable, tmp_path: Path,
+                                moto_url: str) -> None:
+    moto_reset(moto_url)
+    aws_client("s3", moto_url).create_bucket(Bucket="editions")
+    path = customers(50)
+    env = AWS | {"AWS_SECRET_ACCESS_KEY": AWS_SECRET, "EDITION_S3_ENDPOINT_URL": moto_url}
+    code, out, err = edition(*run_args(path, tmp_path / "run"), "--limit", 20, "--send",
+                             "--yes", "--to", "s3://editions/w", cwd=site, env=env)
+    assert code == 0, out + err
+    assert {r["status"] for r in manifest(tmp_path / "run")} == {"sent"}
+    # a bucket that does not exist stops the run: the message is about the bucket only
+    # (another ledger: this one already holds these editions as sent)
+    set_delivery(site, {"to": "s3://no-such-bucket/w", "ledger": str(tmp_path / "l2.sqlite")})
+    code2, out2, err2 = edition(*run_args(path, tmp_path / "nobucket"), "--limit", 20,
+                                "--send", "--yes", cwd=site, env=env)
+    assert code2 == 1 and "NoSuchBucket" in err2
+    assert_nowhere(AWS_SECRET, [tmp_path], out, err, out2, err2)
+
+
+@pytest.mark.parametrize("password", ["pw", SMTP_SECRET])
+def test_credentials_in_the_target_are_refused(site: Path, customers: Callable,
+                                               tmp_path: Path, password: str) -> None:
+    path = customers(50)
+    for extra in ([], ["--send", "--yes"]):
+        code, out, err = edition(*run_args(path, tmp_path / "run"), *extra, "--to",
+                                 f"smtp://alice:{password}@127.0.0.1:1", cwd=site)
+        assert code == 2, out + err
+        assert "environment" in err and "EDITION_SMTP_PASSWORD" in err.replace("USERNAME/", "")
+        assert f":{password}@" not in out + err and f"alice:{password}" not in out + err
+        if password == SMTP_SECRET:
+            assert password not in out + err
+    assert not (tmp_path / "run" / "manifest.jsonl").exists()
+    assert not ledger_file(site).exists()
+
+
+# --- 8. --send asks on a terminal ---------------------------------------------------------------
+
+
+def run_in_pty(args: list[Any], cwd: Path, answer: bytes | None = None,
+               timeout: float = 90) -> tuple[int, str]:
+    """Run the CLI with a terminal as stdin/stdout/stderr; answer the prompt if asked."""
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*edition_command(), *map(str, args)], cwd=cwd,
+                            env=cli_env({"TERM": "dumb"}), stdin=slave, stdout=slave,
+                            stderr=slave, start_new_session=True, close_fds=True)
+    os.close(slave)
+    output = b""
+    answered = False
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if time.monotonic() > deadline:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(10)
+                pytest.fail(f"the CLI did not finish in {timeout} s:\n{output.decode()}")
+            ready, _, _ = select.select([master], [], [], 0.1)
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: every holder of the terminal has closed it
+                    chunk = b""
+                if not chunk:
+                    break
+                output += chunk
+            elif proc.poll() is not None:
+                break
+            if answer is not None and not answered and b"[y/N]" in output:
+                os.write(master, answer)
+                answered = True
+        code = proc.wait(30)
+    finally:
+        os.close(master)
+    if answer is not None:
+        assert answered, output.decode(errors="replace")
+    return code, output.decode("utf-8", errors="replace")
+
+
+def test_send_on_a_terminal_asks_first(site: Path, customers: Callable, tmp_path: Path) -> None:
+    path = customers(50)
+    with smtp_sink() as (port, sink):
+        send = ["--send", "--to", f"smtp://127.0.0.1:{port}", "--limit", 5]
+        code, text = run_in_pty(run_args(path, tmp_path / "no", *send), site, answer=b"n\r")
+        assert code == 1, text
+        assert "for real?" in text and "Aborted" in text
+        assert sink_total(sink) == 0 and not sink.peers
+        assert not (tmp_path / "no" / "manifest.jsonl").exists()
+
+        code, text = run_in_pty(run_args(path, tmp_path / "yes", *send), site, answer=b"y\r")
+        assert code == 0, text
+        assert sink_total(sink) == 5
+
+        code, text = run_in_pty(run_args(path, tmp_path / "asked-not", *send, "--yes",
+                                         "--limit", 8), site)
+        assert code == 0, text
+        assert "[y/N]" not in text and "for real" not in text
+        assert sink_total(sink) == 8  # 3 more: the first 5 were sent already
+        assert set(sink.received.values()) == {1}
