@@ -216,3 +216,15 @@ def test_subject_with_a_syntax_error_names_the_campaign_line(content_tree) -> No
         load_campaign(root / "campaigns" / "x.yaml")
     assert (caught.value.file, caught.value.line) == ("campaigns/x.yaml", 3)
     assert "subject" in caught.value.message
+
+
+def test_campaign_and_module_mistakes_are_reported_together(content_tree, cli) -> None:
+    articles = dict(ARTICLES, **{"bad.md": "---\ntitle: Bad\nkind: widget\n---\nBody.\n"})
+    root = content_tree(campaigns={"x.yaml": BROKEN}, templates={"page.html.j2": PAGE},
+                        articles=articles, customers=CUSTOMERS)
+    rc, _, stderr = cli("validate", "campaigns/x.yaml", cwd=root)
+    assert_clean_failure(rc, stderr)
+    found = located(stderr)
+    assert "articles/bad.md:3" in found
+    assert {f"campaigns/x.yaml:{line}" for line in BROKEN_LINES} <= set(found)
+    assert f"{len(BROKEN_LINES) + 1} problems found" in stderr
