@@ -108,12 +108,19 @@ def newsletter(version: int) -> Newsletter:
     return Newsletter(parts, ["first_name", "id"])
 
 
-def campaign(customers: int, versions: int) -> list[tuple[Newsletter, list[dict[str, Any]]]]:
+def campaign(
+    customers: int, versions: int, *, unique_names: bool = False
+) -> list[tuple[Newsletter, list[dict[str, Any]]]]:
     """The customers spread evenly over the versions."""
     rng = random.Random(0)
-    jobs = [(newsletter(v), []) for v in range(versions)]
+    jobs: list[tuple[Newsletter, list[dict[str, Any]]]] = [
+        (newsletter(v), []) for v in range(versions)
+    ]
     for i in range(customers):
-        customer = {"id": f"C{i:06d}", "first_name": rng.choice(FIRST_NAMES)}
+        name = rng.choice(FIRST_NAMES)
+        if unique_names:  # no two customers share a greeting: no stamp is reused
+            name = f"{name} {chr(65 + i % 26)}{i:05d}"
+        customer = {"id": f"C{i:06d}", "first_name": name}
         jobs[i % versions][1].append(customer)
     return jobs
 
@@ -152,9 +159,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--templates", default="templates", help="folder with print.css")
     parser.add_argument("--page-size", default="A4", choices=["A4", "Letter"])
+    parser.add_argument("--unique-names", action="store_true",
+                        help="give every customer a different name (no stamp reuse)")
     args = parser.parse_args()
 
-    jobs = campaign(args.customers, args.versions)
+    jobs = campaign(args.customers, args.versions, unique_names=args.unique_names)
     options = {"page_size": args.page_size, "templates_dir": args.templates}
 
     load_before = os.getloadavg()[0]

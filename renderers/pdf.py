@@ -59,6 +59,7 @@ DEFAULT_PRINT_CSS = Path(__file__).with_name("print_default.css")
 _SPECIAL = frozenset("<>\"'")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
+_STAMPS_PER_VERSION = 256  # stamps kept per version, for customers with the same text
 
 # User-origin !important rules win over any author rule, so templates cannot undo them.
 _MINI_CSS = """
@@ -237,6 +238,7 @@ class PdfStats:
     full: Counter[str] = field(default_factory=Counter)  # reason -> customers
     versions: int = 0
     versions_full: Counter[str] = field(default_factory=Counter)  # reason -> versions
+    stamps_reused: int = 0  # fast customers whose personal text an earlier one had
 
     def add(self, other: PdfStats) -> None:
         self.customers += other.customers
@@ -244,11 +246,13 @@ class PdfStats:
         self.full.update(other.full)
         self.versions += other.versions
         self.versions_full.update(other.versions_full)
+        self.stamps_reused += other.stamps_reused
 
     def summary(self) -> str:
         reasons = ", ".join(f"{n} {reason}" for reason, n in self.full.most_common())
         return (
             f"{self.customers} customers, {self.fast} on the fast path"
+            f" ({self.stamps_reused} reusing an earlier customer's personal blocks)"
             + (f"; full render: {reasons}" if reasons else "")
         )
 
@@ -653,6 +657,8 @@ class _Version:
             (o.element, o.attribute, _read_field(o.element, o.attribute) or "")
             for o in unique.values()
         ]
+        self.mini_slots = sorted({o.slot for o in unique.values()})
+        self.stamps: OrderedDict[tuple[str, ...], dict[int, bytes] | None] = OrderedDict()
         self.overlay_pages = sorted({hole.page for hole in self.holes})
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
@@ -702,16 +708,32 @@ class _Version:
                 return "personal link is not an external URL"
             uris[template] = link[1][1]
 
-        mini = None
+        stamp: dict[int, bytes] = {}
         if self.needs_mini:
-            for element, attribute, template in self.mini_fields:
-                _write_field(element, attribute, substitute(template))
-            document = self._stamp_document()
-            if document is None:
-                return "personal text changes the layout"
-            pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
-            mini = PdfReader(io.BytesIO(document.copy(pages).write_pdf()))
-        return self.shared.assemble(mini, uris)
+            # Customers with the same personal text (often: the same first name) get
+            # the same stamp; a text that reflowed once reflows again.
+            key = tuple(plain[slot] for slot in self.mini_slots)
+            if key in self.stamps:
+                self.stamps.move_to_end(key)
+                cached = self.stamps[key]
+                if cached is None:
+                    return "personal text changes the layout"
+                self.renderer.stats.stamps_reused += 1
+                stamp = cached
+            else:
+                for element, attribute, template in self.mini_fields:
+                    _write_field(element, attribute, substitute(template))
+                document = self._stamp_document()
+                if document is not None:
+                    pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
+                    mini = PdfReader(io.BytesIO(document.copy(pages).write_pdf()))
+                    stamp = self.shared.stamp(mini)
+                self.stamps[key] = stamp if document is not None else None
+                if len(self.stamps) > _STAMPS_PER_VERSION:
+                    self.stamps.popitem(last=False)
+                if document is None:
+                    return "personal text changes the layout"
+        return self.shared.assemble(stamp, uris)
 
 
 # --------------------------------------------------------------------------- PDF assembly
@@ -880,43 +902,44 @@ class _SharedPdf:
         self.first_free = next_number
         self.order = sorted(self.chunks)
 
-    def assemble(self, mini: PdfReader | None, uris: Mapping[str, str]) -> bytes:
-        """The customer's PDF: shared objects, patched links, stamped personal blocks."""
-        chunks = dict(self.chunks)
-        order = list(self.order)
+    def stamp(self, mini: PdfReader | None) -> dict[int, bytes]:
+        """The objects a customer's stamp adds or replaces: the same stamp, the same bytes."""
+        chunks: dict[int, bytes] = {}
+        if mini is None:
+            return chunks
         next_number = self.first_free
+        for index, (page_ref, holes, pieces) in enumerate(self.stamped):
+            mini_page = mini.pages[index]
+            resources = mini_page.get("/Resources", {})
+            annots = [
+                ref
+                for ref in mini_page.get("/Annots", []) or []
+                if any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+            ]
+            # The stamp's objects are renumbered past the shared ones.
+            remap: dict[int, int] = {}
+            for old in _reachable([resources, *annots]):
+                remap[old] = next_number
+                next_number += 1
+            for old, new in remap.items():
+                chunks[new] = _serialize(_retagged(mini.get_object(old)), remap.__getitem__)
+            stamp = next_number
+            next_number += 1
+            chunks[stamp] = _form_xobject(mini_page, resources, remap)
+            stamp_annots = b" ".join(b"%d 0 R" % remap[ref.idnum] for ref in annots)
+            chunks[page_ref] = b"%s%d 0 R%s%s%s" % (
+                pieces[0], stamp, pieces[1], stamp_annots, pieces[2]
+            )
+        if self.info is not None and "/Info" in mini.trailer:
+            chunks[self.info] = _serialize(mini.trailer["/Info"], _same)
+        return chunks
 
+    def assemble(self, stamp: Mapping[int, bytes], uris: Mapping[str, str]) -> bytes:
+        """The customer's PDF: shared objects, their stamp, their links."""
+        chunks = {**self.chunks, **stamp}
         for number, (href, (before, after)) in self.links.items():
             chunks[number] = before + _serialize(create_string_object(uris[href]), _same) + after
-
-        if mini is not None:
-            for index, (page_ref, holes, pieces) in enumerate(self.stamped):
-                mini_page = mini.pages[index]
-                resources = mini_page.get("/Resources", {})
-                annots = [
-                    ref
-                    for ref in mini_page.get("/Annots", []) or []
-                    if any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
-                ]
-                # The stamp's objects are renumbered past the shared ones.
-                remap: dict[int, int] = {}
-                for old in _reachable([resources, *annots]):
-                    remap[old] = next_number
-                    next_number += 1
-                for old, new in remap.items():
-                    chunks[new] = _serialize(_retagged(mini.get_object(old)), remap.__getitem__)
-                    order.append(new)
-                stamp = next_number
-                next_number += 1
-                chunks[stamp] = _form_xobject(mini_page, resources, remap)
-                order.append(stamp)
-                stamp_annots = b" ".join(b"%d 0 R" % remap[ref.idnum] for ref in annots)
-                chunks[page_ref] = b"%s%d 0 R%s%s%s" % (
-                    pieces[0], stamp, pieces[1], stamp_annots, pieces[2]
-                )
-            if self.info is not None and "/Info" in mini.trailer:
-                chunks[self.info] = _serialize(mini.trailer["/Info"], _same)
-
+        order = [*self.order, *sorted(n for n in stamp if n not in self.chunks)]
         return _write_pdf(chunks, order, self.root, self.info)
 
 

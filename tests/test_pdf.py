@@ -226,6 +226,17 @@ def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path:
     assert f"A last word for you, {customers[1]['first_name']}." in text_of(pdfs[1])
 
 
+def test_same_personal_text_reuses_the_stamp(no_print_css: Path) -> None:
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    twins = [{"id": f"t{i}", "first_name": "Aiko", "total": "$5.00"} for i in range(2)]
+    pdfs = renderer.render(newsletter(3), twins)
+    assert renderer.stats.fast == 2 and renderer.stats.stamps_reused == 1
+    assert [uris_of(pdf) for pdf in pdfs] == [
+        ["https://acme.example/feedback?c=t0"], ["https://acme.example/feedback?c=t1"]
+    ]
+    assert "Dear Aiko," in text_of(pdfs[1])
+
+
 def test_unsupported_holes_render_whole(no_print_css: Path) -> None:
     """A value in a class attribute may restyle anything: that version renders whole."""
     renderer = PdfBatchRenderer(templates_dir=no_print_css)
