@@ -8,6 +8,7 @@ process holds the ledger's run lock (`run_lock`); workers share the ledger witho
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,10 +54,13 @@ class Deliverer:
         customer_id = str(row.customer_id)
         run_id = plan.options.run_id or ""
         eml = outputs.get("eml")
-        claim = self.ledger.claim(campaign, customer_id, digest, run_id,
+        # The same edition sent to another target (an S3 archive after the email) is
+        # another delivery: the ledger key covers the target (never its credentials).
+        key = hashlib.sha256(f"{self.publisher.target}\0{digest}".encode()).hexdigest()
+        claim = self.ledger.claim(campaign, customer_id, key, run_id,
                                   resend_unknown=plan.options.resend_unknown)
         if claim is Claim.ALREADY_SENT:
-            previous = self.ledger.lookup(campaign, customer_id, digest)
+            previous = self.ledger.lookup(campaign, customer_id, key)
             return "sent", "already sent by an earlier run; not sent again", {
                 "provider_id": getattr(previous, "provider_id", None)}
         if claim is Claim.UNKNOWN:
@@ -70,10 +74,12 @@ class Deliverer:
             outcome = self.publisher.publish(delivery)
         except DeliveryError as exc:
             # the target is unusable: this edition did not leave; say so, then stop the run
-            self.ledger.record(campaign, customer_id, digest,
+            self.ledger.record(campaign, customer_id, key,
                                Outcome("failed", reason=str(exc)), run_id)
             raise
-        self.ledger.record(campaign, customer_id, digest, outcome, run_id)
+        # deferred: committed with the next claim, still before the next send; a crash
+        # in between only widens the `unknown` window, it never causes a second send
+        self.ledger.record(campaign, customer_id, key, outcome, run_id, defer=True)
         return outcome.status, outcome.reason, {"provider_id": outcome.provider_id}
 
     def close(self) -> None:
