@@ -56,7 +56,8 @@ class Deliverer:
         eml = outputs.get("eml")
         # The same edition sent to another target (an S3 archive after the email) is
         # another delivery: the ledger key covers the target (never its credentials).
-        key = hashlib.sha256(f"{self.publisher.target}\0{digest}".encode()).hexdigest()
+        where = str(self.publisher.target).split("?", 1)[0]  # options like ?rate= are not a place
+        key = hashlib.sha256(f"{where}\0{digest}".encode()).hexdigest()
         claim = self.ledger.claim(campaign, customer_id, key, run_id,
                                   resend_unknown=plan.options.resend_unknown)
         if claim is Claim.ALREADY_SENT:
