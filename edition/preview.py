@@ -63,7 +63,7 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
         # one customer: the whole render is the reference and cheaper than sharing
         rendered = plan.renderer.whole(version, fields)
         if fmt == "pdf":
-            result.document = plan._pdf_bytes(version, fields, rendered)
+            result.document = plan.pdf_bytes(version, rendered)
         elif fmt == "eml":
             digest = plan.content_hash(customer_id, version, rendered)
             result.document = plan._message(customer_id, fields, version, rendered, digest)

@@ -29,6 +29,7 @@ from edition.customers import Row, count_rows, read_customers
 from edition.editions import EditionRenderer, Rendered, RenderFailure
 from edition.errors import ContentError, RunError, UsageError, collect
 from edition.output import Manifest, RunFolder, relative_path
+from edition.personal import SharedDocument
 from edition.report import Tally, write_report
 from edition.segments import Segmenter
 from edition.selection import Selection, select
@@ -36,6 +37,7 @@ from edition.versions import Version, version_id
 from renderers import eml as eml_renderer
 
 DEFAULT_BATCH = 500
+_NO_VERSION = Version("", "", (), Selection())
 
 
 @dataclass(frozen=True)
@@ -177,12 +179,17 @@ class Plan:
         return segments, missing, cached[0], cached[1]
 
     def process(self, batch: Iterable[Row]) -> BatchResult:
-        """Render (and, when sending, deliver) one batch; one manifest row per row."""
+        """Render (and, when sending, deliver) one batch; one manifest row per row.
+
+        Two passes: render every customer's documents, then (for PDF) lay out each
+        version's customers together, then encode, write and deliver in input order.
+        """
         result = BatchResult([])
+        rendered_rows: list[tuple[Row, dict[str, Any], tuple[str, ...], Selection, Version,
+                                  Rendered | str]] = []
         for row in batch:
             if row.rejected:
-                result.rows.append(_manifest(row.customer_id, None, [], {}, "rejected",
-                                             row.reason, {}, row.line))
+                rendered_rows.append((row, {}, (), Selection(), _NO_VERSION, row.reason or ""))
                 continue
             fields = dict(row.fields or {})
             segments, missing, selection, version = self.version_of(fields)
@@ -196,16 +203,28 @@ class Plan:
                                                "locale": version.locale,
                                                "segments": list(version.segments)}
             try:
-                rendered = self.renderer.render(version, fields)
+                rendered: Rendered | str = self.renderer.render(version, fields)
+            except RenderFailure as exc:
+                rendered = str(exc)
+            rendered_rows.append((row, fields, segments, selection, version, rendered))
+        pdfs = self._pdfs(rendered_rows) if "pdf" in self.formats else {}
+        for index, (row, fields, segments, selection, version, rendered) in enumerate(
+                rendered_rows):
+            if row.rejected:
+                result.rows.append(_manifest(row.customer_id, None, [], {}, "rejected",
+                                             row.reason, {}, row.line))
+                continue
+            if isinstance(rendered, str):
+                result.rows.append(_manifest(row.customer_id, version.id, segments,
+                                             selection.ids(), "failed", rendered, {}, row.line))
+                continue
+            try:
                 digest = (self.content_hash(str(row.customer_id), version, rendered)
                           if "eml" in self.formats or self.options.send else "")
-                files, outputs = self._encode(row, fields, version, rendered, digest)
+                files, outputs = self._encode(row, fields, version, rendered, digest,
+                                              pdfs.get(index))
                 for rel, data, _ in outputs.values():
                     self.folder.write(rel, data)
-            except RenderFailure as exc:
-                result.rows.append(_manifest(row.customer_id, version.id, segments,
-                                             selection.ids(), "failed", str(exc), {}, row.line))
-                continue
             except RunError as exc:
                 result.rows.append(_manifest(row.customer_id, version.id, segments,
                                              selection.ids(), "failed", exc.message, {},
@@ -219,8 +238,38 @@ class Plan:
         result.sharing = self.renderer.sharing()
         return result
 
+    def _pdfs(self, rendered_rows: list) -> dict[int, bytes]:  # type: ignore[type-arg]
+        """Each customer's PDF; a version's customers are laid out together."""
+        groups: dict[str, list[int]] = {}
+        for index, (_, _, _, _, version, rendered) in enumerate(rendered_rows):
+            if not isinstance(rendered, str):
+                groups.setdefault(version.id, []).append(index)
+        pdfs: dict[int, bytes] = {}
+        for indices in groups.values():
+            version = rendered_rows[indices[0]][4]
+            doc = self.renderer.shared(version).get("page")
+            parts = doc.parts if isinstance(doc, SharedDocument) else []
+            pages = [rendered_rows[i][5].page or "" for i in indices]
+            for i, data in zip(indices, self.pdf_renderer().render_filled(parts, pages),
+                               strict=True):
+                pdfs[i] = data
+        return pdfs
+
+    def pdf_renderer(self) -> Any:
+        """One WeasyPrint batch renderer per process (fonts and layouts are cached in it)."""
+        if self._pdf is None:
+            from renderers.pdf import PdfBatchRenderer  # WeasyPrint only when PDF is asked
+
+            self._pdf = PdfBatchRenderer(
+                base_url=str(self.campaign.root / "templates") + "/",
+                page_size=str(self.campaign.pdf.get("page_size", "A4")),
+                campaign_name=self.campaign.name,
+                templates_dir=self.campaign.root / "templates")
+        return self._pdf
+
     def _encode(self, row: Row, fields: dict[str, Any], version: Version, rendered: Rendered,
-                digest: str) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
+                digest: str, pdf: bytes | None = None
+                ) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
         customer_id = str(row.customer_id)
         outputs: dict[str, tuple[str, bytes, str]] = {}
         if "html" in self.formats:
@@ -235,7 +284,8 @@ class Plan:
                               "message/rfc822")
         if "pdf" in self.formats:
             outputs["pdf"] = (relative_path("pdf", customer_id),
-                              self._pdf_bytes(version, fields, rendered), "application/pdf")
+                              pdf if pdf is not None else self.pdf_bytes(version, rendered),
+                              "application/pdf")
         return {fmt: rel for fmt, (rel, _, _) in outputs.items()}, outputs
 
     def content_hash(self, customer_id: str, version: Version, rendered: Rendered) -> str:
@@ -262,12 +312,9 @@ class Plan:
             extra_headers={"X-Edition-Campaign": self.campaign.name,
                            "X-Edition-Version": version.id})
 
-    def _pdf_bytes(self, version: Version, fields: dict[str, Any], rendered: Rendered) -> bytes:
-        from renderers import pdf
-
-        if self._pdf is None:
-            self._pdf = pdf.EditionPdf(self.campaign)
-        return self._pdf.render(version, fields, rendered, self.renderer)
+    def pdf_bytes(self, version: Version, rendered: Rendered) -> bytes:
+        """One customer's PDF on its own (a preview)."""
+        return self.pdf_renderer().render_one(rendered.page or "")
 
     def _deliver(self, row: Row, fields: dict[str, Any], digest: str,
                  outputs: dict[str, tuple[str, bytes, str]]) -> tuple[str, str | None, dict]:
