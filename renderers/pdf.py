@@ -10,7 +10,7 @@ Whenever that check fails, the customer gets a full render instead.
 It leans on WeasyPrint 70 internals (page boxes, ``find_stylesheets``, HTML objects
 built from a parsed tree) and on pypdf's raw stream data; tests/test_pdf.py compares
 its pages pixel by pixel with whole renders, so an upgrade that breaks it shows there.
-Not thread-safe: use one PdfBatchRenderer per thread or process.
+A PdfBatchRenderer renders one document at a time (a lock); use one per process.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import html as html_lib
 import io
 import os
 import re
+import threading
 import zlib
 from collections import Counter, OrderedDict, defaultdict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -1018,7 +1019,7 @@ class PdfBatchRenderer:
         page_size: str = "A4",
         campaign_name: str | None = None,
         templates_dir: str | Path | None = None,
-        max_versions: int = 64,
+        max_versions: int = 256,
     ) -> None:
         self.base_url = base_url
         self.css = print_stylesheet(
@@ -1028,6 +1029,8 @@ class PdfBatchRenderer:
         self.mini_css = CSS(string=_MINI_CSS, font_config=self.font_config)
         self.cache: dict[str, Any] = {}  # images, across documents
         self.stats = PdfStats()
+        # Versions edit their cut-down tree in place per customer: one render at a time.
+        self._lock = threading.RLock()
         self._versions: OrderedDict[tuple[str, ...], _Version | str] = OrderedDict()
         self._seen: OrderedDict[tuple[str, ...], None] = OrderedDict()
         self._max_versions = max_versions
@@ -1048,7 +1051,8 @@ class PdfBatchRenderer:
     def render_one(self, html: str) -> bytes:
         """The full render of one document (the fallback), same output as render_pdf."""
         document = HTML(string=with_print_css(html, self.css), base_url=self.base_url)
-        return self._render(document, []).write_pdf()
+        with self._lock:
+            return self._render(document, []).write_pdf()
 
     def render(self, doc: SharedDocument, customers: Iterable[Any]) -> list[bytes]:
         """Each customer's PDF, in order."""
@@ -1063,6 +1067,16 @@ class PdfBatchRenderer:
         pass whatever HTML each customer really gets. ``prepare``: lay the version out
         for sharing now (True), never (False), or once it has a second customer (None).
         """
+        with self._lock:
+            return self._render_filled(parts, htmls, prepare)
+
+    def _render_filled(
+        self, parts: Sequence[str], htmls: Sequence[str], prepare: bool | None
+    ) -> list[bytes]:
+        if not parts:  # the engine renders this version's page whole for everyone
+            self.stats.customers += len(htmls)
+            self.stats.full["the version's page is not shared"] += len(htmls)
+            return [self.render_one(html) for html in htmls]
         slots = _Slots(parts)
         values = [slots.split(html) for html in htmls]
         sample = next((v for v in values if v is not None), None)
@@ -1189,36 +1203,3 @@ def render_versions(
         while queue:
             if (done := take()) is not None:
                 yield done
-
-
-# --------------------------------------------------------------------------- the engine
-
-
-class EditionPdf:
-    """The engine's PDF encoder for one campaign: customers one at a time, versions shared."""
-
-    def __init__(self, campaign: Any, *, max_versions: int = 256) -> None:
-        options = getattr(campaign, "pdf", None) or {}
-        root = Path(campaign.root).resolve()
-        self.batch = PdfBatchRenderer(
-            base_url=root.as_uri() + "/",
-            page_size=options.get("page_size", "A4"),
-            campaign_name=campaign.name.replace("-", " ").title(),
-            templates_dir=root / "templates",
-            max_versions=max_versions,
-        )
-
-    @property
-    def stats(self) -> PdfStats:
-        return self.batch.stats
-
-    def render(self, version: Any, fields: Any, rendered: Any, renderer: Any) -> bytes:
-        """One customer's PDF from the page HTML the engine rendered for them."""
-        page = rendered.page
-        shared = renderer.shared(version).get("page")
-        parts = getattr(shared, "parts", None)
-        if parts is None:  # the engine renders this version whole for everyone
-            self.batch.stats.customers += 1
-            self.batch.stats.full["the page template is not shared"] += 1
-            return self.batch.render_one(page)
-        return self.batch.render_filled(parts, [page])[0]
