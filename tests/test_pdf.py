@@ -13,13 +13,8 @@ from markupsafe import escape
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 
-from renderers.pdf import (
-    PdfBatchRenderer,
-    PdfStats,
-    _Slots,
-    render_pdf,
-    render_versions,
-)
+from renderers.pdf import PdfBatchRenderer, PdfStats, render_pdf, render_versions
+from renderers.pdf_slots import _Slots
 
 OUTPUT = Path(__file__).parent / "output"
 REPO_PRINT_CSS = Path(__file__).parents[1] / "templates" / "print.css"

@@ -1,0 +1,284 @@
+"""PDF object surgery: a version's PDF parsed once, and per customer the same objects
+with their stamp (a form XObject) and their link annotations, written as a new file."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import re
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from pypdf import PdfReader
+from pypdf.generic import IndirectObject, NameObject, StreamObject, create_string_object
+
+if TYPE_CHECKING:
+    from renderers.pdf_version import _HoleBlock, _Version
+
+
+def _serialize(value: Any, ref: Callable[[int], int]) -> bytes:
+    """PDF syntax for a pypdf object, with indirect references renumbered by ``ref``."""
+    if isinstance(value, IndirectObject):
+        return b"%d 0 R" % ref(value.idnum)
+    if isinstance(value, StreamObject):
+        data = value._data
+        entries = {key: item for key, item in value.items() if key != "/Length"}
+        return (
+            _serialize_dict(entries, ref)[:-2]
+            + b"/Length %d>>\nstream\n" % len(data)
+            + data
+            + b"\nendstream"
+        )
+    if isinstance(value, dict):
+        return _serialize_dict(value, ref)
+    if isinstance(value, list):
+        return b"[" + b" ".join(_serialize(item, ref) for item in value) + b"]"
+    if isinstance(value, bytes):  # already PDF syntax
+        return value
+    if isinstance(value, str) and not hasattr(value, "write_to_stream"):
+        raise TypeError(f"plain str in a PDF object: {value!r}")
+    stream = io.BytesIO()
+    value.write_to_stream(stream)
+    return stream.getvalue()
+
+
+def _serialize_dict(value: Mapping[str, Any], ref: Callable[[int], int]) -> bytes:
+    pieces = [b"<<"]
+    for key, item in value.items():
+        name = io.BytesIO()
+        NameObject(key).write_to_stream(name)
+        pieces += (name.getvalue(), b" ", _serialize(item, ref))
+    pieces.append(b">>")
+    return b"".join(pieces)
+
+
+def _same(number: int) -> int:
+    return number
+
+
+def _reachable(roots: Iterable[Any]) -> list[int]:
+    """Object numbers referenced, directly or not, from ``roots``."""
+    seen: dict[int, None] = {}
+    stack = list(roots)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, IndirectObject):
+            if value.idnum in seen:
+                continue
+            seen[value.idnum] = None
+            stack.append(value.get_object())
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return list(seen)
+
+
+_SUBSET_TAG = re.compile(r"/([A-Z]{6})\+")
+
+
+def _retagged(value: Any) -> Any:
+    """A stamp's font with its own subset tag.
+
+    WeasyPrint derives the tag (the ABCDEF+ in ABCDEF+DejaVu-Serif) from the font alone,
+    so the stamp's subset would share it with the page's, and viewers that look fonts
+    up by name could draw the wrong glyphs.
+    """
+    if not isinstance(value, dict) or isinstance(value, StreamObject):
+        return value
+    key = "/BaseFont" if "/BaseFont" in value else "/FontName" if "/FontName" in value else None
+    if key is None or not (match := _SUBSET_TAG.match(str(value[key]))):
+        return value
+    tag = "".join(chr(65 + (ord(letter) - 65 + 13) % 26) for letter in match[1])
+    renamed = dict(value)
+    renamed[key] = NameObject(f"/{tag}+{str(value[key])[8:]}")
+    return renamed
+
+
+def _center_in(rect: Sequence[Any], box: tuple[float, float, float, float]) -> bool:
+    x0, y0, x1, y1 = (float(v) for v in rect)
+    x, y = (x0 + x1) / 2, (y0 + y1) / 2
+    return box[0] <= x <= box[2] and box[1] <= y <= box[3]
+
+
+_STAMP = b"\x00stamp\x00"
+_ANNOTS = b"\x00annots\x00"
+_URI = b"\x00uri\x00"
+
+
+class _SharedPdf:
+    """The version's PDF, parsed once, reassembled per customer by object surgery."""
+
+    def __init__(self, data: bytes, version: _Version) -> None:
+        reader = PdfReader(io.BytesIO(data))
+        trailer = reader.trailer
+        self.root = trailer.raw_get("/Root").idnum
+        info = trailer.raw_get("/Info") if "/Info" in trailer else None
+        self.info = info.idnum if info is not None else None
+        self.chunks: dict[int, bytes] = {}
+        for number in range(1, int(trailer["/Size"])):
+            try:
+                value = reader.get_object(number)
+            except Exception:  # a free entry
+                continue
+            if value is None:
+                continue
+            if isinstance(value, StreamObject) and value.get("/Type") in ("/ObjStm", "/XRef"):
+                continue
+            self.chunks[number] = _serialize(value, _same)
+        next_number = max(self.chunks) + 1
+
+        # Link annotations whose target holds a sentinel: the href they came from, and
+        # the annotation with a gap where the customer's URI goes.
+        hrefs = {
+            version.sentinels[slot]: occurrence.element.get("href")
+            for slot, occurrence in version.links.items()
+        }
+        self.links: dict[int, tuple[str, list[bytes]]] = {}
+        for page in reader.pages:
+            for ref in page.get("/Annots", []) or []:
+                annot = ref.get_object()
+                uri = str(annot.get("/A", {}).get("/URI", ""))
+                for sentinel, href in hrefs.items():
+                    if sentinel in uri:
+                        entries = dict(annot)
+                        entries["/A"] = {**annot["/A"], "/URI": _URI}
+                        self.links[ref.idnum] = (href, _serialize(entries, _same).split(_URI))
+
+        # Pages with personal blocks: the shared content bracketed by q/Q, then the
+        # customer's stamp; link annotations inside the blocks come from the stamp.
+        holes_by_page: dict[int, list[_HoleBlock]] = defaultdict(list)
+        for hole in version.holes:
+            holes_by_page[hole.page].append(hole)
+        self.stamped: list[tuple[int, list[_HoleBlock], list[bytes]]] = []
+        opening = next_number
+        self.chunks[opening] = _serialize_stream({}, b"q\n")
+        closing = next_number + 1
+        self.chunks[closing] = _serialize_stream({}, b"\nQ\nq /EditionPersonal Do Q\n")
+        next_number += 2
+        for page_index, holes in sorted(holes_by_page.items()):
+            page = reader.pages[page_index]
+            entries = dict(page)
+            contents = page.raw_get("/Contents")
+            contents = list(contents) if isinstance(contents, list) else [contents]
+            entries["/Contents"] = [b"%d 0 R" % opening, *contents, b"%d 0 R" % closing]
+            resources = dict(page["/Resources"])
+            resources["/XObject"] = {**resources.get("/XObject", {}), "/EditionPersonal": _STAMP}
+            entries["/Resources"] = resources
+            kept = [
+                ref
+                for ref in page.get("/Annots", []) or []
+                if not any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+            ]
+            entries["/Annots"] = [*kept, _ANNOTS]
+            template = _serialize(entries, _same)
+            pieces = [template[: template.index(_STAMP)]]
+            pieces += template[template.index(_STAMP) + len(_STAMP) :].split(_ANNOTS)
+            page_ref = page.indirect_reference.idnum
+            self.stamped.append((page_ref, holes, pieces))
+        self.first_free = next_number
+        self.order = sorted(self.chunks)
+
+    def stamp(self, mini: PdfReader | None) -> dict[int, bytes]:
+        """The objects a customer's stamp adds or replaces: the same stamp, the same bytes."""
+        chunks: dict[int, bytes] = {}
+        if mini is None:
+            return chunks
+        next_number = self.first_free
+        for index, (page_ref, holes, pieces) in enumerate(self.stamped):
+            mini_page = mini.pages[index]
+            resources = mini_page.get("/Resources", {})
+            annots = [
+                ref
+                for ref in mini_page.get("/Annots", []) or []
+                if any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+            ]
+            # The stamp's objects are renumbered past the shared ones.
+            remap: dict[int, int] = {}
+            for old in _reachable([resources, *annots]):
+                remap[old] = next_number
+                next_number += 1
+            for old, new in remap.items():
+                chunks[new] = _serialize(_retagged(mini.get_object(old)), remap.__getitem__)
+            stamp = next_number
+            next_number += 1
+            chunks[stamp] = _form_xobject(mini_page, resources, remap)
+            stamp_annots = b" ".join(b"%d 0 R" % remap[ref.idnum] for ref in annots)
+            chunks[page_ref] = b"%s%d 0 R%s%s%s" % (
+                pieces[0], stamp, pieces[1], stamp_annots, pieces[2]
+            )
+        if self.info is not None and "/Info" in mini.trailer:
+            chunks[self.info] = _serialize(mini.trailer["/Info"], _same)
+        return chunks
+
+    def assemble(self, stamp: Mapping[int, bytes], uris: Mapping[str, str]) -> bytes:
+        """The customer's PDF: shared objects, their stamp, their links."""
+        chunks = {**self.chunks, **stamp}
+        for number, (href, (before, after)) in self.links.items():
+            chunks[number] = before + _serialize(create_string_object(uris[href]), _same) + after
+        order = [*self.order, *sorted(n for n in stamp if n not in self.chunks)]
+        return _write_pdf(chunks, order, self.root, self.info)
+
+
+def _serialize_stream(entries: Mapping[str, Any], data: bytes) -> bytes:
+    return _serialize_dict(entries, _same)[:-2] + (
+        b"/Length %d>>\nstream\n" % len(data) + data + b"\nendstream"
+    )
+
+
+def _form_xobject(page: Any, resources: Any, remap: dict[int, int]) -> bytes:
+    """The personal page of the mini document as a form XObject to stamp."""
+    contents = page.raw_get("/Contents")
+    if isinstance(contents, IndirectObject):
+        stream = contents.get_object()
+        data, filters = stream._data, stream.get("/Filter")
+    else:
+        data = zlib.compress(page.get_contents().get_data())
+        filters = NameObject("/FlateDecode")
+    entries: dict[str, Any] = {
+        "/Type": NameObject("/XObject"),
+        "/Subtype": NameObject("/Form"),
+        "/BBox": page["/MediaBox"],
+        "/Resources": resources,
+    }
+    if filters is not None:
+        entries["/Filter"] = filters
+    if "/Group" in page:
+        entries["/Group"] = page["/Group"]
+    return _serialize_dict(entries, remap.__getitem__)[:-2] + (
+        b"/Length %d>>\nstream\n" % len(data) + data + b"\nendstream"
+    )
+
+
+def _write_pdf(
+    chunks: Mapping[int, bytes], order: Sequence[int], root: int, info: int | None
+) -> bytes:
+    """A PDF file of these numbered objects, with its cross-reference table."""
+    out = [b"%PDF-1.7\n%\xf0\x9f\x96\xa4\n"]
+    offset = len(out[0])
+    offsets: dict[int, int] = {}
+    for number in order:
+        piece = b"%d 0 obj\n%s\nendobj\n" % (number, chunks[number])
+        offsets[number] = offset
+        offset += len(piece)
+        out.append(piece)
+    size = max(order) + 1
+    xref = [b"xref\n0 %d\n0000000000 65535 f \n" % size]
+    for number in range(1, size):
+        if number in offsets:
+            xref.append(b"%010d 00000 n \n" % offsets[number])
+        else:
+            xref.append(b"0000000000 00000 f \n")
+    body = b"".join(out)
+    identifier = hashlib.md5(body, usedforsecurity=False).hexdigest().encode()
+    trailer = b"trailer\n<</Size %d/Root %d 0 R%s/ID [<%s> <%s>]>>\nstartxref\n%d\n%%%%EOF\n" % (
+        size,
+        root,
+        b"/Info %d 0 R" % info if info is not None else b"",
+        identifier,
+        identifier,
+        offset,
+    )
+    return body + b"".join(xref) + trailer

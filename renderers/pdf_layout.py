@@ -1,0 +1,157 @@
+"""What the fast path reads from WeasyPrint's layout, and the documents it lays out.
+
+Box walking finds the blocks that hold personal text; documents built from an edited
+tree, with their stylesheets parsed once, lay out a customer's stamp. Both lean on
+WeasyPrint 70 internals (page boxes, ``find_stylesheets``, HTML objects built from a
+parsed tree).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import cssselect2
+from weasyprint import CSS, HTML
+from weasyprint import css as weasyprint_css
+from weasyprint.formatting_structure import boxes
+
+# Running headers and footers; not @footnote, which takes room from the page area.
+_MARGIN_BOXES = frozenset(
+    f"@{side}-{where}"
+    for side, places in (
+        ("top", "left-corner left center right right-corner"),
+        ("bottom", "left-corner left center right right-corner"),
+        ("left", "top middle bottom"),
+        ("right", "top middle bottom"),
+    )
+    for where in places.split()
+)
+
+
+def _walk(page_box: boxes.Box) -> Iterator[tuple[boxes.Box, tuple[boxes.Box, ...]]]:
+    """Every box of a page with its ancestors (outermost first)."""
+    stack: list[tuple[Any, tuple[boxes.Box, ...]]] = [(page_box, ())]
+    while stack:
+        box, ancestors = stack.pop()
+        box = getattr(box, "_box", box)  # absolute placeholders wrap their box
+        yield box, ancestors
+        children = getattr(box, "children", None) or ()
+        inner = (*ancestors, box)
+        stack.extend((child, inner) for child in reversed(children))
+
+
+def _in_flow(box: boxes.Box) -> bool:
+    style = box.style
+    return style["float"] == "none" and style["position"] in ("static", "relative")
+
+
+def _is_flow_block(box: boxes.Box) -> bool:
+    """A block whose size and place do not depend on its content, only its height."""
+    return (
+        type(box) is boxes.BlockBox
+        and not box.is_table_wrapper
+        and _in_flow(box)
+        and box.style["column_width"] == "auto"
+        and box.style["column_count"] == "auto"
+    )
+
+
+def _stamp_block(ancestors: Sequence[boxes.Box]) -> boxes.Box | None:
+    """The block to stamp for text with these ancestors (page box first).
+
+    It is the deepest block whose ancestors are all plain flow blocks, so that only its
+    height can move anything else on the page. A table, flex or grid box under that
+    chain is stamped whole: its width may follow its content, but nothing beside it.
+    """
+    chain = list(ancestors[1:])  # without the page box
+    depth = 0
+    while depth < len(chain) and _is_flow_block(chain[depth]):
+        depth += 1
+    if depth < len(chain):
+        leaf = chain[depth]
+        if isinstance(leaf, boxes.BlockLevelBox) and _in_flow(leaf):
+            return leaf
+    return chain[depth - 1] if depth else None
+
+
+def _geometry(box: boxes.Box) -> tuple[float, ...]:
+    """What the rest of the page sees of a stamped block."""
+    return tuple(
+        round(value, 3)
+        for value in (box.position_y, box.border_box_y(), box.border_height(), box.margin_height())
+    )
+
+
+def _principal_blocks(
+    document: Any, marked: Callable[[Any], str | None]
+) -> dict[str, list[tuple[int, boxes.Box, tuple[boxes.Box, ...]]]]:
+    """The top fragment of each block whose element is ``marked``, page by page."""
+    found: dict[str, list[tuple[int, boxes.Box, tuple[boxes.Box, ...]]]] = defaultdict(list)
+    for page_index, page in enumerate(document.pages):
+        for box, ancestors in _walk(page._page_box):
+            element = box.element
+            if element is None or not isinstance(box, boxes.BlockLevelBox):
+                continue
+            key = marked(element)
+            if key is None or (ancestors and ancestors[-1].element is element):
+                continue
+            found[key].append((page_index, box, ancestors))
+    return found
+
+
+# Per customer, the mini document's <style> elements are the version's: parse them once.
+# WeasyPrint has no hook for author stylesheets, so its lookup function is wrapped; it
+# answers from this registry only for trees registered here (by identity).
+_original_find_stylesheets = weasyprint_css.find_stylesheets
+_parsed_sheets: dict[int, tuple[Any, list[CSS]]] = {}
+
+
+def _find_stylesheets(wrapper_element: Any, *args: Any, **kwargs: Any) -> Iterator[CSS]:
+    root = wrapper_element.etree_element
+    entry = _parsed_sheets.get(id(root))
+    if entry is not None and entry[0] is root:
+        return iter(entry[1])
+    return _original_find_stylesheets(wrapper_element, *args, **kwargs)
+
+
+def _cache_stylesheets(tree: Any, sheets: list[CSS]) -> None:
+    """From now on, WeasyPrint lays ``tree`` out with these parsed stylesheets."""
+    weasyprint_css.find_stylesheets = _find_stylesheets
+    _parsed_sheets[id(tree)] = (tree, sheets)
+
+
+def _forget_stylesheets(tree: Any) -> None:
+    _parsed_sheets.pop(id(tree), None)
+
+
+def _without_margin_boxes(sheet: CSS) -> CSS:
+    """A shallow copy of a parsed stylesheet without its margin box (@top-left…) rules."""
+    stripped = copy.copy(sheet)
+    stripped.page_rules = [
+        rule for rule in sheet.page_rules if not any(s[1] in _MARGIN_BOXES for s in rule[1])
+    ]
+    return stripped
+
+
+class _StampHTML(HTML):
+    """A mini document: its user agent stylesheet styles no margin boxes either."""
+
+    def _ua_stylesheets(self, forms: bool = False) -> list[CSS]:
+        return [_without_margin_boxes(sheet) for sheet in super()._ua_stylesheets(forms)]
+
+
+def _html_from_tree(root: Any, template: HTML, cls: type[HTML] = HTML) -> HTML:
+    """A WeasyPrint HTML object around an already parsed (and edited) tree."""
+    # Skips tinyhtml5 per customer: the tree is edited in place, not re-parsed.
+    document = cls.__new__(cls)
+    document.base_url = template.base_url
+    document.url_fetcher = template.url_fetcher
+    document.media_type = template.media_type
+    document.wrapper_element = cssselect2.ElementWrapper.from_html_root(
+        root, content_language=None
+    )
+    document.etree_element = document.wrapper_element.etree_element
+    return document

@@ -1,0 +1,401 @@
+"""A version prepared for the fast path: its shared pages, written once, and per
+customer a stamp of the blocks that hold personal text."""
+
+from __future__ import annotations
+
+import copy
+import io
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pypdf import PdfReader
+from weasyprint import HTML
+from weasyprint.css.counters import CounterStyle
+from weasyprint.formatting_structure import boxes
+from weasyprint.html import parse_url
+from weasyprint.urls import get_link
+
+from renderers.pdf_assembly import _SharedPdf
+from renderers.pdf_css import with_print_css
+from renderers.pdf_layout import (
+    _cache_stylesheets,
+    _forget_stylesheets,
+    _geometry,
+    _html_from_tree,
+    _original_find_stylesheets,
+    _principal_blocks,
+    _stamp_block,
+    _StampHTML,
+    _walk,
+    _without_margin_boxes,
+)
+from renderers.pdf_slots import _sentinels, _Slots, _unescape
+
+if TYPE_CHECKING:
+    from renderers.pdf import PdfBatchRenderer
+
+_PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
+_STAMPS_PER_VERSION = 256  # stamps kept per version, for customers with the same text
+
+# User-origin !important rules win over any author rule, so templates cannot undo them.
+_MINI_CSS = """
+[data-edition-hide] { visibility: hidden !important; }
+[data-edition-cut] { display: none !important; }
+[data-edition-hole="show"] { visibility: visible !important; }
+html, body { background: none !important; }
+@page { background: none !important; border-color: transparent !important; }
+"""
+
+
+class _Unsupported(Exception):
+    """The version's personal layer cannot be stamped; render its customers whole."""
+
+
+@dataclass
+class _Occurrence:
+    slot: int
+    element: Any
+    attribute: str | None  # None: element.text, "#tail": element.tail
+
+
+@dataclass
+class _HoleBlock:
+    key: str
+    page: int
+    geometry: tuple[float, ...]
+    rect: tuple[float, float, float, float]  # PDF points
+
+
+def _read_field(element: Any, attribute: str | None) -> str | None:
+    if attribute is None:
+        return element.text
+    if attribute == "#tail":
+        return element.tail
+    return element.get(attribute)
+
+
+def _write_field(element: Any, attribute: str | None, value: str) -> None:
+    if attribute is None:
+        element.text = value
+    elif attribute == "#tail":
+        element.tail = value
+    else:
+        element.set(attribute, value)
+
+
+def _find_occurrences(root: Any, sentinels: Sequence[str]) -> list[_Occurrence]:
+    found = []
+    for element in root.iter():
+        fields: list[str | None] = [None, "#tail"]
+        if isinstance(element.tag, str):
+            fields += list(element.attrib)
+        for attribute in fields:
+            text = _read_field(element, attribute)
+            if not text:
+                continue
+            for slot, sentinel in enumerate(sentinels):
+                if sentinel in text:
+                    found.append(_Occurrence(slot, element, attribute))
+    return found
+
+
+class _Version:
+    """Everything shared by the customers of one version, prepared once."""
+
+    def __init__(self, renderer: PdfBatchRenderer, parts: Sequence[str], sample: list[str]):
+        self.renderer = renderer
+        self.counter_style = CounterStyle()
+        self.color_profiles: dict[str, Any] = {}
+        self.slots = _Slots(parts)
+        widths = [len(_unescape(value) or value) for value in sample]
+        self.sentinels = _sentinels(widths, "".join(parts))
+        sentinel_html = with_print_css(self.slots.join(self.sentinels), renderer.css)
+        self.template = HTML(string=sentinel_html, base_url=renderer.base_url)
+        root = self.template.etree_element
+        self.parent = {child: parent for parent in root.iter() for child in parent}
+        self.links: dict[int, _Occurrence] = {}  # slot -> <a href> occurrence
+        self.hole_keys: dict[int, str] = {}  # id(element) -> key, for personal blocks
+        self.hole_visible: dict[str, bool] = {}
+        text, meta = self._classify(_find_occurrences(root, self.sentinels))
+        reference = renderer._render(self.template, [], self)
+        self.holes = self._hole_blocks(reference, text)
+        self.pages = len(reference.pages)
+        self.shared = self._shared_pdf(reference)
+        self.needs_mini = bool(self.holes) or bool(meta)
+        if self.needs_mini:
+            self._prepare_mini(root)
+
+    # -- analysis ------------------------------------------------------------------
+
+    def _inside(self, element: Any, tag: str) -> bool:
+        while element is not None:
+            if element.tag == tag:
+                return True
+            element = self.parent.get(element)
+        return False
+
+    def _classify(self, occurrences: list[_Occurrence]) -> tuple[list[_Occurrence], bool]:
+        """Sort holes into visible text, link targets and document metadata."""
+        text, meta = [], False
+        for occurrence in occurrences:
+            element, attribute = occurrence.element, occurrence.attribute
+            owner = self.parent.get(element) if attribute == "#tail" else element
+            tag = owner.tag if owner is not None and isinstance(owner.tag, str) else None
+            if tag is None or tag in ("script", "template") or self._inside(owner, "template"):
+                continue  # comments, scripts: never rendered
+            if attribute in (None, "#tail"):
+                if tag == "title" and self._inside(owner, "head"):
+                    meta = True
+                elif tag == "style" or not self._inside(owner, "body"):
+                    raise _Unsupported("personal value in a stylesheet or the head")
+                else:
+                    text.append(occurrence)
+            elif tag == "meta" and attribute == "content":
+                meta = True
+            elif tag == "a" and attribute == "href" and self._inside(owner, "body"):
+                self.links[occurrence.slot] = occurrence
+            else:
+                raise _Unsupported(f"personal value in the {attribute} attribute of <{tag}>")
+        return text, meta
+
+    def _hole_blocks(self, reference: Any, text: list[_Occurrence]) -> list[_HoleBlock]:
+        """Find the blocks that show personal values and check they can be stamped."""
+        # Link targets count too: CSS may print them, as in a[href]::after.
+        shown = {o.slot for o in text} | set(self.links)
+        markers = {slot: self.sentinels[slot] for slot in shown}
+        rendered: set[int] = set()
+        blocks: dict[int, Any] = {}  # id -> element of the block to stamp
+        with_boxes: set[int] = set()
+        for page in reference.pages:
+            for box, ancestors in _walk(page._page_box):
+                if box.element is not None:
+                    with_boxes.add(id(box.element))
+                label = box.bookmark_label
+                if label and any(s in label.lower() for s in self.sentinels):
+                    raise _Unsupported("personal value in a bookmark")
+                if not isinstance(box, boxes.TextBox):
+                    continue
+                lowered = box.text.lower()  # text-transform may change the case
+                hits = [slot for slot, marker in markers.items() if marker in lowered]
+                if not hits:
+                    continue
+                if any(isinstance(a, boxes.MarginBox) for a in ancestors):
+                    raise _Unsupported("personal value in a running header or footer")
+                block = _stamp_block(ancestors)
+                if block is None or block.element is None:
+                    raise _Unsupported("personal text outside any block")
+                rendered.update(hits)
+                blocks[id(block.element)] = block.element
+        for occurrence in text:
+            owner = occurrence.element
+            if occurrence.attribute == "#tail":
+                owner = self.parent.get(owner)
+            if occurrence.slot not in rendered and id(owner) in with_boxes:
+                raise _Unsupported("personal text not found in the layout")
+            # Not rendered and no box: it sits in something not displayed.
+
+        # A block inside another stamped block is drawn with it.
+        elements = list(blocks.values())
+        ancestors_of = {id(e): self._ancestors(e) for e in elements}
+        outer = [e for e in elements if not any(id(o) in ancestors_of[id(e)] for o in elements)]
+        order = {id(e): i for i, e in enumerate(self.template.etree_element.iter())}
+        outer.sort(key=lambda e: order[id(e)])
+        self.hole_keys = {id(e): str(i) for i, e in enumerate(outer)}
+
+        found = _principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
+        holes = []
+        for element in outer:
+            key = self.hole_keys[id(element)]
+            fragments = found.get(key, [])
+            if len(fragments) != 1:
+                raise _Unsupported("personal text in a block split across pages")
+            page_index, box, _ = fragments[0]
+            page = reference.pages[page_index]
+            top, bottom = box.position_y, box.position_y + box.margin_height()
+            # The band the block spans, across the page: flow blocks have nothing beside.
+            rect = (0.0, (page.height - bottom) * _PT_PER_PX, page.width * _PT_PER_PX,
+                    (page.height - top) * _PT_PER_PX)
+            self._check_nothing_on_top(page, box, top, bottom)
+            self.hole_visible[key] = box.style["visibility"] == "visible"
+            holes.append(_HoleBlock(key, page_index, _geometry(box), rect))
+        return holes
+
+    def _ancestors(self, element: Any) -> set[int]:
+        found = set()
+        element = self.parent.get(element)
+        while element is not None:
+            found.add(id(element))
+            element = self.parent.get(element)
+        return found
+
+    def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float) -> None:
+        """Stamping draws the block last: nothing floated or positioned may share its band."""
+        for box, ancestors in _walk(page._page_box):
+            if not (box.is_floated() or box.is_absolutely_positioned()):
+                continue
+            if box is block or any(a is block for a in ancestors):
+                continue
+            y = box.border_box_y()
+            if y < bottom and y + box.border_height() > top:
+                raise _Unsupported("a float or positioned box sits beside personal text")
+
+    # -- the shared pages ----------------------------------------------------------
+
+    def _shared_pdf(self, reference: Any) -> _SharedPdf:
+        """Write the version's pages once, with the personal blocks left blank."""
+        # Hiding them in the laid-out boxes saves a second layout. Styles are shared
+        # between boxes, so each box in a block gets its own hidden copy.
+        found = _principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
+        for hole in self.holes:
+            (_, block, _), = found[hole.key]
+            for box, _ in _walk(block):
+                box.style = box.style.copy()
+                box.style["visibility"] = "hidden"
+                box.background = None
+        return _SharedPdf(reference.write_pdf(), self)
+
+    # -- the per-customer document -------------------------------------------------
+
+    def _prepare_mini(self, root: Any) -> None:
+        """A copy of the version's tree that lays out only the personal blocks."""
+        tree = copy.deepcopy(root)
+        twin = {id(o): e for o, e in zip(root.iter(), tree.iter(), strict=True)}
+        elements = list(tree.iter())
+        parent = {child: p for p in tree.iter() for child in p}
+        body = next((e for e in elements if e.tag == "body"), None)
+        holes = sorted(
+            ((twin[i], key) for i, key in self.hole_keys.items()), key=lambda h: int(h[1])
+        )
+        inside: set[int] = set()
+        ancestors: set[int] = set()
+        for hole, key in holes:
+            inside.update(id(e) for e in hole.iter())
+            node = parent.get(hole)
+            while node is not None:
+                ancestors.add(id(node))
+                node = parent.get(node)
+            hole.set("data-edition-hole", "show" if self.hole_visible[key] else "hidden")
+            hole.set("data-edition-key", key)
+        position = {id(e): i for i, e in enumerate(elements)}
+        last = max((position[id(e)] for h, _ in holes for e in h.iter()), default=-1)
+        if body is not None:
+            for element in elements[position[id(body)] :]:
+                if id(element) in inside or not isinstance(element.tag, str):
+                    continue
+                if id(element) in ancestors or position[id(element)] < last:
+                    element.set("data-edition-hide", "")
+                    continue
+                # After the last personal block: no layout needed. The element stays,
+                # empty, so that selectors like :last-child match as in the full document.
+                container = parent.get(element)
+                if container is not None and container.get("data-edition-cut") is None:
+                    element.set("data-edition-cut", "")
+                    element.text = element.tail = None
+                    for child in list(element):
+                        element.remove(child)
+            # Text after the last personal block is cut too.
+            node = holes[-1][0] if holes else None
+            while node is not None and node is not body:
+                node.tail = None
+                node = parent.get(node)
+        self.mini_tree = tree
+        self.mini_html = _html_from_tree(tree, self.template)
+        sheets = list(_original_find_stylesheets(
+            self.mini_html.wrapper_element,
+            self.mini_html.media_type,
+            self.mini_html.url_fetcher,
+            self.mini_html.base_url,
+            self.renderer.font_config,
+            self.counter_style,
+            self.color_profiles,
+            [],
+            [],
+        ))
+        # The stamp must not repeat the running header and footer (its "Page 1 of 1"
+        # would cover the shared "Page 1 of 4"); margin boxes never move page content.
+        sheets = [_without_margin_boxes(sheet) for sheet in sheets]
+        _cache_stylesheets(tree, sheets)
+        unique = {(id(o.element), o.attribute): o for o in _find_occurrences(tree, self.sentinels)}
+        self.mini_fields = [
+            (o.element, o.attribute, _read_field(o.element, o.attribute) or "")
+            for o in unique.values()
+        ]
+        self.mini_slots = sorted({o.slot for o in unique.values()})
+        self.stamps: OrderedDict[tuple[str, ...], dict[int, bytes] | None] = OrderedDict()
+        self.overlay_pages = sorted({hole.page for hole in self.holes})
+        # With the version's own (sentinel) values the stamp must match the reference;
+        # if cutting the document moved anything, no customer could use it.
+        if self._stamp_document() is None:
+            raise _Unsupported("the cut-down document lays out differently")
+
+    def _stamp_document(self) -> Any | None:
+        """Lay out the mini tree as it stands; None if a personal block moved or resized."""
+        document = self.renderer._render(
+            _html_from_tree(self.mini_tree, self.template, _StampHTML),
+            [self.renderer.mini_css],
+            self,
+        )
+        found = _principal_blocks(document, lambda e: e.get("data-edition-key"))
+        for hole in self.holes:
+            fragments = found.get(hole.key, [])
+            if [(p, _geometry(b)) for p, b, _ in fragments] != [(hole.page, hole.geometry)]:
+                return None
+        return document
+
+    def close(self) -> None:
+        """Forget the version's parsed stylesheets."""
+        if hasattr(self, "mini_tree"):
+            _forget_stylesheets(self.mini_tree)
+
+    def render(self, values: list[str]) -> bytes | str:
+        """One customer's PDF, or the reason it needs a full render."""
+        texts = [_unescape(value) for value in values]
+        if any(text is None for text in texts):
+            return "value needs the HTML parser"
+        plain: list[str] = texts  # type: ignore[assignment]
+
+        def substitute(template: str) -> str:
+            for slot, sentinel in enumerate(self.sentinels):
+                if sentinel in template:
+                    template = template.replace(sentinel, plain[slot])
+            return template
+
+        uris: dict[str, str] = {}
+        for occurrence in self.links.values():
+            # What WeasyPrint's <a> handler makes of the customer's href.
+            template = occurrence.element.get("href")
+            base_url = self.template.base_url
+            url = parse_url(substitute(template), base_url, allow_relative=True)
+            link = get_link(url, base_url) if url else None
+            if not link or link[1][0] != "external":
+                return "personal link is not an external URL"
+            uris[template] = link[1][1]
+
+        stamp: dict[int, bytes] = {}
+        if self.needs_mini:
+            # Customers with the same personal text (often: the same first name) get
+            # the same stamp; a text that reflowed once reflows again.
+            key = tuple(plain[slot] for slot in self.mini_slots)
+            if key in self.stamps:
+                self.stamps.move_to_end(key)
+                cached = self.stamps[key]
+                if cached is None:
+                    return "personal text changes the layout"
+                self.renderer.stats.stamps_reused += 1
+                stamp = cached
+            else:
+                for element, attribute, template in self.mini_fields:
+                    _write_field(element, attribute, substitute(template))
+                document = self._stamp_document()
+                if document is not None:
+                    pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
+                    mini = PdfReader(io.BytesIO(document.copy(pages).write_pdf()))
+                    stamp = self.shared.stamp(mini)
+                self.stamps[key] = stamp if document is not None else None
+                if len(self.stamps) > _STAMPS_PER_VERSION:
+                    self.stamps.popitem(last=False)
+                if document is None:
+                    return "personal text changes the layout"
+        return self.shared.assemble(stamp, uris)
