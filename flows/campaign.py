@@ -1,9 +1,18 @@
 """Prefect flow `send-campaign`: the engine's run, in batched tasks, with artifacts.
 
-The flow is wiring: `Plan.load` checks the campaign, customers are streamed in the flow
-and handed to `render-batch` tasks a batch at a time (a task run costs ~20 ms of
-orchestration, so never one per customer), and the results are written in input order
-by the same code the CLI uses. The output folder is identical to `edition run`'s.
+The flow is wiring: its parameters are checked first (nothing is read or written when
+one is wrong, and the run's log says why), `Plan.load` checks the campaign, customers
+are streamed in the flow and handed to `render-batch` tasks a batch at a time (a task
+run costs ~20 ms of orchestration, so never one per customer), and the results are
+written in input order by the same code the CLI uses. The output folder is identical to
+`edition run`'s, whichever task runner renders the batches (thread, process or Dask).
+
+The parameters are typed so the Prefect UI draws a form: formats are choices, `as_of` is
+a date, `dry_run` is on by default and sending needs a second switch (`confirm_send`).
+Options most runs leave alone sit in `advanced` (a `RunSettings` form).
+
+A run folder gets a `run.json` while the run is going; if the run dies, the next run of
+the campaign (or `edition serve` at start-up) repairs the folder: see flows/recovery.py.
 """
 
 from __future__ import annotations
@@ -12,7 +21,8 @@ import datetime as dt
 import os
 from collections import deque
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -24,13 +34,58 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
+from pydantic import BaseModel, ConfigDict, Field
 
 from edition.customers import Row
+from edition.errors import UsageError
 from edition.report import versions_document
-from edition.run import BatchResult, Run, RunOptions, RunSummary, estimate_rows, process_batch
+from edition.run import (
+    DEFAULT_BATCH,
+    BatchResult,
+    Run,
+    RunOptions,
+    RunSummary,
+    estimate_rows,
+    plan_for,
+    process_batch,
+)
+from flows import recovery
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
+
+# Where `edition serve` publishes the output folders over HTTP (loopback), so the
+# artifacts' links open in a browser; without it they are file:// links.
+OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
+OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
+
+
+class RunSettings(BaseModel):
+    """Options most runs leave alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: Annotated[int, Field(ge=1, description=(
+        "Customers per render-batch task (hundreds to thousands: a task costs ~20 ms)."))] = 1000
+    task_runner: Annotated[Runner, Field(description=(
+        "Where batches render: threads of the flow's process, a process pool, or Dask."))
+    ] = "thread"
+    workers: Annotated[int, Field(ge=0, description=(
+        "Threads, processes or Dask workers; 0 means one per CPU."))] = 0
+    dask_address: Annotated[str | None, Field(description=(
+        "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
+        "Only with task_runner dask."))] = None
+    out: Annotated[str | None, Field(description=(
+        "Output folder; empty means out/<campaign>/<run id> under the content root."))] = None
+    run_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$",
+                                        description="Run id; empty makes one from the time.")
+                      ] = None
+    started: Annotated[dt.datetime | None, Field(description=(
+        "The run's clock (the e-mails' Date header); set it with run_id to reproduce a run "
+        "byte for byte."))] = None
+    resend_unknown: Annotated[bool, Field(description=(
+        "When sending: send again to customers whose earlier delivery outcome is unknown."))
+    ] = False
 
 
 @task(name="render-batch", cache_policy=NO_CACHE, task_run_name="render-batch-{number}")
@@ -58,11 +113,106 @@ def artifact_key(prefix: str, campaign: str) -> str:
     return f"{prefix}-{slug}"[:64]
 
 
+def output_link(path: Path | str) -> str:
+    """A link a person can open: over `edition serve`'s HTTP server when the path is
+    under its folder, else a file:// URI."""
+    target = Path(path).resolve()
+    base, root = os.environ.get(OUTPUT_URL_ENV), os.environ.get(OUTPUT_ROOT_ENV)
+    if base and root:
+        try:
+            rel = target.relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+        else:
+            suffix = "/" if target.is_dir() else ""
+            return base.rstrip("/") + "/" + quote(rel.as_posix()) + suffix
+    return target.as_uri()
+
+
+# -- parameters --------------------------------------------------------------------
+
+def check_parameters(
+    campaign: str,
+    customers: str | None = None,
+    formats: list[str] | None = None,
+    as_of: dt.date | None = None,
+    limit: int | None = None,
+    dry_run: bool = True,
+    confirm_send: bool = False,
+    to: str | None = None,
+    advanced: RunSettings | None = None,
+) -> RunOptions:
+    """Refuse bad parameters before any work, every problem in one readable message."""
+    from edition.campaign import find_root
+
+    advanced = advanced or RunSettings()
+    problems: list[str] = []
+    path = Path(campaign).expanduser() if campaign else None
+    if path is None or not path.is_file():
+        problems.append(f"campaign file not found: {campaign!r} (looked for "
+                        f"{path.resolve() if path else '<empty>'}); pass the path of a file "
+                        f"in campaigns/")
+    customers_path = None
+    if customers:
+        candidate = Path(customers).expanduser()
+        if not candidate.is_absolute() and not candidate.exists() and path and path.is_file():
+            candidate = find_root(path) / candidate  # relative to the content root
+        if not candidate.is_file():
+            problems.append(f"customer file not found: {customers!r}")
+        customers_path = str(candidate.resolve())
+    if limit is not None and limit < 0:
+        problems.append(f"limit must be 0 or more, not {limit}")
+    if advanced.batch_size < 1:
+        problems.append(f"batch_size must be at least 1, not {advanced.batch_size}")
+    if advanced.workers < 0:
+        problems.append(f"workers must be 0 (one per CPU) or more, not {advanced.workers}")
+    if advanced.dask_address and advanced.task_runner != "dask":
+        problems.append("dask_address needs task_runner dask")
+    if formats is not None:
+        bad = [f for f in formats if f not in ("html", "text", "eml", "pdf")]
+        if bad or not formats:
+            problems.append(f"formats must be some of html, text, eml, pdf, not {formats!r}")
+    if not dry_run and not confirm_send:
+        problems.append("sending needs two switches: dry_run off AND confirm_send on "
+                        "(nothing was rendered or sent)")
+    if dry_run and advanced.resend_unknown:
+        problems.append("resend_unknown only makes sense when sending (dry_run off)")
+    if problems:
+        raise UsageError("; ".join(problems))
+    options = RunOptions(
+        campaign=str(path), customers=customers_path,
+        formats=tuple(formats) if formats else None, as_of=as_of, limit=limit,
+        send=not dry_run, to=to, resend_unknown=advanced.resend_unknown,
+        batch_size=advanced.batch_size, out=advanced.out, run_id=advanced.run_id,
+        started=advanced.started).resolved()
+    plan_for(options)  # campaign, catalog and templates: a ContentError names file and line
+    return options
+
+
+def _run_name() -> str:
+    from prefect.runtime import flow_run
+
+    params = flow_run.get_parameters() or {}
+    name = Path(str(params.get("campaign") or "campaign")).stem
+    return f"{name}-{'dry-run' if params.get('dry_run', True) else 'send'}"
+
+
+# -- the run -----------------------------------------------------------------------
+
 def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int = 0,
                 dask_address: str | None = None) -> RunSummary:
     """Stream the customers through `render-batch` tasks and write the run's output."""
+    from prefect.runtime import flow_run
+    from prefect.settings import PREFECT_API_URL
+
     logger = get_run_logger()
+    options = options.resolved()
+    out_dir = plan_for(options).out_dir
+    for repaired in recovery.recover_runs(out_dir.parent, skip=out_dir):
+        logger.warning("earlier run interrupted, folder repaired: %s", repaired.describe())
     run = Run(options)
+    marker = recovery.mark_running(run.out_dir, run.options, flow_run_id=flow_run.get_id(),
+                                   api_url=PREFECT_API_URL.value())
     campaign = run.plan.campaign.name
     total = estimate_rows(run.plan)
     logger.info("campaign %s: about %s customers, batches of %s, %s runner; output in %s",
@@ -85,14 +235,28 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
         with _task_runner(runner, workers, dask_address) as task_runner:
             for number, batch in enumerate(run.batches(), start=1):
                 window.append((len(batch), task_runner.submit(
-                    render_batch, {"options": options, "batch": batch, "number": number})))
+                    render_batch, {"options": run.options, "batch": batch, "number": number})))
                 while len(window) > workers * 2:  # bounded: memory stays flat
                     collect()
             while window:
                 collect()
-    finally:
+    except BaseException as exc:
         run.plan.close()
+        run.manifest.close()
+        if getattr(run, "lock", None) is not None:  # the send ledger's run lock
+            run.lock.close()
+        cancelled = isinstance(exc, KeyboardInterrupt | SystemExit) or any(
+            word in type(exc).__name__ for word in ("Termination", "Cancel", "Abort"))
+        reason = "run cancelled" if cancelled else f"run failed ({type(exc).__name__})"
+        logger.error("%s: %s; making the output folder consistent", reason, exc)
+        try:
+            logger.info("repaired: %s", recovery.repair(run.out_dir, reason=reason).describe())
+        except Exception as problem:
+            logger.error("could not repair %s: %s", run.out_dir, problem)
+        raise
+    run.plan.close()
     summary = run.finish()
+    recovery.mark_finished(run.out_dir, marker, summary)
     if progress:
         update_progress_artifact(progress, 100.0)
     publish_artifacts(run, summary)
@@ -105,7 +269,19 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
 def publish_artifacts(run: Run, summary: RunSummary) -> None:
     """The report, the versions table and a link to the output, for the Prefect UI."""
     campaign = run.plan.campaign.name
-    create_markdown_artifact(summary.report, key=artifact_key("report", campaign),
+    out_dir = Path(summary.out_dir)
+    samples = []
+    for fmt in ("html", "text", "pdf"):
+        folder = out_dir / fmt
+        if folder.is_dir():
+            samples = sorted(folder.iterdir())[:3]
+            break
+    links = [f"- [{p.parent.name}/{p.name}]({output_link(p)})" for p in samples]
+    report = summary.report
+    if links:
+        report += ("\n## Open an edition\n\n" + "\n".join(links)
+                   + f"\n\nAll files: [{out_dir.name}]({output_link(out_dir)})\n")
+    create_markdown_artifact(report, key=artifact_key("report", campaign),
                              description=f"Run report for {campaign}")
     versions = versions_document(run.tally)["versions"]
     rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
@@ -115,49 +291,76 @@ def publish_artifacts(run: Run, summary: RunSummary) -> None:
     if rows:
         create_table_artifact(rows, key=artifact_key("versions", campaign),
                               description=f"{len(versions)} versions of {campaign}")
-    create_link_artifact(Path(summary.out_dir).resolve().as_uri(),
+    create_link_artifact(output_link(out_dir),
                          link_text=f"Output folder of run {summary.run_id}",
-                         key=artifact_key("output", campaign))
+                         key=artifact_key("output", campaign),
+                         description=f"manifest.jsonl, report.md and the editions of {campaign}")
 
 
-@flow(name="send-campaign", log_prints=True)
+@flow(name="send-campaign", log_prints=True, flow_run_name=_run_name)
 def send_campaign(
     campaign: str,
     customers: str | None = None,
     formats: list[Format] | None = None,
     as_of: dt.date | None = None,
-    limit: int | None = None,
+    limit: Annotated[int | None, Field(ge=0)] = None,
     dry_run: bool = True,
+    confirm_send: bool = False,
     to: str | None = None,
-    resend_unknown: bool = False,
-    batch_size: int = 1000,
-    out: str | None = None,
-    run_id: str | None = None,
-    task_runner: Runner = "thread",
-    workers: int = 0,
-    dask_address: str | None = None,
+    advanced: RunSettings = RunSettings(),
 ) -> dict[str, Any]:
-    """Render one edition per customer; deliver only when dry_run is false."""
-    options = RunOptions(campaign=campaign, customers=customers,
-                         formats=tuple(formats) if formats else None, as_of=as_of,
-                         limit=limit, send=not dry_run, to=to, resend_unknown=resend_unknown,
-                         batch_size=batch_size, out=out, run_id=run_id).resolved()
-    summary = run_batches(options, runner=task_runner, workers=workers,
-                          dask_address=dask_address)
+    """Render one edition per customer; deliver only with dry_run off AND confirm_send on.
+
+    Args:
+        campaign: The campaign file (campaigns/NAME.yaml).
+        customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
+            is looked up from the working directory, then from the content root.
+        formats: What to make for each customer; empty means the campaign's formats.
+        as_of: The run date modules' valid_from/valid_until are checked against;
+            empty means today.
+        limit: Only the first N customer rows.
+        dry_run: On (the default) nothing leaves the machine: files are written only.
+        confirm_send: Must also be on to really send (with dry_run off).
+        to: Delivery target instead of the campaign's (local, s3://bucket/prefix,
+            smtp://host:port, ses).
+        advanced: Batch size, task runner (thread, process, Dask), output folder, run id.
+    """
+    logger = get_run_logger()
+    try:
+        options = check_parameters(campaign, customers, list(formats) if formats else None,
+                                   as_of, limit, dry_run, confirm_send, to, advanced)
+    except Exception as exc:
+        logger.error("refused before any work: %s", exc)
+        raise
+    if dry_run:
+        logger.info("dry run: nothing will be sent (turn dry_run off and confirm_send on "
+                    "to deliver)")
+    else:
+        logger.warning("SENDING for real to %s", plan_for(options).target)
+    summary = run_batches(options, runner=advanced.task_runner, workers=advanced.workers,
+                          dask_address=advanced.dask_address)
     return {"run_id": summary.run_id, "out_dir": summary.out_dir, "counts": summary.counts,
             "customers": summary.customers, "versions": summary.versions,
             "seconds": summary.seconds}
 
 
 def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
-                        workers: int = 0) -> RunSummary:
-    """`edition run --via-prefect`: the same run, as a flow run (ephemeral server if no API)."""
+                        workers: int = 0, dask_address: str | None = None) -> RunSummary:
+    """`edition run --via-prefect`: the same run, as a flow run (ephemeral server if no API).
+
+    The CLI has asked for confirmation (or --yes) before it gets here, so `--send` is
+    passed on as dry_run off plus confirm_send on.
+    """
     result = send_campaign(
         campaign=options.campaign, customers=options.customers,
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,
-        limit=options.limit, dry_run=not options.send, to=options.to,
-        resend_unknown=options.resend_unknown, batch_size=options.batch_size,
-        out=options.out, run_id=options.run_id, task_runner=task_runner, workers=workers)
+        limit=options.limit, dry_run=not options.send, confirm_send=options.send,
+        to=options.to,
+        advanced=RunSettings(batch_size=options.batch_size or DEFAULT_BATCH,
+                             task_runner=task_runner, workers=workers,
+                             dask_address=dask_address, out=options.out,
+                             run_id=options.run_id, started=options.started,
+                             resend_unknown=options.resend_unknown))
     report = (Path(result["out_dir"]) / "report.md").read_text(encoding="utf-8")
     return RunSummary(run_id=result["run_id"], out_dir=result["out_dir"],
                       counts=result["counts"], customers=result["customers"],

@@ -1,0 +1,367 @@
+"""`edition serve`: every campaign in campaigns/ becomes a Prefect deployment.
+
+For each campaign file that passes the same checks as `edition run` (campaign, catalog,
+templates), a deployment of `send-campaign` named after the campaign: its `campaign`
+parameter fixed to that file, its schedule (cron + time zone) when the campaign has one,
+and at most one run at a time (`concurrency_limit=1`). Plus one deployment of
+`preview-customer` (named `preview-customer`) whose campaign is a choice of the served
+campaigns. An invalid campaign is reported (file:line message) and skipped; the others
+are served. Restarting serve picks up added and edited campaign files.
+
+At start-up, run folders left behind by runs that died (serve or the machine stopped
+mid-run) are repaired (flows/recovery.py), and the output folder (content root's out/)
+is published read-only over HTTP on 127.0.0.1 so the links in the runs' artifacts open
+in the browser next to the Prefect UI.
+
+`python -m flows.serve --prefect-yaml [ROOT]` prints the equivalent prefect.yaml for
+teams that deploy with `prefect deploy` and a process work pool.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import os
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edition.errors import ContentError, ContentErrors, EditionError, RunError
+
+OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
+DEFAULT_OUTPUT_PORT = 4280
+PREVIEW = "preview-customer"
+
+
+def _logger() -> Any:
+    from prefect.logging import get_logger
+
+    return get_logger("edition.serve")
+
+
+@dataclass
+class Served:
+    """What serve found in campaigns/."""
+
+    root: Path
+    campaigns: list[tuple[Path, Any]] = field(default_factory=list)   # (file, Campaign)
+    problems: list[str] = field(default_factory=list)                 # "file:line: message"
+
+
+def _campaign_files(root: Path) -> list[Path]:
+    folder = root / "campaigns"
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and p.suffix in {".yaml", ".yml"} and not p.name.startswith("."))
+
+
+def _problems(exc: BaseException, file: Path, root: Path) -> list[str]:
+    if isinstance(exc, ContentErrors):
+        return [str(e) for e in exc.errors]
+    if isinstance(exc, EditionError):
+        text = str(exc)
+        return [text if exc.file else f"{_rel(file, root)}: {text}"]
+    return [f"{_rel(file, root)}: {type(exc).__name__}: {exc}"]
+
+
+def _rel(file: Path, root: Path) -> str:
+    try:
+        return file.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return str(file)
+
+
+def find_campaigns(root: Path | str = ".") -> Served:
+    """Every campaign file, checked like `edition run` checks it; problems collected."""
+    from edition.run import Plan, RunOptions
+
+    root = Path(root).resolve()
+    served = Served(root)
+    files = _campaign_files(root)
+    if not files:
+        served.problems.append(f"{root / 'campaigns'}: no campaign files (*.yaml) found")
+    names: dict[str, Path] = {}
+    for file in files:
+        try:
+            plan = Plan.load(RunOptions(campaign=str(file)).resolved())
+        except Exception as exc:
+            served.problems += _problems(exc, file, root)
+            continue
+        campaign = plan.campaign
+        if campaign.name in names:
+            line = _line_of_name(file)
+            served.problems.append(
+                f"{_rel(file, root)}:{line}: name {campaign.name!r} is already used by "
+                f"{_rel(names[campaign.name], root)}; skipped")
+            continue
+        names[campaign.name] = file
+        served.campaigns.append((file, campaign))
+    return served
+
+
+def _line_of_name(file: Path) -> int:
+    for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if text.startswith("name:"):
+            return number
+    return 1
+
+
+def _entrypoint_type(module_file: str) -> Any:
+    """A file path (flows/campaign.py:send_campaign) when serve runs from the repository,
+    else the module path (flows.campaign.send_campaign) rather than a ../../ path."""
+    from prefect.deployments.runner import EntrypointType
+
+    try:
+        Path(module_file).resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return EntrypointType.MODULE_PATH
+    return EntrypointType.FILE_PATH
+
+
+def _version(file: Path) -> str:
+    """Changes when the campaign file changes, so the UI shows an edit as a new version."""
+    return hashlib.sha256(file.read_bytes()).hexdigest()[:12]
+
+
+def campaign_deployment(file: Path, campaign: Any) -> Any:
+    """`send-campaign` deployment for one campaign."""
+    from prefect.schedules import Cron
+
+    from flows.campaign import send_campaign
+
+    schedules = None
+    when = "no schedule: run it from the UI or the API"
+    if campaign.schedule:
+        cron, tz = campaign.schedule["cron"], campaign.schedule.get("timezone") or "UTC"
+        schedules = [Cron(cron, timezone=tz)]
+        when = f"scheduled `{cron}` ({tz})"
+    description = (f"{campaign.description or 'Campaign ' + campaign.name}\n\n"
+                   f"Campaign file `{file}`; {when}. Dry run unless dry_run is off and "
+                   f"confirm_send is on. One run at a time.")
+    deployment = send_campaign.to_deployment(
+        name=campaign.name,
+        parameters={"campaign": str(file)},
+        schedules=schedules,
+        concurrency_limit=1,
+        tags=["edition", "campaign", campaign.name],
+        description=description,
+        version=_version(file),
+        entrypoint_type=_entrypoint_type(sys.modules[send_campaign.__module__].__file__),
+    )
+    # The deployment is this campaign: its file is shown but cannot be changed in the form
+    # (what prefect.utilities.annotations.freeze does, which to_deployment in 3.8 sends as
+    # a list instead of unwrapping it).
+    prop = deployment._parameter_openapi_schema.properties["campaign"]
+    prop.update({"readOnly": True, "enum": [str(file)], "default": str(file)})
+    return deployment
+
+
+def preview_deployment(files: list[Path]) -> Any:
+    """`preview-customer` deployment; its campaign parameter is a choice of the files."""
+    from flows.preview import preview_customer
+
+    deployment = preview_customer.to_deployment(
+        name=PREVIEW,
+        parameters={"campaign": str(files[0])} if files else None,
+        tags=["edition", "preview"],
+        entrypoint_type=_entrypoint_type(sys.modules[preview_customer.__module__].__file__),
+        description="One customer's edition as a dry run: the modules chosen for each slot "
+                    "and why, and the rendered HTML page. Nothing is sent.",
+    )
+    if files:
+        schema = deployment._parameter_openapi_schema  # the form the UI draws
+        schema.properties["campaign"]["enum"] = [str(f) for f in files]
+    return deployment
+
+
+def build_deployments(root: Path | str = ".") -> tuple[list[Any], Served]:
+    """The deployments serve would register, and what it found (for tests and logs)."""
+    served = find_campaigns(root)
+    deployments = [campaign_deployment(f, c) for f, c in served.campaigns]
+    if served.campaigns:
+        deployments.append(preview_deployment([f for f, _ in served.campaigns]))
+    return deployments, served
+
+
+# -- the output folder over HTTP (loopback only) -----------------------------------
+
+class _Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_output_server(folder: Path, port: int | None = None) -> tuple[Any, str]:
+    """Serve `folder` read-only on 127.0.0.1 (the given port, else any free one)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    handler = functools.partial(_Quiet, directory=str(folder))
+    wanted = DEFAULT_OUTPUT_PORT if port is None else port
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", wanted), handler)
+    except OSError:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="edition-output", daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+# -- serve -------------------------------------------------------------------------
+
+def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
+                    limit: int | None = None) -> None:
+    """Register every valid campaign (and the preview) with Prefect and run them."""
+    from prefect import serve
+    from prefect.settings import PREFECT_API_URL
+
+    from flows.campaign import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
+    from flows.recovery import ServeLockError, claim_serve, release_serve
+
+    log = _logger()
+    root = Path(root).resolve()
+    deployments, served = build_deployments(root)
+    for problem in served.problems:
+        log.error("invalid campaign skipped: %s", problem)
+    if not served.campaigns:
+        raise ContentError(f"no valid campaign to serve in {root / 'campaigns'}",
+                           root / "campaigns")
+    try:
+        claim_serve(root / "out", PREFECT_API_URL.value())
+    except ServeLockError as exc:
+        raise RunError(str(exc)) from None
+    recover(root, served, log)
+    if output_port is None and os.environ.get(OUTPUT_PORT_ENV):
+        output_port = int(os.environ[OUTPUT_PORT_ENV])
+    server, url = start_output_server(root / "out", output_port)
+    os.environ[OUTPUT_URL_ENV] = url        # inherited by the flow-run processes
+    os.environ[OUTPUT_ROOT_ENV] = str(root / "out")
+    log.info("serving %d campaign(s) from %s: %s (+ %s); output folder at %s",
+             len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
+             PREVIEW, url)
+    try:
+        serve(*deployments, limit=limit)
+    finally:
+        server.shutdown()
+        # Prefect's runner kills the flow-run processes it started when it stops; put
+        # their folders and states right now rather than at the next start.
+        _wait_for_children(10.0)
+        recover(root, served, log)
+        release_serve(root / "out")
+
+
+def deployment_names(served: Served) -> list[str]:
+    return [f"send-campaign/{c.name}" for _, c in served.campaigns] + [f"{PREVIEW}/{PREVIEW}"]
+
+
+def recover(root: Path, served: Served, log: Any) -> None:
+    """Repair run folders whose run died; fix the states of runs left behind."""
+    from flows.recovery import recover_flow_runs, recover_runs
+
+    for _file, campaign in served.campaigns:
+        for repaired in recover_runs(root / "out" / campaign.name):
+            log.warning("interrupted run repaired: %s", repaired.describe())
+    try:
+        orphans = recover_flow_runs(deployment_names(served), root / "out")
+    except Exception as exc:
+        log.warning("could not check for runs left behind by serve: %s", exc)
+        return
+    if orphans.rescheduled:
+        log.warning("runs that had not started when serve stopped, resubmitted: %s",
+                    ", ".join(orphans.rescheduled))
+    if orphans.crashed:
+        log.warning("runs whose process is gone, marked Crashed: %s",
+                    ", ".join(orphans.crashed))
+
+
+def _wait_for_children(timeout: float) -> None:
+    import multiprocessing
+    import time
+
+    deadline = time.monotonic() + timeout
+    while multiprocessing.active_children() and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+
+# -- prefect.yaml ------------------------------------------------------------------
+
+YAML_HEADER = """\
+# Deployments for teams that deploy with `prefect deploy` instead of `edition serve`
+# (which registers the same deployments and runs them itself). One deployment of
+# send-campaign per campaign in campaigns/, named after it, with its schedule and at most
+# one run at a time; plus preview-customer. Regenerate after adding or editing a campaign:
+#
+#   python -m flows.serve --prefect-yaml > prefect.yaml
+#
+# Use it (from this folder, with PREFECT_API_URL set):
+#
+#   prefect work-pool create edition --type process
+#   prefect deploy --all
+#   prefect worker start --pool edition
+#
+# No `pull` section: `prefect deploy` adds a set_working_directory step for the folder it
+# runs in, so the worker finds flows/ and the relative campaign paths there.
+"""
+
+
+def prefect_yaml(root: Path | str = ".") -> str:
+    """The prefect.yaml text equivalent to what serve registers."""
+    import yaml
+
+    root = Path(root).resolve()
+    served = find_campaigns(root)
+    pool = {"name": "edition", "work_queue_name": "default"}
+    deployments: list[dict[str, Any]] = []
+    for file, campaign in served.campaigns:
+        rel = _rel(file, root)
+        entry: dict[str, Any] = {
+            "name": campaign.name,
+            "description": f"{campaign.description or 'Campaign ' + campaign.name} "
+                           f"({rel}); dry run unless dry_run is off and confirm_send is on.",
+            "entrypoint": "flows/campaign.py:send_campaign",
+            "parameters": {"campaign": rel},
+            "tags": ["edition", "campaign", campaign.name],
+            "concurrency_limit": 1,
+        }
+        if campaign.schedule:
+            entry["schedules"] = [{"cron": campaign.schedule["cron"],
+                                   "timezone": campaign.schedule.get("timezone") or "UTC"}]
+        entry["work_pool"] = dict(pool)
+        deployments.append(entry)
+    if served.campaigns:
+        deployments.append({
+            "name": PREVIEW,
+            "description": "One customer's edition as a dry run, with the reason for "
+                           "every module. Nothing is sent.",
+            "entrypoint": "flows/preview.py:preview_customer",
+            "parameters": {"campaign": _rel(served.campaigns[0][0], root)},
+            "tags": ["edition", "preview"],
+            "work_pool": dict(pool),
+        })
+    document = {"name": "edition", "prefect-version": _prefect_version(),
+                "build": None, "push": None, "deployments": deployments}
+    return YAML_HEADER + "\n" + yaml.safe_dump(document, sort_keys=False, width=100)
+
+
+def _prefect_version() -> str:
+    import prefect
+
+    return ".".join(prefect.__version__.split(".")[:2])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["--prefect-yaml"]:
+        root = args[1] if len(args) > 1 else "."
+        served = find_campaigns(root)
+        for problem in served.problems:
+            print(f"skipped: {problem}", file=sys.stderr)
+        sys.stdout.write(prefect_yaml(root))
+        return 0
+    serve_campaigns(args[0] if args else ".")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""`edition serve` without a server: which deployments, prefect.yaml, parameter checks,
+and the repair of a run folder whose run died mid-way (flows/serve.py, flows/recovery.py).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+REPO = Path(__file__).resolve().parents[1]
+CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = tmp_path / "site"
+    for folder in CONTENT:
+        shutil.copytree(REPO / folder, root / folder)
+    from edition.sampledata import write_customers
+
+    write_customers(root / "data" / "customers.csv", 120, seed=7)
+    return root
+
+
+def test_prefect_yaml_is_in_step_with_the_campaigns() -> None:
+    from flows.serve import prefect_yaml
+
+    assert (REPO / "prefect.yaml").read_text(encoding="utf-8") == prefect_yaml(REPO), (
+        "prefect.yaml is stale: python -m flows.serve --prefect-yaml > prefect.yaml")
+
+
+def test_an_invalid_campaign_is_reported_with_file_and_line_and_skipped(site: Path) -> None:
+    from flows.serve import build_deployments
+
+    text = (site / "campaigns" / "invoice.yaml").read_text(encoding="utf-8")
+    (site / "campaigns" / "bad.yaml").write_text(
+        text.replace("name: invoice", "name: bad") + "slotz: {}\n", encoding="utf-8")
+    line = len(text.splitlines()) + 1
+    (site / "campaigns" / "twin.yaml").write_text(text, encoding="utf-8")  # name taken
+    deployments, served = build_deployments(site)
+    assert [d.name for d in deployments] == ["invoice", "weekly-newsletter", "preview-customer"]
+    assert f"campaigns/bad.yaml:{line}: unknown key 'slotz' (did you mean 'slots'?)" in \
+        served.problems
+    assert any(p.startswith("campaigns/twin.yaml:") and "already used" in p
+               for p in served.problems)
+
+
+def test_each_campaign_is_a_deployment_with_its_schedule_and_one_run_at_a_time(
+        site: Path) -> None:
+    from flows.serve import build_deployments
+
+    deployments, _ = build_deployments(site)
+    by_name = {d.name: d for d in deployments}
+    weekly = by_name["weekly-newsletter"]
+    path = str(site / "campaigns" / "weekly-newsletter.yaml")
+    assert weekly.parameters == {"campaign": path}
+    assert weekly.concurrency_limit == 1
+    [schedule] = weekly.schedules
+    assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 8 * * MON",
+                                                                    "Europe/London")
+    assert by_name["invoice"].schedules == []
+    campaign = weekly._parameter_openapi_schema.properties["campaign"]
+    assert campaign["readOnly"] is True and campaign["enum"] == [path]
+    preview = by_name["preview-customer"]._parameter_openapi_schema.properties["campaign"]
+    assert sorted(preview["enum"]) == sorted(str(site / "campaigns" / f"{n}.yaml")
+                                             for n in ("invoice", "weekly-newsletter"))
+
+
+def test_the_form_has_choices_dates_and_a_safe_default() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.campaign import send_campaign
+
+    props = parameter_schema(send_campaign).model_dump()["properties"]
+    assert props["formats"]["anyOf"][0]["items"]["enum"] == ["html", "text", "eml", "pdf"]
+    assert props["as_of"]["anyOf"][0]["format"] == "date"
+    assert props["limit"]["anyOf"][0] == {"minimum": 0, "type": "integer"}
+    assert props["dry_run"]["default"] is True and props["confirm_send"]["default"] is False
+
+
+def test_parameters_are_refused_before_any_work(site: Path) -> None:
+    from edition.errors import UsageError
+    from flows.campaign import RunSettings, check_parameters
+
+    campaign = str(site / "campaigns" / "weekly-newsletter.yaml")
+    with pytest.raises(UsageError, match="campaign file not found"):
+        check_parameters(str(site / "campaigns" / "nope.yaml"))
+    with pytest.raises(UsageError, match="dry_run off AND confirm_send on"):
+        check_parameters(campaign, dry_run=False)
+    with pytest.raises(UsageError, match="limit must be 0 or more"):
+        check_parameters(campaign, limit=-1)
+    with pytest.raises(UsageError, match="customer file not found"):
+        check_parameters(campaign, customers="data/nope.csv")
+    with pytest.raises(ValidationError, match="batch_size"):
+        RunSettings(batch_size=0)
+    options = check_parameters(campaign, customers="data/customers.csv", limit=5)
+    assert options.customers == str(site / "data" / "customers.csv") and not options.send
+    sending = check_parameters(campaign, dry_run=False, confirm_send=True)
+    assert sending.send
+    assert not (site / "out").exists()  # checking wrote nothing
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.mark.parametrize("send", [False, True], ids=["dry-run", "sending"])
+def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool) -> None:
+    from edition.run import RunOptions, close_plans, execute
+    from flows import recovery
+
+    out = site / "out" / "weekly-newsletter" / "run-1"
+    options = RunOptions(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
+                         out=str(out), batch_size=40, send=send, to="local").resolved()
+    execute(options)
+    close_plans()
+    rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(rows) == 120
+    # what a kill leaves: 40 rows collected, the next batch's files on disk but not in the
+    # manifest, half a line, a temp file, no report, and run.json still saying running
+    manifest = "".join(json.dumps(r) + "\n" for r in rows[:40]) + json.dumps(rows[40])[:30]
+    (out / "manifest.jsonl").write_text(manifest, encoding="utf-8")
+    for name in ("report.md", "versions.json"):
+        (out / name).unlink()
+    for row in rows[80:]:  # the third batch never rendered
+        for rel in row["files"].values():
+            (out / rel).unlink()
+    (out / "html" / ".C000050.html.123.tmp").write_text("half")
+    info = recovery.mark_running(out, options, flow_run_id=None, api_url=None)
+    recovery.write_run_file(out, info | {"pid": _dead_pid()})
+
+    [repaired] = recovery.recover_runs(out.parent)
+    assert repaired.kept == 40 and repaired.torn_line
+    fixed = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [r["customer_id"] for r in fixed] == [r["customer_id"] for r in rows]
+    assert fixed[:40] == rows[:40]
+    assert {(r["status"], r["reason"], json.dumps(r["files"])) for r in fixed[80:]} == {
+        ("failed", "run interrupted", "{}")}
+    if send:  # the second batch had been rendered, so maybe delivered: unknown
+        assert dict(repaired.added) == {"unknown": 40, "failed": 40}
+        assert {(r["status"], r["reason"]) for r in fixed[40:80]} == {
+            ("unknown", "run interrupted; delivery outcome not recorded")}
+    else:
+        assert dict(repaired.added) == {"failed": 80}
+        assert {r["status"] for r in fixed[40:80]} == {"failed"}
+    named = {rel for r in fixed for rel in r["files"].values()}
+    present = {str(p.relative_to(out)) for fmt in ("html", "text", "eml")
+               for p in (out / fmt).iterdir()}
+    assert present == named  # (local delivery's outbox/ is what was sent: left alone)
+    assert "Run interrupted" in (out / "report.md").read_text()
+    assert json.loads((out / "versions.json").read_text())["versions"]
+    assert recovery.read_run_file(out)["status"] == "interrupted"
+    assert recovery.recover_runs(out.parent) == []  # once is enough
+
+
+def test_a_live_run_is_left_alone(site: Path) -> None:
+    from edition.run import RunOptions
+    from flows import recovery
+
+    out = site / "out" / "weekly-newsletter" / "live"
+    out.mkdir(parents=True)
+    options = RunOptions(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
+                         out=str(out)).resolved()
+    recovery.mark_running(out, options, flow_run_id=None, api_url=None)  # this process
+    assert recovery.recover_runs(out.parent) == []
+    assert recovery.read_run_file(out)["status"] == "running"
+
+
+def test_a_second_serve_for_the_same_folder_is_refused(tmp_path: Path) -> None:
+    from flows import recovery
+
+    recovery.claim_serve(tmp_path, None)
+    info = recovery.read_run_file_named(tmp_path / recovery.SERVE_FILE)
+    assert info["pid"] == os.getpid()
+    other = dict(info, pid=os.getppid(), pid_start=recovery._start_ticks(os.getppid()))
+    (tmp_path / recovery.SERVE_FILE).write_text(json.dumps(other))
+    with pytest.raises(recovery.ServeLockError, match="already running"):
+        recovery.claim_serve(tmp_path, None)
+    (tmp_path / recovery.SERVE_FILE).write_text(json.dumps(dict(other, pid=_dead_pid())))
+    recovery.claim_serve(tmp_path, None)  # a dead serve's record is taken over
+    recovery.release_serve(tmp_path)
+    assert not (tmp_path / recovery.SERVE_FILE).exists()
