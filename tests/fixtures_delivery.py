@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import socket
 import threading
 import urllib.request
@@ -20,6 +21,7 @@ from email.policy import SMTP
 from email.utils import make_msgid
 from typing import Any
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -177,6 +179,17 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    """A moto server for one test module, with AWS_ENV set while it runs; its URL."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
+    with pytest.MonkeyPatch.context() as mp:
+        for name, value in AWS_ENV.items():
+            mp.setenv(name, value)
+        with moto_server() as url:
+            yield url
 
 
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

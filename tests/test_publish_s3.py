@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,21 +14,16 @@ from publishers import DeliveryError, open_publisher
 from publishers.s3 import S3Publisher
 
 try:
-    from tests.fixtures_delivery import AWS_ENV, make_delivery, moto_reset, moto_server
+    from tests.fixtures_delivery import AWS_ENV, make_delivery, moto_reset, moto_url
 except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import AWS_ENV, make_delivery, moto_reset, moto_server
+    from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
+        AWS_ENV,
+        make_delivery,
+        moto_reset,
+        moto_url,
+    )
 
 BUCKET = "edition-test"
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in AWS_ENV.items():
-            mp.setenv(name, value)
-        with moto_server() as url:
-            yield url
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,18 @@ try:
         make_delivery,
         moto_reset,
         moto_sent_raw,
-        moto_server,
+        moto_url,
     )
 except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import AWS_ENV, make_delivery, moto_reset, moto_sent_raw, moto_server
+    from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
+        AWS_ENV,
+        make_delivery,
+        moto_reset,
+        moto_sent_raw,
+        moto_url,
+    )
 
 FAST = {"backoff": [0.01, 0.02]}
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per request
-    with pytest.MonkeyPatch.context() as mp:
-        for name, value in AWS_ENV.items():
-            mp.setenv(name, value)
-        with moto_server() as url:
-            yield url
 
 
 @pytest.fixture
