@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from publishers.base import redact
+from publishers.base import BasePublisher, redact
 from publishers.errors import DeliveryError
 
 # Error codes meaning the target as a whole cannot work (wrong credentials, account
@@ -44,6 +44,35 @@ def make_client(service: str, *, target: str, region: str | None, endpoint_url: 
     except BotoCoreError as exc:
         raise DeliveryError(f"cannot create the {service} client: {redact(str(exc))}",
                             target) from None
+
+
+class AwsPublisher(BasePublisher):
+    """A target behind one boto3 client, made on `open` (or the first publish)."""
+
+    service: str  # the boto3 service name
+    botocore_attempts: int  # botocore's own tries of a request (its `max_attempts`)
+    region: str | None
+    endpoint_url: str | None
+    options: dict[str, Any]  # with profile, connections and timeout
+    client: Any
+
+    def open(self) -> None:
+        if self.client is None:
+            self.client = make_client(
+                self.service, target=self.target, region=self.region,
+                endpoint_url=self.endpoint_url, profile=self.options["profile"],
+                config={
+                    "retries": {"mode": "standard", "max_attempts": self.botocore_attempts},
+                    "max_pool_connections": max(1, self.options["connections"]),
+                    "connect_timeout": self.options["timeout"],
+                    "read_timeout": self.options["timeout"],
+                },
+            )
+
+    def close(self) -> None:
+        if self.client is not None:
+            self.client.close()
+            self.client = None
 
 
 def error_parts(exc: Any) -> tuple[str, str, int]:

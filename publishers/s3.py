@@ -12,9 +12,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from publishers._aws import TARGET_ERRORS, error_parts, make_client
+from publishers._aws import TARGET_ERRORS, AwsPublisher, error_parts
 from publishers.base import (
-    BasePublisher,
     Delivery,
     Outcome,
     as_str,
@@ -42,8 +41,10 @@ OPTIONS = {
 _INLINE = {"html", "text", "txt"}
 
 
-class S3Publisher(BasePublisher):
+class S3Publisher(AwsPublisher):
     """Uploads every file of a delivery (and its message) with one shared client."""
+
+    service = "s3"
 
     def __init__(self, target: str, *, out_dir: Path | None = None,
                  options: Mapping[str, Any] | None = None):
@@ -56,7 +57,9 @@ class S3Publisher(BasePublisher):
         self.target = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
         opts = take_options(self.target, options, OPTIONS)
         self.options = opts
-        self.endpoint_url: str | None = opts["endpoint_url"] or os.environ.get(ENDPOINT_ENV)
+        self.region = opts["region"]
+        self.endpoint_url = opts["endpoint_url"] or os.environ.get(ENDPOINT_ENV)
+        self.botocore_attempts = opts["max_attempts"]
         self.extra: dict[str, str] = {}
         sse, kms = opts["sse"], opts["kms_key_id"]
         if sse not in (None, "AES256", "aws:kms"):
@@ -67,25 +70,7 @@ class S3Publisher(BasePublisher):
             self.extra["ServerSideEncryption"] = sse
         if kms:
             self.extra["SSEKMSKeyId"] = kms
-        self.client: Any = None
-
-    def open(self) -> None:
-        if self.client is None:
-            self.client = make_client(
-                "s3", target=self.target, region=self.options["region"],
-                endpoint_url=self.endpoint_url, profile=self.options["profile"],
-                config={
-                    "retries": {"mode": "standard", "max_attempts": self.options["max_attempts"]},
-                    "max_pool_connections": max(1, self.options["connections"]),
-                    "connect_timeout": self.options["timeout"],
-                    "read_timeout": self.options["timeout"],
-                },
-            )
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self.client = None
 
     def key(self, fmt: str, customer_id: str, engine_key: str = "") -> str:
         """The object key for one file of one customer."""

@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from publishers._aws import TARGET_ERRORS, error_parts, make_client
+from publishers._aws import TARGET_ERRORS, AwsPublisher, error_parts
 from publishers.base import (
-    BasePublisher,
     Delivery,
     Outcome,
     RateLimiter,
@@ -54,8 +53,11 @@ THROTTLING = {"TooManyRequestsException", "Throttling", "ThrottlingException",
               "LimitExceededException", "ServiceUnavailable", "ServiceUnavailableException"}
 
 
-class SesPublisher(BasePublisher):
+class SesPublisher(AwsPublisher):
     """Sends each delivery's raw message through SES v2 `SendEmail`."""
+
+    service = "sesv2"
+    botocore_attempts = 1  # no automatic resend of a request SES may have taken
 
     def __init__(self, target: str, *, out_dir: Path | None = None,
                  options: Mapping[str, Any] | None = None):
@@ -64,33 +66,14 @@ class SesPublisher(BasePublisher):
         if target != "ses" and (url.scheme != "ses" or url.path.strip("/") or url.query):
             raise DeliveryError("expected ses or ses://region", target)
         opts = take_options(target, options, OPTIONS)
-        self.region: str | None = url.netloc or opts["region"]
+        self.region = url.netloc or opts["region"]
         self.target = f"ses://{self.region}" if url.netloc else "ses"
         self.options = opts
-        self.endpoint_url: str | None = opts["endpoint_url"] or os.environ.get(ENDPOINT_ENV)
+        self.endpoint_url = opts["endpoint_url"] or os.environ.get(ENDPOINT_ENV)
         self.attempts: int = max(1, opts["attempts"])
         self.backoff: tuple[float, ...] = opts["backoff"]
         self.limiter = RateLimiter(opts["rate"], opts["burst"])
-        self.client: Any = None
-
-    def open(self) -> None:
-        if self.client is None:
-            self.client = make_client(
-                "sesv2", target=self.target, region=self.region,
-                endpoint_url=self.endpoint_url, profile=self.options["profile"],
-                config={
-                    # max_attempts=1: no automatic resend of a request SES may have taken.
-                    "retries": {"mode": "standard", "max_attempts": 1},
-                    "max_pool_connections": max(1, self.options["connections"]),
-                    "connect_timeout": self.options["timeout"],
-                    "read_timeout": self.options["timeout"],
-                },
-            )
-
-    def close(self) -> None:
-        if self.client is not None:
-            self.client.close()
-            self.client = None
+        self.client = None
 
     def publish(self, delivery: Delivery) -> Outcome:
         """Send the raw message to the delivery's recipient; never raises for one bad message."""
