@@ -88,10 +88,27 @@ class RunSettings(BaseModel):
     ] = False
 
 
+class Batch:
+    """A batch of customer rows handed to a task as one opaque value.
+
+    Prefect walks task parameters (lists, dicts, dataclasses) to track dependencies; for
+    a thousand rows that walk costs more than rendering them. It does not look inside a
+    plain object, in the flow or in a task runner's worker process.
+    """
+
+    __slots__ = ("rows",)
+
+    def __init__(self, rows: list[Row]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 @task(name="render-batch", cache_policy=NO_CACHE, task_run_name="render-batch-{number}")
-def render_batch(options: RunOptions, batch: list[Row], number: int) -> BatchResult:
+def render_batch(options: RunOptions, batch: Batch, number: int) -> BatchResult:
     """Render (and with send, deliver) one batch of customers."""
-    return process_batch(options, batch)
+    return process_batch(options, batch.rows)
 
 
 def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
@@ -235,7 +252,8 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
         with _task_runner(runner, workers, dask_address) as task_runner:
             for number, batch in enumerate(run.batches(), start=1):
                 window.append((len(batch), task_runner.submit(
-                    render_batch, {"options": run.options, "batch": batch, "number": number})))
+                    render_batch, {"options": run.options, "batch": Batch(batch),
+                                   "number": number})))
                 while len(window) > workers * 2:  # bounded: memory stays flat
                     collect()
             while window:
