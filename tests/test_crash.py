@@ -24,36 +24,22 @@ from typing import Any
 
 import pytest
 
-from edition.ledger import SendLedger
+# tests/ is not a package: pytest puts it on sys.path
+from fixtures_delivery import SinkHandler, smtp_sink
+from test_send import (
+    NAME,
+    cli_env,
+    copy_site,
+    customer_rows,
+    edition_command,
+    ledger_file,
+    make_customers,
+    manifest,
+    run_args,
+    sink_total,
+)
 
-try:
-    from tests.fixtures_delivery import SinkHandler, smtp_sink
-    from tests.test_send import (
-        NAME,
-        cli_env,
-        copy_site,
-        customer_rows,
-        edition_command,
-        ledger_file,
-        make_customers,
-        manifest,
-        run_args,
-        sink_total,
-    )
-except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import SinkHandler, smtp_sink
-    from test_send import (
-        NAME,
-        cli_env,
-        copy_site,
-        customer_rows,
-        edition_command,
-        ledger_file,
-        make_customers,
-        manifest,
-        run_args,
-        sink_total,
-    )
+from edition.ledger import SendLedger
 
 LOW, KILL_AT, HIGH = 0.20, 0.30, 0.60  # kill once the sink holds KILL_AT of the messages
 MAX_UNKNOWN = 8  # a handful: at most one in flight per worker connection

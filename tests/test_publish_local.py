@@ -8,16 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
+
+# tests/ is not a package: pytest puts it on sys.path
+from fixtures_delivery import make_delivery
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from publishers import DeliveryError, Outcome, Publisher, open_publisher, safe_name
 from publishers.local import LocalPublisher
-
-try:
-    from tests.fixtures_delivery import make_delivery
-except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import make_delivery
 
 HOSTILE_IDS = [
     "../../x", "a/b", "a\\b", "/etc/passwd", "con", "CON", "con.txt", "nul", "lpt1", "x" * 300,

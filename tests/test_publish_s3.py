@@ -10,18 +10,16 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
+# tests/ is not a package: pytest puts it on sys.path
+from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
+    AWS_ENV,
+    make_delivery,
+    moto_reset,
+    moto_url,
+)
+
 from publishers import DeliveryError, open_publisher
 from publishers.s3 import S3Publisher
-
-try:
-    from tests.fixtures_delivery import AWS_ENV, make_delivery, moto_reset, moto_url
-except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
-        AWS_ENV,
-        make_delivery,
-        moto_reset,
-        moto_url,
-    )
 
 BUCKET = "edition-test"
 

@@ -10,25 +10,17 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+# tests/ is not a package: pytest puts it on sys.path
+from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
+    AWS_ENV,
+    make_delivery,
+    moto_reset,
+    moto_sent_raw,
+    moto_url,
+)
+
 from publishers import DeliveryError, open_publisher
 from publishers.ses import SesPublisher
-
-try:
-    from tests.fixtures_delivery import (
-        AWS_ENV,
-        make_delivery,
-        moto_reset,
-        moto_sent_raw,
-        moto_url,
-    )
-except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
-        AWS_ENV,
-        make_delivery,
-        moto_reset,
-        moto_sent_raw,
-        moto_url,
-    )
 
 FAST = {"backoff": [0.01, 0.02]}
 

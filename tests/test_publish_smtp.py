@@ -10,28 +10,19 @@ from pathlib import Path
 
 import pytest
 
+# tests/ is not a package: pytest puts it on sys.path
+from fixtures_delivery import (
+    SinkHandler,
+    free_port,
+    make_delivery,
+    run_threads,
+    self_signed_tls,
+    smtp_sink,
+)
+
 from edition.ledger import Claim, SendLedger
 from publishers import DeliveryError, open_publisher
 from publishers.smtp import SmtpPublisher
-
-try:
-    from tests.fixtures_delivery import (
-        SinkHandler,
-        free_port,
-        make_delivery,
-        run_threads,
-        self_signed_tls,
-        smtp_sink,
-    )
-except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import (
-        SinkHandler,
-        free_port,
-        make_delivery,
-        run_threads,
-        self_signed_tls,
-        smtp_sink,
-    )
 
 FAST = {"backoff": [0.01, 0.02], "timeout": 5}
 SECRET = "s3cr3t-Pa55word-do-not-leak"

@@ -29,18 +29,10 @@ import boto3
 import pytest
 import yaml
 
-from publishers.base import safe_name
+# tests/ is not a package: pytest puts it on sys.path
+from fixtures_delivery import SinkHandler, moto_reset, moto_sent_raw, moto_server, smtp_sink
 
-try:
-    from tests.fixtures_delivery import (
-        SinkHandler,
-        moto_reset,
-        moto_sent_raw,
-        moto_server,
-        smtp_sink,
-    )
-except ModuleNotFoundError:  # tests/ is not a package: pytest put it on sys.path
-    from fixtures_delivery import SinkHandler, moto_reset, moto_sent_raw, moto_server, smtp_sink
+from publishers.base import safe_name
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT_DIRS = ("campaigns", "templates", "articles", "offers", "greetings")
