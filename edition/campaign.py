@@ -181,7 +181,10 @@ class _Checker:
         )
 
     def formats(self) -> tuple[str, ...]:
-        value = self.data.get("formats", ["html", "text", "eml"])
+        # without `formats`: html and text, plus email when the campaign says who sends what
+        default = ["html", "text"] + (
+            ["eml"] if self.data.get("sender") and self.data.get("subject") else [])
+        value = self.data.get("formats", default)
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",")]
         if not isinstance(value, list) or not value:

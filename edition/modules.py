@@ -145,8 +145,14 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         errors.append(ContentError(
             f"id {module_id!r} may only use letters, digits, '.', '_' and '-'", rel, line("id")))
     title = meta.get("title")
+    if title is None:
+        # no title: the body's first heading, else the id ("baby-checklist" → "Baby checklist")
+        heading = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", body, re.M)
+        title = heading.group(1) if heading else module_id.replace("-", " ").replace(
+            "_", " ").capitalize()
     if not isinstance(title, str) or not title.strip():
-        errors.append(ContentError("title is required", rel, line("title")))
+        errors.append(ContentError("title must be text", rel, line("title")))
+        title = module_id
     priority = meta.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         errors.append(ContentError(f"priority: {priority!r} is not a whole number", rel,

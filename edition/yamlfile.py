@@ -13,8 +13,10 @@ from edition.errors import ContentError
 class LineDict(dict):
     """A mapping from YAML that knows the 1-based line of each key (`.lines`)."""
 
-    lines: dict[str, int]
-    start_line: int
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.lines: dict[str, int] = {}
+        self.start_line = 1
 
     def line_of(self, key: str) -> int:
         return self.lines.get(key, self.start_line)
@@ -28,7 +30,6 @@ class _LineLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignor
 def _construct_mapping(loader: _LineLoader, node: yaml.MappingNode) -> LineDict:
     loader.flatten_mapping(node)
     result = LineDict()
-    result.lines = {}
     result.start_line = node.start_mark.line + 1
     for key_node, value_node in node.value:
         key = loader.construct_object(key_node, deep=True)
