@@ -19,6 +19,8 @@ class PreviewResult:
     customer_id: str
     status: str
     reason: str | None
+    campaign: str = ""
+    root: Path | None = None
     segments: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
     version: str | None = None
@@ -44,12 +46,14 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
     if row is None:
         raise RunError(f"customer {customer_id!r} is not in {plan.customers_path}")
     if row.rejected:
-        result = PreviewResult(customer_id, "rejected", row.reason)
+        result = PreviewResult(customer_id, "rejected", row.reason, plan.campaign.name,
+                               plan.campaign.root)
         result.explanation = f"customer {customer_id}: rejected — {row.reason}"
         return result
     fields = dict(row.fields or {})
     segments, missing, selection, version = plan.version_of(fields)
-    result = PreviewResult(customer_id, "rendered", None, list(segments), missing, version.id)
+    result = PreviewResult(customer_id, "rendered", None, plan.campaign.name, plan.campaign.root,
+                           list(segments), missing, version.id)
     for slot in selection.slots:
         result.slots.append({
             "slot": slot.slot, "kind": slot.kind, "count": slot.count,

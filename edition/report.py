@@ -39,7 +39,7 @@ class Tally:
                 entry = self.versions.setdefault(row["version"], {"customers": 0})
                 entry["customers"] += 1
             if status in {"rejected", "failed", "unknown"} and row.get("reason"):
-                entry = self.problems.setdefault((status, _general(row["reason"])), [0, []])
+                entry = self.problems.setdefault((status, reason_group(row["reason"])), [0, []])
                 entry[0] += 1
                 if len(entry[1]) < SAMPLES:
                     entry[1].append(row["customer_id"] or f"line {row.get('line')}")
@@ -51,7 +51,8 @@ class Tally:
         self.sharing.update(result.sharing)
 
 
-def _general(reason: str) -> str:
+def reason_group(reason: str) -> str:
+    """The reason without row-specific detail, for counting alike rejections together."""
     # group "repeated id (first on line 12)" and "(first on line 40)" together
     return reason.split(" (first on line")[0]
 

@@ -60,14 +60,16 @@ class RunOptions:
     def resolved(self) -> RunOptions:
         """Fill in the defaults that must be the same in every worker."""
         started = self.started or dt.datetime.now(dt.UTC).replace(microsecond=0)
-        run_id = self.run_id or f"{started:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        run_id = self.run_id or new_run_id(started)
         return replace(self, started=started, run_id=run_id,
                        as_of=self.as_of or dt.date.today(),
                        campaign=str(Path(self.campaign).resolve()))
 
 
-def new_run_id() -> str:
-    return f"{dt.datetime.now(dt.UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+def new_run_id(started: dt.datetime | None = None) -> str:
+    """`20261123-080000-1a2b`: the start time, and a suffix so two runs never share it."""
+    started = started or dt.datetime.now(dt.UTC)
+    return f"{started:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
 
 
 @dataclass

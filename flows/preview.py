@@ -19,7 +19,6 @@ from edition.errors import UsageError
 from edition.output import safe_name
 from edition.preview import PreviewResult
 from edition.preview import preview_customer as preview
-from edition.run import Plan, RunOptions
 from flows.campaign import artifact_key, output_link
 
 
@@ -92,11 +91,10 @@ def preview_customer(
         raise UsageError("; ".join(problems))
 
     result = preview(str(path), customer_id, customers=customers, fmt=format, as_of=as_of)
-    plan = Plan.load(RunOptions(campaign=str(path)).resolved())
-    name = plan.campaign.name
+    name = result.campaign
     page = None
-    if result.html:
-        folder = plan.campaign.root / "out" / "previews" / name
+    if result.html and result.root is not None:
+        folder = result.root / "out" / "previews" / name
         folder.mkdir(parents=True, exist_ok=True)
         page = (folder / f"{safe_name(customer_id)}.html").resolve()
         temp = page.with_name(f".{page.name}.tmp")

@@ -20,6 +20,7 @@ def validate(
     """List every problem in the campaign, the modules and templates at once."""
     from edition.cli import out, user_errors
     from edition.customers import read_customers
+    from edition.report import reason_group
     from edition.run import Plan, RunOptions
 
     with user_errors():
@@ -42,7 +43,7 @@ def validate(
                 rows += 1
                 if row.rejected:
                     rejected += 1
-                    reasons[str(row.reason).split(" (first on line")[0]] += 1
+                    reasons[reason_group(str(row.reason))] += 1
                     if len(examples) < 10:
                         examples.append(f"line {row.line}: {row.customer_id or '?'}: {row.reason}")
             out.print(f"[green]ok[/]: {rows:,} customer rows, {rejected:,} would be rejected")
