@@ -19,7 +19,6 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -38,15 +37,15 @@ def digest(path: Path) -> str:
 
 
 def run_cli(data: Path, out: Path, batch_size: int, workers: int) -> float:
-    from edition.run import RunOptions, close_plans, execute
+    from edition.config import RunOptions
+    from edition.run import Pool, execute
 
     options = RunOptions(campaign=str(CAMPAIGN), customers=str(data), out=str(out),
                          formats=("html", "text", "eml"), as_of=AS_OF, batch_size=batch_size,
                          run_id="bench", started=STARTED)
     start = time.perf_counter()
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with Pool(workers) as pool:
         execute(options, executor=pool)
-    close_plans()
     return time.perf_counter() - start
 
 

@@ -30,12 +30,6 @@ class Catalog:
     def kinds(self) -> set[str]:
         return set(KINDS.values()) | set(self.by_kind)
 
-    def get(self, kind: str, module_id: str) -> Module | None:
-        for module in self.by_kind.get(kind, []):
-            if module.id == module_id:
-                return module
-        return None
-
 
 def module_files(root: Path) -> Iterable[Path]:
     """Every Markdown file under articles/, offers/ and greetings/."""

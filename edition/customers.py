@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.errors import RunError
+from edition.manifest import Reason
 
 SAMPLE_ROWS = 200
 TEXT_COLUMNS = {"id", "email", "first_name", "last_name", "name", "locale", "phone",
@@ -42,7 +43,7 @@ class Row:
     line: int                        # line in the file, for messages
     customer_id: str | None
     fields: Mapping[str, Any] | None = None
-    reason: str | None = None
+    reason: Reason | None = None
 
     @property
     def rejected(self) -> bool:
@@ -118,7 +119,11 @@ def clean_text(value: str) -> str:
 
 
 class RowError(ValueError):
-    """Why a row is rejected."""
+    """Why a row is rejected (internal: becomes the row's Reason, never escapes)."""
+
+    def __init__(self, code: str, detail: str, group: str = ""):
+        super().__init__(detail)
+        self.reason = Reason(code, detail, group)
 
 
 def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dict[str, Any]:
@@ -126,7 +131,7 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
     fields: dict[str, Any] = {}
     for key, value in raw.items():
         if key is None:
-            raise RowError("more values than columns in the header")
+            raise RowError("extra_values", "more values than columns in the header")
         key = str(key).strip()
         if value is None or value == "":
             continue  # an empty cell is an undefined field (contract)
@@ -136,14 +141,17 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         elif kind in {"number", "integer"}:
             if not _is_number(value) and not (
                     isinstance(value, str) and _NUMBER.match(value.strip())):
-                raise RowError(f"{key}: {_show(value)} is not a number")
+                raise RowError("not_a_number", f"{key}: {_show(value)} is not a number",
+                               f"{key}: not a number")
             number = _number(value)
             if kind == "integer" and not float(number).is_integer():
-                raise RowError(f"{key}: {_show(value)} is not a whole number")
+                raise RowError("not_a_whole_number", f"{key}: {_show(value)} is not a whole number",
+                               f"{key}: not a whole number")
             fields[key] = int(number) if kind == "integer" else number
         elif kind == "date":
             if not _is_date(value):
-                raise RowError(f"{key}: {_show(value)} is not a date (YYYY-MM-DD)")
+                raise RowError("not_a_date", f"{key}: {_show(value)} is not a date (YYYY-MM-DD)",
+                               f"{key}: not a date")
             fields[key] = value if isinstance(value, dt.date) else dt.date.fromisoformat(
                 value.strip())
         elif isinstance(value, str):
@@ -154,10 +162,10 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
             fields[key] = value
     customer_id = fields.get("id")
     if customer_id is None or str(customer_id).strip() == "":
-        raise RowError("missing id")
+        raise RowError("missing_id", "missing id")
     fields["id"] = str(customer_id)
     if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
-        raise RowError("id contains control characters")
+        raise RowError("bad_id", "id contains control characters")
     fields.setdefault("locale", "en")
     fields["locale"] = str(fields["locale"]).strip() or "en"
     fields.setdefault("interests", [])
@@ -166,11 +174,11 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         email = str(email).strip()
         if not _EMAIL.match(email) or len(email) > 254:
             if need_email:
-                raise RowError(f"invalid email {_show(email)}")
+                raise RowError("invalid_email", f"invalid email {_show(email)}", "invalid email")
         else:
             fields["email"] = email
     elif need_email:
-        raise RowError("missing email")
+        raise RowError("missing_email", "missing email")
     return fields
 
 
@@ -184,7 +192,7 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str | None]]:
+def raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
     """(line, raw row or None, parse problem) for every data row, streaming."""
     suffix = path.suffix.lower()
     try:
@@ -200,10 +208,12 @@ def raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, str | 
                     try:
                         value = json.loads(text)
                     except json.JSONDecodeError as exc:
-                        yield number, None, f"not valid JSON: {exc.msg}"
+                        yield number, None, Reason("bad_json", f"not valid JSON: {exc.msg}",
+                                                   "not valid JSON")
                         continue
                     if not isinstance(value, dict):
-                        yield number, None, "a JSONL row must be an object"
+                        yield number, None, Reason("not_an_object",
+                                                   "a JSONL row must be an object")
                         continue
                     yield number, value, None
             else:
@@ -238,19 +248,22 @@ def read_customers(path: str | Path, *, need_email: bool,
         try:
             fields = type_row(raw, schema, need_email=need_email)
         except RowError as problem_in_row:
-            reason = str(problem_in_row)
+            reason = problem_in_row.reason
             if shown_id is not None and shown_id in seen:
-                reason = f"repeated id (first on line {seen[shown_id]})"
+                reason = repeated(seen[shown_id])
             elif shown_id is not None:
                 seen.setdefault(shown_id, line)
             yield Row(index, line, shown_id, reason=reason)
             continue
         if fields["id"] in seen:
-            yield Row(index, line, fields["id"],
-                      reason=f"repeated id (first on line {seen[fields['id']]})")
+            yield Row(index, line, fields["id"], reason=repeated(seen[fields["id"]]))
             continue
         seen[fields["id"]] = line
         yield Row(index, line, fields["id"], fields=fields)
+
+
+def repeated(first_line: int) -> Reason:
+    return Reason("repeated_id", f"repeated id (first on line {first_line})", "repeated id")
 
 
 def find_customer(path: str | Path, customer_id: str, *, need_email: bool,
@@ -271,7 +284,7 @@ def find_customer(path: str | Path, customer_id: str, *, need_email: bool,
                 return Row(line - 2, line, customer_id,
                            fields=type_row(raw, schema, need_email=need_email))
             except RowError as exc:
-                return Row(line - 2, line, customer_id, reason=str(exc))
+                return Row(line - 2, line, customer_id, reason=exc.reason)
     return None
 
 

@@ -20,6 +20,7 @@ from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from markupsafe import Markup
 
+from edition import inlining
 from edition.campaign import Campaign
 from edition.errors import EditionError
 from edition.modules import Module
@@ -35,8 +36,8 @@ from edition.personal import (
 )
 from edition.templating import CustomerView, EditionEnvironment
 from edition.versions import Version
-from renderers import html as html_renderer
-from renderers import text as text_renderer
+from renderers.html import inline
+from renderers.text import from_html
 
 KINDS = ("page", "html", "text", "subject")
 
@@ -169,11 +170,11 @@ class EditionRenderer:
                 assert page_template is not None
                 out.page = page_template.render(ctx)
                 if "html" in self.kinds:
-                    out.html = html_renderer.inline(out.page)
+                    out.html = inline(out.page)
             if "text" in self.kinds:
                 text_template = self._template(self.env, "text")
                 out.text = (text_template.render(ctx) if text_template is not None
-                            else text_renderer.from_html(out.page or ""))
+                            else from_html(out.page or ""))
             if "subject" in self.kinds:
                 subject_template = self._template(self.env, "subject")
                 assert subject_template is not None
@@ -246,15 +247,15 @@ class EditionRenderer:
         return docs
 
     def _inlined(self, page: str, holes: list) -> SharedDocument | str:
-        if html_renderer.css_is_value_sensitive(page):
+        if inlining.css_is_value_sensitive(page):
             return "the CSS selects on attribute values or :empty"
-        placement = html_renderer.placement_problem(page)
+        placement = inlining.placement_problem(page)
         if placement:
             return placement
-        inlined = html_renderer.inline(page)
+        inlined = inline(page)
         if sorted(MARKER.findall(inlined)) != sorted(MARKER.findall(page)):
             return "a customer value sits where CSS inlining drops it"
-        finish = html_renderer.finishers(inlined)
+        finish = inlining.finishers(inlined)
         if finish is None:
             return "a customer value sits in a tag name, comment, <style> or <script>"
         doc = split(inlined, holes)

@@ -1,9 +1,10 @@
 """Every error edition raises on purpose derives from EditionError.
 
 The CLI maps the families to exit codes: ContentError (the campaign, a template or a
-module is wrong; exit 2) and RunError (the run itself failed; exit 1). Errors carry the
-file and line they are about, and stay picklable because they cross process and Prefect
-task boundaries.
+module is wrong; exit 2), UsageError (the command line asked for something impossible;
+exit 2) and RunError (the run itself failed; exit 1), with DeliveryError and LedgerError
+as kinds of RunError. Errors carry the file and line they are about, and stay picklable
+because they cross process and Prefect task boundaries.
 """
 
 from __future__ import annotations
@@ -58,16 +59,57 @@ class ContentErrors(ContentError):
         return (type(self), (self.errors,))
 
 
+class UsageError(EditionError):
+    """The command line (or a flow's form) asked for something impossible."""
+
+    exit_code = 2
+
+
 class RunError(EditionError):
     """The run could not go on (an unreadable customer file, a full disk...)."""
 
     exit_code = 1
 
 
-class UsageError(EditionError):
-    """The command line asked for something impossible."""
+class FolderBusy(RunError):
+    """Another run holds the run folder (or the send ledger, or serve's content root)."""
 
-    exit_code = 2
+
+class DeliveryError(RunError):
+    """A delivery target is misconfigured or unusable; nothing was sent for this delivery.
+
+    `file` holds the target (with any secret removed), so `str()` reads `target: message`.
+    """
+
+    def __init__(self, message: str, target: str | None = None, line: int | None = None):
+        super().__init__(message, target, line)
+
+    @property
+    def target(self) -> str | None:
+        return self.file
+
+    @property
+    def location(self) -> str:
+        return self.file or ""
+
+
+class LedgerError(RunError):
+    """The send ledger cannot be used (corrupt file, unknown outcome status...)."""
+
+    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
+        super().__init__(message, path, line)
+
+    @property
+    def path(self) -> str | None:
+        return self.file
+
+    @property
+    def location(self) -> str:
+        return self.file or ""
+
+
+class LedgerBusy(LedgerError, FolderBusy):
+    """Another run holds this ledger's run lock."""
 
 
 def collect(errors: list[ContentError]) -> None:

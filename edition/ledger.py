@@ -21,7 +21,6 @@ import enum
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,8 +28,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from filelock import FileLock, Timeout
+
+from edition.errors import LedgerBusy, LedgerError
+
 if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
-    from publishers.base import Outcome
+    from edition.targets import Outcome
+
+__all__ = ["Claim", "LedgerBusy", "LedgerEntry", "LedgerError", "SendLedger"]
 
 STATES = ("sending", "sent", "failed", "unknown")
 
@@ -60,25 +65,6 @@ CREATE TABLE IF NOT EXISTS events (
     at           TEXT NOT NULL
 );
 """
-
-
-class LedgerError(Exception):
-    """The ledger cannot be used (corrupt file, unknown outcome status...)."""
-
-    def __init__(self, message: str, path: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.path = path
-
-    def __reduce__(self):  # picklable with its path (process pools, Prefect)
-        return (type(self), (self.message, self.path))
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}" if self.path else self.message
-
-
-class LedgerBusy(LedgerError):
-    """Another run holds this ledger."""
 
 
 class Claim(enum.Enum):
@@ -154,7 +140,7 @@ class SendLedger:
         self._pending: list[tuple[str, str, str, str, str | None, str | None, str, str]] = []
         self._queue: list[_Request] = []  # ops waiting for the next group commit
         self._queue_lock = threading.Lock()
-        self._lock_fd: int | None = None
+        self._run_lock: FileLock | None = None
         self._db: sqlite3.Connection | None = None
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -172,7 +158,8 @@ class SendLedger:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self.exclusive:
-            self._lock_fd = _lock_file(self.path.with_name(self.path.name + ".lock"), self._wait)
+            self._run_lock = _lock_file(self.path.with_name(self.path.name + ".lock"),
+                                        self._wait)
         try:
             db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                  check_same_thread=False)
@@ -203,9 +190,9 @@ class SendLedger:
                 finally:
                     self._db.close()
                 self._db = None
-            if self._lock_fd is not None:
-                _unlock_file(self._lock_fd)
-                self._lock_fd = None
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
 
     def __enter__(self) -> SendLedger:
         return self.open()
@@ -448,50 +435,26 @@ class SendLedger:
 # --- the run lock (released by the OS when the process dies, even on kill -9) -----------
 
 
-def _lock_file(path: Path, wait: float) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + max(0.0, wait)
-    while True:
-        if _try_lock(fd):
-            os.ftruncate(fd, 0)
-            os.write(fd, f"{os.getpid()}\n".encode())
-            return fd
-        if time.monotonic() >= deadline:
-            try:
-                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            except (OSError, AttributeError):  # no pread on Windows
-                holder = "?"
-            os.close(fd)
-            raise LedgerBusy(
-                f"another run is using this send ledger (pid {holder}); wait for it to "
-                "finish, then rerun: already-sent customers are skipped", str(path.with_suffix("")))
-        time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
-
-
-def _try_lock(fd: int) -> bool:
+def _lock_file(path: Path, wait: float) -> FileLock:
+    lock = FileLock(str(path), timeout=max(0.0, wait))
     try:
-        import fcntl
-    except ImportError:  # Windows
-        import msvcrt
+        lock.acquire()
+    except Timeout:
+        holder = _holder(path)
+        raise LedgerBusy(
+            f"another run is using this send ledger (pid {holder}); wait for it to "
+            "finish, then rerun: already-sent customers are skipped",
+            str(path.with_suffix(""))) from None
+    _holder_file(path).write_text(f"{os.getpid()}\n")
+    return lock
 
-        try:
-            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
-            return True
-        except OSError:
-            return False
+
+def _holder_file(path: Path) -> Path:
+    return path.with_name(path.name + ".pid")
+
+
+def _holder(path: Path) -> str:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
-    except BlockingIOError:
-        return False
-
-
-def _unlock_file(fd: int) -> None:
-    try:
-        import fcntl
-
-        fcntl.flock(fd, fcntl.LOCK_UN)
-    except ImportError:  # Windows: closing the descriptor releases the lock
-        pass
-    finally:
-        os.close(fd)
+        return _holder_file(path).read_text().strip() or "?"
+    except OSError:
+        return "?"

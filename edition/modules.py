@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edition.config import FrontMatter, check
 from edition.errors import ContentError
 from edition.markup import render_body
 from edition.templates import check_source
@@ -17,10 +18,6 @@ from edition.templating import EditionEnvironment
 from edition.yamlfile import LineDict, load_yaml
 
 KINDS = {"articles": "article", "offers": "offer", "greetings": "greeting"}
-KNOWN_KEYS = {
-    "id", "kind", "title", "segments", "locales", "interests", "priority",
-    "valid_from", "valid_until", "campaigns", "summary", "image", "author", "tags",
-}
 _CHECK_ENV = EditionEnvironment()
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -84,29 +81,6 @@ def split_front_matter(text: str, file: Path) -> tuple[str, str, int]:
     raise ContentError("front matter is not closed with a '---' line", file, 1)
 
 
-def _as_date(value: Any, key: str, file: Path, line: int) -> dt.date | None:
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return value.date()
-    if isinstance(value, dt.date):
-        return value
-    try:
-        return dt.date.fromisoformat(str(value))
-    except ValueError:
-        raise ContentError(f"{key}: {value!r} is not a date (use YYYY-MM-DD)", file, line) from None
-
-
-def _as_names(value: Any, key: str, file: Path, line: int) -> frozenset[str] | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
-        raise ContentError(f"{key}: expected a list of names, got {value!r}", file, line)
-    return frozenset(str(v).strip() for v in value)
-
-
 def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentError]]:
     """Parse one module file; return it or every problem found in it."""
     try:
@@ -122,29 +96,27 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         return None, [exc]
     if not isinstance(meta, LineDict):
         return None, [ContentError("front matter must be a mapping of keys", rel, first)]
-    errors: list[ContentError] = []
+    if meta.start_line < first:
+        meta.start_line = first
+    matter, errors = check(FrontMatter, meta, str(rel), extra_word="front matter key")
+    matter = matter or FrontMatter()
 
     def line(key: str) -> int:
         return meta.lines.get(key, first)
 
-    for key in meta:
-        if key not in KNOWN_KEYS:
-            errors.append(ContentError(
-                f"unknown front matter key {key!r} (known: {', '.join(sorted(KNOWN_KEYS))})",
-                rel, line(key)))
     # the kind folder is the top one (articles/travel/x.md is an article too)
     folder_kind = KINDS.get(Path(rel).parts[0] if Path(rel).parts else "",
                             KINDS.get(file.parent.name))
-    kind = meta.get("kind", folder_kind)
-    if kind not in KINDS.values():
+    kind = matter.kind or folder_kind
+    if kind is None and "kind" not in meta:
         errors.append(ContentError(
             f"unknown kind {kind!r} (expected one of: {', '.join(sorted(KINDS.values()))})",
             rel, line("kind")))
-    module_id = str(meta.get("id", file.stem))
-    if not _ID.match(module_id):
+    module_id = matter.id or file.stem
+    if "id" not in meta and not _ID.match(module_id):
         errors.append(ContentError(
             f"id {module_id!r} may only use letters, digits, '.', '_' and '-'", rel, line("id")))
-    title = meta.get("title")
+    title = matter.title
     if title is None:
         # no title: the body's first heading, else the id ("baby-checklist" → "Baby checklist")
         heading = re.search(r"^#{1,6}\s+(.+?)\s*#*\s*$", body, re.M)
@@ -153,23 +125,9 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
     if not isinstance(title, str) or not title.strip():
         errors.append(ContentError("title must be text", rel, line("title")))
         title = module_id
-    priority = meta.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        errors.append(ContentError(f"priority: {priority!r} is not a whole number", rel,
-                                   line("priority")))
-        priority = 0
-    values: dict[str, Any] = {}
-    for key, convert in (("valid_from", _as_date), ("valid_until", _as_date),
-                         ("segments", _as_names), ("locales", _as_names),
-                         ("interests", _as_names), ("campaigns", _as_names)):
-        try:
-            values[key] = convert(meta.get(key), key, rel, line(key))
-        except ContentError as exc:
-            errors.append(exc)
-    if (values.get("valid_from") and values.get("valid_until")
-            and values["valid_from"] > values["valid_until"]):
+    if matter.valid_from and matter.valid_until and matter.valid_from > matter.valid_until:
         errors.append(ContentError("valid_from is after valid_until", rel, line("valid_until")))
-    if "{{" in body or "{%" in body:
+    if "{{" in body or "{%" in body or "{#" in body:
         problem = check_source(_CHECK_ENV, body, str(rel), body_line, "module body")
         if problem:
             errors.append(problem)
@@ -177,15 +135,15 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         return None, errors
     module = Module(
         id=module_id,
-        kind=kind,
+        kind=str(kind),
         title=title.strip(),
-        segments=values["segments"] or frozenset(),
-        locales=values["locales"] or None,
-        interests=frozenset(i.lower() for i in values["interests"] or ()),
-        priority=priority,
-        valid_from=values["valid_from"],
-        valid_until=values["valid_until"],
-        campaigns=values["campaigns"] or None,
+        segments=matter.segments or frozenset(),
+        locales=matter.locales or None,
+        interests=frozenset(i.lower() for i in matter.interests or ()),
+        priority=matter.priority,
+        valid_from=matter.valid_from,
+        valid_until=matter.valid_until,
+        campaigns=matter.campaigns or None,
         body=body,
         meta=_plain(meta),
         source=str(rel),

@@ -276,10 +276,6 @@ class SharedDocument:
             out.append(self.parts[i + 1])
         return "".join(out)
 
-    @property
-    def static(self) -> bool:
-        return not self.holes
-
 
 def split(output: str, holes: list[Hole]) -> SharedDocument:
     """Cut a probe render at its markers."""

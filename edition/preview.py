@@ -7,9 +7,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edition.config import RunOptions
 from edition.customers import find_customer
+from edition.editions import RenderFailure
+from edition.encoding import Encoder
 from edition.errors import RunError
-from edition.run import Plan, RunOptions
+from edition.plan import Plan
+from edition.run import customers_file, plan_for
 
 
 @dataclass
@@ -38,15 +42,16 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
                      fmt: str = "text", as_of: dt.date | None = None) -> PreviewResult:
     """Select and render one customer's edition; nothing is written or sent."""
     formats = ("html", "text", "eml") if fmt != "pdf" else ("pdf",)
-    options = RunOptions(campaign=campaign, customers=customers, formats=formats,
-                         as_of=as_of).resolved()
-    plan = Plan.load(options)
-    row = find_customer(plan.customers_path, customer_id, need_email=fmt == "eml",
+    options = RunOptions.build(campaign=campaign, customers=customers, formats=formats,
+                               as_of=as_of).resolved()
+    plan = plan_for(options)
+    source = customers_file(options, plan.campaign)
+    row = find_customer(source, customer_id, need_email=fmt == "eml",
                         declared=plan.campaign.fields)
     if row is None:
-        raise RunError(f"customer {customer_id!r} is not in {plan.customers_path}")
+        raise RunError(f"customer {customer_id!r} is not in {source}")
     if row.rejected:
-        result = PreviewResult(customer_id, "rejected", row.reason, plan.campaign.name,
+        result = PreviewResult(customer_id, "rejected", str(row.reason), plan.campaign.name,
                                plan.campaign.root)
         result.explanation = f"customer {customer_id}: rejected — {row.reason}"
         return result
@@ -61,22 +66,21 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
                         "reason": c.reason} for c in slot.chosen],
             "skipped": [{"id": s.module_id, "reason": s.reason} for s in slot.skipped],
         })
-    from edition.editions import RenderFailure
-
+    encoder = Encoder(plan.campaign, formats, options.started or dt.datetime.now(dt.UTC))
     try:
         # one customer: the whole render is the reference and cheaper than sharing
         rendered = plan.renderer.whole(version, fields)
         if fmt == "pdf":
-            result.document = plan.pdf_bytes(version, rendered)
+            result.document = encoder.pdf_one(rendered)
         elif fmt == "eml":
-            digest = plan.content_hash(customer_id, version, rendered)
-            result.document = plan._message(customer_id, fields, version, rendered, digest)
+            digest = encoder.content_hash(customer_id, version.id, rendered)
+            result.document = encoder.message(customer_id, fields, version.id, rendered, digest)
         else:
             result.document = (getattr(rendered, fmt) or "").encode("utf-8")
         result.html = rendered.html
     except RenderFailure as exc:
         result.status, result.reason = "failed", str(exc)
-    result.explanation = explain(result, plan, Path(plan.customers_path))
+    result.explanation = explain(result, plan, source)
     return result
 
 

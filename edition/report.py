@@ -2,23 +2,36 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from edition.run import BatchResult, Plan
+from edition.manifest import STATUSES, ManifestRow
 
-STATUSES = ("rendered", "sent", "unknown", "rejected", "failed")
 SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about the run itself."""
+
+    campaign: str
+    segments: tuple[tuple[str, str], ...]   # (name, rule) in campaign order
+    run_id: str
+    mode: str                               # "dry run (nothing sent)" or "sent ... to X"
+    as_of: dt.date
+    formats: tuple[str, ...]
+    customers: str
 
 
 class Tally:
     """Counts accumulated batch by batch (memory grows with versions, not customers)."""
 
-    def __init__(self, plan: Plan):
-        self.plan = plan
+    def __init__(self) -> None:
         self.rows = 0
         self.status: Counter[str] = Counter()
         self.by_segment: dict[str, Counter[str]] = defaultdict(Counter)
@@ -28,38 +41,38 @@ class Tally:
         self.short: Counter = Counter()
         self.sharing: dict[str, dict[str, str]] = {}
 
-    def add(self, result: BatchResult) -> None:
-        for row in result.rows:
+    def add(self, rows: Iterable[ManifestRow], *, versions: Mapping[str, dict[str, Any]] = {},
+            missing: Mapping[Any, int] = {}, short: Mapping[str, int] = {},
+            sharing: Mapping[str, dict[str, str]] = {}) -> None:
+        """Count a batch's rows, and what the batch learnt about versions and rules."""
+        for row in rows:
             self.rows += 1
-            status = row["status"]
+            status = row.status
             self.status[status] += 1
-            for segment in row["segments"] or (["(none)"] if status != "rejected" else []):
+            for segment in row.segments or (["(none)"] if status != "rejected" else []):
                 self.by_segment[segment][status] += 1
-            if row["version"] and status != "rejected":
-                entry = self.versions.setdefault(row["version"], {"customers": 0})
+            if row.version and status != "rejected":
+                entry = self.versions.setdefault(row.version, {"customers": 0})
                 entry["customers"] += 1
-            if status in {"rejected", "failed", "unknown"} and row.get("reason"):
-                entry = self.problems.setdefault((status, reason_group(row["reason"])), [0, []])
+            if status in PROBLEMS and row.reason:
+                entry = self.problems.setdefault((status, row.reason.key), [0, []])
                 entry[0] += 1
                 if len(entry[1]) < SAMPLES:
-                    entry[1].append(row["customer_id"] or f"line {row.get('line')}")
-        for vid, info in result.versions.items():
+                    entry[1].append(row.customer_id or f"line {row.line}")
+        for vid, info in versions.items():
             if vid in self.versions:
                 self.versions[vid].update({k: v for k, v in info.items() if k != "customers"})
-        self.missing.update(result.missing)
-        self.short.update(result.short)
-        self.sharing.update(result.sharing)
+        self.missing.update(missing)
+        self.short.update(short)
+        self.sharing.update(sharing)
 
 
-def reason_group(reason: str) -> str:
-    """The reason without row-specific detail, for counting alike rejections together."""
-    # group "repeated id (first on line 12)" and "(first on line 40)" together
-    return reason.split(" (first on line")[0]
+PROBLEMS = {"rejected", "failed", "unknown", "excluded", "suppressed"}
 
 
-def versions_document(tally: Tally) -> dict[str, Any]:
+def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
     return {
-        "campaign": tally.plan.campaign.name,
+        "campaign": campaign,
         "versions": [
             {"id": vid, "customers": info.get("customers", 0), "locale": info.get("locale"),
              "segments": info.get("segments", []), "modules": info.get("modules", {}),
@@ -76,18 +89,16 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def render_report(tally: Tally, seconds: float) -> str:
+def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -> str:
     """The Markdown report."""
-    plan = tally.plan
-    campaign = plan.campaign
-    mode = "sent (--send) to " + plan.target if plan.options.send else "dry run (nothing sent)"
     rate = f"{tally.rows / seconds:,.0f} customers/s" if seconds > 0 and tally.rows else "-"
     out = [
-        f"# Run report: {campaign.name}",
+        f"# Run report: {info.campaign}",
         "",
-        f"- run: `{plan.options.run_id}` — {mode}",
-        f"- as of: {plan.as_of.isoformat()}; formats: {', '.join(plan.formats)}",
-        f"- customers file: `{plan.customers_path}`",
+        *([note, ""] if note else []),
+        f"- run: `{info.run_id}` — {info.mode}",
+        f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",
+        f"- customers file: `{info.customers}`",
         f"- {tally.rows:,} customer rows in {seconds:.1f} s ({rate}); "
         f"{len(tally.versions):,} versions",
         "",
@@ -98,12 +109,13 @@ def render_report(tally: Tally, seconds: float) -> str:
                   [[s, f"{tally.status.get(s, 0):,}"] for s in STATUSES if tally.status.get(s)]
                   or [["(no customers)", 0]])
     out += ["", "## Segments", ""]
-    segment_names = [s.name for s in campaign.segments] + ["(none)"]
+    rules = dict(info.segments)
+    segment_names = [*rules, "(none)"]
     shown = [s for s in STATUSES if tally.status.get(s) and s != "rejected"]
     rows = []
     for name in segment_names:
         counts = tally.by_segment.get(name, Counter())
-        rule = next((s.expression for s in campaign.segments if s.name == name), "no segment")
+        rule = rules.get(name, "no segment")
         rows.append([f"`{name}`", f"`{rule}`", f"{sum(counts.values()):,}"]
                     + [f"{counts.get(s, 0):,}" for s in shown])
     out += _table(["segment", "rule", "customers", *shown], rows)
@@ -112,7 +124,7 @@ def render_report(tally: Tally, seconds: float) -> str:
         out += [f"- `{seg}`: field `{field}` missing for {n:,} customer(s)"
                 for (seg, field), n in sorted(tally.missing.items())]
     out += ["", "## Versions", ""]
-    doc = versions_document(tally)["versions"]
+    doc = versions_document(tally, info.campaign)["versions"]
     vrows = []
     for v in doc[:50]:
         modules = "; ".join(f"{slot}: {', '.join(ids) or '—'}"
@@ -132,7 +144,9 @@ def render_report(tally: Tally, seconds: float) -> str:
         out += [f"- `{slot}`: fewer eligible modules than it takes for {n:,} customer(s)"
                 for slot, n in sorted(tally.short.items())]
     for status, title in (("rejected", "Rejected rows"), ("failed", "Failed customers"),
-                          ("unknown", "Delivery outcome unknown")):
+                          ("unknown", "Delivery outcome unknown"),
+                          ("excluded", "Excluded customers"),
+                          ("suppressed", "Suppressed customers")):
         items = [(reason, n, ids) for (s, reason), (n, ids) in tally.problems.items()
                  if s == status]
         if items:
@@ -144,10 +158,17 @@ def render_report(tally: Tally, seconds: float) -> str:
     return "\n".join(out)
 
 
-def write_report(plan: Plan, tally: Tally, out_dir: Path, seconds: float) -> str:
+def write_report(tally: Tally, info: RunInfo, out_dir: Path, seconds: float,
+                 note: str = "") -> str:
     """Write versions.json and report.md; return the report text."""
-    (out_dir / "versions.json").write_text(
-        json.dumps(versions_document(tally), indent=2, ensure_ascii=False), encoding="utf-8")
-    text = render_report(tally, seconds)
-    (out_dir / "report.md").write_text(text, encoding="utf-8")
+    _write(out_dir / "versions.json",
+           json.dumps(versions_document(tally, info.campaign), indent=2, ensure_ascii=False))
+    text = render_report(tally, info, seconds, note)
+    _write(out_dir / "report.md", text)
     return text
+
+
+def _write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text, encoding="utf-8")
+    temp.replace(path)

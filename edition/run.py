@@ -1,369 +1,155 @@
-"""A run: plan (read and check everything), process batches of customers, finish.
+"""A run's lifecycle, the same for the CLI and the Prefect flow.
 
-`Plan.load` reads the campaign, the catalog and the templates and fails before anything
-is rendered if any of them is wrong. `Plan.process` turns one batch of customer rows into
-manifest rows (rendering, writing files, and — only with `send` — delivering). The CLI
-and the Prefect flow both drive these same two calls; `execute` is the CLI's loop.
+1. Load and check the plan (campaign, catalog, templates): a mistake stops the run here.
+2. Hold the run folder (one run at a time), refuse a folder that holds another run's
+   manifest, resume the same run if it was interrupted, and write `run.json`.
+3. Stream the customers in batches through an executor (inline, a process pool, or
+   Prefect's task runner) in a bounded window, and collect the results in input order.
+4. Finish (report, versions.json, run.json) — or, when the run dies, repair the folder
+   so its manifest still has one row per customer and its report says what happened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import os
-import re
-import secrets
+import shutil
 import sys
-import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Executor
-from dataclasses import dataclass, field, replace
+from concurrent.futures import Executor, Future
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from edition.campaign import Campaign, load_campaign
-from edition.catalog import Catalog, load_catalog
+from edition.campaign import Campaign
+from edition.config import DEFAULT_BATCH, ENGINE_KEYS, RunOptions
 from edition.customers import Row, count_rows, read_customers
-from edition.editions import EditionRenderer, Rendered, RenderFailure
-from edition.errors import ContentError, RunError, UsageError, collect
-from edition.output import Manifest, RunFolder, relative_path
-from edition.personal import SharedDocument
-from edition.report import Tally, write_report
-from edition.segments import Segmenter
-from edition.selection import Selection, select
-from edition.versions import Version, version_id
-from renderers import eml as eml_renderer
+from edition.delivery import Deliverer, ledger_path, run_lock
+from edition.encoding import Encoder
+from edition.errors import RunError, UsageError
+from edition.manifest import (
+    MANIFEST_NAME,
+    ManifestRow,
+    ManifestWriter,
+    Reason,
+    read_rows,
+    truncate_rows,
+)
+from edition.pipeline import BatchResult, Pipeline
+from edition.plan import Plan
+from edition.report import RunInfo, Tally, write_report
+from edition.runfolder import (
+    RUN_FILE,
+    FileWriter,
+    FolderLock,
+    alive_here,
+    now,
+    owner,
+    read_run_file,
+    remove_unlisted,
+    write_run_file,
+)
 
-DEFAULT_BATCH = 500
-_NO_VERSION = Version("", "", (), Selection())
+__all__ = ["DEFAULT_BATCH", "Repair", "Run", "RunOptions", "RunSummary", "execute", "repair"]
 
-
-@dataclass(frozen=True)
-class RunOptions:
-    """Everything that defines a run; small and picklable, so workers can rebuild a Plan."""
-
-    campaign: str
-    customers: str | None = None
-    out: str | None = None
-    formats: tuple[str, ...] | None = None
-    as_of: dt.date | None = None
-    limit: int | None = None
-    send: bool = False
-    to: str | None = None
-    resend_unknown: bool = False
-    batch_size: int = DEFAULT_BATCH
-    run_id: str | None = None
-    started: dt.datetime | None = None
-
-    def resolved(self) -> RunOptions:
-        """Fill in the defaults that must be the same in every worker."""
-        started = self.started or dt.datetime.now(dt.UTC).replace(microsecond=0)
-        run_id = self.run_id or new_run_id(started)
-        return replace(self, started=started, run_id=run_id,
-                       as_of=self.as_of or dt.date.today(),
-                       campaign=str(Path(self.campaign).resolve()))
+INTERRUPTED = "interrupted"
 
 
-def new_run_id(started: dt.datetime | None = None) -> str:
-    """`20261123-080000-1a2b`: the start time, and a suffix so two runs never share it."""
-    started = started or dt.datetime.now(dt.UTC)
-    return f"{started:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+# -- what a run reads and where it writes ----------------------------------------------
 
 
-@dataclass
-class BatchResult:
-    """What one batch gives back: its manifest rows and what the report counts."""
-
-    rows: list[dict[str, Any]]
-    missing: Counter = field(default_factory=Counter)     # (segment, field) -> customers
-    short: Counter = field(default_factory=Counter)       # slot -> customers short of modules
-    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
-    sharing: dict[str, dict[str, str]] = field(default_factory=dict)
+def customers_file(options: RunOptions, campaign: Campaign) -> Path:
+    """`--customers`, else the campaign's `customers` (relative to the content root)."""
+    if options.customers:
+        return Path(options.customers)
+    if campaign.customers:
+        return campaign.root / campaign.customers
+    raise UsageError("no customer file: pass --customers or set `customers` in the campaign")
 
 
-class Plan:
-    """Loaded, checked content for one run; built once per process."""
-
-    def __init__(self, options: RunOptions, campaign: Campaign, catalog: Catalog):
-        self.options = options
-        self.campaign = campaign
-        self.catalog = catalog
-        self.as_of = options.as_of or dt.date.today()
-        self.formats = options.formats or campaign.formats
-        kinds = set()
-        if "html" in self.formats or "eml" in self.formats:
-            kinds.add("html")
-        if "pdf" in self.formats:
-            kinds.add("page")
-        if "text" in self.formats or "eml" in self.formats:
-            kinds.add("text")
-        if "eml" in self.formats:
-            kinds.add("subject")
-        self.renderer = EditionRenderer(campaign, self.as_of, kinds=tuple(sorted(kinds)))
-        self.segmenter = Segmenter(campaign.segments)
-        self.slots = [(s.name, s.kind, s.count) for s in campaign.slots]
-        self.out_dir = Path(options.out) if options.out else (
-            campaign.root / "out" / campaign.name / (options.run_id or new_run_id()))
-        self.folder = RunFolder(self.out_dir)
-        self._selections: dict[tuple, tuple[Selection, Version]] = {}
-        self.writer = eml_renderer.MessageWriter(
-            sender=campaign.sender or "edition <edition@localhost>",
-            date=options.started or dt.datetime.now(dt.UTC), reply_to=campaign.reply_to)
-        self.target = options.to or campaign.delivery.get("to", "local")
-        self.deliverer: Any = None
-        self._deliverer_lock = threading.Lock()
-        self._pdf: Any = None
-
-    @classmethod
-    def load(cls, options: RunOptions) -> Plan:
-        """Read and check campaign, catalog and templates: every problem at once."""
-        errors: list[ContentError] = []
-        catalog, catalog_errors = load_catalog(_root_of(options.campaign), raise_errors=False)
-        errors.extend(catalog_errors)
-        try:
-            campaign = load_campaign(options.campaign, kinds=catalog.kinds())
-        except ContentError as exc:
-            errors[:0] = getattr(exc, "errors", [exc])
-            collect(errors)
-            raise
-        collect(errors)
-        if options.to and re.match(r"^\w+://[^/]*@", options.to):
-            raise UsageError("--to must not hold credentials; set them in the environment "
-                             "(EDITION_SMTP_USERNAME/PASSWORD, AWS profiles)")
-        formats = options.formats or campaign.formats
-        unknown = [f for f in formats if f not in ("html", "text", "eml", "pdf")]
-        if unknown:
-            raise UsageError(f"unknown format(s): {', '.join(unknown)}")
-        if "eml" in formats and not campaign.sender:
-            raise ContentError("the campaign needs a sender to make email (eml)", campaign.file)
-        return cls(options, campaign, catalog)
-
-    @property
-    def customers_path(self) -> Path:
-        if self.options.customers:
-            return Path(self.options.customers)
-        if self.campaign.customers:
-            return self.campaign.root / self.campaign.customers
-        raise UsageError("no customer file: pass --customers or set `customers` in the campaign")
-
-    @property
-    def need_email(self) -> bool:
-        return "eml" in self.formats or (self.options.send and self.target != "local")
-
-    def rows(self) -> Iterator[Row]:
-        """The customer rows, streamed and checked."""
-        return read_customers(self.customers_path, need_email=self.need_email,
-                              declared=self.campaign.fields, limit=self.options.limit)
-
-    # -- per customer ------------------------------------------------------------
-
-    def version_of(self, fields: dict[str, Any]) -> tuple[tuple[str, ...], dict[str, str],
-                                                           Selection, Version]:
-        """Segments, failed rules, selection and version for one customer."""
-        segments, missing = self.segmenter.assign(fields)
-        locale = str(fields.get("locale", "en"))
-        interests = fields.get("interests") or []
-        if not isinstance(interests, list):
-            interests = [str(interests)]
-        key = (segments, locale, frozenset(str(i).lower() for i in interests))
-        cached = self._selections.get(key)
-        if cached is None:
-            selection = select(self.slots, self.catalog.by_kind, segments=segments,
-                               locale=locale, interests=key[2], as_of=self.as_of,
-                               campaign=self.campaign.name)
-            vid = version_id(campaign=self.campaign.name, templates_digest=self.renderer.digest,
-                             locale=locale, segments=segments, selection=selection,
-                             as_of=self.as_of)
-            cached = (selection, Version(vid, locale, segments, selection))
-            self._selections[key] = cached
-        return segments, missing, cached[0], cached[1]
-
-    def process(self, batch: Iterable[Row]) -> BatchResult:
-        """Render (and, when sending, deliver) one batch; one manifest row per row.
-
-        Two passes: render every customer's documents, then (for PDF) lay out each
-        version's customers together, then encode, write and deliver in input order.
-        """
-        result = BatchResult([])
-        rendered_rows: list[tuple[Row, dict[str, Any], tuple[str, ...], Selection, Version,
-                                  Rendered | str]] = []
-        for row in batch:
-            if row.rejected:
-                rendered_rows.append((row, {}, (), Selection(), _NO_VERSION, row.reason or ""))
-                continue
-            fields = dict(row.fields or {})
-            segments, missing, selection, version = self.version_of(fields)
-            for segment, name in missing.items():
-                result.missing[(segment, name)] += 1
-            for slot in selection.slots:
-                if slot.short:
-                    result.short[slot.slot] += 1
-            if version.id not in result.versions:
-                result.versions[version.id] = {"modules": selection.ids(),
-                                               "locale": version.locale,
-                                               "segments": list(version.segments)}
-            try:
-                rendered: Rendered | str = self.renderer.render(version, fields)
-            except RenderFailure as exc:
-                rendered = str(exc)
-            rendered_rows.append((row, fields, segments, selection, version, rendered))
-        pdfs = self._pdfs(rendered_rows) if "pdf" in self.formats else {}
-        for index, (row, fields, segments, selection, version, rendered) in enumerate(
-                rendered_rows):
-            if row.rejected:
-                result.rows.append(_manifest(row.customer_id, None, [], {}, "rejected",
-                                             row.reason, {}, row.line))
-                continue
-            if isinstance(rendered, str):
-                result.rows.append(_manifest(row.customer_id, version.id, segments,
-                                             selection.ids(), "failed", rendered, {}, row.line))
-                continue
-            try:
-                digest = (self.content_hash(str(row.customer_id), version, rendered)
-                          if "eml" in self.formats or self.options.send else "")
-                files, outputs = self._encode(row, fields, version, rendered, digest,
-                                              pdfs.get(index))
-                for rel, data, _ in outputs.values():
-                    self.folder.write(rel, data)
-            except RunError as exc:
-                result.rows.append(_manifest(row.customer_id, version.id, segments,
-                                             selection.ids(), "failed", exc.message, {},
-                                             row.line))
-                continue
-            status, reason, extra = "rendered", None, {}
-            if self.options.send:
-                status, reason, extra = self._deliver(row, fields, digest, outputs)
-            result.rows.append(_manifest(row.customer_id, version.id, segments, selection.ids(),
-                                         status, reason, files, row.line) | extra)
-        result.sharing = self.renderer.sharing()
-        return result
-
-    def _pdfs(self, rendered_rows: list) -> dict[int, bytes]:  # type: ignore[type-arg]
-        """Each customer's PDF; a version's customers are laid out together."""
-        groups: dict[str, list[int]] = {}
-        for index, (_, _, _, _, version, rendered) in enumerate(rendered_rows):
-            if not isinstance(rendered, str):
-                groups.setdefault(version.id, []).append(index)
-        pdfs: dict[int, bytes] = {}
-        for indices in groups.values():
-            version = rendered_rows[indices[0]][4]
-            doc = self.renderer.shared(version).get("page")
-            parts = doc.parts if isinstance(doc, SharedDocument) else []
-            pages = [rendered_rows[i][5].page or "" for i in indices]
-            for i, data in zip(indices, self.pdf_renderer().render_filled(parts, pages),
-                               strict=True):
-                pdfs[i] = data
-        return pdfs
-
-    def pdf_renderer(self) -> Any:
-        """One WeasyPrint batch renderer per process (fonts and layouts are cached in it)."""
-        if self._pdf is None:
-            from renderers.pdf import PdfBatchRenderer  # WeasyPrint only when PDF is asked
-
-            self._pdf = PdfBatchRenderer(
-                base_url=str(self.campaign.root / "templates") + "/",
-                page_size=str(self.campaign.pdf.get("page_size", "A4")),
-                campaign_name=self.campaign.name,
-                templates_dir=self.campaign.root / "templates")
-        return self._pdf
-
-    def _encode(self, row: Row, fields: dict[str, Any], version: Version, rendered: Rendered,
-                digest: str, pdf: bytes | None = None
-                ) -> tuple[dict[str, str], dict[str, tuple[str, bytes, str]]]:
-        customer_id = str(row.customer_id)
-        outputs: dict[str, tuple[str, bytes, str]] = {}
-        if "html" in self.formats:
-            outputs["html"] = (relative_path("html", customer_id),
-                               (rendered.html or "").encode(), "text/html; charset=utf-8")
-        if "text" in self.formats:
-            outputs["text"] = (relative_path("text", customer_id),
-                               (rendered.text or "").encode(), "text/plain; charset=utf-8")
-        if "eml" in self.formats:
-            outputs["eml"] = (relative_path("eml", customer_id),
-                              self._message(customer_id, fields, version, rendered, digest),
-                              "message/rfc822")
-        if "pdf" in self.formats:
-            outputs["pdf"] = (relative_path("pdf", customer_id),
-                              pdf if pdf is not None else self.pdf_bytes(version, rendered),
-                              "application/pdf")
-        return {fmt: rel for fmt, (rel, _, _) in outputs.items()}, outputs
-
-    def content_hash(self, customer_id: str, version: Version, rendered: Rendered) -> str:
-        """Identifies what this customer gets: same arguments, same hash (ledger key)."""
-        h = hashlib.sha256()
-        for part in (self.campaign.name, customer_id, version.id, rendered.subject or "",
-                     rendered.text or "", rendered.html or ""):
-            h.update(part.encode("utf-8", "surrogatepass") + b"\0")
-        return h.hexdigest()
-
-    def message_id(self, digest: str) -> str:
-        return eml_renderer.message_id(digest, self.campaign.name, self.campaign.sender_domain)
-
-    def _message(self, customer_id: str, fields: dict[str, Any], version: Version,
-                 rendered: Rendered, digest: str) -> bytes:
-        name = " ".join(str(fields[k]) for k in ("first_name", "last_name") if k in fields)
-        unsubscribe = (eml_renderer.unsubscribe_link(self.campaign.unsubscribe_url, customer_id)
-                       if self.campaign.unsubscribe_url else None)
-        return self.writer.build(
-            subject=rendered.subject or "", recipient=str(fields["email"]), recipient_name=name,
-            text=rendered.text or "", html=rendered.html,
-            msg_id=self.message_id(digest),
-            unsubscribe_url=unsubscribe,
-            extra_headers={"X-Edition-Campaign": self.campaign.name,
-                           "X-Edition-Version": version.id})
-
-    def pdf_bytes(self, version: Version, rendered: Rendered) -> bytes:
-        """One customer's PDF on its own (a preview)."""
-        return self.pdf_renderer().render_one(rendered.page or "")
-
-    def _deliver(self, row: Row, fields: dict[str, Any], digest: str,
-                 outputs: dict[str, tuple[str, bytes, str]]) -> tuple[str, str | None, dict]:
-        if self.deliverer is None:
-            from edition.delivery import Deliverer  # only a real send needs the publishers
-
-            with self._deliverer_lock:  # a thread-pool task runner shares this Plan
-                if self.deliverer is None:
-                    self.deliverer = Deliverer(self)
-        return self.deliverer.deliver(row, fields, digest, outputs)
-
-    def close(self) -> None:
-        if self.deliverer is not None:
-            self.deliverer.close()
-            self.deliverer = None
+def out_folder(options: RunOptions, campaign: Campaign) -> Path:
+    """`--out`, else out/<campaign>/<run id>/ under the content root."""
+    if options.out:
+        return Path(options.out)
+    return campaign.root / "out" / campaign.name / str(options.run_id)
 
 
-def _root_of(campaign_file: str) -> Path:
-    from edition.campaign import find_root
-
-    return find_root(Path(campaign_file))
+def target_of(options: RunOptions, campaign: Campaign) -> str:
+    return options.to or campaign.target
 
 
-def _manifest(customer_id: str | None, version: str | None, segments: Iterable[str],
-              modules: dict[str, list[str]], status: str, reason: str | None,
-              files: dict[str, str], line: int) -> dict[str, Any]:
-    return {"customer_id": customer_id, "version": version, "segments": list(segments),
-            "modules": modules, "status": status, "reason": reason, "files": files,
-            "line": line}
+def need_email(options: RunOptions, plan: Plan) -> bool:
+    """Rows without an address are rejected when the run makes or sends e-mail."""
+    return "eml" in plan.formats or (options.send and target_of(options, plan.campaign) != "local")
 
 
-# -- one process per CPU: each worker keeps its own Plan ---------------------------
+def estimate_rows(source: Path, options: RunOptions) -> int:
+    """About how many rows a run over this file reads (for progress bars, pool sizing)."""
+    try:
+        total = count_rows(source)
+    except OSError:
+        return 0
+    return min(total, options.limit) if options.limit is not None else total
 
-_PLANS: dict[RunOptions, Plan] = {}
+
+def run_info(options: RunOptions, plan: Plan) -> RunInfo:
+    mode = (f"sent (--send) to {target_of(options, plan.campaign)}" if options.send
+            else "dry run (nothing sent)")
+    return RunInfo(campaign=plan.campaign.name,
+                   segments=tuple((s.name, s.expression) for s in plan.campaign.segments),
+                   run_id=str(options.run_id), mode=mode, as_of=plan.as_of,
+                   formats=plan.formats, customers=str(customers_file(options, plan.campaign)))
+
+
+# -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
+
+_PLANS: dict[tuple[Any, ...], Plan] = {}
+_PIPELINES: dict[RunOptions, Pipeline] = {}
 
 
 def plan_for(options: RunOptions) -> Plan:
-    """The Plan for these options in this process (built on first use)."""
-    plan = _PLANS.get(options)
+    """The Plan for these options in this process (loaded and checked on first use)."""
+    key = (options.campaign, options.formats, options.as_of)
+    plan = _PLANS.get(key)
     if plan is None:
-        plan = _PLANS[options] = Plan.load(options)
+        plan = _PLANS[key] = Plan.load(options.campaign, formats=options.formats,
+                                       as_of=options.as_of)
     return plan
+
+
+def pipeline_for(options: RunOptions) -> Pipeline:
+    """The Pipeline for this run in this process (its files, encoder and deliverer)."""
+    pipeline = _PIPELINES.get(options)
+    if pipeline is None:
+        plan = plan_for(options)
+        campaign = plan.campaign
+        out_dir = out_folder(options, campaign)
+        deliverer = None
+        if options.send:
+            deliverer = Deliverer(
+                target=target_of(options, campaign),
+                options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
+                ledger=ledger_path(campaign), campaign=campaign.name,
+                run_id=str(options.run_id), out_dir=out_dir,
+                resend_unknown=options.resend_unknown)
+        encoder = Encoder(campaign, plan.formats,
+                          options.started or dt.datetime.now(dt.UTC))
+        pipeline = _PIPELINES[options] = Pipeline(plan, FileWriter(out_dir), encoder, deliverer)
+    return pipeline
 
 
 def process_batch(options: RunOptions, batch: list[Row]) -> BatchResult:
     """Worker entry point (process pools, Prefect tasks)."""
-    return plan_for(options).process(batch)
+    return pipeline_for(options).process(batch)
+
+
+def close_pipelines(options: RunOptions | None = None) -> None:
+    """Close this run's pipeline in this process (all of them without options)."""
+    for key in [k for k in _PIPELINES if options is None or k == options]:
+        _PIPELINES.pop(key).close()
 
 
 def worker_init() -> None:
@@ -381,31 +167,43 @@ def worker_init() -> None:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
-def close_plans() -> None:
-    for plan in _PLANS.values():
-        plan.close()
-    _PLANS.clear()
+# -- executors: where batches render ----------------------------------------------------
 
 
-def estimate_rows(plan: Plan) -> int:
-    """About how many rows the run will read (for progress bars)."""
-    try:
-        total = count_rows(plan.customers_path)
-    except OSError:
-        return 0
-    limit = plan.options.limit
-    return min(total, limit) if limit is not None else total
+class BatchExecutor(Protocol):
+    """Runs `process_batch` somewhere and hands back something with `.result()`."""
+
+    workers: int
+
+    def submit(self, options: RunOptions, batch: list[Row], number: int) -> Any: ...
 
 
-def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+class InlineExecutor:
+    """Batches render in this process, one after the other."""
+
+    workers = 1
+
+    def submit(self, options: RunOptions, batch: list[Row], number: int) -> Future:
+        future: Future = Future()
+        try:
+            future.set_result(process_batch(options, batch))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+class PoolExecutor:
+    """Batches render in a concurrent.futures pool (processes use `worker_init`)."""
+
+    def __init__(self, pool: Executor, workers: int):
+        self.pool = pool
+        self.workers = workers
+
+    def submit(self, options: RunOptions, batch: list[Row], number: int) -> Future:
+        return self.pool.submit(process_batch, options, batch)
+
+
+# -- the run ----------------------------------------------------------------------------
 
 
 @dataclass
@@ -419,74 +217,433 @@ class RunSummary:
     versions: int
     seconds: float
     report: str
+    resumed: int = 0        # rows kept from an interrupted run of the same folder
 
-    @property
-    def rate(self) -> float:
-        return self.customers / self.seconds if self.seconds else 0.0
+
+@dataclass
+class _Resume:
+    """Where a run picks up in its folder."""
+
+    after_line: int = 0
+    kept: int = 0
 
 
 class Run:
-    """Drives a run from the main process: streams rows out, collects results in order."""
+    """The main-process side of one run: holds the folder, streams rows, collects results."""
 
-    def __init__(self, options: RunOptions):
-        self.options = options.resolved()
-        self.plan = plan_for(self.options)
-        self.tally = Tally(self.plan)
-        self.out_dir = self.plan.out_dir
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.lock = None
-        if self.options.send:
-            from edition.delivery import run_lock
+    def __init__(self, options: RunOptions, *, overwrite: bool = False,
+                 on_repaired: Callable[[dict[str, Any], Repair], None] | None = None):
+        options = options.resolved()
+        self.plan = plan_for(options)
+        self.campaign = self.plan.campaign
+        self.out_dir = out_folder(options, self.campaign)
+        self.source = customers_file(options, self.campaign)
+        self.overwrite = overwrite
+        self.on_repaired = on_repaired
+        self.options = options
+        self.tally = Tally()
+        self.lock: FolderLock | None = None
+        self.ledger: Any = None
+        self.manifest: ManifestWriter | None = None
+        self.resume = _Resume()
+        self.resumes = ""          # the run id this run finishes, when it resumes one
+        self.started = time.monotonic()
+        self.document: dict[str, Any] = {}
 
-            self.lock = run_lock(self.plan)
-        self.manifest = Manifest(self.out_dir / "manifest.jsonl")
-        self.started = dt.datetime.now(dt.UTC)
+    # -- start --------------------------------------------------------------------
+
+    def start(self, **marker: Any) -> Run:
+        """Hold the folder, repair dead runs of the campaign, write run.json."""
+        if not self.source.is_file():
+            raise RunError(f"customer file not found: {self.source}", self.source)
+        # runs of this campaign that died: in its default out folder and beside this one
+        for parent in {self.campaign.root / "out" / self.campaign.name, self.out_dir.parent}:
+            recover_runs(parent, skip=self.out_dir, on_repaired=self.on_repaired)
+        self.lock = FolderLock(self.out_dir).acquire()
+        try:
+            self._prepare()
+            if self.options.send:
+                self.ledger = run_lock(ledger_path(self.campaign))
+            self.manifest = ManifestWriter(self.out_dir / MANIFEST_NAME,
+                                           append=self.resume.kept > 0)
+            self.document = {"status": "running", "run_id": self.options.run_id,
+                             "campaign": self.campaign.name,
+                             "options": self.options.model_dump(mode="json"),
+                             "started": now(), **owner(), **marker}
+            if self.resumes:
+                self.document["resumes"] = self.resumes
+            write_run_file(self.out_dir, self.document)
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _prepare(self) -> None:
+        """A fresh folder, the same interrupted run resumed, or a refusal."""
+        manifest = self.out_dir / MANIFEST_NAME
+        info = read_run_file(self.out_dir)
+        if not manifest.exists() and info is None:
+            return
+        if self.overwrite:
+            clear_folder(self.out_dir)
+            return
+        if not self._same_run(info):
+            whose = (f"run {info.get('run_id')} of {info.get('campaign')}" if info
+                     else "an earlier run")
+            raise RunError(f"{self.out_dir} holds the manifest of {whose}; choose another "
+                             f"--out or pass --overwrite to replace it")
+        self.resume = resume_point(self.out_dir)
+        self.resumes = str(info.get("run_id") or "")
+        previous = info.get("options") or {}
+        # The resumed run keeps the clock of the run it finishes (the messages' Date), but
+        # not its id: the send ledger must see the dead run's claims as another run's.
+        if previous.get("started"):
+            self.options = self.options.replace(
+                started=dt.datetime.fromisoformat(previous["started"]))
+
+    def _same_run(self, info: dict[str, Any] | None) -> bool:
+        """Is the folder's run an unfinished run of this campaign over the same customers?"""
+        if not info or info.get("status") not in {"running", INTERRUPTED}:
+            return False
+        if info.get("campaign") != self.campaign.name:
+            return False
+        try:
+            previous = RunOptions.model_validate(info.get("options") or {})
+            source = customers_file(previous, self.campaign)
+        except (ValueError, UsageError):
+            return False
+        return source.resolve() == self.source.resolve()
+
+    # -- rows and results ------------------------------------------------------------
 
     def estimate(self) -> int:
-        return estimate_rows(self.plan)
+        """About how many rows the run will read (for progress bars)."""
+        return max(0, estimate_rows(self.source, self.options) - self.resume.kept)
+
+    def rows(self) -> Iterator[Row]:
+        rows = read_customers(self.source, need_email=need_email(self.options, self.plan),
+                              declared=self.campaign.fields, limit=self.options.limit)
+        return (r for r in rows if r.line > self.resume.after_line)
 
     def batches(self) -> Iterator[list[Row]]:
-        return batches(self.plan.rows(), self.options.batch_size)
+        return batches(self.rows(), self.options.batch_size)
 
     def collect(self, result: BatchResult) -> None:
+        assert self.manifest is not None
         self.manifest.write(result.rows)
-        self.tally.add(result)
+        self.tally.add(result.rows, versions=result.versions, missing=result.missing,
+                       short=result.short, sharing=result.sharing)
+
+    # -- end -------------------------------------------------------------------------
 
     def finish(self) -> RunSummary:
-        self.manifest.close()
+        """Manifest closed, report and versions.json written, run.json says finished."""
+        if self.resume.kept:
+            self._count_kept()
+        if self.manifest is not None:
+            self.manifest.close()
+        seconds = time.monotonic() - self.started
+        report = write_report(self.tally, run_info(self.options, self.plan), self.out_dir,
+                              seconds)
+        summary = RunSummary(run_id=str(self.options.run_id), out_dir=str(self.out_dir),
+                             counts=dict(self.tally.status), customers=self.tally.rows,
+                             versions=len(self.tally.versions), seconds=seconds,
+                             report=report, resumed=self.resume.kept)
+        write_run_file(self.out_dir, self.document | {
+            "status": "finished", "finished": now(), "customers": summary.customers,
+            "counts": summary.counts})
+        self._release()
+        return summary
+
+    def abort(self, reason: str) -> None:
+        """The run died: make its folder consistent (every row listed, a report) and let go."""
+        if self.manifest is not None:
+            self.manifest.close()
+        try:
+            repair(self.out_dir, reason=reason, plan=self.plan, options=self.options)
+        finally:
+            self._release()
+
+    def _count_kept(self) -> None:
+        rows, _ = read_rows(self.out_dir / MANIFEST_NAME)
+        kept = [ManifestRow.from_dict(r) for r in rows[:self.resume.kept]]
+        self.tally.add(kept, versions={r.version: {"modules": r.modules,
+                                                   "segments": r.segments}
+                                       for r in kept if r.version})
+
+    def _release(self) -> None:
+        if self.ledger is not None:
+            self.ledger.close()
+            self.ledger = None
         if self.lock is not None:
-            self.lock.close()
-        seconds = (dt.datetime.now(dt.UTC) - self.started).total_seconds()
-        report = write_report(self.plan, self.tally, self.out_dir, seconds)
-        return RunSummary(run_id=self.options.run_id or "", out_dir=str(self.out_dir),
-                          counts=dict(self.tally.status), customers=self.tally.rows,
-                          versions=len(self.tally.versions), seconds=seconds, report=report)
+            self.lock.release()
+            self.lock = None
 
 
-def execute(options: RunOptions, *, executor: Executor | None = None,
-            on_progress: Callable[[int], None] | None = None) -> RunSummary:
-    """Run a campaign: with an executor, batches render in its workers, in order."""
-    run = Run(options)
+def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def execute(options: RunOptions, *, executor: BatchExecutor | None = None,
+            on_progress: Callable[[int], None] | None = None, overwrite: bool = False,
+            on_start: Callable[[Run], None] | None = None,
+            on_repaired: Callable[[dict[str, Any], Repair], None] | None = None,
+            **marker: Any) -> RunSummary:
+    """Run a campaign: batches render in the executor's workers, collected in order.
+
+    `marker` goes into run.json (a flow run's id); `on_repaired` hears of every dead
+    run of the campaign whose folder this run repaired first.
+    """
+    run = Run(options, overwrite=overwrite, on_repaired=on_repaired).start(**marker)
+    if on_start is not None:
+        on_start(run)
+    executor = executor or InlineExecutor()
+    window: deque[tuple[int, Any]] = deque()
+    limit = max(2, executor.workers * 2)   # bounded: memory stays flat
+
+    def collect_one() -> None:
+        size, future = window.popleft()
+        run.collect(future.result())
+        if on_progress:
+            on_progress(size)
+
     try:
-        if executor is None:
-            for batch in run.batches():
-                run.collect(run.plan.process(batch))
-                if on_progress:
-                    on_progress(len(batch))
-        else:
-            window = max(2, (os.cpu_count() or 2) * 2)  # bounded: memory stays flat
-            pending: list = []
-            for batch in run.batches():
-                pending.append((len(batch), executor.submit(process_batch, run.options, batch)))
-                while len(pending) >= window:
-                    size, future = pending.pop(0)
-                    run.collect(future.result())
-                    if on_progress:
-                        on_progress(size)
-            for size, future in pending:
-                run.collect(future.result())
-                if on_progress:
-                    on_progress(size)
+        for number, batch in enumerate(run.batches(), start=1):
+            window.append((len(batch), executor.submit(run.options, batch, number)))
+            while len(window) >= limit:
+                collect_one()
+        while window:
+            collect_one()
+    except BaseException as exc:
+        for _, future in window:
+            with contextlib.suppress(Exception):
+                future.cancel()
+        stopped = isinstance(exc, KeyboardInterrupt | SystemExit)
+        run.abort("run cancelled" if stopped else f"run stopped: {exc}")
+        raise
     finally:
-        run.plan.close()
+        close_pipelines(run.options)
     return run.finish()
+
+
+# -- interrupted runs -------------------------------------------------------------------
+
+
+def clear_folder(folder: Path) -> None:
+    """What a run wrote, gone (for --overwrite): manifest, report, run.json, files."""
+    for name in (MANIFEST_NAME, "report.md", "versions.json", RUN_FILE):
+        (folder / name).unlink(missing_ok=True)
+    for fmt in ("html", "text", "eml", "pdf", "outbox"):
+        path = folder / fmt
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
+
+def resume_point(folder: Path) -> _Resume:
+    """Cut what an interrupted run left half-done; where the next run picks up."""
+    path = folder / MANIFEST_NAME
+    rows, _ = read_rows(path, cut_torn=True)
+    keep = len(rows)
+    while keep and rows[keep - 1].get("reason_code") == INTERRUPTED:
+        keep -= 1
+    if keep < len(rows):  # rows the repair added for the rest of the input: redone now
+        truncate_rows(path, keep)
+    rows = rows[:keep]
+    remove_unlisted(folder, {rel for r in rows for rel in (r.get("files") or {}).values()})
+    return _Resume(after_line=max((int(r.get("line") or 0) for r in rows), default=0),
+                   kept=keep)
+
+
+@dataclass
+class Repair:
+    """What `repair` did to one run folder."""
+
+    folder: str
+    kept: int = 0                                       # manifest rows that were there
+    added: Counter[str] = field(default_factory=Counter)   # status -> rows added
+    removed: list[str] = field(default_factory=list)    # files no row named
+    torn_line: bool = False
+    note: str = ""
+
+    def describe(self) -> str:
+        added = ", ".join(f"{n:,} {s}" for s, n in sorted(self.added.items())) or "none"
+        return (f"{self.folder}: {self.kept:,} manifest rows kept, rows added: {added}, "
+                f"{len(self.removed):,} unlisted file(s) removed"
+                + (", torn last manifest line cut" if self.torn_line else "")
+                + (f" ({self.note})" if self.note else ""))
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | None = None,
+           options: RunOptions | None = None) -> Repair:
+    """Make an interrupted run folder consistent; return what was done, in words.
+
+    A torn last manifest line is cut; customer files no row names are removed; every
+    input row the manifest does not cover gets a row (`failed` with this reason, or
+    `unknown` when the run was sending and that customer's files had been written: the
+    provider may have the message, and the send ledger decides on the rerun); report.md
+    and versions.json are written with a note; run.json says `interrupted`.
+    """
+    folder = Path(folder)
+    info = read_run_file(folder) or {}
+    manifest = folder / MANIFEST_NAME
+    rows, torn = read_rows(manifest, cut_torn=True)
+    if not manifest.exists():
+        manifest.write_text("", encoding="utf-8")
+    named = {rel for r in rows for rel in (r.get("files") or {}).values()}
+    result = Repair(str(folder), kept=len(rows), torn_line=torn,
+                    removed=remove_unlisted(folder, named))
+    removed = set(result.removed)
+    note = ""
+    if options is None and info.get("options"):
+        try:
+            options = RunOptions.model_validate(info["options"])
+        except ValueError as exc:
+            note = f"rows not completed: the run's options cannot be read ({exc})"
+    if plan is None and options is not None:
+        try:
+            plan = plan_for(options)
+        except Exception as exc:  # campaign edited or broken since: account for what we can
+            note = f"rows not completed: cannot read the campaign ({exc})"
+    added: list[ManifestRow] = []
+    if plan is not None and options is not None:
+        last = max((int(r.get("line") or 0) for r in rows), default=0)
+        try:
+            source = read_customers(customers_file(options, plan.campaign),
+                                    need_email=need_email(options, plan),
+                                    declared=plan.campaign.fields, limit=options.limit)
+            for row in source:
+                if row.line <= last:
+                    continue
+                added.append(_interrupted_row(row, reason, options, removed))
+        except Exception as exc:
+            note = f"customer file unreadable ({exc}); manifest left as it was"
+            added = []
+    if added:
+        writer = ManifestWriter(manifest, append=True)
+        writer.write(added)
+        writer.close()
+    result.added.update(r.status for r in added)
+    result.note = note
+    if plan is not None and options is not None:
+        tally = Tally()
+        kept = [ManifestRow.from_dict(r) for r in rows]
+        tally.add(kept + added, versions={r.version: {"modules": r.modules,
+                                                      "segments": r.segments}
+                                          for r in kept if r.version})
+        text = (f"> **{reason.capitalize()}.** {len(rows):,} customer rows were done before "
+                f"the run stopped; the other {len(added):,} are listed with reason code "
+                f"`{INTERRUPTED}`. Run the campaign again on this folder to finish them.")
+        write_report(tally, run_info(options, plan), folder, _seconds(info), note=text)
+    write_run_file(folder, info | {"status": INTERRUPTED, "reason": reason,
+                                   "repaired": now(), "repair": result.describe()})
+    return result
+
+
+def _interrupted_row(row: Row, reason: str, options: RunOptions,
+                     removed: set[str]) -> ManifestRow:
+    if row.rejected:
+        return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
+                           reason=row.reason)
+    from edition.naming import relative_path
+
+    rendered = any(relative_path(f, str(row.customer_id)) in removed
+                   for f in ("html", "text", "eml", "pdf"))
+    if options.send and rendered:
+        # its batch ran, so it may have been delivered: the ledger knows
+        return ManifestRow(customer_id=row.customer_id, status="unknown", line=row.line,
+                           reason=Reason(INTERRUPTED, f"{reason}; delivery outcome not "
+                                                      f"recorded", "run interrupted"))
+    return ManifestRow(customer_id=row.customer_id, status="failed", line=row.line,
+                       reason=Reason(INTERRUPTED, reason, "run interrupted"))
+
+
+def _seconds(info: dict[str, Any]) -> float:
+    try:
+        started = dt.datetime.fromisoformat(info["started"])
+        return max(0.0, (dt.datetime.now(dt.UTC) - started).total_seconds())
+    except (KeyError, ValueError, TypeError):
+        return 0.0
+
+
+def is_dead(info: dict[str, Any], folder: Path) -> bool:
+    """Whether the run that owns a folder marked running is gone.
+
+    The folder's lock answers for runs on this machine (the OS drops it when the holder
+    dies); the pid check covers folders written before the lock existed.
+    """
+    if alive_here(info) is not False:
+        return False  # alive, or another host's run: only its orchestrator can say
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except RunError:
+        return False
+    lock.release()
+    return True
+
+
+def recover_runs(campaign_out: Path | str, *, skip: Path | None = None,
+                 on_repaired: Callable[[dict[str, Any], Repair], None] | None = None
+                 ) -> list[Repair]:
+    """Repair every run folder under `out/<campaign>/` whose run died mid-way."""
+    campaign_out = Path(campaign_out)
+    repaired: list[Repair] = []
+    if not campaign_out.is_dir():
+        return repaired
+    for folder in sorted(p for p in campaign_out.iterdir() if p.is_dir()):
+        if skip is not None and folder.resolve() == Path(skip).resolve():
+            continue
+        info = read_run_file(folder)
+        if not info or info.get("status") != "running" or not is_dead(info, folder):
+            continue
+        lock = FolderLock(folder)
+        try:
+            lock.acquire()
+        except RunError:
+            continue
+        try:
+            summary = repair(folder)
+        except Exception as exc:  # never let one folder stop a run or serve
+            summary = Repair(str(folder), note=f"could not repair: {exc}")
+        finally:
+            lock.release()
+        if on_repaired is not None:
+            on_repaired(info, summary)
+        repaired.append(summary)
+    return repaired
+
+
+@dataclass
+class Pool:
+    """A process pool sized for a run, or none when one process is enough."""
+
+    workers: int
+    executor: Any = field(default=None)
+
+    def __enter__(self) -> BatchExecutor:
+        if self.workers <= 1:
+            return InlineExecutor()
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.executor = ProcessPoolExecutor(max_workers=self.workers, initializer=worker_init)
+        return PoolExecutor(self.executor, self.workers)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def default_workers() -> int:
+    return os.cpu_count() or 1

@@ -8,22 +8,19 @@ instead of printing "Hello ,".
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, nodes
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undefined, nodes
 from jinja2.sandbox import SandboxedEnvironment, is_internal_attribute
 
 from edition.errors import ContentError
-
-MONTHS = {
-    "en": ["January", "February", "March", "April", "May", "June", "July", "August",
-           "September", "October", "November", "December"],
-    "es": ["enero", "febrero", "marzo", "abril", "mayo", "junio", "julio", "agosto",
-           "septiembre", "octubre", "noviembre", "diciembre"],
-}
-CURRENCY_SYMBOLS = {"USD": "$", "EUR": "€", "GBP": "£", "JPY": "¥"}
 
 
 class CustomerView:
@@ -66,23 +63,30 @@ class MissingField(StrictUndefined):
         return super()._undefined_message
 
 
-def money(value: Any, currency: str = "USD") -> str:
-    """Format an amount as `$1,234.50` (symbol from the ISO currency code)."""
-    amount = float(value)
-    symbol = CURRENCY_SYMBOLS.get(currency, currency + " ")
-    sign = "-" if amount < 0 else ""
-    return f"{sign}{symbol}{abs(amount):,.2f}"
+@functools.lru_cache(maxsize=256)
+def babel_locale(locale: str) -> Locale:
+    """The Babel locale for `es`, `es-MX` or `es_MX`; English when Babel does not know it."""
+    try:
+        return Locale.parse(str(locale).replace("-", "_"))
+    except (ValueError, TypeError, UnknownLocaleError):
+        return Locale.parse("en")
+
+
+def money(value: Any, currency: str | None = None, locale: str = "en") -> str:
+    """An amount in the locale's way: `$1,234.50` (en), `1234,50 €` (es, EUR)."""
+    amount = value if isinstance(value, Decimal) else Decimal(str(value))
+    return format_currency(amount, currency or "USD", locale=babel_locale(locale))
 
 
 def longdate(value: Any, locale: str = "en") -> str:
-    """Format a date as `14 December 2026` or `14 de diciembre de 2026`."""
+    """A date written out: `December 14, 2026` (en), `14 de diciembre de 2026` (es)."""
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined: raises the error that names the missing field
     if isinstance(value, str):
         value = dt.date.fromisoformat(value)
-    lang = str(locale).split("-")[0].split("_")[0].lower()
-    months = MONTHS.get(lang, MONTHS["en"])
-    if lang == "es":
-        return f"{value.day} de {months[value.month - 1]} de {value.year}"
-    return f"{value.day} {months[value.month - 1]} {value.year}"
+    if not isinstance(value, dt.date):
+        raise TypeError(f"longdate needs a date, not {type(value).__name__}")
+    return format_date(value, format="long", locale=babel_locale(locale))
 
 
 FILTERS = {"money": money, "longdate": longdate}

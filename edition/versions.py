@@ -25,9 +25,6 @@ class Version:
     segments: tuple[str, ...]
     selection: Selection
 
-    def modules(self) -> dict[str, list[str]]:
-        return self.selection.ids()
-
 
 def version_id(*, campaign: str, templates_digest: str, locale: str, segments: tuple[str, ...],
                selection: Selection, as_of: dt.date) -> str:

@@ -11,15 +11,17 @@ The parameters are typed so the Prefect UI draws a form: formats are choices, `a
 a date, `dry_run` is on by default and sending needs a second switch (`confirm_send`).
 Options most runs leave alone sit in `advanced` (a `RunSettings` form).
 
-A run folder gets a `run.json` while the run is going; if the run dies, the next run of
-the campaign (or `edition serve` at start-up) repairs the folder: see flows/recovery.py.
+The run's lifecycle (the folder lock, run.json, the bounded window of batches, the
+repair of a folder whose run died) is the engine's (edition/run.py), the same as
+`edition run`'s; this module adds only what is Prefect's: tasks, artifacts, and the
+flow run's state when a run is cancelled or crashes (flows/recovery.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
-from collections import deque
+import threading
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
@@ -36,18 +38,20 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field
 
+from edition.campaign import find_root
+from edition.config import DEFAULT_BATCH, RunOptions
 from edition.customers import Row
 from edition.errors import UsageError
-from edition.report import versions_document
+from edition.naming import artifact_key
+from edition.pipeline import BatchResult
 from edition.run import (
-    DEFAULT_BATCH,
-    BatchResult,
     Run,
-    RunOptions,
     RunSummary,
-    estimate_rows,
+    close_pipelines,
+    execute,
     plan_for,
     process_batch,
+    target_of,
 )
 from flows import recovery
 
@@ -86,6 +90,8 @@ class RunSettings(BaseModel):
     resend_unknown: Annotated[bool, Field(description=(
         "When sending: send again to customers whose earlier delivery outcome is unknown."))
     ] = False
+    overwrite: Annotated[bool, Field(description=(
+        "Replace an earlier run's output when `out` names a folder that holds one."))] = False
 
 
 class Batch:
@@ -111,6 +117,18 @@ def render_batch(options: RunOptions, batch: Batch, number: int) -> BatchResult:
     return process_batch(options, batch.rows)
 
 
+class TaskRunnerExecutor:
+    """The engine's BatchExecutor on a Prefect task runner: one task run per batch."""
+
+    def __init__(self, task_runner: Any, workers: int):
+        self.task_runner = task_runner
+        self.workers = workers
+
+    def submit(self, options: RunOptions, batch: list[Row], number: int) -> Any:
+        return self.task_runner.submit(render_batch, {"options": options, "batch": Batch(batch),
+                                                      "number": number})
+
+
 def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
     if kind == "process":
         return ProcessPoolTaskRunner(max_workers=workers)
@@ -122,12 +140,6 @@ def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None})
     return ThreadPoolTaskRunner(max_workers=workers)
-
-
-def artifact_key(prefix: str, campaign: str) -> str:
-    """Artifact keys allow lowercase letters, digits and dashes only."""
-    slug = "".join(c if c.isalnum() else "-" for c in campaign.lower()).strip("-")
-    return f"{prefix}-{slug}"[:64]
 
 
 def output_link(path: Path | str) -> str:
@@ -160,8 +172,6 @@ def check_parameters(
     advanced: RunSettings | None = None,
 ) -> RunOptions:
     """Refuse bad parameters before any work, every problem in one readable message."""
-    from edition.campaign import find_root
-
     advanced = advanced or RunSettings()
     problems: list[str] = []
     path = Path(campaign).expanduser() if campaign else None
@@ -172,36 +182,29 @@ def check_parameters(
     customers_path = None
     if customers:
         candidate = Path(customers).expanduser()
-        if not candidate.is_absolute() and not candidate.exists() and path and path.is_file():
-            candidate = find_root(path) / candidate  # relative to the content root
+        if not candidate.is_absolute() and path and path.is_file():
+            in_root = find_root(path) / candidate  # relative to the content root first
+            candidate = in_root if in_root.exists() or not candidate.exists() else candidate
         if not candidate.is_file():
             problems.append(f"customer file not found: {customers!r}")
         customers_path = str(candidate.resolve())
-    if limit is not None and limit < 0:
-        problems.append(f"limit must be 0 or more, not {limit}")
-    if advanced.batch_size < 1:
-        problems.append(f"batch_size must be at least 1, not {advanced.batch_size}")
-    if advanced.workers < 0:
-        problems.append(f"workers must be 0 (one per CPU) or more, not {advanced.workers}")
     if advanced.dask_address and advanced.task_runner != "dask":
         problems.append("dask_address needs task_runner dask")
-    if formats is not None:
-        bad = [f for f in formats if f not in ("html", "text", "eml", "pdf")]
-        if bad or not formats:
-            problems.append(f"formats must be some of html, text, eml, pdf, not {formats!r}")
     if not dry_run and not confirm_send:
         problems.append("sending needs two switches: dry_run off AND confirm_send on "
                         "(nothing was rendered or sent)")
-    if dry_run and advanced.resend_unknown:
-        problems.append("resend_unknown only makes sense when sending (dry_run off)")
+    try:
+        options = RunOptions.build(
+            campaign=str(path), customers=customers_path,
+            formats=tuple(formats) if formats is not None else None, as_of=as_of, limit=limit,
+            send=not dry_run, to=to, resend_unknown=advanced.resend_unknown,
+            batch_size=advanced.batch_size, out=advanced.out, run_id=advanced.run_id,
+            started=advanced.started)
+    except UsageError as exc:
+        problems.append(exc.message)
     if problems:
         raise UsageError("; ".join(problems))
-    options = RunOptions(
-        campaign=str(path), customers=customers_path,
-        formats=tuple(formats) if formats else None, as_of=as_of, limit=limit,
-        send=not dry_run, to=to, resend_unknown=advanced.resend_unknown,
-        batch_size=advanced.batch_size, out=advanced.out, run_id=advanced.run_id,
-        started=advanced.started).resolved()
+    options = options.resolved()
     plan_for(options)  # campaign, catalog and templates: a ContentError names file and line
     return options
 
@@ -216,77 +219,64 @@ def _run_name() -> str:
 
 # -- the run -----------------------------------------------------------------------
 
+_ARTIFACT_LOCK = threading.Lock()
+
+
 def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int = 0,
-                dask_address: str | None = None) -> RunSummary:
+                dask_address: str | None = None, overwrite: bool = False) -> RunSummary:
     """Stream the customers through `render-batch` tasks and write the run's output."""
     from prefect.runtime import flow_run
     from prefect.settings import PREFECT_API_URL
 
     logger = get_run_logger()
-    options = options.resolved()
-    out_dir = plan_for(options).out_dir
-    for repaired in recovery.recover_runs(out_dir.parent, skip=out_dir):
-        logger.warning("earlier run interrupted, folder repaired: %s", repaired.describe())
-    run = Run(options)
-    marker = recovery.mark_running(run.out_dir, run.options, flow_run_id=flow_run.get_id(),
-                                   api_url=PREFECT_API_URL.value())
-    campaign = run.plan.campaign.name
-    total = estimate_rows(run.plan)
-    logger.info("campaign %s: about %s customers, batches of %s, %s runner; output in %s",
-                campaign, f"{total:,}", options.batch_size, runner, run.out_dir)
+    campaign = plan_for(options).campaign.name
+    workers = workers or (os.cpu_count() or 2)
     progress = create_progress_artifact(0.0, key=artifact_key("progress", campaign),
                                         description=f"{campaign}: share of customers done")
-    workers = workers or (os.cpu_count() or 2)
-    done = 0
-    window: deque = deque()
+    state = {"done": 0, "total": 0}
 
-    def collect() -> None:
-        nonlocal done
-        size, future = window.popleft()
-        run.collect(future.result())
-        done += size
-        if progress and total:
-            update_progress_artifact(progress, min(100.0, 100.0 * done / total))
+    def started(run: Run) -> None:
+        state["total"] = run.estimate()
+        logger.info("campaign %s: about %s customers, batches of %s, %s runner; output in %s",
+                    campaign, f"{state['total']:,}", options.batch_size, runner, run.out_dir)
+        if run.resume.kept:
+            logger.warning("resuming an interrupted run: %s rows were done before",
+                           f"{run.resume.kept:,}")
 
+    def advance(size: int) -> None:
+        state["done"] += size
+        if progress and state["total"]:
+            with _ARTIFACT_LOCK:
+                update_progress_artifact(progress, min(100.0, 100.0 * state["done"]
+                                                       / state["total"]))
+
+    for repaired in recovery.recover_runs(plan_for(options).campaign):
+        logger.warning("earlier run interrupted, folder repaired: %s", repaired)
     try:
         with _task_runner(runner, workers, dask_address) as task_runner:
-            for number, batch in enumerate(run.batches(), start=1):
-                window.append((len(batch), task_runner.submit(
-                    render_batch, {"options": run.options, "batch": Batch(batch),
-                                   "number": number})))
-                while len(window) > workers * 2:  # bounded: memory stays flat
-                    collect()
-            while window:
-                collect()
+            summary = execute(options, executor=TaskRunnerExecutor(task_runner, workers),
+                              on_progress=advance, on_start=started, overwrite=overwrite,
+                              on_repaired=recovery.crashed,
+                              flow_run_id=flow_run.get_id(), api_url=PREFECT_API_URL.value())
     except BaseException as exc:
-        run.plan.close()
-        run.manifest.close()
-        if getattr(run, "lock", None) is not None:  # the send ledger's run lock
-            run.lock.close()
-        cancelled = isinstance(exc, KeyboardInterrupt | SystemExit) or any(
-            word in type(exc).__name__ for word in ("Termination", "Cancel", "Abort"))
-        reason = "run cancelled" if cancelled else f"run failed ({type(exc).__name__})"
-        logger.error("%s: %s; making the output folder consistent", reason, exc)
-        try:
-            logger.info("repaired: %s", recovery.repair(run.out_dir, reason=reason).describe())
-        except Exception as problem:
-            logger.error("could not repair %s: %s", run.out_dir, problem)
+        logger.error("run stopped (%s: %s); its output folder was made consistent",
+                     type(exc).__name__, exc)
         raise
-    run.plan.close()
-    summary = run.finish()
-    recovery.mark_finished(run.out_dir, marker, summary)
+    finally:
+        close_pipelines(options)  # the thread runner's pipelines live in this process
     if progress:
         update_progress_artifact(progress, 100.0)
-    publish_artifacts(run, summary)
+    publish_artifacts(campaign, summary)
     logger.info("%s: %s customers (%s) in %.1f s", campaign, f"{summary.customers:,}",
                 ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())),
                 summary.seconds)
     return summary
 
 
-def publish_artifacts(run: Run, summary: RunSummary) -> None:
+def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     """The report, the versions table and a link to the output, for the Prefect UI."""
-    campaign = run.plan.campaign.name
+    import json
+
     out_dir = Path(summary.out_dir)
     samples = []
     for fmt in ("html", "text", "pdf"):
@@ -301,7 +291,10 @@ def publish_artifacts(run: Run, summary: RunSummary) -> None:
                    + f"\n\nAll files: [{out_dir.name}]({output_link(out_dir)})\n")
     create_markdown_artifact(report, key=artifact_key("report", campaign),
                              description=f"Run report for {campaign}")
-    versions = versions_document(run.tally)["versions"]
+    try:
+        versions = json.loads((out_dir / "versions.json").read_text(encoding="utf-8"))["versions"]
+    except (OSError, ValueError, KeyError):
+        versions = []
     rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
              "segments": ", ".join(v["segments"]) or "-",
              **{slot: ", ".join(ids) for slot, ids in v["modules"].items()}}
@@ -315,7 +308,8 @@ def publish_artifacts(run: Run, summary: RunSummary) -> None:
                          description=f"manifest.jsonl, report.md and the editions of {campaign}")
 
 
-@flow(name="send-campaign", log_prints=True, flow_run_name=_run_name)
+@flow(name="send-campaign", log_prints=True, flow_run_name=_run_name,
+      on_cancellation=[recovery.on_stopped], on_crashed=[recovery.on_stopped])
 def send_campaign(
     campaign: str,
     customers: str | None = None,
@@ -332,7 +326,7 @@ def send_campaign(
     Args:
         campaign: The campaign file (campaigns/NAME.yaml).
         customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
-            is looked up from the working directory, then from the content root.
+            is looked up from the content root, then from the working directory.
         formats: What to make for each customer; empty means the campaign's formats.
         as_of: The run date modules' valid_from/valid_until are checked against;
             empty means today.
@@ -354,16 +348,17 @@ def send_campaign(
         logger.info("dry run: nothing will be sent (turn dry_run off and confirm_send on "
                     "to deliver)")
     else:
-        logger.warning("SENDING for real to %s", plan_for(options).target)
+        logger.warning("SENDING for real to %s", target_of(options, plan_for(options).campaign))
     summary = run_batches(options, runner=advanced.task_runner, workers=advanced.workers,
-                          dask_address=advanced.dask_address)
+                          dask_address=advanced.dask_address, overwrite=advanced.overwrite)
     return {"run_id": summary.run_id, "out_dir": summary.out_dir, "counts": summary.counts,
             "customers": summary.customers, "versions": summary.versions,
             "seconds": summary.seconds}
 
 
 def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
-                        workers: int = 0, dask_address: str | None = None) -> RunSummary:
+                        workers: int = 0, dask_address: str | None = None,
+                        overwrite: bool = False) -> RunSummary:
     """`edition run --via-prefect`: the same run, as a flow run (ephemeral server if no API).
 
     The CLI has asked for confirmation (or --yes) before it gets here, so `--send` is
@@ -378,7 +373,7 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
                              task_runner=task_runner, workers=workers,
                              dask_address=dask_address, out=options.out,
                              run_id=options.run_id, started=options.started,
-                             resend_unknown=options.resend_unknown))
+                             resend_unknown=options.resend_unknown, overwrite=overwrite))
     report = (Path(result["out_dir"]) / "report.md").read_text(encoding="utf-8")
     return RunSummary(run_id=result["run_id"], out_dir=result["out_dir"],
                       counts=result["counts"], customers=result["customers"],

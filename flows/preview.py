@@ -16,10 +16,10 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from edition.errors import UsageError
-from edition.output import safe_name
+from edition.naming import artifact_key, safe_name
 from edition.preview import PreviewResult
 from edition.preview import preview_customer as preview
-from flows.campaign import artifact_key, output_link
+from flows.campaign import output_link
 
 
 def _cell(text: Any) -> str:
@@ -66,7 +66,7 @@ def preview_customer(
         campaign: The campaign file (campaigns/NAME.yaml).
         customer_id: The customer's id in the customer file.
         customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
-            is looked up from the working directory, then from the content root.
+            is looked up from the content root, then from the working directory.
         as_of: The run date; empty means today.
         format: Which rendering to show inline next to the HTML page.
     """
@@ -81,8 +81,9 @@ def preview_customer(
         problems.append("customer_id is empty")
     if customers and path.is_file():
         candidate = Path(customers).expanduser()
-        if not candidate.is_absolute() and not candidate.exists():
-            candidate = find_root(path) / candidate
+        if not candidate.is_absolute():
+            in_root = find_root(path) / candidate  # relative to the content root first
+            candidate = in_root if in_root.exists() or not candidate.exists() else candidate
         if not candidate.is_file():
             problems.append(f"customer file not found: {customers!r}")
         customers = str(candidate.resolve())

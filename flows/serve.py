@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edition.errors import ContentError, ContentErrors, EditionError, RunError
+from edition.errors import ContentError, ContentErrors, EditionError
 
 OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
 DEFAULT_OUTPUT_PORT = 4280
@@ -77,7 +77,7 @@ def _rel(file: Path, root: Path) -> str:
 
 def find_campaigns(root: Path | str = ".") -> Served:
     """Every campaign file, checked like `edition run` checks it; problems collected."""
-    from edition.run import Plan, RunOptions
+    from edition.plan import Plan
 
     root = Path(root).resolve()
     served = Served(root)
@@ -87,7 +87,7 @@ def find_campaigns(root: Path | str = ".") -> Served:
     names: dict[str, Path] = {}
     for file in files:
         try:
-            plan = Plan.load(RunOptions(campaign=str(file)).resolved())
+            plan = Plan.load(file)
         except Exception as exc:
             served.problems += _problems(exc, file, root)
             continue
@@ -217,7 +217,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     from prefect.settings import PREFECT_API_URL
 
     from flows.campaign import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
-    from flows.recovery import ServeLockError, claim_serve, release_serve
+    from flows.recovery import ServeLock
 
     log = _logger()
     root = Path(root).resolve()
@@ -227,10 +227,8 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     if not served.campaigns:
         raise ContentError(f"no valid campaign to serve in {root / 'campaigns'}",
                            root / "campaigns")
-    try:
-        claim_serve(root / "out", PREFECT_API_URL.value())
-    except ServeLockError as exc:
-        raise RunError(str(exc)) from None
+    lock = ServeLock(root / "out")
+    lock.acquire(PREFECT_API_URL.value())
     recover(root, served, log)
     if output_port is None and os.environ.get(OUTPUT_PORT_ENV):
         output_port = int(os.environ[OUTPUT_PORT_ENV])
@@ -248,7 +246,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
         # their folders and states right now rather than at the next start.
         _wait_for_children(10.0)
         recover(root, served, log)
-        release_serve(root / "out")
+        lock.release()
 
 
 def deployment_names(served: Served) -> list[str]:
@@ -260,8 +258,8 @@ def recover(root: Path, served: Served, log: Any) -> None:
     from flows.recovery import recover_flow_runs, recover_runs
 
     for _file, campaign in served.campaigns:
-        for repaired in recover_runs(root / "out" / campaign.name):
-            log.warning("interrupted run repaired: %s", repaired.describe())
+        for repaired in recover_runs(campaign):
+            log.warning("interrupted run repaired: %s", repaired)
     try:
         orphans = recover_flow_runs(deployment_names(served), root / "out")
     except Exception as exc:

@@ -1,62 +1,28 @@
-"""The delivery contract shared by every target, plus the small helpers they all use.
-
-The engine builds one `Delivery` per customer and hands it to a `Publisher`, which
-answers with an `Outcome`. Nothing here talks to the network.
+"""What every delivery target shares: the context-manager plumbing, address and secret
+hygiene, typed options and pacing. The contract itself (Delivery, Outcome, Publisher)
+lives in edition.targets; it is re-exported here for the targets' convenience.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import threading
 import time
-import unicodedata
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from email.parser import BytesHeaderParser
 from email.utils import getaddresses
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any
 from urllib.parse import SplitResult
 
-from publishers.errors import DeliveryError
+from edition.config import target_options
+from edition.errors import DeliveryError
+from edition.naming import safe_name
+from edition.targets import Delivery, Outcome, Publisher
 
-
-@dataclass(frozen=True)
-class Delivery:
-    """One customer's rendered edition, ready to hand to a target."""
-
-    campaign: str  # campaign name (slug)
-    customer_id: str
-    recipient: str | None  # email address, None when the campaign has no eml
-    content_hash: str  # hex digest identifying this customer's content for this campaign
-    message_id: str  # the Message-ID header value already in `eml`
-    eml: bytes | None  # the full message, CRLF line endings
-    # format -> (relative key like "html/c1.html", bytes, content type)
-    files: Mapping[str, tuple[str, bytes, str]] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a target did with one delivery."""
-
-    status: Literal["sent", "failed", "unknown"]
-    # SMTP: the server's reply text or our Message-ID; SES: MessageId; S3: ETag/VersionId
-    provider_id: str | None = None
-    reason: str | None = None  # failed/unknown: human-readable, with the server reply
-
-
-@runtime_checkable
-class Publisher(Protocol):
-    """A delivery target; open it once with `with`, then `publish` many deliveries."""
-
-    target: str  # the target string with any secret removed
-
-    def __enter__(self) -> Publisher: ...
-
-    def __exit__(self, *exc: object) -> None: ...
-
-    def publish(self, delivery: Delivery) -> Outcome: ...
+__all__ = ["BasePublisher", "Delivery", "DeliveryError", "Outcome", "Publisher", "RateLimiter",
+           "clean_address", "redact", "refuse_secrets", "safe_name", "sender_address",
+           "take_options"]
 
 
 class BasePublisher:
@@ -82,39 +48,6 @@ class BasePublisher:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.target!r})"
-
-
-# --- safe names -------------------------------------------------------------------------
-
-# Device names Windows refuses as file names whatever the extension.
-_RESERVED = {"con", "prn", "aux", "nul"} | {f"{p}{i}" for p in ("com", "lpt") for i in range(10)}
-_HASHED = re.compile(r".*-[0-9a-f]{10}")
-_EXTENSIONS = {"html": ".html", "text": ".txt", "txt": ".txt", "pdf": ".pdf", "eml": ".eml"}
-
-
-def safe_name(value: str, max_len: int = 64) -> str:
-    """A file/key name for `value` that stays in its folder on any OS and is unique per value.
-
-    Plain lower-case ids are kept as they are; anything else becomes a slug plus a short
-    hash of the real value, so `A`/`a`, `../x`/`x` and long ids never collide.
-    """
-    ascii_ = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode("ascii")
-    slug = re.sub(r"[^a-z0-9._-]+", "-", ascii_.lower()).strip(".-_")
-    slug = slug[:max_len].rstrip(".-_") or "customer"
-    # A name that merely looks like slug-plus-hash gets hashed too, so no crafted id can
-    # take another id's name.
-    if slug != value or slug.split(".")[0] in _RESERVED or _HASHED.fullmatch(slug):
-        digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-        slug = f"{slug}-{digest}"
-    return slug
-
-
-def extension(fmt: str, key: str = "") -> str:
-    """The file extension for format `fmt` (falling back to the suffix of the engine's key)."""
-    if fmt in _EXTENSIONS:
-        return _EXTENSIONS[fmt]
-    match = re.search(r"\.[A-Za-z0-9]{1,8}$", key)
-    return match.group(0).lower() if match else ""
 
 
 # --- addresses ----------------------------------------------------------------------------
@@ -186,60 +119,15 @@ def strip_userinfo(url: SplitResult) -> SplitResult:
 # --- options ------------------------------------------------------------------------------
 
 
-def as_bool(value: Any) -> bool:
-    """Accept YAML/query-string spellings of a boolean."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in {"1", "true", "yes", "on"}:
-        return True
-    if text in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"not a boolean: {value!r}")
-
-
-def as_delays(value: Any) -> tuple[float, ...]:
-    """A list of backoff delays in seconds, from a list or `0.2,0.5,1`."""
-    items = value.split(",") if isinstance(value, str) else list(value)
-    delays = tuple(float(v) for v in items)
-    if any(d < 0 for d in delays):
-        raise ValueError("delays must be >= 0")
-    return delays
-
-
-def as_str(value: Any) -> str:
-    """Options given as text."""
-    return str(value)
-
-
-# Keys of a campaign's `delivery:` block read by the engine, not by a target.
-ENGINE_KEYS = frozenset({"to", "ledger"})
-
-
-def take_options(
-    target: str,
-    options: Mapping[str, Any] | None,
-    spec: Mapping[str, tuple[Callable[[Any], Any], Any]],
-) -> dict[str, Any]:
-    """Validate `options` against `spec` (name -> (converter, default)); unknown names fail.
+def take_options(target: str, options: Mapping[str, Any] | None) -> Any:
+    """The typed options of this kind of target (edition.config); a typo is refused.
 
     Unknown names are refused so that a typo (`rat: 10`) cannot silently disable a limit.
-    Keys of the campaign's delivery block that belong to the engine are ignored.
     """
-    result = {name: default for name, (_, default) in spec.items()}
-    for name, value in (options or {}).items():
-        if name in ENGINE_KEYS:
-            continue
-        if name not in spec:
-            known = ", ".join(sorted(spec))
-            raise DeliveryError(f"unknown delivery option {name!r} (known: {known})", target)
-        if value is None:
-            continue
-        try:
-            result[name] = spec[name][0](value)
-        except (TypeError, ValueError) as exc:
-            raise DeliveryError(f"bad value for delivery option {name!r}: {exc}", target) from None
-    return result
+    try:
+        return target_options(target, options)
+    except ValueError as exc:
+        raise DeliveryError(str(exc), target) from None
 
 
 # --- pacing -------------------------------------------------------------------------------
@@ -277,8 +165,12 @@ class RateLimiter:
         return 0.0
 
 
-def backoff_delay(delays: tuple[float, ...], attempt: int) -> float:
-    """The pause before retry number `attempt` (1-based); the last delay repeats."""
-    if not delays:
-        return 0.0
-    return delays[min(attempt - 1, len(delays) - 1)]
+def backoff(delays: tuple[float, ...]) -> Callable[[Any], float]:
+    """A tenacity wait: the pause before retry N is delays[N-1]; the last one repeats."""
+
+    def wait(state: Any) -> float:
+        if not delays:
+            return 0.0
+        return delays[min(state.attempt_number - 1, len(delays) - 1)]
+
+    return wait

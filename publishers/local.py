@@ -1,7 +1,8 @@
 """Deliver into a folder: `local` (`<out_dir>/outbox/`) or `local:/some/dir`.
 
-Each delivery's message is written as `<safe-id>.eml`; a delivery without a message has
-its files written as `<format>/<safe-id>.<ext>`. Writes are atomic (temporary file,
+Each delivery's message is written as `<name>.eml`; a delivery without a message has
+its files written as `<format>/<name>.<ext>`, named like the run folder's files
+(edition.naming). Writes are atomic (temporary file,
 then `os.replace`), so a killed run never leaves half a file under the final name.
 """
 
@@ -13,18 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from publishers.base import (
-    BasePublisher,
-    Delivery,
-    Outcome,
-    as_bool,
-    extension,
-    safe_name,
-    take_options,
-)
-from publishers.errors import DeliveryError
-
-OPTIONS = {"fsync": (as_bool, False)}
+from edition.errors import DeliveryError
+from edition.naming import relative_path, safe_name
+from publishers.base import BasePublisher, Delivery, Outcome, take_options
 
 
 class LocalPublisher(BasePublisher):
@@ -32,8 +24,7 @@ class LocalPublisher(BasePublisher):
 
     def __init__(self, target: str, *, out_dir: Path, options: Mapping[str, Any] | None = None):
         self.target = target
-        opts = take_options(target, options, OPTIONS)
-        self.fsync: bool = opts["fsync"]
+        self.fsync: bool = take_options(target, options).fsync
         self.out_dir = Path(out_dir)
         _, _, where = target.partition(":")
         self.folder = Path(where).expanduser() if where else self.out_dir / "outbox"
@@ -59,8 +50,8 @@ class LocalPublisher(BasePublisher):
             items = [(self._root / f"{name}.eml", delivery.eml)]
         else:
             items = [
-                (self._root / safe_name(fmt) / f"{name}{extension(fmt, key)}", data)
-                for fmt, (key, data, _ctype) in sorted(delivery.files.items())
+                (self._root / relative_path(fmt, delivery.customer_id), data)
+                for fmt, (_key, data, _ctype) in sorted(delivery.files.items())
             ]
         if not items:
             return Outcome("failed", reason="nothing to deliver: no message and no files")

@@ -12,31 +12,12 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from publishers._aws import TARGET_ERRORS, AwsPublisher, error_parts
-from publishers.base import (
-    Delivery,
-    Outcome,
-    as_str,
-    extension,
-    redact,
-    refuse_secrets,
-    safe_name,
-    take_options,
-)
-from publishers.errors import DeliveryError
+from edition.errors import DeliveryError
+from edition.naming import relative_path
+from publishers.aws import TARGET_ERRORS, AwsPublisher, error_parts
+from publishers.base import Delivery, Outcome, redact, refuse_secrets, take_options
 
 ENDPOINT_ENV = "EDITION_S3_ENDPOINT_URL"
-
-OPTIONS = {
-    "region": (as_str, None),
-    "endpoint_url": (as_str, None),
-    "profile": (as_str, None),
-    "sse": (as_str, None),  # AES256 or aws:kms
-    "kms_key_id": (as_str, None),
-    "max_attempts": (int, 5),
-    "connections": (int, 10),  # HTTP connection pool size, for threaded callers
-    "timeout": (float, 60.0),
-}
 
 _INLINE = {"html", "text", "txt"}
 
@@ -55,28 +36,23 @@ class S3Publisher(AwsPublisher):
         self.bucket = url.netloc
         self.prefix = url.path.strip("/")
         self.target = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-        opts = take_options(self.target, options, OPTIONS)
+        opts = take_options(self.target, options)
         self.options = opts
-        self.region = opts["region"]
-        self.endpoint_url = opts["endpoint_url"] or os.environ.get(ENDPOINT_ENV)
-        self.botocore_attempts = opts["max_attempts"]
+        self.region = opts.region
+        self.endpoint_url = opts.endpoint_url or os.environ.get(ENDPOINT_ENV)
+        self.botocore_attempts = opts.max_attempts
         self.extra: dict[str, str] = {}
-        sse, kms = opts["sse"], opts["kms_key_id"]
-        if sse not in (None, "AES256", "aws:kms"):
-            raise DeliveryError("option sse must be AES256 or aws:kms", self.target)
-        if kms and sse != "aws:kms":
-            raise DeliveryError("option kms_key_id needs sse: aws:kms", self.target)
+        sse, kms = opts.sse, opts.kms_key_id
         if sse:
             self.extra["ServerSideEncryption"] = sse
         if kms:
             self.extra["SSEKMSKeyId"] = kms
         self.client = None
 
-    def key(self, fmt: str, customer_id: str, engine_key: str = "") -> str:
-        """The object key for one file of one customer."""
-        name = f"{safe_name(customer_id)}{extension(fmt, engine_key)}"
-        parts = [self.prefix, safe_name(fmt), name] if self.prefix else [safe_name(fmt), name]
-        return "/".join(parts)
+    def key(self, fmt: str, customer_id: str) -> str:
+        """The object key for one file of one customer: the run folder's path, prefixed."""
+        rel = relative_path(fmt, customer_id)
+        return f"{self.prefix}/{rel}" if self.prefix else rel
 
     def publish(self, delivery: Delivery) -> Outcome:
         """Upload the delivery's files; `sent` only when every one of them is stored."""
@@ -90,15 +66,15 @@ class S3Publisher(AwsPublisher):
         if not files:
             return Outcome("failed", reason="nothing to deliver: no message and no files")
         ids = []
-        for fmt, (engine_key, data, ctype) in sorted(files.items()):
-            key = self.key(fmt, delivery.customer_id, engine_key)
+        for fmt, (_rel, data, ctype) in sorted(files.items()):
+            key = self.key(fmt, delivery.customer_id)
             filename = key.rsplit("/", 1)[-1]
             disposition = "inline" if fmt in _INLINE else f'attachment; filename="{filename}"'
             try:
                 reply = self.client.put_object(
                     Bucket=self.bucket, Key=key, Body=data, ContentType=ctype,
                     ContentDisposition=disposition,
-                    Metadata={"campaign": safe_name(delivery.campaign),
+                    Metadata={"campaign": delivery.campaign,
                               "content-hash": delivery.content_hash[:128]},
                     **self.extra,
                 )

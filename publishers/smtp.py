@@ -20,48 +20,31 @@ import re
 import smtplib
 import ssl
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
+
+from edition.errors import DeliveryError
 from publishers.base import (
     BasePublisher,
     Delivery,
     Outcome,
     RateLimiter,
-    as_bool,
-    as_delays,
-    as_str,
-    backoff_delay,
+    backoff,
     clean_address,
     redact,
     refuse_secrets,
     sender_address,
     take_options,
 )
-from publishers.errors import DeliveryError
 
 log = logging.getLogger("edition.publish.smtp")
 
 USERNAME_ENV = "EDITION_SMTP_USERNAME"
 PASSWORD_ENV = "EDITION_SMTP_PASSWORD"
-
-OPTIONS = {
-    "starttls": (as_bool, False),
-    "rate": (float, 0.0),  # messages per second over all connections; 0 = unlimited
-    "burst": (int, 1),
-    "connections": (int, 1),
-    "timeout": (float, 30.0),  # seconds, per socket operation
-    "attempts": (int, 3),  # tries per message, the first included
-    "backoff": (as_delays, (0.2, 0.5, 1.0)),
-    "max_per_connection": (int, 0),  # reconnect after this many messages; 0 = never
-    "mail_from": (as_str, None),  # envelope sender (bounce address); default: From
-    "local_hostname": (as_str, None),
-    "cafile": (as_str, None),  # CA bundle to verify the server's certificate
-    "plaintext_auth": (as_bool, False),  # allow login without TLS to a non-loopback host
-}
 
 _PERIOD_AT_LINE_START = re.compile(rb"(?m)^\.")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
@@ -132,18 +115,18 @@ class SmtpPublisher(BasePublisher):
         self.target = f"{url.scheme}://{host}:{self.port}" + (f"?{url.query}" if url.query else "")
         merged = dict(parse_qsl(url.query))
         merged.update(options or {})
-        opts = take_options(self.target, merged, OPTIONS)
-        self.starttls: bool = opts["starttls"] and not self.implicit_tls
-        self.timeout: float = opts["timeout"]
-        self.attempts: int = max(1, opts["attempts"])
-        self.backoff: tuple[float, ...] = opts["backoff"]
-        self.max_per_connection: int = opts["max_per_connection"]
-        self.mail_from: str | None = opts["mail_from"]
-        self.local_hostname: str | None = opts["local_hostname"]
-        self.cafile: str | None = opts["cafile"]
-        self.connections: int = max(1, opts["connections"])
-        self.limiter = RateLimiter(opts["rate"], opts["burst"])
-        self._plaintext_auth: bool = opts["plaintext_auth"]
+        opts = take_options(self.target, merged)
+        self.starttls: bool = opts.starttls and not self.implicit_tls
+        self.timeout: float = opts.timeout
+        self.attempts: int = max(1, opts.attempts)
+        self.backoff: tuple[float, ...] = opts.backoff
+        self.max_per_connection: int = opts.max_per_connection
+        self.mail_from: str | None = opts.mail_from
+        self.local_hostname: str | None = opts.local_hostname
+        self.cafile: str | None = opts.cafile
+        self.connections: int = max(1, opts.connections)
+        self.limiter = RateLimiter(opts.rate, opts.burst)
+        self._plaintext_auth: bool = opts.plaintext_auth
         if self.mail_from is not None and clean_address(self.mail_from) is None:
             raise DeliveryError("option mail_from is not a valid address", self.target)
         self._slots = threading.BoundedSemaphore(self.connections)
@@ -226,15 +209,25 @@ class SmtpPublisher(BasePublisher):
             _drop(conn)
             raise _Retry(f"cannot connect: {_describe(exc)}", reply=False) from None
 
+    def _retrying(self, what: str) -> Retrying:
+        """Retries of what raised _Retry (safe to try again), with the target's backoff."""
+
+        def log_retry(state: Any) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            log.warning("%s: %s: %s; retrying", self.target, what,
+                        redact(getattr(error, "reason", str(error))))
+
+        return Retrying(stop=stop_after_attempt(self.attempts), wait=backoff(self.backoff),
+                        retry=retry_if_exception_type(_Retry), before_sleep=log_retry,
+                        reraise=True)
+
     def _connect_with_retries(self) -> _Conn:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                return self._connect()
-            except _Retry as exc:
-                if attempt == self.attempts:
-                    raise DeliveryError(redact(exc.reason) or "", self.target) from None
-                log.warning("%s: %s; retrying", self.target, redact(exc.reason))
-                time.sleep(backoff_delay(self.backoff, attempt))
+        try:
+            for attempt in self._retrying("connecting"):
+                with attempt:
+                    return self._connect()
+        except _Retry as exc:
+            raise DeliveryError(redact(exc.reason) or "", self.target) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     # --- sending -------------------------------------------------------------------------
@@ -270,38 +263,40 @@ class SmtpPublisher(BasePublisher):
     def _send(self, conn: _Conn | None, sender: str, to: str, body: bytes,
               delivery: Delivery) -> tuple[Outcome, _Conn | None]:
         """Attempt loop for one message; returns the outcome and the connection to keep."""
-        attempt = 0
-        stale_retry = False
-        while True:
-            attempt += 1
-            reused = conn is not None and conn.messages > 0
+        held = [conn]
+        try:
+            for attempt in self._retrying(f"customer {delivery.customer_id!r}"):
+                with attempt:
+                    outcome = self._attempt(held, sender, to, body, delivery)
+        except _Retry as exc:
+            reason = f"{redact(exc.reason) or ''} (after {self.attempts} attempts)"
+            if exc.reply:
+                return Outcome("failed", reason=reason), _keep_if_clean(held[0])
+            raise DeliveryError(reason, self.target) from None
+        conn = held[0]
+        if conn is None or outcome.status == "unknown" or conn.sock is None:
+            return outcome, None
+        if self.max_per_connection and conn.messages >= self.max_per_connection:
+            _quit(conn)
+            return outcome, None
+        return outcome, conn
+
+    def _attempt(self, held: list[_Conn | None], sender: str, to: str, body: bytes,
+                 delivery: Delivery) -> Outcome:
+        """One try on the held connection (a new one if none); `held` keeps what is left."""
+        reused = held[0] is not None and held[0].messages > 0
+        for fresh in (False, True):
+            if held[0] is None:
+                held[0] = self._connect()
             try:
-                if conn is None:
-                    conn = self._connect()
-                outcome = self._transaction(conn, sender, to, body, delivery)
+                return self._transaction(held[0], sender, to, body, delivery)
             except _Retry as exc:
-                reason = redact(exc.reason) or ""
-                conn = _keep_if_clean(conn)
+                held[0] = _keep_if_clean(held[0])
                 # A pooled connection the server closed while idle is normal: reconnect
                 # at once, without spending an attempt (once per message).
-                if exc.reply is False and conn is None and reused and not stale_retry:
-                    stale_retry, attempt = True, attempt - 1
-                    continue
-                if attempt >= self.attempts:
-                    reason = f"{reason} (after {attempt} attempts)"
-                    if exc.reply:
-                        return Outcome("failed", reason=reason), conn
-                    raise DeliveryError(reason, self.target) from None
-                log.warning("%s: customer %r: %s; retrying", self.target,
-                            delivery.customer_id, reason)
-                time.sleep(backoff_delay(self.backoff, attempt))
-                continue
-            if outcome.status == "unknown" or conn.sock is None:
-                return outcome, None
-            if self.max_per_connection and conn.messages >= self.max_per_connection:
-                _quit(conn)
-                return outcome, None
-            return outcome, conn
+                if exc.reply or held[0] is not None or not reused or fresh:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _transaction(self, conn: _Conn, sender: str, to: str, body: bytes,
                      delivery: Delivery) -> Outcome:

@@ -156,14 +156,3 @@ class MessageWriter:
         if html is not None:
             lines += [_body(html), end]
         return b"".join(lines)
-
-
-def build(*, subject: str, sender: str, recipient: str, recipient_name: str | None,
-          text: str, html: str | None, msg_id: str, date: dt.datetime,
-          unsubscribe_url: str | None = None, reply_to: str | None = None,
-          extra_headers: dict[str, str] | None = None) -> bytes:
-    """One message on its own (a run uses MessageWriter to share the common headers)."""
-    writer = MessageWriter(sender=sender, date=date, reply_to=reply_to)
-    return writer.build(subject=subject, recipient=recipient, recipient_name=recipient_name,
-                        text=text, html=html, msg_id=msg_id, unsubscribe_url=unsubscribe_url,
-                        extra_headers=extra_headers)

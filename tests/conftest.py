@@ -136,7 +136,7 @@ def run_cli(*args: str | os.PathLike[str], cwd: str | os.PathLike[str] | None = 
                         "COLUMNS": "200", "NO_COLOR": "1", "PYTHONIOENCODING": "utf-8"})
     environment.pop("PREFECT_API_URL", None)
     environment.update(env or {})
-    proc = subprocess.run([sys.executable, "-m", "edition.cli", *map(str, args)],
+    proc = subprocess.run([sys.executable, "-m", "cli", *map(str, args)],
                           cwd=str(cwd) if cwd else None, env=environment, capture_output=True,
                           text=True, encoding="utf-8", timeout=timeout,
                           input=input if input is not None else "",

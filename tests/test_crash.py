@@ -26,7 +26,7 @@ import pytest
 
 # tests/ is not a package: pytest puts it on sys.path
 from fixtures_delivery import SinkHandler, smtp_sink
-from test_send import (
+from fixtures_sending import (
     NAME,
     cli_env,
     copy_site,

@@ -21,7 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edition.run import Plan, RunOptions
+from edition.customers import read_customers
+from edition.encoding import Encoder
+from edition.plan import Plan
 from renderers.eml import MessageWriter
 
 AS_OF = "2026-11-02"
@@ -83,10 +85,9 @@ def eml_run(shared_content_tree, manifest_of) -> dict[str, Any]:
     rc, _, stderr = run_cli("run", "campaigns/news.yaml", "--out", str(out), "--as-of", AS_OF,
                             cwd=root)
     assert rc == 0, stderr
-    plan = Plan.load(RunOptions(campaign=str(root / "campaigns" / "news.yaml"),
-                                as_of=dt.date.fromisoformat(AS_OF)).resolved())
+    plan = Plan.load(root / "campaigns" / "news.yaml", as_of=dt.date.fromisoformat(AS_OF))
     rendered = {}
-    for row in plan.rows():
+    for row in read_customers(root / str(plan.campaign.customers), need_email=True):
         version = plan.version_of(dict(row.fields))[3]
         rendered[row.customer_id] = (dict(row.fields), plan.renderer.render(version, row.fields))
     return {"out": out, "rows": {r["customer_id"]: r for r in manifest_of(out)},
@@ -146,9 +147,10 @@ def test_message_ids_are_distinct_and_depend_only_on_content(eml_run: dict[str, 
     ids = {cid: message_of(eml_run, cid)[1]["Message-ID"] for cid in eml_run["rows"]}
     assert len(set(ids.values())) == len(ids)
     plan = eml_run["plan"]
+    encoder = Encoder(plan.campaign, plan.formats, eml_run["before"])
     for cid, (fields, rendered) in eml_run["rendered"].items():
         version = plan.version_of(fields)[3]
-        assert ids[cid] == plan.message_id(plan.content_hash(cid, version, rendered))
+        assert ids[cid] == encoder.message_id(encoder.content_hash(cid, version.id, rendered))
 
 
 def reference(msg: email.message.EmailMessage, *, subject: str, name: str, address: str,
@@ -226,6 +228,6 @@ def test_plan_without_sender_cannot_make_email(content_tree) -> None:
     from edition.errors import ContentError
 
     with pytest.raises(ContentError) as caught:
-        Plan.load(RunOptions(campaign=str(root / "campaigns" / "x.yaml")).resolved())
+        Plan.load(root / "campaigns" / "x.yaml")
     assert "sender" in str(caught.value)
     assert Path(caught.value.file or "").name == "x.yaml"

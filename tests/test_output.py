@@ -62,7 +62,8 @@ def test_every_file_lands_inside_the_out_folder_and_no_two_share_a_path(odd_run)
                for f in files}
     assert set(paths) <= on_disk
     assert on_disk - set(paths) == {str(real_out / n) for n in
-                                    ("manifest.jsonl", "versions.json", "report.md")}
+                                    ("manifest.jsonl", "versions.json", "report.md",
+                                     "run.json", ".edition.lock")}
     # nothing escaped next to the out folder or the content root
     assert not (root / "x").exists() and not (root.parent / "x").exists()
     assert sorted(p.name for p in (root / "runs").iterdir()) == ["one"]
@@ -133,8 +134,8 @@ def test_header_only_customer_file_is_a_clean_empty_run(content_tree, cli, manif
     assert json.loads((out / "versions.json").read_text(encoding="utf-8"))["versions"] == []
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "0 customer rows" in report
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.jsonl", "report.md",
-                                                     "versions.json"]
+    assert sorted(p.name for p in out.iterdir()) == [".edition.lock", "manifest.jsonl",
+                                                     "report.md", "run.json", "versions.json"]
 
 
 def test_completely_empty_customer_file_is_also_fine(content_tree, cli, manifest_of) -> None:
@@ -154,7 +155,8 @@ def test_missing_customer_file_is_a_run_failure(content_tree, cli) -> None:
 
 
 def test_safe_names_are_distinct_and_plain(tmp_path: Path) -> None:
-    from edition.output import RunFolder, relative_path, safe_name
+    from edition.naming import relative_path, safe_name
+    from edition.runfolder import FileWriter as RunFolder
 
     names = [safe_name(cid) for cid in ODD_IDS]
     assert len(set(names)) == len(names)

@@ -40,7 +40,8 @@ from typing import Any
 
 import pytest
 
-pytestmark = [pytest.mark.ui, pytest.mark.timeout(300)]
+# generous: these hold on a loaded 2-core machine (poll with deadlines of minutes)
+pytestmark = [pytest.mark.ui, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")
@@ -117,7 +118,7 @@ class Stack:
         self.serve_logs.append(log)
         with log.open("wb") as out:
             self.serve = subprocess.Popen(
-                [sys.executable, "-m", "edition.cli", "serve", "--root", str(self.root)],
+                [sys.executable, "-m", "cli", "serve", "--root", str(self.root)],
                 cwd=self.root, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
 
@@ -157,7 +158,7 @@ class Stack:
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.ok("GET", f"/flow_runs/{run_id}")
 
-    def wait_final(self, run_id: str, timeout: float = 120) -> dict[str, Any]:
+    def wait_final(self, run_id: str, timeout: float = 240) -> dict[str, Any]:
         def final() -> dict[str, Any] | None:
             run = self.flow_run(run_id)
             return run if run["state"] and run["state"]["type"] in FINAL else None
@@ -212,7 +213,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "EDITION_OUTPUT_PORT": str(output_port), "COLUMNS": "200", "NO_COLOR": "1",
     })
     for count, name in ((CUSTOMERS, "customers.csv"), (BIG, "big.csv")):
-        subprocess.run([sys.executable, "-m", "edition.cli", "sample-data", "--customers",
+        subprocess.run([sys.executable, "-m", "cli", "sample-data", "--customers",
                         str(count), "--out", f"data/{name}", "--seed", "7"],
                        cwd=root, env=env, check=True, capture_output=True, timeout=60)
     shots = REPO / "docs" / "img" if os.environ.get("EDITION_SCREENSHOTS") == "1" \
@@ -234,11 +235,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             except Exception:
                 return False
 
-        wait_for("the Prefect server", healthy, 90, log=server_log)
+        wait_for("the Prefect server", healthy, 180, log=server_log)
         stack.start_serve()
         wait_for("the deployments", lambda: {"weekly-newsletter", "daily-digest", "invoice",
                                              "preview-customer"} <= stack.deployments().keys(),
-                 60, log=stack.serve_log)
+                 180, log=stack.serve_log)
         yield stack
     finally:
         stop(stack.serve)
@@ -257,7 +258,7 @@ def browser(stack: Stack) -> Iterator[Any]:
             str(stack.home / "chromium-profile"), executable_path=chromium,
             args=CHROMIUM_ARGS, headless=True, viewport={"width": 1400, "height": 1000},
             timeout=60_000)
-        context.set_default_timeout(30_000)
+        context.set_default_timeout(90_000)
         try:
             yield context
         finally:
@@ -354,7 +355,7 @@ def test_runs_from_the_api_and_from_the_ui_button(stack: Stack, browser: Any) ->
     for attempt in range(3):  # on a busy machine the UI's first request may fail
         dialog.get_by_role("button", name="Run", exact=True).click()
         try:
-            page.get_by_text("scheduled to start").first.wait_for(timeout=15_000)
+            page.get_by_text("scheduled to start").first.wait_for(timeout=60_000)
             break
         except Exception:
             page.screenshot(path=str(stack.shots / f"failed-quick-run-{attempt}.png"))
@@ -369,7 +370,7 @@ def test_runs_from_the_api_and_from_the_ui_button(stack: Stack, browser: Any) ->
         manual = [r for r in runs if "auto-scheduled" not in r["tags"]]
         return manual[0]["id"] if manual else None
 
-    ui_run_id = wait_for("the run started from the UI", ui_run, 30)
+    ui_run_id = wait_for("the run started from the UI", ui_run, 180)
     runs = [stack.wait_final(api_run, 150), stack.wait_final(ui_run_id, 150)]
     for run in runs:
         assert run["state"]["type"] == "COMPLETED", (run["state"], stack.logs(run["id"]))
@@ -436,7 +437,7 @@ def test_preview_deployment_selects_what_edition_preview_selects(stack: Stack) -
     shown = shown.split("\n```", 1)[0]
 
     env = {k: v for k, v in stack.env.items() if k != "PREFECT_API_URL"}
-    cli = subprocess.run([sys.executable, "-m", "edition.cli", "preview",
+    cli = subprocess.run([sys.executable, "-m", "cli", "preview",
                           "campaigns/weekly-newsletter.yaml", "--customer", customer["id"]],
                          cwd=stack.root, env=env, capture_output=True, text=True, timeout=60)
     assert cli.returncode == 0, cli.stderr
@@ -468,7 +469,7 @@ def test_serve_killed_mid_run_restarts_consistent_and_picks_up_edits(stack: Stac
                     return info.parent
         return None
 
-    out = wait_for("the big run to be under way", folder_with_rows, 60, 0.2,
+    out = wait_for("the big run to be under way", folder_with_rows, 180, 0.2,
                    log=stack.serve_log)
     os.killpg(stack.serve.pid, signal.SIGKILL)  # serve and its flow-run process, mid-run
     stack.serve.wait(timeout=10)
@@ -480,9 +481,9 @@ def test_serve_killed_mid_run_restarts_consistent_and_picks_up_edits(stack: Stac
     _campaign_variant(campaigns_dir / "invoice.yaml", campaigns_dir / "flash-sale.yaml",
                       "flash-sale", None)
     stack.start_serve()
-    wait_for("the added campaign", lambda: "flash-sale" in stack.deployments(), 60,
+    wait_for("the added campaign", lambda: "flash-sale" in stack.deployments(), 180,
              log=stack.serve_log)
-    run = stack.wait_final(run_id, 30)
+    run = stack.wait_final(run_id, 180)
     assert run["state"]["type"] == "CRASHED"
     assert "output made consistent" in run["state"]["message"]
 

@@ -32,24 +32,25 @@ def files_for(cid: str) -> dict[str, tuple[str, bytes, str]]:
 
 
 def test_writes_the_message_atomically_into_the_outbox(tmp_path: Path) -> None:
-    delivery = make_delivery("c1")
+    delivery = make_delivery("C1")
     pub = open_publisher("local", out_dir=tmp_path)
     assert isinstance(pub, Publisher) and pub.target == "local"
     with pub:
         outcome = pub.publish(delivery)
         again = pub.publish(delivery)  # a rerun overwrites the same file
-    assert outcome == again == Outcome("sent", provider_id="outbox/c1.eml")
-    assert (tmp_path / "outbox" / "c1.eml").read_bytes() == delivery.eml
-    assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["c1.eml"]  # no temp files
+    assert outcome == again == Outcome("sent", provider_id="outbox/C1.eml")
+    assert (tmp_path / "outbox" / "C1.eml").read_bytes() == delivery.eml
+    assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["C1.eml"]  # no temp files
 
 
 def test_without_a_message_the_files_are_written(tmp_path: Path) -> None:
-    delivery = make_delivery("c1", eml=False, files=files_for("c1"))
+    delivery = make_delivery("C1", eml=False, files=files_for("C1"))
     with open_publisher("local", out_dir=tmp_path, options={"fsync": True}) as pub:
         outcome = pub.publish(delivery)
-    assert outcome.provider_id == "outbox/html/c1.html outbox/text/c1.txt"
-    assert (tmp_path / "outbox/html/c1.html").read_bytes() == b"<p>c1</p>"
-    assert (tmp_path / "outbox/text/c1.txt").read_bytes() == b"c1"
+    # named like the run folder's files: the same customer is the same name everywhere
+    assert outcome.provider_id == "outbox/html/C1.html outbox/text/C1.txt"
+    assert (tmp_path / "outbox/html/C1.html").read_bytes() == b"<p>C1</p>"
+    assert (tmp_path / "outbox/text/C1.txt").read_bytes() == b"C1"
 
 
 def test_nothing_to_deliver_fails(tmp_path: Path) -> None:
@@ -61,9 +62,9 @@ def test_nothing_to_deliver_fails(tmp_path: Path) -> None:
 def test_explicit_folder(tmp_path: Path) -> None:
     where = tmp_path / "elsewhere"
     with open_publisher(f"local:{where}", out_dir=tmp_path / "run") as pub:
-        outcome = pub.publish(make_delivery("c1"))
-    assert outcome.provider_id == "c1.eml"
-    assert (where / "c1.eml").is_file()
+        outcome = pub.publish(make_delivery("C1"))
+    assert outcome.provider_id == "C1.eml"
+    assert (where / "C1.eml").is_file()
 
 
 def test_hostile_customer_ids_stay_inside_and_never_collide(tmp_path: Path) -> None:
@@ -80,23 +81,25 @@ def test_hostile_customer_ids_stay_inside_and_never_collide(tmp_path: Path) -> N
 
 
 def test_safe_name_examples() -> None:
-    assert safe_name("c1") == "c1"
-    assert safe_name("c1.v2_x-y") == "c1.v2_x-y"
+    assert safe_name("C1") == "C1"
+    assert safe_name("C1.V2_X-Y") == "C1.V2_X-Y"
     assert re.fullmatch(r"x-[0-9a-f]{10}", safe_name("../../x"))
-    assert re.fullmatch(r"con-[0-9a-f]{10}", safe_name("con"))
-    assert safe_name("A") != safe_name("a") == "a"  # distinct on case-insensitive disks too
+    assert re.fullmatch(r"con-[0-9a-f]{10}", safe_name("CON"))
+    assert safe_name("a") != safe_name("A") == "A"  # distinct on case-insensitive disks too
     assert len(safe_name("x" * 1000)) <= 75
-    assert safe_name("c1-0123456789") != "c1-0123456789"  # cannot impersonate a hashed name
+    assert safe_name("C1-0123456789") != "C1-0123456789"  # cannot impersonate a hashed name
+    assert safe_name("X-ABCDEF0123") != "X-ABCDEF0123"    # not even in another case
+    assert safe_name("C1.") != "C1."                        # Windows drops a trailing dot
 
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(st.text(min_size=0, max_size=80), min_size=2, max_size=20, unique=True))
 def test_safe_name_is_portable_and_injective(ids: list[str]) -> None:
     names = [safe_name(i) for i in ids]
-    assert len(set(names)) == len(ids)
+    assert len({n.lower() for n in names}) == len(ids)  # also on case-insensitive disks
     for name in names:
-        assert re.fullmatch(r"[a-z0-9][a-z0-9._-]*", name) and len(name) <= 75
-        assert name.split(".")[0] not in {"con", "prn", "aux", "nul"}
+        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", name) and len(name) <= 75
+        assert name.split(".")[0].lower() not in {"con", "prn", "aux", "nul"}
         assert not name.endswith(".")
 
 

@@ -50,16 +50,16 @@ def publisher(url: str, target: str = f"s3://{BUCKET}/news/2026", **options: Any
 
 
 def test_uploads_every_file_with_type_disposition_and_encryption(s3: Any, moto_url: str) -> None:
-    delivery = make_delivery("c1", files=files_for("c1"))
+    delivery = make_delivery("C1", files=files_for("C1"))
     with publisher(moto_url, sse="AES256") as pub:
         outcome = pub.publish(delivery)
     assert outcome.status == "sent"
     expected = {
-        "news/2026/html/c1.html": ("text/html; charset=utf-8", "inline", b"<p>Hello</p>"),
-        "news/2026/text/c1.txt": ("text/plain; charset=utf-8", "inline", b"Hello"),
-        "news/2026/pdf/c1.pdf": ("application/pdf", 'attachment; filename="c1.pdf"',
+        "news/2026/html/C1.html": ("text/html; charset=utf-8", "inline", b"<p>Hello</p>"),
+        "news/2026/text/C1.txt": ("text/plain; charset=utf-8", "inline", b"Hello"),
+        "news/2026/pdf/C1.pdf": ("application/pdf", 'attachment; filename="C1.pdf"',
                                  b"%PDF-1.7 fake"),
-        "news/2026/eml/c1.eml": ("message/rfc822", 'attachment; filename="c1.eml"',
+        "news/2026/eml/C1.eml": ("message/rfc822", 'attachment; filename="C1.eml"',
                                  delivery.eml),
     }
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET)["Contents"]}
@@ -76,10 +76,10 @@ def test_uploads_every_file_with_type_disposition_and_encryption(s3: Any, moto_u
 
 
 def test_single_file_gives_its_etag_and_kms_encryption(s3: Any, moto_url: str) -> None:
-    delivery = make_delivery("c2", eml=False, files={"pdf": files_for("c2")["pdf"]})
+    delivery = make_delivery("C2", eml=False, files={"pdf": files_for("C2")["pdf"]})
     with publisher(moto_url, sse="aws:kms", kms_key_id="alias/edition") as pub:
         outcome = pub.publish(delivery)
-    head = s3.head_object(Bucket=BUCKET, Key="news/2026/pdf/c2.pdf")
+    head = s3.head_object(Bucket=BUCKET, Key="news/2026/pdf/C2.pdf")
     assert outcome.provider_id == head["ETag"].strip('"')
     assert head["ServerSideEncryption"] == "aws:kms"
     assert head["SSEKMSKeyId"].endswith("alias/edition")
@@ -101,8 +101,8 @@ def test_endpoint_from_environment_and_bucket_root(s3: Any, moto_url: str,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDITION_S3_ENDPOINT_URL", moto_url)
     with open_publisher(f"s3://{BUCKET}", out_dir=Path(".")) as pub:
-        assert pub.publish(make_delivery("c3")).status == "sent"
-    assert s3.head_object(Bucket=BUCKET, Key="eml/c3.eml")["ContentType"] == "message/rfc822"
+        assert pub.publish(make_delivery("C3")).status == "sent"
+    assert s3.head_object(Bucket=BUCKET, Key="eml/C3.eml")["ContentType"] == "message/rfc822"
 
 
 def test_throttling_and_5xx_are_retried(s3: Any, moto_url: str) -> None:
@@ -118,9 +118,9 @@ def test_throttling_and_5xx_are_retried(s3: Any, moto_url: str) -> None:
 
     with publisher(moto_url, max_attempts=5) as pub:
         pub.client.meta.events.register("before-send.s3.PutObject", slow_down_once)
-        outcome = pub.publish(make_delivery("c4"))
+        outcome = pub.publish(make_delivery("C4"))
     assert outcome.status == "sent" and len(calls) == 2
-    assert s3.head_object(Bucket=BUCKET, Key="news/2026/eml/c4.eml")
+    assert s3.head_object(Bucket=BUCKET, Key="news/2026/eml/C4.eml")
 
 
 def test_missing_bucket_is_a_target_error(s3: Any, moto_url: str) -> None:

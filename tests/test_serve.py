@@ -115,14 +115,14 @@ def _dead_pid() -> int:
 
 @pytest.mark.parametrize("send", [False, True], ids=["dry-run", "sending"])
 def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool) -> None:
-    from edition.run import RunOptions, close_plans, execute
-    from flows import recovery
+    from edition.config import RunOptions
+    from edition.run import execute, recover_runs
+    from edition.runfolder import read_run_file, write_run_file
 
     out = site / "out" / "weekly-newsletter" / "run-1"
     options = RunOptions(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
                          out=str(out), batch_size=40, send=send, to="local").resolved()
     execute(options)
-    close_plans()
     rows = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert len(rows) == 120
     # what a kill leaves: 40 rows collected, the next batch's files on disk but not in the
@@ -135,10 +135,10 @@ def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool
         for rel in row["files"].values():
             (out / rel).unlink()
     (out / "html" / ".C000050.html.123.tmp").write_text("half")
-    info = recovery.mark_running(out, options, flow_run_id=None, api_url=None)
-    recovery.write_run_file(out, info | {"pid": _dead_pid()})
+    info = read_run_file(out) or {}
+    write_run_file(out, info | {"status": "running", "pid": _dead_pid()})
 
-    [repaired] = recovery.recover_runs(out.parent)
+    [repaired] = recover_runs(out.parent)
     assert repaired.kept == 40 and repaired.torn_line
     fixed = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
     assert [r["customer_id"] for r in fixed] == [r["customer_id"] for r in rows]
@@ -158,34 +158,36 @@ def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool
     assert present == named  # (local delivery's outbox/ is what was sent: left alone)
     assert "Run interrupted" in (out / "report.md").read_text()
     assert json.loads((out / "versions.json").read_text())["versions"]
-    assert recovery.read_run_file(out)["status"] == "interrupted"
-    assert recovery.recover_runs(out.parent) == []  # once is enough
+    assert read_run_file(out)["status"] == "interrupted"
+    assert recover_runs(out.parent) == []  # once is enough
 
 
 def test_a_live_run_is_left_alone(site: Path) -> None:
-    from edition.run import RunOptions
-    from flows import recovery
+    from edition.config import RunOptions
+    from edition.run import recover_runs
+    from edition.runfolder import owner, read_run_file, write_run_file
 
     out = site / "out" / "weekly-newsletter" / "live"
     out.mkdir(parents=True)
     options = RunOptions(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
                          out=str(out)).resolved()
-    recovery.mark_running(out, options, flow_run_id=None, api_url=None)  # this process
-    assert recovery.recover_runs(out.parent) == []
-    assert recovery.read_run_file(out)["status"] == "running"
+    write_run_file(out, {"status": "running", "options": options.model_dump(mode="json"),
+                         **owner()})  # this process
+    assert recover_runs(out.parent) == []
+    assert read_run_file(out)["status"] == "running"
 
 
 def test_a_second_serve_for_the_same_folder_is_refused(tmp_path: Path) -> None:
     from flows import recovery
 
-    recovery.claim_serve(tmp_path, None)
-    info = recovery.read_run_file_named(tmp_path / recovery.SERVE_FILE)
+    first = recovery.ServeLock(tmp_path)
+    first.acquire(None)
+    info = json.loads((tmp_path / recovery.SERVE_FILE).read_text())
     assert info["pid"] == os.getpid()
-    other = dict(info, pid=os.getppid(), pid_start=recovery._start_ticks(os.getppid()))
-    (tmp_path / recovery.SERVE_FILE).write_text(json.dumps(other))
     with pytest.raises(recovery.ServeLockError, match="already running"):
-        recovery.claim_serve(tmp_path, None)
-    (tmp_path / recovery.SERVE_FILE).write_text(json.dumps(dict(other, pid=_dead_pid())))
-    recovery.claim_serve(tmp_path, None)  # a dead serve's record is taken over
-    recovery.release_serve(tmp_path)
+        recovery.ServeLock(tmp_path).acquire(None)
+    first.release()
     assert not (tmp_path / recovery.SERVE_FILE).exists()
+    again = recovery.ServeLock(tmp_path)  # a stopped serve's lock is taken over
+    again.acquire(None)
+    again.release()

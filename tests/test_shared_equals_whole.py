@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from edition.customers import read_customers
 from edition.editions import EditionRenderer, Rendered, RenderFailure
-from edition.run import Plan, RunOptions
+from edition.plan import Plan
 
 AS_OF = dt.date(2026, 11, 2)
 KINDS = ("page", "html", "text", "subject")
@@ -76,8 +76,7 @@ def with_values(fields: dict[str, Any], **values: Any) -> dict[str, Any]:
 
 class Sample:
     def __init__(self, root: Path, customers: Path, campaign: str):
-        self.plan = Plan.load(RunOptions(campaign=str(root / "campaigns" / campaign),
-                                         customers=str(customers), as_of=AS_OF).resolved())
+        self.plan = Plan.load(root / "campaigns" / campaign, as_of=AS_OF)
         self.renderer = EditionRenderer(self.plan.campaign, AS_OF, kinds=KINDS)
         self.customers = [dict(r.fields) for r in read_customers(customers, need_email=True)
                           if not r.rejected]
@@ -194,8 +193,7 @@ def campaign(name: str, template: str, text_template: str | None = None) -> dict
 
 class Own:
     def __init__(self, root: Path, name: str):
-        self.plan = Plan.load(RunOptions(campaign=str(root / "campaigns" / f"{name}.yaml"),
-                                         as_of=AS_OF).resolved())
+        self.plan = Plan.load(root / "campaigns" / f"{name}.yaml", as_of=AS_OF)
         self.renderer = EditionRenderer(self.plan.campaign, AS_OF, kinds=KINDS)
         prime = {"id": "p1", "first_name": "Pat", "last_name": "Lee", "locale": "en",
                  "interests": []}

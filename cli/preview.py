@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from edition.commands.options import parse_date
+from cli.console import out, user_errors
+from cli.options import parse_date
 from edition.errors import UsageError
 
 
@@ -25,7 +26,6 @@ def preview(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
 ) -> None:
     """Show why each module was chosen for one customer, and the edition itself."""
-    from edition.cli import out, user_errors
     from edition.preview import preview_customer
 
     with user_errors():

@@ -7,6 +7,12 @@ from typing import Annotated
 
 import typer
 
+from cli.console import out, user_errors
+from edition.config import RunOptions
+from edition.customers import read_customers
+from edition.plan import Plan
+from edition.run import customers_file, need_email, plan_for
+
 
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
@@ -18,13 +24,9 @@ def validate(
     strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors")] = False,
 ) -> None:
     """List every problem in the campaign, the modules and templates at once."""
-    from edition.cli import out, user_errors
-    from edition.customers import read_customers
-    from edition.report import reason_group
-    from edition.run import Plan, RunOptions
-
     with user_errors():
-        plan = Plan.load(RunOptions(campaign=campaign, customers=customers).resolved())
+        options = RunOptions.build(campaign=campaign, customers=customers).resolved()
+        plan = plan_for(options)
         c = plan.campaign
         out.print(f"[green]ok[/]: campaign {c.name} ({c.file}): {len(c.segments)} segments, "
                   f"{len(c.slots)} slots, template {c.template}"
@@ -38,12 +40,12 @@ def validate(
             rows = rejected = 0
             reasons: Counter[str] = Counter()
             examples: list[str] = []
-            for row in read_customers(plan.customers_path, need_email=plan.need_email,
-                                      declared=c.fields):
+            for row in read_customers(customers_file(options, c),
+                                      need_email=need_email(options, plan), declared=c.fields):
                 rows += 1
                 if row.rejected:
                     rejected += 1
-                    reasons[reason_group(str(row.reason))] += 1
+                    reasons[row.reason.key if row.reason else "?"] += 1
                     if len(examples) < 10:
                         examples.append(f"line {row.line}: {row.customer_id or '?'}: {row.reason}")
             out.print(f"[green]ok[/]: {rows:,} customer rows, {rejected:,} would be rejected")
@@ -53,7 +55,7 @@ def validate(
             raise typer.Exit(2)
 
 
-def _warnings(plan) -> list[str]:  # type: ignore[no-untyped-def]
+def _warnings(plan: Plan) -> list[str]:
     names = {s.name for s in plan.campaign.segments}
     found = []
     for module in plan.catalog:

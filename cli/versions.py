@@ -8,7 +8,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from edition.commands.options import parse_date
+from cli.console import out, user_errors
+from cli.options import parse_date
+from edition.config import RunOptions
+from edition.customers import read_customers
+from edition.run import customers_file, plan_for
 
 
 def register(app: typer.Typer) -> None:
@@ -24,16 +28,15 @@ def versions(
     """Group customers into versions and show each version's modules."""
     import json
 
-    from edition.cli import out, user_errors
-    from edition.run import Plan, RunOptions
-
     with user_errors():
-        plan = Plan.load(RunOptions(campaign=campaign, customers=customers,
-                                    as_of=parse_date(as_of)).resolved())
+        options = RunOptions.build(campaign=campaign, customers=customers,
+                                   as_of=parse_date(as_of)).resolved()
+        plan = plan_for(options)
         counts: Counter[str] = Counter()
         info: dict[str, dict] = {}
         rejected = 0
-        for row in plan.rows():
+        for row in read_customers(customers_file(options, plan.campaign),
+                                  need_email=False, declared=plan.campaign.fields):
             if row.rejected:
                 rejected += 1
                 continue

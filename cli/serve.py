@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from cli.console import user_errors
+
 
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
@@ -15,8 +17,6 @@ def serve(
     root: Annotated[str, typer.Option(help="Content root (the folder with campaigns/)")] = ".",
 ) -> None:
     """Serve every campaign in campaigns/ as a deployment of send-campaign."""
-    from edition.cli import user_errors
-
     with user_errors():
         from flows.serve import serve_campaigns
 

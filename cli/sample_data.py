@@ -7,6 +7,10 @@ from typing import Annotated
 
 import typer
 
+from cli.console import out as console
+from cli.console import user_errors
+from edition.errors import UsageError
+
 
 def register(app: typer.Typer) -> None:
     app.command("sample-data")(sample_data)
@@ -19,9 +23,6 @@ def sample_data(
     messy: Annotated[bool, typer.Option("--messy", help="Include a few flawed rows")] = False,
 ) -> None:
     """Write N generated customers (deterministic for a seed)."""
-    from edition.cli import out as console
-    from edition.cli import user_errors
-    from edition.errors import UsageError
     from edition.sampledata import write_customers
 
     with user_errors():

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import os
 import sys
-from concurrent.futures import ProcessPoolExecutor
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from edition.commands.options import parse_date, parse_formats
-from edition.errors import UsageError
+from cli.console import err, user_errors
+from cli.console import out as console
+from cli.options import parse_date
+from edition.config import RunOptions
+from edition.errors import EditionError, RunError, UsageError
 from edition.run import (
-    RunOptions,
+    Pool,
+    Run,
     RunSummary,
-    close_plans,
+    customers_file,
+    default_workers,
     estimate_rows,
     execute,
     plan_for,
-    worker_init,
+    target_of,
 )
 
 
@@ -40,76 +43,78 @@ def run(
     to: Annotated[str | None, typer.Option(help="Delivery target, overrides the campaign")] = None,
     resend_unknown: Annotated[bool, typer.Option(
         "--resend-unknown", help="Re-send editions whose outcome is unknown")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace an earlier run's output in --out")] = False,
     via_prefect: Annotated[bool, typer.Option("--via-prefect",
                                               help="Run through the Prefect flow")] = False,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPUs)")] = None,
     batch_size: Annotated[int, typer.Option(help="Customers per batch")] = 500,
 ) -> None:
     """Render (and with --send, deliver) one edition per customer."""
-    from edition.cli import err, user_errors
-    from edition.cli import out as console
-
     with user_errors():
-        if (resend_unknown or yes) and not send:
-            raise UsageError("--yes and --resend-unknown only make sense with --send")
-        if limit is not None and limit < 0:
-            raise UsageError("--limit must be 0 or more")
-        if batch_size < 1:
-            raise UsageError("--batch-size must be at least 1")
-        options = RunOptions(campaign=campaign, customers=customers, out=out,
-                             formats=parse_formats(formats), as_of=parse_date(as_of),
-                             limit=limit, send=send, to=to, resend_unknown=resend_unknown,
-                             batch_size=batch_size).resolved()
+        if yes and not send:
+            raise UsageError("--yes only makes sense with --send")
+        options = RunOptions.build(campaign=campaign, customers=customers, out=out,
+                                   formats=formats, as_of=parse_date(as_of), limit=limit,
+                                   send=send, to=to, resend_unknown=resend_unknown,
+                                   batch_size=batch_size).resolved()
         plan = plan_for(options)  # checks everything before a single file is written
+        target = target_of(options, plan.campaign)
         if send and not yes and sys.stdin.isatty():
-            typer.confirm(f"Send {plan.campaign.name} to {plan.target} for real?", abort=True)
+            typer.confirm(f"Send {plan.campaign.name} to {target} for real?", abort=True)
         if not send:
             err.print(f"Dry run: nothing will be sent{f' to {to}' if to else ''} "
                       f"(add --send to deliver).", style="dim")
-        summary = _run_in_prefect(options) if via_prefect else _run_locally(options, workers)
-        close_plans()
+        if via_prefect:
+            summary = _run_in_prefect(options, overwrite)
+        else:
+            summary = _run_locally(options, workers, overwrite)
         counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
+        if summary.resumed:
+            console.print(f"resumed an interrupted run: {summary.resumed:,} rows were done "
+                          f"before", markup=False)
         console.print(f"[bold]{plan.campaign.name}[/]: {summary.customers:,} customers "
                       f"({counts}) in {summary.seconds:.1f} s, {summary.versions:,} versions")
-        console.print(f"report:   {summary.out_dir}/report.md")
-        console.print(f"manifest: {summary.out_dir}/manifest.jsonl")
+        console.print(f"report:   {summary.out_dir}/report.md", markup=False)
+        console.print(f"manifest: {summary.out_dir}/manifest.jsonl", markup=False)
 
 
-def _run_in_prefect(options: RunOptions) -> RunSummary:
-    from edition.errors import EditionError, RunError
+def _run_in_prefect(options: RunOptions, overwrite: bool) -> RunSummary:
     from flows.campaign import run_through_prefect
 
     try:
-        return run_through_prefect(options)
+        return run_through_prefect(options, overwrite=overwrite)
     except EditionError:
         raise
     except Exception as exc:  # Prefect's own failures: a message, not a traceback
         raise RunError(f"the Prefect run failed: {type(exc).__name__}: {exc}") from None
 
 
-def _run_locally(options: RunOptions, workers: int | None) -> RunSummary:
-    from edition.cli import err
-
-    total = estimate_rows(plan_for(options))
-    count = workers if workers is not None else (os.cpu_count() or 1)
-    # a pool pays off only when there are several batches to spread
-    use_pool = count > 1 and total > options.batch_size * 2
+def _run_locally(options: RunOptions, workers: int | None, overwrite: bool) -> RunSummary:
+    count = workers if workers is not None else default_workers()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as progress:
-        task = progress.add_task(plan_for(options).campaign.name, total=total or None, rate="")
-        logged = [0]
+        task = progress.add_task(plan_for(options).campaign.name, total=None, rate="")
+        state = {"total": 0, "logged": 0}
+
+        def started(run: Run) -> None:
+            state["total"] = run.estimate()
+            progress.update(task, total=state["total"] or None)
 
         def advance(n: int) -> None:
             progress.advance(task, n)
-            state = progress.tasks[0]
-            if state.elapsed:
-                progress.update(task, rate=f"{state.completed / state.elapsed:,.0f}/s")
-            if not err.is_terminal and total and state.completed * 10 // total > logged[0]:
-                logged[0] = int(state.completed * 10 // total)
-                err.print(f"progress: {int(state.completed):,}/{total:,} customers")
+            done = progress.tasks[0]
+            if done.elapsed:
+                progress.update(task, rate=f"{done.completed / done.elapsed:,.0f}/s")
+            total = state["total"]
+            if not err.is_terminal and total and done.completed * 10 // total > state["logged"]:
+                state["logged"] = int(done.completed * 10 // total)
+                err.print(f"progress: {int(done.completed):,}/{total:,} customers")
 
-        if use_pool:
-            with ProcessPoolExecutor(max_workers=count, initializer=worker_init) as pool:
-                return execute(options, executor=pool, on_progress=advance)
-        return execute(options, on_progress=advance)
+        # a pool pays off only when there are several batches to spread
+        total = estimate_rows(customers_file(options, plan_for(options).campaign), options)
+        use = count if total > options.batch_size * 2 else 1
+        with Pool(use) as executor:
+            return execute(options, executor=executor, on_progress=advance, on_start=started,
+                           overwrite=overwrite)

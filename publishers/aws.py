@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from edition.errors import DeliveryError
 from publishers.base import BasePublisher, redact
-from publishers.errors import DeliveryError
 
 # Error codes meaning the target as a whole cannot work (wrong credentials, account
 # paused...): the run should stop instead of failing every customer one by one.
@@ -53,19 +53,19 @@ class AwsPublisher(BasePublisher):
     botocore_attempts: int  # botocore's own tries of a request (its `max_attempts`)
     region: str | None
     endpoint_url: str | None
-    options: dict[str, Any]  # with profile, connections and timeout
+    options: Any  # typed options with profile, connections and timeout
     client: Any
 
     def open(self) -> None:
         if self.client is None:
             self.client = make_client(
                 self.service, target=self.target, region=self.region,
-                endpoint_url=self.endpoint_url, profile=self.options["profile"],
+                endpoint_url=self.endpoint_url, profile=self.options.profile,
                 config={
                     "retries": {"mode": "standard", "max_attempts": self.botocore_attempts},
-                    "max_pool_connections": max(1, self.options["connections"]),
-                    "connect_timeout": self.options["timeout"],
-                    "read_timeout": self.options["timeout"],
+                    "max_pool_connections": max(1, self.options.connections),
+                    "connect_timeout": self.options.timeout,
+                    "read_timeout": self.options.timeout,
                 },
             )
 

@@ -1,0 +1,22 @@
+"""The `edition` command line: one module per verb; the only place that imports typer/rich."""
+
+from __future__ import annotations
+
+import typer
+
+from cli import preview, run, sample_data, serve, validate, versions
+
+app = typer.Typer(
+    name="edition",
+    help="Mass customization for marketing communication: one edition per customer.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for _verb in (run, preview, validate, versions, sample_data, serve):
+    _verb.register(app)
+
+
+def main() -> None:
+    """Console entry point."""
+    app(prog_name="edition")

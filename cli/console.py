@@ -1,0 +1,41 @@
+"""The terminal: where the command line prints, and how errors become messages.
+
+User mistakes become one clear message and an exit code (2: the campaign, a template or
+a module is invalid, or the command line asks for something impossible; 1: the run
+failed), never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import typer
+from rich.console import Console
+
+from edition.errors import ContentError, ContentErrors, EditionError
+
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn edition's errors into a message on stderr and the right exit code."""
+    try:
+        yield
+    except ContentErrors as exc:
+        err.print(f"[bold red]error:[/] {len(exc.errors)} problems found:", markup=True)
+        for problem in exc.errors:
+            err.print(f"  {problem}", markup=False)
+        err.print("Nothing was rendered.", style="dim")
+        raise typer.Exit(exc.exit_code) from None
+    except EditionError as exc:
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(str(exc), markup=False)
+        if isinstance(exc, ContentError):
+            err.print("Nothing was rendered.", style="dim")
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        err.print("interrupted", style="red")
+        raise typer.Exit(130) from None

@@ -1,0 +1,673 @@
+"""Typed configuration: the shapes of campaign files, module front matter and delivery targets.
+
+pydantic checks each shape and reports every problem of a file in one pass; `check`
+maps pydantic's error locations back to the YAML line of the key (through the
+line-aware loader) and words them the way a marketer reads them: `unknown key 'colour'
+(did you mean ...?)`, `count must be a whole number of at least 1`. What needs more than
+the file itself (does the template exist, does a rule compile) is checked afterwards by
+campaign.py and modules.py.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import re
+import types
+import typing
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+from cronsim import CronSim, CronSimError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from edition.errors import ContentError
+from edition.naming import FORMATS, new_run_id
+from edition.yamlfile import LineDict
+
+FIELD_TYPES = ("text", "number", "integer", "date", "list")
+RESERVED_SLOTS = {"customer", "segments", "campaign", "locale", "run", "loop", "self"}
+PAGE_SIZES = ("A4", "Letter")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_CREDENTIALS = re.compile(r"^\w+://[^/?#]*@")
+_TARGET = re.compile(
+    r"^(local(:.+)?|s3://[^/\s]+(/.*)?|smtps?://[^\s/?]+(:\d+)?/?(\?.*)?|ses(://[^/?]*)?)$")
+
+
+def fail(message: str) -> PydanticCustomError:
+    """A validation error whose text is shown as it is."""
+    return PydanticCustomError("edition", message)
+
+
+def closest(word: str, choices: Sequence[str] | set[str]) -> str | None:
+    """The known name a typo most likely meant, if one is close enough."""
+    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
+    return match[0] if match else None
+
+
+def has_credentials(target: str) -> bool:
+    """`smtp://user:pass@host`: credentials belong in the environment, never in a target."""
+    return bool(_CREDENTIALS.match(target))
+
+
+class Strict(BaseModel):
+    """Unknown keys are errors: a typo must not silently turn a setting off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# -- campaign ----------------------------------------------------------------------
+
+
+class SlotConfig(Strict):
+    """`articles: {kind: article, count: 3}`."""
+
+    kind: str
+    count: int = 1
+
+    @field_validator("count", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail("count must be a whole number of at least 1")
+        return value
+
+
+class ScheduleConfig(Strict):
+    """`schedule: {cron: "0 8 * * MON", timezone: Europe/London}`."""
+
+    cron: str
+    timezone: str = "UTC"
+
+    @field_validator("cron", mode="before")
+    @classmethod
+    def _cron(cls, value: Any) -> str:
+        text = str(value)
+        try:
+            CronSim(text, dt.datetime(2026, 1, 1))
+        except (CronSimError, ValueError) as exc:
+            raise fail(f"schedule.cron {text!r} is not a valid cron expression: {exc}") from None
+        return text
+
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _timezone(cls, value: Any) -> str:
+        text = str(value)
+        try:
+            zoneinfo.ZoneInfo(text)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise fail(f"schedule.timezone {text!r} is not a known time zone "
+                       f"(e.g. Europe/London)") from None
+        return text
+
+
+class PdfConfig(Strict):
+    """`pdf: {page_size: A4|Letter}`."""
+
+    page_size: str = "A4"
+
+    @field_validator("page_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> str:
+        if value not in PAGE_SIZES:
+            raise fail(f"pdf.page_size {value!r} must be A4 or Letter")
+        return str(value)
+
+
+def _formats(value: Any) -> Any:
+    if isinstance(value, str):
+        value = [v.strip() for v in value.split(",")]
+    if not isinstance(value, list) or not value:
+        raise fail("formats must be a list, e.g. [html, text, eml]")
+    bad = [str(v) for v in value if v not in FORMATS]
+    if bad:
+        raise fail(f"unknown format(s) {', '.join(bad)} (known: {', '.join(FORMATS)})")
+    return tuple(f for f in FORMATS if f in value)
+
+
+def _field_type(value: Any) -> str:
+    if value not in FIELD_TYPES:
+        raise fail(f"unknown type {value!r} (known: {', '.join(sorted(FIELD_TYPES))})")
+    return str(value)
+
+
+FieldType = Annotated[str, BeforeValidator(_field_type)]
+
+
+def _optional_text(name: str) -> Any:
+    def check(value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise fail(f"{name} must be text")
+        return value
+    return BeforeValidator(check)
+
+
+class CampaignConfig(Strict):
+    """The keys of a campaign file (design.md, "Campaign file"), checked for shape."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    name: str | None = None
+    description: Annotated[str | None, _optional_text("description")] = None
+    template: Annotated[str | None, _optional_text("template")] = None
+    text_template: Annotated[str | None, _optional_text("text_template")] = None
+    subject: Annotated[str | None, _optional_text("subject")] = None
+    sender: str | None = None
+    reply_to: str | None = None
+    customers: Annotated[str | None, _optional_text("customers")] = None
+    segments: dict[str, Any] = Field(default_factory=dict)
+    slots: dict[str, SlotConfig] | None = Field(default=None, validate_default=True)
+    formats: Annotated[tuple[str, ...] | None, BeforeValidator(_formats)] = None
+    delivery: dict[str, Any] = Field(default_factory=dict)
+    schedule: ScheduleConfig | None = None
+    footer: dict[str, Any] = Field(default_factory=dict)
+    unsubscribe_url: str | None = None
+    fields: dict[str, FieldType] = Field(default_factory=dict)
+    pdf: PdfConfig = PdfConfig()
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any) -> Any:
+        if value is not None and not _SLUG.match(str(value)):
+            raise fail(f"name {value!r} must be a slug: lowercase letters, digits and '-'")
+        return None if value is None else str(value)
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _segments(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise fail("segments must map names to rules, e.g. mvc: \"lifetime_value >= 5000\"")
+        return value
+
+    @field_validator("slots", mode="before")
+    @classmethod
+    def _slots(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or not value:
+            raise fail("slots is required: e.g. articles: {kind: article, count: 3}")
+        return value
+
+    @field_validator("sender", "reply_to", mode="before")
+    @classmethod
+    def _address(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return None
+        from email.utils import parseaddr
+
+        text = str(value)
+        address = parseaddr(text)[1]
+        if "\r" in text or "\n" in text or "@" not in address or (
+                "." not in address.split("@")[-1]):
+            raise fail(f"{info.field_name} {text!r} is not an email address like "
+                       f"\"Acme News <news@acme.example>\"")
+        return text
+
+    @field_validator("delivery", mode="before")
+    @classmethod
+    def _delivery(cls, value: Any) -> Any:
+        if value is None:
+            return {"to": "local"}
+        if not isinstance(value, dict):
+            raise fail("delivery must be a mapping like {to: local}")
+        return value
+
+    @field_validator("footer", mode="before")
+    @classmethod
+    def _mapping(cls, value: Any, info: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise fail(f"{info.field_name} must be a mapping")
+        return value
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise fail("fields must be a mapping")
+        return {str(k): v for k, v in value.items()}
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, dict) or "cron" not in value):
+            raise fail("schedule must be {cron: \"0 8 * * MON\", timezone: Europe/London}")
+        return value
+
+    @field_validator("unsubscribe_url", mode="before")
+    @classmethod
+    def _unsubscribe(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and value.startswith(
+                ("https://", "http://", "mailto:"))):
+            raise fail("unsubscribe_url must be an http(s) or mailto URL")
+        return value
+
+    @field_validator("pdf", mode="before")
+    @classmethod
+    def _pdf(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise fail("pdf must be a mapping")
+        return value
+
+
+
+
+# -- modules -----------------------------------------------------------------------
+
+
+MODULE_KINDS = ("article", "offer", "greeting")
+_MODULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+def _date(value: Any, info: Any) -> dt.date | None:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    try:
+        return dt.date.fromisoformat(str(value))
+    except ValueError:
+        raise fail(f"{info.field_name}: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _names(value: Any, info: Any) -> frozenset[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(
+            isinstance(v, str | int) and not isinstance(v, bool) for v in value):
+        raise fail(f"{info.field_name}: expected a list of names, got {value!r}")
+    return frozenset(str(v).strip() for v in value)
+
+
+class FrontMatter(BaseModel):
+    """A module's front matter (design.md, "Module file")."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str | None = None
+    kind: str | None = None
+    title: Any = None
+    segments: frozenset[str] | None = None
+    locales: frozenset[str] | None = None
+    interests: frozenset[str] | None = None
+    priority: int = 0
+    valid_from: dt.date | None = None
+    valid_until: dt.date | None = None
+    campaigns: frozenset[str] | None = None
+    summary: Any = None
+    image: Any = None
+    author: Any = None
+    tags: Any = None
+
+    _dates = field_validator("valid_from", "valid_until", mode="before")(_date)
+    _lists = field_validator("segments", "locales", "interests", "campaigns",
+                             mode="before")(_names)
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id(cls, value: Any) -> Any:
+        if value is not None and not _MODULE_ID.match(str(value)):
+            raise fail(f"id {str(value)!r} may only use letters, digits, '.', '_' and '-'")
+        return None if value is None else str(value)
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value is not None and value not in MODULE_KINDS:
+            raise fail(f"unknown kind {value!r} (expected one of: {', '.join(MODULE_KINDS)})")
+        return value
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail(f"priority: {value!r} is not a whole number")
+        return value
+
+
+
+# -- delivery targets --------------------------------------------------------------
+
+
+def _delays(value: Any) -> tuple[float, ...]:
+    items = value.split(",") if isinstance(value, str) else list(value)
+    delays = tuple(float(v) for v in items)
+    if any(d < 0 for d in delays):
+        raise ValueError("delays must be >= 0")
+    return delays
+
+
+Delays = Annotated[tuple[float, ...], BeforeValidator(_delays)]
+# Keys of a campaign's `delivery:` block read by the engine, not by a target.
+ENGINE_KEYS = frozenset({"to", "ledger"})
+
+
+class TargetOptions(Strict):
+    """Options common to a kind of target; subclasses list their own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, coerce_numbers_to_str=True)
+
+
+class LocalOptions(TargetOptions):
+    fsync: bool = False
+
+
+class S3Options(TargetOptions):
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    sse: str | None = None     # AES256 or aws:kms
+    kms_key_id: str | None = None
+    max_attempts: int = 5
+    connections: int = 10      # HTTP connection pool size, for threaded callers
+    timeout: float = 60.0
+
+    @field_validator("sse")
+    @classmethod
+    def _sse(cls, value: str | None) -> str | None:
+        if value not in (None, "AES256", "aws:kms"):
+            raise ValueError("option sse must be AES256 or aws:kms")
+        return value
+
+    @model_validator(mode="after")
+    def _kms(self) -> S3Options:
+        if self.kms_key_id and self.sse != "aws:kms":
+            raise ValueError("option kms_key_id needs sse: aws:kms")
+        return self
+
+
+class SmtpOptions(TargetOptions):
+    starttls: bool = False
+    rate: float = 0.0          # messages per second over all connections; 0 = unlimited
+    burst: int = 1
+    connections: int = 1
+    timeout: float = 30.0      # seconds, per socket operation
+    attempts: int = 3          # tries per message, the first included
+    backoff: Delays = (0.2, 0.5, 1.0)
+    max_per_connection: int = 0    # reconnect after this many messages; 0 = never
+    mail_from: str | None = None   # envelope sender (bounce address); default: From
+    local_hostname: str | None = None
+    cafile: str | None = None      # CA bundle to verify the server's certificate
+    plaintext_auth: bool = False   # allow login without TLS to a non-loopback host
+
+
+class SesOptions(TargetOptions):
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    configuration_set: str | None = None
+    rate: float = 0.0          # messages per second (your SES sending rate); 0 = unlimited
+    burst: int = 1
+    attempts: int = 5
+    backoff: Delays = (0.5, 1.0, 2.0, 4.0)
+    connections: int = 10
+    timeout: float = 30.0
+
+
+OPTIONS_BY_SCHEME: dict[str, type[TargetOptions]] = {
+    "local": LocalOptions, "s3": S3Options, "smtp": SmtpOptions, "smtps": SmtpOptions,
+    "ses": SesOptions,
+}
+
+
+def scheme_of(target: str) -> str:
+    """`smtp` for `smtp://host:25`, `local` for `local:/dir`."""
+    target = (target or "").strip()
+    return (target.split(":", 1)[0] if ":" in target else target).lower()
+
+
+def target_problem(target: str) -> str | None:
+    """Why a target string cannot be used, or None."""
+    if has_credentials(target):
+        return "must not hold credentials; set them in the environment"
+    if not _TARGET.match(target):
+        return "must be local, s3://bucket/prefix, smtp://host:port or ses"
+    return None
+
+
+def target_options(target: str, options: Mapping[str, Any] | None) -> TargetOptions:
+    """The options for one target, checked against what that kind of target knows.
+
+    Raises ValueError with every problem (the caller decides which error it becomes).
+    """
+    model = OPTIONS_BY_SCHEME.get(scheme_of(target))
+    if model is None:
+        raise ValueError(f"unknown delivery target {target!r}")
+    given = {k: v for k, v in (options or {}).items() if k not in ENGINE_KEYS and v is not None}
+    try:
+        return model.model_validate(given)
+    except ValidationError as exc:
+        known = ", ".join(sorted(model.model_fields))
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else "?"
+            if error["type"] == "extra_forbidden":
+                problems.append(f"unknown delivery option {name!r} (known: {known})")
+            elif not error["loc"]:
+                problems.append(str(error["msg"]).removeprefix("Value error, "))
+            else:
+                problems.append(f"bad value for delivery option {name!r}: "
+                                f"{str(error['msg']).removeprefix('Value error, ')}")
+        raise ValueError("; ".join(problems)) from None
+
+
+# -- turning pydantic's errors into content errors with lines ------------------------
+
+
+REQUIRED = {
+    "template": "template is required (a file in templates/)",
+    "slots": "slots is required: e.g. articles: {kind: article, count: 3}",
+}
+
+
+def line_of(data: Any, loc: Sequence[Any]) -> int:
+    """The YAML line of the deepest key of `loc` that the data knows."""
+    line = data.start_line if isinstance(data, LineDict) else 1
+    node = data
+    for part in loc:
+        if isinstance(node, LineDict) and part in node:
+            line = node.line_of(str(part))
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            break
+    return line
+
+
+def _unwrap(annotation: Any) -> tuple[Any, bool]:
+    """(the model inside `X | None` or `dict[str, X]`, whether a dict key comes next)."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is dict and len(args) == 2:
+        return _unwrap(args[1])[0], True
+    values = [a for a in args if a is not type(None)]
+    if origin in (typing.Union, types.UnionType) and len(values) == 1:
+        return _unwrap(values[0])
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _unwrap(args[0])
+    return annotation, False
+
+
+def _nested(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+    """The model class that validates the value at `loc` (for its list of known keys)."""
+    current: Any = model
+    skip_key = False
+    for part in loc:
+        if skip_key:
+            skip_key = False
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return None
+        current, skip_key = _unwrap(info.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _message(model: type[BaseModel], error: Mapping[str, Any], extra_word: str) -> str:
+    loc = [p for p in error["loc"]]
+    key = str(loc[-1]) if loc else ""
+    if error["type"] == "edition":
+        return str(error["msg"])
+    if error["type"] == "extra_forbidden":
+        if len(loc) == 1:
+            known = list(model.model_fields)
+            hint = closest(key, known)
+            if extra_word == "key":
+                return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
+            return (f"unknown {extra_word} {key!r} (known: {', '.join(sorted(known))})"
+                    + (f"; did you mean {hint!r}?" if hint else ""))
+        parent = _nested(model, loc[:-1])
+        known = sorted(parent.model_fields) if parent else []
+        where = ".".join(str(p) for p in loc[:-1])
+        return f"{where}: unknown key {key!r}" + (f" (known: {', '.join(known)})" if known
+                                                   else "")
+    where = ".".join(str(p) for p in loc)
+    if error["type"] == "missing":
+        return REQUIRED.get(where, f"{where} is required")
+    if error["type"] in {"model_type", "dict_type", "model_attributes_type"}:
+        return f"{where} must be a mapping"
+    return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
+
+
+def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
+          extra_word: str = "key") -> tuple[Any, list[ContentError]]:
+    """Validate `data` against `model`; (instance or None, every error with its line).
+
+    When some keys are wrong the others are still validated: the instance is built
+    from the keys that passed, so later checks can go on and report their own problems.
+    """
+    try:
+        return model.model_validate(data), []
+    except ValidationError as exc:
+        errors = exc.errors()
+    found = [ContentError(_message(model, e, extra_word), file, line_of(data, e["loc"]))
+             for e in errors]
+    bad = {e["loc"][0] for e in errors if e["loc"]}
+    partial = {k: v for k, v in data.items() if k not in bad and k in model.model_fields}
+    try:
+        instance = model.model_validate(partial)
+    except ValidationError:
+        instance = None
+    return instance, found
+
+
+# -- run options -------------------------------------------------------------------
+
+
+DEFAULT_BATCH = 500
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+
+
+class RunOptions(BaseModel):
+    """Everything that defines a run; small, frozen and picklable, so workers rebuild a Plan.
+
+    The CLI's flags and the flow's form both end up here: one place checks them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    campaign: str
+    customers: str | None = None
+    out: str | None = None
+    formats: tuple[str, ...] | None = None
+    as_of: dt.date | None = None
+    limit: int | None = None
+    send: bool = False
+    to: str | None = None
+    resend_unknown: bool = False
+    batch_size: int = DEFAULT_BATCH
+    run_id: str | None = None
+    started: dt.datetime | None = None
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+        names = [n for n in names if n]
+        bad = [n for n in names if n not in FORMATS]
+        if bad or not names:
+            raise fail(f"formats {','.join(map(str, names)) or '(none)'}: choose from "
+                       f"{', '.join(FORMATS)}")
+        return tuple(f for f in FORMATS if f in names)
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise fail(f"limit must be 0 or more, not {value}")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, value: int) -> int:
+        if value < 1:
+            raise fail(f"batch size must be at least 1, not {value}")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is not None and has_credentials(value):
+            raise fail("--to must not hold credentials; set them in the environment "
+                       "(EDITION_SMTP_USERNAME/PASSWORD, AWS profiles)")
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_ID.match(value):
+            raise fail(f"run id {value!r} may only use letters, digits, '.', '_' and '-'")
+        return value
+
+    @model_validator(mode="after")
+    def _sending(self) -> RunOptions:
+        if self.resend_unknown and not self.send:
+            raise fail("resend_unknown only makes sense when sending")
+        return self
+
+    @classmethod
+    def build(cls, **values: Any) -> RunOptions:
+        """Checked options; every problem in one UsageError (the CLI's and the form's words)."""
+        from edition.errors import UsageError
+
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = [str(e["msg"]) if e["type"] == "edition" else
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise UsageError("; ".join(problems)) from None
+
+    def replace(self, **changes: Any) -> RunOptions:
+        return self.model_copy(update=changes)
+
+    def resolved(self) -> RunOptions:
+        """Fill in the defaults that must be the same in every worker."""
+        started = self.started or dt.datetime.now(dt.UTC).replace(microsecond=0)
+        return self.replace(started=started, run_id=self.run_id or new_run_id(started),
+                            as_of=self.as_of or dt.date.today(),
+                            campaign=str(Path(self.campaign).resolve()))

@@ -1,0 +1,95 @@
+"""Encoding: one customer's rendered documents as the bytes of each format.
+
+html and text are the rendered documents in UTF-8; eml is a multipart message built
+by renderers.eml with headers shared by the whole run; pdf comes from the WeasyPrint
+batch renderer, which lays out each version's customers together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from edition.campaign import Campaign
+from edition.editions import Rendered
+from edition.naming import CONTENT_TYPES, relative_path
+from renderers import eml
+
+# format -> (path relative to the run folder, bytes, content type)
+Files = dict[str, tuple[str, bytes, str]]
+
+
+class Encoder:
+    """Turns rendered editions into files; one per process (it keeps the PDF renderer)."""
+
+    def __init__(self, campaign: Campaign, formats: tuple[str, ...], started: dt.datetime):
+        self.campaign = campaign
+        self.formats = formats
+        self.writer = eml.MessageWriter(
+            sender=campaign.sender or "edition <edition@localhost>", date=started,
+            reply_to=campaign.reply_to)
+        self._pdf: Any = None
+
+    def content_hash(self, customer_id: str, version_id: str, rendered: Rendered) -> str:
+        """Identifies what this customer gets: same content, same hash (and Message-ID)."""
+        h = hashlib.sha256()
+        for part in (self.campaign.name, customer_id, version_id, rendered.subject or "",
+                     rendered.text or "", rendered.html or ""):
+            h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        return h.hexdigest()
+
+    def message_id(self, digest: str) -> str:
+        return eml.message_id(digest, self.campaign.name, self.campaign.sender_domain)
+
+    def message(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
+                rendered: Rendered, digest: str) -> bytes:
+        """The customer's .eml: text and HTML alternatives, List-Unsubscribe when set."""
+        name = " ".join(str(fields[k]) for k in ("first_name", "last_name") if k in fields)
+        unsubscribe = (eml.unsubscribe_link(self.campaign.unsubscribe_url, customer_id)
+                       if self.campaign.unsubscribe_url else None)
+        return self.writer.build(
+            subject=rendered.subject or "", recipient=str(fields["email"]), recipient_name=name,
+            text=rendered.text or "", html=rendered.html, msg_id=self.message_id(digest),
+            unsubscribe_url=unsubscribe,
+            extra_headers={"X-Edition-Campaign": self.campaign.name,
+                           "X-Edition-Version": version_id})
+
+    def files(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
+              rendered: Rendered, digest: str, pdf: bytes | None = None) -> Files:
+        """Every format of one customer's edition."""
+        out: Files = {}
+        for fmt in self.formats:
+            if fmt == "html":
+                data = (rendered.html or "").encode()
+            elif fmt == "text":
+                data = (rendered.text or "").encode()
+            elif fmt == "eml":
+                data = self.message(customer_id, fields, version_id, rendered, digest)
+            else:
+                data = pdf if pdf is not None else self.pdf_one(rendered)
+            out[fmt] = (relative_path(fmt, customer_id), data, CONTENT_TYPES[fmt])
+        return out
+
+    # -- PDF -------------------------------------------------------------------------
+
+    def pdf_renderer(self) -> Any:
+        """One WeasyPrint batch renderer per process (fonts and layouts are cached in it)."""
+        if self._pdf is None:
+            from renderers.pdf import PdfBatchRenderer  # WeasyPrint only when PDF is asked
+
+            root = self.campaign.root
+            self._pdf = PdfBatchRenderer(
+                base_url=str(root / "templates") + "/",
+                page_size=str(self.campaign.pdf.get("page_size", "A4")),
+                campaign_name=self.campaign.name, templates_dir=root / "templates")
+        return self._pdf
+
+    def pdf_one(self, rendered: Rendered) -> bytes:
+        """One customer's PDF on its own (a preview)."""
+        return self.pdf_renderer().render_one(rendered.page or "")
+
+    def pdf_version(self, parts: Sequence[str], pages: Sequence[str]) -> list[bytes]:
+        """The PDFs of one version's customers, laid out together (same order as `pages`)."""
+        return self.pdf_renderer().render_filled(list(parts), list(pages))

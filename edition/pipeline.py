@@ -1,0 +1,148 @@
+"""The pipeline: one batch of customer rows in, manifest rows and written files out.
+
+Per row: segment, select, version (plan.py), render once per version and fill the
+personal layer (editions.py), encode each format (encoding.py), write the files, and —
+only when sending — deliver (delivery.py). A row that cannot be rendered becomes a
+`failed` manifest row with its reason; it never stops the batch.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from edition.customers import Row
+from edition.delivery import Deliverer
+from edition.editions import Rendered, RenderFailure
+from edition.encoding import Encoder
+from edition.errors import RunError
+from edition.manifest import ManifestRow, Reason
+from edition.personal import SharedDocument
+from edition.plan import Plan
+from edition.runfolder import FileWriter
+from edition.versions import Version
+
+
+@dataclass
+class BatchResult:
+    """What one batch gives back: its manifest rows and what the report counts."""
+
+    rows: list[ManifestRow]
+    missing: Counter = field(default_factory=Counter)     # (segment, field) -> customers
+    short: Counter = field(default_factory=Counter)       # slot -> customers short of modules
+    versions: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sharing: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Edition:
+    """A row on its way through the batch."""
+
+    row: Row
+    fields: dict[str, Any]
+    version: Version | None = None
+    segments: tuple[str, ...] = ()
+    modules: dict[str, list[str]] = field(default_factory=dict)
+    rendered: Rendered | None = None
+    failure: Reason | None = None
+    pdf: bytes | None = None
+
+    def manifest(self, status: str, reason: Reason | None = None,
+                 files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
+        return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
+                           version=self.version.id if self.version else None,
+                           segments=list(self.segments), modules=self.modules, reason=reason,
+                           files=files or {}, extra=extra)
+
+
+class Pipeline:
+    """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
+
+    def __init__(self, plan: Plan, writer: FileWriter, encoder: Encoder,
+                 deliverer: Deliverer | None = None):
+        self.plan = plan
+        self.writer = writer
+        self.encoder = encoder
+        self.deliverer = deliverer
+
+    def process(self, batch: Iterable[Row]) -> BatchResult:
+        """One manifest row per row, in order.
+
+        Two passes: render every customer's documents, then (for PDF) lay out each
+        version's customers together, then encode, write and deliver in input order.
+        """
+        result = BatchResult([])
+        editions = [self._render(row, result) for row in batch]
+        if "pdf" in self.plan.formats:
+            self._pdfs(editions)
+        for edition in editions:
+            result.rows.append(self._finish(edition))
+        if self.deliverer is not None:
+            self.deliverer.flush()
+        result.sharing = self.plan.renderer.sharing()
+        return result
+
+    def _render(self, row: Row, result: BatchResult) -> _Edition:
+        edition = _Edition(row, dict(row.fields or {}))
+        if row.rejected:
+            return edition
+        segments, missing, selection, version = self.plan.version_of(edition.fields)
+        edition.version, edition.segments, edition.modules = version, segments, selection.ids()
+        for segment, name in missing.items():
+            result.missing[(segment, name)] += 1
+        for slot in selection.slots:
+            if slot.short:
+                result.short[slot.slot] += 1
+        if version.id not in result.versions:
+            result.versions[version.id] = {"modules": edition.modules, "locale": version.locale,
+                                           "segments": list(version.segments)}
+        try:
+            edition.rendered = self.plan.renderer.render(version, edition.fields)
+        except RenderFailure as exc:
+            edition.failure = Reason("render_failed", str(exc), exc.message)
+        return edition
+
+    def _pdfs(self, editions: list[_Edition]) -> None:
+        """Each customer's PDF; a version's customers are laid out together."""
+        groups: dict[str, list[_Edition]] = {}
+        for edition in editions:
+            if edition.rendered is not None and edition.version is not None:
+                groups.setdefault(edition.version.id, []).append(edition)
+        for group in groups.values():
+            doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
+            parts = doc.parts if isinstance(doc, SharedDocument) else []
+            pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
+            for edition, data in zip(group, self.encoder.pdf_version(parts, pages), strict=True):
+                edition.pdf = data
+
+    def _finish(self, edition: _Edition) -> ManifestRow:
+        row = edition.row
+        if row.rejected:
+            return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
+                               reason=row.reason)
+        if edition.rendered is None or edition.version is None:
+            return edition.manifest("failed", edition.failure)
+        customer_id = str(row.customer_id)
+        try:
+            digest = (self.encoder.content_hash(customer_id, edition.version.id, edition.rendered)
+                      if "eml" in self.plan.formats or self.deliverer else "")
+            files = self.encoder.files(customer_id, edition.fields, edition.version.id,
+                                       edition.rendered, digest, edition.pdf)
+            for rel, data, _ in files.values():
+                self.writer.write(rel, data)
+        except RunError as exc:
+            return edition.manifest("failed", Reason("write_failed", exc.message))
+        paths = {fmt: rel for fmt, (rel, _, _) in files.items()}
+        if self.deliverer is None:
+            return edition.manifest("rendered", None, paths)
+        sent = self.deliverer.deliver(customer_id=customer_id,
+                                      recipient=edition.fields.get("email"), digest=digest,
+                                      message_id=self.encoder.message_id(digest), files=files)
+        return edition.manifest(sent.status, sent.reason, paths, **sent.extra)
+
+    def close(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.close()
+            self.deliverer = None

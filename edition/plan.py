@@ -1,0 +1,93 @@
+"""The plan: a campaign's content loaded and checked once, before anything is rendered.
+
+A Plan holds what the content says (campaign, catalog, compiled templates and rules)
+and answers the questions that depend only on content: which segments a customer is
+in, which modules fill each slot, which version that makes. It holds no run state:
+no output folder, no delivery target, no ledger.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from edition.campaign import Campaign, find_root, load_campaign
+from edition.catalog import Catalog, load_catalog
+from edition.editions import EditionRenderer
+from edition.errors import ContentError, collect
+from edition.segments import Segmenter
+from edition.selection import Selection, select
+from edition.versions import Version, version_id
+
+
+class Plan:
+    """Loaded, checked content for one campaign, a set of formats and a run date."""
+
+    def __init__(self, campaign: Campaign, catalog: Catalog, *, formats: tuple[str, ...],
+                 as_of: dt.date):
+        self.campaign = campaign
+        self.catalog = catalog
+        self.formats = formats
+        self.as_of = as_of
+        self.renderer = EditionRenderer(campaign, as_of, kinds=render_kinds(formats))
+        self.segmenter = Segmenter(campaign.segments)
+        self.slots = [(s.name, s.kind, s.count) for s in campaign.slots]
+        # customers with the same segments, locale and interests share a selection
+        self._selections: dict[tuple[Any, ...], tuple[Selection, Version]] = {}
+
+    @classmethod
+    def load(cls, campaign_file: str | Path, *, formats: tuple[str, ...] | None = None,
+             as_of: dt.date | None = None) -> Plan:
+        """Read and check campaign, catalog and templates: every problem at once."""
+        errors: list[ContentError] = []
+        catalog, catalog_errors = load_catalog(find_root(Path(campaign_file)),
+                                               raise_errors=False)
+        errors.extend(catalog_errors)
+        try:
+            campaign = load_campaign(campaign_file, kinds=catalog.kinds())
+        except ContentError as exc:
+            errors[:0] = getattr(exc, "errors", [exc])
+            collect(errors)
+            raise
+        collect(errors)
+        formats = formats or campaign.formats
+        if "eml" in formats and not campaign.sender:
+            raise ContentError("the campaign needs a sender to make email (eml)", campaign.file)
+        return cls(campaign, catalog, formats=formats, as_of=as_of or dt.date.today())
+
+    def version_of(self, fields: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str],
+                                                              Selection, Version]:
+        """Segments, failed rules, selection and version for one customer."""
+        segments, missing = self.segmenter.assign(fields)
+        locale = str(fields.get("locale", "en"))
+        interests = fields.get("interests") or []
+        if not isinstance(interests, list):
+            interests = [str(interests)]
+        key = (segments, locale, frozenset(str(i).lower() for i in interests))
+        cached = self._selections.get(key)
+        if cached is None:
+            selection = select(self.slots, self.catalog.by_kind, segments=segments,
+                               locale=locale, interests=key[2], as_of=self.as_of,
+                               campaign=self.campaign.name)
+            vid = version_id(campaign=self.campaign.name, templates_digest=self.renderer.digest,
+                             locale=locale, segments=segments, selection=selection,
+                             as_of=self.as_of)
+            cached = (selection, Version(vid, locale, segments, selection))
+            self._selections[key] = cached
+        return segments, missing, cached[0], cached[1]
+
+
+def render_kinds(formats: tuple[str, ...]) -> tuple[str, ...]:
+    """Which documents the formats need: the inlined html, the page (PDF), text, subject."""
+    kinds = set()
+    if "html" in formats or "eml" in formats:
+        kinds.add("html")
+    if "pdf" in formats:
+        kinds.add("page")
+    if "text" in formats or "eml" in formats:
+        kinds.add("text")
+    if "eml" in formats:
+        kinds.add("subject")
+    return tuple(sorted(kinds))
