@@ -43,6 +43,10 @@ def run(
     to: Annotated[str | None, typer.Option(help="Delivery target, overrides the campaign")] = None,
     resend_unknown: Annotated[bool, typer.Option(
         "--resend-unknown", help="Re-send editions whose outcome is unknown")] = False,
+    mailing: Annotated[str | None, typer.Option(
+        help="Which issue of the campaign this send is (default: the run date)")] = None,
+    new_mailing: Annotated[bool, typer.Option(
+        "--new-mailing", help="Start another mailing while one is unfinished")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an earlier run's output in --out")] = False,
     via_prefect: Annotated[bool, typer.Option("--via-prefect",
@@ -57,7 +61,8 @@ def run(
         options = RunOptions.build(campaign=campaign, customers=customers, out=out,
                                    formats=formats, as_of=parse_date(as_of), limit=limit,
                                    send=send, to=to, resend_unknown=resend_unknown,
-                                   batch_size=batch_size).resolved()
+                                   batch_size=batch_size, mailing=mailing,
+                                   new_mailing=new_mailing).resolved()
         plan = plan_for(options)  # checks everything before a single file is written
         target = target_of(options, plan.campaign)
         if send and not yes and sys.stdin.isatty():
@@ -70,13 +75,22 @@ def run(
         else:
             summary = _run_locally(options, workers, overwrite)
         counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
+        for note in summary.notes:
+            err.print(note, markup=False)
         if summary.resumed:
             console.print(f"resumed an interrupted run: {summary.resumed:,} rows were done "
                           f"before", markup=False)
         console.print(f"[bold]{plan.campaign.name}[/]: {summary.customers:,} customers "
                       f"({counts}) in {summary.seconds:.1f} s, {summary.versions:,} versions")
+        if send:
+            console.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)
         console.print(f"report:   {summary.out_dir}/report.md", markup=False)
         console.print(f"manifest: {summary.out_dir}/manifest.jsonl", markup=False)
+        if summary.exit_code:
+            err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
+                      f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
+                      f"report", markup=False)
+            raise typer.Exit(summary.exit_code)
 
 
 def _run_in_prefect(options: RunOptions, overwrite: bool) -> RunSummary:

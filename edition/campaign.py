@@ -17,6 +17,7 @@ from edition.config import (
     target_problem,
 )
 from edition.errors import ContentError, collect
+from edition.limits import Limits
 from edition.naming import FORMATS
 from edition.segments import Segment, compile_segment
 from edition.templates import check_source, check_template
@@ -58,6 +59,8 @@ class Campaign:
     unsubscribe_url: str | None = None
     fields: dict[str, str] = field(default_factory=dict)
     pdf: dict[str, Any] = field(default_factory=dict)
+    max_failed: tuple[int, bool] = (0, False)     # (number, is a percentage)
+    limits: Limits = field(default_factory=Limits)
 
     @functools.cached_property
     def sender_domain(self) -> str:
@@ -67,6 +70,11 @@ class Campaign:
     def target(self) -> str:
         """The campaign's own delivery target (`delivery.to`)."""
         return str(self.delivery.get("to", "local"))
+
+    def failure_limit(self, rows: int) -> int:
+        """How many customers may fail (or be unknown) before a run exits 3."""
+        number, percent = self.max_failed
+        return rows * number // 100 if percent else number
 
     def context(self) -> dict[str, Any]:
         """What templates see as `campaign`."""
@@ -177,7 +185,8 @@ class _Checker:
             description=config.description or "", reply_to=config.reply_to,
             delivery=delivery, schedule=schedule, footer=dict(config.footer),
             unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
-            pdf=config.pdf.model_dump(),
+            pdf=config.pdf.model_dump(), max_failed=config.max_failed,
+            limits=Limits(**config.limits.model_dump()),
         )
 
     def template(self, name: str | None, key: str, *, required: bool) -> str | None:

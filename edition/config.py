@@ -32,6 +32,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from edition.addresses import AddressError, parse_mailbox
 from edition.errors import ContentError
 from edition.naming import FORMATS, new_run_id
 from edition.yamlfile import LineDict
@@ -113,6 +114,20 @@ class ScheduleConfig(Strict):
         return text
 
 
+class LimitsConfig(Strict):
+    """`limits: {document_bytes: 5000000, render_seconds: 10}`: what one edition may take."""
+
+    document_bytes: int = 5_000_000
+    render_seconds: float = 10.0
+
+    @field_validator("document_bytes", "render_seconds", mode="before")
+    @classmethod
+    def _positive(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise fail(f"limits.{info.field_name} must be a positive number")
+        return value
+
+
 class PdfConfig(Strict):
     """`pdf: {page_size: A4|Letter}`."""
 
@@ -135,6 +150,19 @@ def _formats(value: Any) -> Any:
     if bad:
         raise fail(f"unknown format(s) {', '.join(bad)} (known: {', '.join(FORMATS)})")
     return tuple(f for f in FORMATS if f in value)
+
+
+def _max_failed(value: Any) -> tuple[int, bool]:
+    """`max_failed: 3` (customers) or `"1%"` (of the customer rows): (number, percent?)."""
+    if isinstance(value, tuple):
+        return value
+    text = str(value).strip()
+    percent = text.endswith("%")
+    number = text[:-1].strip() if percent else text
+    if isinstance(value, bool) or not number.isdigit():
+        raise fail(f"max_failed {value!r} must be a whole number of customers or a "
+                   f"percentage like \"1%\"")
+    return int(number), percent
 
 
 def _field_type(value: Any) -> str:
@@ -176,6 +204,9 @@ class CampaignConfig(Strict):
     unsubscribe_url: str | None = None
     fields: dict[str, FieldType] = Field(default_factory=dict)
     pdf: PdfConfig = PdfConfig()
+    max_failed: Annotated[tuple[int, bool], BeforeValidator(lambda v: _max_failed(v))] = (
+        0, False)
+    limits: LimitsConfig = LimitsConfig()
 
     @field_validator("name", mode="before")
     @classmethod
@@ -205,14 +236,12 @@ class CampaignConfig(Strict):
     def _address(cls, value: Any, info: Any) -> Any:
         if value is None:
             return None
-        from email.utils import parseaddr
-
         text = str(value)
-        address = parseaddr(text)[1]
-        if "\r" in text or "\n" in text or "@" not in address or (
-                "." not in address.split("@")[-1]):
+        try:
+            parse_mailbox(text)
+        except AddressError as exc:
             raise fail(f"{info.field_name} {text!r} is not an email address like "
-                       f"\"Acme News <news@acme.example>\"")
+                       f"\"Acme News <news@acme.example>\" ({exc})") from None
         return text
 
     @field_validator("delivery", mode="before")
@@ -579,6 +608,7 @@ def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
 
 DEFAULT_BATCH = 500
 RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
+MAILING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
 
 
 class RunOptions(BaseModel):
@@ -601,6 +631,8 @@ class RunOptions(BaseModel):
     batch_size: int = DEFAULT_BATCH
     run_id: str | None = None
     started: dt.datetime | None = None
+    mailing: str | None = None       # which issue of the campaign a send belongs to
+    new_mailing: bool = False        # start another mailing while one is unfinished
 
     @field_validator("formats", mode="before")
     @classmethod
@@ -644,10 +676,20 @@ class RunOptions(BaseModel):
             raise fail(f"run id {value!r} may only use letters, digits, '.', '_' and '-'")
         return value
 
+    @field_validator("mailing")
+    @classmethod
+    def _mailing(cls, value: str | None) -> str | None:
+        if value is not None and not MAILING.match(value):
+            raise fail(f"mailing {value!r}: use letters, digits, '.', '_', ':' and '-' "
+                       f"(e.g. 2026-11-23 or spring-2027)")
+        return value
+
     @model_validator(mode="after")
     def _sending(self) -> RunOptions:
         if self.resend_unknown and not self.send:
             raise fail("resend_unknown only makes sense when sending")
+        if self.new_mailing and not self.send:
+            raise fail("new_mailing only makes sense when sending")
         return self
 
     @classmethod
@@ -668,6 +710,7 @@ class RunOptions(BaseModel):
     def resolved(self) -> RunOptions:
         """Fill in the defaults that must be the same in every worker."""
         started = self.started or dt.datetime.now(dt.UTC).replace(microsecond=0)
+        # as_of stays empty when not given: a send may resume an unfinished mailing,
+        # whose run date it then takes (edition.run decides)
         return self.replace(started=started, run_id=self.run_id or new_run_id(started),
-                            as_of=self.as_of or dt.date.today(),
                             campaign=str(Path(self.campaign).resolve()))

@@ -10,26 +10,34 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
+import io
 import itertools
 import json
 import mmap
 import re
+from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edition.addresses import AddressError, normalize
 from edition.errors import RunError
 from edition.manifest import Reason
 
 SAMPLE_ROWS = 200
+MAX_CELL = 1 << 20          # a value longer than this (1 MiB) rejects its row
+# A record the CSV reader cannot close (a stray quote) is cut here and rejected, so one
+# bad quote can neither swallow the rest of the file nor the machine's memory.
+csv.field_size_limit(8 << 20)
 TEXT_COLUMNS = {"id", "email", "first_name", "last_name", "name", "locale", "phone",
                 "postal_code", "zip", "zipcode"}
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_EMAIL = re.compile(r"^[^@\s<>(),;:\"\[\]\\]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+# what surrogateescape makes of bytes that are not UTF-8, and JSON's lone "\ud800"
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # C0 controls other than tab and newline: an HTML parser would rewrite them and they have
 # no business in a header, so they are dropped when a row is read.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -135,6 +143,7 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         key = str(key).strip()
         if value is None or value == "":
             continue  # an empty cell is an undefined field (contract)
+        _check_value(key, value)
         kind = schema.types.get(key)
         if key == "interests":
             fields[key] = _interests(value)
@@ -163,6 +172,8 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
     customer_id = fields.get("id")
     if customer_id is None or str(customer_id).strip() == "":
         raise RowError("missing_id", "missing id")
+    if isinstance(customer_id, bool) or not isinstance(customer_id, str | int | float):
+        raise RowError("bad_id", "id must be text or a number")
     fields["id"] = str(customer_id)
     if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
         raise RowError("bad_id", "id contains control characters")
@@ -171,15 +182,42 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
     fields.setdefault("interests", [])
     email = fields.get("email")
     if email is not None:
-        email = str(email).strip()
-        if not _EMAIL.match(email) or len(email) > 254:
+        try:
+            fields["email"] = normalize(str(email))
+        except AddressError as exc:
+            del fields["email"]
             if need_email:
-                raise RowError("invalid_email", f"invalid email {_show(email)}", "invalid email")
-        else:
-            fields["email"] = email
+                raise RowError("invalid_email", f"invalid email {_show(email)}: {exc}",
+                               "invalid email") from None
     elif need_email:
         raise RowError("missing_email", "missing email")
     return fields
+
+
+def _check_value(key: str, value: Any, depth: int = 0) -> None:
+    """Values a row may not hold: bytes that are not UTF-8, lone surrogates, huge cells."""
+    if isinstance(value, str):
+        if len(value) > MAX_CELL:
+            raise RowError("value_too_large", f"{key}: a value of {len(value):,} characters "
+                           f"(at most {MAX_CELL:,})", f"{key}: value too large")
+        bad = _SURROGATE.search(value)
+        if bad:
+            char = ord(bad.group(0))
+            if 0xDC80 <= char <= 0xDCFF:  # a byte that is not UTF-8 (surrogateescape)
+                raise RowError("not_utf8", f"{key}: byte 0x{char - 0xDC00:02x} is not UTF-8 "
+                               "text", f"{key}: not UTF-8 text")
+            raise RowError("bad_unicode", f"{key}: invalid Unicode (a lone surrogate "
+                           f"U+{char:04X})", f"{key}: invalid Unicode")
+    elif isinstance(value, list | dict):
+        if depth > 20:
+            raise RowError("too_deep", f"{key}: nested more than 20 levels deep",
+                           f"{key}: nested too deep")
+        items = value.values() if isinstance(value, dict) else value
+        for item in items:
+            _check_value(key, item, depth + 1)
+        if isinstance(value, dict):
+            for name in value:
+                _check_value(key, str(name), depth + 1)
 
 
 def _interests(value: Any) -> list[str]:
@@ -193,37 +231,131 @@ def _show(value: Any) -> str:
 
 
 def raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    """(line, raw row or None, parse problem) for every data row, streaming."""
-    suffix = path.suffix.lower()
+    """(line, raw row or None, parse problem) for every data row, streaming.
+
+    The file is read as bytes: a row that is not UTF-8, not valid JSON or too deep to
+    parse is rejected on its own line, and the rest of the file is read.
+    """
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        handle = path.open("rb")
     except OSError as exc:
         raise RunError(f"cannot read the customer file: {exc.strerror}", path) from None
     with handle:
+        if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+            yield from _json_rows(handle)
+        else:
+            yield from _csv_rows(handle)
+
+
+def _json_rows(handle: Any) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
+    for number, data in enumerate(handle, start=1):
+        if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if not data.strip():
+            continue
         try:
-            if suffix in {".jsonl", ".ndjson", ".json"}:
-                for number, text in enumerate(handle, start=1):
-                    if not text.strip():
-                        continue
-                    try:
-                        value = json.loads(text)
-                    except json.JSONDecodeError as exc:
-                        yield number, None, Reason("bad_json", f"not valid JSON: {exc.msg}",
-                                                   "not valid JSON")
-                        continue
-                    if not isinstance(value, dict):
-                        yield number, None, Reason("not_an_object",
-                                                   "a JSONL row must be an object")
-                        continue
-                    yield number, value, None
-            else:
-                reader = csv.DictReader(handle)
-                for raw in reader:
-                    yield reader.line_num, raw, None
+            text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise RunError(f"the customer file is not UTF-8: {exc}", path) from None
+            yield number, None, Reason("not_utf8", f"byte 0x{data[exc.start]:02x} is not "
+                                       "UTF-8 text", "not UTF-8 text")
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            yield number, None, Reason("bad_json", f"not valid JSON: {exc.msg}",
+                                       "not valid JSON")
+            continue
+        except RecursionError:
+            yield number, None, Reason("too_deep", "JSON nested too deep to read",
+                                       "nested too deep")
+            continue
+        if not isinstance(value, dict):
+            yield number, None, Reason("not_an_object", "a JSONL row must be an object")
+            continue
+        yield number, value, None
+
+
+def _csv_rows(handle: Any) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
+    # surrogateescape: a byte that is not UTF-8 survives as a marker the row check finds
+    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape",
+                            newline="")
+    reader = csv.reader(text)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise RunError(f"the customer file's header is not valid CSV: {exc}",
+                       getattr(handle, "name", None)) from None
+    width = len(header)
+    while True:
+        try:
+            values = next(reader)
+        except StopIteration:
+            return
         except csv.Error as exc:
-            raise RunError(f"the customer file is not valid CSV: {exc}", path) from None
+            yield reader.line_num, None, Reason("bad_csv", f"not valid CSV: {exc}",
+                                                "not valid CSV")
+            continue
+        if not values:
+            continue
+        raw: dict[Any, Any] = dict(zip(header, values, strict=False))
+        if len(values) > width:  # as csv.DictReader does, so type_row rejects it
+            raw[None] = values[width:]
+        yield reader.line_num, raw, None
+
+
+class IdSet:
+    """The customer ids seen so far, as 8-byte hashes (not the strings): ~24 bytes an id.
+
+    Open addressing over two arrays (hash, first line). Two different ids share a
+    64-bit hash with a chance of about 3 in a million at 10 million rows; that row
+    would be rejected as repeated, never sent twice.
+    """
+
+    def __init__(self, size: int = 1 << 12):
+        self.keys = array("Q", bytes(8 * size))
+        self.lines = array("I", bytes(4 * size))
+        self.count = 0
+
+    @staticmethod
+    def _hash(value: str) -> int:
+        digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        return int.from_bytes(digest, "little") | 1  # 0 marks an empty slot
+
+    def _slot(self, key: int) -> int:
+        mask = len(self.keys) - 1
+        slot = key & mask
+        while self.keys[slot] and self.keys[slot] != key:
+            slot = (slot + 1) & mask
+        return slot
+
+    def first_line(self, value: str) -> int | None:
+        """The line the id was first seen on, or None."""
+        slot = self._slot(self._hash(value))
+        return self.lines[slot] if self.keys[slot] else None
+
+    def add(self, value: str, line: int) -> None:
+        key = self._hash(value)
+        slot = self._slot(key)
+        if self.keys[slot]:
+            return
+        self.keys[slot], self.lines[slot] = key, min(line, 0xFFFFFFFF)
+        self.count += 1
+        if self.count * 2 > len(self.keys):
+            self._grow()
+
+    def _grow(self) -> None:
+        keys, lines = self.keys, self.lines
+        self.keys = array("Q", bytes(16 * len(keys)))
+        self.lines = array("I", bytes(8 * len(keys)))
+        for key, line in zip(keys, lines, strict=True):
+            if key:
+                slot = self._slot(key)
+                self.keys[slot], self.lines[slot] = key, line
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and self.first_line(value) is not None
 
 
 def read_customers(path: str | Path, *, need_email: bool,
@@ -236,7 +368,7 @@ def read_customers(path: str | Path, *, need_email: bool,
     stream = raw_rows(path)
     head = list(itertools.islice(stream, SAMPLE_ROWS))
     schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {})
-    seen: dict[str, int] = {}
+    seen = IdSet()
     for index, (line, raw, problem) in enumerate(itertools.chain(head, stream)):
         if limit is not None and index >= limit:
             return
@@ -244,22 +376,34 @@ def read_customers(path: str | Path, *, need_email: bool,
             yield Row(index, line, None, reason=problem)
             continue
         raw_id = raw.get("id")
-        shown_id = str(raw_id).strip() if raw_id not in (None, "") else None
+        shown_id = _shown_id(raw_id)
         try:
             fields = type_row(raw, schema, need_email=need_email)
         except RowError as problem_in_row:
             reason = problem_in_row.reason
-            if shown_id is not None and shown_id in seen:
-                reason = repeated(seen[shown_id])
+            first = seen.first_line(shown_id) if shown_id is not None else None
+            if first is not None:
+                reason = repeated(first)
             elif shown_id is not None:
-                seen.setdefault(shown_id, line)
+                seen.add(shown_id, line)
             yield Row(index, line, shown_id, reason=reason)
             continue
-        if fields["id"] in seen:
-            yield Row(index, line, fields["id"], reason=repeated(seen[fields["id"]]))
+        first = seen.first_line(fields["id"])
+        if first is not None:
+            yield Row(index, line, fields["id"], reason=repeated(first))
             continue
-        seen[fields["id"]] = line
+        seen.add(fields["id"], line)
         yield Row(index, line, fields["id"], fields=fields)
+
+
+def _shown_id(raw_id: Any) -> str | None:
+    """The id as the manifest shows it, for a row rejected before it was typed."""
+    if raw_id in (None, "") or not isinstance(raw_id, str | int | float):
+        return None
+    text = str(raw_id).strip()
+    if not text or _SURROGATE.search(text) or _CONTROL.search(text) or len(text) > 512:
+        return None  # unprintable: the row is named by its line instead
+    return text
 
 
 def repeated(first_line: int) -> Reason:
@@ -326,13 +470,18 @@ def _scan_csv(path: Path, customer_id: str) -> tuple[int, dict[Any, Any]] | None
 
 def _scan_csv_slowly(path: Path, customer_id: str, header: list[str],
                      column: int) -> tuple[int, dict[Any, Any]] | None:
-    with path.open(encoding="utf-8-sig", newline="") as handle:
+    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
         reader = csv.reader(handle)
         next(reader, None)
-        for row in reader:
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return None
+            except csv.Error:
+                continue  # read_customers rejects that record; it is not this customer
             if len(row) > column and row[column].strip() == customer_id:
                 return reader.line_num, _as_raw(header, row)
-    return None
 
 
 def _as_raw(header: list[str], row: list[str]) -> dict[Any, Any]:

@@ -1,24 +1,30 @@
 """Delivery with `--send`: the send ledger first, then the target, then the ledger again.
 
 Nothing here runs in a dry run. With `--send`, each customer's edition is claimed in the
-ledger before it leaves and its outcome recorded right after, so a rerun after a crash
-sends every remaining customer once and never re-sends an acknowledged one. The main
-process holds the ledger's run lock (`run_lock`); workers share the ledger without it.
+ledger before it leaves and its outcome recorded right after. The ledger key is the
+mailing (which issue of the campaign) and the channel (`email` for SMTP and SES whatever
+the host; an archive to S3 or a folder is its own), so a customer is sent once per
+mailing and channel — across crashes, reruns on another day and content fixed in
+between. The main process holds the ledger's run lock (`run_lock`) and decides the
+mailing (`choose_mailing`); workers share the ledger without the lock.
 """
 
 from __future__ import annotations
 
-import hashlib
+import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edition.campaign import Campaign
-from edition.errors import DeliveryError
-from edition.ledger import Claim, SendLedger
+from edition.config import scheme_of
+from edition.errors import DeliveryError, RunError
+from edition.ledger import Claim, SendLedger, send_key
 from edition.manifest import Reason
 from edition.targets import Delivery, Outcome, open_target
+
+EMAIL_CHANNEL = "email"
 
 
 def ledger_path(campaign: Campaign) -> Path:
@@ -35,6 +41,59 @@ def run_lock(path: Path) -> SendLedger:
     return SendLedger(path, exclusive=True, wait=5.0).open()
 
 
+def channel_of(target: str) -> str:
+    """`email` for SMTP and SES whatever the host or port; an archive is its own channel."""
+    scheme = scheme_of(target)
+    if scheme in {"smtp", "smtps", "ses"}:
+        return EMAIL_CHANNEL
+    where = target.split("?", 1)[0].rstrip("/")  # options like ?sse= are not a place
+    if scheme == "local" and ":" in where:
+        return "local:" + str(Path(where.partition(":")[2]).expanduser().resolve())
+    return where
+
+
+@dataclass(frozen=True)
+class MailingChoice:
+    """Which mailing a send belongs to, its run date, and what to tell the user."""
+
+    mailing: str
+    as_of: dt.date
+    note: str = ""
+
+
+def choose_mailing(ledger: SendLedger, campaign: str, channel: str, *, mailing: str | None,
+                   as_of: dt.date | None, new_mailing: bool,
+                   today: dt.date | None = None) -> MailingChoice:
+    """The mailing of a send (design.md, "Sending").
+
+    `--mailing`, else `--as-of` (its ISO date), else an unfinished mailing of the
+    campaign is resumed with its own run date, else today. Naming another mailing while
+    one is unfinished is refused unless `new_mailing`.
+    """
+    today = today or dt.date.today()
+    known = {m.mailing: m for m in ledger.mailings(campaign, channel)}
+    unfinished = [m for m in known.values() if m.status == "open"]
+    note = ""
+    if mailing is None and as_of is None and unfinished:
+        last = unfinished[-1]
+        return MailingChoice(last.mailing, dt.date.fromisoformat(last.as_of), (
+            f"resuming the unfinished mailing {last.mailing} (run date {last.as_of}); "
+            f"about {last.owed:,} customer(s) not yet sent"))
+    wanted = mailing or (as_of or today).isoformat()
+    others = [m for m in unfinished if m.mailing != wanted]
+    if others and not new_mailing:
+        other = others[-1]
+        raise RunError(
+            f"mailing {other.mailing} of {campaign} is unfinished (about {other.owed:,} "
+            f"customer(s) not yet sent); rerun without --mailing/--as-of to finish it, or "
+            f"pass --new-mailing to start mailing {wanted} anyway")
+    if wanted in known and as_of is None:
+        as_of = dt.date.fromisoformat(known[wanted].as_of)  # the mailing keeps its run date
+        if known[wanted].status == "open":
+            note = f"resuming the unfinished mailing {wanted} (run date {as_of.isoformat()})"
+    return MailingChoice(wanted, as_of or today, note)
+
+
 @dataclass(frozen=True)
 class Sent:
     """What delivery made of one customer: manifest status, reason, extra fields."""
@@ -48,8 +107,12 @@ class Deliverer:
     """One target connection and one ledger handle, per process."""
 
     def __init__(self, *, target: str, options: Mapping[str, Any], ledger: Path,
-                 campaign: str, run_id: str, out_dir: Path, resend_unknown: bool = False):
+                 campaign: str, mailing: str, run_id: str, out_dir: Path,
+                 resend_unknown: bool = False):
         self.campaign = campaign
+        self.mailing = mailing
+        self.channel = channel_of(target)
+        self.key = send_key(mailing, self.channel)
         self.run_id = run_id
         self.resend_unknown = resend_unknown
         self.publisher = open_target(target, out_dir=out_dir, options=options)
@@ -63,23 +126,24 @@ class Deliverer:
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
                 message_id: str, files: Mapping[str, tuple[str, bytes, str]]) -> Sent:
         """Claim, publish, record."""
-        campaign = self.campaign
+        campaign, key = self.campaign, self.key
         eml = files.get("eml")
-        # The same edition sent to another target (an S3 archive after the email) is
-        # another delivery: the ledger key covers the target (never its credentials).
-        where = str(self.publisher.target).split("?", 1)[0]  # options like ?rate= are not a place
-        key = hashlib.sha256(f"{where}\0{digest}".encode()).hexdigest()
-        claim = self.ledger.claim(campaign, customer_id, key, self.run_id,
+        claim = self.ledger.claim(campaign, customer_id, key, self.run_id, content_hash=digest,
                                   resend_unknown=self.resend_unknown)
         if claim is Claim.ALREADY_SENT:
             previous = self.ledger.lookup(campaign, customer_id, key)
-            return Sent("sent", Reason("already_sent", "already sent by an earlier run; not "
-                                       "sent again"),
-                        {"provider_id": getattr(previous, "provider_id", None)})
+            changed = previous is not None and previous.content_hash not in ("", digest)
+            when = previous.updated_at if previous is not None else "?"
+            detail = (f"already sent in mailing {self.mailing} at {when}; not sent again"
+                      + ("; the content has changed since" if changed else ""))
+            return Sent("sent", Reason("already_sent", detail,
+                                       f"already sent in mailing {self.mailing}"),
+                        {"provider_id": getattr(previous, "provider_id", None),
+                         "mailing": self.mailing, "content_changed": changed})
         if claim is Claim.UNKNOWN:
             return Sent("unknown", Reason("outcome_unknown", (
                 "an earlier run stopped while sending this edition; not sent again (use "
-                "--resend-unknown to send it)")), {})
+                "--resend-unknown to send it)"), "outcome unknown"), {"mailing": self.mailing})
         delivery = Delivery(campaign=campaign, customer_id=customer_id, recipient=recipient,
                             content_hash=digest, message_id=message_id,
                             eml=eml[1] if eml else None, files=files)
@@ -97,7 +161,8 @@ class Deliverer:
         if outcome.reason:
             reason = Reason("delivery_failed" if outcome.status == "failed"
                             else "outcome_unknown", outcome.reason)
-        return Sent(outcome.status, reason, {"provider_id": outcome.provider_id})
+        return Sent(outcome.status, reason, {"provider_id": outcome.provider_id,
+                                             "mailing": self.mailing})
 
     def flush(self) -> None:
         """Commit deferred outcomes now (a batch is done only when its outcomes are)."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import traceback
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from markupsafe import Markup
 from edition import inlining
 from edition.campaign import Campaign
 from edition.errors import EditionError
+from edition.limits import DocumentTooLarge, LimitExceeded, RenderTimeout
+from edition.limits import render as bounded_render
 from edition.modules import Module
 from edition.personal import (
     MARKER,
@@ -43,7 +46,27 @@ KINDS = ("page", "html", "text", "subject")
 
 
 class RenderFailure(EditionError):
-    """One customer's edition could not be rendered; the reason goes to the manifest."""
+    """One customer's edition could not be rendered; the reason goes to the manifest.
+
+    `code` says what kind: missing_field, too_large, too_slow, too_deep, sandbox, error.
+    Only the first of them depends on the customer alone; the others are the content's.
+    """
+
+    def __init__(self, message: str, file: str | None = None, line: int | None = None,
+                 code: str = "error"):
+        super().__init__(message, file, line)
+        self.code = code
+
+    def __reduce__(self):  # keep the code across process boundaries
+        return (type(self), (self.message, self.file, self.line, self.code))
+
+
+# a version's own limits: too big, too slow, too deep (not a customer's missing field)
+CONTENT_LIMITS = (LimitExceeded, RecursionError, MemoryError)
+CACHED_VERSIONS = 1024
+# what a render may raise for one customer (everything else is a bug, reported as such)
+RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
+                 AttributeError, LimitExceeded, RecursionError, MemoryError)
 
 
 @dataclass
@@ -81,11 +104,14 @@ class EditionRenderer:
         self.as_of = as_of
         self.kinds = kinds
         templates = campaign.root / "templates"
-        self.env = EditionEnvironment(templates)
-        self.probe = ProbeEnvironment(templates)
+        self.env = EditionEnvironment(templates, limits=campaign.limits)
+        self.probe = ProbeEnvironment(templates, limits=campaign.limits)
         self._templates: dict[tuple[int, str], Template] = {}
-        self._shared: dict[str, dict[str, SharedDocument | str]] = {}
+        self._shared: OrderedDict[str, dict[str, SharedDocument | str]] = OrderedDict()
         self._checked: set[str] = set()
+        self._all_sharing: dict[str, dict[str, str]] = {}
+        self._sharing: dict[str, dict[str, str]] = {}   # not yet reported (sharing_news)
+        self._broken: dict[str, RenderFailure] = {}
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
                                for n in filter(None, [campaign.template, campaign.text_template])}
         self.digest = self._digest(templates)
@@ -133,8 +159,9 @@ class EditionRenderer:
             views = []
             for module in modules:
                 if module.personal:
-                    html = self._body(env, module, "html").render(base)
-                    text = self._body(env, module, "text").render(base)
+                    limit = env.limits.document_bytes
+                    html = bounded_render(self._body(env, module, "html"), base, limit)
+                    text = bounded_render(self._body(env, module, "text"), base, limit)
                     html = Tainted(html) if probing and OPEN in html else Markup(html)
                     if probing and OPEN in text:
                         text = Tainted(text)
@@ -160,6 +187,7 @@ class EditionRenderer:
     def whole(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """Render every template for this customer alone."""
         view = CustomerView(fields)
+        limit = self.env.limits.document_bytes
         try:
             ctx = self.context(self.env, version, view)
             out = Rendered()
@@ -168,19 +196,20 @@ class EditionRenderer:
             if needs_page:
                 page_template = self._template(self.env, "page")
                 assert page_template is not None
-                out.page = page_template.render(ctx)
+                out.page = bounded_render(page_template, ctx, limit)
                 if "html" in self.kinds:
                     out.html = inline(out.page)
             if "text" in self.kinds:
                 text_template = self._template(self.env, "text")
-                out.text = (text_template.render(ctx) if text_template is not None
+                out.text = (bounded_render(text_template, ctx, limit)
+                            if text_template is not None
                             else from_html(out.page or ""))
             if "subject" in self.kinds:
                 subject_template = self._template(self.env, "subject")
                 assert subject_template is not None
-                out.subject = subject_template.render(ctx)
+                out.subject = bounded_render(subject_template, ctx, limit)
             return out
-        except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError) as exc:
+        except RENDER_ERRORS as exc:
             raise self._failure(exc) from None
 
     def _failure(self, exc: Exception) -> RenderFailure:
@@ -194,21 +223,31 @@ class EditionRenderer:
                 where, line = frame.filename, None
             elif frame.filename == "<template>":
                 where, line = f"{self.campaign.file} (subject)", None
+        code = "error"
         if isinstance(exc, UndefinedError):
-            message = exc.message or "undefined value"
+            message, code = exc.message or "undefined value", "missing_field"
         elif isinstance(exc, SecurityError):
-            message = f"refused by the sandbox: {exc}"
+            message, code = f"refused by the sandbox: {exc}", "sandbox"
+        elif isinstance(exc, DocumentTooLarge | MemoryError):
+            message, code = f"too large: {exc}", "too_large"
+        elif isinstance(exc, RenderTimeout):
+            message, code = (f"rendering took longer than {self.env.limits.render_seconds:g} "
+                             f"s"), "too_slow"
+        elif isinstance(exc, RecursionError):
+            message, code = "a macro or include calls itself too deeply (recursion)", "too_deep"
         else:
             message = f"{type(exc).__name__}: {exc}"
-        return RenderFailure(message, where, line)
+        return RenderFailure(message, where, line, code)
 
     # -- shared render -------------------------------------------------------------
 
     def shared(self, version: Version) -> dict[str, SharedDocument | str]:
         """The version's documents with holes, or per kind the reason it renders whole."""
         if version.id in self._shared:
+            self._shared.move_to_end(version.id)
             return self._shared[version.id]
         docs: dict[str, SharedDocument | str] = {}
+        limit = self.probe.limits.document_bytes
         holes = self.probe.record()
         try:
             ctx = self.context(self.probe, version, CustomerProbe())
@@ -216,17 +255,20 @@ class EditionRenderer:
             for kind in ("page", "text", "subject"):
                 template = self._template(self.probe, kind)
                 try:
-                    outputs[kind] = template.render(ctx) if template is not None else None
+                    outputs[kind] = (bounded_render(template, ctx, limit)
+                                     if template is not None else None)
                 except NotShareable as exc:
                     docs[kind] = f"{kind} template: {exc}"
+                except CONTENT_LIMITS:
+                    raise  # the version itself is too big, too slow or too deep
                 except Exception as exc:  # the whole render reports it per customer
                     docs[kind] = f"{kind} template fails: {type(exc).__name__}"
         except NotShareable as exc:
-            self._shared[version.id] = {k: f"a module body: {exc}" for k in KINDS}
-            return self._shared[version.id]
+            return self._keep(version, {k: f"a module body: {exc}" for k in KINDS})
+        except CONTENT_LIMITS:
+            raise
         except Exception as exc:
-            self._shared[version.id] = {k: f"fails: {type(exc).__name__}" for k in KINDS}
-            return self._shared[version.id]
+            return self._keep(version, {k: f"fails: {type(exc).__name__}" for k in KINDS})
         finally:
             self.probe.stop()
         for kind, output in outputs.items():
@@ -243,7 +285,17 @@ class EditionRenderer:
             docs["html"] = page if isinstance(page, str) else "no page"
         if "text" not in docs and not self.campaign.text_template:
             docs["text"] = "text is derived from the HTML per customer"
+        return self._keep(version, docs)
+
+    def _keep(self, version: Version, docs: dict[str, SharedDocument | str]
+              ) -> dict[str, SharedDocument | str]:
+        """Cache a version's documents; the least recently used go first (flat memory)."""
         self._shared[version.id] = docs
+        self._sharing[version.id] = self._all_sharing[version.id] = {
+            k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
+        while len(self._shared) > CACHED_VERSIONS:
+            old, _ = self._shared.popitem(last=False)
+            self._checked.discard(old)
         return docs
 
     def _inlined(self, page: str, holes: list) -> SharedDocument | str:
@@ -264,6 +316,20 @@ class EditionRenderer:
 
     def render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """One customer's documents (shared path when possible, whole otherwise)."""
+        broken = self._broken.get(version.id)
+        if broken is not None:  # too slow or too deep for anyone: fail at once
+            raise broken
+        try:
+            return self._render(version, fields)
+        except CONTENT_LIMITS as exc:
+            failure = self._failure(exc)
+        except RenderFailure as exc:
+            failure = exc
+        if failure.code in {"too_slow", "too_deep"}:
+            self._broken[version.id] = failure
+        raise failure
+
+    def _render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         docs = self.shared(version)
         if version.id not in self._checked:
             self._checked.add(version.id)
@@ -277,7 +343,9 @@ class EditionRenderer:
             if isinstance(doc, SharedDocument):
                 try:
                     value = doc.fill(fields, view, self.env)
-                except (TemplateError, TypeError, ValueError, ArithmeticError, LookupError):
+                except CONTENT_LIMITS:
+                    raise
+                except RENDER_ERRORS:
                     value = None  # the whole render says exactly what failed
             if value is None:
                 whole = whole or self.whole(version, fields)
@@ -304,8 +372,12 @@ class EditionRenderer:
 
     def sharing(self) -> dict[str, dict[str, str]]:
         """Per version and kind: 'shared' or the reason it renders whole."""
-        return {vid: {k: ("shared" if isinstance(d, SharedDocument) else d)
-                      for k, d in docs.items()} for vid, docs in self._shared.items()}
+        return dict(self._all_sharing)
+
+    def sharing_news(self) -> dict[str, dict[str, str]]:
+        """Per version and kind, 'shared' or why it renders whole: what is new since last asked."""
+        news, self._sharing = self._sharing, {}
+        return news
 
 
 def _markers_intact(output: str, count: int) -> bool:

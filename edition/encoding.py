@@ -12,6 +12,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from edition.addresses import clean_name, parse_mailbox
 from edition.campaign import Campaign
 from edition.editions import Rendered
 from edition.naming import CONTENT_TYPES, relative_path
@@ -28,8 +29,9 @@ class Encoder:
         self.campaign = campaign
         self.formats = formats
         self.writer = eml.MessageWriter(
-            sender=campaign.sender or "edition <edition@localhost>", date=started,
-            reply_to=campaign.reply_to)
+            sender=parse_mailbox(campaign.sender or "edition <edition@localhost.localdomain>"),
+            date=started,
+            reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
         self._pdf: Any = None
 
     def content_hash(self, customer_id: str, version_id: str, rendered: Rendered) -> str:
@@ -46,7 +48,8 @@ class Encoder:
     def message(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
                 rendered: Rendered, digest: str) -> bytes:
         """The customer's .eml: text and HTML alternatives, List-Unsubscribe when set."""
-        name = " ".join(str(fields[k]) for k in ("first_name", "last_name") if k in fields)
+        name = clean_name(" ".join(str(fields[k]) for k in ("first_name", "last_name")
+                                   if k in fields))
         unsubscribe = (eml.unsubscribe_link(self.campaign.unsubscribe_url, customer_id)
                        if self.campaign.unsubscribe_url else None)
         return self.writer.build(

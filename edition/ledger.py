@@ -1,18 +1,21 @@
 """The send ledger: makes `--send` exactly-once across crashes and reruns.
 
-One SQLite row per (campaign, customer_id, content_hash). The caller claims a row
-(committed as `sending`) BEFORE handing the message to the provider and records the
-outcome right after. A run killed at any moment can be rerun with the same arguments:
-rows never claimed are sent, `sent` rows are skipped, and a row left `sending` (the
-process died between claim and record, so the provider may have the message) comes
-back as UNKNOWN and is not re-sent unless the caller asks (`resend_unknown`).
+One SQLite row per (campaign, customer_id, send_key); the engine's send key is the
+mailing and the channel (delivery.py), so a customer is sent once per mailing and
+channel whatever the content; the content hash is recorded beside it. The caller
+claims a row (committed as `sending`) BEFORE handing the message to the provider and
+records the outcome right after. A run killed at any moment can be rerun: rows never
+claimed are sent, `sent` rows are skipped, and a row left `sending` (the process died
+between claim and record, so the provider may have the message) comes back as UNKNOWN
+and is not re-sent unless the caller asks (`resend_unknown`). The `mailings` table says
+which mailings of a campaign were started and which finished.
 
 Typical use::
 
     with SendLedger(out_root / campaign / "ledger.sqlite") as ledger:
-        claim = ledger.claim(campaign, cid, digest, run_id, resend_unknown=flag)
+        claim = ledger.claim(campaign, cid, key, run_id, content_hash=digest)
         if claim.may_send:
-            ledger.record(campaign, cid, digest, publisher.publish(delivery), run_id)
+            ledger.record(campaign, cid, key, publisher.publish(delivery), run_id)
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ from edition.errors import LedgerBusy, LedgerError
 if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
     from edition.targets import Outcome
 
-__all__ = ["Claim", "LedgerBusy", "LedgerEntry", "LedgerError", "SendLedger"]
+__all__ = ["Claim", "LedgerBusy", "LedgerEntry", "LedgerError", "Mailing", "SendLedger",
+           "send_key"]
 
 STATES = ("sending", "sent", "failed", "unknown")
 
@@ -43,7 +47,8 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sends (
     campaign     TEXT NOT NULL,
     customer_id  TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
+    send_key     TEXT NOT NULL,
+    content_hash TEXT NOT NULL DEFAULT '',
     state        TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'unknown')),
     run_id       TEXT NOT NULL,
     attempts     INTEGER NOT NULL DEFAULT 1,
@@ -51,20 +56,33 @@ CREATE TABLE IF NOT EXISTS sends (
     reason       TEXT,
     claimed_at   TEXT NOT NULL,
     updated_at   TEXT NOT NULL,
-    PRIMARY KEY (campaign, customer_id, content_hash)
+    PRIMARY KEY (campaign, customer_id, send_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,
     campaign     TEXT NOT NULL,
     customer_id  TEXT NOT NULL,
-    content_hash TEXT NOT NULL,
+    send_key     TEXT NOT NULL,
     run_id       TEXT NOT NULL,
     state        TEXT NOT NULL,
     provider_id  TEXT,
     reason       TEXT,
     at           TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS mailings (
+    campaign     TEXT NOT NULL,
+    mailing      TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    as_of        TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('open', 'finished')),
+    run_id       TEXT NOT NULL,
+    expected     INTEGER NOT NULL DEFAULT 0,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    PRIMARY KEY (campaign, mailing, channel)
+) WITHOUT ROWID;
 """
+SCHEMA_VERSION = 2
 
 
 class Claim(enum.Enum):
@@ -87,6 +105,7 @@ class LedgerEntry:
 
     campaign: str
     customer_id: str
+    send_key: str
     content_hash: str
     state: str
     run_id: str
@@ -98,6 +117,31 @@ class LedgerEntry:
 
 
 _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
+KEY_JOIN = "\x1f"  # between mailing and channel in the engine's send key
+
+
+def send_key(mailing: str, channel: str) -> str:
+    """The ledger key of one message: which mailing, on which channel."""
+    return f"{mailing}{KEY_JOIN}{channel}"
+
+
+@dataclass(frozen=True)
+class Mailing:
+    """One issue of a campaign on one channel, as the ledger knows it."""
+
+    mailing: str
+    channel: str
+    as_of: str
+    status: str          # open (started, not finished) or finished
+    run_id: str
+    expected: int        # customer rows the last run over it read
+    started_at: str
+    finished_at: str | None
+    sent: int
+
+    @property
+    def owed(self) -> int:
+        return max(0, self.expected - self.sent)
 
 
 _T = TypeVar("_T")
@@ -170,11 +214,16 @@ class SendLedger:
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
             with self._tx():
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version == 1:
+                    # v1 keyed a send by its content: kept for audits, no longer consulted
+                    db.execute("ALTER TABLE sends RENAME TO sends_v1")
+                    db.execute("ALTER TABLE events RENAME TO events_v1")
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
-                if db.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    db.execute("PRAGMA user_version=1")
+                if version < SCHEMA_VERSION:
+                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.DatabaseError as exc:
             self.close()
             raise LedgerError(f"cannot open the send ledger: {exc}", str(self.path)) from None
@@ -253,23 +302,26 @@ class SendLedger:
 
     # --- the protocol --------------------------------------------------------------------
 
-    def claim(self, campaign: str, customer_id: str, content_hash: str, run_id: str, *,
-              resend_unknown: bool = False, once_per_customer: bool = False) -> Claim:
+    def claim(self, campaign: str, customer_id: str, send_key: str, run_id: str, *,
+              content_hash: str = "", resend_unknown: bool = False,
+              once_per_customer: bool = False) -> Claim:
         """Decide whether this key may be sent now; a send claim is durable on return.
 
+        `content_hash` is recorded with the claim (what was sent), not part of the key.
         `once_per_customer=True` also treats a customer as already sent when an earlier
-        run sent them different content (a rerun after a template fix sends no one twice).
+        run sent them under another key.
         """
-        key = (campaign, customer_id, content_hash)
+        key = (campaign, customer_id, send_key)
         now = _now()
         return self._grouped(lambda db: self._claim_in(db, key, run_id, now, resend_unknown,
-                                                       once_per_customer))
+                                                       once_per_customer, content_hash))
 
     def _claim_in(self, db: sqlite3.Connection, key: tuple[str, str, str], run_id: str,
-                  now: str, resend_unknown: bool, once_per_customer: bool) -> Claim:
+                  now: str, resend_unknown: bool, once_per_customer: bool,
+                  content_hash: str) -> Claim:
         row = db.execute(
             "SELECT state, run_id FROM sends WHERE campaign=? AND customer_id=? "
-            "AND content_hash=?", key).fetchone()
+            "AND send_key=?", key).fetchone()
         if once_per_customer and (row is None or row[0] != "sent"):
             other = db.execute(
                 "SELECT 1 FROM sends WHERE campaign=? AND customer_id=? AND state='sent' "
@@ -278,9 +330,10 @@ class SendLedger:
                 return Claim.ALREADY_SENT
         if row is None:
             db.execute(
-                "INSERT INTO sends (campaign, customer_id, content_hash, state, run_id, "
-                "attempts, claimed_at, updated_at) VALUES (?, ?, ?, 'sending', ?, 1, ?, ?)",
-                (*key, run_id, now, now))
+                "INSERT INTO sends (campaign, customer_id, send_key, content_hash, state, "
+                "run_id, attempts, claimed_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'sending', ?, 1, ?, ?)",
+                (*key, content_hash, run_id, now, now))
             self._event(db, key, run_id, "sending", None, None, now)
             self._in_flight.add(key)
             return Claim.SEND
@@ -288,7 +341,7 @@ class SendLedger:
         if state == "sent":
             return Claim.ALREADY_SENT
         if state == "failed":
-            self._reclaim(db, key, run_id, now)
+            self._reclaim(db, key, run_id, now, content_hash)
             return Claim.FAILED_BEFORE
         if state == "sending":
             # Someone is sending it right now: this object, or (in shared mode) a
@@ -300,16 +353,16 @@ class SendLedger:
                           "before recording the outcome; it may have been sent")
                 db.execute(
                     "UPDATE sends SET state='unknown', reason=?, updated_at=? "
-                    "WHERE campaign=? AND customer_id=? AND content_hash=?",
+                    "WHERE campaign=? AND customer_id=? AND send_key=?",
                     (reason, now, *key))
                 self._event(db, key, claimed_by, "unknown", None, reason, now)
                 return Claim.UNKNOWN
         elif state == "unknown" and not resend_unknown:
             return Claim.UNKNOWN
-        self._reclaim(db, key, run_id, now)
+        self._reclaim(db, key, run_id, now, content_hash)
         return Claim.SEND
 
-    def record(self, campaign: str, customer_id: str, content_hash: str, outcome: Outcome,
+    def record(self, campaign: str, customer_id: str, send_key: str, outcome: Outcome,
                run_id: str, *, defer: bool = False) -> None:
         """Store the outcome of a send; committed on return, before the next send.
 
@@ -318,18 +371,18 @@ class SendLedger:
         in between leaves the key `sending`, so a rerun reports it UNKNOWN: never a
         duplicate, only a wider unknown window.
         """
-        self.record_many(campaign, [(customer_id, content_hash, outcome)], run_id, defer=defer)
+        self.record_many(campaign, [(customer_id, send_key, outcome)], run_id, defer=defer)
 
     def record_many(self, campaign: str, outcomes: Iterable[tuple[str, str, Outcome]],
                     run_id: str, *, defer: bool = False) -> None:
         """Store several outcomes in one commit (for outcomes gathered from a thread pool)."""
         now = _now()
         rows = []
-        for customer_id, content_hash, outcome in outcomes:
+        for customer_id, send_key, outcome in outcomes:
             state = getattr(outcome, "status", None)
             if state not in ("sent", "failed", "unknown"):
                 raise LedgerError(f"cannot record outcome status {state!r}", str(self.path))
-            rows.append((campaign, customer_id, content_hash, state,
+            rows.append((campaign, customer_id, send_key, state,
                          getattr(outcome, "provider_id", None), getattr(outcome, "reason", None),
                          run_id, now))
         if defer:
@@ -349,14 +402,14 @@ class SendLedger:
 
     # --- reading -------------------------------------------------------------------------
 
-    def lookup(self, campaign: str, customer_id: str, content_hash: str) -> LedgerEntry | None:
+    def lookup(self, campaign: str, customer_id: str, send_key: str) -> LedgerEntry | None:
         """The row for this key (state, provider_id, run, when), or None."""
-        rows = self._select("WHERE campaign=? AND customer_id=? AND content_hash=?",
-                            (campaign, customer_id, content_hash))
+        rows = self._select("WHERE campaign=? AND customer_id=? AND send_key=?",
+                            (campaign, customer_id, send_key))
         return rows[0] if rows else None
 
     def lookup_customer(self, campaign: str, customer_id: str) -> list[LedgerEntry]:
-        """Every row of one customer in a campaign (one per content sent or tried)."""
+        """Every row of one customer in a campaign (one per key sent or tried)."""
         return self._select("WHERE campaign=? AND customer_id=? ORDER BY claimed_at",
                             (campaign, customer_id))
 
@@ -380,10 +433,47 @@ class SendLedger:
         with self._lock:
             db = self._open_db()
             cur = db.execute(
-                "SELECT content_hash, run_id, state, provider_id, reason, at FROM events "
+                "SELECT send_key, run_id, state, provider_id, reason, at FROM events "
                 "WHERE campaign=? AND customer_id=? ORDER BY seq", (campaign, customer_id))
             names = [d[0] for d in cur.description]
             return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # --- mailings ------------------------------------------------------------------------
+
+    def open_mailing(self, campaign: str, mailing: str, channel: str, *, as_of: str,
+                     run_id: str, expected: int) -> None:
+        """Record that a send of this mailing started (or resumed) on this channel."""
+        now = _now()
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO mailings (campaign, mailing, channel, as_of, status, run_id, "
+                "expected, started_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?) "
+                "ON CONFLICT (campaign, mailing, channel) DO UPDATE SET status='open', "
+                "run_id=excluded.run_id, expected=MAX(mailings.expected, excluded.expected), "
+                "finished_at=NULL", (campaign, mailing, channel, as_of, run_id, expected, now))
+
+        self._grouped(op)
+
+    def finish_mailing(self, campaign: str, mailing: str, channel: str) -> None:
+        """The mailing's send ran to its end: nobody is owed anything by it any more."""
+        now = _now()
+        self._grouped(lambda db: db.execute(
+            "UPDATE mailings SET status='finished', finished_at=? WHERE campaign=? AND "
+            "mailing=? AND channel=?", (now, campaign, mailing, channel)))
+
+    def mailings(self, campaign: str, channel: str | None = None) -> list[Mailing]:
+        """The campaign's mailings (on one channel), oldest first, with what each owes."""
+        with self._lock:
+            db = self._open_db()
+            rows = db.execute(
+                "SELECT m.mailing, m.channel, m.as_of, m.status, m.run_id, m.expected, "
+                "m.started_at, m.finished_at, (SELECT COUNT(*) FROM sends s WHERE "
+                "s.campaign = m.campaign AND s.send_key = m.mailing || ? || m.channel AND "
+                "s.state = 'sent') FROM mailings m WHERE m.campaign=? AND (? IS NULL OR "
+                "m.channel=?) ORDER BY m.started_at", (KEY_JOIN, campaign, channel, channel)
+            ).fetchall()
+        return [Mailing(*row) for row in rows]
 
     # --- internals -----------------------------------------------------------------------
 
@@ -399,15 +489,15 @@ class SendLedger:
         return [LedgerEntry(*row) for row in rows]
 
     def _write_records(self, db: sqlite3.Connection, rows: list[Any]) -> None:
-        for campaign, customer_id, content_hash, state, provider_id, reason, run_id, now in rows:
-            key = (campaign, customer_id, content_hash)
+        for campaign, customer_id, send_key, state, provider_id, reason, run_id, now in rows:
+            key = (campaign, customer_id, send_key)
             # Never let a later failure overwrite an acknowledged send: a `failed` row
             # may be claimed again, and that would send it twice.
             db.execute(
-                "INSERT INTO sends (campaign, customer_id, content_hash, state, run_id, "
+                "INSERT INTO sends (campaign, customer_id, send_key, state, run_id, "
                 "attempts, provider_id, reason, claimed_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
-                "ON CONFLICT (campaign, customer_id, content_hash) DO UPDATE SET "
+                "ON CONFLICT (campaign, customer_id, send_key) DO UPDATE SET "
                 "state=excluded.state, run_id=excluded.run_id, "
                 "provider_id=excluded.provider_id, reason=excluded.reason, "
                 "updated_at=excluded.updated_at WHERE sends.state != 'sent'",
@@ -415,11 +505,12 @@ class SendLedger:
             self._event(db, key, run_id, state, provider_id, reason, now)
 
     def _reclaim(self, db: sqlite3.Connection, key: tuple[str, str, str], run_id: str,
-                 now: str) -> None:
+                 now: str, content_hash: str) -> None:
         db.execute(
             "UPDATE sends SET state='sending', run_id=?, attempts=attempts+1, provider_id=NULL, "
-            "reason=NULL, claimed_at=?, updated_at=? "
-            "WHERE campaign=? AND customer_id=? AND content_hash=?", (run_id, now, now, *key))
+            "content_hash=?, reason=NULL, claimed_at=?, updated_at=? "
+            "WHERE campaign=? AND customer_id=? AND send_key=?",
+            (run_id, content_hash, now, now, *key))
         self._event(db, key, run_id, "sending", None, None, now)
         self._in_flight.add(key)
 
@@ -427,7 +518,7 @@ class SendLedger:
     def _event(db: sqlite3.Connection, key: tuple[str, str, str], run_id: str, state: str,
                provider_id: str | None, reason: str | None, now: str) -> None:
         db.execute(
-            "INSERT INTO events (campaign, customer_id, content_hash, run_id, state, "
+            "INSERT INTO events (campaign, customer_id, send_key, run_id, state, "
             "provider_id, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (*key, run_id, state, provider_id, reason, now))
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from edition.config import FrontMatter, check
 from edition.errors import ContentError
-from edition.markup import render_body
+from edition.markup import BodyProblem, render_body
 from edition.templates import check_source
 from edition.templating import EditionEnvironment
 from edition.yamlfile import LineDict, load_yaml
@@ -128,9 +128,15 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
     if matter.valid_from and matter.valid_until and matter.valid_from > matter.valid_until:
         errors.append(ContentError("valid_from is after valid_until", rel, line("valid_until")))
     if "{{" in body or "{%" in body or "{#" in body:
-        problem = check_source(_CHECK_ENV, body, str(rel), body_line, "module body")
+        problem = check_source(_CHECK_ENV, body, str(rel), body_line, "module body",
+                               module_body=True)
         if problem:
             errors.append(problem)
+        elif "{{" in body or "{%" in body:
+            try:
+                render_body(body)  # the sanitizer must leave every expression in place
+            except BodyProblem as exc:
+                errors.append(ContentError(f"module body: {exc}", rel, body_line))
     if errors:
         return None, errors
     module = Module(

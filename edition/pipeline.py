@@ -17,7 +17,8 @@ from edition.customers import Row
 from edition.delivery import Deliverer
 from edition.editions import Rendered, RenderFailure
 from edition.encoding import Encoder
-from edition.errors import RunError
+from edition.errors import DeliveryError, RunError
+from edition.limits import watchdog
 from edition.manifest import ManifestRow, Reason
 from edition.personal import SharedDocument
 from edition.plan import Plan
@@ -57,6 +58,13 @@ class _Edition:
                            files=files or {}, extra=extra)
 
 
+def internal_error(exc: BaseException) -> Reason:
+    """A failure nobody planned for, worded for the manifest (the run goes on)."""
+    text = str(exc)[:300] or type(exc).__name__
+    return Reason("internal_error", f"internal error ({type(exc).__name__}): {text}",
+                  f"internal error ({type(exc).__name__})")
+
+
 class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
@@ -74,21 +82,31 @@ class Pipeline:
         version's customers together, then encode, write and deliver in input order.
         """
         result = BatchResult([])
+        self.writer.written.clear()  # ids are unique and names injective: a per-batch guard
         editions = [self._render(row, result) for row in batch]
         if "pdf" in self.plan.formats:
             self._pdfs(editions)
         for edition in editions:
-            result.rows.append(self._finish(edition))
+            try:
+                result.rows.append(self._finish(edition))
+            except DeliveryError:
+                raise  # the target is unusable: the run stops (the rest is repaired)
+            except Exception as exc:  # one customer's encoding bug is that customer's
+                result.rows.append(edition.manifest("failed", internal_error(exc)))
         if self.deliverer is not None:
             self.deliverer.flush()
-        result.sharing = self.plan.renderer.sharing()
+        result.sharing = self.plan.renderer.sharing_news()
         return result
 
     def _render(self, row: Row, result: BatchResult) -> _Edition:
         edition = _Edition(row, dict(row.fields or {}))
         if row.rejected:
             return edition
-        segments, missing, selection, version = self.plan.version_of(edition.fields)
+        try:
+            segments, missing, selection, version = self.plan.version_of(edition.fields)
+        except Exception as exc:  # a value no rule or selection expected: this row only
+            edition.failure = internal_error(exc)
+            return edition
         edition.version, edition.segments, edition.modules = version, segments, selection.ids()
         for segment, name in missing.items():
             result.missing[(segment, name)] += 1
@@ -99,9 +117,13 @@ class Pipeline:
             result.versions[version.id] = {"modules": edition.modules, "locale": version.locale,
                                            "segments": list(version.segments)}
         try:
-            edition.rendered = self.plan.renderer.render(version, edition.fields)
+            with watchdog.limit(self.plan.campaign.limits.render_seconds):
+                edition.rendered = self.plan.renderer.render(version, edition.fields)
         except RenderFailure as exc:
-            edition.failure = Reason("render_failed", str(exc), exc.message)
+            edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
+                                     str(exc), exc.message)
+        except Exception as exc:  # a bug must fail this customer, never the whole run
+            edition.failure = internal_error(exc)
         return edition
 
     def _pdfs(self, editions: list[_Edition]) -> None:
@@ -134,6 +156,9 @@ class Pipeline:
                 self.writer.write(rel, data)
         except RunError as exc:
             return edition.manifest("failed", Reason("write_failed", exc.message))
+        except UnicodeError as exc:
+            return edition.manifest("failed", Reason("encoding_failed", (
+                f"cannot encode this customer's edition: {exc}"), "cannot encode"))
         paths = {fmt: rel for fmt, (rel, _, _) in files.items()}
         if self.deliverer is None:
             return edition.manifest("rendered", None, paths)

@@ -26,6 +26,7 @@ class RunInfo:
     as_of: dt.date
     formats: tuple[str, ...]
     customers: str
+    mailing: str | None = None
 
 
 class Tally:
@@ -34,6 +35,7 @@ class Tally:
     def __init__(self) -> None:
         self.rows = 0
         self.status: Counter[str] = Counter()
+        self.codes: Counter[tuple[str, str]] = Counter()   # (status, reason code) -> rows
         self.by_segment: dict[str, Counter[str]] = defaultdict(Counter)
         self.versions: dict[str, dict[str, Any]] = {}
         self.problems: dict[tuple[str, str], list[Any]] = {}   # (status, reason) -> [n, ids]
@@ -54,6 +56,8 @@ class Tally:
             if row.version and status != "rejected":
                 entry = self.versions.setdefault(row.version, {"customers": 0})
                 entry["customers"] += 1
+            if row.reason is not None:
+                self.codes[(status, getattr(row.reason, "code", "?"))] += 1
             if status in PROBLEMS and row.reason:
                 entry = self.problems.setdefault((status, row.reason.key), [0, []])
                 entry[0] += 1
@@ -68,6 +72,15 @@ class Tally:
 
 
 PROBLEMS = {"rejected", "failed", "unknown", "excluded", "suppressed"}
+
+
+def sent_line(tally: Tally, mailing: str | None) -> str:
+    """`0 sent now, 20 already sent in mailing M`: what a send did, truthfully."""
+    already = tally.codes.get(("sent", "already_sent"), 0)
+    line = f"{tally.status.get('sent', 0) - already:,} sent now"
+    if already:
+        line += f", {already:,} already sent in mailing {mailing}"
+    return line
 
 
 def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
@@ -99,6 +112,8 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         f"- run: `{info.run_id}` — {info.mode}",
         f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",
         f"- customers file: `{info.customers}`",
+        *([f"- mailing: `{info.mailing}` — {sent_line(tally, info.mailing)}"]
+          if info.mailing else []),
         f"- {tally.rows:,} customer rows in {seconds:.1f} s ({rate}); "
         f"{len(tally.versions):,} versions",
         "",

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, ENGINE_KEYS, RunOptions
 from edition.customers import Row, count_rows, read_customers
-from edition.delivery import Deliverer, ledger_path, run_lock
+from edition.delivery import Deliverer, channel_of, choose_mailing, ledger_path, run_lock
 from edition.encoding import Encoder
 from edition.errors import RunError, UsageError
 from edition.manifest import (
@@ -101,7 +101,8 @@ def run_info(options: RunOptions, plan: Plan) -> RunInfo:
     return RunInfo(campaign=plan.campaign.name,
                    segments=tuple((s.name, s.expression) for s in plan.campaign.segments),
                    run_id=str(options.run_id), mode=mode, as_of=plan.as_of,
-                   formats=plan.formats, customers=str(customers_file(options, plan.campaign)))
+                   formats=plan.formats, customers=str(customers_file(options, plan.campaign)),
+                   mailing=options.mailing if options.send else None)
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
@@ -133,7 +134,7 @@ def pipeline_for(options: RunOptions) -> Pipeline:
                 target=target_of(options, campaign),
                 options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
                 ledger=ledger_path(campaign), campaign=campaign.name,
-                run_id=str(options.run_id), out_dir=out_dir,
+                mailing=str(options.mailing), run_id=str(options.run_id), out_dir=out_dir,
                 resend_unknown=options.resend_unknown)
         encoder = Encoder(campaign, plan.formats,
                           options.started or dt.datetime.now(dt.UTC))
@@ -218,6 +219,23 @@ class RunSummary:
     seconds: float
     report: str
     resumed: int = 0        # rows kept from an interrupted run of the same folder
+    mailing: str | None = None
+    notes: list[str] = field(default_factory=list)
+    already_sent: int = 0   # `sent` rows that an earlier run of the mailing sent
+    failed: int = 0         # failed + unknown
+    failure_limit: int = 0  # the campaign's max_failed for this many rows
+
+    @property
+    def exit_code(self) -> int:
+        """0, or 3 when more customers failed (or are unknown) than the campaign allows."""
+        return 3 if self.failed > self.failure_limit else 0
+
+    def sent_line(self) -> str:
+        """`0 sent now, 20 already sent in mailing M`: what a send did, truthfully."""
+        line = f"{self.counts.get('sent', 0) - self.already_sent:,} sent now"
+        if self.already_sent:
+            line += f", {self.already_sent:,} already sent in mailing {self.mailing}"
+        return line
 
 
 @dataclass
@@ -247,6 +265,7 @@ class Run:
         self.manifest: ManifestWriter | None = None
         self.resume = _Resume()
         self.resumes = ""          # the run id this run finishes, when it resumes one
+        self.notes: list[str] = []  # what the user should hear (a mailing resumed...)
         self.started = time.monotonic()
         self.document: dict[str, Any] = {}
 
@@ -264,6 +283,11 @@ class Run:
             self._prepare()
             if self.options.send:
                 self.ledger = run_lock(ledger_path(self.campaign))
+                self._choose_mailing()
+            else:
+                self.options = self.options.replace(as_of=self.options.as_of
+                                                    or dt.date.today())
+            self.plan = plan_for(self.options)  # the run date may be the mailing's
             self.manifest = ManifestWriter(self.out_dir / MANIFEST_NAME,
                                            append=self.resume.kept > 0)
             self.document = {"status": "running", "run_id": self.options.run_id,
@@ -277,6 +301,20 @@ class Run:
             self._release()
             raise
         return self
+
+    def _choose_mailing(self) -> None:
+        """Which issue of the campaign this send is (and its run date); open it."""
+        options = self.options
+        channel = channel_of(target_of(options, self.campaign))
+        choice = choose_mailing(self.ledger, self.campaign.name, channel,
+                                mailing=options.mailing, as_of=options.as_of,
+                                new_mailing=options.new_mailing)
+        self.options = options.replace(mailing=choice.mailing, as_of=choice.as_of)
+        if choice.note:
+            self.notes.append(choice.note)
+        self.ledger.open_mailing(self.campaign.name, choice.mailing, channel,
+                                 as_of=choice.as_of.isoformat(), run_id=str(options.run_id),
+                                 expected=estimate_rows(self.source, options))
 
     def _prepare(self) -> None:
         """A fresh folder, the same interrupted run resumed, or a refusal."""
@@ -345,10 +383,18 @@ class Run:
         seconds = time.monotonic() - self.started
         report = write_report(self.tally, run_info(self.options, self.plan), self.out_dir,
                               seconds)
+        if self.ledger is not None and self.options.mailing:
+            self.ledger.finish_mailing(self.campaign.name, self.options.mailing,
+                                       channel_of(target_of(self.options, self.campaign)))
+        failed = self.tally.status.get("failed", 0) + self.tally.status.get("unknown", 0)
         summary = RunSummary(run_id=str(self.options.run_id), out_dir=str(self.out_dir),
                              counts=dict(self.tally.status), customers=self.tally.rows,
                              versions=len(self.tally.versions), seconds=seconds,
-                             report=report, resumed=self.resume.kept)
+                             report=report, resumed=self.resume.kept,
+                             mailing=self.options.mailing, notes=list(self.notes),
+                             already_sent=self.tally.codes.get(("sent", "already_sent"), 0),
+                             failed=failed,
+                             failure_limit=self.campaign.failure_limit(self.tally.rows))
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
             "counts": summary.counts})

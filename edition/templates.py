@@ -30,11 +30,16 @@ def check_template(env: EditionEnvironment, name: str, root: Path,
     if refused:
         attr, line = refused[0]
         return ContentError(f"access to {attr!r} is refused by the sandbox", file, line)
+    problem = _compiles(env, source, name, file, 1)
+    if problem:
+        return problem
     for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
         target = node.template
         if isinstance(target, nodes.Const) and isinstance(target.value, str):
-            if not (root / "templates" / target.value).is_file():
-                return ContentError(f"template {target.value!r} not found", file, node.lineno)
+            inside = (root / "templates" / target.value).resolve()
+            if not inside.is_relative_to((root / "templates").resolve()) or not inside.is_file():
+                return ContentError(f"template {target.value!r} not found in templates/",
+                                    file, node.lineno)
             problem = check_template(env, target.value, root, seen)
             if problem:
                 return problem
@@ -42,8 +47,13 @@ def check_template(env: EditionEnvironment, name: str, root: Path,
 
 
 def check_source(env: EditionEnvironment, source: str, file: str, line: int,
-                 what: str) -> ContentError | None:
-    """Check an inline template (a campaign's subject, a module body)."""
+                 what: str, *, module_body: bool = False) -> ContentError | None:
+    """Check an inline template (a campaign's subject, a module body).
+
+    A module body is content, not a template: it may read the personal layer and use
+    conditions and loops, but it may not switch escaping off (`| safe`, `autoescape`),
+    nor pull in other files (`include`, `import`, `extends`).
+    """
     try:
         tree = env.parse(source)
     except TemplateSyntaxError as exc:
@@ -54,4 +64,26 @@ def check_source(env: EditionEnvironment, source: str, file: str, line: int,
         attr, at = refused[0]
         return ContentError(f"{what}: access to {attr!r} is refused by the sandbox", file,
                             line + at - 1)
+    if module_body:
+        for node in tree.find_all((nodes.Filter, nodes.Extends, nodes.Include, nodes.Import,
+                                   nodes.FromImport, nodes.EvalContextModifier)):
+            if isinstance(node, nodes.Filter) and node.name != "safe":
+                continue
+            word = (f"the filter {node.name!r}" if isinstance(node, nodes.Filter)
+                    else "autoescape" if isinstance(node, nodes.EvalContextModifier)
+                    else type(node).__name__.lower())
+            return ContentError(f"{what}: {word} is not allowed in a module (module HTML is "
+                                f"sanitized, and customer values are escaped)", file,
+                                line + node.lineno - 1)
+    return _compiles(env, source, None, file, line, what)
+
+
+def _compiles(env: EditionEnvironment, source: str, name: str | None, file: str, line: int,
+              what: str = "") -> ContentError | None:
+    """Compiling finds what parsing does not: an unknown filter or test."""
+    try:
+        env.compile(source, name=name)
+    except TemplateSyntaxError as exc:
+        prefix = f"{what}: " if what else ""
+        return ContentError(f"{prefix}{exc.message}", file, line + (exc.lineno or 1) - 1)
     return None

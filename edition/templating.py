@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +22,7 @@ from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undef
 from jinja2.sandbox import SandboxedEnvironment, is_internal_attribute
 
 from edition.errors import ContentError
+from edition.limits import Limits, check_arguments, check_binop
 
 
 class CustomerView:
@@ -89,7 +91,43 @@ def longdate(value: Any, locale: str = "en") -> str:
     return format_date(value, format="long", locale=babel_locale(locale))
 
 
-FILTERS = {"money": money, "longdate": longdate}
+_URL_NOISE = re.compile(r"[\x00-\x20\x7f]+")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+URL_SCHEMES = {"http", "https", "mailto", "tel"}
+
+
+def checked_url(value: Any) -> Any:
+    """A URL for href/src: http(s), mailto, tel or relative; anything else becomes "".
+
+    Applied to every expression that starts an href or src (see `guard_urls`), so a
+    customer value `javascript:...` or a module's `data:` URL never reaches a link.
+    Browsers ignore whitespace and controls inside a scheme, so they are ignored here too.
+    """
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined: raises the error that names the missing field
+    text = str(value)
+    match = _SCHEME.match(_URL_NOISE.sub("", text))
+    if match and match.group(1).lower() not in URL_SCHEMES:
+        return type(value)("") if isinstance(value, str) else ""
+    return value
+
+
+# `href="{{ x }}"`: an expression that starts a URL attribute decides its scheme
+_URL_ATTRIBUTE = re.compile(
+    r"(\b(?:href|src|action|formaction|background|poster|xlink:href)\s*=\s*[\"']?\s*)"
+    r"\{\{([-+]?)(.*?)([-+]?)\}\}", re.I | re.S)
+
+
+def guard_urls(source: str) -> str:
+    """Route every expression that starts a URL attribute through `checked_url`."""
+    if "{{" not in source:
+        return source
+    return _URL_ATTRIBUTE.sub(
+        lambda m: f"{m.group(1)}{{{{{m.group(2)} ({m.group(3)}) | checked_url {m.group(4)}}}}}",
+        source)
+
+
+FILTERS = {"money": money, "longdate": longdate, "checked_url": checked_url}
 
 
 def is_html_name(name: str) -> bool:
@@ -98,9 +136,12 @@ def is_html_name(name: str) -> bool:
 
 
 class EditionEnvironment(SandboxedEnvironment):
-    """Sandbox + StrictUndefined + edition's filters."""
+    """Sandbox + StrictUndefined + edition's filters + the limits of edition.limits."""
 
-    def __init__(self, templates_dir: Path | None = None, **kwargs: Any):
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def __init__(self, templates_dir: Path | None = None, *, limits: Limits | None = None,
+                 **kwargs: Any):
         super().__init__(
             loader=FileSystemLoader(str(templates_dir)) if templates_dir else None,
             undefined=MissingField,
@@ -111,7 +152,44 @@ class EditionEnvironment(SandboxedEnvironment):
             auto_reload=False,
             **kwargs,
         )
+        self.limits = limits or Limits()
         self.filters.update(FILTERS)
+        for name in GROWING_FILTERS:
+            if name in self.filters:
+                self.filters[name] = _bounded(name, self.filters[name],
+                                              self.limits.document_bytes)
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        check_binop(operator, left, right, self.limits.document_bytes)
+        return super().call_binop(context, operator, left, right)
+
+    def preprocess(self, source: str, name: str | None = None,
+                   filename: str | None = None) -> str:
+        return guard_urls(super().preprocess(source, name, filename))
+
+
+# filters whose arguments can ask for a result far larger than their input
+GROWING_FILTERS = ("center", "indent", "format", "wordwrap")
+_FORMAT_NUMBER = re.compile(r"%[-+ #0]*(\d+)|\.(\d+)")
+
+
+def _bounded(name: str, func: Any, limit: int) -> Any:
+    """The filter, refusing widths and counts past the document limit."""
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = [a for a in args if not isinstance(a, SandboxedEnvironment)]
+        if name == "format" and values and isinstance(values[0], str):
+            widths = [int(x) for m in _FORMAT_NUMBER.finditer(values[0]) for x in m.groups()
+                      if x]
+            check_arguments(name, tuple(widths), {}, limit)
+        elif name != "format":
+            check_arguments(name, tuple(values[1:]), kwargs, limit)
+        return func(*args, **kwargs)
+
+    pass_arg = getattr(func, "jinja_pass_arg", None)
+    if pass_arg is not None:
+        bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
+    bounded.__wrapped__ = func  # type: ignore[attr-defined]
+    return bounded
 
 
 def refused_attributes(tree: nodes.Node) -> list[tuple[str, int]]:

@@ -92,6 +92,8 @@ class RunSettings(BaseModel):
     ] = False
     overwrite: Annotated[bool, Field(description=(
         "Replace an earlier run's output when `out` names a folder that holds one."))] = False
+    new_mailing: Annotated[bool, Field(description=(
+        "When sending: start this mailing even though an earlier one is unfinished."))] = False
 
 
 class Batch:
@@ -170,6 +172,7 @@ def check_parameters(
     confirm_send: bool = False,
     to: str | None = None,
     advanced: RunSettings | None = None,
+    mailing: str | None = None,
 ) -> RunOptions:
     """Refuse bad parameters before any work, every problem in one readable message."""
     advanced = advanced or RunSettings()
@@ -199,7 +202,8 @@ def check_parameters(
             formats=tuple(formats) if formats is not None else None, as_of=as_of, limit=limit,
             send=not dry_run, to=to, resend_unknown=advanced.resend_unknown,
             batch_size=advanced.batch_size, out=advanced.out, run_id=advanced.run_id,
-            started=advanced.started)
+            started=advanced.started, mailing=mailing or None,
+            new_mailing=advanced.new_mailing)
     except UsageError as exc:
         problems.append(exc.message)
     if problems:
@@ -267,9 +271,13 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
     if progress:
         update_progress_artifact(progress, 100.0)
     publish_artifacts(campaign, summary)
+    for note in summary.notes:
+        logger.warning(note)
     logger.info("%s: %s customers (%s) in %.1f s", campaign, f"{summary.customers:,}",
                 ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())),
                 summary.seconds)
+    if options.send:
+        logger.info("mailing %s: %s", summary.mailing, summary.sent_line())
     return summary
 
 
@@ -319,8 +327,9 @@ def send_campaign(
     dry_run: bool = True,
     confirm_send: bool = False,
     to: str | None = None,
+    mailing: str | None = None,
     advanced: RunSettings = RunSettings(),
-) -> dict[str, Any]:
+) -> Any:
     """Render one edition per customer; deliver only with dry_run off AND confirm_send on.
 
     Args:
@@ -335,12 +344,16 @@ def send_campaign(
         confirm_send: Must also be on to really send (with dry_run off).
         to: Delivery target instead of the campaign's (local, s3://bucket/prefix,
             smtp://host:port, ses).
+        mailing: Which issue of the campaign a send is; empty means the scheduled date
+            (in the campaign's time zone) for a scheduled run, else the run date. A
+            customer is sent at most once per mailing, whatever reruns or crashes.
         advanced: Batch size, task runner (thread, process, Dask), output folder, run id.
     """
     logger = get_run_logger()
     try:
         options = check_parameters(campaign, customers, list(formats) if formats else None,
-                                   as_of, limit, dry_run, confirm_send, to, advanced)
+                                   as_of, limit, dry_run, confirm_send, to, advanced,
+                                   mailing or scheduled_mailing(campaign))
     except Exception as exc:
         logger.error("refused before any work: %s", exc)
         raise
@@ -351,9 +364,37 @@ def send_campaign(
         logger.warning("SENDING for real to %s", target_of(options, plan_for(options).campaign))
     summary = run_batches(options, runner=advanced.task_runner, workers=advanced.workers,
                           dask_address=advanced.dask_address, overwrite=advanced.overwrite)
-    return {"run_id": summary.run_id, "out_dir": summary.out_dir, "counts": summary.counts,
-            "customers": summary.customers, "versions": summary.versions,
-            "seconds": summary.seconds}
+    result = {"run_id": summary.run_id, "out_dir": summary.out_dir, "counts": summary.counts,
+              "customers": summary.customers, "versions": summary.versions,
+              "seconds": summary.seconds, "mailing": summary.mailing,
+              "already_sent": summary.already_sent, "failed": summary.failed,
+              "failure_limit": summary.failure_limit, "exit_code": summary.exit_code}
+    if summary.exit_code:
+        from prefect.states import Failed
+
+        return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
+                              f"than the campaign allows ({summary.failure_limit:,}); see "
+                              f"the report artifact", data=result)
+    return result
+
+
+def scheduled_mailing(campaign: str) -> str | None:
+    """A scheduled run's mailing: its scheduled date in the campaign's time zone."""
+    import zoneinfo
+
+    from prefect.runtime import flow_run
+
+    try:
+        if "auto-scheduled" not in (flow_run.get_tags() or []):
+            return None
+        when = flow_run.get_scheduled_start_time()
+        from edition.campaign import load_campaign
+
+        schedule = load_campaign(campaign).schedule or {}
+        zone = zoneinfo.ZoneInfo(schedule.get("timezone") or "UTC")
+        return when.astimezone(zone).date().isoformat() if when else None
+    except Exception:  # a campaign that cannot load is reported by check_parameters
+        return None
 
 
 def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
@@ -364,17 +405,26 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     The CLI has asked for confirmation (or --yes) before it gets here, so `--send` is
     passed on as dry_run off plus confirm_send on.
     """
-    result = send_campaign(
+    state = send_campaign(
         campaign=options.campaign, customers=options.customers,
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,
         limit=options.limit, dry_run=not options.send, confirm_send=options.send,
-        to=options.to,
+        to=options.to, mailing=options.mailing,
         advanced=RunSettings(batch_size=options.batch_size or DEFAULT_BATCH,
                              task_runner=task_runner, workers=workers,
                              dask_address=dask_address, out=options.out,
                              run_id=options.run_id, started=options.started,
-                             resend_unknown=options.resend_unknown, overwrite=overwrite))
+                             resend_unknown=options.resend_unknown, overwrite=overwrite,
+                             new_mailing=options.new_mailing), return_state=True)
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, BaseException):
+        raise result
+    if not isinstance(result, dict):  # a Failed state carries the summary as its data
+        result = state.data if isinstance(state.data, dict) else result
     report = (Path(result["out_dir"]) / "report.md").read_text(encoding="utf-8")
     return RunSummary(run_id=result["run_id"], out_dir=result["out_dir"],
                       counts=result["counts"], customers=result["customers"],
-                      versions=result["versions"], seconds=result["seconds"], report=report)
+                      versions=result["versions"], seconds=result["seconds"], report=report,
+                      mailing=result.get("mailing"), already_sent=result.get("already_sent", 0),
+                      failed=result.get("failed", 0),
+                      failure_limit=result.get("failure_limit", 0))

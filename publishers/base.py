@@ -6,15 +6,15 @@ lives in edition.targets; it is re-exported here for the targets' convenience.
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from email import policy
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
 from typing import Any
 from urllib.parse import SplitResult
 
+from edition.addresses import AddressError, parse_mailbox
 from edition.config import target_options
 from edition.errors import DeliveryError
 from edition.naming import safe_name
@@ -52,28 +52,28 @@ class BasePublisher:
 
 # --- addresses ----------------------------------------------------------------------------
 
-_BAD_ADDRESS_CHARS = re.compile(r"[\x00-\x20\x7f<>,;\"()\[\]\\]")
-
-
 def clean_address(value: str | None) -> str | None:
-    """The bare addr-spec in `value`, or None when it is not one safe single address."""
-    if not value or "\r" in value or "\n" in value:
+    """The one address in `value`, normalized (edition.addresses), or None if it is not one."""
+    if not value:
         return None
-    found = getaddresses([value])
-    if len(found) != 1:  # "a@x, b@y" must not quietly become a@x
+    try:
+        return parse_mailbox(value)[1]
+    except AddressError:
         return None
-    addr = found[0][1]
-    if not addr or len(addr) > 254 or addr.count("@") != 1 or _BAD_ADDRESS_CHARS.search(addr):
-        return None
-    local, domain = addr.split("@")
-    return addr if local and domain and "." not in (domain[0], domain[-1]) else None
 
 
 def sender_address(eml: bytes) -> str | None:
     """The address in the message's From header (the SMTP/SES envelope sender)."""
-    headers = BytesHeaderParser().parsebytes(eml)
-    value = headers.get("From")
-    return clean_address(str(value)) if value is not None else None
+    headers = BytesHeaderParser(policy=policy.default).parsebytes(eml)
+    try:
+        found = headers["From"].addresses if headers.get("From") is not None else ()
+    except (AttributeError, ValueError, IndexError):
+        return None
+    if len(found) != 1:
+        return None
+    # a UTF-8 address (RFC 6532) comes out of the parser with its bytes escaped
+    addr = found[0].addr_spec.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return clean_address(addr)
 
 
 # --- secrets ------------------------------------------------------------------------------

@@ -7,7 +7,9 @@ needs together. So the skeleton is generated once, and each customer's bodies ar
 base64-encoded in C and dropped into it.
 
 Customer values reach headers only after every line break is folded into a space, and
-only through the email package's header objects: no value can add or split a header.
+only through the email package's header objects: no value can add or split a header. A
+display name, however long or foreign, is written as encoded words with the address
+outside them, so every reader finds exactly one address.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import itertools
 import re
 from email import policy
 from email.charset import BASE64, Charset
 from email.header import Header
-from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
@@ -66,6 +68,51 @@ def _header(name: str, value: str) -> bytes:
             return folded.encode("ascii")
     encoded = Header(text, _UTF8_B, maxlinelen=78, header_name=name).encode(linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def address_header(field: str, name: str, address: str) -> bytes:
+    """`To: Name <addr>`: the name quoted or encoded (and folded) as it must be, never the
+    address, so every reader finds exactly one address.
+
+    An address that is not ASCII (it needs SMTPUTF8) is written as UTF-8 (RFC 6532).
+    """
+    name, address = one_line(name), one_line(address)
+    if not name:
+        return f"{field}: {address}\r\n".encode()
+    if (name.isascii() and address.isascii() and "=?" not in name
+            and len(field) + len(name) + len(address) < 70):
+        return f"{field}: {formataddr((name, address))}\r\n".encode()
+    pieces = [*_phrase(name), f"<{address}>"]
+    lines, line = [], f"{field}:"
+    for piece in pieces:
+        if len(line) + 1 + len(piece) > 78 and line != f"{field}:":
+            lines.append(line)
+            line = " " + piece
+        else:
+            line += " " + piece
+    lines.append(line)
+    return ("\r\n".join(lines) + "\r\n").encode()
+
+
+def _phrase(name: str) -> list[str]:
+    """A display name as header words: ASCII runs quoted, the rest as encoded words.
+
+    Runs are cut at spaces, so the header can be folded there and every reader puts the
+    same spaces back; a space between two encoded words stays inside one of them (RFC
+    2047 readers drop whitespace between encoded words).
+    """
+    pieces: list[str] = []
+    for is_ascii, tokens in itertools.groupby(name.split(" "), key=str.isascii):
+        text = " ".join(tokens)
+        if is_ascii and "=?" not in text and len(text) < 900:
+            words = text.replace("\\", "\\\\").replace('"', '\\"').split(" ")
+            words[0] = '"' + words[0]
+            words[-1] = words[-1] + '"'
+            pieces.extend(words)  # a quoted string may be folded at its spaces
+        else:
+            encoded = Header(text, _UTF8_B, maxlinelen=76).encode(linesep="\r\n")
+            pieces.extend(encoded.split("\r\n "))
+    return pieces
 
 
 def _fold(name: str, text: str) -> str | None:
@@ -124,25 +171,22 @@ def _body(text: str) -> bytes:
 class MessageWriter:
     """Writes one run's messages: the headers shared by all are made once."""
 
-    def __init__(self, *, sender: str, date: dt.datetime, reply_to: str | None = None,
-                 one_click_unsubscribe: bool = True):
-        common = Message(policy=_POLICY)
-        common["From"] = sender
+    def __init__(self, *, sender: tuple[str, str], date: dt.datetime,
+                 reply_to: tuple[str, str] | None = None, one_click_unsubscribe: bool = True):
+        lines = [address_header("From", *sender)]
         if reply_to:
-            common["Reply-To"] = reply_to
-        common["Date"] = format_datetime(date)
-        self.common = common.as_bytes(policy=_POLICY)[:-2]
+            lines.append(address_header("Reply-To", *reply_to))
+        lines.append(_header("Date", format_datetime(date)))
+        self.common = b"".join(lines)
         self.one_click = one_click_unsubscribe
 
     def build(self, *, subject: str, recipient: str, recipient_name: str | None, text: str,
               html: str | None, msg_id: str, unsubscribe_url: str | None = None,
               extra_headers: dict[str, str] | None = None) -> bytes:
         """The complete message as bytes with CRLF line endings."""
-        # the address was validated when the row was read; only the name needs encoding
-        name = one_line(recipient_name or "")
-        to = (f"{_UTF8_B.header_encode(name)} <{one_line(recipient)}>" if "=?" in name
-              else formataddr((name, one_line(recipient)), charset="utf-8"))
-        lines = [_header("Subject", subject), self.common, _header("To", to),
+        # the address was checked when the row was read; only the name needs encoding
+        lines = [_header("Subject", subject), self.common,
+                 address_header("To", recipient_name or "", recipient),
                  _header("Message-ID", msg_id)]
         if unsubscribe_url:
             lines.append(_header("List-Unsubscribe", f"<{unsubscribe_url}>"))

@@ -206,7 +206,8 @@ HEADER_TEXT = st.one_of(
 @settings(max_examples=200, deadline=None)
 @given(subject=HEADER_TEXT, name=HEADER_TEXT)
 def test_no_value_adds_or_changes_a_header(subject: str, name: str) -> None:
-    writer = MessageWriter(sender=SENDER, date=dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC))
+    writer = MessageWriter(sender=("Acme News", "news@acme.example"),
+                           date=dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC))
     data = writer.build(subject=subject, recipient="ann@example.com", recipient_name=name,
                         text="plain\n", html="<p>html</p>", msg_id="<abc.news@acme.example>",
                         unsubscribe_url=f"{UNSUBSCRIBE}?c=1")

@@ -53,7 +53,7 @@ def test_other_content_is_a_new_key_unless_once_per_customer(path: Path) -> None
         assert ledger.claim(C, "c1", "h2", "r2", once_per_customer=True) is Claim.ALREADY_SENT
         assert ledger.claim(C, "c1", "h2", "r2") is Claim.SEND
         assert ledger.claim("other-campaign", "c1", "h1", "r2") is Claim.SEND
-        assert [e.content_hash for e in ledger.lookup_customer(C, "c1")] == ["h1", "h2"]
+        assert [e.send_key for e in ledger.lookup_customer(C, "c1")] == ["h1", "h2"]
 
 
 def test_crash_between_claim_and_record_is_unknown_on_reopen(path: Path) -> None:
