@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections import Counter
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
 
 from cli.console import out, user_errors
 from edition.config import RunOptions
-from edition.customers import read_customers
+from edition.customers import Row, read_customers
+from edition.errors import collect
 from edition.plan import Plan
+from edition.preflight import check_versions
 from edition.run import customers_file, need_email, plan_for
 
 
@@ -37,20 +39,26 @@ def validate(
         for warning in warnings:
             out.print(f"[yellow]warning[/]: {warning}")
         if customers or c.customers:
-            rows = rejected = 0
-            reasons: Counter[str] = Counter()
             examples: list[str] = []
-            for row in read_customers(customers_file(options, c),
-                                      need_email=need_email(options, plan), declared=c.fields):
-                rows += 1
-                if row.rejected:
-                    rejected += 1
-                    reasons[row.reason.key if row.reason else "?"] += 1
-                    if len(examples) < 10:
-                        examples.append(f"line {row.line}: {row.customer_id or '?'}: {row.reason}")
-            out.print(f"[green]ok[/]: {rows:,} customer rows, {rejected:,} would be rejected")
+
+            def rows() -> Iterator[Row]:
+                for row in read_customers(customers_file(options, c),
+                                          need_email=need_email(options, plan),
+                                          declared=c.fields):
+                    if row.rejected and len(examples) < 10:
+                        examples.append(f"line {row.line}: {row.customer_id or '?'}: "
+                                        f"{row.reason}")
+                    yield row
+
+            found = check_versions(plan, rows())
+            out.print(f"[green]ok[/]: {found.rows:,} customer rows, {found.rejected:,} would "
+                      f"be rejected; {len(found.versions):,} versions, each rendered once")
             for example in examples:
                 out.print(f"  {example}", markup=False)
+            for warning in found.warnings[:20]:
+                out.print(f"[yellow]warning[/]: {warning}", markup=False)
+            warnings += found.warnings
+            collect(found.errors)
         if strict and warnings:
             raise typer.Exit(2)
 

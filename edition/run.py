@@ -42,6 +42,7 @@ from edition.pipeline import BatchResult, Pipeline
 from edition.plan import Plan
 from edition.report import RunInfo, Tally, write_report
 from edition.runfolder import (
+    LOCK_FILE,
     RUN_FILE,
     FileWriter,
     FolderLock,
@@ -49,6 +50,7 @@ from edition.runfolder import (
     now,
     owner,
     read_run_file,
+    refuse_links,
     remove_unlisted,
     write_run_file,
 )
@@ -278,9 +280,12 @@ class Run:
         # runs of this campaign that died: in its default out folder and beside this one
         for parent in {self.campaign.root / "out" / self.campaign.name, self.out_dir.parent}:
             recover_runs(parent, skip=self.out_dir, on_repaired=self.on_repaired)
+        if self.out_dir.is_symlink() is False and self.out_dir.exists():
+            refuse_links(self.out_dir, (LOCK_FILE,))
         self.lock = FolderLock(self.out_dir).acquire()
         try:
             self._prepare()
+            refuse_links(self.out_dir)
             if self.options.send:
                 self.ledger = run_lock(ledger_path(self.campaign))
                 self._choose_mailing()

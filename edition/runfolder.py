@@ -172,6 +172,19 @@ class FolderLock:
         self.release()
 
 
+RUN_NAMES = ("manifest.jsonl", "report.md", "versions.json", RUN_FILE, LOCK_FILE, "html",
+             "text", "eml", "pdf", "outbox")
+
+
+def refuse_links(folder: Path, names: tuple[str, ...] = RUN_NAMES) -> None:
+    """A run folder holding a symlink where a run writes is refused: nothing is written
+    through a link (it could lead anywhere)."""
+    for name in names:
+        if (folder / name).is_symlink():
+            raise RunError(f"{folder / name} is a symbolic link; edition writes nothing "
+                           f"through links (remove it, or choose another --out)", folder)
+
+
 # -- tidying a folder a run left behind ---------------------------------------------
 
 

@@ -35,6 +35,8 @@ def check_template(env: EditionEnvironment, name: str, root: Path,
         return problem
     for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
         target = node.template
+        if getattr(node, "ignore_missing", False):
+            continue  # `{% include 'x' ignore missing %}`: missing is allowed
         if isinstance(target, nodes.Const) and isinstance(target.value, str):
             inside = (root / "templates" / target.value).resolve()
             if not inside.is_relative_to((root / "templates").resolve()) or not inside.is_file():

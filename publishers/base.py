@@ -5,6 +5,7 @@ lives in edition.targets; it is re-exported here for the targets' convenience.
 
 from __future__ import annotations
 
+import base64
 import os
 import threading
 import time
@@ -82,14 +83,30 @@ SECRET_ENV = ("EDITION_SMTP_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOK
 
 
 def redact(text: str | None) -> str | None:
-    """`text` with any credential value from the environment replaced by `***`."""
+    """`text` with any credential from the environment replaced by `***`.
+
+    Also their base64 forms: an SMTP server that refuses a login may echo the AUTH
+    PLAIN blob (`\0user\0password` in base64) or AUTH LOGIN's base64 password back.
+    """
     if not text:
         return text
-    for name in SECRET_ENV:
-        secret = os.environ.get(name)
-        if secret and len(secret) >= 4 and secret in text:
+    for secret in _secret_forms():
+        if secret in text:
             text = text.replace(secret, "***")
     return text
+
+
+def _secret_forms() -> list[str]:
+    values = [os.environ.get(name) or "" for name in SECRET_ENV]
+    secrets = [v for v in values if len(v) >= 4]
+    user = os.environ.get("EDITION_SMTP_USERNAME") or ""
+    password = os.environ.get("EDITION_SMTP_PASSWORD") or ""
+    forms = list(secrets)
+    for secret in secrets:
+        forms.append(base64.b64encode(secret.encode()).decode().rstrip("="))
+    if password:
+        forms.append(base64.b64encode(f"\0{user}\0{password}".encode()).decode().rstrip("="))
+    return sorted({f for f in forms if len(f) >= 4}, key=len, reverse=True)
 
 
 _SECRET_QUERY_KEYS = {"user", "username", "password", "pass", "passwd", "secret", "token", "key"}

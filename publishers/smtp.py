@@ -188,7 +188,9 @@ class SmtpPublisher(BasePublisher):
             return conn
         except smtplib.SMTPAuthenticationError as exc:
             _drop(conn)
-            reason = f"login refused: {_reply(exc.smtp_code, exc.smtp_error)}"
+            # the reply text is not shown: servers echo the login (base64) back in it
+            reason = (f"login refused by the server ({exc.smtp_code}); check "
+                      f"{USERNAME_ENV} and {PASSWORD_ENV}")
             if 400 <= exc.smtp_code < 500:
                 raise _Retry(reason, reply=False) from None
             raise DeliveryError(reason, self.target) from None

@@ -6,6 +6,7 @@ Imported explicitly by the test files (not a conftest), and bound to 127.0.0.1 o
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -123,8 +124,8 @@ class SinkHandler:
 
 
 class _Authenticator:
-    def __init__(self, handler: SinkHandler, user: str, password: str):
-        self.handler, self.user, self.password = handler, user, password
+    def __init__(self, handler: SinkHandler, user: str, password: str, echo: bool = False):
+        self.handler, self.user, self.password, self.echo = handler, user, password, echo
 
     def __call__(self, server, session, envelope, mechanism, auth_data):
         if isinstance(auth_data, LoginPassword):
@@ -132,19 +133,28 @@ class _Authenticator:
             ok = login == self.user and auth_data.password.decode() == self.password
             if ok:
                 self.handler.logins.append(login)
+            elif self.echo:  # a careless server: it repeats what it was sent
+                blob = base64.b64encode(b"\0" + auth_data.login + b"\0" + auth_data.password)
+                return AuthResult(success=False, handled=False, message=(
+                    f"535 5.7.8 bad login {blob.decode()} for "
+                    f"{auth_data.login.decode()}:{auth_data.password.decode()}"))
             return AuthResult(success=ok, handled=False)  # handled=False: send the 535
         return AuthResult(success=False, handled=False)
 
 
 @contextmanager
 def smtp_sink(handler: SinkHandler | None = None, *, auth: tuple[str, str] | None = None,
-              tls_context: Any = None, smtputf8: bool = True
+              tls_context: Any = None, smtputf8: bool = True, echo_login: bool = False
               ) -> Iterator[tuple[int, SinkHandler]]:
-    """Run an aiosmtpd server on 127.0.0.1; yields (port, handler)."""
+    """Run an aiosmtpd server on 127.0.0.1; yields (port, handler).
+
+    `echo_login`: a refused login is answered with a 535 that repeats the credentials.
+    """
     handler = handler or SinkHandler()
     kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
     if auth:
-        kwargs.update(authenticator=_Authenticator(handler, *auth), auth_require_tls=False)
+        kwargs.update(authenticator=_Authenticator(handler, *auth, echo=echo_login),
+                      auth_require_tls=False)
     if tls_context is not None:
         kwargs.update(tls_context=tls_context)
     controller = Controller(handler, hostname="127.0.0.1", port=free_port(),

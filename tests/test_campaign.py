@@ -228,3 +228,34 @@ def test_campaign_and_module_mistakes_are_reported_together(content_tree, cli) -
     assert "articles/bad.md:3" in found
     assert {f"campaigns/x.yaml:{line}" for line in BROKEN_LINES} <= set(found)
     assert f"{len(BROKEN_LINES) + 1} problems found" in stderr
+
+
+@pytest.mark.parametrize(("where", "location"), [
+    ("template", "templates/page.html.j2:3"),
+    ("module", "articles/a.md:4"),
+    ("subject", "campaigns/x.yaml:3"),
+])
+def test_an_unknown_filter_is_a_content_error_not_a_failure_per_customer(
+        content_tree, cli, where: str, location: str) -> None:
+    """Before, every customer failed at render time and the run exited 0."""
+    page = PAGE.replace("<p>{{", "<p>{{ customer.first_name | shout }}{{", 1) \
+        if where == "template" else PAGE
+    campaign = GOOD.replace("default('there') }}\"", "default('there') | shout }}\"") \
+        if where == "subject" else GOOD
+    body = "Hi {{ customer.first_name | shout }}.\n" if where == "module" else "Body.\n"
+    root = content_tree(campaigns={"x.yaml": campaign}, templates={"page.html.j2": page},
+                        articles={"a.md": {"title": "A", "body": body}, "b.md": {"title": "B"}},
+                        customers=CUSTOMERS)
+    for verb in ("validate", "run"):
+        rc, _, stderr = cli(verb, "campaigns/x.yaml", cwd=root)
+        assert_clean_failure(rc, stderr)
+        assert location in stderr and "shout" in stderr, stderr
+
+
+def test_an_include_outside_templates_is_a_content_error(content_tree, cli) -> None:
+    page = PAGE.replace("</body>", "{% include '../../etc/passwd' %}</body>")
+    root = content_tree(campaigns={"x.yaml": GOOD}, templates={"page.html.j2": page},
+                        articles=ARTICLES, customers=CUSTOMERS)
+    rc, _, stderr = cli("validate", "campaigns/x.yaml", cwd=root)
+    assert_clean_failure(rc, stderr)
+    assert "templates/page.html.j2:" in stderr and "not found in templates/" in stderr

@@ -1,0 +1,118 @@
+"""Bounded templates: a template or module cannot take the machine.
+
+`{{ 'x' * 10**9 }}` in a module ran to a MemoryError at 5.9 GB, nested `range(100000)`
+loops ran for minutes, a recursive macro ended in a RecursionError traceback, and
+`validate` said ok to all three. Now each fails that version with a reason, and
+`validate` (which renders each version once) reports it as a content error, exit 2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psutil
+import pytest
+
+from edition.limits import DocumentTooLarge, RenderTimeout, check_binop, watchdog
+
+PAGE = ("<!doctype html><html lang=en><body>{% for a in articles %}{{ a.html }}{% endfor %}"
+        "{% include 'extra.html.j2' ignore missing %}</body></html>\n")
+CAMPAIGN = {"name": "x", "template": "page.html.j2",
+            "slots": {"articles": {"kind": "article", "count": 1}},
+            "formats": ["html"], "customers": "data/customers.csv",
+            "limits": {"render_seconds": 2}}
+CUSTOMERS = [{"id": f"C{i}", "email": f"c{i}@example.com", "first_name": "Ann"}
+             for i in range(5)]
+
+BODIES = {
+    "huge-string": ("Hello {{ 'x' * 10**9 }}.\n", "too large"),
+    "huge-filter": ("Hello {{ 'x' | center(10**9) }}.\n", "too large"),
+    "nested-loops": ("{% for i in range(100000) %}{% for j in range(100000) %}"
+                     "{% endfor %}{% endfor %}Done.\n", "longer than 2 s"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BODIES))
+def test_a_runaway_module_is_a_content_error_in_validate(content_tree, cli, case: str) -> None:
+    body, words = BODIES[case]
+    root = content_tree(campaigns={"x.yaml": CAMPAIGN}, templates={"page.html.j2": PAGE},
+                        articles={"a.md": {"title": "A", "body": body}},
+                        customers={"customers.csv": CUSTOMERS})
+    process = psutil.Process()
+    rc, stdout, stderr = cli("validate", "campaigns/x.yaml", cwd=root, timeout=120)
+    assert rc == 2, stdout + stderr
+    assert words in stderr and "articles/a.md" in stderr, stderr
+    assert "Traceback" not in stderr
+    assert process.memory_info().rss < 2 << 30
+
+
+def test_a_recursive_macro_is_a_content_error(content_tree, cli) -> None:
+    page = ("{% macro down(n) %}{{ down(n + 1) }}{% endmacro %}<!doctype html><html lang=en>"
+            "<body>{{ down(0) }}</body></html>\n")
+    root = content_tree(campaigns={"x.yaml": CAMPAIGN}, templates={"page.html.j2": page},
+                        articles={"a.md": {"title": "A"}}, customers={"customers.csv": CUSTOMERS})
+    rc, stdout, stderr = cli("validate", "campaigns/x.yaml", cwd=root)
+    assert rc == 2, stdout + stderr
+    assert "recursion" in stderr and "templates/page.html.j2" in stderr
+
+
+def test_a_run_fails_the_runaway_version_and_finishes(content_tree, cli, manifest_of) -> None:
+    body = ("{% if customer.first_name == 'Slow' %}{% for i in range(100000) %}"
+            "{% for j in range(100000) %}{% endfor %}{% endfor %}{% endif %}Hi.\n")
+    rows = [*CUSTOMERS, {"id": "S1", "email": "s1@example.com", "first_name": "Slow"}]
+    root = content_tree(campaigns={"x.yaml": CAMPAIGN}, templates={"page.html.j2": PAGE},
+                        articles={"a.md": {"title": "A", "body": body}},
+                        customers={"customers.csv": rows})
+    out = root / "out"
+    rc, stdout, stderr = cli("run", "campaigns/x.yaml", "--out", str(out), cwd=root,
+                             timeout=120)
+    assert rc == 3, stdout + stderr  # finished, one customer failed
+    status = {r["customer_id"]: (r["status"], r["reason_code"]) for r in manifest_of(out)}
+    assert status["S1"] == ("failed", "too_slow")
+    assert {s for cid, s in status.items() if cid != "S1"} == {("rendered", None)}
+
+
+def test_size_checks_refuse_before_allocating() -> None:
+    with pytest.raises(DocumentTooLarge):
+        check_binop("*", "x", 10**9, 5_000_000)
+    with pytest.raises(DocumentTooLarge):
+        check_binop("**", 10, 10**10, 5_000_000)
+    check_binop("*", "ab", 3, 5_000_000)
+    check_binop("**", 1.05, 12, 5_000_000)
+
+
+def test_the_watchdog_stops_a_loop_in_any_thread_and_leaves_nothing_behind() -> None:
+    import threading
+    import time
+
+    stopped: list[str] = []
+
+    def spin() -> None:
+        try:
+            with watchdog.limit(0.2):
+                while True:
+                    pass
+        except RenderTimeout:
+            stopped.append(threading.current_thread().name)
+
+    thread = threading.Thread(target=spin, name="worker")
+    thread.start()
+    thread.join(60)
+    spin()
+    assert stopped == ["worker", "MainThread"]
+    with watchdog.limit(0.2):
+        time.sleep(0.01)
+    time.sleep(0.4)  # no stray RenderTimeout arrives after the block ended
+
+
+def test_limits_are_checked_in_the_campaign(content_tree) -> None:
+    from edition.campaign import load_campaign
+    from edition.errors import ContentError
+
+    campaign = dict(CAMPAIGN, limits={"render_seconds": -1, "document_bytes": "big"})
+    root = content_tree(campaigns={"x.yaml": campaign}, templates={"page.html.j2": PAGE},
+                        articles={"a.md": {"title": "A"}})
+    with pytest.raises(ContentError) as caught:
+        load_campaign(Path(root) / "campaigns" / "x.yaml")
+    assert "limits.render_seconds" in str(caught.value)
+    assert "limits.document_bytes" in str(caught.value)
