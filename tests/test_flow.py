@@ -151,3 +151,37 @@ def test_preview_flow_selects_what_edition_preview_selects(cli_out: Path, sample
             assert f"- {skipped['id']}: {skipped['reason']}" in stdout
     if "explanation" in result:
         assert stdout.startswith(result["explanation"])
+
+
+def test_a_run_whose_customers_fail_ends_failed_with_its_report(content_tree,
+                                                                tmp_path: Path) -> None:
+    """Before, a run in which every customer failed was a Completed flow run."""
+    from prefect.client.orchestration import get_client
+
+    from flows.campaign import RunSettings, send_campaign
+
+    page = "<html lang=en><body><p>{{ customer.nickname }}</p></body></html>\n"  # no default
+    root = content_tree(
+        campaigns={"x.yaml": {"name": "x-fails", "template": "page.html.j2",
+                              "slots": {"articles": {"kind": "article", "count": 1}},
+                              "formats": ["html"], "customers": "data/c.csv"}},
+        templates={"page.html.j2": page}, articles={"a.md": {"title": "A"}},
+        customers={"c.csv": [{"id": f"C{i}", "email": f"c{i}@example.com"} for i in range(4)]})
+    state = send_campaign(campaign=str(root / "campaigns" / "x.yaml"), return_state=True,
+                          advanced=RunSettings(out=str(tmp_path / "out")))
+    assert state.is_failed(), state
+    assert "4 customer(s) failed" in (state.message or "")
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts()
+    assert any(a.key == "report-x-fails" for a in artifacts)
+    assert (tmp_path / "out" / "report.md").is_file()
+
+
+def test_the_form_has_a_mailing() -> None:
+    from prefect.utilities.callables import parameter_schema
+
+    from flows.campaign import send_campaign
+
+    props = parameter_schema(send_campaign).model_dump()["properties"]
+    assert "mailing" in props and "new_mailing" in str(props["advanced"]) + str(
+        parameter_schema(send_campaign).model_dump().get("definitions", {}))
