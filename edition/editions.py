@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -111,6 +112,7 @@ class EditionRenderer:
         self._checked: set[str] = set()
         self._all_sharing: dict[str, dict[str, str]] = {}
         self._sharing: dict[str, dict[str, str]] = {}   # not yet reported (sharing_news)
+        self._sharing_lock = threading.Lock()
         self._broken: dict[str, RenderFailure] = {}
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
                                for n in filter(None, [campaign.template, campaign.text_template])}
@@ -291,8 +293,7 @@ class EditionRenderer:
               ) -> dict[str, SharedDocument | str]:
         """Cache a version's documents; the least recently used go first (flat memory)."""
         self._shared[version.id] = docs
-        self._sharing[version.id] = self._all_sharing[version.id] = {
-            k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
+        self._note_sharing(version, docs)
         while len(self._shared) > CACHED_VERSIONS:
             old, _ = self._shared.popitem(last=False)
             self._checked.discard(old)
@@ -334,6 +335,7 @@ class EditionRenderer:
         if version.id not in self._checked:
             self._checked.add(version.id)
             self._self_check(version, fields, docs)
+            self._note_sharing(version, docs)
         view = CustomerView(fields)
         out = Rendered()
         whole: Rendered | None = None
@@ -376,8 +378,14 @@ class EditionRenderer:
 
     def sharing_news(self) -> dict[str, dict[str, str]]:
         """Per version and kind, 'shared' or why it renders whole: what is new since last asked."""
-        news, self._sharing = self._sharing, {}
+        with self._sharing_lock:  # a thread-pool task runner shares this renderer
+            news, self._sharing = self._sharing, {}
         return news
+
+    def _note_sharing(self, version: Version, docs: dict[str, SharedDocument | str]) -> None:
+        entry = {k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
+        with self._sharing_lock:
+            self._sharing[version.id] = self._all_sharing[version.id] = entry
 
 
 def _markers_intact(output: str, count: int) -> bool:
