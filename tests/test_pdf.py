@@ -14,9 +14,8 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from renderers.pdf import PdfBatchRenderer, PdfStats, render_pdf, render_versions
-from renderers.pdf_slots import _Slots
+from renderers.pdf.slots import Slots
 
-OUTPUT = Path(__file__).parent / "output"
 REPO_PRINT_CSS = Path(__file__).parents[1] / "templates" / "print.css"
 
 NAMES = ["Maribel", "Jonas", "Aiko", "Bartholomew", "Zoë", "Ann & Bob", "Ingrid", "Tobiah",
@@ -168,15 +167,15 @@ def test_fast_path_looks_like_the_naive_render(
 
 
 def test_page_one_png_for_people(batch: dict[str, Any], tmp_path: Path) -> None:
-    OUTPUT.mkdir(exist_ok=True)
+    # Under tmp_path: a test never overwrites a tracked file (docs/img has the sample).
     pdf = tmp_path / "edition.pdf"
     pdf.write_bytes(batch["runs"][0][3][0])
     subprocess.run(
         ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", str(pdf),
-         str(OUTPUT / "pdf-page1")],
+         str(tmp_path / "pdf-page1")],
         check=True,
     )
-    image = Image.open(OUTPUT / "pdf-page1.png")
+    image = Image.open(tmp_path / "pdf-page1.png")
     assert image.size == (497, 702)  # A4 at 60 dpi
 
 
@@ -210,7 +209,8 @@ def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path:
     customers = customers_for(4)[:3]
     pdfs = renderer.render(doc, customers)
     assert renderer.stats.fast == 3, renderer.stats.summary()
-    version = next(iter(renderer._versions.values()))
+    version = renderer.prepared(doc.parts)
+    assert not isinstance(version, str | None)
     assert sorted({hole.page for hole in version.holes}) == [0, 1]  # pages 1 and 2
     naive = render_pdf(doc.fill(customers[1]), templates_dir=no_print_css)
     fast_pages = page_images(pdfs[1], tmp_path, "fast")
@@ -303,7 +303,7 @@ def test_process_pool_gives_the_same_pdfs(batch: dict[str, Any], no_print_css: P
 
 
 def test_slots_cut_values_out_of_a_fill() -> None:
-    slots = _Slots(["<p>Dear ", " ", ',</p><a href="?c=', '">x</a>'])
+    slots = Slots(["<p>Dear ", " ", ',</p><a href="?c=', '">x</a>'])
     # "{{first}} {{last}}" is one slot: the space could also be inside a value.
     assert slots.count == 2
     assert slots.split('<p>Dear Ann Lee Smith,</p><a href="?c=7">x</a>') == ["Ann Lee Smith", "7"]

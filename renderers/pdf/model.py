@@ -5,36 +5,33 @@ from __future__ import annotations
 
 import copy
 import io
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pypdf import PdfReader
-from weasyprint import HTML
 from weasyprint.css.counters import CounterStyle
 from weasyprint.formatting_structure import boxes
 from weasyprint.html import parse_url
 from weasyprint.urls import get_link
 
-from renderers.pdf_assembly import _SharedPdf
-from renderers.pdf_css import with_print_css
-from renderers.pdf_layout import (
-    _cache_stylesheets,
-    _forget_stylesheets,
-    _geometry,
-    _html_from_tree,
-    _original_find_stylesheets,
-    _principal_blocks,
-    _stamp_block,
-    _StampHTML,
-    _walk,
-    _without_margin_boxes,
+from renderers.pdf.assembly import Rect, SharedPdf
+from renderers.pdf.engine import Engine
+from renderers.pdf.layout import (
+    StampHTML,
+    cache_stylesheets,
+    forget_stylesheets,
+    geometry,
+    html_from_tree,
+    parse_stylesheets,
+    principal_blocks,
+    stamp_block,
+    walk,
+    without_margin_boxes,
 )
-from renderers.pdf_slots import _sentinels, _Slots, _unescape
-
-if TYPE_CHECKING:
-    from renderers.pdf import PdfBatchRenderer
+from renderers.pdf.slots import Slots, sentinels, unescape
+from renderers.pdf.stats import PdfStats
 
 _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
 _STAMPS_PER_VERSION = 256  # stamps kept per version, for customers with the same text
@@ -49,7 +46,7 @@ html, body { background: none !important; }
 """
 
 
-class _Unsupported(Exception):
+class Unsupported(Exception):
     """The version's personal layer cannot be stamped; render its customers whole."""
 
 
@@ -61,11 +58,11 @@ class _Occurrence:
 
 
 @dataclass
-class _HoleBlock:
+class HoleBlock:
     key: str
     page: int
     geometry: tuple[float, ...]
-    rect: tuple[float, float, float, float]  # PDF points
+    rect: Rect  # the band across the page that the block spans
 
 
 def _read_field(element: Any, attribute: str | None) -> str | None:
@@ -101,25 +98,24 @@ def _find_occurrences(root: Any, sentinels: Sequence[str]) -> list[_Occurrence]:
     return found
 
 
-class _Version:
+class Version:
     """Everything shared by the customers of one version, prepared once."""
 
-    def __init__(self, renderer: PdfBatchRenderer, parts: Sequence[str], sample: list[str]):
-        self.renderer = renderer
+    def __init__(self, engine: Engine, parts: Sequence[str], sample: list[str]) -> None:
+        self.engine = engine
         self.counter_style = CounterStyle()
         self.color_profiles: dict[str, Any] = {}
-        self.slots = _Slots(parts)
-        widths = [len(_unescape(value) or value) for value in sample]
-        self.sentinels = _sentinels(widths, "".join(parts))
-        sentinel_html = with_print_css(self.slots.join(self.sentinels), renderer.css)
-        self.template = HTML(string=sentinel_html, base_url=renderer.base_url)
+        self.slots = Slots(parts)
+        widths = [len(unescape(value) or value) for value in sample]
+        self.sentinels = sentinels(widths, "".join(parts))
+        self.template = engine.html(self.slots.join(self.sentinels))
         root = self.template.etree_element
         self.parent = {child: parent for parent in root.iter() for child in parent}
         self.links: dict[int, _Occurrence] = {}  # slot -> <a href> occurrence
         self.hole_keys: dict[int, str] = {}  # id(element) -> key, for personal blocks
         self.hole_visible: dict[str, bool] = {}
         text, meta = self._classify(_find_occurrences(root, self.sentinels))
-        reference = renderer._render(self.template, [], self)
+        reference = self._render(self.template)
         self.holes = self._hole_blocks(reference, text)
         self.pages = len(reference.pages)
         self.shared = self._shared_pdf(reference)
@@ -149,7 +145,7 @@ class _Version:
                 if tag == "title" and self._inside(owner, "head"):
                     meta = True
                 elif tag == "style" or not self._inside(owner, "body"):
-                    raise _Unsupported("personal value in a stylesheet or the head")
+                    raise Unsupported("personal value in a stylesheet or the head")
                 else:
                     text.append(occurrence)
             elif tag == "meta" and attribute == "content":
@@ -157,10 +153,10 @@ class _Version:
             elif tag == "a" and attribute == "href" and self._inside(owner, "body"):
                 self.links[occurrence.slot] = occurrence
             else:
-                raise _Unsupported(f"personal value in the {attribute} attribute of <{tag}>")
+                raise Unsupported(f"personal value in the {attribute} attribute of <{tag}>")
         return text, meta
 
-    def _hole_blocks(self, reference: Any, text: list[_Occurrence]) -> list[_HoleBlock]:
+    def _hole_blocks(self, reference: Any, text: list[_Occurrence]) -> list[HoleBlock]:
         """Find the blocks that show personal values and check they can be stamped."""
         # Link targets count too: CSS may print them, as in a[href]::after.
         shown = {o.slot for o in text} | set(self.links)
@@ -169,12 +165,12 @@ class _Version:
         blocks: dict[int, Any] = {}  # id -> element of the block to stamp
         with_boxes: set[int] = set()
         for page in reference.pages:
-            for box, ancestors in _walk(page._page_box):
+            for box, ancestors in walk(page._page_box):
                 if box.element is not None:
                     with_boxes.add(id(box.element))
                 label = box.bookmark_label
                 if label and any(s in label.lower() for s in self.sentinels):
-                    raise _Unsupported("personal value in a bookmark")
+                    raise Unsupported("personal value in a bookmark")
                 if not isinstance(box, boxes.TextBox):
                     continue
                 lowered = box.text.lower()  # text-transform may change the case
@@ -182,10 +178,10 @@ class _Version:
                 if not hits:
                     continue
                 if any(isinstance(a, boxes.MarginBox) for a in ancestors):
-                    raise _Unsupported("personal value in a running header or footer")
-                block = _stamp_block(ancestors)
+                    raise Unsupported("personal value in a running header or footer")
+                block = stamp_block(ancestors)
                 if block is None or block.element is None:
-                    raise _Unsupported("personal text outside any block")
+                    raise Unsupported("personal text outside any block")
                 rendered.update(hits)
                 blocks[id(block.element)] = block.element
         for occurrence in text:
@@ -193,7 +189,7 @@ class _Version:
             if occurrence.attribute == "#tail":
                 owner = self.parent.get(owner)
             if occurrence.slot not in rendered and id(owner) in with_boxes:
-                raise _Unsupported("personal text not found in the layout")
+                raise Unsupported("personal text not found in the layout")
             # Not rendered and no box: it sits in something not displayed.
 
         # A block inside another stamped block is drawn with it.
@@ -204,13 +200,13 @@ class _Version:
         outer.sort(key=lambda e: order[id(e)])
         self.hole_keys = {id(e): str(i) for i, e in enumerate(outer)}
 
-        found = _principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
+        found = principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
         holes = []
         for element in outer:
             key = self.hole_keys[id(element)]
             fragments = found.get(key, [])
             if len(fragments) != 1:
-                raise _Unsupported("personal text in a block split across pages")
+                raise Unsupported("personal text in a block split across pages")
             page_index, box, _ = fragments[0]
             page = reference.pages[page_index]
             top, bottom = box.position_y, box.position_y + box.margin_height()
@@ -219,7 +215,7 @@ class _Version:
                     (page.height - top) * _PT_PER_PX)
             self._check_nothing_on_top(page, box, top, bottom)
             self.hole_visible[key] = box.style["visibility"] == "visible"
-            holes.append(_HoleBlock(key, page_index, _geometry(box), rect))
+            holes.append(HoleBlock(key, page_index, geometry(box), rect))
         return holes
 
     def _ancestors(self, element: Any) -> set[int]:
@@ -232,29 +228,44 @@ class _Version:
 
     def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float) -> None:
         """Stamping draws the block last: nothing floated or positioned may share its band."""
-        for box, ancestors in _walk(page._page_box):
+        for box, ancestors in walk(page._page_box):
             if not (box.is_floated() or box.is_absolutely_positioned()):
                 continue
             if box is block or any(a is block for a in ancestors):
                 continue
             y = box.border_box_y()
             if y < bottom and y + box.border_height() > top:
-                raise _Unsupported("a float or positioned box sits beside personal text")
+                raise Unsupported("a float or positioned box sits beside personal text")
 
     # -- the shared pages ----------------------------------------------------------
 
-    def _shared_pdf(self, reference: Any) -> _SharedPdf:
+    def _render(self, document: Any, stylesheets: list[Any] | None = None) -> Any:
+        return self.engine.render(
+            document,
+            stylesheets,
+            counter_style=self.counter_style,
+            color_profiles=self.color_profiles,
+        )
+
+    def _shared_pdf(self, reference: Any) -> SharedPdf:
         """Write the version's pages once, with the personal blocks left blank."""
         # Hiding them in the laid-out boxes saves a second layout. Styles are shared
         # between boxes, so each box in a block gets its own hidden copy.
-        found = _principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
+        found = principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
         for hole in self.holes:
             (_, block, _), = found[hole.key]
-            for box, _ in _walk(block):
+            for box, _ in walk(block):
                 box.style = box.style.copy()
                 box.style["visibility"] = "hidden"
                 box.background = None
-        return _SharedPdf(reference.write_pdf(), self)
+        bands: dict[int, list[Rect]] = defaultdict(list)
+        for hole in self.holes:
+            bands[hole.page].append(hole.rect)
+        hrefs = {
+            self.sentinels[slot]: occurrence.element.get("href")
+            for slot, occurrence in self.links.items()
+        }
+        return SharedPdf(reference.write_pdf(), bands, hrefs)
 
     # -- the per-customer document -------------------------------------------------
 
@@ -301,22 +312,14 @@ class _Version:
                 node.tail = None
                 node = parent.get(node)
         self.mini_tree = tree
-        self.mini_html = _html_from_tree(tree, self.template)
-        sheets = list(_original_find_stylesheets(
-            self.mini_html.wrapper_element,
-            self.mini_html.media_type,
-            self.mini_html.url_fetcher,
-            self.mini_html.base_url,
-            self.renderer.font_config,
-            self.counter_style,
-            self.color_profiles,
-            [],
-            [],
-        ))
+        self.mini_html = html_from_tree(tree, self.template)
+        sheets = parse_stylesheets(
+            self.mini_html, self.engine.font_config, self.counter_style, self.color_profiles
+        )
         # The stamp must not repeat the running header and footer (its "Page 1 of 1"
         # would cover the shared "Page 1 of 4"); margin boxes never move page content.
-        sheets = [_without_margin_boxes(sheet) for sheet in sheets]
-        _cache_stylesheets(tree, sheets)
+        sheets = [without_margin_boxes(sheet) for sheet in sheets]
+        cache_stylesheets(tree, sheets)
         unique = {(id(o.element), o.attribute): o for o in _find_occurrences(tree, self.sentinels)}
         self.mini_fields = [
             (o.element, o.attribute, _read_field(o.element, o.attribute) or "")
@@ -328,30 +331,29 @@ class _Version:
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
         if self._stamp_document() is None:
-            raise _Unsupported("the cut-down document lays out differently")
+            raise Unsupported("the cut-down document lays out differently")
 
     def _stamp_document(self) -> Any | None:
         """Lay out the mini tree as it stands; None if a personal block moved or resized."""
-        document = self.renderer._render(
-            _html_from_tree(self.mini_tree, self.template, _StampHTML),
-            [self.renderer.mini_css],
-            self,
+        document = self._render(
+            html_from_tree(self.mini_tree, self.template, StampHTML),
+            [self.engine.stylesheet(_MINI_CSS)],
         )
-        found = _principal_blocks(document, lambda e: e.get("data-edition-key"))
+        found = principal_blocks(document, lambda e: e.get("data-edition-key"))
         for hole in self.holes:
             fragments = found.get(hole.key, [])
-            if [(p, _geometry(b)) for p, b, _ in fragments] != [(hole.page, hole.geometry)]:
+            if [(p, geometry(b)) for p, b, _ in fragments] != [(hole.page, hole.geometry)]:
                 return None
         return document
 
     def close(self) -> None:
         """Forget the version's parsed stylesheets."""
         if hasattr(self, "mini_tree"):
-            _forget_stylesheets(self.mini_tree)
+            forget_stylesheets(self.mini_tree)
 
-    def render(self, values: list[str]) -> bytes | str:
+    def render(self, values: list[str], stats: PdfStats) -> bytes | str:
         """One customer's PDF, or the reason it needs a full render."""
-        texts = [_unescape(value) for value in values]
+        texts = [unescape(value) for value in values]
         if any(text is None for text in texts):
             return "value needs the HTML parser"
         plain: list[str] = texts  # type: ignore[assignment]
@@ -383,7 +385,7 @@ class _Version:
                 cached = self.stamps[key]
                 if cached is None:
                     return "personal text changes the layout"
-                self.renderer.stats.stamps_reused += 1
+                stats.stamps_reused += 1
                 stamp = cached
             else:
                 for element, attribute, template in self.mini_fields:

@@ -7,15 +7,13 @@ import hashlib
 import io
 import re
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pypdf import PdfReader
 from pypdf.generic import IndirectObject, NameObject, StreamObject, create_string_object
 
-if TYPE_CHECKING:
-    from renderers.pdf_version import _HoleBlock, _Version
+Rect = tuple[float, float, float, float]  # PDF points: x0, y0, x1, y1
 
 
 def _serialize(value: Any, ref: Callable[[int], int]) -> bytes:
@@ -97,7 +95,7 @@ def _retagged(value: Any) -> Any:
     return renamed
 
 
-def _center_in(rect: Sequence[Any], box: tuple[float, float, float, float]) -> bool:
+def _center_in(rect: Sequence[Any], box: Rect) -> bool:
     x0, y0, x1, y1 = (float(v) for v in rect)
     x, y = (x0 + x1) / 2, (y0 + y1) / 2
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
@@ -108,10 +106,14 @@ _ANNOTS = b"\x00annots\x00"
 _URI = b"\x00uri\x00"
 
 
-class _SharedPdf:
+class SharedPdf:
     """The version's PDF, parsed once, reassembled per customer by object surgery."""
 
-    def __init__(self, data: bytes, version: _Version) -> None:
+    def __init__(
+        self, data: bytes, bands: Mapping[int, Sequence[Rect]], hrefs: Mapping[str, str]
+    ) -> None:
+        """``bands``: page index -> where personal blocks go; ``hrefs``: sentinel -> the
+        href template of each personal link."""
         reader = PdfReader(io.BytesIO(data))
         trailer = reader.trailer
         self.root = trailer.raw_get("/Root").idnum
@@ -132,10 +134,6 @@ class _SharedPdf:
 
         # Link annotations whose target holds a sentinel: the href they came from, and
         # the annotation with a gap where the customer's URI goes.
-        hrefs = {
-            version.sentinels[slot]: occurrence.element.get("href")
-            for slot, occurrence in version.links.items()
-        }
         self.links: dict[int, tuple[str, list[bytes]]] = {}
         for page in reader.pages:
             for ref in page.get("/Annots", []) or []:
@@ -149,16 +147,13 @@ class _SharedPdf:
 
         # Pages with personal blocks: the shared content bracketed by q/Q, then the
         # customer's stamp; link annotations inside the blocks come from the stamp.
-        holes_by_page: dict[int, list[_HoleBlock]] = defaultdict(list)
-        for hole in version.holes:
-            holes_by_page[hole.page].append(hole)
-        self.stamped: list[tuple[int, list[_HoleBlock], list[bytes]]] = []
+        self.stamped: list[tuple[int, Sequence[Rect], list[bytes]]] = []
         opening = next_number
         self.chunks[opening] = _serialize_stream({}, b"q\n")
         closing = next_number + 1
         self.chunks[closing] = _serialize_stream({}, b"\nQ\nq /EditionPersonal Do Q\n")
         next_number += 2
-        for page_index, holes in sorted(holes_by_page.items()):
+        for page_index, rects in sorted(bands.items()):
             page = reader.pages[page_index]
             entries = dict(page)
             contents = page.raw_get("/Contents")
@@ -170,14 +165,14 @@ class _SharedPdf:
             kept = [
                 ref
                 for ref in page.get("/Annots", []) or []
-                if not any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+                if not any(_center_in(ref.get_object()["/Rect"], rect) for rect in rects)
             ]
             entries["/Annots"] = [*kept, _ANNOTS]
             template = _serialize(entries, _same)
             pieces = [template[: template.index(_STAMP)]]
             pieces += template[template.index(_STAMP) + len(_STAMP) :].split(_ANNOTS)
             page_ref = page.indirect_reference.idnum
-            self.stamped.append((page_ref, holes, pieces))
+            self.stamped.append((page_ref, rects, pieces))
         self.first_free = next_number
         self.order = sorted(self.chunks)
 
@@ -187,13 +182,13 @@ class _SharedPdf:
         if mini is None:
             return chunks
         next_number = self.first_free
-        for index, (page_ref, holes, pieces) in enumerate(self.stamped):
+        for index, (page_ref, rects, pieces) in enumerate(self.stamped):
             mini_page = mini.pages[index]
             resources = mini_page.get("/Resources", {})
             annots = [
                 ref
                 for ref in mini_page.get("/Annots", []) or []
-                if any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+                if any(_center_in(ref.get_object()["/Rect"], rect) for rect in rects)
             ]
             # The stamp's objects are renumbered past the shared ones.
             remap: dict[int, int] = {}

@@ -13,7 +13,7 @@ _SPECIAL = frozenset("<>\"'")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 
 
-class _Slots:
+class Slots:
     """The holes of a version, grouped so each group's value can be cut out of a fill."""
 
     def __init__(self, parts: Sequence[str]) -> None:
@@ -57,7 +57,7 @@ class _Slots:
         return values
 
 
-def _unescape(value: str) -> str | None:
+def unescape(value: str) -> str | None:
     """The text the HTML parser makes of an escaped value, or None when unsure."""
     if "\r" in value or "\0" in value:
         return None
@@ -68,7 +68,7 @@ def _unescape(value: str) -> str | None:
     return html_lib.unescape(value)
 
 
-def _sentinels(widths: Sequence[int], taken: str) -> list[str]:
+def sentinels(widths: Sequence[int], taken: str) -> list[str]:
     """Unique letter-only markers, about as wide as the values they stand for."""
     taken = taken.lower()
     for prefix in ("zq", "qz", "vq", "qv", "jq"):
