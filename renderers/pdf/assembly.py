@@ -8,12 +8,28 @@ import io
 import re
 import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import pydyf
 from pypdf import PdfReader
 from pypdf.generic import IndirectObject, NameObject, StreamObject, create_string_object
+from weasyprint import VERSION
+from weasyprint.pdf import _w3c_date_to_pdf
 
 Rect = tuple[float, float, float, float]  # PDF points: x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class SharedFont:
+    """A font object of the version's PDF: its number, and its glyphs' /W widths."""
+
+    number: int
+    widths: Mapping[int, int]
+
+    @property
+    def glyphs(self) -> frozenset[int]:
+        return frozenset(self.widths)
 
 
 def _serialize(value: Any, ref: Callable[[int], int]) -> bytes:
@@ -131,6 +147,7 @@ class SharedPdf:
                 continue
             self.chunks[number] = _serialize(value, _same)
         next_number = max(self.chunks) + 1
+        self.fonts = _shared_fonts(reader)
 
         # Link annotations whose target holds a sentinel: the href they came from, and
         # the annotation with a gap where the customer's URI goes.
@@ -148,6 +165,7 @@ class SharedPdf:
         # Pages with personal blocks: the shared content bracketed by q/Q, then the
         # customer's stamp; link annotations inside the blocks come from the stamp.
         self.stamped: list[tuple[int, Sequence[Rect], list[bytes]]] = []
+        self.media_boxes: dict[int, bytes] = {}
         opening = next_number
         self.chunks[opening] = _serialize_stream({}, b"q\n")
         closing = next_number + 1
@@ -173,8 +191,10 @@ class SharedPdf:
             pieces += template[template.index(_STAMP) + len(_STAMP) :].split(_ANNOTS)
             page_ref = page.indirect_reference.idnum
             self.stamped.append((page_ref, rects, pieces))
+            self.media_boxes[page_ref] = _serialize(page["/MediaBox"], _same)
         self.first_free = next_number
         self.order = sorted(self.chunks)
+        self.stamped_pages = sorted(bands)
 
     def stamp(self, mini: PdfReader | None) -> dict[int, bytes]:
         """The objects a customer's stamp adds or replaces: the same stamp, the same bytes."""
@@ -208,6 +228,24 @@ class SharedPdf:
             chunks[self.info] = _serialize(mini.trailer["/Info"], _same)
         return chunks
 
+    def stamp_pages(
+        self, forms: Sequence[tuple[bytes, bytes]], first_number: int
+    ) -> dict[int, bytes]:
+        """The objects that draw these stamps, each a content stream with its resources
+        (PDF syntax), on the stamped pages in order; new ones numbered from first_number."""
+        chunks: dict[int, bytes] = {}
+        for number, ((page_ref, _, pieces), (content, resources)) in enumerate(
+            zip(self.stamped, forms, strict=True), first_number
+        ):
+            data = zlib.compress(content)
+            chunks[number] = b"".join((
+                b"<</Type/XObject/Subtype/Form/BBox", self.media_boxes[page_ref],
+                b"/Resources", resources, b"/Filter/FlateDecode/Length %d>>" % len(data),
+                b"\nstream\n", data, b"\nendstream",
+            ))
+            chunks[page_ref] = b"%s%d 0 R%s%s" % (pieces[0], number, pieces[1], pieces[2])
+        return chunks
+
     def assemble(self, stamp: Mapping[int, bytes], uris: Mapping[str, str]) -> bytes:
         """The customer's PDF: shared objects, their stamp, their links."""
         chunks = {**self.chunks, **stamp}
@@ -215,6 +253,45 @@ class SharedPdf:
             chunks[number] = before + _serialize(create_string_object(uris[href]), _same) + after
         order = [*self.order, *sorted(n for n in stamp if n not in self.chunks)]
         return _write_pdf(chunks, order, self.root, self.info)
+
+
+def _shared_fonts(reader: PdfReader) -> dict[str, SharedFont]:
+    """The CID fonts of a WeasyPrint PDF, by resource name (WeasyPrint's font hash)."""
+    fonts: dict[str, SharedFont] = {}
+    for page in reader.pages:
+        for name, ref in (page.get("/Resources", {}).get("/Font", {}) or {}).items():
+            font = ref.get_object() if isinstance(ref, IndirectObject) else None
+            if font is None or font.get("/Subtype") != "/Type0":
+                continue
+            (descendant,) = font["/DescendantFonts"]
+            entries = list(descendant.get_object().get("/W", []))
+            widths: dict[int, int] = {}
+            # WeasyPrint writes runs as "first [w1 w2 ...]".
+            for first, run in zip(entries[::2], entries[1::2], strict=True):
+                for offset, width in enumerate(run):
+                    widths[int(first) + offset] = width
+            fonts[name[1:]] = SharedFont(ref.idnum, widths)
+    return fonts
+
+
+def info_dictionary(metadata: Any) -> bytes:
+    """The document information a WeasyPrint PDF has for this metadata."""
+    info = pydyf.Dictionary({"Producer": pydyf.String(f"WeasyPrint {VERSION}")})
+    if metadata.title:
+        info["Title"] = pydyf.String(metadata.title)
+    if metadata.authors:
+        info["Author"] = pydyf.String(", ".join(metadata.authors))
+    if metadata.description:
+        info["Subject"] = pydyf.String(metadata.description)
+    if metadata.keywords:
+        info["Keywords"] = pydyf.String(", ".join(metadata.keywords))
+    if metadata.generator:
+        info["Creator"] = pydyf.String(metadata.generator)
+    if metadata.created:
+        info["CreationDate"] = pydyf.String(_w3c_date_to_pdf(metadata.created, "created"))
+    if metadata.modified:
+        info["ModDate"] = pydyf.String(_w3c_date_to_pdf(metadata.modified, "modified"))
+    return bytes(info.data)
 
 
 def _serialize_stream(entries: Mapping[str, Any], data: bytes) -> bytes:

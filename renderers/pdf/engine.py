@@ -30,6 +30,9 @@ class Engine:
         )
         self.font_config = FontConfiguration()
         self.cache: dict[str, Any] = {}  # images, across documents
+        # WeasyPrint Font objects that stamps draw with, by Pango font key: each holds a
+        # whole font file, so the versions of a batch share them.
+        self.stamp_fonts: dict[Any, Any] = {}
         self._sheets: dict[str, CSS] = {}
 
     def stylesheet(self, text: str) -> CSS:

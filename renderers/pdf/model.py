@@ -1,5 +1,6 @@
 """A version prepared for the fast path: its shared pages, written once, and per
-customer a stamp of the blocks that hold personal text."""
+customer a stamp of the blocks that hold personal text, drawn straight to PDF
+(direct) where it can, else laid out in a cut-down document."""
 
 from __future__ import annotations
 
@@ -17,7 +18,9 @@ from weasyprint.html import parse_url
 from weasyprint.urls import get_link
 
 from renderers.pdf.assembly import Rect, SharedPdf
+from renderers.pdf.direct import REPERTOIRE, DirectStamper, plain_value
 from renderers.pdf.engine import Engine
+from renderers.pdf.fonts import more_glyphs
 from renderers.pdf.layout import (
     StampHTML,
     cache_stylesheets,
@@ -30,11 +33,15 @@ from renderers.pdf.layout import (
     walk,
     without_margin_boxes,
 )
+from renderers.pdf.relayout import watching
 from renderers.pdf.slots import Slots, sentinels, unescape
 from renderers.pdf.stats import PdfStats
 
 _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
-_STAMPS_PER_VERSION = 256  # stamps kept per version, for customers with the same text
+# Stamps kept per version, for customers with the same personal text: at most this
+# many, holding at most this many bytes (a stamp with a font subset of its own is big).
+_STAMPS_PER_VERSION = 256
+_STAMP_BYTES_PER_VERSION = 1 << 20
 
 # User-origin !important rules win over any author rule, so templates cannot undo them.
 _MINI_CSS = """
@@ -44,6 +51,38 @@ _MINI_CSS = """
 html, body { background: none !important; }
 @page { background: none !important; border-color: transparent !important; }
 """
+
+
+class _StampCache:
+    """Stamps by personal text; the least recently used go first when over budget."""
+
+    def __init__(self, entries: int, size: int) -> None:
+        self._entries, self._budget = entries, size
+        self._stamps: OrderedDict[tuple[str, ...], dict[int, bytes] | None] = OrderedDict()
+        self.size = 0  # bytes held
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._stamps
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def get(self, key: tuple[str, ...]) -> dict[int, bytes] | None:
+        self._stamps.move_to_end(key)
+        return self._stamps[key]
+
+    def put(self, key: tuple[str, ...], stamp: dict[int, bytes] | None) -> None:
+        self._stamps[key] = stamp
+        self.size += _size(stamp)
+        while len(self._stamps) > self._entries or (
+            self.size > self._budget and len(self._stamps) > 1
+        ):
+            _, evicted = self._stamps.popitem(last=False)
+            self.size -= _size(evicted)
+
+
+def _size(stamp: dict[int, bytes] | None) -> int:
+    return sum(map(len, stamp.values())) if stamp else 0
 
 
 class Unsupported(Exception):
@@ -118,10 +157,18 @@ class Version:
         reference = self._render(self.template)
         self.holes = self._hole_blocks(reference, text)
         self.pages = len(reference.pages)
-        self.shared = self._shared_pdf(reference)
         self.needs_mini = bool(self.holes) or bool(meta)
+        self.direct: DirectStamper | str = "nothing personal to stamp"
+        glyphs: dict[Any, Any] = {}
         if self.needs_mini:
-            self._prepare_mini(root)
+            self._prepare_mini(root, meta)
+            if isinstance(self.direct, DirectStamper):
+                glyphs = self._likely_glyphs(self.direct)
+        self.shared = self._shared_pdf(reference, glyphs)
+        if isinstance(self.direct, DirectStamper):
+            reason = self.direct.attach(self.shared)
+            if reason is not None:
+                self.direct = reason
 
     # -- analysis ------------------------------------------------------------------
 
@@ -247,7 +294,25 @@ class Version:
             color_profiles=self.color_profiles,
         )
 
-    def _shared_pdf(self, reference: Any) -> SharedPdf:
+    def _likely_glyphs(self, stamper: DirectStamper) -> dict[Any, Any]:
+        """The fonts of the personal paragraphs, with the glyphs of their own text and
+        of the characters customers' values are likely to hold."""
+        fonts = stamper.font_table()
+        stamper.draw_into(fonts)
+        own = {font.hash for font in fonts.values() if font.to_unicode}
+        for element, attribute, template in self.mini_fields:
+            likely = template
+            for sentinel in self.sentinels:
+                likely = likely.replace(sentinel, REPERTOIRE)
+            _write_field(element, attribute, likely)
+        try:
+            stamper.draw_into(fonts, exact=False)
+        finally:
+            for element, attribute, template in self.mini_fields:
+                _write_field(element, attribute, template)
+        return {key: font for key, font in fonts.items() if font.hash in own}
+
+    def _shared_pdf(self, reference: Any, glyphs: dict[Any, Any]) -> SharedPdf:
         """Write the version's pages once, with the personal blocks left blank."""
         # Hiding them in the laid-out boxes saves a second layout. Styles are shared
         # between boxes, so each box in a block gets its own hidden copy.
@@ -265,11 +330,13 @@ class Version:
             self.sentinels[slot]: occurrence.element.get("href")
             for slot, occurrence in self.links.items()
         }
-        return SharedPdf(reference.write_pdf(), bands, hrefs)
+        with more_glyphs(reference, glyphs):
+            data = reference.write_pdf()
+        return SharedPdf(data, bands, hrefs)
 
     # -- the per-customer document -------------------------------------------------
 
-    def _prepare_mini(self, root: Any) -> None:
+    def _prepare_mini(self, root: Any, meta: bool) -> None:
         """A copy of the version's tree that lays out only the personal blocks."""
         tree = copy.deepcopy(root)
         twin = {id(o): e for o, e in zip(root.iter(), tree.iter(), strict=True)}
@@ -326,12 +393,23 @@ class Version:
             for o in unique.values()
         ]
         self.mini_slots = sorted({o.slot for o in unique.values()})
-        self.stamps: OrderedDict[tuple[str, ...], dict[int, bytes] | None] = OrderedDict()
+        self.stamps = _StampCache(_STAMPS_PER_VERSION, _STAMP_BYTES_PER_VERSION)
         self.overlay_pages = sorted({hole.page for hole in self.holes})
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
-        if self._stamp_document() is None:
+        with watching(hole for hole, _ in holes) as calls:
+            document = self._stamp_document()
+        if document is None:
             raise Unsupported("the cut-down document lays out differently")
+        self.direct = DirectStamper.create(
+            document,
+            calls,
+            [hole.key for hole in self.holes],
+            self.mini_html if meta else None,
+            self.template.base_url,
+            self.counter_style,
+            self.engine.stamp_fonts,
+        )
 
     def _stamp_document(self) -> Any | None:
         """Lay out the mini tree as it stands; None if a personal block moved or resized."""
@@ -350,6 +428,20 @@ class Version:
         """Forget the version's parsed stylesheets."""
         if hasattr(self, "mini_tree"):
             forget_stylesheets(self.mini_tree)
+
+    def _new_stamp(self, key: tuple[str, ...], stats: PdfStats) -> dict[int, bytes] | None:
+        """The stamp of the personal text now in the mini tree; None if it reflows."""
+        if isinstance(self.direct, DirectStamper) and all(map(plain_value, key)):
+            drawn = self.direct.stamp()
+            if drawn is not None:
+                stats.direct += 1
+                return drawn
+        # Laid out whole: the cut-down document, written and read back.
+        document = self._stamp_document()
+        if document is None:
+            return None
+        pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
+        return self.shared.stamp(PdfReader(io.BytesIO(document.copy(pages).write_pdf())))
 
     def render(self, values: list[str], stats: PdfStats) -> bytes | str:
         """One customer's PDF, or the reason it needs a full render."""
@@ -381,8 +473,7 @@ class Version:
             # the same stamp; a text that reflowed once reflows again.
             key = tuple(plain[slot] for slot in self.mini_slots)
             if key in self.stamps:
-                self.stamps.move_to_end(key)
-                cached = self.stamps[key]
+                cached = self.stamps.get(key)
                 if cached is None:
                     return "personal text changes the layout"
                 stats.stamps_reused += 1
@@ -390,14 +481,9 @@ class Version:
             else:
                 for element, attribute, template in self.mini_fields:
                     _write_field(element, attribute, substitute(template))
-                document = self._stamp_document()
-                if document is not None:
-                    pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
-                    mini = PdfReader(io.BytesIO(document.copy(pages).write_pdf()))
-                    stamp = self.shared.stamp(mini)
-                self.stamps[key] = stamp if document is not None else None
-                if len(self.stamps) > _STAMPS_PER_VERSION:
-                    self.stamps.popitem(last=False)
-                if document is None:
+                made = self._new_stamp(key, stats)
+                self.stamps.put(key, made)
+                if made is None:
                     return "personal text changes the layout"
+                stamp = made
         return self.shared.assemble(stamp, uris)

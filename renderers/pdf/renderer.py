@@ -156,6 +156,9 @@ class PdfBatchRenderer:
         except Unsupported as reason:
             version = str(reason)
             self.stats.versions_full[version] += 1
+        else:
+            if isinstance(version.direct, str) and version.needs_mini:
+                self.stats.versions_laid_out[version.direct] += 1
         self._versions[key] = version
         while len(self._versions) > self._max_versions:
             _, evicted = self._versions.popitem(last=False)
