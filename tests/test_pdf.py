@@ -349,6 +349,43 @@ def test_right_to_left_paragraph_and_a_name_on_page_two(
         assert customer["first_name"] in text_of(pdf).split("A last word for you, ")[1]
 
 
+STYLED = {
+    # Drawn straight: all of this is WeasyPrint's own line layout and drawing.
+    "transformed": (True, ".greeting p{text-transform:capitalize;text-indent:3em;"
+                    "text-align:center;line-height:2.2;border:2px dashed #c00;padding:4px;"
+                    "background:#eef;text-shadow:1px 1px 2px #888;word-spacing:3px}"),
+    "decorated": (True, ".greeting p{text-transform:uppercase;font-variant:small-caps;"
+                  "letter-spacing:.05em;text-align:justify;text-align-last:justify}"
+                  ".account strong{text-decoration:underline wavy;background:#ff0;"
+                  "padding:0 4px;border-radius:3px}"),
+    "ellipsis": (True, ".greeting p{overflow:hidden;white-space:nowrap;"
+                 "text-overflow:ellipsis;width:120px}"),
+    # Laid out instead: generated boxes, a transparency group, a shifted block.
+    "generated": (False, ".greeting p::first-letter{font-size:200%}.account{opacity:.6}"),
+    "shifted": (False, ".greeting p{position:relative;left:10px}"
+                ".account{position:relative;top:2px}"),
+}
+
+
+@pytest.mark.parametrize("style", list(STYLED))
+def test_styled_paragraphs_look_like_their_whole_render(
+    style: str, no_print_css: Path, tmp_path: Path
+) -> None:
+    direct, css = STYLED[style]
+    doc = newsletter(14)
+    doc.parts[0] = doc.parts[0].replace("</style>", css + "</style>")
+    names = ["Bartholomew Fitzgerald", "Zoë", "דוד"]
+    customers = [{"id": f"s{i}", "first_name": n, "total": f"${i}.50"}
+                 for i, n in enumerate(names)]
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.fast == len(names), renderer.stats.summary()
+    assert renderer.stats.direct == (len(names) if direct else 0)
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=80, last=1)
+
+
 def test_stamp_caches_stay_bounded(no_print_css: Path) -> None:
     renderer = PdfBatchRenderer(templates_dir=no_print_css)
     doc = newsletter(13)

@@ -52,9 +52,12 @@ class FontTable(dict[Any, Font]):
 
     def __setitem__(self, key: Any, font: Font) -> None:
         font.widths = self._widths_of(key, font)
-        known = copy.copy(font)
-        known.to_unicode, known.missing, known.widths = {}, {}, {}
-        self._known[key] = known
+        # Not kept: emoji fonts draw through the Pango font's hb_font, which a Font
+        # only borrows (the face it holds a reference to).
+        if not _emoji(font):
+            known = copy.copy(font)
+            known.to_unicode, known.missing, known.widths = {}, {}, {}
+            self._known[key] = known
         super().__setitem__(key, font)
 
     def _widths_of(self, key: Any, font: Font) -> dict[int, int]:
@@ -95,8 +98,8 @@ class StampFonts:
             glyphs = frozenset(font.to_unicode)
             if not glyphs:
                 continue
-            if font.bitmap or font.missing or font.png or font.svg or font.colr:
-                return None  # emoji, bitmap and .notdef glyphs: the whole render decides
+            if font.bitmap or font.missing or _emoji(font):
+                return None  # emoji, bitmap and .notdef glyphs: laid out as a document
             shared = self._shared.get(font.hash)
             if shared is not None and glyphs <= shared.glyphs:
                 names[font.hash] = shared.number
@@ -132,6 +135,10 @@ class StampFonts:
         if len(self._subsets) > _SUBSETS_KEPT:
             self._subsets.popitem(last=False)
         return reference, objects
+
+
+def _emoji(font: Font) -> bool:
+    return bool(font.png or font.svg or font.colr)
 
 
 def _other_tag(tag: str) -> str:

@@ -163,10 +163,16 @@ class Version:
         if self.needs_mini:
             self._prepare_mini(root, meta)
             if isinstance(self.direct, DirectStamper):
-                glyphs = self._likely_glyphs(self.direct)
+                try:
+                    glyphs = self._likely_glyphs(self.direct)
+                except Exception as exc:
+                    self.direct = f"drawing stamps straight failed: {type(exc).__name__}"
         self.shared = self._shared_pdf(reference, glyphs)
         if isinstance(self.direct, DirectStamper):
-            reason = self.direct.attach(self.shared)
+            try:
+                reason = self.direct.attach(self.shared)
+            except Exception as exc:
+                reason = f"drawing stamps straight failed: {type(exc).__name__}"
             if reason is not None:
                 self.direct = reason
 
@@ -401,15 +407,18 @@ class Version:
             document = self._stamp_document()
         if document is None:
             raise Unsupported("the cut-down document lays out differently")
-        self.direct = DirectStamper.create(
-            document,
-            calls,
-            [hole.key for hole in self.holes],
-            self.mini_html if meta else None,
-            self.template.base_url,
-            self.counter_style,
-            self.engine.stamp_fonts,
-        )
+        try:
+            self.direct = DirectStamper.create(
+                document,
+                calls,
+                [hole.key for hole in self.holes],
+                self.mini_html if meta else None,
+                self.template.base_url,
+                self.counter_style,
+                self.engine.stamp_fonts,
+            )
+        except Exception as exc:  # WeasyPrint internals: stamps are laid out instead
+            self.direct = f"drawing stamps straight failed: {type(exc).__name__}"
 
     def _stamp_document(self) -> Any | None:
         """Lay out the mini tree as it stands; None if a personal block moved or resized."""
@@ -432,7 +441,10 @@ class Version:
     def _new_stamp(self, key: tuple[str, ...], stats: PdfStats) -> dict[int, bytes] | None:
         """The stamp of the personal text now in the mini tree; None if it reflows."""
         if isinstance(self.direct, DirectStamper) and all(map(plain_value, key)):
-            drawn = self.direct.stamp()
+            try:
+                drawn = self.direct.stamp()
+            except Exception:  # WeasyPrint internals: the laid-out stamp decides
+                drawn = None
             if drawn is not None:
                 stats.direct += 1
                 return drawn

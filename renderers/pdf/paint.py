@@ -54,6 +54,7 @@ class PagePainter:
             "XObject": pydyf.Dictionary(),
             "Pattern": pydyf.Dictionary(),
             "Shading": pydyf.Dictionary(),
+            "ColorSpace": None,  # groups copy it; a drawing that needs one is refused
         })
         bleed = self._bleed
         rectangle = (

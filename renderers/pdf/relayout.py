@@ -64,10 +64,12 @@ def _iter_line_boxes(
     entry = _watched.get(id(containing_block.element))
     if entry is None or entry[0] is not containing_block.element:
         return lines
+    # Copies: the layout goes on editing what it passed.
     call = _Call(
         context, position_y, bottom_space, skip_stack, containing_block.copy(),
-        first_letter_style, first_line_style, list(context.excluded_shapes),
-        context.current_page,
+        first_letter_style and dict(first_letter_style),
+        first_line_style and dict(first_line_style),
+        list(context.excluded_shapes), context.current_page,
     )
     entry[1].append(call)
     return _recorded(lines, call)
