@@ -94,12 +94,10 @@ _SUBSET_TAG = re.compile(r"/([A-Z]{6})\+")
 
 
 def _retagged(value: Any) -> Any:
-    """A stamp's font with its own subset tag.
-
-    WeasyPrint derives the tag (the ABCDEF+ in ABCDEF+DejaVu-Serif) from the font alone,
-    so the stamp's subset would share it with the page's, and viewers that look fonts
-    up by name could draw the wrong glyphs.
-    """
+    """A stamp's font with its own subset tag."""
+    # WeasyPrint derives the tag (the ABCDEF+ in ABCDEF+DejaVu-Serif) from the font
+    # alone, so the stamp's subset would share it with the page's, and viewers that
+    # look fonts up by name could draw the wrong glyphs.
     if not isinstance(value, dict) or isinstance(value, StreamObject):
         return value
     key = "/BaseFont" if "/BaseFont" in value else "/FontName" if "/FontName" in value else None

@@ -66,9 +66,9 @@ class DirectStamper:
         counter_style: Any,
         fonts: dict[Any, Any],
     ) -> DirectStamper | str:
-        """For the version's stamp document, just laid out with ``calls`` recorded: a
-        stamper, or why its stamps must be laid out whole. ``fonts``: WeasyPrint Font
-        objects by Pango font key, shared by the versions of a batch."""
+        """A stamper for the version's stamp document, just laid out with ``calls``
+        recorded, or why its stamps must be laid out whole."""
+        # fonts: WeasyPrint Font objects by Pango font key, shared by a batch's versions.
         found = principal_blocks(document, lambda e: e.get("data-edition-key"))
         by_page: dict[int, list[tuple[tuple[Any, ...], Any, Paragraph]]] = {}
         for key in keys:

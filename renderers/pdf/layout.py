@@ -60,12 +60,10 @@ def _is_flow_block(box: boxes.Box) -> bool:
 
 
 def stamp_block(ancestors: Sequence[boxes.Box]) -> boxes.Box | None:
-    """The block to stamp for text with these ancestors (page box first).
-
-    It is the deepest block whose ancestors are all plain flow blocks, so that only its
-    height can move anything else on the page. A table, flex or grid box under that
-    chain is stamped whole: its width may follow its content, but nothing beside it.
-    """
+    """The block to stamp for text with these ancestors (page box first)."""
+    # The deepest block whose ancestors are all plain flow blocks, so that only its
+    # height can move anything else on the page. A table, flex or grid box under that
+    # chain is stamped whole: its width may follow its content, but nothing beside it.
     chain = list(ancestors[1:])  # without the page box
     depth = 0
     while depth < len(chain) and _is_flow_block(chain[depth]):

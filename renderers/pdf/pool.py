@@ -39,11 +39,9 @@ def render_versions(
     stats: PdfStats | None = None,
     **options: Any,
 ) -> Iterator[list[bytes]]:
-    """For each (version document, customers) job, in order, the customers' PDFs.
-
-    Runs on ``workers`` processes (default: one per CPU), each with one long-lived
-    PdfBatchRenderer made from ``options``; a version's customers go out in chunks.
-    """
+    """For each (version document, customers) job, in order, the customers' PDFs, from
+    ``workers`` processes (one per CPU), each a PdfBatchRenderer made from ``options``."""
+    # A version's customers go out in chunks.
     workers = workers or os.cpu_count() or 1
     with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(options,)) as pool:
         queue: deque[tuple[int, bool, Future[tuple[list[bytes], PdfStats]]]] = deque()

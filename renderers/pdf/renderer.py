@@ -89,12 +89,11 @@ class PdfBatchRenderer:
     def render_filled(
         self, parts: Sequence[str], htmls: Sequence[str], *, prepare: bool | None = None
     ) -> list[bytes]:
-        """PDFs for documents that are fills of ``parts`` (the version's static HTML).
-
-        A document that is not a fill of ``parts`` is rendered whole, so callers may
-        pass whatever HTML each customer really gets. ``prepare``: lay the version out
-        for sharing now (True), never (False), or once it has a second customer (None).
-        """
+        """PDFs for documents that are fills of ``parts`` (the version's static HTML);
+        any other document is rendered whole."""
+        # Callers may so pass whatever HTML each customer really gets. prepare: lay the
+        # version out for sharing now (True), never (False), or from its second
+        # customer on (None).
         with self._lock:
             return self._render_filled(parts, htmls, prepare)
 
