@@ -14,7 +14,7 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from renderers.pdf import PdfBatchRenderer, PdfStats, render_pdf, render_versions
-from renderers.pdf.slots import Slots
+from renderers.pdf.slots import Slots, sentinels
 
 REPO_PRINT_CSS = Path(__file__).parents[1] / "templates" / "print.css"
 
@@ -488,3 +488,20 @@ def test_slots_cut_values_out_of_a_fill() -> None:
     assert slots.split('<p>Dear Ann Lee Smith,</p><a href="?c=7">x</a>') == ["Ann Lee Smith", "7"]
     assert slots.split('<p>Dear <b>Ann</b>,</p><a href="?c=7">x</a>') is None  # not escaped
     assert slots.split("<p>Something else</p>") is None
+
+
+def test_sentinels_are_about_as_wide_as_typical_values(no_print_css: Path) -> None:
+    # Short markers for a few slots, padded to the value's length, none in the text.
+    taken = "<p>Hello zqaqz</p>"
+    markers = sentinels([3, 12], taken)
+    assert [len(marker) for marker in markers] == [5, 12]
+    assert len(set(markers)) == 2 and not any(marker[:5] in taken for marker in markers)
+    # The version is laid out for the median customer, not for whoever comes first.
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(15)
+    names = ["Bartholomew-Fitzgerald", "Al", "Jo", "Li", "Ann"]
+    renderer.render(doc, [{"id": f"w{i}", "first_name": n, "total": "$1"}
+                          for i, n in enumerate(names)])
+    version = renderer.prepared(doc.parts)
+    assert not isinstance(version, str | None)
+    assert len(version.sentinels[0]) == 5

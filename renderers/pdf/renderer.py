@@ -106,7 +106,7 @@ class PdfBatchRenderer:
             return [self.render_one(html) for html in htmls]
         slots = Slots(parts)
         values = [slots.split(html) for html in htmls]
-        sample = next((v for v in values if v is not None), None)
+        sample = _typical([v for v in values if v is not None])
         version: Version | str = "not a fill of the version"
         if sample is not None and slots.count and prepare is not False:
             version = self._version(parts, sample, len(htmls) if prepare is None else 2)
@@ -164,3 +164,14 @@ class PdfBatchRenderer:
             if isinstance(evicted, Version):
                 evicted.close()
         return version
+
+
+def _typical(values: list[list[str]]) -> list[str] | None:
+    """Per slot, a value of the median length: the version is laid out with sentinels
+    that wide, so that as few customers as possible lay out differently."""
+    if not values:
+        return None
+    return [
+        sorted((value[slot] for value in values), key=len)[len(values) // 2]
+        for slot in range(len(values[0]))
+    ]
