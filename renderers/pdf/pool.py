@@ -64,9 +64,10 @@ def render_versions(
             starts = range(0, len(htmls), chunk_size) or [0]
             for start in starts:
                 chunk = htmls[start : start + chunk_size]
-                # Laying a version out for sharing costs about two whole renders: worth it
-                # from three customers on, even when a chunk holds only one of them.
-                future = pool.submit(_work, tuple(doc.parts), chunk, len(htmls) >= 3)
+                # Laying a version out for sharing costs about one whole render (its
+                # stamps a millisecond each): worth it from two customers on, even when a
+                # chunk holds only one of them.
+                future = pool.submit(_work, tuple(doc.parts), chunk, len(htmls) >= 2)
                 queue.append((job, start == starts[-1], future))
                 # A few chunks in flight per worker, not the whole campaign in memory.
                 while len(queue) > 3 * workers:

@@ -143,7 +143,7 @@ class PdfBatchRenderer:
             self._versions.move_to_end(key)
             return self._versions[key]
         if customers == 1 and key not in self._seen:
-            # Preparing costs about two full renders: not worth it for a version of one.
+            # Preparing costs about one full render: not worth it for a version of one.
             self._seen[key] = None
             if len(self._seen) > 4 * self._max_versions:
                 self._seen.popitem(last=False)
