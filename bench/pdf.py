@@ -1,32 +1,37 @@
-"""Benchmark: PDF editions, naive loop against the edition fast path.
+"""Benchmark: PDF editions, the naive loop against the edition fast path, side by side.
 
-    .venv/bin/python bench/pdf.py                      # 10,000 customers, 50 versions
-    .venv/bin/python bench/pdf.py --customers 2000 --naive 20
+    .venv/bin/python bench/pdf.py            # 4,010 customers, 45 versions (about a minute)
+    .venv/bin/python bench/pdf.py --quick    # 1,000 customers, 12 versions
+    .venv/bin/python bench/pdf.py --profile  # where one worker's CPU goes, top entries
 
-The naive row renders one whole WeasyPrint document per customer (a sample, its rate
-extrapolated); the fast path renders every customer through renderers.pdf on a process
-pool. Both use the same generated newsletters (about three A4 pages each). Wall-clock
-ratios depend on what else runs on the machine; the CPU columns (this process and its
-workers) do not.
+One run measures three rows on the same process pool: the naive loop (one whole
+WeasyPrint document per customer, on a sample whose rate is extrapolated), the fast
+path with the campaign's names shared among customers (stamps reused), and the fast
+path with every customer's name different (a stamp per customer). The generated
+newsletters are about four A4 pages. Wall-clock rates depend on what else runs on the
+machine; the CPU columns (this process and its workers) much less.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import io
 import os
+import pstats
 import random
 import re
 import resource
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from markupsafe import escape
 from pypdf import PdfReader
 
-from renderers.pdf import PdfStats, render_pdf, render_versions
+from renderers.pdf import PdfBatchRenderer, PdfStats, render_pdf, render_versions
 
 FIRST_NAMES = [
     "Maria", "Jonas", "Aiko", "Bartholomew", "Zoë", "Ingrid", "Tobiah", "Leilani",
@@ -151,59 +156,160 @@ def sample(jobs: list[tuple[Newsletter, list[dict[str, Any]]]], n: int) -> Itera
                 yield doc.fill(customers[round_])
 
 
+@dataclass
+class Row:
+    """One measured way of rendering the campaign."""
+
+    name: str
+    customers: int
+    seconds: float
+    cpu: float
+    pages: int
+    size: int
+
+    @property
+    def rate(self) -> float:
+        return self.customers / self.seconds
+
+    @property
+    def cpu_per(self) -> float:
+        return self.cpu / self.customers
+
+
+def measure(
+    name: str, work: Callable[[], Iterator[tuple[bytes, float]]], customers: int
+) -> Row:
+    """Time ``work`` and count what it wrote. Each item is a PDF and the CPU seconds its
+    worker reported for it, or -1 when only the pool's whole lifetime is known."""
+    start, cpu = time.perf_counter(), cpu_seconds()
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    size = pages = 0
+    kept, reported = [], 0.0
+    for pdf, task_cpu in work():
+        size += len(pdf)
+        if task_cpu >= 0:
+            kept.append(pdf)
+            reported += task_cpu
+        else:  # the fast path writes page dictionaries in the clear: cheap to count
+            pages += pages_of(pdf)
+    seconds = time.perf_counter() - start
+    if reported:  # this process plus the tasks, not the pool's start
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        spent = reported + sum(
+            getattr(after, f) - getattr(own, f) for f in ("ru_utime", "ru_stime")
+        )
+    else:
+        spent = cpu_seconds() - cpu
+    # After the clock: WeasyPrint's own files need a PDF parser to count their pages.
+    pages += sum(map(pages_of, kept))
+    return Row(name, customers, seconds, spent, pages, size)
+
+
+def naive_loop(
+    pool: ProcessPoolExecutor, htmls: list[str], options: dict[str, Any]
+) -> Iterator[tuple[bytes, float]]:
+    """One whole WeasyPrint document per customer, on as many processes as the edition."""
+    yield from pool.map(_naive_one, htmls, [options] * len(htmls))
+
+
+WARM_UP = "<p>warm up</p>"
+
+
+def _naive_one(html: str, options: dict[str, Any]) -> tuple[bytes, float]:
+    start = time.process_time()
+    pdf = render_pdf(html, base_url=None, **options)
+    return pdf, time.process_time() - start
+
+
+def edition(
+    jobs: list[tuple[Newsletter, list[dict[str, Any]]]],
+    workers: int,
+    options: dict[str, Any],
+    stats: PdfStats,
+) -> Iterator[tuple[bytes, float]]:
+    for pdfs in render_versions(jobs, workers=workers, stats=stats, **options):
+        for pdf in pdfs:
+            yield pdf, -1.0
+
+
+def profile(args: argparse.Namespace, options: dict[str, Any], top: int = 18) -> None:
+    """One renderer in this process, every name different: the top of its profile."""
+    jobs = campaign(args.customers, args.versions, unique_names=True)[:3]
+    renderer = PdfBatchRenderer(**options)
+    profiler = cProfile.Profile()
+    start = time.process_time()
+    profiler.enable()
+    for doc, customers in jobs:
+        renderer.render(doc, customers)
+    profiler.disable()
+    customers = sum(len(c) for _, c in jobs)
+    print(f"{customers} customers in {len(jobs)} versions, one process: "
+          f"{(time.process_time() - start) / customers * 1000:.1f} ms CPU per customer "
+          f"(under the profiler)")
+    print(renderer.stats.summary())
+    stats = pstats.Stats(profiler)
+    stats.sort_stats("cumulative").print_stats(top)
+    stats.sort_stats("tottime").print_stats(top)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--customers", type=int, default=10_000)
-    parser.add_argument("--versions", type=int, default=50)
-    parser.add_argument("--naive", type=int, default=40, help="customers for the naive sample")
+    parser.add_argument("--customers", type=int, help="default 4010 (--quick: 1000)")
+    parser.add_argument("--versions", type=int, help="default 45 (--quick: 12)")
+    parser.add_argument("--naive", type=int, help="naive sample, default 40 (--quick: 16)")
+    parser.add_argument("--quick", action="store_true", help="a smaller campaign")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--templates", default="templates", help="folder with print.css")
     parser.add_argument("--page-size", default="A4", choices=["A4", "Letter"])
-    parser.add_argument("--unique-names", action="store_true",
-                        help="give every customer a different name (no stamp reuse)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile one in-process renderer instead of the table")
     args = parser.parse_args()
-
-    jobs = campaign(args.customers, args.versions, unique_names=args.unique_names)
+    args.customers = args.customers or (1000 if args.quick else 4010)
+    args.versions = args.versions or (12 if args.quick else 45)
+    args.naive = args.naive or (16 if args.quick else 40)
     options = {"page_size": args.page_size, "templates_dir": args.templates}
+    if args.profile:
+        profile(args, options)
+        return
 
+    shared_jobs = campaign(args.customers, args.versions)
+    unique_jobs = campaign(args.customers, args.versions, unique_names=True)
     load_before = os.getloadavg()[0]
-    start, cpu = time.perf_counter(), cpu_seconds()
-    naive_pages = 0
-    for html in sample(jobs, args.naive):
-        naive_pages += pages_of(render_pdf(html, base_url=None, **options))
-    naive_seconds, naive_cpu = time.perf_counter() - start, cpu_seconds() - cpu
+    htmls = list(sample(unique_jobs, args.naive))
+    with ProcessPoolExecutor(args.workers) as pool:
+        # Started and warm before the clock: the loop's rate is extrapolated to the
+        # whole campaign, where starting the pool is a rounding error.
+        list(pool.map(_naive_one, [WARM_UP] * args.workers, [options] * args.workers))
+        naive = measure(
+            "naive loop (one WeasyPrint document each)",
+            lambda: naive_loop(pool, htmls, options),
+            args.naive,
+        )
+    shared_stats, unique_stats = PdfStats(), PdfStats()
+    shared = measure(
+        "edition, names shared",
+        lambda: edition(shared_jobs, args.workers, options, shared_stats),
+        args.customers,
+    )
+    unique = measure(
+        "edition, every name different",
+        lambda: edition(unique_jobs, args.workers, options, unique_stats),
+        args.customers,
+    )
 
-    stats = PdfStats()
-    fast_pages = fast_bytes = 0
-    start, cpu = time.perf_counter(), cpu_seconds()
-    for pdfs in render_versions(jobs, workers=args.workers, stats=stats, **options):
-        for pdf in pdfs:
-            fast_pages += pages_of(pdf)
-            fast_bytes += len(pdf)
-    fast_seconds, fast_cpu = time.perf_counter() - start, cpu_seconds() - cpu
-
-    naive_rate = args.naive / naive_seconds
-    fast_rate = args.customers / fast_seconds
-    naive_per = naive_cpu / args.naive
-    fast_per = fast_cpu / args.customers
-    rows = [
-        ("naive (one WeasyPrint document per customer)", args.naive, naive_seconds,
-         naive_rate, naive_pages / naive_seconds, 1.0, naive_per, 1.0),
-        ("edition fast path", args.customers, fast_seconds, fast_rate,
-         fast_pages / fast_seconds, fast_rate / naive_rate, fast_per, naive_per / fast_per),
-    ]
     print(f"{args.customers} customers in {args.versions} versions, {args.workers} workers, "
           f"{os.cpu_count()} CPUs, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
-    print(f"{'':46} {'customers':>9} {'seconds':>8} {'cust/s':>7} {'pages/s':>7} {'ratio':>6}"
-          f" {'CPU ms/cust':>11} {'CPU ratio':>9}")
-    for name, n, seconds, rate, page_rate, ratio, per, cpu_ratio in rows:
-        print(f"{name:46} {n:>9} {seconds:>8.1f} {rate:>7.2f} {page_rate:>7.1f} {ratio:>5.1f}x"
-              f" {per * 1000:>11.1f} {cpu_ratio:>8.1f}x")
+    print(f"{'':42} {'customers':>9} {'seconds':>7} {'cust/s':>7} {'ratio':>6}"
+          f" {'CPU ms/cust':>11} {'CPU ratio':>9} {'pages/s':>7} {'KiB/PDF':>7}")
+    for row in (naive, shared, unique):
+        print(f"{row.name:42} {row.customers:>9} {row.seconds:>7.1f} {row.rate:>7.1f}"
+              f" {row.rate / naive.rate:>5.1f}x {row.cpu_per * 1000:>11.1f}"
+              f" {naive.cpu_per / row.cpu_per:>8.1f}x {row.pages / row.seconds:>7.1f}"
+              f" {row.size / row.customers / 1024:>7.1f}")
     print(f"naive loop at {args.customers} customers, extrapolated: "
-          f"{args.customers / naive_rate:.0f} s")
-    kib = fast_bytes / args.customers / 1024
-    per_pdf = f"{fast_pages / args.customers:.2f} pages, {kib:.0f} KiB"
-    print(f"fast path: {stats.summary()}; {stats.versions} version layouts; {per_pdf} per PDF")
+          f"{args.customers / naive.rate:.0f} s")
+    print(f"names shared: {shared_stats.summary()}; {shared_stats.versions} version layouts")
+    print(f"every name different: {unique_stats.summary()}")
 
 
 if __name__ == "__main__":

@@ -14,9 +14,8 @@ from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from renderers.pdf import PdfBatchRenderer, PdfStats, render_pdf, render_versions
-from renderers.pdf_slots import _Slots
+from renderers.pdf.slots import Slots, sentinels
 
-OUTPUT = Path(__file__).parent / "output"
 REPO_PRINT_CSS = Path(__file__).parents[1] / "templates" / "print.css"
 
 NAMES = ["Maribel", "Jonas", "Aiko", "Bartholomew", "Zoë", "Ann & Bob", "Ingrid", "Tobiah",
@@ -102,11 +101,43 @@ def uris_of(pdf: bytes) -> list[str]:
     ]
 
 
-def page_images(pdf: bytes, tmp_path: Path, name: str) -> list[Image.Image]:
+def page_images(
+    pdf: bytes, tmp_path: Path, name: str, dpi: int = 60, last: int | None = None
+) -> list[Image.Image]:
     path = tmp_path / f"{name}.pdf"
     path.write_bytes(pdf)
-    subprocess.run(["pdftoppm", "-png", "-r", "60", str(path), str(tmp_path / name)], check=True)
+    pages = ["-l", str(last)] if last else []
+    subprocess.run(
+        ["pdftoppm", "-png", "-r", str(dpi), *pages, str(path), str(tmp_path / name)],
+        check=True,
+    )
     return [Image.open(p).convert("RGB") for p in sorted(tmp_path.glob(f"{name}-*.png"))]
+
+
+def assert_same_pages(
+    fast: bytes, naive: bytes, tmp_path: Path, name: str, dpi: int = 60, last: int | None = None
+) -> None:
+    """Every page of ``fast`` (up to ``last``) is pixel for pixel the whole render's."""
+    count = [len(PdfReader(io.BytesIO(pdf)).pages) for pdf in (fast, naive)]
+    assert count[0] == count[1], f"{name}: {count[0]} pages, the whole render {count[1]}"
+    fast_pages = page_images(fast, tmp_path, f"fast-{name}", dpi, last)
+    naive_pages = page_images(naive, tmp_path, f"naive-{name}", dpi, last)
+    for page, (a, b) in enumerate(zip(fast_pages, naive_pages, strict=True), 1):
+        assert ImageChops.difference(a, b).getbbox() is None, f"page {page} of {name} differs"
+
+
+def own_stamp_fonts(pdf: bytes) -> set[str]:
+    """Fonts that a PDF's stamps bring along, beyond the fonts of its shared pages."""
+    own: set[str] = set()
+    for page in PdfReader(io.BytesIO(pdf)).pages:
+        resources = page["/Resources"]
+        shared = {font.get_object()["/BaseFont"] for font in resources["/Font"].values()}
+        stamp = resources.get("/XObject", {}).get("/EditionPersonal")
+        if stamp is not None:
+            for font in stamp.get_object()["/Resources"]["/Font"].values():
+                own.add(font.get_object()["/BaseFont"])
+        own -= shared
+    return own
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +163,9 @@ def test_every_customer_takes_the_fast_path(batch: dict[str, Any]) -> None:
     assert stats.customers == 30
     assert stats.fast == 30, stats.summary()
     assert stats.versions == 3 and not stats.versions_full
+    # Greeting and invoice line are plain paragraphs: every stamp is drawn straight.
+    assert not stats.versions_laid_out
+    assert stats.direct + stats.stamps_reused == 30
 
 
 def test_each_pdf_holds_its_customer_and_version_only(batch: dict[str, Any]) -> None:
@@ -168,15 +202,15 @@ def test_fast_path_looks_like_the_naive_render(
 
 
 def test_page_one_png_for_people(batch: dict[str, Any], tmp_path: Path) -> None:
-    OUTPUT.mkdir(exist_ok=True)
+    # Under tmp_path: a test never overwrites a tracked file (docs/img has the sample).
     pdf = tmp_path / "edition.pdf"
     pdf.write_bytes(batch["runs"][0][3][0])
     subprocess.run(
         ["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1", "-singlefile", str(pdf),
-         str(OUTPUT / "pdf-page1")],
+         str(tmp_path / "pdf-page1")],
         check=True,
     )
-    image = Image.open(OUTPUT / "pdf-page1.png")
+    image = Image.open(tmp_path / "pdf-page1.png")
     assert image.size == (497, 702)  # A4 at 60 dpi
 
 
@@ -210,7 +244,8 @@ def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path:
     customers = customers_for(4)[:3]
     pdfs = renderer.render(doc, customers)
     assert renderer.stats.fast == 3, renderer.stats.summary()
-    version = next(iter(renderer._versions.values()))
+    version = renderer.prepared(doc.parts)
+    assert not isinstance(version, str | None)
     assert sorted({hole.page for hole in version.holes}) == [0, 1]  # pages 1 and 2
     naive = render_pdf(doc.fill(customers[1]), templates_dir=no_print_css)
     fast_pages = page_images(pdfs[1], tmp_path, "fast")
@@ -219,6 +254,150 @@ def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path:
     for a, b in zip(fast_pages, naive_pages, strict=True):
         assert ImageChops.difference(a, b).getbbox() is None
     assert f"A last word for you, {customers[1]['first_name']}." in text_of(pdfs[1])
+
+
+# Names whose glyphs the version's fonts lack (Greek, Cyrillic, Hebrew and Arabic
+# right to left, CJK that no installed font has, an emoji), accents composed and not,
+# ligatures, edge spaces and an empty name; one long enough to wrap the greeting.
+HARD_NAMES = [
+    "Maribel", "Αθηνά Παπαδοπούλου", "Жанна", "דוד כהן", "محمد", "Zoe\u0308 Ångström",
+    "Steffi Œuvre-ﬁnch", "Łukasz Żółć", "O'Brien & Sons", "王小明", "Zoë 😀",
+    " Ann  Lee ", "", "Wolfeschlegelsteinhausenbergerdorff", "Maximiliane " * 14,
+]
+
+
+def hard_customers() -> list[dict[str, Any]]:
+    return [{"id": f"h{i}", "first_name": name, "total": f"€{i * 7.5:.2f}"}
+            for i, name in enumerate(HARD_NAMES)]
+
+
+@pytest.mark.parametrize("print_css", [None, *([REPO_PRINT_CSS] if REPO_PRINT_CSS.is_file()
+                                               else [])], ids=["default", "templates"][:2])
+def test_hard_names_look_like_their_whole_render(print_css: Path | None, tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    if print_css is not None:
+        shutil.copy(print_css, templates / "print.css")
+    renderer = PdfBatchRenderer(templates_dir=templates)
+    doc = newsletter(2)
+    customers = hard_customers()
+    pdfs = renderer.render(doc, customers)
+    stats = renderer.stats
+    assert stats.full == {"personal text changes the layout": 1}, stats.summary()
+    # Drawn straight unless a glyph is in no font (CJK here; DejaVu has the emoji) or
+    # a value has edge spaces or is empty: those stamps are laid out.
+    assert stats.direct == len(customers) - 4, stats.summary()
+    for index, (customer, pdf) in enumerate(zip(customers, pdfs, strict=True)):
+        naive = render_pdf(doc.fill(customer), templates_dir=templates)
+        # The stamps are on page 1; the other pages are the same objects for everyone.
+        last = None if index == 0 else 1
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=80, last=last)
+    by_name = dict(zip(HARD_NAMES, pdfs, strict=True))
+    assert not own_stamp_fonts(by_name["Maribel"])  # the version's fonts hold its glyphs
+    assert own_stamp_fonts(by_name["Αθηνά Παπαδοπούλου"])  # a subset of its own
+
+
+def test_lines_that_reflow_inside_a_paragraph(no_print_css: Path, tmp_path: Path) -> None:
+    """Justified, hyphenated text after the name: words move between lines, the
+    paragraph keeps its height, and the stamp is still drawn straight."""
+    doc = newsletter(11)
+    doc.parts[0] = doc.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        '<section class=greeting><p style="text-align: justify; hyphens: auto">Dear ',
+    )
+    doc.parts[1] = doc.parts[1].replace(
+        ",</p><p>Here is",
+        f", {paragraph(3, 55)} <em>{paragraph(4, 14)}</em> and more.</p><p>Here is",
+        1,
+    )
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    names = ["Al", "Bartholomew-Fitzgerald", "Zoë", "Kwabena Asante", "Ингрид", "Li"]
+    customers = [{"id": f"r{i}", "first_name": n, "total": "$1"} for i, n in enumerate(names)]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.direct == len(names), renderer.stats.summary()
+    for index, (customer, pdf) in enumerate(zip(customers, pdfs, strict=True)):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        last = None if index == 0 else 1  # the stamp is on page 1
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=100, last=last)
+
+
+def test_right_to_left_paragraph_and_a_name_on_page_two(
+    no_print_css: Path, tmp_path: Path
+) -> None:
+    doc = newsletter(12)
+    doc.parts[0] = doc.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        '<section class=greeting><p dir=rtl lang=he style="text-align: start">שלום ',
+    )
+    # A personal line at the end of the second article, on page 2.
+    cut = doc.parts[2].index("</article>", doc.parts[2].index("</article>") + 1)
+    doc.parts[2:3] = [doc.parts[2][:cut] + "<p>A last word for <b>you</b>, ",
+                      ".</p>" + doc.parts[2][cut:]]
+    doc.holes[2:2] = ["first_name"]
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    names = ["דוד", "Jonas", "محمد علي", "Zoë"]
+    customers = [{"id": f"l{i}", "first_name": n, "total": "$2"} for i, n in enumerate(names)]
+    pdfs = renderer.render(doc, customers)
+    version = renderer.prepared(doc.parts)
+    assert not isinstance(version, str | None)
+    assert sorted({hole.page for hole in version.holes}) == [0, 1]
+    assert renderer.stats.direct == len(names), renderer.stats.summary()
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=80, last=2)
+        assert text_of(pdf) == text_of(naive)
+        assert customer["first_name"] in text_of(pdf).split("A last word for you, ")[1]
+
+
+STYLED = {
+    # Drawn straight: all of this is WeasyPrint's own line layout and drawing.
+    "transformed": (True, ".greeting p{text-transform:capitalize;text-indent:3em;"
+                    "text-align:center;line-height:2.2;border:2px dashed #c00;padding:4px;"
+                    "background:#eef;text-shadow:1px 1px 2px #888;word-spacing:3px}"),
+    "decorated": (True, ".greeting p{text-transform:uppercase;font-variant:small-caps;"
+                  "letter-spacing:.05em;text-align:justify;text-align-last:justify}"
+                  ".account strong{text-decoration:underline wavy;background:#ff0;"
+                  "padding:0 4px;border-radius:3px}"),
+    "ellipsis": (True, ".greeting p{overflow:hidden;white-space:nowrap;"
+                 "text-overflow:ellipsis;width:120px}"),
+    # Laid out instead: generated boxes, a transparency group, a shifted block.
+    "generated": (False, ".greeting p::first-letter{font-size:200%}.account{opacity:.6}"),
+    "shifted": (False, ".greeting p{position:relative;left:10px}"
+                ".account{position:relative;top:2px}"),
+}
+
+
+@pytest.mark.parametrize("style", list(STYLED))
+def test_styled_paragraphs_look_like_their_whole_render(
+    style: str, no_print_css: Path, tmp_path: Path
+) -> None:
+    direct, css = STYLED[style]
+    doc = newsletter(14)
+    doc.parts[0] = doc.parts[0].replace("</style>", css + "</style>")
+    names = ["Bartholomew Fitzgerald", "Zoë", "דוד"]
+    customers = [{"id": f"s{i}", "first_name": n, "total": f"${i}.50"}
+                 for i, n in enumerate(names)]
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.fast == len(names), renderer.stats.summary()
+    assert renderer.stats.direct == (len(names) if direct else 0)
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=80, last=1)
+
+
+def test_stamp_caches_stay_bounded(no_print_css: Path) -> None:
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(13)
+    customers = [{"id": f"m{i}", "first_name": f"Ξένια {i:04d}", "total": f"${i}"}
+                 for i in range(300)]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.direct == 300
+    version = renderer.prepared(doc.parts)
+    assert not isinstance(version, str | None)
+    assert len(version.stamps) <= 256
+    assert version.stamps.size <= 1 << 20
+    assert "Ξένια 0299" in text_of(pdfs[-1])
 
 
 def test_same_personal_text_reuses_the_stamp(no_print_css: Path) -> None:
@@ -303,9 +482,26 @@ def test_process_pool_gives_the_same_pdfs(batch: dict[str, Any], no_print_css: P
 
 
 def test_slots_cut_values_out_of_a_fill() -> None:
-    slots = _Slots(["<p>Dear ", " ", ',</p><a href="?c=', '">x</a>'])
+    slots = Slots(["<p>Dear ", " ", ',</p><a href="?c=', '">x</a>'])
     # "{{first}} {{last}}" is one slot: the space could also be inside a value.
     assert slots.count == 2
     assert slots.split('<p>Dear Ann Lee Smith,</p><a href="?c=7">x</a>') == ["Ann Lee Smith", "7"]
     assert slots.split('<p>Dear <b>Ann</b>,</p><a href="?c=7">x</a>') is None  # not escaped
     assert slots.split("<p>Something else</p>") is None
+
+
+def test_sentinels_are_about_as_wide_as_typical_values(no_print_css: Path) -> None:
+    # Short markers for a few slots, padded to the value's length, none in the text.
+    taken = "<p>Hello zqaqz</p>"
+    markers = sentinels([3, 12], taken)
+    assert [len(marker) for marker in markers] == [5, 12]
+    assert len(set(markers)) == 2 and not any(marker[:5] in taken for marker in markers)
+    # The version is laid out for the median customer, not for whoever comes first.
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(15)
+    names = ["Bartholomew-Fitzgerald", "Al", "Jo", "Li", "Ann"]
+    renderer.render(doc, [{"id": f"w{i}", "first_name": n, "total": "$1"}
+                          for i, n in enumerate(names)])
+    version = renderer.prepared(doc.parts)
+    assert not isinstance(version, str | None)
+    assert len(version.sentinels[0]) == 5

@@ -13,7 +13,7 @@ _SPECIAL = frozenset("<>\"'")
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 
 
-class _Slots:
+class Slots:
     """The holes of a version, grouped so each group's value can be cut out of a fill."""
 
     def __init__(self, parts: Sequence[str]) -> None:
@@ -57,7 +57,7 @@ class _Slots:
         return values
 
 
-def _unescape(value: str) -> str | None:
+def unescape(value: str) -> str | None:
     """The text the HTML parser makes of an escaped value, or None when unsure."""
     if "\r" in value or "\0" in value:
         return None
@@ -68,15 +68,19 @@ def _unescape(value: str) -> str | None:
     return html_lib.unescape(value)
 
 
-def _sentinels(widths: Sequence[int], taken: str) -> list[str]:
+def sentinels(widths: Sequence[int], taken: str) -> list[str]:
     """Unique letter-only markers, about as wide as the values they stand for."""
     taken = taken.lower()
+    # As short as the slot count allows: a marker wider than a short name would lay the
+    # version out with lines its customers do not have.
+    shifts = (0,) if len(widths) <= 16 else (8, 4, 0)
     for prefix in ("zq", "qz", "vq", "qv", "jq"):
-        markers = []
+        markers, padded = [], []
         for index, width in enumerate(widths):
-            code = "".join("abcdefghijklmnop"[(index >> shift) & 15] for shift in (8, 4, 0))
+            code = "".join("abcdefghijklmnop"[(index >> shift) & 15] for shift in shifts)
             marker = f"{prefix}{code}{prefix[::-1]}"
-            markers.append(marker + "x" * max(0, min(width, 40) - len(marker)))
-        if not any(marker[:7] in taken for marker in markers):
-            return markers
+            markers.append(marker)
+            padded.append(marker + "x" * max(0, min(width, 40) - len(marker)))
+        if not any(marker in taken for marker in markers):
+            return padded
     raise RuntimeError("no free sentinel prefix")  # pragma: no cover

@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 PAGE_SIZES = {"A4": "A4", "Letter": "letter"}
-DEFAULT_PRINT_CSS = Path(__file__).with_name("print_default.css")
+# Beside the other renderers: templates/print.css overrides it, and docs point at it.
+DEFAULT_PRINT_CSS = Path(__file__).parents[1] / "print_default.css"
 
 
 def print_stylesheet(

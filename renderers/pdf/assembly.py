@@ -7,15 +7,29 @@ import hashlib
 import io
 import re
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
+import pydyf
 from pypdf import PdfReader
 from pypdf.generic import IndirectObject, NameObject, StreamObject, create_string_object
+from weasyprint import VERSION
+from weasyprint.pdf import _w3c_date_to_pdf
 
-if TYPE_CHECKING:
-    from renderers.pdf_version import _HoleBlock, _Version
+Rect = tuple[float, float, float, float]  # PDF points: x0, y0, x1, y1
+
+
+@dataclass(frozen=True)
+class SharedFont:
+    """A font object of the version's PDF: its number, and its glyphs' /W widths."""
+
+    number: int
+    widths: Mapping[int, int]
+
+    @property
+    def glyphs(self) -> frozenset[int]:
+        return frozenset(self.widths)
 
 
 def _serialize(value: Any, ref: Callable[[int], int]) -> bytes:
@@ -80,12 +94,10 @@ _SUBSET_TAG = re.compile(r"/([A-Z]{6})\+")
 
 
 def _retagged(value: Any) -> Any:
-    """A stamp's font with its own subset tag.
-
-    WeasyPrint derives the tag (the ABCDEF+ in ABCDEF+DejaVu-Serif) from the font alone,
-    so the stamp's subset would share it with the page's, and viewers that look fonts
-    up by name could draw the wrong glyphs.
-    """
+    """A stamp's font with its own subset tag."""
+    # WeasyPrint derives the tag (the ABCDEF+ in ABCDEF+DejaVu-Serif) from the font
+    # alone, so the stamp's subset would share it with the page's, and viewers that
+    # look fonts up by name could draw the wrong glyphs.
     if not isinstance(value, dict) or isinstance(value, StreamObject):
         return value
     key = "/BaseFont" if "/BaseFont" in value else "/FontName" if "/FontName" in value else None
@@ -97,7 +109,7 @@ def _retagged(value: Any) -> Any:
     return renamed
 
 
-def _center_in(rect: Sequence[Any], box: tuple[float, float, float, float]) -> bool:
+def _center_in(rect: Sequence[Any], box: Rect) -> bool:
     x0, y0, x1, y1 = (float(v) for v in rect)
     x, y = (x0 + x1) / 2, (y0 + y1) / 2
     return box[0] <= x <= box[2] and box[1] <= y <= box[3]
@@ -108,10 +120,14 @@ _ANNOTS = b"\x00annots\x00"
 _URI = b"\x00uri\x00"
 
 
-class _SharedPdf:
+class SharedPdf:
     """The version's PDF, parsed once, reassembled per customer by object surgery."""
 
-    def __init__(self, data: bytes, version: _Version) -> None:
+    def __init__(
+        self, data: bytes, bands: Mapping[int, Sequence[Rect]], hrefs: Mapping[str, str]
+    ) -> None:
+        """``bands``: page index -> where personal blocks go; ``hrefs``: sentinel -> the
+        href template of each personal link."""
         reader = PdfReader(io.BytesIO(data))
         trailer = reader.trailer
         self.root = trailer.raw_get("/Root").idnum
@@ -129,13 +145,10 @@ class _SharedPdf:
                 continue
             self.chunks[number] = _serialize(value, _same)
         next_number = max(self.chunks) + 1
+        self.fonts = _shared_fonts(reader)
 
         # Link annotations whose target holds a sentinel: the href they came from, and
         # the annotation with a gap where the customer's URI goes.
-        hrefs = {
-            version.sentinels[slot]: occurrence.element.get("href")
-            for slot, occurrence in version.links.items()
-        }
         self.links: dict[int, tuple[str, list[bytes]]] = {}
         for page in reader.pages:
             for ref in page.get("/Annots", []) or []:
@@ -149,16 +162,14 @@ class _SharedPdf:
 
         # Pages with personal blocks: the shared content bracketed by q/Q, then the
         # customer's stamp; link annotations inside the blocks come from the stamp.
-        holes_by_page: dict[int, list[_HoleBlock]] = defaultdict(list)
-        for hole in version.holes:
-            holes_by_page[hole.page].append(hole)
-        self.stamped: list[tuple[int, list[_HoleBlock], list[bytes]]] = []
+        self.stamped: list[tuple[int, Sequence[Rect], list[bytes]]] = []
+        self.media_boxes: dict[int, bytes] = {}
         opening = next_number
         self.chunks[opening] = _serialize_stream({}, b"q\n")
         closing = next_number + 1
         self.chunks[closing] = _serialize_stream({}, b"\nQ\nq /EditionPersonal Do Q\n")
         next_number += 2
-        for page_index, holes in sorted(holes_by_page.items()):
+        for page_index, rects in sorted(bands.items()):
             page = reader.pages[page_index]
             entries = dict(page)
             contents = page.raw_get("/Contents")
@@ -170,16 +181,18 @@ class _SharedPdf:
             kept = [
                 ref
                 for ref in page.get("/Annots", []) or []
-                if not any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+                if not any(_center_in(ref.get_object()["/Rect"], rect) for rect in rects)
             ]
             entries["/Annots"] = [*kept, _ANNOTS]
             template = _serialize(entries, _same)
             pieces = [template[: template.index(_STAMP)]]
             pieces += template[template.index(_STAMP) + len(_STAMP) :].split(_ANNOTS)
             page_ref = page.indirect_reference.idnum
-            self.stamped.append((page_ref, holes, pieces))
+            self.stamped.append((page_ref, rects, pieces))
+            self.media_boxes[page_ref] = _serialize(page["/MediaBox"], _same)
         self.first_free = next_number
         self.order = sorted(self.chunks)
+        self.stamped_pages = sorted(bands)
 
     def stamp(self, mini: PdfReader | None) -> dict[int, bytes]:
         """The objects a customer's stamp adds or replaces: the same stamp, the same bytes."""
@@ -187,13 +200,13 @@ class _SharedPdf:
         if mini is None:
             return chunks
         next_number = self.first_free
-        for index, (page_ref, holes, pieces) in enumerate(self.stamped):
+        for index, (page_ref, rects, pieces) in enumerate(self.stamped):
             mini_page = mini.pages[index]
             resources = mini_page.get("/Resources", {})
             annots = [
                 ref
                 for ref in mini_page.get("/Annots", []) or []
-                if any(_center_in(ref.get_object()["/Rect"], h.rect) for h in holes)
+                if any(_center_in(ref.get_object()["/Rect"], rect) for rect in rects)
             ]
             # The stamp's objects are renumbered past the shared ones.
             remap: dict[int, int] = {}
@@ -213,6 +226,24 @@ class _SharedPdf:
             chunks[self.info] = _serialize(mini.trailer["/Info"], _same)
         return chunks
 
+    def stamp_pages(
+        self, forms: Sequence[tuple[bytes, bytes]], first_number: int
+    ) -> dict[int, bytes]:
+        """The objects that draw these stamps, each a content stream with its resources
+        (PDF syntax), on the stamped pages in order; new ones numbered from first_number."""
+        chunks: dict[int, bytes] = {}
+        for number, ((page_ref, _, pieces), (content, resources)) in enumerate(
+            zip(self.stamped, forms, strict=True), first_number
+        ):
+            data = zlib.compress(content)
+            chunks[number] = b"".join((
+                b"<</Type/XObject/Subtype/Form/BBox", self.media_boxes[page_ref],
+                b"/Resources", resources, b"/Filter/FlateDecode/Length %d>>" % len(data),
+                b"\nstream\n", data, b"\nendstream",
+            ))
+            chunks[page_ref] = b"%s%d 0 R%s%s" % (pieces[0], number, pieces[1], pieces[2])
+        return chunks
+
     def assemble(self, stamp: Mapping[int, bytes], uris: Mapping[str, str]) -> bytes:
         """The customer's PDF: shared objects, their stamp, their links."""
         chunks = {**self.chunks, **stamp}
@@ -220,6 +251,45 @@ class _SharedPdf:
             chunks[number] = before + _serialize(create_string_object(uris[href]), _same) + after
         order = [*self.order, *sorted(n for n in stamp if n not in self.chunks)]
         return _write_pdf(chunks, order, self.root, self.info)
+
+
+def _shared_fonts(reader: PdfReader) -> dict[str, SharedFont]:
+    """The CID fonts of a WeasyPrint PDF, by resource name (WeasyPrint's font hash)."""
+    fonts: dict[str, SharedFont] = {}
+    for page in reader.pages:
+        for name, ref in (page.get("/Resources", {}).get("/Font", {}) or {}).items():
+            font = ref.get_object() if isinstance(ref, IndirectObject) else None
+            if font is None or font.get("/Subtype") != "/Type0":
+                continue
+            (descendant,) = font["/DescendantFonts"]
+            entries = list(descendant.get_object().get("/W", []))
+            widths: dict[int, int] = {}
+            # WeasyPrint writes runs as "first [w1 w2 ...]".
+            for first, run in zip(entries[::2], entries[1::2], strict=True):
+                for offset, width in enumerate(run):
+                    widths[int(first) + offset] = width
+            fonts[name[1:]] = SharedFont(ref.idnum, widths)
+    return fonts
+
+
+def info_dictionary(metadata: Any) -> bytes:
+    """The document information a WeasyPrint PDF has for this metadata."""
+    info = pydyf.Dictionary({"Producer": pydyf.String(f"WeasyPrint {VERSION}")})
+    if metadata.title:
+        info["Title"] = pydyf.String(metadata.title)
+    if metadata.authors:
+        info["Author"] = pydyf.String(", ".join(metadata.authors))
+    if metadata.description:
+        info["Subject"] = pydyf.String(metadata.description)
+    if metadata.keywords:
+        info["Keywords"] = pydyf.String(", ".join(metadata.keywords))
+    if metadata.generator:
+        info["Creator"] = pydyf.String(metadata.generator)
+    if metadata.created:
+        info["CreationDate"] = pydyf.String(_w3c_date_to_pdf(metadata.created, "created"))
+    if metadata.modified:
+        info["ModDate"] = pydyf.String(_w3c_date_to_pdf(metadata.modified, "modified"))
+    return bytes(info.data)
 
 
 def _serialize_stream(entries: Mapping[str, Any], data: bytes) -> bytes:

@@ -31,7 +31,7 @@ _MARGIN_BOXES = frozenset(
 )
 
 
-def _walk(page_box: boxes.Box) -> Iterator[tuple[boxes.Box, tuple[boxes.Box, ...]]]:
+def walk(page_box: boxes.Box) -> Iterator[tuple[boxes.Box, tuple[boxes.Box, ...]]]:
     """Every box of a page with its ancestors (outermost first)."""
     stack: list[tuple[Any, tuple[boxes.Box, ...]]] = [(page_box, ())]
     while stack:
@@ -59,13 +59,11 @@ def _is_flow_block(box: boxes.Box) -> bool:
     )
 
 
-def _stamp_block(ancestors: Sequence[boxes.Box]) -> boxes.Box | None:
-    """The block to stamp for text with these ancestors (page box first).
-
-    It is the deepest block whose ancestors are all plain flow blocks, so that only its
-    height can move anything else on the page. A table, flex or grid box under that
-    chain is stamped whole: its width may follow its content, but nothing beside it.
-    """
+def stamp_block(ancestors: Sequence[boxes.Box]) -> boxes.Box | None:
+    """The block to stamp for text with these ancestors (page box first)."""
+    # The deepest block whose ancestors are all plain flow blocks, so that only its
+    # height can move anything else on the page. A table, flex or grid box under that
+    # chain is stamped whole: its width may follow its content, but nothing beside it.
     chain = list(ancestors[1:])  # without the page box
     depth = 0
     while depth < len(chain) and _is_flow_block(chain[depth]):
@@ -77,7 +75,7 @@ def _stamp_block(ancestors: Sequence[boxes.Box]) -> boxes.Box | None:
     return chain[depth - 1] if depth else None
 
 
-def _geometry(box: boxes.Box) -> tuple[float, ...]:
+def geometry(box: boxes.Box) -> tuple[float, ...]:
     """What the rest of the page sees of a stamped block."""
     return tuple(
         round(value, 3)
@@ -85,13 +83,13 @@ def _geometry(box: boxes.Box) -> tuple[float, ...]:
     )
 
 
-def _principal_blocks(
+def principal_blocks(
     document: Any, marked: Callable[[Any], str | None]
 ) -> dict[str, list[tuple[int, boxes.Box, tuple[boxes.Box, ...]]]]:
     """The top fragment of each block whose element is ``marked``, page by page."""
     found: dict[str, list[tuple[int, boxes.Box, tuple[boxes.Box, ...]]]] = defaultdict(list)
     for page_index, page in enumerate(document.pages):
-        for box, ancestors in _walk(page._page_box):
+        for box, ancestors in walk(page._page_box):
             element = box.element
             if element is None or not isinstance(box, boxes.BlockLevelBox):
                 continue
@@ -117,17 +115,35 @@ def _find_stylesheets(wrapper_element: Any, *args: Any, **kwargs: Any) -> Iterat
     return _original_find_stylesheets(wrapper_element, *args, **kwargs)
 
 
-def _cache_stylesheets(tree: Any, sheets: list[CSS]) -> None:
+def cache_stylesheets(tree: Any, sheets: list[CSS]) -> None:
     """From now on, WeasyPrint lays ``tree`` out with these parsed stylesheets."""
     weasyprint_css.find_stylesheets = _find_stylesheets
     _parsed_sheets[id(tree)] = (tree, sheets)
 
 
-def _forget_stylesheets(tree: Any) -> None:
+def forget_stylesheets(tree: Any) -> None:
+    """Let WeasyPrint parse ``tree``'s stylesheets itself again."""
     _parsed_sheets.pop(id(tree), None)
 
 
-def _without_margin_boxes(sheet: CSS) -> CSS:
+def parse_stylesheets(
+    document: HTML, font_config: Any, counter_style: Any, color_profiles: dict[str, Any]
+) -> list[CSS]:
+    """The author stylesheets of ``document``, parsed as WeasyPrint would."""
+    return list(_original_find_stylesheets(
+        document.wrapper_element,
+        document.media_type,
+        document.url_fetcher,
+        document.base_url,
+        font_config,
+        counter_style,
+        color_profiles,
+        [],
+        [],
+    ))
+
+
+def without_margin_boxes(sheet: CSS) -> CSS:
     """A shallow copy of a parsed stylesheet without its margin box (@top-left…) rules."""
     stripped = copy.copy(sheet)
     stripped.page_rules = [
@@ -136,14 +152,14 @@ def _without_margin_boxes(sheet: CSS) -> CSS:
     return stripped
 
 
-class _StampHTML(HTML):
+class StampHTML(HTML):
     """A mini document: its user agent stylesheet styles no margin boxes either."""
 
     def _ua_stylesheets(self, forms: bool = False) -> list[CSS]:
-        return [_without_margin_boxes(sheet) for sheet in super()._ua_stylesheets(forms)]
+        return [without_margin_boxes(sheet) for sheet in super()._ua_stylesheets(forms)]
 
 
-def _html_from_tree(root: Any, template: HTML, cls: type[HTML] = HTML) -> HTML:
+def html_from_tree(root: Any, template: HTML, cls: type[HTML] = HTML) -> HTML:
     """A WeasyPrint HTML object around an already parsed (and edited) tree."""
     # Skips tinyhtml5 per customer: the tree is edited in place, not re-parsed.
     document = cls.__new__(cls)

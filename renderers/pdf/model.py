@@ -1,43 +1,47 @@
 """A version prepared for the fast path: its shared pages, written once, and per
-customer a stamp of the blocks that hold personal text."""
+customer a stamp of the blocks that hold personal text, drawn straight to PDF
+(direct) where it can, else laid out in a cut-down document."""
 
 from __future__ import annotations
 
 import copy
 import io
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pypdf import PdfReader
-from weasyprint import HTML
 from weasyprint.css.counters import CounterStyle
 from weasyprint.formatting_structure import boxes
 from weasyprint.html import parse_url
 from weasyprint.urls import get_link
 
-from renderers.pdf_assembly import _SharedPdf
-from renderers.pdf_css import with_print_css
-from renderers.pdf_layout import (
-    _cache_stylesheets,
-    _forget_stylesheets,
-    _geometry,
-    _html_from_tree,
-    _original_find_stylesheets,
-    _principal_blocks,
-    _stamp_block,
-    _StampHTML,
-    _walk,
-    _without_margin_boxes,
+from renderers.pdf.assembly import Rect, SharedPdf
+from renderers.pdf.direct import REPERTOIRE, DirectStamper, plain_value
+from renderers.pdf.engine import Engine
+from renderers.pdf.fonts import more_glyphs
+from renderers.pdf.layout import (
+    StampHTML,
+    cache_stylesheets,
+    forget_stylesheets,
+    geometry,
+    html_from_tree,
+    parse_stylesheets,
+    principal_blocks,
+    stamp_block,
+    walk,
+    without_margin_boxes,
 )
-from renderers.pdf_slots import _sentinels, _Slots, _unescape
-
-if TYPE_CHECKING:
-    from renderers.pdf import PdfBatchRenderer
+from renderers.pdf.relayout import watching
+from renderers.pdf.slots import Slots, sentinels, unescape
+from renderers.pdf.stats import PdfStats
 
 _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
-_STAMPS_PER_VERSION = 256  # stamps kept per version, for customers with the same text
+# Stamps kept per version, for customers with the same personal text: at most this
+# many, holding at most this many bytes (a stamp with a font subset of its own is big).
+_STAMPS_PER_VERSION = 256
+_STAMP_BYTES_PER_VERSION = 1 << 20
 
 # User-origin !important rules win over any author rule, so templates cannot undo them.
 _MINI_CSS = """
@@ -49,7 +53,39 @@ html, body { background: none !important; }
 """
 
 
-class _Unsupported(Exception):
+class _StampCache:
+    """Stamps by personal text; the least recently used go first when over budget."""
+
+    def __init__(self, entries: int, size: int) -> None:
+        self._entries, self._budget = entries, size
+        self._stamps: OrderedDict[tuple[str, ...], dict[int, bytes] | None] = OrderedDict()
+        self.size = 0  # bytes held
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._stamps
+
+    def __len__(self) -> int:
+        return len(self._stamps)
+
+    def get(self, key: tuple[str, ...]) -> dict[int, bytes] | None:
+        self._stamps.move_to_end(key)
+        return self._stamps[key]
+
+    def put(self, key: tuple[str, ...], stamp: dict[int, bytes] | None) -> None:
+        self._stamps[key] = stamp
+        self.size += _size(stamp)
+        while len(self._stamps) > self._entries or (
+            self.size > self._budget and len(self._stamps) > 1
+        ):
+            _, evicted = self._stamps.popitem(last=False)
+            self.size -= _size(evicted)
+
+
+def _size(stamp: dict[int, bytes] | None) -> int:
+    return sum(map(len, stamp.values())) if stamp else 0
+
+
+class Unsupported(Exception):
     """The version's personal layer cannot be stamped; render its customers whole."""
 
 
@@ -61,11 +97,11 @@ class _Occurrence:
 
 
 @dataclass
-class _HoleBlock:
+class HoleBlock:
     key: str
     page: int
     geometry: tuple[float, ...]
-    rect: tuple[float, float, float, float]  # PDF points
+    rect: Rect  # the band across the page that the block spans
 
 
 def _read_field(element: Any, attribute: str | None) -> str | None:
@@ -101,31 +137,44 @@ def _find_occurrences(root: Any, sentinels: Sequence[str]) -> list[_Occurrence]:
     return found
 
 
-class _Version:
+class Version:
     """Everything shared by the customers of one version, prepared once."""
 
-    def __init__(self, renderer: PdfBatchRenderer, parts: Sequence[str], sample: list[str]):
-        self.renderer = renderer
+    def __init__(self, engine: Engine, parts: Sequence[str], sample: list[str]) -> None:
+        self.engine = engine
         self.counter_style = CounterStyle()
         self.color_profiles: dict[str, Any] = {}
-        self.slots = _Slots(parts)
-        widths = [len(_unescape(value) or value) for value in sample]
-        self.sentinels = _sentinels(widths, "".join(parts))
-        sentinel_html = with_print_css(self.slots.join(self.sentinels), renderer.css)
-        self.template = HTML(string=sentinel_html, base_url=renderer.base_url)
+        self.slots = Slots(parts)
+        widths = [len(unescape(value) or value) for value in sample]
+        self.sentinels = sentinels(widths, "".join(parts))
+        self.template = engine.html(self.slots.join(self.sentinels))
         root = self.template.etree_element
         self.parent = {child: parent for parent in root.iter() for child in parent}
         self.links: dict[int, _Occurrence] = {}  # slot -> <a href> occurrence
         self.hole_keys: dict[int, str] = {}  # id(element) -> key, for personal blocks
         self.hole_visible: dict[str, bool] = {}
         text, meta = self._classify(_find_occurrences(root, self.sentinels))
-        reference = renderer._render(self.template, [], self)
+        reference = self._render(self.template)
         self.holes = self._hole_blocks(reference, text)
         self.pages = len(reference.pages)
-        self.shared = self._shared_pdf(reference)
         self.needs_mini = bool(self.holes) or bool(meta)
+        self.direct: DirectStamper | str = "nothing personal to stamp"
+        glyphs: dict[Any, Any] = {}
         if self.needs_mini:
-            self._prepare_mini(root)
+            self._prepare_mini(root, meta)
+            if isinstance(self.direct, DirectStamper):
+                try:
+                    glyphs = self._likely_glyphs(self.direct)
+                except Exception as exc:
+                    self.direct = f"drawing stamps straight failed: {type(exc).__name__}"
+        self.shared = self._shared_pdf(reference, glyphs)
+        if isinstance(self.direct, DirectStamper):
+            try:
+                reason = self.direct.attach(self.shared)
+            except Exception as exc:
+                reason = f"drawing stamps straight failed: {type(exc).__name__}"
+            if reason is not None:
+                self.direct = reason
 
     # -- analysis ------------------------------------------------------------------
 
@@ -149,7 +198,7 @@ class _Version:
                 if tag == "title" and self._inside(owner, "head"):
                     meta = True
                 elif tag == "style" or not self._inside(owner, "body"):
-                    raise _Unsupported("personal value in a stylesheet or the head")
+                    raise Unsupported("personal value in a stylesheet or the head")
                 else:
                     text.append(occurrence)
             elif tag == "meta" and attribute == "content":
@@ -157,10 +206,10 @@ class _Version:
             elif tag == "a" and attribute == "href" and self._inside(owner, "body"):
                 self.links[occurrence.slot] = occurrence
             else:
-                raise _Unsupported(f"personal value in the {attribute} attribute of <{tag}>")
+                raise Unsupported(f"personal value in the {attribute} attribute of <{tag}>")
         return text, meta
 
-    def _hole_blocks(self, reference: Any, text: list[_Occurrence]) -> list[_HoleBlock]:
+    def _hole_blocks(self, reference: Any, text: list[_Occurrence]) -> list[HoleBlock]:
         """Find the blocks that show personal values and check they can be stamped."""
         # Link targets count too: CSS may print them, as in a[href]::after.
         shown = {o.slot for o in text} | set(self.links)
@@ -169,12 +218,12 @@ class _Version:
         blocks: dict[int, Any] = {}  # id -> element of the block to stamp
         with_boxes: set[int] = set()
         for page in reference.pages:
-            for box, ancestors in _walk(page._page_box):
+            for box, ancestors in walk(page._page_box):
                 if box.element is not None:
                     with_boxes.add(id(box.element))
                 label = box.bookmark_label
                 if label and any(s in label.lower() for s in self.sentinels):
-                    raise _Unsupported("personal value in a bookmark")
+                    raise Unsupported("personal value in a bookmark")
                 if not isinstance(box, boxes.TextBox):
                     continue
                 lowered = box.text.lower()  # text-transform may change the case
@@ -182,10 +231,10 @@ class _Version:
                 if not hits:
                     continue
                 if any(isinstance(a, boxes.MarginBox) for a in ancestors):
-                    raise _Unsupported("personal value in a running header or footer")
-                block = _stamp_block(ancestors)
+                    raise Unsupported("personal value in a running header or footer")
+                block = stamp_block(ancestors)
                 if block is None or block.element is None:
-                    raise _Unsupported("personal text outside any block")
+                    raise Unsupported("personal text outside any block")
                 rendered.update(hits)
                 blocks[id(block.element)] = block.element
         for occurrence in text:
@@ -193,7 +242,7 @@ class _Version:
             if occurrence.attribute == "#tail":
                 owner = self.parent.get(owner)
             if occurrence.slot not in rendered and id(owner) in with_boxes:
-                raise _Unsupported("personal text not found in the layout")
+                raise Unsupported("personal text not found in the layout")
             # Not rendered and no box: it sits in something not displayed.
 
         # A block inside another stamped block is drawn with it.
@@ -204,13 +253,13 @@ class _Version:
         outer.sort(key=lambda e: order[id(e)])
         self.hole_keys = {id(e): str(i) for i, e in enumerate(outer)}
 
-        found = _principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
+        found = principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
         holes = []
         for element in outer:
             key = self.hole_keys[id(element)]
             fragments = found.get(key, [])
             if len(fragments) != 1:
-                raise _Unsupported("personal text in a block split across pages")
+                raise Unsupported("personal text in a block split across pages")
             page_index, box, _ = fragments[0]
             page = reference.pages[page_index]
             top, bottom = box.position_y, box.position_y + box.margin_height()
@@ -219,7 +268,7 @@ class _Version:
                     (page.height - top) * _PT_PER_PX)
             self._check_nothing_on_top(page, box, top, bottom)
             self.hole_visible[key] = box.style["visibility"] == "visible"
-            holes.append(_HoleBlock(key, page_index, _geometry(box), rect))
+            holes.append(HoleBlock(key, page_index, geometry(box), rect))
         return holes
 
     def _ancestors(self, element: Any) -> set[int]:
@@ -232,33 +281,68 @@ class _Version:
 
     def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float) -> None:
         """Stamping draws the block last: nothing floated or positioned may share its band."""
-        for box, ancestors in _walk(page._page_box):
+        for box, ancestors in walk(page._page_box):
             if not (box.is_floated() or box.is_absolutely_positioned()):
                 continue
             if box is block or any(a is block for a in ancestors):
                 continue
             y = box.border_box_y()
             if y < bottom and y + box.border_height() > top:
-                raise _Unsupported("a float or positioned box sits beside personal text")
+                raise Unsupported("a float or positioned box sits beside personal text")
 
     # -- the shared pages ----------------------------------------------------------
 
-    def _shared_pdf(self, reference: Any) -> _SharedPdf:
+    def _render(self, document: Any, stylesheets: list[Any] | None = None) -> Any:
+        return self.engine.render(
+            document,
+            stylesheets,
+            counter_style=self.counter_style,
+            color_profiles=self.color_profiles,
+        )
+
+    def _likely_glyphs(self, stamper: DirectStamper) -> dict[Any, Any]:
+        """The fonts of the personal paragraphs, with the glyphs of their own text and
+        of the characters customers' values are likely to hold."""
+        fonts = stamper.font_table()
+        stamper.draw_into(fonts)
+        own = {font.hash for font in fonts.values() if font.to_unicode}
+        for element, attribute, template in self.mini_fields:
+            likely = template
+            for sentinel in self.sentinels:
+                likely = likely.replace(sentinel, REPERTOIRE)
+            _write_field(element, attribute, likely)
+        try:
+            stamper.draw_into(fonts, exact=False)
+        finally:
+            for element, attribute, template in self.mini_fields:
+                _write_field(element, attribute, template)
+        return {key: font for key, font in fonts.items() if font.hash in own}
+
+    def _shared_pdf(self, reference: Any, glyphs: dict[Any, Any]) -> SharedPdf:
         """Write the version's pages once, with the personal blocks left blank."""
         # Hiding them in the laid-out boxes saves a second layout. Styles are shared
         # between boxes, so each box in a block gets its own hidden copy.
-        found = _principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
+        found = principal_blocks(reference, lambda e: self.hole_keys.get(id(e)))
         for hole in self.holes:
             (_, block, _), = found[hole.key]
-            for box, _ in _walk(block):
+            for box, _ in walk(block):
                 box.style = box.style.copy()
                 box.style["visibility"] = "hidden"
                 box.background = None
-        return _SharedPdf(reference.write_pdf(), self)
+        bands: dict[int, list[Rect]] = defaultdict(list)
+        for hole in self.holes:
+            bands[hole.page].append(hole.rect)
+        hrefs = {
+            self.sentinels[slot]: occurrence.element.get("href")
+            for slot, occurrence in self.links.items()
+        }
+        with more_glyphs(reference, glyphs):
+            data = reference.write_pdf()
+        return SharedPdf(data, bands, hrefs)
 
     # -- the per-customer document -------------------------------------------------
 
-    def _prepare_mini(self, root: Any) -> None:
+    def _prepare_mini(self, root: Any, meta: bool) -> None:
         """A copy of the version's tree that lays out only the personal blocks."""
         tree = copy.deepcopy(root)
         twin = {id(o): e for o, e in zip(root.iter(), tree.iter(), strict=True)}
@@ -301,57 +385,79 @@ class _Version:
                 node.tail = None
                 node = parent.get(node)
         self.mini_tree = tree
-        self.mini_html = _html_from_tree(tree, self.template)
-        sheets = list(_original_find_stylesheets(
-            self.mini_html.wrapper_element,
-            self.mini_html.media_type,
-            self.mini_html.url_fetcher,
-            self.mini_html.base_url,
-            self.renderer.font_config,
-            self.counter_style,
-            self.color_profiles,
-            [],
-            [],
-        ))
+        self.mini_html = html_from_tree(tree, self.template)
+        sheets = parse_stylesheets(
+            self.mini_html, self.engine.font_config, self.counter_style, self.color_profiles
+        )
         # The stamp must not repeat the running header and footer (its "Page 1 of 1"
         # would cover the shared "Page 1 of 4"); margin boxes never move page content.
-        sheets = [_without_margin_boxes(sheet) for sheet in sheets]
-        _cache_stylesheets(tree, sheets)
+        sheets = [without_margin_boxes(sheet) for sheet in sheets]
+        cache_stylesheets(tree, sheets)
         unique = {(id(o.element), o.attribute): o for o in _find_occurrences(tree, self.sentinels)}
         self.mini_fields = [
             (o.element, o.attribute, _read_field(o.element, o.attribute) or "")
             for o in unique.values()
         ]
         self.mini_slots = sorted({o.slot for o in unique.values()})
-        self.stamps: OrderedDict[tuple[str, ...], dict[int, bytes] | None] = OrderedDict()
+        self.stamps = _StampCache(_STAMPS_PER_VERSION, _STAMP_BYTES_PER_VERSION)
         self.overlay_pages = sorted({hole.page for hole in self.holes})
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
-        if self._stamp_document() is None:
-            raise _Unsupported("the cut-down document lays out differently")
+        with watching(hole for hole, _ in holes) as calls:
+            document = self._stamp_document()
+        if document is None:
+            raise Unsupported("the cut-down document lays out differently")
+        try:
+            self.direct = DirectStamper.create(
+                document,
+                calls,
+                [hole.key for hole in self.holes],
+                self.mini_html if meta else None,
+                self.template.base_url,
+                self.counter_style,
+                self.engine.stamp_fonts,
+            )
+        except Exception as exc:  # WeasyPrint internals: stamps are laid out instead
+            self.direct = f"drawing stamps straight failed: {type(exc).__name__}"
 
     def _stamp_document(self) -> Any | None:
         """Lay out the mini tree as it stands; None if a personal block moved or resized."""
-        document = self.renderer._render(
-            _html_from_tree(self.mini_tree, self.template, _StampHTML),
-            [self.renderer.mini_css],
-            self,
+        document = self._render(
+            html_from_tree(self.mini_tree, self.template, StampHTML),
+            [self.engine.stylesheet(_MINI_CSS)],
         )
-        found = _principal_blocks(document, lambda e: e.get("data-edition-key"))
+        found = principal_blocks(document, lambda e: e.get("data-edition-key"))
         for hole in self.holes:
             fragments = found.get(hole.key, [])
-            if [(p, _geometry(b)) for p, b, _ in fragments] != [(hole.page, hole.geometry)]:
+            if [(p, geometry(b)) for p, b, _ in fragments] != [(hole.page, hole.geometry)]:
                 return None
         return document
 
     def close(self) -> None:
         """Forget the version's parsed stylesheets."""
         if hasattr(self, "mini_tree"):
-            _forget_stylesheets(self.mini_tree)
+            forget_stylesheets(self.mini_tree)
 
-    def render(self, values: list[str]) -> bytes | str:
+    def _new_stamp(self, key: tuple[str, ...], stats: PdfStats) -> dict[int, bytes] | None:
+        """The stamp of the personal text now in the mini tree; None if it reflows."""
+        if isinstance(self.direct, DirectStamper) and all(map(plain_value, key)):
+            try:
+                drawn = self.direct.stamp()
+            except Exception:  # WeasyPrint internals: the laid-out stamp decides
+                drawn = None
+            if drawn is not None:
+                stats.direct += 1
+                return drawn
+        # Laid out whole: the cut-down document, written and read back.
+        document = self._stamp_document()
+        if document is None:
+            return None
+        pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
+        return self.shared.stamp(PdfReader(io.BytesIO(document.copy(pages).write_pdf())))
+
+    def render(self, values: list[str], stats: PdfStats) -> bytes | str:
         """One customer's PDF, or the reason it needs a full render."""
-        texts = [_unescape(value) for value in values]
+        texts = [unescape(value) for value in values]
         if any(text is None for text in texts):
             return "value needs the HTML parser"
         plain: list[str] = texts  # type: ignore[assignment]
@@ -379,23 +485,17 @@ class _Version:
             # the same stamp; a text that reflowed once reflows again.
             key = tuple(plain[slot] for slot in self.mini_slots)
             if key in self.stamps:
-                self.stamps.move_to_end(key)
-                cached = self.stamps[key]
+                cached = self.stamps.get(key)
                 if cached is None:
                     return "personal text changes the layout"
-                self.renderer.stats.stamps_reused += 1
+                stats.stamps_reused += 1
                 stamp = cached
             else:
                 for element, attribute, template in self.mini_fields:
                     _write_field(element, attribute, substitute(template))
-                document = self._stamp_document()
-                if document is not None:
-                    pages = [document.pages[i] for i in self.overlay_pages] or document.pages[:1]
-                    mini = PdfReader(io.BytesIO(document.copy(pages).write_pdf()))
-                    stamp = self.shared.stamp(mini)
-                self.stamps[key] = stamp if document is not None else None
-                if len(self.stamps) > _STAMPS_PER_VERSION:
-                    self.stamps.popitem(last=False)
-                if document is None:
+                made = self._new_stamp(key, stats)
+                self.stamps.put(key, made)
+                if made is None:
                     return "personal text changes the layout"
+                stamp = made
         return self.shared.assemble(stamp, uris)

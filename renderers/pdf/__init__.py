@@ -1,0 +1,52 @@
+"""PDF editions with WeasyPrint: a naive one-document render and a fast batch path.
+
+The fast path lays out each version once, with the personal layer replaced by
+sentinels, and writes its pages once. Per customer it lays out again only the blocks
+that hold personal text, checks that they occupy exactly the space the version's
+blocks did, and stamps them onto the shared pages; personal links are patched in the
+PDF link annotations. Whenever that check fails, the customer gets a full render.
+
+A stamp is drawn straight to PDF when the personal blocks are paragraphs of plain
+text: their lines laid out again by WeasyPrint's line layout with the arguments the
+version's layout gave it, drawn by WeasyPrint's drawing code, with the version's own
+font subsets (which embed the glyphs names are likely to need). Otherwise, or when a
+customer's text needs more, the blocks are laid out in a cut-down document (everything
+else hidden, everything after them cut) written to PDF and read back.
+
+It leans on WeasyPrint 70 internals (page boxes, line layout, drawing, fonts,
+``find_stylesheets``) and on pypdf's raw stream data; tests/test_pdf.py compares its
+pages pixel by pixel with whole renders, so an upgrade that breaks it shows there.
+A PdfBatchRenderer renders one document at a time (a lock); use one per process.
+
+Modules, each importing only those listed before it:
+
+- css: the print stylesheet and where it goes in a document
+- slots: a version's holes in its HTML, and the sentinels that stand for them
+- stats: how the customers of a batch were rendered
+- layout: what the fast path reads from WeasyPrint's boxes; mini documents
+- relayout: a personal paragraph's lines laid out again per customer
+- paint: personal blocks drawn to a PDF content stream
+- engine: WeasyPrint set up once per batch (print CSS, fonts, images)
+- assembly: PDF object surgery, a version's PDF reassembled per customer
+- fonts: the fonts of stamps drawn straight to PDF
+- direct: stamps drawn straight to PDF (relayout, paint, fonts, assembly)
+- model: a version prepared for sharing, and its customers' stamps
+- renderer: PdfBatchRenderer and render_pdf (the naive path)
+- pool: render_versions, the batch renderer on a process pool
+"""
+
+from renderers.pdf.css import PAGE_SIZES, print_stylesheet, with_print_css
+from renderers.pdf.pool import render_versions
+from renderers.pdf.renderer import PdfBatchRenderer, SharedDocument, render_pdf
+from renderers.pdf.stats import PdfStats
+
+__all__ = [
+    "PAGE_SIZES",
+    "PdfBatchRenderer",
+    "PdfStats",
+    "SharedDocument",
+    "print_stylesheet",
+    "render_pdf",
+    "render_versions",
+    "with_print_css",
+]
