@@ -45,7 +45,7 @@ class Campaign:
     root: Path
     template: str
     text_template: str | None
-    subject: str
+    subject: str | dict[str, str]
     sender: str
     segments: list[Segment]
     slots: list[Slot]
@@ -61,6 +61,7 @@ class Campaign:
     pdf: dict[str, Any] = field(default_factory=dict)
     max_failed: tuple[int, bool] = (0, False)     # (number, is a percentage)
     limits: Limits = field(default_factory=Limits)
+    currency: str | dict[str, str] | None = None
 
     @functools.cached_property
     def sender_domain(self) -> str:
@@ -76,16 +77,36 @@ class Campaign:
         number, percent = self.max_failed
         return rows * number // 100 if percent else number
 
-    def context(self) -> dict[str, Any]:
+    def subject_for(self, locale: str) -> str:
+        """The subject template for a locale (`subject: {en: ..., es: ...}`, or one for all)."""
+        return by_locale(self.subject, locale) or ""
+
+    def currency_for(self, locale: str) -> str:
+        """The currency `money` uses by default for a locale (`currency:`, else USD)."""
+        return by_locale(self.currency, locale) or "USD"
+
+    def context(self, locale: str = "en") -> dict[str, Any]:
         """What templates see as `campaign`."""
         return {
             "name": self.name,
             "description": self.description,
-            "subject": self.subject,
+            "subject": self.subject_for(locale),
+            "currency": self.currency_for(locale),
             "sender": self.sender,
             "footer": self.footer,
             "unsubscribe_url": self.unsubscribe_url or "",
         }
+
+
+def by_locale(value: str | dict[str, str] | None, locale: str) -> str | None:
+    """A per-locale setting: `es-MX`, then `es`, then `en`, then the first one given."""
+    if value is None or isinstance(value, str):
+        return value
+    language = locale.replace("_", "-").split("-")[0]
+    for key in (locale, language, "en"):
+        if key in value:
+            return value[key]
+    return next(iter(value.values()), None)
 
 
 def find_root(campaign_file: Path) -> Path:
@@ -157,9 +178,14 @@ class _Checker:
             self.error("subject is required when the campaign makes email (eml)",
                        d.start_line)
         elif subject is not None:
-            problem = check_source(self.env, subject, self.file, self.line("subject"), "subject")
-            if problem:
-                self.errors.append(problem)
+            within = d.get("subject")
+            sources = subject.items() if isinstance(subject, dict) else [("", subject)]
+            for locale, source in sources:
+                line = self.line(locale, within) if locale else self.line("subject")
+                problem = check_source(self.env, source, self.file, line,
+                                       f"subject.{locale}" if locale else "subject")
+                if problem:
+                    self.errors.append(problem)
         if config.sender is None and "eml" in formats and "sender" not in d:
             self.error("sender is required when the campaign makes email (eml), "
                        "e.g. \"Acme News <news@acme.example>\"", d.start_line)
@@ -186,7 +212,7 @@ class _Checker:
             delivery=delivery, schedule=schedule, footer=dict(config.footer),
             unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
             pdf=config.pdf.model_dump(), max_failed=config.max_failed,
-            limits=Limits(**config.limits.model_dump()),
+            limits=Limits(**config.limits.model_dump()), currency=config.currency,
         )
 
     def template(self, name: str | None, key: str, *, required: bool) -> str | None:

@@ -152,6 +152,47 @@ def _formats(value: Any) -> Any:
     return tuple(f for f in FORMATS if f in value)
 
 
+def _names_or_rule(value: Any, key: str) -> Any:
+    """`[mvc, senior]` (segment names: a customer in any of them) or a rule like a segment's."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise fail(f"{key} must be a list of segment names, e.g. [mvc, senior], or a rule like "
+               f"\"lifetime_value >= 1000\"")
+
+
+def _slot_names(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = [value]
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise fail("require must be a list of slot names, e.g. [articles]")
+
+
+def _per_locale(value: Any, key: str, check: Any = None) -> Any:
+    """Text, or a mapping of locale to text (`subject: {en: ..., es: ...}`)."""
+    if value is None:
+        return None
+    items = value.items() if isinstance(value, dict) else [(None, value)]
+    for locale, text in items:
+        if not isinstance(text, str) or (locale is not None and not isinstance(locale, str)):
+            raise fail(f"{key} must be text, or a mapping of locale to text like "
+                       f"{{en: ..., es: ...}}")
+        if check is not None:
+            check(text, key if locale is None else f"{key}.{locale}")
+    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def _currency(code: str, where: str) -> None:
+    from babel.numbers import list_currencies
+
+    if code not in list_currencies():
+        raise fail(f"{where} {code!r} is not an ISO 4217 currency code like EUR or USD")
+
+
 def _max_failed(value: Any) -> tuple[int, bool]:
     """`max_failed: 3` (customers) or `"1%"` (of the customer rows): (number, percent?)."""
     if isinstance(value, tuple):
@@ -191,7 +232,8 @@ class CampaignConfig(Strict):
     description: Annotated[str | None, _optional_text("description")] = None
     template: Annotated[str | None, _optional_text("template")] = None
     text_template: Annotated[str | None, _optional_text("text_template")] = None
-    subject: Annotated[str | None, _optional_text("subject")] = None
+    subject: Annotated[str | dict[str, str] | None, BeforeValidator(lambda v: _per_locale(
+        v, "subject"))] = None
     sender: str | None = None
     reply_to: str | None = None
     customers: Annotated[str | None, _optional_text("customers")] = None
@@ -207,6 +249,14 @@ class CampaignConfig(Strict):
     max_failed: Annotated[tuple[int, bool], BeforeValidator(lambda v: _max_failed(v))] = (
         0, False)
     limits: LimitsConfig = LimitsConfig()
+    audience: Annotated[str | tuple[str, ...] | None, BeforeValidator(
+        lambda v: _names_or_rule(v, "audience"))] = None
+    exclude: Annotated[str | tuple[str, ...] | None, BeforeValidator(
+        lambda v: _names_or_rule(v, "exclude"))] = None
+    require: Annotated[tuple[str, ...] | None, BeforeValidator(
+        lambda v: _slot_names(v))] = None
+    currency: Annotated[str | dict[str, str] | None, BeforeValidator(lambda v: _per_locale(
+        v, "currency", _currency))] = None
 
     @field_validator("name", mode="before")
     @classmethod

@@ -105,8 +105,11 @@ class EditionRenderer:
         self.as_of = as_of
         self.kinds = kinds
         templates = campaign.root / "templates"
-        self.env = EditionEnvironment(templates, limits=campaign.limits)
-        self.probe = ProbeEnvironment(templates, limits=campaign.limits)
+        self._templates_dir = templates
+        # one pair per locale: money and longdate default to the version's locale and the
+        # campaign's currency for it, so `{{ x | money }}` stays shareable (no context)
+        self._envs: dict[str, tuple[EditionEnvironment, ProbeEnvironment]] = {}
+        self.env, self.probe = self.envs("en")
         self._templates: dict[tuple[int, str], Template] = {}
         self._shared: OrderedDict[str, dict[str, SharedDocument | str]] = OrderedDict()
         self._checked: set[str] = set()
@@ -118,20 +121,31 @@ class EditionRenderer:
                                for n in filter(None, [campaign.template, campaign.text_template])}
         self.digest = self._digest(templates)
 
+    def envs(self, locale: str) -> tuple[EditionEnvironment, ProbeEnvironment]:
+        """The environments for a version's locale (made on first use)."""
+        pair = self._envs.get(locale)
+        if pair is None:
+            settings = {"limits": self.campaign.limits, "locale": locale,
+                        "currency": self.campaign.currency_for(locale)}
+            pair = self._envs[locale] = (EditionEnvironment(self._templates_dir, **settings),
+                                         ProbeEnvironment(self._templates_dir, **settings))
+        return pair
+
     def _digest(self, templates: Path) -> str:
         # every template file may be included or extended, so all of them count
         h = hashlib.sha256()
         for path in sorted(templates.rglob("*")) if templates.is_dir() else []:
             if path.is_file():
                 h.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
-        h.update(self.campaign.subject.encode())
+        h.update(repr(self.campaign.subject).encode())
+        h.update(repr(self.campaign.currency).encode())
         h.update(repr(sorted(self.campaign.context().items(), key=str)).encode())
         return h.hexdigest()[:16]
 
     # -- templates -------------------------------------------------------------------
 
     def _template(self, env: EditionEnvironment, kind: str) -> Template | None:
-        key = (id(env), kind)
+        key = (id(env), kind)  # an environment per locale: the subject is the locale's
         if key not in self._templates:
             if kind == "page":
                 self._templates[key] = env.get_template(self.campaign.template)
@@ -140,7 +154,7 @@ class EditionRenderer:
                     return None
                 self._templates[key] = env.get_template(self.campaign.text_template)
             elif kind == "subject":
-                self._templates[key] = env.from_string(self.campaign.subject)
+                self._templates[key] = env.from_string(self.campaign.subject_for(env.locale))
         return self._templates[key]
 
     def _body(self, env: EditionEnvironment, module: Module, fmt: str) -> Template:
@@ -178,7 +192,7 @@ class EditionRenderer:
         base = {
             "customer": customer,
             "segments": list(version.segments),
-            "campaign": self.campaign.context(),
+            "campaign": self.campaign.context(version.locale),
             "locale": version.locale,
             "run": {"as_of": self.as_of},
         }
@@ -189,25 +203,26 @@ class EditionRenderer:
     def whole(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """Render every template for this customer alone."""
         view = CustomerView(fields)
-        limit = self.env.limits.document_bytes
+        env = self.envs(version.locale)[0]
+        limit = env.limits.document_bytes
         try:
-            ctx = self.context(self.env, version, view)
+            ctx = self.context(env, version, view)
             out = Rendered()
             needs_page = any(k in self.kinds for k in ("page", "html")) or (
                 "text" in self.kinds and not self.campaign.text_template)
             if needs_page:
-                page_template = self._template(self.env, "page")
+                page_template = self._template(env, "page")
                 assert page_template is not None
                 out.page = bounded_render(page_template, ctx, limit)
                 if "html" in self.kinds:
                     out.html = inline(out.page)
             if "text" in self.kinds:
-                text_template = self._template(self.env, "text")
+                text_template = self._template(env, "text")
                 out.text = (bounded_render(text_template, ctx, limit)
                             if text_template is not None
                             else from_html(out.page or ""))
             if "subject" in self.kinds:
-                subject_template = self._template(self.env, "subject")
+                subject_template = self._template(env, "subject")
                 assert subject_template is not None
                 out.subject = bounded_render(subject_template, ctx, limit)
             return out
@@ -249,13 +264,14 @@ class EditionRenderer:
             self._shared.move_to_end(version.id)
             return self._shared[version.id]
         docs: dict[str, SharedDocument | str] = {}
-        limit = self.probe.limits.document_bytes
-        holes = self.probe.record()
+        probe = self.envs(version.locale)[1]
+        limit = probe.limits.document_bytes
+        holes = probe.record()
         try:
-            ctx = self.context(self.probe, version, CustomerProbe())
+            ctx = self.context(probe, version, CustomerProbe())
             outputs: dict[str, str | None] = {}
             for kind in ("page", "text", "subject"):
-                template = self._template(self.probe, kind)
+                template = self._template(probe, kind)
                 try:
                     outputs[kind] = (bounded_render(template, ctx, limit)
                                      if template is not None else None)
@@ -272,7 +288,7 @@ class EditionRenderer:
         except Exception as exc:
             return self._keep(version, {k: f"fails: {type(exc).__name__}" for k in KINDS})
         finally:
-            self.probe.stop()
+            probe.stop()
         for kind, output in outputs.items():
             if output is None:
                 continue
@@ -344,7 +360,7 @@ class EditionRenderer:
             value = None
             if isinstance(doc, SharedDocument):
                 try:
-                    value = doc.fill(fields, view, self.env)
+                    value = doc.fill(fields, view, self.envs(version.locale)[0])
                 except CONTENT_LIMITS:
                     raise
                 except RENDER_ERRORS:
@@ -366,7 +382,7 @@ class EditionRenderer:
             if not isinstance(doc, SharedDocument):
                 continue
             try:
-                filled = doc.fill(fields, view, self.env)
+                filled = doc.fill(fields, view, self.envs(version.locale)[0])
             except Exception:
                 filled = None
             if filled is not None and filled != getattr(reference, kind):

@@ -130,6 +130,24 @@ def guard_urls(source: str) -> str:
 FILTERS = {"money": money, "longdate": longdate, "checked_url": checked_url}
 
 
+def localized(locale: str, currency: str) -> dict[str, Any]:
+    """`money` and `longdate` defaulting to a version's locale and currency.
+
+    Plain functions (not context filters), so a version's template stays shareable: the
+    locale is part of the version, and an explicit argument still wins.
+    """
+    def local_money(value: Any, currency_: str | None = None, locale_: str | None = None,
+                    **kwargs: Any) -> str:
+        return money(value, kwargs.get("currency", currency_) or currency,
+                     kwargs.get("locale", locale_) or locale)
+
+    def local_longdate(value: Any, locale_: str | None = None, **kwargs: Any) -> str:
+        return longdate(value, kwargs.get("locale", locale_) or locale)
+
+    local_money.__doc__, local_longdate.__doc__ = money.__doc__, longdate.__doc__
+    return {"money": local_money, "longdate": local_longdate}
+
+
 def is_html_name(name: str) -> bool:
     """Templates named `*.html.j2`, `*.html` or `*.htm*` are autoescaped."""
     return any(part in {"html", "htm", "xhtml"} for part in name.lower().split(".")[1:])
@@ -141,7 +159,7 @@ class EditionEnvironment(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "+"})
 
     def __init__(self, templates_dir: Path | None = None, *, limits: Limits | None = None,
-                 **kwargs: Any):
+                 locale: str = "en", currency: str = "USD", **kwargs: Any):
         super().__init__(
             loader=FileSystemLoader(str(templates_dir)) if templates_dir else None,
             undefined=MissingField,
@@ -153,7 +171,9 @@ class EditionEnvironment(SandboxedEnvironment):
             **kwargs,
         )
         self.limits = limits or Limits()
+        self.locale = locale
         self.filters.update(FILTERS)
+        self.filters.update(localized(locale, currency))
         for name in GROWING_FILTERS:
             if name in self.filters:
                 self.filters[name] = _bounded(name, self.filters[name],
