@@ -800,6 +800,7 @@ class RunOptions(BaseModel):
     started: dt.datetime | None = None
     mailing: str | None = None       # which issue of the campaign a send belongs to
     new_mailing: bool = False        # start another mailing while one is unfinished
+    suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
 
     @field_validator("formats", mode="before")
     @classmethod
@@ -851,6 +852,15 @@ class RunOptions(BaseModel):
                        f"(e.g. 2026-11-23 or spring-2027)")
         return value
 
+    @field_validator("suppression", mode="before")
+    @classmethod
+    def _suppression(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else list(value or ())
+        missing = [str(n) for n in names if not Path(str(n)).is_file()]
+        if missing:
+            raise fail(f"suppression list not found: {', '.join(missing)}")
+        return tuple(str(n) for n in names)
+
     @model_validator(mode="after")
     def _sending(self) -> RunOptions:
         if self.resend_unknown and not self.send:
@@ -880,4 +890,6 @@ class RunOptions(BaseModel):
         # as_of stays empty when not given: a send may resume an unfinished mailing,
         # whose run date it then takes (edition.run decides)
         return self.replace(started=started, run_id=self.run_id or new_run_id(started),
-                            campaign=str(Path(self.campaign).resolve()))
+                            campaign=str(Path(self.campaign).resolve()),
+                            # workers may start elsewhere: lists named from here, found there
+                            suppression=tuple(str(Path(p).resolve()) for p in self.suppression))

@@ -376,3 +376,16 @@ def test_lookups_stay_fast_with_large_lists(make_campaign: Callable[..., Campaig
     spent = time.process_time() - started
     assert hits == sum(1 for i in range(20_000) if i * 7 < 50_000)
     assert spent < 5.0     # ~5 µs per customer here; generous for a loaded machine
+
+
+def test_run_options_carry_extra_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--suppression FILE` (wired by the CLI) lands in RunOptions, checked and resolved."""
+    from edition.config import RunOptions
+    from edition.errors import UsageError
+
+    (tmp_path / "extra.txt").write_text("C1\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    options = RunOptions.build(campaign="c.yaml", suppression=["extra.txt"]).resolved()
+    assert options.suppression == (str(tmp_path / "extra.txt"),)
+    with pytest.raises(UsageError, match=r"suppression list not found: missing\.txt"):
+        RunOptions.build(campaign="c.yaml", suppression=["missing.txt"])
