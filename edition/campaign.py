@@ -12,6 +12,8 @@ from typing import Any
 from edition.config import (
     RESERVED_SLOTS,
     CampaignConfig,
+    DkimConfig,
+    SuppressionConfig,
     check,
     target_options,
     target_problem,
@@ -62,6 +64,12 @@ class Campaign:
     max_failed: tuple[int, bool] = (0, False)     # (number, is a percentage)
     limits: Limits = field(default_factory=Limits)
     currency: str | dict[str, str] | None = None
+    kind: str = "marketing"                       # or transactional: no marketing unsubscribes
+    suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
+    unsubscribe_mailto: str | None = None
+    list_id: str | None = None                    # List-Id; default <name>.<sender domain>
+    feedback_id: str | None = None                # Feedback-ID sender id; default the domain
+    dkim: DkimConfig | None = None                # delivery.dkim (SMTP only; SES signs itself)
 
     @functools.cached_property
     def sender_domain(self) -> str:
@@ -95,6 +103,7 @@ class Campaign:
             "sender": self.sender,
             "footer": self.footer,
             "unsubscribe_url": self.unsubscribe_url or "",
+            "kind": self.kind,
         }
 
 
@@ -203,6 +212,8 @@ class _Checker:
                 except ValueError as exc:
                     self.error(f"delivery: {exc}", self.line("delivery"))
         schedule = config.schedule.model_dump() if config.schedule else None
+        dkim = self.dkim(d.get("delivery"))
+        self.suppression_lists(config.suppression)
         collect(self.errors)
         return Campaign(
             name=name, file=self.file, root=self.root, template=template or "",
@@ -213,7 +224,38 @@ class _Checker:
             unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
             pdf=config.pdf.model_dump(), max_failed=config.max_failed,
             limits=Limits(**config.limits.model_dump()), currency=config.currency,
+            kind=config.kind, suppression=config.suppression,
+            unsubscribe_mailto=config.unsubscribe_mailto, list_id=config.list_id,
+            feedback_id=config.feedback_id, dkim=dkim,
         )
+
+    def dkim(self, delivery: Any) -> DkimConfig | None:
+        """`delivery.dkim`, checked with its lines (the key itself is read when sending)."""
+        if not isinstance(delivery, LineDict) or delivery.get("dkim") is None:
+            return None
+        value = delivery["dkim"]
+        if not isinstance(value, dict):
+            self.error("delivery.dkim must be a mapping: {domain, selector, key_file | key_env}",
+                       self.line("dkim", delivery))
+            return None
+        config, errors = check(DkimConfig, value, self.file)
+        for problem in errors:
+            self.errors.append(ContentError(
+                problem.message if problem.message.startswith("dkim")
+                else f"delivery.dkim: {problem.message}", self.file, problem.line))
+        return config if not errors else None
+
+    def suppression_lists(self, config: SuppressionConfig) -> None:
+        """Every suppression list must exist: a list that silently fails to load mails
+        people who asked not to be mailed."""
+        within = self.data.get("suppression")
+        line = self.line("lists", within) if isinstance(within, LineDict) \
+            else self.line("suppression")
+        for name in config.lists:
+            path = Path(name) if Path(name).is_absolute() else self.root / name
+            if not path.is_file():
+                self.error(f"suppression list {name!r} not found (paths are relative to "
+                           f"the content root {self.root})", line)
 
     def template(self, name: str | None, key: str, *, required: bool) -> str | None:
         if name is None:

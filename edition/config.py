@@ -45,6 +45,12 @@ _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _CREDENTIALS = re.compile(r"^\w+://[^/?#]*@")
 _TARGET = re.compile(
     r"^(local(:.+)?|s3://[^/\s]+(/.*)?|smtps?://[^\s/?]+(:\d+)?/?(\?.*)?|ses(://[^/?]*)?)$")
+CAMPAIGN_KINDS = ("marketing", "transactional")
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
+                       r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_PASSWORD_IN_URL = re.compile(r"^[\w+.-]+://[^/?#@]*:[^/?#@]*@")
 
 
 def fail(message: str) -> PydanticCustomError:
@@ -139,6 +145,126 @@ class PdfConfig(Strict):
         if value not in PAGE_SIZES:
             raise fail(f"pdf.page_size {value!r} must be A4 or Letter")
         return str(value)
+
+
+
+class SuppressionColumns(Strict):
+    """`columns: {unsubscribed: unsubscribed, email_status: email_status}`: customer columns
+    that suppress a row. Absent, both are looked for under these names; given, exactly
+    the named ones are (`columns: {}` turns them off)."""
+
+    unsubscribed: str | None = "unsubscribed"   # true / yes / 1 / a date: unsubscribed
+    email_status: str | None = "email_status"   # bounced or complained: never mailed
+
+
+class SuppressionConfig(Strict):
+    """`suppression: [data/unsubscribed.csv]`, or the long form with the store and columns.
+
+    ```yaml
+    suppression:
+      lists: [data/unsubscribed.csv, data/crm-optouts.txt]
+      store: out/suppression.sqlite      # or postgresql://edition@db.internal/edition
+      columns: {unsubscribed: opted_out, email_status: email_status}
+    ```
+    """
+
+    lists: tuple[str, ...] = ()
+    store: str | None = None
+    columns: SuppressionColumns = SuppressionColumns()
+
+    @field_validator("lists", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
+                                                  for v in value):
+            raise fail("suppression lists must be file paths, e.g. [data/unsubscribed.csv]")
+        return tuple(v.strip() for v in value)
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise fail("suppression.store must be a file path or a database URL")
+        if _PASSWORD_IN_URL.match(value):
+            raise fail("suppression.store must not hold a password; set "
+                       "EDITION_SUPPRESSION_STORE or PGPASSWORD / ~/.pgpass instead")
+        if "://" in value and not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise fail(f"suppression.store {value!r}: use a file path, sqlite:///path or "
+                       f"postgresql://user@host/db")
+        return value.strip()
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        if value is None:
+            return {"unsubscribed": None, "email_status": None}
+        if not isinstance(value, dict):
+            raise fail("suppression.columns must map unsubscribed / email_status to column "
+                       "names, e.g. {unsubscribed: opted_out}")
+        return {"unsubscribed": None, "email_status": None} | dict(value)
+
+
+def _suppression(value: Any) -> Any:
+    """The short forms: a path, or a list of paths."""
+    if value is None:
+        return {}
+    if isinstance(value, str | list):
+        return {"lists": value}
+    if not isinstance(value, dict):
+        raise fail("suppression must be a list of files (e.g. [data/unsubscribed.csv]) or "
+                   "a mapping with lists, store and columns")
+    return value
+
+
+class DkimConfig(Strict):
+    """`delivery: {dkim: {domain: acme.example, selector: s2026, key_file: keys/dkim.pem}}`.
+
+    The key is the private RSA key in PEM, from a file (relative to the content root) or
+    from an environment variable (`key_env: EDITION_DKIM_KEY`); the campaign names where
+    it is, never the key itself.
+    """
+
+    domain: str
+    selector: str
+    key_file: str | None = None
+    key_env: str | None = None
+
+    @field_validator("domain", mode="before")
+    @classmethod
+    def _domain(cls, value: Any) -> Any:
+        if not isinstance(value, str) or not _HOSTNAME.match(value) or "." not in value:
+            raise fail(f"dkim.domain {value!r} must be a domain name, e.g. acme.example")
+        return value.lower()
+
+    @field_validator("selector", mode="before")
+    @classmethod
+    def _selector(cls, value: Any) -> Any:
+        text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) \
+            else None
+        if text is None or not _HOSTNAME.match(text):
+            raise fail(f"dkim.selector {value!r} must be letters, digits, '-' and '.' "
+                       f"(the name before ._domainkey in DNS)")
+        return text
+
+    @field_validator("key_env", mode="before")
+    @classmethod
+    def _env(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not _ENV_NAME.match(value)):
+            raise fail(f"dkim.key_env {value!r} must be the name of an environment variable")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> DkimConfig:
+        if (self.key_file is None) == (self.key_env is None):
+            raise fail("dkim needs exactly one of key_file (a PEM file) or key_env (an "
+                       "environment variable holding the PEM key)")
+        return self
 
 
 def _formats(value: Any) -> Any:
@@ -244,6 +370,12 @@ class CampaignConfig(Strict):
     schedule: ScheduleConfig | None = None
     footer: dict[str, Any] = Field(default_factory=dict)
     unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    kind: str = "marketing"
+    suppression: Annotated[SuppressionConfig, BeforeValidator(_suppression)] = (
+        SuppressionConfig())
+    list_id: str | None = None
+    feedback_id: str | None = None
     fields: dict[str, FieldType] = Field(default_factory=dict)
     pdf: PdfConfig = PdfConfig()
     max_failed: Annotated[tuple[int, bool], BeforeValidator(lambda v: _max_failed(v))] = (
@@ -334,6 +466,41 @@ class CampaignConfig(Strict):
         if value is not None and not (isinstance(value, str) and value.startswith(
                 ("https://", "http://", "mailto:"))):
             raise fail("unsubscribe_url must be an http(s) or mailto URL")
+        return value
+
+    @field_validator("unsubscribe_mailto", mode="before")
+    @classmethod
+    def _mailto(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and value.startswith("mailto:")
+                                      and "@" in value):
+            raise fail("unsubscribe_mailto must be a mailto: URL, e.g. "
+                       "mailto:unsubscribe@acme.example")
+        return value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value not in CAMPAIGN_KINDS:
+            raise fail(f"kind {value!r} must be marketing (newsletters, offers: unsubscribes "
+                       f"apply) or transactional (invoices, receipts)")
+        return value
+
+    @field_validator("list_id", mode="before")
+    @classmethod
+    def _list_id(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or len(value) > 255
+                                  or not _DOT_ATOM.match(value)):
+            raise fail(f"list_id {value!r} must look like a domain name, e.g. "
+                       f"weekly.acme.example (RFC 2919)")
+        return value
+
+    @field_validator("feedback_id", mode="before")
+    @classmethod
+    def _feedback_id(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not value
+                                  or len(value) > 64 or re.search(r"[\s:]", value)):
+            raise fail(f"feedback_id {value!r} must be a short sender id without spaces or "
+                       f"':' (the last field of Feedback-ID)")
         return value
 
     @field_validator("pdf", mode="before")
@@ -439,7 +606,7 @@ def _delays(value: Any) -> tuple[float, ...]:
 
 Delays = Annotated[tuple[float, ...], BeforeValidator(_delays)]
 # Keys of a campaign's `delivery:` block read by the engine, not by a target.
-ENGINE_KEYS = frozenset({"to", "ledger"})
+ENGINE_KEYS = frozenset({"to", "ledger", "dkim"})
 
 
 class TargetOptions(Strict):
@@ -683,6 +850,7 @@ class RunOptions(BaseModel):
     started: dt.datetime | None = None
     mailing: str | None = None       # which issue of the campaign a send belongs to
     new_mailing: bool = False        # start another mailing while one is unfinished
+    suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
 
     @field_validator("formats", mode="before")
     @classmethod
@@ -734,6 +902,15 @@ class RunOptions(BaseModel):
                        f"(e.g. 2026-11-23 or spring-2027)")
         return value
 
+    @field_validator("suppression", mode="before")
+    @classmethod
+    def _suppression(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else list(value or ())
+        missing = [str(n) for n in names if not Path(str(n)).is_file()]
+        if missing:
+            raise fail(f"suppression list not found: {', '.join(missing)}")
+        return tuple(str(n) for n in names)
+
     @model_validator(mode="after")
     def _sending(self) -> RunOptions:
         if self.resend_unknown and not self.send:
@@ -763,4 +940,6 @@ class RunOptions(BaseModel):
         # as_of stays empty when not given: a send may resume an unfinished mailing,
         # whose run date it then takes (edition.run decides)
         return self.replace(started=started, run_id=self.run_id or new_run_id(started),
-                            campaign=str(Path(self.campaign).resolve()))
+                            campaign=str(Path(self.campaign).resolve()),
+                            # workers may start elsewhere: lists named from here, found there
+                            suppression=tuple(str(Path(p).resolve()) for p in self.suppression))

@@ -1,6 +1,7 @@
 """The layout's promises, checked on the code: imports run one way and never in a circle.
 
     cli/, flows/  ->  publishers/  ->  edition/  ->  renderers/
+    cli/          ->  web/         ->  edition/
 
 The engine (edition/) is pure Python over plain data: it imports no Prefect, no typer,
 no publishers (it finds delivery targets through an entry-point registry), and only the
@@ -18,14 +19,15 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("edition", "renderers", "publishers", "flows", "cli")
+PACKAGES = ("edition", "renderers", "publishers", "flows", "web", "cli")
 # who may import whom (besides itself)
 ALLOWED = {
     "renderers": set(),
     "edition": {"renderers"},
     "publishers": {"edition"},
     "flows": {"edition", "renderers"},
-    "cli": {"edition", "flows"},
+    "web": {"edition"},
+    "cli": {"edition", "flows", "web"},
 }
 
 
@@ -128,7 +130,8 @@ def test_imports_run_one_way() -> None:
 
 @pytest.mark.parametrize("package", ["edition", "renderers"])
 def test_the_engine_imports_no_orchestration_or_terminal(package: str) -> None:
-    banned = {"prefect", "typer", "rich", "prefect_dask", "distributed"}
+    banned = {"prefect", "typer", "rich", "prefect_dask", "distributed", "starlette",
+              "fastapi", "uvicorn"}
     found = [f"{path.relative_to(REPO)}:{line}: {target}"
              for name, path in modules().items() if name.split(".")[0] == package
              for target, _, line in imports_of(path, name) if target.split(".")[0] in banned]

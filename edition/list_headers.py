@@ -1,0 +1,48 @@
+"""The headers that say a message belongs to a mailing: List-Id and Feedback-ID.
+
+Mailbox providers group a sender's mail by these. `List-Id` (RFC 2919) names the list a
+marketing message belongs to — one per campaign, `<campaign.list-domain>` — so readers
+can filter it and one-click unsubscribes apply to it. `Feedback-ID` (Gmail's feedback
+loop) is `campaign:mailing:kind:sender-id`: complaint rates come back per campaign and
+mailing. Both are the same for every customer of a mailing: make them once per run.
+The per-customer List-Unsubscribe headers come from edition.unsubscribe.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from edition.campaign import Campaign
+
+_NOT_IN_FIELD = re.compile(r"[\s:<>]+")        # Feedback-ID fields are split on ':'
+_NOT_IN_LABEL = re.compile(r"[^A-Za-z0-9-]+")
+
+
+def list_id(campaign: str, list_domain: str, *, configured: str | None = None) -> str:
+    """`<weekly-newsletter.acme.example>`, or `<configured>` when the campaign names one."""
+    if configured:
+        return f"<{configured}>"
+    label = _NOT_IN_LABEL.sub("-", campaign).strip("-") or "list"
+    return f"<{label}.{list_domain.strip('.').lower()}>"
+
+
+def feedback_id(campaign: str, mailing: str, kind: str, sender_id: str) -> str:
+    """`weekly-newsletter:2026-11-30:marketing:acme.example` (no field may hold ':')."""
+    fields = (campaign, mailing, kind, sender_id)
+    return ":".join(_NOT_IN_FIELD.sub("-", f).strip("-") or "-" for f in fields)
+
+
+def mailing_headers(campaign: Campaign, mailing: str) -> dict[str, str]:
+    """List-Id (marketing only: a bill is not a list) and Feedback-ID for one mailing."""
+    headers = {}
+    if campaign.kind != "transactional":
+        headers["List-Id"] = list_id(campaign.name, campaign.sender_domain,
+                                     configured=campaign.list_id)
+    headers["Feedback-ID"] = feedback_id(campaign.name, mailing, campaign.kind,
+                                         campaign.feedback_id or campaign.sender_domain)
+    return headers
+
+
+__all__ = ["feedback_id", "list_id", "mailing_headers"]

@@ -1,0 +1,1 @@
+"""Web endpoints edition serves itself (ASGI apps); today the unsubscribe server."""
