@@ -47,6 +47,14 @@ def run(
         help="Which issue of the campaign this send is (default: the run date)")] = None,
     new_mailing: Annotated[bool, typer.Option(
         "--new-mailing", help="Start another mailing while one is unfinished")] = False,
+    suppression: Annotated[list[str] | None, typer.Option(
+        "--suppression", help="Another suppression list (CSV/text of addresses or ids)")
+    ] = None,
+    test_to: Annotated[str | None, typer.Option(
+        "--test-to", help="With --send: send --customer's edition to this address, [TEST]")
+    ] = None,
+    customer: Annotated[list[str] | None, typer.Option(
+        "--customer", help="With --test-to: the customer(s) whose edition to send")] = None,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="Replace an earlier run's output in --out")] = False,
     via_prefect: Annotated[bool, typer.Option("--via-prefect",
@@ -58,11 +66,17 @@ def run(
     with user_errors():
         if yes and not send:
             raise UsageError("--yes only makes sense with --send")
+        if (test_to or customer) and not (test_to and customer and send):
+            raise UsageError("a test send needs --send --test-to ADDRESS --customer ID")
         options = RunOptions.build(campaign=campaign, customers=customers, out=out,
                                    formats=formats, as_of=parse_date(as_of), limit=limit,
                                    send=send, to=to, resend_unknown=resend_unknown,
                                    batch_size=batch_size, mailing=mailing,
-                                   new_mailing=new_mailing).resolved()
+                                   new_mailing=new_mailing,
+                                   suppression=tuple(suppression or ())).resolved()
+        if test_to:
+            _test_send(options, customer or [], test_to, yes)
+            return
         plan = plan_for(options)  # checks everything before a single file is written
         target = target_of(options, plan.campaign)
         if send and not yes and sys.stdin.isatty():
@@ -91,6 +105,24 @@ def run(
                       f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
                       f"report", markup=False)
             raise typer.Exit(summary.exit_code)
+
+
+def _test_send(options: RunOptions, customers: list[str], address: str, yes: bool) -> None:
+    from edition.testsend import test_send
+
+    plan = plan_for(options)
+    target = target_of(options, plan.campaign)
+    if not yes and sys.stdin.isatty():
+        typer.confirm(f"Send {len(customers)} test message(s) of {plan.campaign.name} to "
+                      f"{address} through {target}?", abort=True)
+    results = test_send(options, customers, address)
+    for result in results:
+        console.print(f"{result.customer_id}: {result.status} — {result.detail}", markup=False)
+    console.print(f"test send: {sum(r.status == 'sent' for r in results)} of {len(results)} "
+                  f"to {address}, marked [TEST]; nothing recorded in the send ledger",
+                  markup=False)
+    if any(r.status != "sent" for r in results):
+        raise typer.Exit(3)
 
 
 def _run_in_prefect(options: RunOptions, overwrite: bool) -> RunSummary:

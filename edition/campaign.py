@@ -9,12 +9,14 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+from edition.audience import REQUIRED_KINDS, Rule, slots_used
 from edition.config import (
     RESERVED_SLOTS,
     CampaignConfig,
     DkimConfig,
     SuppressionConfig,
     check,
+    closest,
     target_options,
     target_problem,
 )
@@ -70,6 +72,9 @@ class Campaign:
     list_id: str | None = None                    # List-Id; default <name>.<sender domain>
     feedback_id: str | None = None                # Feedback-ID sender id; default the domain
     dkim: DkimConfig | None = None                # delivery.dkim (SMTP only; SES signs itself)
+    audience: Rule | None = None                  # who the campaign is for (None: everyone)
+    exclude: Rule | None = None
+    require: tuple[str, ...] = ()                 # slots that must be filled
 
     @functools.cached_property
     def sender_domain(self) -> str:
@@ -200,6 +205,11 @@ class _Checker:
                        "e.g. \"Acme News <news@acme.example>\"", d.start_line)
         segments = self.segments(config.segments)
         slots = self.slots(config.slots or {})
+        names = [seg.name for seg in segments]
+        audience = self.rule("audience", config.audience, names)
+        exclude = self.rule("exclude", config.exclude, names)
+        require = self.required(config.require, slots, [t for t in (template, text_template)
+                                                        if t])
         delivery = dict(config.delivery) | {"to": str(config.delivery.get("to", "local"))}
         if "delivery" in d and isinstance(d.get("delivery"), dict):
             problem = target_problem(delivery["to"])
@@ -226,7 +236,8 @@ class _Checker:
             limits=Limits(**config.limits.model_dump()), currency=config.currency,
             kind=config.kind, suppression=config.suppression,
             unsubscribe_mailto=config.unsubscribe_mailto, list_id=config.list_id,
-            feedback_id=config.feedback_id, dkim=dkim,
+            feedback_id=config.feedback_id, dkim=dkim, audience=audience, exclude=exclude,
+            require=require,
         )
 
     def dkim(self, delivery: Any) -> DkimConfig | None:
@@ -272,6 +283,43 @@ class _Checker:
             self.errors.append(problem)
             return None
         return name
+
+    def rule(self, key: str, value: str | tuple[str, ...] | None,
+             segments: list[str]) -> Rule | None:
+        """`audience:` / `exclude:`: known segment names, or a rule compiled like a segment."""
+        if value is None:
+            return None
+        if isinstance(value, tuple):
+            unknown = [n for n in value if n not in segments]
+            for name in unknown:
+                hint = closest(name, segments)
+                self.error(f"{key}: {name!r} is not a segment of this campaign"
+                           + (f" (did you mean {hint!r}?)" if hint else
+                              f" (segments: {', '.join(segments) or 'none'})"), self.line(key))
+            return None if unknown else Rule(key, names=value)
+        try:
+            return Rule(key, rule=compile_segment(self.env, key, value, self.file, self.line(key)))
+        except ContentError as exc:
+            self.errors.append(exc)
+            return None
+
+    def required(self, value: tuple[str, ...] | None, slots: list[Slot],
+                 templates: list[str]) -> tuple[str, ...]:
+        """The slots that must be filled (default: the article and offer slots shown)."""
+        names = [s.name for s in slots]
+        if value is not None:
+            for name in value:
+                if name not in names:
+                    hint = closest(name, names)
+                    self.error(f"require: {name!r} is not a slot of this campaign"
+                               + (f" (did you mean {hint!r}?)" if hint else ""),
+                               self.line("require"))
+            return tuple(n for n in value if n in names)
+        try:
+            used = slots_used(self.env, names, templates)
+        except Exception:  # the template's own check reports what is wrong with it
+            used = set(names)
+        return tuple(s.name for s in slots if s.kind in REQUIRED_KINDS and s.name in used)
 
     def segments(self, value: dict[str, Any]) -> list[Segment]:
         within = self.data.get("segments")

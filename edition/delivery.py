@@ -12,7 +12,7 @@ mailing (`choose_mailing`); workers share the ledger without the lock.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,7 +108,9 @@ class Deliverer:
 
     def __init__(self, *, target: str, options: Mapping[str, Any], ledger: Path,
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
-                 resend_unknown: bool = False):
+                 resend_unknown: bool = False,
+                 sign: Callable[[bytes], bytes] | None = None):
+        self.sign = sign  # DKIM, for SMTP (SES signs itself)
         self.campaign = campaign
         self.mailing = mailing
         self.channel = channel_of(target)
@@ -144,9 +146,12 @@ class Deliverer:
             return Sent("unknown", Reason("outcome_unknown", (
                 "an earlier run stopped while sending this edition; not sent again (use "
                 "--resend-unknown to send it)"), "outcome unknown"), {"mailing": self.mailing})
+        message = eml[1] if eml else None
+        if message is not None and self.sign is not None:
+            message = self.sign(message)
         delivery = Delivery(campaign=campaign, customer_id=customer_id, recipient=recipient,
-                            content_hash=digest, message_id=message_id,
-                            eml=eml[1] if eml else None, files=files)
+                            content_hash=digest, message_id=message_id, eml=message,
+                            files=files)
         try:
             outcome = self.publisher.publish(delivery)
         except DeliveryError as exc:

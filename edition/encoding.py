@@ -15,7 +15,9 @@ from typing import Any
 from edition.addresses import clean_name, parse_mailbox
 from edition.campaign import Campaign
 from edition.editions import Rendered
+from edition.list_headers import mailing_headers
 from edition.naming import CONTENT_TYPES, relative_path
+from edition.unsubscribe import UnsubscribeLinks
 from renderers import eml
 
 # format -> (path relative to the run folder, bytes, content type)
@@ -25,9 +27,13 @@ Files = dict[str, tuple[str, bytes, str]]
 class Encoder:
     """Turns rendered editions into files; one per process (it keeps the PDF renderer)."""
 
-    def __init__(self, campaign: Campaign, formats: tuple[str, ...], started: dt.datetime):
+    def __init__(self, campaign: Campaign, formats: tuple[str, ...], started: dt.datetime, *,
+                 links: UnsubscribeLinks | None = None, mailing: str | None = None):
         self.campaign = campaign
         self.formats = formats
+        self.links = links
+        # List-Id and Feedback-ID: the same for every message of the mailing
+        self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}
         self.writer = eml.MessageWriter(
             sender=parse_mailbox(campaign.sender or "edition <edition@localhost.localdomain>"),
             date=started,
@@ -50,14 +56,14 @@ class Encoder:
         """The customer's .eml: text and HTML alternatives, List-Unsubscribe when set."""
         name = clean_name(" ".join(str(fields[k]) for k in ("first_name", "last_name")
                                    if k in fields))
-        unsubscribe = (eml.unsubscribe_link(self.campaign.unsubscribe_url, customer_id)
-                       if self.campaign.unsubscribe_url else None)
+        address = str(fields["email"])
+        headers = dict(self.links.headers(customer_id, address)) if self.links else {}
+        headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
+                                           "X-Edition-Version": version_id}
         return self.writer.build(
-            subject=rendered.subject or "", recipient=str(fields["email"]), recipient_name=name,
+            subject=rendered.subject or "", recipient=address, recipient_name=name,
             text=rendered.text or "", html=rendered.html, msg_id=self.message_id(digest),
-            unsubscribe_url=unsubscribe,
-            extra_headers={"X-Edition-Campaign": self.campaign.name,
-                           "X-Edition-Version": version_id})
+            extra_headers=headers)
 
     def files(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
               rendered: Rendered, digest: str, pdf: bytes | None = None) -> Files:

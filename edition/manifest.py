@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.jsonl"
+_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 STATUSES = ("rendered", "sent", "unknown", "rejected", "failed", "excluded", "suppressed")
 
 
@@ -69,7 +71,9 @@ class ManifestRow:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, default=str)
+        text = json.dumps(self.to_dict(), ensure_ascii=False, default=str)
+        # one row per line for every reader: str.splitlines() also breaks at these
+        return _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestRow:

@@ -23,6 +23,7 @@ from edition.manifest import ManifestRow, Reason
 from edition.personal import SharedDocument
 from edition.plan import Plan
 from edition.runfolder import FileWriter
+from edition.suppression import Suppression
 from edition.versions import Version
 
 
@@ -38,7 +39,7 @@ class BatchResult:
 
 
 @dataclass
-class _Edition:
+class Edition:
     """A row on its way through the batch."""
 
     row: Row
@@ -48,6 +49,7 @@ class _Edition:
     modules: dict[str, list[str]] = field(default_factory=dict)
     rendered: Rendered | None = None
     failure: Reason | None = None
+    skipped: tuple[str, Reason] | None = None   # excluded or suppressed: no files, no send
     pdf: bytes | None = None
 
     def manifest(self, status: str, reason: Reason | None = None,
@@ -69,11 +71,12 @@ class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
     def __init__(self, plan: Plan, writer: FileWriter, encoder: Encoder,
-                 deliverer: Deliverer | None = None):
+                 deliverer: Deliverer | None = None, suppression: Suppression | None = None):
         self.plan = plan
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
+        self.suppression = suppression
 
     def process(self, batch: Iterable[Row]) -> BatchResult:
         """One manifest row per row, in order.
@@ -98,8 +101,23 @@ class Pipeline:
         result.sharing = self.plan.renderer.sharing_news()
         return result
 
-    def _render(self, row: Row, result: BatchResult) -> _Edition:
-        edition = _Edition(row, dict(row.fields or {}))
+    def _render(self, row: Row, result: BatchResult) -> Edition:
+        edition = self.prepare(row, result)
+        if edition.version is None or edition.failure is not None:
+            return edition
+        try:
+            with watchdog.limit(self.plan.campaign.limits.render_seconds):
+                edition.rendered = self.plan.renderer.render(edition.version, edition.fields)
+        except RenderFailure as exc:
+            edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
+                                     str(exc), exc.message)
+        except Exception as exc:  # a bug must fail this customer, never the whole run
+            edition.failure = internal_error(exc)
+        return edition
+
+    def prepare(self, row: Row, result: BatchResult) -> Edition:
+        """Everything before rendering: version, audience, suppression, personal links."""
+        edition = Edition(row, dict(row.fields or {}))
         if row.rejected:
             return edition
         try:
@@ -107,7 +125,25 @@ class Pipeline:
         except Exception as exc:  # a value no rule or selection expected: this row only
             edition.failure = internal_error(exc)
             return edition
-        edition.version, edition.segments, edition.modules = version, segments, selection.ids()
+        edition.segments, edition.modules = segments, selection.ids()
+        try:
+            excluded = self.plan.audience.exclusion(edition.fields, segments, selection)
+            if excluded is not None:
+                edition.skipped = ("excluded", excluded)
+                return edition
+            suppressed = (self.suppression.reason_for(edition.fields)
+                          if self.suppression is not None else None)
+        except Exception as exc:  # a value no rule expected: this row only
+            edition.failure = internal_error(exc)
+            return edition
+        if suppressed is not None:  # in dry runs too, so a preview tells the truth
+            edition.skipped = ("suppressed", suppressed)
+            return edition
+        edition.version = version
+        if self.encoder.links is not None:
+            # the personal layer's one-click link: signed, never the bare customer id
+            edition.fields["unsubscribe_url"] = self.encoder.links.url(
+                str(row.customer_id), edition.fields.get("email"))
         for segment, name in missing.items():
             result.missing[(segment, name)] += 1
         for slot in selection.slots:
@@ -116,19 +152,11 @@ class Pipeline:
         if version.id not in result.versions:
             result.versions[version.id] = {"modules": edition.modules, "locale": version.locale,
                                            "segments": list(version.segments)}
-        try:
-            with watchdog.limit(self.plan.campaign.limits.render_seconds):
-                edition.rendered = self.plan.renderer.render(version, edition.fields)
-        except RenderFailure as exc:
-            edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
-                                     str(exc), exc.message)
-        except Exception as exc:  # a bug must fail this customer, never the whole run
-            edition.failure = internal_error(exc)
         return edition
 
-    def _pdfs(self, editions: list[_Edition]) -> None:
+    def _pdfs(self, editions: list[Edition]) -> None:
         """Each customer's PDF; a version's customers are laid out together."""
-        groups: dict[str, list[_Edition]] = {}
+        groups: dict[str, list[Edition]] = {}
         for edition in editions:
             if edition.rendered is not None and edition.version is not None:
                 groups.setdefault(edition.version.id, []).append(edition)
@@ -139,11 +167,13 @@ class Pipeline:
             for edition, data in zip(group, self.encoder.pdf_version(parts, pages), strict=True):
                 edition.pdf = data
 
-    def _finish(self, edition: _Edition) -> ManifestRow:
+    def _finish(self, edition: Edition) -> ManifestRow:
         row = edition.row
         if row.rejected:
             return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
                                reason=row.reason)
+        if edition.skipped is not None:
+            return edition.manifest(*edition.skipped)
         if edition.rendered is None or edition.version is None:
             return edition.manifest("failed", edition.failure)
         customer_id = str(row.customer_id)

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from edition.audience import Audience
 from edition.campaign import Campaign, find_root, load_campaign
 from edition.catalog import Catalog, load_catalog
 from edition.editions import EditionRenderer
@@ -33,6 +34,7 @@ class Plan:
         self.as_of = as_of
         self.renderer = EditionRenderer(campaign, as_of, kinds=render_kinds(formats))
         self.segmenter = Segmenter(campaign.segments)
+        self.audience = Audience(campaign.audience, campaign.exclude, campaign.require)
         self.slots = [(s.name, s.kind, s.count) for s in campaign.slots]
         # customers with the same segments, locale and interests share a selection
         self._selections: dict[tuple[Any, ...], tuple[Selection, Version]] = {}

@@ -10,10 +10,10 @@ from typing import Any
 from edition.config import RunOptions
 from edition.customers import find_customer
 from edition.editions import RenderFailure
-from edition.encoding import Encoder
 from edition.errors import RunError
+from edition.pipeline import BatchResult, Edition, Pipeline
 from edition.plan import Plan
-from edition.run import customers_file, plan_for
+from edition.run import customers_file, pipeline_for, plan_for
 
 
 @dataclass
@@ -38,12 +38,17 @@ class PreviewResult:
                 "segments": self.segments, "version": self.version, "slots": self.slots}
 
 
+OTHER_CAMPAIGNS = "for campaign(s) "
+
+
 def preview_customer(campaign: str, customer_id: str, *, customers: str | None = None,
                      fmt: str = "text", as_of: dt.date | None = None) -> PreviewResult:
-    """Select and render one customer's edition; nothing is written or sent."""
+    """Select and render one customer's edition as a run would; nothing is written or sent."""
     formats = ("html", "text", "eml") if fmt != "pdf" else ("pdf",)
     options = RunOptions.build(campaign=campaign, customers=customers, formats=formats,
                                as_of=as_of).resolved()
+    options = options.replace(as_of=options.as_of or dt.date.today())
+    options = options.replace(mailing=options.as_of.isoformat())
     plan = plan_for(options)
     source = customers_file(options, plan.campaign)
     row = find_customer(source, customer_id, need_email=fmt == "eml",
@@ -55,33 +60,50 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
                                plan.campaign.root)
         result.explanation = f"customer {customer_id}: rejected — {row.reason}"
         return result
-    fields = dict(row.fields or {})
-    segments, missing, selection, version = plan.version_of(fields)
+    pipeline = pipeline_for(options)  # the run's own steps: audience, suppression, links
+    edition = pipeline.prepare(row, BatchResult([]))
+    segments, missing, selection, version = plan.version_of(edition.fields)
     result = PreviewResult(customer_id, "rendered", None, plan.campaign.name, plan.campaign.root,
                            list(segments), missing, version.id)
     for slot in selection.slots:
+        # modules of other campaigns are not candidates a reader weighs: count them only
+        others = [s for s in slot.skipped if s.reason.startswith(OTHER_CAMPAIGNS)]
         result.slots.append({
             "slot": slot.slot, "kind": slot.kind, "count": slot.count,
             "chosen": [{"id": c.module.id, "title": c.module.title, "rank": c.rank,
                         "reason": c.reason} for c in slot.chosen],
-            "skipped": [{"id": s.module_id, "reason": s.reason} for s in slot.skipped],
+            "skipped": [{"id": s.module_id, "reason": s.reason} for s in slot.skipped
+                        if not s.reason.startswith(OTHER_CAMPAIGNS)],
+            "other_campaigns": len(others),
         })
-    encoder = Encoder(plan.campaign, formats, options.started or dt.datetime.now(dt.UTC))
+    if edition.skipped is not None:
+        result.status, result.reason = edition.skipped[0], str(edition.skipped[1])
+    elif edition.failure is not None:
+        result.status, result.reason = "failed", str(edition.failure)
+    else:
+        _render(result, pipeline, edition, fmt)
+    result.explanation = explain(result, plan, source)
+    return result
+
+
+def _render(result: PreviewResult, pipeline: Pipeline, edition: Edition, fmt: str) -> None:
+    encoder, version = pipeline.encoder, edition.version
+    assert version is not None
+    customer_id = str(edition.row.customer_id)
     try:
         # one customer: the whole render is the reference and cheaper than sharing
-        rendered = plan.renderer.whole(version, fields)
+        rendered = pipeline.plan.renderer.whole(version, edition.fields)
         if fmt == "pdf":
             result.document = encoder.pdf_one(rendered)
         elif fmt == "eml":
             digest = encoder.content_hash(customer_id, version.id, rendered)
-            result.document = encoder.message(customer_id, fields, version.id, rendered, digest)
+            result.document = encoder.message(customer_id, edition.fields, version.id,
+                                              rendered, digest)
         else:
             result.document = (getattr(rendered, fmt) or "").encode("utf-8")
         result.html = rendered.html
     except RenderFailure as exc:
         result.status, result.reason = "failed", str(exc)
-    result.explanation = explain(result, plan, source)
-    return result
 
 
 def explain(result: PreviewResult, plan: Plan, source: Path) -> str:
@@ -104,6 +126,11 @@ def explain(result: PreviewResult, plan: Plan, source: Path) -> str:
             lines.append(f"  only {len(slot['chosen'])} of {slot['count']} filled")
         for s in slot["skipped"]:
             lines.append(f"  - {s['id']}: {s['reason']}")
+        if slot.get("other_campaigns"):
+            lines.append(f"  ({slot['other_campaigns']} modules belong to other campaigns)")
     if result.status == "failed":
         lines += ["", f"FAILED: {result.reason}"]
+    elif result.status in {"excluded", "suppressed"}:
+        lines += ["", f"{result.status.upper()}: {result.reason} (nothing is rendered or sent "
+                      f"for this customer)"]
     return "\n".join(lines)

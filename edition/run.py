@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import shutil
 import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
@@ -27,9 +28,18 @@ from typing import Any, Protocol
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, ENGINE_KEYS, RunOptions
 from edition.customers import Row, count_rows, read_customers
-from edition.delivery import Deliverer, channel_of, choose_mailing, ledger_path, run_lock
+from edition.delivery import (
+    EMAIL_CHANNEL,
+    Deliverer,
+    channel_of,
+    choose_mailing,
+    ledger_path,
+    run_lock,
+)
+from edition.dkim_signing import DkimSigner
+from edition.dkim_signing import applies_to as dkim_applies
 from edition.encoding import Encoder
-from edition.errors import RunError, UsageError
+from edition.errors import ContentError, RunError, UsageError
 from edition.manifest import (
     MANIFEST_NAME,
     ManifestRow,
@@ -54,6 +64,8 @@ from edition.runfolder import (
     remove_unlisted,
     write_run_file,
 )
+from edition.suppression import Suppression
+from edition.unsubscribe import UnsubscribeLinks
 
 __all__ = ["DEFAULT_BATCH", "Repair", "Run", "RunOptions", "RunSummary", "execute", "repair"]
 
@@ -111,6 +123,7 @@ def run_info(options: RunOptions, plan: Plan) -> RunInfo:
 
 _PLANS: dict[tuple[Any, ...], Plan] = {}
 _PIPELINES: dict[RunOptions, Pipeline] = {}
+_PIPELINES_LOCK = threading.RLock()
 
 
 def plan_for(options: RunOptions) -> Plan:
@@ -125,23 +138,56 @@ def plan_for(options: RunOptions) -> Plan:
 
 def pipeline_for(options: RunOptions) -> Pipeline:
     """The Pipeline for this run in this process (its files, encoder and deliverer)."""
-    pipeline = _PIPELINES.get(options)
-    if pipeline is None:
-        plan = plan_for(options)
-        campaign = plan.campaign
-        out_dir = out_folder(options, campaign)
-        deliverer = None
-        if options.send:
-            deliverer = Deliverer(
-                target=target_of(options, campaign),
-                options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
-                ledger=ledger_path(campaign), campaign=campaign.name,
-                mailing=str(options.mailing), run_id=str(options.run_id), out_dir=out_dir,
-                resend_unknown=options.resend_unknown)
-        encoder = Encoder(campaign, plan.formats,
-                          options.started or dt.datetime.now(dt.UTC))
-        pipeline = _PIPELINES[options] = Pipeline(plan, FileWriter(out_dir), encoder, deliverer)
+    with _PIPELINES_LOCK:  # a thread-pool task runner asks from several threads
+        pipeline = _PIPELINES.get(options)
+        if pipeline is None:
+            pipeline = _PIPELINES[options] = _pipeline(options)
     return pipeline
+
+
+def _pipeline(options: RunOptions) -> Pipeline:
+    plan = plan_for(options)
+    campaign = plan.campaign
+    out_dir = out_folder(options, campaign)
+    target = target_of(options, campaign)
+    deliverer = None
+    if options.send:
+        signer = None
+        if campaign.dkim is not None and dkim_applies(target):
+            signer = DkimSigner.load(campaign.dkim, root=campaign.root)
+        deliverer = Deliverer(
+            target=target,
+            options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
+            ledger=ledger_path(campaign), campaign=campaign.name, mailing=str(options.mailing),
+            run_id=str(options.run_id), out_dir=out_dir, resend_unknown=options.resend_unknown,
+            sign=signer.sign if signer is not None else None)
+    encoder = Encoder(campaign, plan.formats, options.started or dt.datetime.now(dt.UTC),
+                      links=unsubscribe_links(options, plan), mailing=options.mailing)
+    suppression = Suppression.load(campaign, extra_lists=options.suppression)
+    return Pipeline(plan, FileWriter(out_dir), encoder, deliverer, suppression)
+
+
+def makes_email(options: RunOptions, plan: Plan) -> bool:
+    """Does this run write .eml files or send by e-mail?"""
+    return "eml" in plan.formats or (
+        options.send and channel_of(target_of(options, plan.campaign)) == EMAIL_CHANNEL)
+
+
+def unsubscribe_links(options: RunOptions, plan: Plan) -> UnsubscribeLinks | None:
+    """The campaign's signed unsubscribe links, when its messages need them.
+
+    Sending marketing e-mail needs `unsubscribe_url` (a content error without it) and
+    EDITION_UNSUBSCRIBE_SECRET (a run error); a dry run goes on without either, with
+    unsigned links, and preflight says so.
+    """
+    if not makes_email(options, plan):
+        return None
+    try:
+        return UnsubscribeLinks.for_campaign(plan.campaign, allow_unsigned=not options.send)
+    except ContentError:
+        if options.send:
+            raise
+        return None
 
 
 def process_batch(options: RunOptions, batch: list[Row]) -> BatchResult:
@@ -290,9 +336,13 @@ class Run:
                 self.ledger = run_lock(ledger_path(self.campaign))
                 self._choose_mailing()
             else:
-                self.options = self.options.replace(as_of=self.options.as_of
-                                                    or dt.date.today())
+                as_of = self.options.as_of or dt.date.today()
+                # the mailing a send of this run would be: its messages' Feedback-ID
+                self.options = self.options.replace(
+                    as_of=as_of, mailing=self.options.mailing or as_of.isoformat())
             self.plan = plan_for(self.options)  # the run date may be the mailing's
+            if self.options.send:
+                _pipeline_checks(self.options, self.plan)
             self.manifest = ManifestWriter(self.out_dir / MANIFEST_NAME,
                                            append=self.resume.kept > 0)
             self.document = {"status": "running", "run_id": self.options.run_id,
@@ -429,6 +479,16 @@ class Run:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def _pipeline_checks(options: RunOptions, plan: Plan) -> None:
+    """What would stop a send, found before the first message: the unsubscribe links
+    (url and secret), the DKIM key, the suppression lists."""
+    unsubscribe_links(options, plan)
+    campaign = plan.campaign
+    if campaign.dkim is not None and dkim_applies(target_of(options, campaign)):
+        DkimSigner.load(campaign.dkim, root=campaign.root)
+    Suppression.load(campaign, extra_lists=options.suppression)
 
 
 def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

@@ -46,6 +46,9 @@ def selection_markdown(result: PreviewResult, campaign: str, page: Path | None) 
                        f"chosen: {_cell(c['reason'])} |")
         for s in slot["skipped"]:
             out.append(f"| – | `{s['id']}` | | skipped: {_cell(s['reason'])} |")
+        if slot.get("other_campaigns"):
+            out.append(f"| – | | | {slot['other_campaigns']} modules belong to other "
+                       f"campaigns |")
         if not slot["chosen"] and not slot["skipped"]:
             out.append("| | | | no eligible module |")
     out += ["", "## As `edition preview` prints it", "", "```text", result.explanation, "```"]

@@ -26,7 +26,6 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
-from urllib.parse import quote
 
 _BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\u2028\u2029\x85]+")  # all str.splitlines() breaks
 _POLICY = policy.compat32.clone(linesep="\r\n", max_line_length=78)
@@ -46,12 +45,6 @@ def one_line(value: str) -> str:
 def message_id(content_hash: str, campaign: str, domain: str) -> str:
     """Stable per content: a rerun of the same edition gets the same Message-ID."""
     return f"<{content_hash[:32]}.{campaign}@{domain}>"
-
-
-def unsubscribe_link(base: str, customer_id: str) -> str:
-    """The one-click unsubscribe URL for a customer (`?c=<id>` appended)."""
-    joiner = "&" if "?" in base else "?"
-    return f"{base}{joiner}c={quote(customer_id, safe='')}"
 
 
 def _header(name: str, value: str) -> bytes:
@@ -172,26 +165,21 @@ class MessageWriter:
     """Writes one run's messages: the headers shared by all are made once."""
 
     def __init__(self, *, sender: tuple[str, str], date: dt.datetime,
-                 reply_to: tuple[str, str] | None = None, one_click_unsubscribe: bool = True):
+                 reply_to: tuple[str, str] | None = None):
         lines = [address_header("From", *sender)]
         if reply_to:
             lines.append(address_header("Reply-To", *reply_to))
         lines.append(_header("Date", format_datetime(date)))
         self.common = b"".join(lines)
-        self.one_click = one_click_unsubscribe
 
     def build(self, *, subject: str, recipient: str, recipient_name: str | None, text: str,
-              html: str | None, msg_id: str, unsubscribe_url: str | None = None,
+              html: str | None, msg_id: str,
               extra_headers: dict[str, str] | None = None) -> bytes:
         """The complete message as bytes with CRLF line endings."""
         # the address was checked when the row was read; only the name needs encoding
         lines = [_header("Subject", subject), self.common,
                  address_header("To", recipient_name or "", recipient),
                  _header("Message-ID", msg_id)]
-        if unsubscribe_url:
-            lines.append(_header("List-Unsubscribe", f"<{unsubscribe_url}>"))
-            if self.one_click:
-                lines.append(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
         for key, value in (extra_headers or {}).items():
             lines.append(_header(key, value))
         lines.append(b"MIME-Version: 1.0\r\n")

@@ -25,6 +25,9 @@ import yaml
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
+# Sending marketing e-mail needs the unsubscribe links' secret; tests that are about a
+# missing secret take it away themselves.
+os.environ.setdefault("EDITION_UNSUBSCRIBE_SECRET", "tests-only-secret-0123456789abcdef")
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT_DIRS = ("campaigns", "templates", "articles", "offers", "greetings")

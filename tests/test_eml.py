@@ -31,8 +31,8 @@ SENDER = "Acme News <news@acme.example>"
 UNSUBSCRIBE = "https://acme.example/unsubscribe"
 SUBJECT = "{{ customer.first_name | default('Hello') }}, your news from Acme"
 HEADERS = {"Subject", "From", "To", "Date", "Message-ID", "List-Unsubscribe",
-           "List-Unsubscribe-Post", "X-Edition-Campaign", "X-Edition-Version", "MIME-Version",
-           "Content-Type"}
+           "List-Unsubscribe-Post", "List-Id", "Feedback-ID", "X-Edition-Campaign",
+           "X-Edition-Version", "MIME-Version", "Content-Type"}
 BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 CUSTOMERS = [
     {"id": "c1", "email": "ann@example.com", "first_name": "Ann", "last_name": "Smith"},
@@ -121,8 +121,12 @@ def test_message_structure_and_headers(eml_run: dict[str, Any], cid: str) -> Non
     date = parsedate_to_datetime(msg["Date"])
     assert date.tzinfo is not None and date >= eml_run["before"] - dt.timedelta(seconds=1)
     assert re.fullmatch(r"<[^<>@\s]+@acme\.example>", msg["Message-ID"])
-    assert msg["List-Unsubscribe"] == f"<{UNSUBSCRIBE}?c={quote(cid, safe='')}>"
+    # a signed token, never the bare customer id (anyone could unsubscribe anyone)
+    link = msg["List-Unsubscribe"]
+    assert link.startswith(f"<{UNSUBSCRIBE}?token=") and f"={quote(cid, safe='')}>" not in link
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["List-Id"] == "<news.acme.example>"
+    assert msg["Feedback-ID"].startswith(f"news:{AS_OF}:marketing:")
     assert msg["X-Edition-Version"] == eml_run["rows"][cid]["version"]
     # the bodies are the run's own html and text files
     row = eml_run["rows"][cid]
@@ -162,8 +166,10 @@ def reference(msg: email.message.EmailMessage, *, subject: str, name: str, addre
     ref["To"] = Address(one_line(name), addr_spec=address)
     ref["Date"] = msg["Date"]
     ref["Message-ID"] = msg["Message-ID"]
-    ref["List-Unsubscribe"] = f"<{UNSUBSCRIBE}?c={quote(cid, safe='')}>"
+    ref["List-Unsubscribe"] = msg["List-Unsubscribe"]
     ref["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    ref["List-Id"] = msg["List-Id"]
+    ref["Feedback-ID"] = msg["Feedback-ID"]
     ref["X-Edition-Campaign"] = "news"
     ref["X-Edition-Version"] = version
     ref.set_content(text)
@@ -210,10 +216,12 @@ def test_no_value_adds_or_changes_a_header(subject: str, name: str) -> None:
                            date=dt.datetime(2026, 11, 2, 8, 0, tzinfo=dt.UTC))
     data = writer.build(subject=subject, recipient="ann@example.com", recipient_name=name,
                         text="plain\n", html="<p>html</p>", msg_id="<abc.news@acme.example>",
-                        unsubscribe_url=f"{UNSUBSCRIBE}?c=1")
+                        extra_headers={"List-Unsubscribe": f"<{UNSUBSCRIBE}?token=1>",
+                                       "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
     msg = parse(data)
-    assert set(msg.keys()) == HEADERS - {"X-Edition-Campaign", "X-Edition-Version"}
-    assert len(msg.items()) == len(HEADERS) - 2
+    expected = HEADERS - {"X-Edition-Campaign", "X-Edition-Version", "List-Id", "Feedback-ID"}
+    assert set(msg.keys()) == expected
+    assert len(msg.items()) == len(expected)
     assert msg["Subject"] == one_line(subject)
     assert msg["To"].addresses[0].addr_spec == "ann@example.com"
     assert all(len(line) <= 998 for line in data.split(b"\r\n"))

@@ -1,0 +1,85 @@
+"""Who gets a campaign: its audience, its exclusions, and the slots that must be filled.
+
+Segments choose content; the audience chooses people. A customer outside the audience
+(`audience:` segment names, any of them, or a rule), inside an exclusion (`exclude:`),
+or left with a required slot empty (`require:`; by default every article and offer
+slot the template uses) is `excluded`, with the reason, and gets no files and no send.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import meta
+
+from edition.manifest import Reason
+from edition.segments import Segment, Segmenter
+from edition.selection import Selection
+
+REQUIRED_KINDS = ("article", "offer")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """`audience:` or `exclude:`: segment names (any of them) or a compiled rule."""
+
+    key: str                             # audience or exclude
+    names: tuple[str, ...] = ()
+    rule: Segment | None = None
+
+    def matches(self, fields: Mapping[str, Any], segments: Sequence[str],
+                segmenter: Segmenter | None) -> tuple[bool, str | None]:
+        """(matches?, the missing field that made the rule false, if one did)."""
+        if self.rule is None:
+            return bool(set(self.names) & set(segments)), None
+        assert segmenter is not None
+        members, missing = segmenter.assign(fields)
+        return bool(members), missing.get(self.rule.name)
+
+    def words(self) -> str:
+        if self.rule is None:
+            return f"segment(s) {', '.join(self.names)}"
+        return f"rule {self.rule.expression!r}"
+
+
+class Audience:
+    """Decides, per customer, whether the campaign is for them (one per process)."""
+
+    def __init__(self, audience: Rule | None, exclude: Rule | None, require: Sequence[str]):
+        self.audience = audience
+        self.exclude = exclude
+        self.require = tuple(require)
+        self._segmenters = {r.key: Segmenter([r.rule]) for r in (audience, exclude)
+                            if r is not None and r.rule is not None}
+
+    def exclusion(self, fields: Mapping[str, Any], segments: Sequence[str],
+                  selection: Selection) -> Reason | None:
+        """Why this customer gets nothing, or None when the campaign is for them."""
+        if self.audience is not None:
+            inside, missing = self.audience.matches(fields, segments,
+                                                    self._segmenters.get("audience"))
+            if not inside:
+                why = f"; field {missing!r} missing" if missing else ""
+                return Reason("not_in_audience", f"not in the audience "
+                              f"({self.audience.words()}){why}", "not in the audience")
+        if self.exclude is not None:
+            out, _ = self.exclude.matches(fields, segments, self._segmenters.get("exclude"))
+            if out:
+                return Reason("excluded", f"excluded by {self.exclude.words()}",
+                              f"excluded by {self.exclude.words()}")
+        for slot in selection.slots:
+            if slot.slot in self.require and not slot.chosen:
+                return Reason("nothing_to_send", f"nothing to send: slot {slot.slot!r} empty",
+                              f"nothing to send: slot {slot.slot!r} empty")
+        return None
+
+
+def slots_used(env: Any, names: Sequence[str], template_names: Sequence[str]) -> set[str]:
+    """Which of the slot names the templates read (a slot no template shows is not required)."""
+    used: set[str] = set()
+    for name in template_names:
+        source, _, _ = env.loader.get_source(env, name)
+        used |= meta.find_undeclared_variables(env.parse(source)) & set(names)
+    return used
