@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import datetime as dt
 from typing import Annotated
 
 import typer
 
 from cli.console import out, user_errors
 from edition.config import RunOptions
-from edition.customers import Row, read_customers
 from edition.errors import collect
 from edition.plan import Plan
-from edition.preflight import check_versions
-from edition.run import customers_file, need_email, plan_for
+from edition.run import plan_for, preflight_for
 
 
 def register(app: typer.Typer) -> None:
@@ -37,26 +35,22 @@ def validate(
                   + ", ".join(f"{len(v)} {k}s" for k, v in sorted(plan.catalog.by_kind.items())))
         warnings = _warnings(plan)
         for warning in warnings:
-            out.print(f"[yellow]warning[/]: {warning}")
+            out.print("[yellow]warning[/]: ", end="")
+            out.print(warning, markup=False, highlight=False)
         if customers or c.customers:
-            examples: list[str] = []
-
-            def rows() -> Iterator[Row]:
-                for row in read_customers(customers_file(options, c),
-                                          need_email=need_email(options, plan),
-                                          declared=c.fields):
-                    if row.rejected and len(examples) < 10:
-                        examples.append(f"line {row.line}: {row.customer_id or '?'}: "
-                                        f"{row.reason}")
-                    yield row
-
-            found = check_versions(plan, rows())
-            out.print(f"[green]ok[/]: {found.rows:,} customer rows, {found.rejected:,} would "
-                      f"be rejected; {len(found.versions):,} versions, each rendered once")
-            for example in examples:
-                out.print(f"  {example}", markup=False)
-            for warning in found.warnings[:20]:
-                out.print(f"[yellow]warning[/]: {warning}", markup=False)
+            found = preflight_for(options.replace(as_of=options.as_of or dt.date.today()), plan)
+            out.print(f"[green]ok[/]: {found.rows:,} customer rows, {found.rejected:,} would be "
+                      f"rejected")
+            out.print(f"[green]ok[/]: audience: {found.audience:,} customers "
+                      f"({found.excluded:,} excluded, {found.suppressed:,} suppressed); "
+                      f"{len(found.versions):,} versions, each rendered once")
+            for fact in found.facts()[1:]:
+                out.print(f"  {fact}", markup=False)
+            for warning in found.warnings[:50]:
+                out.print("[yellow]warning[/]: ", end="")
+                out.print(warning, markup=False, highlight=False)
+            if len(found.warnings) > 50:
+                out.print(f"[yellow]warning[/]: … and {len(found.warnings) - 50:,} more")
             warnings += found.warnings
             collect(found.errors)
         if strict and warnings:

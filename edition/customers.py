@@ -501,3 +501,18 @@ def count_rows(path: str | Path) -> int:
     if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
         return lines
     return max(lines - 1, 0)
+
+
+def columns(path: str | Path) -> list[str]:
+    """The customer file's columns: the CSV header, or the keys of the first JSONL rows."""
+    path = Path(path)
+    names: dict[str, None] = {}
+    for _, raw, _ in itertools.islice(raw_rows(path), SAMPLE_ROWS):
+        if raw is not None:
+            names.update((str(k), None) for k in raw if k is not None)
+        if path.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
+            break  # every CSV row has the header's keys
+    if not names and path.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
+            names.update((n, None) for n in next(csv.reader(handle), []))
+    return list(names)

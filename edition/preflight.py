@@ -1,24 +1,47 @@
 """Preflight: everything that can be known before a run writes a single file.
 
+`edition validate CAMPAIGN --customers PATH` runs it, and so does every run first.
 Each version is rendered once, whole, for a real customer of it, under the campaign's
-limits: a version that is too large, too slow, recurses too deeply or is refused by the
-sandbox is the content's mistake (it would fail every customer of that version) and is
-reported as a content error; a failure that depends on one customer's data (a missing
-field) is reported as a warning with that customer.
+limits, and every problem is reported at once:
+
+- errors (exit 2, nothing written): a version too large, too slow, too deep or refused
+  by the sandbox (it would fail every customer of it); a column every row needs missing
+  from the whole file (one message, not a reject per row); marketing e-mail sent
+  without an unsubscribe URL;
+- warnings (listed; fatal with --strict): fields that rules and templates read but the
+  customer file lacks (with "did you mean"); HTML over 102 KB, which Gmail clips, and an
+  unsubscribe link after the clip point; images without alt text; no `lang` on
+  <html>; no preheader; unsigned unsubscribe links; a customer whose own data fails;
+- facts: the audience, and how many customers would be excluded or suppressed.
 """
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-from edition.customers import Row
+from jinja2 import meta, nodes
+
+from edition.config import RunOptions, closest
+from edition.customers import Row, columns, read_customers
 from edition.editions import RenderFailure
 from edition.errors import ContentError
 from edition.limits import watchdog
+from edition.pipeline import BatchResult, Pipeline
 from edition.plan import Plan
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
+GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
+ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url"}
+_IMG = re.compile(r"<img\b[^>]*>", re.I)
+_ALT = re.compile(r"\balt\s*=", re.I)
+_HTML_LANG = re.compile(r"<html\b[^>]*\blang\s*=\s*[\"']?[A-Za-z]", re.I)
+_BODY = re.compile(r"<body\b[^>]*>", re.I)
+_PREHEADER = re.compile(r"preheader|display\s*:\s*none|max-height\s*:\s*0|mso-hide", re.I)
 
 
 @dataclass
@@ -27,29 +50,98 @@ class Preflight:
 
     rows: int = 0
     rejected: int = 0
+    excluded: int = 0
+    suppressed: int = 0
     versions: dict[str, int] = field(default_factory=dict)   # version id -> customers
     errors: list[ContentError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    reasons: Counter[str] = field(default_factory=Counter)    # excluded/suppressed why
+
+    @property
+    def audience(self) -> int:
+        """Customers the run would render (and send)."""
+        return self.rows - self.rejected - self.excluded - self.suppressed
+
+    def facts(self) -> list[str]:
+        line = (f"{self.rows:,} customer rows: {self.audience:,} in the audience, "
+                f"{self.excluded:,} excluded, {self.suppressed:,} suppressed, "
+                f"{self.rejected:,} rejected; {len(self.versions):,} versions")
+        return [line, *(f"{n:,} × {why}" for why, n in self.reasons.most_common(10))]
+
+    def table(self) -> list[tuple[str, str]]:
+        """(level, message) rows for the report and the flow's artifacts."""
+        return ([("error", str(e)) for e in self.errors]
+                + [("warning", w) for w in self.warnings]
+                + [("info", f) for f in self.facts()])
+
+
+def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pipeline,
+                  email: bool, makes_email: bool) -> Preflight:
+    """The whole preflight for a run over its customer file (see the module docstring).
+
+    `pipeline` is the run's dry pipeline (audience, suppression, links); `email` says
+    whether rows need an address, `makes_email` whether the run writes or sends e-mail.
+    """
+    sending = options.send
+    campaign = plan.campaign
+    found = Preflight()
+    header = columns(source)
+    _required_columns(found, header, email=email, file=str(source))
+    _fields_read(found, plan, header)
+    if makes_email and campaign.kind != "transactional" and not campaign.unsubscribe_url:
+        message = ("marketing e-mail needs unsubscribe_url (where the unsubscribe server "
+                   "answers), or kind: transactional")
+        if sending:
+            found.errors.append(ContentError(message, campaign.file))
+        else:
+            found.warnings.append(f"{campaign.file}: {message}; a send is refused")
+    if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
+        found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
+                              "not set): set it before sending")
+    if found.errors and any("has no" in str(e) for e in found.errors):
+        return found  # a file without its id or email column: reading it tells nothing more
+    rows = read_customers(source, need_email=email, declared=campaign.fields,
+                          limit=options.limit)
+    _versions(found, plan, pipeline, rows)
+    return found
 
 
 def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
-    """Render each version once for its first customer; collect what that shows."""
+    """Render each version once for its first customer (no audience or suppression)."""
     found = Preflight()
+    _versions(found, plan, None, rows)
+    return found
+
+
+def _versions(found: Preflight, plan: Plan, pipeline: Any, rows: Iterable[Row]) -> None:
     seen_errors: set[str] = set()
+    html: dict[str, list[str]] = {}   # warning -> versions it is about
     for row in rows:
         found.rows += 1
         if row.rejected:
             found.rejected += 1
             continue
-        fields = dict(row.fields or {})
-        version = plan.version_of(fields)[3]
+        if pipeline is not None:
+            edition = pipeline.prepare(row, BatchResult([]))
+            if edition.skipped is not None:
+                status, reason = edition.skipped
+                found.excluded += status == "excluded"
+                found.suppressed += status == "suppressed"
+                found.reasons[f"{status}: {getattr(reason, 'group', reason)}"] += 1
+                continue
+            fields, version = edition.fields, edition.version
+            if version is None:
+                continue
+        else:
+            fields = dict(row.fields or {})
+            version = plan.version_of(fields)[3]
         first = version.id not in found.versions
         found.versions[version.id] = found.versions.get(version.id, 0) + 1
         if not first:
             continue
         try:
             with watchdog.limit(plan.campaign.limits.render_seconds):
-                plan.renderer.whole(version, fields)
+                rendered = plan.renderer.whole(version, fields)
         except RenderFailure as exc:
             if exc.code in CONTENT_CODES:
                 key = f"{exc.location}:{exc.message}"
@@ -60,4 +152,108 @@ def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
                         f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
             else:
                 found.warnings.append(f"customer {row.customer_id} (line {row.line}): {exc}")
+            continue
+        if rendered.html is not None:
+            for warning in _html(plan, rendered.html, fields):
+                html.setdefault(warning, []).append(version.id)
+    for warning, versions in html.items():
+        shown = ", ".join(versions[:3]) + (f" and {len(versions) - 3:,} more"
+                                           if len(versions) > 3 else "")
+        found.warnings.append(f"{len(versions):,} version(s) ({shown}): {warning}")
+
+
+def _required_columns(found: Preflight, header: list[str], *, email: bool, file: str) -> None:
+    if not header:
+        return
+    if "id" not in header:
+        hint = closest("id", header)
+        found.errors.append(ContentError(
+            "the customer file has no id column" + (f" (did you mean {hint!r}?)" if hint
+                                                     else ""), file))
+    if email and "email" not in header:
+        hint = closest("email", header)
+        found.errors.append(ContentError(
+            "the customer file has no email column, and the run makes e-mail"
+            + (f" (did you mean {hint!r}?)" if hint else ""), file))
+
+
+def _fields_read(found: Preflight, plan: Plan, header: list[str]) -> None:
+    """Customer fields that rules and templates read but no column of the file holds."""
+    if not header:
+        return
+    campaign = plan.campaign
+    env = plan.renderer.env
+    known = set(header) | ENGINE_FIELDS
+    reads: dict[str, str] = {}
+    rules = [(s.name, s.expression) for s in campaign.segments]
+    for rule in (campaign.audience, campaign.exclude):
+        if rule is not None and rule.rule is not None:
+            rules.append((rule.key, rule.rule.expression))
+    for name, expression in rules:
+        tree = env.parse("{{ " + expression + " }}")
+        names = meta.find_undeclared_variables(tree) - set(env.globals) - {"customer"}
+        for field_name in names | _customer_reads(tree):
+            reads.setdefault(field_name, f"{campaign.file}: segment {name!r}")
+    sources = [(f"templates/{t}", _template_source(env, t))
+               for t in filter(None, [campaign.template, campaign.text_template])]
+    subjects = campaign.subject.values() if isinstance(campaign.subject, dict) else [
+        campaign.subject]
+    sources += [(f"{campaign.file}: subject", s) for s in subjects]
+    sources += [(m.source, m.body) for m in plan.catalog if m.personal]
+    for where, source in sources:
+        try:
+            tree = env.parse(source)
+        except Exception:  # its own check reports it
+            continue
+        for field_name in _customer_reads(tree):
+            reads.setdefault(field_name, where)
+    for field_name, where in sorted(reads.items()):
+        if field_name in known:
+            continue
+        hint = closest(field_name, header)
+        found.warnings.append(f"{where} reads {field_name!r}, which the customer file has no "
+                              f"column for" + (f" (did you mean {hint!r}?)" if hint else ""))
+
+
+def _template_source(env: Any, name: str) -> str:
+    try:
+        return env.loader.get_source(env, name)[0]
+    except Exception:
+        return ""
+
+
+def _customer_reads(tree: nodes.Node) -> set[str]:
+    found = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        if isinstance(node.node, nodes.Name) and node.node.name == "customer":
+            if isinstance(node, nodes.Getattr):
+                found.add(node.attr)
+            elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+                found.add(node.arg.value)
     return found
+
+
+def _html(plan: Plan, html: str, fields: dict[str, Any]) -> list[str]:
+    """What mail programs will do to this HTML: clip it, show no alt text, guess a language."""
+    problems = []
+    data = html.encode("utf-8")
+    if len(data) > GMAIL_CLIP:
+        problems.append("the HTML is over 102 KB; Gmail clips it and hides the rest (footer, "
+                        "unsubscribe link)")
+        link = str(fields.get("unsubscribe_url") or plan.campaign.unsubscribe_url or "")
+        if link and data.find(link.encode("utf-8")) > GMAIL_CLIP:
+            problems.append("the unsubscribe link comes after Gmail's 102 KB clip point: "
+                            "its readers will not see it")
+    missing_alt = [tag for tag in _IMG.findall(html) if not _ALT.search(tag)]
+    if missing_alt:
+        problems.append("images without alt text (shown when images are blocked, read by "
+                        "screen readers)")
+    if not _HTML_LANG.search(html):
+        problems.append("<html> has no lang attribute (screen readers and translation guess "
+                        "the language)")
+    body = _BODY.search(html)
+    start = html[body.end():body.end() + 2000] if body else html[:2000]
+    if not _PREHEADER.search(start):
+        problems.append("no preheader (inbox previews show the first text of the page "
+                        "instead)")
+    return problems

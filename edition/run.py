@@ -31,6 +31,7 @@ from edition.customers import Row, count_rows, read_customers
 from edition.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
+    MailingChoice,
     channel_of,
     choose_mailing,
     ledger_path,
@@ -39,7 +40,7 @@ from edition.delivery import (
 from edition.dkim_signing import DkimSigner
 from edition.dkim_signing import applies_to as dkim_applies
 from edition.encoding import Encoder
-from edition.errors import ContentError, RunError, UsageError
+from edition.errors import ContentError, RunError, UsageError, collect
 from edition.manifest import (
     MANIFEST_NAME,
     ManifestRow,
@@ -50,6 +51,7 @@ from edition.manifest import (
 )
 from edition.pipeline import BatchResult, Pipeline
 from edition.plan import Plan
+from edition.preflight import Preflight, run_preflight
 from edition.report import RunInfo, Tally, write_report
 from edition.runfolder import (
     LOCK_FILE,
@@ -316,25 +318,22 @@ class Run:
         self.notes: list[str] = []  # what the user should hear (a mailing resumed...)
         self.started = time.monotonic()
         self.document: dict[str, Any] = {}
+        self.preflight: Preflight | None = None
 
     # -- start --------------------------------------------------------------------
 
     def start(self, **marker: Any) -> Run:
-        """Hold the folder, repair dead runs of the campaign, write run.json."""
+        """Preflight, then hold the folder, repair dead runs of the campaign, write run.json.
+
+        Nothing is written (not even the folder) when preflight finds an error.
+        """
         if not self.source.is_file():
             raise RunError(f"customer file not found: {self.source}", self.source)
-        # runs of this campaign that died: in its default out folder and beside this one
-        for parent in {self.campaign.root / "out" / self.campaign.name, self.out_dir.parent}:
-            recover_runs(parent, skip=self.out_dir, on_repaired=self.on_repaired)
-        if self.out_dir.is_symlink() is False and self.out_dir.exists():
-            refuse_links(self.out_dir, (LOCK_FILE,))
-        self.lock = FolderLock(self.out_dir).acquire()
         try:
-            self._prepare()
-            refuse_links(self.out_dir)
+            choice = None
             if self.options.send:
                 self.ledger = run_lock(ledger_path(self.campaign))
-                self._choose_mailing()
+                choice = self._pick_mailing()
             else:
                 as_of = self.options.as_of or dt.date.today()
                 # the mailing a send of this run would be: its messages' Feedback-ID
@@ -343,6 +342,20 @@ class Run:
             self.plan = plan_for(self.options)  # the run date may be the mailing's
             if self.options.send:
                 _pipeline_checks(self.options, self.plan)
+            self.preflight = preflight_for(self.options, self.plan)
+            collect(self.preflight.errors)
+            self.notes += [f"preflight: {w}" for w in self.preflight.warnings[:20]]
+            # runs of this campaign that died: in its default out folder and beside this one
+            for parent in {self.campaign.root / "out" / self.campaign.name,
+                           self.out_dir.parent}:
+                recover_runs(parent, skip=self.out_dir, on_repaired=self.on_repaired)
+            if self.out_dir.is_symlink() is False and self.out_dir.exists():
+                refuse_links(self.out_dir, (LOCK_FILE,))
+            self.lock = FolderLock(self.out_dir).acquire()
+            self._prepare()
+            refuse_links(self.out_dir)
+            if choice is not None:
+                self._open_mailing(choice)
             self.manifest = ManifestWriter(self.out_dir / MANIFEST_NAME,
                                            append=self.resume.kept > 0)
             self.document = {"status": "running", "run_id": self.options.run_id,
@@ -357,8 +370,8 @@ class Run:
             raise
         return self
 
-    def _choose_mailing(self) -> None:
-        """Which issue of the campaign this send is (and its run date); open it."""
+    def _pick_mailing(self) -> MailingChoice:
+        """Which issue of the campaign this send is, and its run date (nothing written)."""
         options = self.options
         channel = channel_of(target_of(options, self.campaign))
         choice = choose_mailing(self.ledger, self.campaign.name, channel,
@@ -367,9 +380,15 @@ class Run:
         self.options = options.replace(mailing=choice.mailing, as_of=choice.as_of)
         if choice.note:
             self.notes.append(choice.note)
-        self.ledger.open_mailing(self.campaign.name, choice.mailing, channel,
-                                 as_of=choice.as_of.isoformat(), run_id=str(options.run_id),
-                                 expected=estimate_rows(self.source, options))
+        return choice
+
+    def _open_mailing(self, choice: MailingChoice) -> None:
+        """The send starts: the ledger knows its mailing is open until the run finishes."""
+        self.ledger.open_mailing(self.campaign.name, choice.mailing,
+                                 channel_of(target_of(self.options, self.campaign)),
+                                 as_of=choice.as_of.isoformat(),
+                                 run_id=str(self.options.run_id),
+                                 expected=estimate_rows(self.source, self.options))
 
     def _prepare(self) -> None:
         """A fresh folder, the same interrupted run resumed, or a refusal."""
@@ -479,6 +498,15 @@ class Run:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def preflight_for(options: RunOptions, plan: Plan | None = None) -> Preflight:
+    """Preflight of a run over its customer file (edition.preflight)."""
+    plan = plan or plan_for(options)
+    return run_preflight(options, plan, source=customers_file(options, plan.campaign),
+                         pipeline=pipeline_for(options.replace(send=False)),
+                         email=need_email(options, plan),
+                         makes_email=makes_email(options, plan))
 
 
 def _pipeline_checks(options: RunOptions, plan: Plan) -> None:
