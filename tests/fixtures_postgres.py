@@ -43,17 +43,19 @@ class PostgresUnavailable(RuntimeError):
 
 
 def find_bin_dir() -> Path:
-    """EDITION_PG_BIN, else the newest /usr/lib/postgresql/<version>/bin, else PATH."""
+    """EDITION_PG_BIN (only that folder), else the newest /usr/lib/postgresql/*/bin,
+    else PATH."""
     candidates: list[Path] = []
     if os.environ.get("EDITION_PG_BIN"):
         candidates.append(Path(os.environ["EDITION_PG_BIN"]))
     versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
                       key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit()
                       else 0, reverse=True)
-    candidates += [Path(v) for v in versions]
     on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).parent)
+    if not candidates:
+        candidates += [Path(v) for v in versions]
+        if on_path:
+            candidates.append(Path(on_path).parent)
     for folder in candidates:
         if (folder / "initdb").is_file() and (folder / "pg_ctl").is_file():
             return folder
