@@ -259,6 +259,10 @@ _T = TypeVar("_T")
 _Op = Callable[[Connection, set[tuple[str, str, str]]], Any]
 
 
+class _Victim(LedgerBusy):
+    """The server rolled this transaction back to break a deadlock: run it again."""
+
+
 class _Request:
     """One operation waiting for a group commit, and what it produced."""
 
@@ -414,7 +418,10 @@ class PostgresLedger:
                            else type(exc.orig).__name__, self._url)
             if code == "25006":
                 raise LedgerError("the ledger was opened read-only", self.path) from None
-            if code in {"55P03", *_RETRY_STATES}:
+            if code in _RETRY_STATES:
+                raise _Victim(f"the ledger is locked by another process: {detail}",
+                              self.path) from None
+            if code == "55P03":  # lock_timeout: a row stayed locked for busy_timeout
                 raise LedgerBusy(f"the ledger is locked by another process: {detail}",
                                  self.path) from None
             raise LedgerError(f"{doing}: {detail}", self.path) from None
@@ -446,7 +453,7 @@ class PostgresLedger:
                             for request in ops:
                                 request.result = request.op(db, tentative)
                         break
-                    except LedgerBusy:
+                    except _Victim:
                         if attempt == _RETRIES - 1 or db.invalidated:
                             raise
                         time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))
