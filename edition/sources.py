@@ -51,6 +51,8 @@ BATCH_ROWS = 2_000  # rows per Parquet batch / SQL fetch: small enough to stay f
 _SOURCE_PARAMS = ("table", "query")  # edition's own URL parameters, never sent to the server
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
+# what SQLAlchemy's text() would take for a bound parameter (`:name`, not `::cast`)
+_BIND_LIKE = re.compile(r"(?<![:\w\\]):(?=\w)")
 
 Triple = tuple[int, Mapping[str, Any] | None, Reason | None]
 
@@ -333,6 +335,12 @@ class SqlSource(TypedSource):
             return f'SELECT * FROM {quoted} ORDER BY "id"'
         return str(self.query).strip().rstrip(";")
 
+    @property
+    def _sql(self) -> str:
+        """The statement for text(): a `:word` in the query is its own text, not a
+        parameter of ours."""
+        return _BIND_LIKE.sub(r"\\:", self.statement)
+
     def _fail(self, exc: BaseException, doing: str) -> RunError:
         orig = getattr(exc, "orig", None) or exc
         text = str(orig).strip().splitlines()
@@ -366,7 +374,7 @@ class SqlSource(TypedSource):
         try:
             # stream_results: a server-side cursor, fetched BATCH_ROWS at a time
             result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS
-                                            ).execute(text(self.statement))
+                                            ).execute(text(self._sql))
             types = {column.name: kind for column in result.cursor.description
                      if (kind := _pg_kind(column.type_code)) is not None}
         except Exception as exc:
@@ -391,7 +399,7 @@ class SqlSource(TypedSource):
         try:
             found = conn.execute(text(
                 "SELECT * FROM (SELECT row_number() OVER () AS edition_row_number_, q.* "
-                f"FROM ({self.statement}) AS q) AS n "
+                f"FROM ({self._sql}) AS q) AS n "
                 "WHERE btrim(n.id::text) = :id ORDER BY edition_row_number_ LIMIT 1"),
                 {"id": customer_id})
             types = {column.name: kind for column in found.cursor.description
@@ -415,7 +423,7 @@ class SqlSource(TypedSource):
         engine, conn = self._connect()
         try:
             return int(conn.execute(text(
-                f"SELECT count(*) FROM ({self.statement}) AS q")).scalar() or 0)
+                f"SELECT count(*) FROM ({self._sql}) AS q")).scalar() or 0)
         except Exception as exc:
             raise self._fail(exc, "the customer query failed") from None
         finally:

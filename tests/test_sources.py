@@ -353,3 +353,16 @@ def test_a_200000_row_sql_query_streams_with_flat_memory(tmp_path: Path,
             FROM generate_series(0, {BIG - 1}) AS g""")
         conn.execute("ALTER TABLE big ADD PRIMARY KEY (id)")
     check_flat(measure({"url": url, "table": "big"}, tmp_path))
+
+
+def test_a_query_is_sent_as_written(postgres_server) -> None:
+    """Colons and percent signs in a query are its own text, never parameters."""
+    url = postgres_server.create_database()
+    query = ("SELECT 'q1' AS id, 'at :word, 100%' AS note, '10:30'::time AS t, 1::text AS n "
+             "WHERE 'abc' LIKE 'a%' ORDER BY 1")
+    source = SqlSource(url, query=query)
+    (row,) = list(read_customers(source, need_email=False))
+    assert row.fields == {"id": "q1", "note": "at :word, 100%", "t": "10:30:00", "n": "1",
+                          "locale": "en", "interests": []}
+    assert find_customer(source, "q1", need_email=False).fields == row.fields
+    assert count_rows(source) == 1
