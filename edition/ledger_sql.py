@@ -253,6 +253,9 @@ _HOLDER = text(
     "SELECT coalesce(a.application_name, '') FROM pg_locks l "
     "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
     "AND l.granted AND l.classid::bigint = :hi AND l.objid::bigint = :lo AND l.objsubid = 1")
+_NO_IDLE_TIMEOUTS = text(
+    "SELECT set_config(name, '0', false) FROM pg_settings WHERE name IN "
+    "('idle_session_timeout', 'idle_in_transaction_session_timeout')")
 _ENTRY_COLUMNS = [sends.c[name] for name in LedgerEntry.__dataclass_fields__]
 
 _T = TypeVar("_T")
@@ -684,8 +687,8 @@ class PostgresLedger:
         conn = self._engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         try:
             # the lock lives as long as this idle session: the server must not end it
-            for name in ("idle_session_timeout", "idle_in_transaction_session_timeout"):
-                conn.execute(select(func.set_config(name, "0", False)))
+            # (only settings this server has: idle_session_timeout is PostgreSQL 14+)
+            conn.execute(_NO_IDLE_TIMEOUTS)
             key = _lock_key(self.scope)
             deadline = time.monotonic() + max(0.0, self._wait)
             while not conn.execute(select(func.pg_try_advisory_lock(key))).scalar():
