@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     BigInteger,
@@ -258,7 +258,6 @@ _NO_IDLE_TIMEOUTS = text(
     "('idle_session_timeout', 'idle_in_transaction_session_timeout')")
 _ENTRY_COLUMNS = [sends.c[name] for name in LedgerEntry.__dataclass_fields__]
 
-_T = TypeVar("_T")
 _Op = Callable[[Connection, set[tuple[str, str, str]]], Any]
 
 
