@@ -1,5 +1,8 @@
 """Customers: streamed from CSV or JSONL, typed and checked one row at a time.
 
+Parquet files and SQL queries are read by edition.sources, which types their values
+from the source's own column types; the row checks here are the same for every source.
+
 A bad row never stops a run: it becomes a `rejected` row with its reason. Typing is
 inferred from the first rows (a column is a number column when most of its values are
 numbers), or declared in the campaign's `fields`; a later value that does not fit is a
@@ -25,6 +28,7 @@ from typing import Any
 from edition.addresses import AddressError, normalize
 from edition.errors import RunError
 from edition.manifest import Reason
+from edition.sources import SourceRows, TypedSource, typed_source
 
 SAMPLE_ROWS = 200
 MAX_CELL = 1 << 20          # a value longer than this (1 MiB) rejects its row
@@ -230,12 +234,20 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def raw_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
+def raw_rows(path: str | Path | TypedSource
+             ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
     """(line, raw row or None, parse problem) for every data row, streaming.
 
     The file is read as bytes: a row that is not UTF-8, not valid JSON or too deep to
-    parse is rejected on its own line, and the rest of the file is read.
+    parse is rejected on its own line, and the rest of the file is read. Parquet and SQL
+    sources give their row number (from 1) as the line.
     """
+    typed = typed_source(path)
+    if typed is not None:
+        with typed.open() as rows:
+            yield from rows
+        return
+    path = Path(path)
     try:
         handle = path.open("rb")
     except OSError as exc:
@@ -358,18 +370,13 @@ class IdSet:
         return isinstance(value, str) and self.first_line(value) is not None
 
 
-def read_customers(path: str | Path, *, need_email: bool,
+def read_customers(path: str | Path | TypedSource, *, need_email: bool,
                    declared: Mapping[str, str] | None = None,
                    limit: int | None = None) -> Iterator[Row]:
     """Every row of the file in order, typed and checked; repeated ids rejected."""
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"customer file not found: {path}", path)
-    stream = raw_rows(path)
-    head = list(itertools.islice(stream, SAMPLE_ROWS))
-    schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {})
+    stream, schema = _rows_and_schema(path, declared or {})
     seen = IdSet()
-    for index, (line, raw, problem) in enumerate(itertools.chain(head, stream)):
+    for index, (line, raw, problem) in enumerate(stream):
         if limit is not None and index >= limit:
             return
         if raw is None:
@@ -396,6 +403,29 @@ def read_customers(path: str | Path, *, need_email: bool,
         yield Row(index, line, fields["id"], fields=fields)
 
 
+def _rows_and_schema(source: str | Path | TypedSource, declared: Mapping[str, str]
+                     ) -> tuple[Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]],
+                                Schema]:
+    """The rows of a source and its column types: declared by Parquet and SQL sources,
+    inferred from the first rows of a CSV/JSONL file; the campaign's `fields` win."""
+    typed = typed_source(source)
+    if typed is not None:
+        rows = typed.open(declared)
+        return _closing(rows), Schema({**rows.types, **declared})
+    path = Path(source)
+    if not path.is_file():
+        raise RunError(f"customer file not found: {path}", path)
+    stream = raw_rows(path)
+    head = list(itertools.islice(stream, SAMPLE_ROWS))
+    schema = Schema.infer((raw for _, raw, _ in head if raw), declared)
+    return itertools.chain(head, stream), schema
+
+
+def _closing(rows: SourceRows) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
+    with rows:  # a SQL cursor or Parquet file is released when reading stops
+        yield from rows
+
+
 def _shown_id(raw_id: Any) -> str | None:
     """The id as the manifest shows it, for a row rejected before it was typed."""
     if raw_id in (None, "") or not isinstance(raw_id, str | int | float):
@@ -410,9 +440,12 @@ def repeated(first_line: int) -> Reason:
     return Reason("repeated_id", f"repeated id (first on line {first_line})", "repeated id")
 
 
-def find_customer(path: str | Path, customer_id: str, *, need_email: bool,
+def find_customer(path: str | Path | TypedSource, customer_id: str, *, need_email: bool,
                   declared: Mapping[str, str] | None = None) -> Row | None:
     """The first row with this id, found without typing every other row."""
+    typed = typed_source(path)
+    if typed is not None:
+        return _find_typed(typed, customer_id, need_email=need_email, declared=declared or {})
     path = Path(path)
     if not path.is_file():
         raise RunError(f"customer file not found: {path}", path)
@@ -430,6 +463,21 @@ def find_customer(path: str | Path, customer_id: str, *, need_email: bool,
             except RowError as exc:
                 return Row(line - 2, line, customer_id, reason=exc.reason)
     return None
+
+
+def _find_typed(source: TypedSource, customer_id: str, *, need_email: bool,
+                declared: Mapping[str, str]) -> Row | None:
+    """Parquet compares the id column vectorized, SQL in the database; then one row is
+    typed with the source's column types."""
+    found = source.find(customer_id, declared)
+    if found is None:
+        return None
+    number, raw, types = found
+    try:
+        fields = type_row(raw, Schema({**types, **declared}), need_email=need_email)
+    except RowError as exc:
+        return Row(number - 1, number, customer_id, reason=exc.reason)
+    return Row(number - 1, number, customer_id, fields=fields)
 
 
 def _scan_csv(path: Path, customer_id: str) -> tuple[int, dict[Any, Any]] | None:
@@ -491,8 +539,11 @@ def _as_raw(header: list[str], row: list[str]) -> dict[Any, Any]:
     return raw
 
 
-def count_rows(path: str | Path) -> int:
+def count_rows(path: str | Path | TypedSource) -> int:
     """A quick estimate of the number of data rows, for progress bars."""
+    typed = typed_source(path)
+    if typed is not None:
+        return typed.count()
     path = Path(path)
     lines = 0
     with path.open("rb") as handle:

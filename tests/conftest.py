@@ -206,3 +206,12 @@ def prefect_harness() -> Iterator[None]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+
+from fixtures_postgres import (  # noqa: E402, F401 (fixtures, for every test module)
+    fresh_postgresql_url,
+    postgres_server,
+    postgresql_url,
+)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_postgres import postgres_url  # noqa: F401  (a fixture)
 
 from edition.campaign import Campaign, load_campaign
 from edition.customers import read_customers
@@ -282,17 +281,10 @@ def test_where_the_store_is(make_campaign: Callable[..., Campaign], tmp_path: Pa
         make_campaign(suppression={"store": "postgresql://edition:hunter2@db/edition"})
 
 
-def test_the_same_store_on_postgresql(postgres_url: str,
+def test_the_same_store_on_postgresql(fresh_postgresql_url: str,
                                       make_campaign: Callable[..., Campaign]) -> None:
     """One class for SQLite and PostgreSQL: idempotent records, concurrent ones, reads."""
-    from sqlalchemy import create_engine, text
-
-    database = f"edition_{id(make_campaign) % 10**8}"
-    admin = create_engine(database_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"CREATE DATABASE {database}"))
-    admin.dispose()
-    url = postgres_url.rsplit("/", 1)[0] + f"/{database}"
+    url = fresh_postgresql_url
     campaign = make_campaign(suppression={"store": url})
     store = SuppressionStore(store_location(campaign, {}))
     assert store.url.startswith("postgresql+psycopg://")
