@@ -54,7 +54,7 @@ class Campaign:
     segments: list[Segment]
     slots: list[Slot]
     formats: tuple[str, ...]
-    customers: str | None = None
+    customers: str | dict[str, str] | None = None
     description: str = ""
     reply_to: str | None = None
     delivery: dict[str, Any] = field(default_factory=dict)

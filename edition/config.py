@@ -278,6 +278,16 @@ def _formats(value: Any) -> Any:
     return tuple(f for f in FORMATS if f in value)
 
 
+def _customers(value: Any) -> Any:
+    """A file (CSV, JSONL, Parquet), or `{url: postgresql://…, query: …}` (or `table: …`)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict) and value.get("url") and set(value) <= {"url", "query", "table"}:
+        return {str(k): str(v) for k, v in value.items()}
+    raise fail("customers must be a file (CSV, JSONL, Parquet) or {url: postgresql://…, "
+               "query: \"select …\"} (or table: …)")
+
+
 def _names_or_rule(value: Any, key: str) -> Any:
     """`[mvc, senior]` (segment names: a customer in any of them) or a rule like a segment's."""
     if value is None or isinstance(value, str):
@@ -362,7 +372,8 @@ class CampaignConfig(Strict):
         v, "subject"))] = None
     sender: str | None = None
     reply_to: str | None = None
-    customers: Annotated[str | None, _optional_text("customers")] = None
+    customers: Annotated[str | dict[str, str] | None, BeforeValidator(
+        lambda v: _customers(v))] = None
     segments: dict[str, Any] = Field(default_factory=dict)
     slots: dict[str, SlotConfig] | None = Field(default=None, validate_default=True)
     formats: Annotated[tuple[str, ...] | None, BeforeValidator(_formats)] = None

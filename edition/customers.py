@@ -554,8 +554,16 @@ def count_rows(path: str | Path | TypedSource) -> int:
     return max(lines - 1, 0)
 
 
-def columns(path: str | Path) -> list[str]:
-    """The customer file's columns: the CSV header, or the keys of the first JSONL rows."""
+def columns(path: str | Path | TypedSource) -> list[str]:
+    """The customer file's columns: the CSV header, or the keys of the first JSONL rows
+    (a typed source: its own columns)."""
+    typed = typed_source(path)
+    if typed is not None:
+        rows = typed.open({})
+        try:
+            return list(rows.types)
+        finally:
+            rows.close()
     path = Path(path)
     names: dict[str, None] = {}
     for _, raw, _ in itertools.islice(raw_rows(path), SAMPLE_ROWS):

@@ -20,25 +20,25 @@ from typing import Any
 from edition.campaign import Campaign
 from edition.config import scheme_of
 from edition.errors import DeliveryError, RunError
-from edition.ledger import Claim, SendLedger, send_key
+from edition.ledger import Claim, send_key
+from edition.ledgers import Ledger, ledger_location, open_ledger
 from edition.manifest import Reason
 from edition.targets import Delivery, Outcome, open_target
 
 EMAIL_CHANNEL = "email"
 
 
-def ledger_path(campaign: Campaign) -> Path:
-    """`delivery.ledger` in the campaign, else out/<campaign>/ledger.sqlite under the root."""
+def ledger_path(campaign: Campaign) -> str | Path:
+    """`delivery.ledger` (a file or a postgresql:// URL), else EDITION_LEDGER_URL, else
+    out/<campaign>/ledger.sqlite under the content root."""
     configured = campaign.delivery.get("ledger")
-    if configured:
-        path = Path(str(configured))
-        return path if path.is_absolute() else campaign.root / path
-    return campaign.root / "out" / campaign.name / "ledger.sqlite"
+    return ledger_location(str(configured) if configured else None, root=campaign.root,
+                           campaign=campaign.name)
 
 
-def run_lock(path: Path) -> SendLedger:
+def run_lock(location: str | Path, campaign: str | None = None) -> Ledger:
     """The ledger opened with its run lock: a second run on it waits, then fails clearly."""
-    return SendLedger(path, exclusive=True, wait=5.0).open()
+    return open_ledger(location, exclusive=True, wait=5.0, scope=campaign)
 
 
 def channel_of(target: str) -> str:
@@ -61,7 +61,7 @@ class MailingChoice:
     note: str = ""
 
 
-def choose_mailing(ledger: SendLedger, campaign: str, channel: str, *, mailing: str | None,
+def choose_mailing(ledger: Ledger, campaign: str, channel: str, *, mailing: str | None,
                    as_of: dt.date | None, new_mailing: bool,
                    today: dt.date | None = None) -> MailingChoice:
     """The mailing of a send (design.md, "Sending").
@@ -106,7 +106,7 @@ class Sent:
 class Deliverer:
     """One target connection and one ledger handle, per process."""
 
-    def __init__(self, *, target: str, options: Mapping[str, Any], ledger: Path,
+    def __init__(self, *, target: str, options: Mapping[str, Any], ledger: str | Path,
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
                  resend_unknown: bool = False,
                  sign: Callable[[bytes], bytes] | None = None):
@@ -120,7 +120,7 @@ class Deliverer:
         self.publisher = open_target(target, out_dir=out_dir, options=options)
         self.publisher.__enter__()
         try:
-            self.ledger = SendLedger(ledger, exclusive=False).open()
+            self.ledger = open_ledger(ledger, exclusive=False)
         except BaseException:
             self.publisher.__exit__(None, None, None)
             raise

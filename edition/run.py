@@ -66,24 +66,32 @@ from edition.runfolder import (
     remove_unlisted,
     write_run_file,
 )
+from edition.sources import TypedSource, customer_source
 from edition.suppression import Suppression
 from edition.unsubscribe import UnsubscribeLinks
 
 __all__ = ["DEFAULT_BATCH", "Repair", "Run", "RunOptions", "RunSummary", "execute", "repair"]
 
 INTERRUPTED = "interrupted"
+Source = Path | TypedSource   # where customers come from
 
 
 # -- what a run reads and where it writes ----------------------------------------------
 
 
-def customers_file(options: RunOptions, campaign: Campaign) -> Path:
-    """`--customers`, else the campaign's `customers` (relative to the content root)."""
+def customers_file(options: RunOptions, campaign: Campaign) -> Source:
+    """`--customers`, else the campaign's `customers`: a CSV/JSONL/Parquet file (relative
+    to the content root) or a SQL source (`postgresql://…` + query)."""
     if options.customers:
-        return Path(options.customers)
+        return customer_source(options.customers, from_campaign=False)
     if campaign.customers:
-        return campaign.root / campaign.customers
+        return customer_source(campaign.customers, root=campaign.root)
     raise UsageError("no customer file: pass --customers or set `customers` in the campaign")
+
+
+def source_name(source: Source) -> str:
+    """How a source is shown and compared (a SQL source without its password)."""
+    return str(Path(source).resolve()) if isinstance(source, Path) else str(source)
 
 
 def out_folder(options: RunOptions, campaign: Campaign) -> Path:
@@ -102,11 +110,11 @@ def need_email(options: RunOptions, plan: Plan) -> bool:
     return "eml" in plan.formats or (options.send and target_of(options, plan.campaign) != "local")
 
 
-def estimate_rows(source: Path, options: RunOptions) -> int:
+def estimate_rows(source: Source, options: RunOptions) -> int:
     """About how many rows a run over this file reads (for progress bars, pool sizing)."""
     try:
         total = count_rows(source)
-    except OSError:
+    except (OSError, RunError):
         return 0
     return min(total, options.limit) if options.limit is not None else total
 
@@ -117,7 +125,8 @@ def run_info(options: RunOptions, plan: Plan) -> RunInfo:
     return RunInfo(campaign=plan.campaign.name,
                    segments=tuple((s.name, s.expression) for s in plan.campaign.segments),
                    run_id=str(options.run_id), mode=mode, as_of=plan.as_of,
-                   formats=plan.formats, customers=str(customers_file(options, plan.campaign)),
+                   formats=plan.formats,
+                   customers=source_name(customers_file(options, plan.campaign)),
                    mailing=options.mailing if options.send else None)
 
 
@@ -327,12 +336,12 @@ class Run:
 
         Nothing is written (not even the folder) when preflight finds an error.
         """
-        if not self.source.is_file():
+        if isinstance(self.source, Path) and not self.source.is_file():
             raise RunError(f"customer file not found: {self.source}", self.source)
         try:
             choice = None
             if self.options.send:
-                self.ledger = run_lock(ledger_path(self.campaign))
+                self.ledger = run_lock(ledger_path(self.campaign), self.campaign.name)
                 choice = self._pick_mailing()
             else:
                 as_of = self.options.as_of or dt.date.today()
@@ -422,9 +431,9 @@ class Run:
         try:
             previous = RunOptions.model_validate(info.get("options") or {})
             source = customers_file(previous, self.campaign)
-        except (ValueError, UsageError):
+        except (ValueError, UsageError, ContentError):
             return False
-        return source.resolve() == self.source.resolve()
+        return source_name(source) == source_name(self.source)
 
     # -- rows and results ------------------------------------------------------------
 

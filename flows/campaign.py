@@ -41,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edition.campaign import find_root
 from edition.config import DEFAULT_BATCH, RunOptions
 from edition.customers import Row
+from edition.databases import is_database_url
 from edition.errors import UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
@@ -183,7 +184,9 @@ def check_parameters(
                         f"{path.resolve() if path else '<empty>'}); pass the path of a file "
                         f"in campaigns/")
     customers_path = None
-    if customers:
+    if customers and is_database_url(customers):
+        customers_path = customers  # a SQL source: checked when it is read
+    elif customers:
         candidate = Path(customers).expanduser()
         if not candidate.is_absolute() and path and path.is_file():
             in_root = find_root(path) / candidate  # relative to the content root first

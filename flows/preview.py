@@ -15,6 +15,7 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
+from edition.databases import is_database_url
 from edition.errors import UsageError
 from edition.naming import artifact_key, safe_name
 from edition.preview import PreviewResult
@@ -82,7 +83,7 @@ def preview_customer(
         problems.append(f"campaign file not found: {campaign!r} (looked for {path.resolve()})")
     if not str(customer_id or "").strip():
         problems.append("customer_id is empty")
-    if customers and path.is_file():
+    if customers and path.is_file() and not is_database_url(customers):
         candidate = Path(customers).expanduser()
         if not candidate.is_absolute():
             in_root = find_root(path) / candidate  # relative to the content root first
