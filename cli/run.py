@@ -60,6 +60,11 @@ def run(
     via_prefect: Annotated[bool, typer.Option("--via-prefect",
                                               help="Run through the Prefect flow")] = False,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: CPUs)")] = None,
+    task_runner: Annotated[str, typer.Option(
+        "--task-runner", help="With --via-prefect: thread, process or dask")] = "thread",
+    dask_address: Annotated[str | None, typer.Option(
+        "--dask-address", help="With --task-runner dask: an existing scheduler tcp://host:8786")
+    ] = None,
     batch_size: Annotated[int, typer.Option(help="Customers per batch")] = 500,
 ) -> None:
     """Render (and with --send, deliver) one edition per customer."""
@@ -84,8 +89,15 @@ def run(
         if not send:
             err.print(f"Dry run: nothing will be sent{f' to {to}' if to else ''} "
                       f"(add --send to deliver).", style="dim")
+        if task_runner not in {"thread", "process", "dask"}:
+            raise UsageError(f"--task-runner {task_runner!r}: choose thread, process or dask")
+        if (task_runner != "thread" or dask_address) and not via_prefect:
+            raise UsageError("--task-runner and --dask-address go with --via-prefect")
+        if dask_address and task_runner != "dask":
+            raise UsageError("--dask-address needs --task-runner dask")
         if via_prefect:
-            summary = _run_in_prefect(options, overwrite)
+            summary = _run_in_prefect(options, overwrite, task_runner, workers or 0,
+                                      dask_address)
         else:
             summary = _run_locally(options, workers, overwrite)
         counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
@@ -125,11 +137,14 @@ def _test_send(options: RunOptions, customers: list[str], address: str, yes: boo
         raise typer.Exit(3)
 
 
-def _run_in_prefect(options: RunOptions, overwrite: bool) -> RunSummary:
+def _run_in_prefect(options: RunOptions, overwrite: bool, task_runner: str, workers: int,
+                    dask_address: str | None) -> RunSummary:
     from flows.campaign import run_through_prefect
 
     try:
-        return run_through_prefect(options, overwrite=overwrite)
+        return run_through_prefect(options, task_runner=task_runner,  # type: ignore[arg-type]
+                                   workers=workers, dask_address=dask_address,
+                                   overwrite=overwrite)
     except EditionError:
         raise
     except Exception as exc:  # Prefect's own failures: a message, not a traceback

@@ -13,7 +13,7 @@ import hashlib
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,7 +114,6 @@ class EditionRenderer:
         self._shared: OrderedDict[str, dict[str, SharedDocument | str]] = OrderedDict()
         self._checked: set[str] = set()
         self._all_sharing: dict[str, dict[str, str]] = {}
-        self._sharing: dict[str, dict[str, str]] = {}   # not yet reported (sharing_news)
         self._sharing_lock = threading.Lock()
         self._broken: dict[str, RenderFailure] = {}
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
@@ -392,16 +391,19 @@ class EditionRenderer:
         """Per version and kind: 'shared' or the reason it renders whole."""
         return dict(self._all_sharing)
 
-    def sharing_news(self) -> dict[str, dict[str, str]]:
-        """Per version and kind, 'shared' or why it renders whole: what is new since last asked."""
+    def sharing_of(self, versions: Iterable[str]) -> dict[str, dict[str, str]]:
+        """Per version (of these) and kind: 'shared' or why it renders whole.
+
+        Asked per batch for the batch's own versions: a Plan (and this renderer) serves
+        every run of its campaign in a process, so "what is new" would be another run's.
+        """
         with self._sharing_lock:  # a thread-pool task runner shares this renderer
-            news, self._sharing = self._sharing, {}
-        return news
+            return {v: dict(self._all_sharing[v]) for v in versions if v in self._all_sharing}
 
     def _note_sharing(self, version: Version, docs: dict[str, SharedDocument | str]) -> None:
         entry = {k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
         with self._sharing_lock:
-            self._sharing[version.id] = self._all_sharing[version.id] = entry
+            self._all_sharing[version.id] = entry
 
 
 def _markers_intact(output: str, count: int) -> bool:

@@ -70,7 +70,7 @@ def internal_error(exc: BaseException) -> Reason:
 class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
-    def __init__(self, plan: Plan, writer: FileWriter, encoder: Encoder,
+    def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
                  deliverer: Deliverer | None = None, suppression: Suppression | None = None):
         self.plan = plan
         self.writer = writer
@@ -96,9 +96,10 @@ class Pipeline:
                 raise  # the target is unusable: the run stops (the rest is repaired)
             except Exception as exc:  # one customer's encoding bug is that customer's
                 result.rows.append(edition.manifest("failed", internal_error(exc)))
+        self.writer.flush()  # an object store's uploads: a batch is done when its files are
         if self.deliverer is not None:
             self.deliverer.flush()
-        result.sharing = self.plan.renderer.sharing_news()
+        result.sharing = self.plan.renderer.sharing_of(result.versions)
         return result
 
     def _render(self, row: Row, result: BatchResult) -> Edition:

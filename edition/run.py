@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter, deque
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edition.bundle import Bundle
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, ENGINE_KEYS, RunOptions
 from edition.customers import Row, count_rows, read_customers
@@ -56,10 +59,11 @@ from edition.report import RunInfo, Tally, write_report
 from edition.runfolder import (
     LOCK_FILE,
     RUN_FILE,
-    FileWriter,
     FolderLock,
     alive_here,
+    is_remote,
     now,
+    open_writer,
     owner,
     read_run_file,
     refuse_links,
@@ -94,10 +98,11 @@ def source_name(source: Source) -> str:
     return str(Path(source).resolve()) if isinstance(source, Path) else str(source)
 
 
-def out_folder(options: RunOptions, campaign: Campaign) -> Path:
-    """`--out`, else out/<campaign>/<run id>/ under the content root."""
+def out_folder(options: RunOptions, campaign: Campaign) -> Path | str:
+    """`--out` (a folder, or s3://bucket/prefix), else out/<campaign>/<run id>/ under the
+    content root."""
     if options.out:
-        return Path(options.out)
+        return options.out if is_remote(options.out) else Path(options.out)
     return campaign.root / "out" / campaign.name / str(options.run_id)
 
 
@@ -147,16 +152,34 @@ def plan_for(options: RunOptions) -> Plan:
     return plan
 
 
-def pipeline_for(options: RunOptions) -> Pipeline:
+@dataclass(frozen=True)
+class Work:
+    """What a worker on another machine needs besides the rows: the content, packed once
+    by the main process, and the run's suppression (lists and store read there)."""
+
+    bundle: Bundle
+    suppression: Suppression
+
+    @classmethod
+    def of(cls, options: RunOptions, plan: Plan) -> Work:
+        campaign = plan.campaign
+        extra = [campaign.root / p for p in campaign.suppression.lists]
+        if campaign.dkim is not None and getattr(campaign.dkim, "key_file", None):
+            extra.append(campaign.root / str(campaign.dkim.key_file))
+        return cls(Bundle.pack(options.campaign, tuple(extra)),
+                   Suppression.load(campaign, extra_lists=options.suppression))
+
+
+def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
     """The Pipeline for this run in this process (its files, encoder and deliverer)."""
     with _PIPELINES_LOCK:  # a thread-pool task runner asks from several threads
         pipeline = _PIPELINES.get(options)
         if pipeline is None:
-            pipeline = _PIPELINES[options] = _pipeline(options)
+            pipeline = _PIPELINES[options] = _pipeline(options, work)
     return pipeline
 
 
-def _pipeline(options: RunOptions) -> Pipeline:
+def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     plan = plan_for(options)
     campaign = plan.campaign
     out_dir = out_folder(options, campaign)
@@ -170,12 +193,21 @@ def _pipeline(options: RunOptions) -> Pipeline:
             target=target,
             options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
             ledger=ledger_path(campaign), campaign=campaign.name, mailing=str(options.mailing),
-            run_id=str(options.run_id), out_dir=out_dir, resend_unknown=options.resend_unknown,
+            run_id=str(options.run_id), out_dir=_local(out_dir, campaign, options),
+            resend_unknown=options.resend_unknown,
             sign=signer.sign if signer is not None else None)
     encoder = Encoder(campaign, plan.formats, options.started or dt.datetime.now(dt.UTC),
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
-    suppression = Suppression.load(campaign, extra_lists=options.suppression)
-    return Pipeline(plan, FileWriter(out_dir), encoder, deliverer, suppression)
+    suppression = (work.suppression if work is not None
+                   else Suppression.load(campaign, extra_lists=options.suppression))
+    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression)
+
+
+def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:
+    """A local folder for what a remote run folder cannot hold (a local outbox)."""
+    if isinstance(out, Path):
+        return out
+    return campaign.root / "out" / campaign.name / str(options.run_id)
 
 
 def makes_email(options: RunOptions, plan: Plan) -> bool:
@@ -201,9 +233,12 @@ def unsubscribe_links(options: RunOptions, plan: Plan) -> UnsubscribeLinks | Non
         return None
 
 
-def process_batch(options: RunOptions, batch: list[Row]) -> BatchResult:
-    """Worker entry point (process pools, Prefect tasks)."""
-    return pipeline_for(options).process(batch)
+def process_batch(options: RunOptions, batch: list[Row], work: Work | None = None
+                  ) -> BatchResult:
+    """Worker entry point (process pools, Prefect tasks, Dask workers with `work`)."""
+    if work is not None:  # no content root here: the bundle is it
+        options = options.replace(campaign=str(work.bundle.unpack()), suppression=())
+    return pipeline_for(options, work).process(batch)
 
 
 def close_pipelines(options: RunOptions | None = None) -> None:
@@ -313,7 +348,14 @@ class Run:
         options = options.resolved()
         self.plan = plan_for(options)
         self.campaign = self.plan.campaign
-        self.out_dir = out_folder(options, self.campaign)
+        out = out_folder(options, self.campaign)
+        # a run folder in object storage: the run's own files are staged here and put
+        # there when it ends; the workers upload the customers' files themselves
+        self.remote = open_writer(out) if is_remote(out) else None
+        self.location = str(out)
+        self.out_dir = Path(tempfile.mkdtemp(prefix="edition-stage-")) if self.remote else Path(
+            out)
+        options = options.replace(out=self.location)  # workers write where this run decides
         self.source = customers_file(options, self.campaign)
         self.overwrite = overwrite
         self.on_repaired = on_repaired
@@ -326,6 +368,7 @@ class Run:
         self.resumes = ""          # the run id this run finishes, when it resumes one
         self.notes: list[str] = []  # what the user should hear (a mailing resumed...)
         self.started = time.monotonic()
+        self.remote_locked = False
         self.document: dict[str, Any] = {}
         self.preflight: Preflight | None = None
 
@@ -354,15 +397,18 @@ class Run:
             self.preflight = preflight_for(self.options, self.plan)
             collect(self.preflight.errors)
             self.notes += [f"preflight: {w}" for w in self.preflight.warnings[:20]]
-            # runs of this campaign that died: in its default out folder and beside this one
-            for parent in {self.campaign.root / "out" / self.campaign.name,
-                           self.out_dir.parent}:
-                recover_runs(parent, skip=self.out_dir, on_repaired=self.on_repaired)
-            if self.out_dir.is_symlink() is False and self.out_dir.exists():
-                refuse_links(self.out_dir, (LOCK_FILE,))
-            self.lock = FolderLock(self.out_dir).acquire()
-            self._prepare()
-            refuse_links(self.out_dir)
+            if self.remote is not None:
+                self._take_remote()
+            else:
+                # runs of this campaign that died: in its default out folder and beside it
+                for parent in {self.campaign.root / "out" / self.campaign.name,
+                               self.out_dir.parent}:
+                    recover_runs(parent, skip=self.out_dir, on_repaired=self.on_repaired)
+                if self.out_dir.is_symlink() is False and self.out_dir.exists():
+                    refuse_links(self.out_dir, (LOCK_FILE,))
+                self.lock = FolderLock(self.out_dir).acquire()
+                self._prepare()
+                refuse_links(self.out_dir)
             if choice is not None:
                 self._open_mailing(choice)
             self.manifest = ManifestWriter(self.out_dir / MANIFEST_NAME,
@@ -378,6 +424,18 @@ class Run:
             self._release()
             raise
         return self
+
+    def _take_remote(self) -> None:
+        """Hold an object-store run folder; refuse one holding another run's output."""
+        remote = self.remote
+        holder = json.dumps({"run_id": self.options.run_id, **owner()}).encode()
+        if remote.exists(MANIFEST_NAME) or remote.exists(RUN_FILE):
+            if not self.overwrite:
+                raise RunError(f"{self.location} holds the output of an earlier run; choose "
+                               f"another --out or pass --overwrite to replace it")
+            remote.clear()
+        remote.lock(holder)
+        self.remote_locked = True
 
     def _pick_mailing(self) -> MailingChoice:
         """Which issue of the campaign this send is, and its run date (nothing written)."""
@@ -470,7 +528,7 @@ class Run:
             self.ledger.finish_mailing(self.campaign.name, self.options.mailing,
                                        channel_of(target_of(self.options, self.campaign)))
         failed = self.tally.status.get("failed", 0) + self.tally.status.get("unknown", 0)
-        summary = RunSummary(run_id=str(self.options.run_id), out_dir=str(self.out_dir),
+        summary = RunSummary(run_id=str(self.options.run_id), out_dir=self.location,
                              counts=dict(self.tally.status), customers=self.tally.rows,
                              versions=len(self.tally.versions), seconds=seconds,
                              report=report, resumed=self.resume.kept,
@@ -481,8 +539,17 @@ class Run:
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
             "counts": summary.counts})
+        self._upload()
         self._release()
         return summary
+
+    def _upload(self) -> None:
+        """A remote run folder gets the run's own files (after the customers' files)."""
+        if self.remote is None:
+            return
+        for name in (MANIFEST_NAME, "versions.json", "report.md", RUN_FILE):
+            if (self.out_dir / name).is_file():
+                self.remote.put(name, (self.out_dir / name).read_bytes())
 
     def abort(self, reason: str) -> None:
         """The run died: make its folder consistent (every row listed, a report) and let go."""
@@ -490,6 +557,7 @@ class Run:
             self.manifest.close()
         try:
             repair(self.out_dir, reason=reason, plan=self.plan, options=self.options)
+            self._upload()
         finally:
             self._release()
 
@@ -501,6 +569,10 @@ class Run:
                                        for r in kept if r.version})
 
     def _release(self) -> None:
+        if self.remote is not None and self.remote_locked:
+            self.remote_locked = False
+            with contextlib.suppress(Exception):
+                self.remote.unlock()
         if self.ledger is not None:
             self.ledger.close()
             self.ledger = None

@@ -61,6 +61,9 @@ class FileWriter:
                                f"not a folder")
         self.folders.add(folder)
 
+    def flush(self) -> None:
+        """Files are on disk when `write` returns (an object store's writer queues)."""
+
     def write(self, relative: str, data: bytes) -> None:
         """Write atomically (temp file + rename): a crash never leaves half a file."""
         if relative in self.written:
@@ -87,6 +90,25 @@ class FileWriter:
         # rename replaces a symlink at the target itself rather than following it
         os.replace(temp, target)
         self.written.add(relative)
+
+
+def is_remote(location: str | Path) -> bool:
+    """`s3://bucket/prefix`: a run folder in object storage."""
+    return isinstance(location, str) and "://" in location
+
+
+def open_writer(location: str | Path) -> Any:
+    """The writer of a run folder: FileWriter for a path, else the folder of its scheme
+    (the `edition.folders` entry points: publishers.s3_folder.S3Folder for s3://)."""
+    if not is_remote(location):
+        return FileWriter(Path(location))
+    from importlib.metadata import entry_points
+
+    scheme = str(location).split("://", 1)[0].lower()
+    found = [ep for ep in entry_points(group="edition.folders") if ep.name == scheme]
+    if not found:
+        raise RunError(f"--out {location}: run folders can be a path or s3://bucket/prefix")
+    return found[0].load()(str(location))
 
 
 # -- who holds a run folder ---------------------------------------------------------

@@ -48,6 +48,7 @@ from edition.pipeline import BatchResult
 from edition.run import (
     Run,
     RunSummary,
+    Work,
     close_pipelines,
     execute,
     plan_for,
@@ -114,22 +115,37 @@ class Batch:
         return len(self.rows)
 
 
+class Opaque:
+    """A value Prefect hands to a task without walking it (see Batch)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 @task(name="render-batch", cache_policy=NO_CACHE, task_run_name="render-batch-{number}")
-def render_batch(options: RunOptions, batch: Batch, number: int) -> BatchResult:
+def render_batch(options: RunOptions, batch: Batch, number: int,
+                 work: Opaque | None = None) -> BatchResult:
     """Render (and with send, deliver) one batch of customers."""
-    return process_batch(options, batch.rows)
+    return process_batch(options, batch.rows, work.value if work is not None else None)
 
 
 class TaskRunnerExecutor:
-    """The engine's BatchExecutor on a Prefect task runner: one task run per batch."""
+    """The engine's BatchExecutor on a Prefect task runner: one task run per batch.
 
-    def __init__(self, task_runner: Any, workers: int):
+    With `work` (the content bundle and the run's suppression) the workers need nothing
+    but the installed package: a Dask cluster's machines have no content root.
+    """
+
+    def __init__(self, task_runner: Any, workers: int, work: Work | None = None):
         self.task_runner = task_runner
         self.workers = workers
+        self.work = Opaque(work) if work is not None else None
 
     def submit(self, options: RunOptions, batch: list[Row], number: int) -> Any:
         return self.task_runner.submit(render_batch, {"options": options, "batch": Batch(batch),
-                                                      "number": number})
+                                                      "number": number, "work": self.work})
 
 
 def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
@@ -259,9 +275,11 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
 
     for repaired in recovery.recover_runs(plan_for(options).campaign):
         logger.warning("earlier run interrupted, folder repaired: %s", repaired)
+    # a Dask cluster may live on machines without the content: the work travels with it
+    work = Work.of(options, plan_for(options)) if runner == "dask" else None
     try:
         with _task_runner(runner, workers, dask_address) as task_runner:
-            summary = execute(options, executor=TaskRunnerExecutor(task_runner, workers),
+            summary = execute(options, executor=TaskRunnerExecutor(task_runner, workers, work),
                               on_progress=advance, on_start=started, overwrite=overwrite,
                               on_repaired=recovery.crashed,
                               flow_run_id=flow_run.get_id(), api_url=PREFECT_API_URL.value())
