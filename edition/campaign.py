@@ -28,7 +28,7 @@ from edition.templates import check_source, check_template
 from edition.templating import EditionEnvironment
 from edition.yamlfile import LineDict, load_yaml
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 @dataclass(frozen=True)

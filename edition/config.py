@@ -40,16 +40,16 @@ from edition.yamlfile import LineDict
 FIELD_TYPES = ("text", "number", "integer", "date", "list")
 RESERVED_SLOTS = {"customer", "segments", "campaign", "locale", "run", "loop", "self"}
 PAGE_SIZES = ("A4", "Letter")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}\Z")
 _CREDENTIALS = re.compile(r"^\w+://[^/?#]*@")
 _TARGET = re.compile(
     r"^(local(:.+)?|s3://[^/\s]+(/.*)?|smtps?://[^\s/?]+(:\d+)?/?(\?.*)?|ses(://[^/?]*)?)$")
 CAMPAIGN_KINDS = ("marketing", "transactional")
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)"
                        r"(\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
-_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+$")
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_DOT_ATOM = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)+\Z")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _PASSWORD_IN_URL = re.compile(r"^[\w+.-]+://[^/?#@]*:[^/?#@]*@")
 
 
@@ -530,7 +530,7 @@ class CampaignConfig(Strict):
 
 
 MODULE_KINDS = ("article", "offer", "greeting")
-_MODULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_MODULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 def _date(value: Any, info: Any) -> dt.date | None:
@@ -835,8 +835,8 @@ def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
 
 
 DEFAULT_BATCH = 500
-RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-MAILING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}$")
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
+MAILING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}\Z")
 
 
 class RunOptions(BaseModel):

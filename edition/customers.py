@@ -37,9 +37,9 @@ MAX_CELL = 1 << 20          # a value longer than this (1 MiB) rejects its row
 csv.field_size_limit(8 << 20)
 TEXT_COLUMNS = {"id", "email", "first_name", "last_name", "name", "locale", "phone",
                 "postal_code", "zip", "zipcode"}
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 # what surrogateescape makes of bytes that are not UTF-8, and JSON's lone "\ud800"
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # C0 controls other than tab and newline: an HTML parser would rewrite them and they have

@@ -19,7 +19,7 @@ from edition.yamlfile import LineDict, load_yaml
 
 KINDS = {"articles": "article", "offers": "offer", "greetings": "greeting"}
 _CHECK_ENV = EditionEnvironment()
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ CONTENT_TYPES = {
     "eml": "message/rfc822",
     "pdf": "application/pdf",
 }
-_CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")
-_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$", re.I)
+_CLEAN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
+_RESERVED = re.compile(r"^(con|prn|aux|nul|com\d|lpt\d)(\..*)?\Z", re.I)
 _LOWER = re.compile(r"[a-z]")
 _LOOKS_HASHED = re.compile(r".*-[0-9a-f]{10}$", re.I)
 

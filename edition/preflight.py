@@ -140,8 +140,10 @@ def _versions(found: Preflight, plan: Plan, pipeline: Any, rows: Iterable[Row]) 
         if not first:
             continue
         try:
+            # render, not whole: the version's shared documents are made and self-checked
+            # here, once, and the run that follows (in this process) reuses them
             with watchdog.limit(plan.campaign.limits.render_seconds):
-                rendered = plan.renderer.whole(version, fields)
+                rendered = plan.renderer.render(version, fields)
         except RenderFailure as exc:
             if exc.code in CONTENT_CODES:
                 key = f"{exc.location}:{exc.message}"

@@ -49,7 +49,7 @@ __all__ = ["BATCH_ROWS", "PARQUET_SUFFIXES", "ParquetSource", "SourceRows", "Sql
 PARQUET_SUFFIXES = frozenset({".parquet", ".pq"})
 BATCH_ROWS = 2_000  # rows per Parquet batch / SQL fetch: small enough to stay flat
 _SOURCE_PARAMS = ("table", "query")  # edition's own URL parameters, never sent to the server
-_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?\Z")
 _ORDER_BY = re.compile(r"\border\s+by\b", re.IGNORECASE)
 # what SQLAlchemy's text() would take for a bound parameter (`:name`, not `::cast`)
 _BIND_LIKE = re.compile(r"(?<![:\w\\]):(?=\w)")

@@ -47,7 +47,7 @@ _VERSION = b"\x01"
 _TAG_BYTES = 16
 _HASH_BYTES = 16           # address hashes are 128 bits (32 hex digits)
 _MAX_TOKEN_CHARS = 4096    # a longer "token" is refused before any decoding
-_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+$")
+_TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _SPLIT = re.compile(r"[\s,]+")
 _UNSIGNED = "unsigned-preview"
 

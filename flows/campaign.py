@@ -20,6 +20,7 @@ flow run's state when a run is cancelled or crashes (flows/recovery.py).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import threading
 from pathlib import Path
@@ -64,6 +65,7 @@ Runner = Literal["thread", "process", "dask"]
 # artifacts' links open in a browser; without it they are file:// links.
 OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
 OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
+ALLOW_ENV = "EDITION_SERVE_ALLOW"  # set by edition serve: where served runs may read/write
 
 
 class RunSettings(BaseModel):
@@ -210,6 +212,10 @@ def check_parameters(
         if not candidate.is_file():
             problems.append(f"customer file not found: {customers!r}")
         customers_path = str(candidate.resolve())
+    out = advanced.out or None
+    if out and "://" not in out and not Path(out).is_absolute() and path and path.is_file():
+        out = str(find_root(path) / out)  # relative to the content root, like customers
+    problems += confined(customers_path, out)
     if advanced.dask_address and advanced.task_runner != "dask":
         problems.append("dask_address needs task_runner dask")
     if not dry_run and not confirm_send:
@@ -220,7 +226,7 @@ def check_parameters(
             campaign=str(path), customers=customers_path,
             formats=tuple(formats) if formats is not None else None, as_of=as_of, limit=limit,
             send=not dry_run, to=to, resend_unknown=advanced.resend_unknown,
-            batch_size=advanced.batch_size, out=advanced.out, run_id=advanced.run_id,
+            batch_size=advanced.batch_size, out=out, run_id=advanced.run_id,
             started=advanced.started, mailing=mailing or None,
             new_mailing=advanced.new_mailing)
     except UsageError as exc:
@@ -230,6 +236,34 @@ def check_parameters(
     options = options.resolved()
     plan_for(options)  # campaign, catalog and templates: a ContentError names file and line
     return options
+
+
+def confined(customers: str | None, out: str | None) -> list[str]:
+    """Under `edition serve`, a run reads and writes only under the allowed roots.
+
+    Paths are resolved (symlinks followed, `..` removed) before they are compared, so
+    neither a `../` nor a link out of the root gets past; URLs must start with an
+    allowed prefix (`edition serve --allow`).
+    """
+    allowed = os.environ.get(ALLOW_ENV)
+    if not allowed:
+        return []
+    roots = json.loads(allowed)
+    problems = []
+    for what, value in (("customers", customers), ("out", out)):
+        if not value:
+            continue
+        if "://" in value:
+            if not any(value.startswith(r) for r in roots if "://" in r):
+                problems.append(f"{what} {value.split('@')[-1]!r} is not allowed here "
+                                f"(edition serve --allow names the places runs may use)")
+            continue
+        real = Path(value).resolve()
+        if not any(real == Path(r) or real.is_relative_to(Path(r)) for r in roots
+                   if "://" not in r):
+            problems.append(f"{what} {value!r} is outside the content root and the "
+                            f"folders edition serve allows (--allow)")
+    return problems
 
 
 def _run_name() -> str:

@@ -22,16 +22,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
+import json
 import os
 import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from edition.errors import ContentError, ContentErrors, EditionError
 
 OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
+ALLOW_ENV = "EDITION_SERVE_ALLOW"  # the roots a served run's customers and out may be under
 DEFAULT_OUTPUT_PORT = 4280
 PREVIEW = "preview-customer"
 
@@ -190,6 +192,16 @@ def build_deployments(root: Path | str = ".") -> tuple[list[Any], Served]:
 # -- the output folder over HTTP (loopback only) -----------------------------------
 
 class _Quiet(http.server.SimpleHTTPRequestHandler):
+    # Text without a charset is read as Windows-1252 by browsers ("â€”" for "—").
+    extensions_map: ClassVar[dict[str, str]] = {
+                      **http.server.SimpleHTTPRequestHandler.extensions_map,
+                      ".md": "text/markdown; charset=utf-8",
+                      ".txt": "text/plain; charset=utf-8",
+                      ".html": "text/html; charset=utf-8",
+                      ".json": "application/json; charset=utf-8",
+                      ".jsonl": "application/x-ndjson; charset=utf-8",
+                      ".eml": "message/rfc822"}
+
     def log_message(self, format: str, *args: Any) -> None:
         pass
 
@@ -211,8 +223,12 @@ def start_output_server(folder: Path, port: int | None = None) -> tuple[Any, str
 # -- serve -------------------------------------------------------------------------
 
 def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
-                    limit: int | None = None) -> None:
-    """Register every valid campaign (and the preview) with Prefect and run them."""
+                    limit: int | None = None, allow: tuple[str, ...] = ()) -> None:
+    """Register every valid campaign (and the preview) with Prefect and run them.
+
+    The runs' `customers` and `out` are confined to the content root (and `allow`): a
+    form anyone with UI access can fill must not read or write elsewhere on this machine.
+    """
     from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
@@ -235,6 +251,14 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     server, url = start_output_server(root / "out", output_port)
     os.environ[OUTPUT_URL_ENV] = url        # inherited by the flow-run processes
     os.environ[OUTPUT_ROOT_ENV] = str(root / "out")
+    os.environ[ALLOW_ENV] = json.dumps([str(root), *(str(Path(a).resolve()) if "://" not in a
+                                                     else a for a in allow)])
+    if not os.environ.get("PREFECT_API_AUTH_STRING") and not _loopback(PREFECT_API_URL.value()):
+        log.warning("the Prefect server at %s asks this process for no password: anyone "
+                    "who reaches it can start a send. Start the server with "
+                    "PREFECT_SERVER_API_AUTH_STRING=user:password and set "
+                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)",
+                    PREFECT_API_URL.value())
     log.info("serving %d campaign(s) from %s: %s (+ %s); output folder at %s",
              len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
              PREVIEW, url)
@@ -247,6 +271,13 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
         _wait_for_children(10.0)
         recover(root, served, log)
         lock.release()
+
+
+def _loopback(url: str | None) -> bool:
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url or "").hostname or ""
+    return host in {"127.0.0.1", "localhost", "::1"}
 
 
 def deployment_names(served: Served) -> list[str]:
