@@ -61,6 +61,11 @@ class Campaign:
     pdf: dict[str, Any] = field(default_factory=dict)
     max_failed: tuple[int, bool] = (0, False)     # (number, is a percentage)
     limits: Limits = field(default_factory=Limits)
+    approval: str = "optional"    # "required": only `edition send` of an approved run
+
+    @property
+    def approval_required(self) -> bool:
+        return self.approval == "required"
 
     @functools.cached_property
     def sender_domain(self) -> str:
@@ -186,7 +191,7 @@ class _Checker:
             delivery=delivery, schedule=schedule, footer=dict(config.footer),
             unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
             pdf=config.pdf.model_dump(), max_failed=config.max_failed,
-            limits=Limits(**config.limits.model_dump()),
+            limits=Limits(**config.limits.model_dump()), approval=config.approval,
         )
 
     def template(self, name: str | None, key: str, *, required: bool) -> str | None:
