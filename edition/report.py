@@ -89,7 +89,7 @@ def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
         "versions": [
             {"id": vid, "customers": info.get("customers", 0), "locale": info.get("locale"),
              "segments": info.get("segments", []), "modules": info.get("modules", {}),
-             "rendering": tally.sharing.get(vid, {})}
+             "digests": info.get("digests", {}), "rendering": tally.sharing.get(vid, {})}
             for vid, info in sorted(tally.versions.items(),
                                     key=lambda item: (-item[1].get("customers", 0), item[0]))
         ],
