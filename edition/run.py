@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edition.approval import refuse_direct_send
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, ENGINE_KEYS, RunOptions
 from edition.customers import Row, count_rows, read_customers
@@ -256,6 +257,8 @@ class Run:
         options = options.resolved()
         self.plan = plan_for(options)
         self.campaign = self.plan.campaign
+        if options.send and self.campaign.approval_required:
+            raise refuse_direct_send(self.campaign.name)  # only `edition send` may send it
         self.out_dir = out_folder(options, self.campaign)
         self.source = customers_file(options, self.campaign)
         self.overwrite = overwrite
