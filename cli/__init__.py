@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import preview, run, sample_data, serve, validate, versions
+from cli import approve, diff, preview, run, sample_data, send, serve, validate, versions
 
 app = typer.Typer(
     name="edition",
@@ -13,7 +13,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _verb in (run, preview, validate, versions, sample_data, serve):
+for _verb in (run, preview, validate, versions, sample_data, serve, approve, send, diff):
     _verb.register(app)
 
 
