@@ -53,7 +53,7 @@ from edition.run import (
     process_batch,
     target_of,
 )
-from flows import recovery
+from flows import approval, recovery
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -94,6 +94,13 @@ class RunSettings(BaseModel):
         "Replace an earlier run's output when `out` names a folder that holds one."))] = False
     new_mailing: Annotated[bool, Field(description=(
         "When sending: start this mailing even though an earlier one is unfinished."))] = False
+    review_before_send: Annotated[bool, Field(description=(
+        "When sending: render as a dry run first, then wait for an approver to resume the "
+        "run from the UI; only then send exactly what was rendered. Campaigns with "
+        "`approval: required` always wait."))] = True
+    approval_timeout_hours: Annotated[float, Field(gt=0, description=(
+        "How long a run waits for its approver; unanswered, it ends Cancelled and nothing "
+        "is sent."))] = 24.0
 
 
 class Batch:
@@ -357,11 +364,21 @@ def send_campaign(
     except Exception as exc:
         logger.error("refused before any work: %s", exc)
         raise
+    plan_campaign = plan_for(options).campaign
+    if approval.needs_review(options, plan_campaign, review=advanced.review_before_send):
+        logger.warning("rendering as a dry run; it is sent to %s only once an approver "
+                       "resumes this run", target_of(options, plan_campaign))
+        rendered = run_batches(approval.dry_run_of(options), runner=advanced.task_runner,
+                               workers=advanced.workers, dask_address=advanced.dask_address,
+                               overwrite=advanced.overwrite)
+        return approval.review_then_send(options, plan_campaign, Path(rendered.out_dir),
+                                         timeout_hours=advanced.approval_timeout_hours,
+                                         link=output_link)
     if dry_run:
         logger.info("dry run: nothing will be sent (turn dry_run off and confirm_send on "
                     "to deliver)")
     else:
-        logger.warning("SENDING for real to %s", target_of(options, plan_for(options).campaign))
+        logger.warning("SENDING for real to %s", target_of(options, plan_campaign))
     summary = run_batches(options, runner=advanced.task_runner, workers=advanced.workers,
                           dask_address=advanced.dask_address, overwrite=advanced.overwrite)
     result = {"run_id": summary.run_id, "out_dir": summary.out_dir, "counts": summary.counts,
@@ -415,7 +432,9 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
                              dask_address=dask_address, out=options.out,
                              run_id=options.run_id, started=options.started,
                              resend_unknown=options.resend_unknown, overwrite=overwrite,
-                             new_mailing=options.new_mailing), return_state=True)
+                             new_mailing=options.new_mailing,
+                             review_before_send=False),  # the CLI asked already
+        return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result
