@@ -151,11 +151,11 @@ def start_custom_run(page: Any, stack: Stack, deployment_id: str, attempt: int) 
             switch.click()
             page.wait_for_timeout(500)
         assert switch.get_attribute("aria-checked") == checked, label
-    page.screenshot(path=str(stack.shots / f"custom-run-{attempt}.png"), full_page=True)
     page.get_by_role("button", name="Submit").click()
     try:
         page.wait_for_url("**/deployments/deployment/**tab=Runs**", timeout=60_000)
-    except Exception:
+    except Exception:   # kept for the failure message, never in docs/img
+        page.screenshot(path=str(stack.home / f"custom-run-{attempt}.png"), full_page=True)
         return False
     return True
 
