@@ -10,7 +10,7 @@ import typer
 
 from cli.console import err, out, user_errors
 from edition.errors import UsageError
-from edition.sending import plan_send, send_approved, suppression_for
+from edition.sending import plan_send, send_approved
 
 
 def register(app: typer.Typer) -> None:
@@ -32,17 +32,20 @@ def send(
 ) -> None:
     """Send the approved editions (checked byte for byte against approval.json)."""
     with user_errors():
-        plan = plan_send(run_dir, to=to, mailing=mailing)   # refuses a changed run (exit 2)
-        err.print(f"Files verified against approval.json. Sending {plan.describe()}.",
-                  markup=False)
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError("not a terminal, so nobody can be asked: pass --yes to send")
+            plan = plan_send(run_dir, to=to, mailing=mailing)   # a changed run: exit 2
+            err.print(f"Files verified against approval.json: {plan.describe()}.",
+                      markup=False)
             typer.confirm(f"Send {plan.editions:,} editions of {plan.campaign.name} to "
                           f"{plan.target} for real?", abort=True)
+        # verified (again) under the run folder's lock before the first message leaves
         summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
-                                resend_unknown=resend_unknown,
-                                is_suppressed=suppression_for(plan.campaign))
+                                resend_unknown=resend_unknown)
+        err.print(f"{summary.verified:,} approved files verified against approval.json; "
+                  f"sent to {summary.target} (run {summary.run_id}, send {summary.send_id})",
+                  markup=False)
         for note in summary.notes:
             err.print(note, markup=False)
         counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"

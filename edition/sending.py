@@ -157,6 +157,7 @@ class SendSummary:
     suppressed: int = 0       # suppressed at send time
     failed: int = 0           # failed or unknown in this send
     failure_limit: int = 0
+    verified: int = 0         # approved files checked before the first message left
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -175,7 +176,8 @@ class SendSummary:
                 "mailing": self.mailing, "counts": self.counts, "customers": self.customers,
                 "seconds": self.seconds, "already_sent": self.already_sent,
                 "suppressed": self.suppressed, "failed": self.failed,
-                "failure_limit": self.failure_limit, "exit_code": self.exit_code}
+                "failure_limit": self.failure_limit, "verified": self.verified,
+                "exit_code": self.exit_code}
 
 
 # -- the send ------------------------------------------------------------------------------
@@ -202,18 +204,21 @@ def message_headers(eml: bytes) -> tuple[str | None, str]:
 class _Send:
     """One send of one approved run, holding the run folder and the ledger's run lock."""
 
-    def __init__(self, plan: SendPlan, *, send_id: str, new_mailing: bool,
-                 resend_unknown: bool, is_suppressed: SuppressionCheck | None,
+    def __init__(self, folder: Path, *, to: str | None, mailing: str | None, send_id: str,
+                 new_mailing: bool, resend_unknown: bool,
+                 is_suppressed: SuppressionCheck | None,
                  on_progress: Callable[[int], None] | None):
-        self.plan = plan
+        self.folder = folder
+        self.to = to
+        self.mailing = mailing
         self.send_id = send_id
         self.new_mailing = new_mailing
         self.resend_unknown = resend_unknown
-        self.is_suppressed = is_suppressed or no_suppression
+        self.is_suppressed = is_suppressed   # None: the campaign's (suppression_for)
         self.on_progress = on_progress
-        self.folder = plan.folder
-        self.send_dir = plan.folder / SENDS_FOLDER / send_id
-        self.approved: dict[str, str] = dict(plan.approval["files"])
+        self.send_dir = folder / SENDS_FOLDER / send_id
+        self.plan: SendPlan
+        self.approved: dict[str, str] = {}
         self.tally = Tally()
         self.counts: Counter[str] = Counter()    # this send's outcomes (not carried rows)
         self.notes: list[str] = []
@@ -221,10 +226,13 @@ class _Send:
         self.document: dict[str, Any] = {}
 
     def run(self) -> SendSummary:
-        plan, campaign = self.plan, self.plan.campaign
         with holding(self.folder):
-            # checked again under the lock: what was verified is what is sent
-            plan = self.plan = plan_send(self.folder, to=plan.target, mailing=plan.mailing)
+            # verified under the lock: no run or send changes the folder meanwhile
+            plan = self.plan = plan_send(self.folder, to=self.to, mailing=self.mailing)
+            self.approved = dict(plan.approval["files"])
+            campaign = plan.campaign
+            if self.is_suppressed is None:
+                self.is_suppressed = suppression_for(campaign) or no_suppression
             ledger = run_lock(ledger_path(campaign))
             try:
                 choice = choose_mailing(ledger, campaign.name, plan.channel,
@@ -322,6 +330,7 @@ class _Send:
             return self._row(row, "failed", problem)
         eml = files.get("eml")
         recipient, message_id = message_headers(eml[1]) if eml else (None, "")
+        assert self.is_suppressed is not None
         why = self.is_suppressed(customer_id, {"id": customer_id, "email": recipient,
                                                "manifest": row})
         if why:
@@ -398,7 +407,8 @@ class _Send:
             mailing=plan.mailing, counts=counts, customers=self.tally.rows, seconds=seconds,
             report=report, already_sent=self.counts.get("already_sent", 0),
             suppressed=self.counts.get("suppressed", 0), failed=failed,
-            failure_limit=plan.campaign.failure_limit(plan.editions), notes=self.notes)
+            failure_limit=plan.campaign.failure_limit(plan.editions), notes=self.notes,
+            verified=len(self.approved))
 
 
 def _stopped_row(row: dict[str, Any], why: str, status: str) -> ManifestRow:
@@ -437,13 +447,13 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
     """Send an approved run's files, exactly as approved, once per mailing and channel.
 
     `to` overrides the campaign's target; `mailing` the approved run's mailing (else its
-    run date). `is_suppressed` is asked for every customer before their edition leaves.
+    run date). `is_suppressed` is asked for every customer before their edition leaves;
+    None means the campaign's own check (`suppression_for`), `no_suppression` none.
     Raises ApprovalError (exit 2, nothing sent) when the folder differs from its approval.
     """
-    plan = plan_send(run_dir, to=to, mailing=mailing)
-    send = _Send(plan, send_id=send_id or new_run_id(), new_mailing=new_mailing,
-                 resend_unknown=resend_unknown, is_suppressed=is_suppressed,
-                 on_progress=on_progress)
+    send = _Send(Path(run_dir), to=to, mailing=mailing, send_id=send_id or new_run_id(),
+                 new_mailing=new_mailing, resend_unknown=resend_unknown,
+                 is_suppressed=is_suppressed, on_progress=on_progress)
     try:
         return send.run()
     except EditionError:
@@ -453,4 +463,5 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
 
 
 __all__ = ["SENDS_FOLDER", "SEND_FILE", "SendPlan", "SendSummary", "SuppressionCheck",
-           "message_headers", "plan_send", "send_approved", "suppression_for"]
+           "message_headers", "no_suppression", "plan_send", "send_approved",
+           "suppression_for"]

@@ -39,7 +39,7 @@ from edition.campaign import Campaign
 from edition.config import RunOptions
 from edition.diff import RunDiff, diff_runs
 from edition.naming import artifact_key
-from edition.sending import send_approved, suppression_for
+from edition.sending import send_approved
 
 PAUSE_KEY = "approval"
 ASK = ("Click **Resume** to answer: switch on *approve* and give your name to send these "
@@ -142,13 +142,10 @@ def review_markdown(out_dir: Path, campaign: Campaign, link: Callable[[Path], st
 
 @task(name="send-approved", cache_policy=NO_CACHE)
 def send_approved_task(run_dir: str, to: str | None, mailing: str | None, new_mailing: bool,
-                       resend_unknown: bool, campaign_file: str) -> dict[str, Any]:
-    """The approved files, sent as in `edition send`."""
-    from edition.campaign import load_campaign
-
+                       resend_unknown: bool) -> dict[str, Any]:
+    """The approved files, sent as in `edition send` (suppression asked again)."""
     summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
-                            resend_unknown=resend_unknown,
-                            is_suppressed=suppression_for(load_campaign(campaign_file)))
+                            resend_unknown=resend_unknown)
     return summary.to_dict() | {"report": summary.report}
 
 
@@ -217,8 +214,7 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | st
         return Cancelled(message=message)
     logger.info("approved by %s; sending %s", who, out_dir)
     result = send_approved_task(str(out_dir), options.to, options.mailing,
-                                options.new_mailing, options.resend_unknown,
-                                str(campaign.root / campaign.file))
+                                options.new_mailing, options.resend_unknown)
     report = result.pop("report")
     create_markdown_artifact(report, key=artifact_key("send-report", name),
                              description=f"{name}: what was sent (approved by {who})")

@@ -111,7 +111,7 @@ def test_approve_tamper_refuse_restore_send_exactly_once(site: Path, customers: 
         victim.write_bytes(original)   # restored: the send goes
         code, stdout, stderr = edition("send", out, "--yes", cwd=site)
         assert code == 0, stdout + stderr
-        assert "Files verified against approval.json" in stderr
+        assert "62 approved files verified against approval.json" in stderr
         assert "mailing " in stdout and "20 sent now" in stdout, stdout
         assert len(sink.messages) == 20
         approved = {message_id((out / r["files"]["eml"]).read_bytes()): r for r in rows}
