@@ -270,3 +270,24 @@ def test_failed_unfinished_and_self_sent_runs_are_not_approved(content_tree: Cal
 
     code, _, stderr = edition("approve", tmp_path / "nowhere", "--yes", cwd=root)
     assert code == 2 and "not a run folder" in stderr
+
+
+def test_approve_and_send_ask_on_a_terminal(site: Path, customers: Callable,
+                                            tmp_path: Path) -> None:
+    from test_send import run_in_pty
+
+    path, out = customers(20), tmp_path / "run"
+    code, stdout, stderr = edition(*run_args(path, out, "--limit", 5), cwd=site)
+    assert code == 0, stdout + stderr
+    code, text = run_in_pty(["approve", out, "--by", "Gil"], site, answer=b"n\r")
+    assert code == 1 and "Approve run" in text and "Aborted" in text, text
+    assert not (out / "approval.json").exists()
+    code, text = run_in_pty(["approve", out, "--by", "Gil"], site, answer=b"y\r")
+    assert code == 0 and "approved by Gil" in text, text
+    with smtp_sink() as (port, sink):
+        target = f"smtp://127.0.0.1:{port}"
+        code, text = run_in_pty(["send", out, "--to", target], site, answer=b"n\r")
+        assert code == 1 and "for real?" in text and sink.messages == [], text
+        code, text = run_in_pty(["send", out, "--to", target], site, answer=b"y\r")
+        assert code == 0 and "5 sent now" in text, text
+        assert len(sink.messages) == 5
