@@ -199,6 +199,10 @@ def test_approval_required_campaign_is_sent_only_approved(site: Path, customers:
         assert code == 2, stdout + stderr
         assert "approval: required" in stderr and "approve it (edition approve" in stderr
         assert not (tmp_path / "direct").exists() and sink.messages == []
+        code, stdout, stderr = edition(*run_args(path, tmp_path / "direct"), "--send", "--yes",
+                                       "--via-prefect", cwd=site)
+        assert code == 2 and "approval: required" in stderr, stdout + stderr
+        assert not (tmp_path / "direct").exists() and sink.messages == []
 
         out = tmp_path / "dry"
         code, stdout, stderr = edition(*run_args(path, out), cwd=site)
