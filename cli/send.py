@@ -43,8 +43,8 @@ def send(
         # verified (again) under the run folder's lock before the first message leaves
         summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
                                 resend_unknown=resend_unknown)
-        err.print(f"{summary.verified:,} approved files verified against approval.json; "
-                  f"sent to {summary.target} (run {summary.run_id}, send {summary.send_id})",
+        err.print(f"{summary.verified:,} approved files verified against approval.json "
+                  f"(run {summary.run_id}); send {summary.send_id} to {summary.target}",
                   markup=False)
         for note in summary.notes:
             err.print(note, markup=False)

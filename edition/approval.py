@@ -79,6 +79,12 @@ class RunFacts:
         return self.options.get("as_of") or None
 
     @property
+    def formats(self) -> list[str]:
+        """The formats the run made (run.json's, else those its files have)."""
+        made = {fmt for r in self.rows for fmt in (r.get("files") or {})}
+        return list(self.options.get("formats") or [f for f in EXTENSIONS if f in made])
+
+    @property
     def sent_by_run(self) -> bool:
         return bool(self.options.get("send"))
 
@@ -111,7 +117,6 @@ class RunFacts:
 
 def summary_lines(facts: RunFacts) -> list[str]:
     """The run in a few Markdown lines: what a reviewer reads before approving."""
-    options = facts.options
     segments: Counter[str] = Counter()
     for row in facts.rows:
         if row.get("status") == "rendered":
@@ -120,8 +125,7 @@ def summary_lines(facts: RunFacts) -> list[str]:
     largest = max(facts.versions, key=lambda v: v.get("customers", 0), default=None)
     mailing = facts.mailing or (f"{facts.as_of} (the run date)" if facts.as_of else "-")
     files = sum(len(r.get("files") or {}) for r in facts.rows)
-    made = {fmt for r in facts.rows for fmt in (r.get("files") or {})}
-    formats = options.get("formats") or [f for f in EXTENSIONS if f in made]
+    formats = facts.formats
     lines = [
         f"Run {facts.run_id} of {facts.campaign}: {facts.info.get('status')} "
         f"{facts.info.get('finished') or ''}".rstrip(),
@@ -349,7 +353,7 @@ def approval_document(facts: RunFacts, *, by: str, note: str = "",
         "mailing": facts.mailing,
         "as_of": facts.as_of,
         "campaign_file": facts.options.get("campaign"),
-        "formats": facts.options.get("formats"),
+        "formats": facts.formats,
         "counts": dict(sorted(facts.counts.items())),
         "allowed_failed": bool(allow_failed and facts.blocking),
         "manifest": {"path": MANIFEST_NAME, "sha256": sha256(facts.manifest_bytes),
