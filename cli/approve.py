@@ -79,6 +79,6 @@ def _changes(facts: RunFacts) -> None:
         err.print(f"cannot compare with {previous}: {exc}", markup=False)
         return
     out.print(f"\nChanges since the last approved or sent run ({previous}):", markup=False)
-    for line in diff.summary_lines()[1:]:
+    for line in diff.summary_lines(limit=10)[1:]:
         out.print(line, markup=False)
     out.print(f"(text diffs: edition diff {previous} {facts.folder})", markup=False)

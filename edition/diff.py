@@ -34,6 +34,7 @@ REASONS = {
 COMPARED = ("text", "html")   # eml carries the run's Date; pdf its creation time
 DELIVERED = ("rendered", "sent")
 SAMPLES = 20                  # text diffs kept (one customer per changed version)
+LISTED = 50                   # versions listed by name in the text
 
 
 @dataclass
@@ -138,13 +139,18 @@ class RunDiff:
             "samples": [s.to_dict() for s in self.samples],
         }
 
-    def summary_lines(self) -> list[str]:
-        """The diff in words, without the text diffs."""
+    def moved(self, version: str) -> Counter[str]:
+        """Where the customers of a version of run A are in run B (version -> customers)."""
+        return Counter(str(self.b.rows[c].get("version")) for c in self.a.customers(version)
+                       if c in self.b.rows and self.b.rows[c].get("version"))
+
+    def summary_lines(self, limit: int = LISTED) -> list[str]:
+        """The diff in words, without the text diffs (at most `limit` versions listed)."""
         a, b = self.a, self.b
         lines = [f"{b.campaign}: run {a.run_id} ({a.folder}) -> run {b.run_id} ({b.folder})",
                  f"versions: {len(a.versions):,} -> {len(b.versions):,} ({len(self.added):,} "
                  f"added, {len(self.removed):,} removed, {len(self.kept):,} unchanged)"]
-        for change in self.changes:
+        for change in self.changes[:limit]:
             was = f" (was {change.was})" if change.was else " (new)"
             lines.append(f"  + {change.version}{was}: {change.customers:,} customer(s)")
             for slot, ids in change.added.items():
@@ -155,10 +161,19 @@ class RunDiff:
                 lines.append(f"      {slot}: edited {', '.join(ids)}")
             if change.other:
                 lines.append(f"      also: {', '.join(change.other)}")
+        if len(self.changes) > limit:
+            lines.append(f"  ... and {len(self.changes) - limit:,} more new versions "
+                         f"(--json lists them all)")
         paired = {c.was for c in self.changes}
-        for vid in self.removed:
-            if vid not in paired:
-                lines.append(f"  - {vid}: no customer has it any more")
+        unpaired = [v for v in self.removed if v not in paired]
+        for vid in unpaired[:limit]:
+            now = self.moved(vid)
+            where = ", ".join(v for v, _ in now.most_common(3)) + (
+                ", ..." if len(now) > 3 else "")
+            lines.append(f"  - {vid}: {sum(now.values()):,} customer(s), now in {where}"
+                         if now else f"  - {vid}: none of its customers is in run B")
+        if len(unpaired) > limit:
+            lines.append(f"  ... and {len(unpaired) - limit:,} more versions gone")
         lines.append(f"customers: {len(a.order):,} -> {len(b.order):,}; {self.changed:,} "
                      f"edition(s) changed, {self.unchanged:,} unchanged"
                      + (f", {len(self.only_b):,} new" if self.only_b else "")
@@ -171,8 +186,8 @@ class RunDiff:
                          "shows as 'other segments, locale, templates or run date')")
         return lines
 
-    def to_text(self) -> str:
-        out = self.summary_lines()
+    def to_text(self, limit: int = LISTED) -> str:
+        out = self.summary_lines(limit)
         for sample in self.samples:
             out += ["", f"customer {sample.customer_id} ({sample.reason}; version "
                         f"{sample.was or '-'} -> {sample.version or '-'}):"]

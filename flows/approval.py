@@ -128,7 +128,7 @@ def review_markdown(out_dir: Path, campaign: Campaign, link: Callable[[Path], st
         changes = f"Could not compare with the last approved or sent run ({previous})."
     else:
         changes = "\n".join(["# Changes since the last approved or sent run", "",
-                             "```text", *diff.summary_lines(), "```"])
+                             "```text", *diff.summary_lines(limit=30), "```"])
         for sample in diff.samples:
             changes += (f"\n\nCustomer `{sample.customer_id}` ({sample.reason}):\n\n"
                         f"```diff\n{sample.diff or '(text identical)'}\n```")
