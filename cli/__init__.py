@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from cli import preview, run, sample_data, serve, unsubscribe_server, validate, versions
+from cli import (
+    approve,
+    diff,
+    preview,
+    run,
+    sample_data,
+    send,
+    serve,
+    unsubscribe_server,
+    validate,
+    versions,
+)
 
 app = typer.Typer(
     name="edition",
@@ -13,7 +24,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server):
+for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
+              approve, send, diff):
     _verb.register(app)
 
 

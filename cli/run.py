@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import err, user_errors
 from cli.console import out as console
 from cli.options import parse_date
+from edition.approval import refuse_direct_send
 from edition.config import RunOptions
 from edition.errors import EditionError, RunError, UsageError
 from edition.run import (
@@ -83,6 +84,8 @@ def run(
             _test_send(options, customer or [], test_to, yes)
             return
         plan = plan_for(options)  # checks everything before a single file is written
+        if send and plan.campaign.approval_required:   # before asking, and --via-prefect too
+            raise refuse_direct_send(plan.campaign.name)
         target = target_of(options, plan.campaign)
         if send and not yes and sys.stdin.isatty():
             typer.confirm(f"Send {plan.campaign.name} to {target} for real?", abort=True)

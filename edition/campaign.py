@@ -75,6 +75,11 @@ class Campaign:
     audience: Rule | None = None                  # who the campaign is for (None: everyone)
     exclude: Rule | None = None
     require: tuple[str, ...] = ()                 # slots that must be filled
+    approval: str = "optional"    # "required": only `edition send` of an approved run
+
+    @property
+    def approval_required(self) -> bool:
+        return self.approval == "required"
 
     @functools.cached_property
     def sender_domain(self) -> str:
@@ -237,7 +242,7 @@ class _Checker:
             kind=config.kind, suppression=config.suppression,
             unsubscribe_mailto=config.unsubscribe_mailto, list_id=config.list_id,
             feedback_id=config.feedback_id, dkim=dkim, audience=audience, exclude=exclude,
-            require=require,
+            require=require, approval=config.approval,
         )
 
     def dkim(self, delivery: Any) -> DkimConfig | None:
@@ -289,6 +294,8 @@ class _Checker:
         """`audience:` / `exclude:`: known segment names, or a rule compiled like a segment."""
         if value is None:
             return None
+        if isinstance(value, str) and value.strip() in segments:
+            value = (value.strip(),)   # `audience: senior` is that segment, not a rule
         if isinstance(value, tuple):
             unknown = [n for n in value if n not in segments]
             for name in unknown:

@@ -342,6 +342,18 @@ def _max_failed(value: Any) -> tuple[int, bool]:
     return int(number), percent
 
 
+APPROVAL_MODES = ("optional", "required")
+
+
+def _approval(value: Any) -> str:
+    """`approval: required`: only an approved dry run may be sent (`edition send`)."""
+    if value is None:
+        return "optional"
+    if value not in APPROVAL_MODES:
+        raise fail(f"approval {value!r} must be required or optional")
+    return str(value)
+
+
 def _field_type(value: Any) -> str:
     if value not in FIELD_TYPES:
         raise fail(f"unknown type {value!r} (known: {', '.join(sorted(FIELD_TYPES))})")
@@ -400,6 +412,7 @@ class CampaignConfig(Strict):
         lambda v: _slot_names(v))] = None
     currency: Annotated[str | dict[str, str] | None, BeforeValidator(lambda v: _per_locale(
         v, "currency", _currency))] = None
+    approval: Annotated[str, BeforeValidator(_approval)] = "optional"
 
     @field_validator("name", mode="before")
     @classmethod

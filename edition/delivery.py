@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from edition.campaign import Campaign
-from edition.config import scheme_of
+from edition.config import ENGINE_KEYS, scheme_of
+from edition.dkim_signing import DkimSigner
+from edition.dkim_signing import applies_to as dkim_applies
 from edition.errors import DeliveryError, RunError
 from edition.ledger import Claim, send_key
 from edition.ledgers import Ledger, ledger_location, open_ledger
@@ -124,6 +126,20 @@ class Deliverer:
         except BaseException:
             self.publisher.__exit__(None, None, None)
             raise
+
+    @classmethod
+    def for_campaign(cls, campaign: Campaign, *, target: str, mailing: str, run_id: str,
+                     out_dir: Path, resend_unknown: bool = False) -> Deliverer:
+        """The campaign's delivery options, ledger and DKIM key: one way to build it, for
+        `edition run --send` and for `edition send` of an approved run alike."""
+        signer = None
+        if campaign.dkim is not None and dkim_applies(target):
+            signer = DkimSigner.load(campaign.dkim, root=campaign.root)
+        return cls(target=target,
+                   options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
+                   ledger=ledger_path(campaign), campaign=campaign.name, mailing=mailing,
+                   run_id=run_id, out_dir=out_dir, resend_unknown=resend_unknown,
+                   sign=signer.sign if signer is not None else None)
 
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
                 message_id: str, files: Mapping[str, tuple[str, bytes, str]]) -> Sent:

@@ -65,6 +65,10 @@ class UsageError(EditionError):
     exit_code = 2
 
 
+class ApprovalError(UsageError):
+    """A run cannot be approved, is not approved, or no longer matches its approval."""
+
+
 class RunError(EditionError):
     """The run could not go on (an unreadable customer file, a full disk...)."""
 

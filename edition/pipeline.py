@@ -151,8 +151,12 @@ class Pipeline:
             if slot.short:
                 result.short[slot.slot] += 1
         if version.id not in result.versions:
+            # module digests: `edition diff` tells an edited module from another module
+            digests = {slot: {m.id: m.digest for m in modules}
+                       for slot, modules in selection.modules().items()}
             result.versions[version.id] = {"modules": edition.modules, "locale": version.locale,
-                                           "segments": list(version.segments)}
+                                           "segments": list(version.segments),
+                                           "digests": digests}
         return edition
 
     def _pdfs(self, editions: list[Edition]) -> None:

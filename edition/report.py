@@ -27,6 +27,7 @@ class RunInfo:
     formats: tuple[str, ...]
     customers: str
     mailing: str | None = None
+    preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
 
 
 class Tally:
@@ -89,7 +90,7 @@ def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
         "versions": [
             {"id": vid, "customers": info.get("customers", 0), "locale": info.get("locale"),
              "segments": info.get("segments", []), "modules": info.get("modules", {}),
-             "rendering": tally.sharing.get(vid, {})}
+             "digests": info.get("digests", {}), "rendering": tally.sharing.get(vid, {})}
             for vid, info in sorted(tally.versions.items(),
                                     key=lambda item: (-item[1].get("customers", 0), item[0]))
         ],
@@ -100,6 +101,11 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
     lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
     return lines
+
+
+def _cell(text: str) -> str:
+    """One table cell: a line break would end the row."""
+    return " ".join(text.split())
 
 
 def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -> str:
@@ -123,6 +129,11 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
     out += _table(["status", "customers"],
                   [[s, f"{tally.status.get(s, 0):,}"] for s in STATUSES if tally.status.get(s)]
                   or [["(no customers)", 0]])
+    if info.preflight:
+        # errors stop a run before its folder exists, so a report shows warnings and facts
+        out += ["", "## Preflight", ""]
+        out += _table(["level", "finding"], [[level, _cell(message)]
+                                             for level, message in info.preflight])
     out += ["", "## Segments", ""]
     rules = dict(info.segments)
     segment_names = [*rules, "(none)"]

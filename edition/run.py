@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edition.approval import refuse_direct_send
 from edition.bundle import Bundle
 from edition.campaign import Campaign
-from edition.config import DEFAULT_BATCH, ENGINE_KEYS, RunOptions
+from edition.config import DEFAULT_BATCH, RunOptions
 from edition.customers import Row, count_rows, read_customers
 from edition.delivery import (
     EMAIL_CHANNEL,
@@ -124,7 +125,8 @@ def estimate_rows(source: Source, options: RunOptions) -> int:
     return min(total, options.limit) if options.limit is not None else total
 
 
-def run_info(options: RunOptions, plan: Plan) -> RunInfo:
+def run_info(options: RunOptions, plan: Plan,
+             preflight: Preflight | None = None) -> RunInfo:
     mode = (f"sent (--send) to {target_of(options, plan.campaign)}" if options.send
             else "dry run (nothing sent)")
     return RunInfo(campaign=plan.campaign.name,
@@ -132,7 +134,8 @@ def run_info(options: RunOptions, plan: Plan) -> RunInfo:
                    run_id=str(options.run_id), mode=mode, as_of=plan.as_of,
                    formats=plan.formats,
                    customers=source_name(customers_file(options, plan.campaign)),
-                   mailing=options.mailing if options.send else None)
+                   mailing=options.mailing if options.send else None,
+                   preflight=tuple(preflight.table()) if preflight is not None else ())
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
@@ -186,16 +189,9 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     target = target_of(options, campaign)
     deliverer = None
     if options.send:
-        signer = None
-        if campaign.dkim is not None and dkim_applies(target):
-            signer = DkimSigner.load(campaign.dkim, root=campaign.root)
-        deliverer = Deliverer(
-            target=target,
-            options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
-            ledger=ledger_path(campaign), campaign=campaign.name, mailing=str(options.mailing),
-            run_id=str(options.run_id), out_dir=_local(out_dir, campaign, options),
-            resend_unknown=options.resend_unknown,
-            sign=signer.sign if signer is not None else None)
+        deliverer = Deliverer.for_campaign(
+            campaign, target=target, mailing=str(options.mailing), run_id=str(options.run_id),
+            out_dir=_local(out_dir, campaign, options), resend_unknown=options.resend_unknown)
     encoder = Encoder(campaign, plan.formats, options.started or dt.datetime.now(dt.UTC),
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
@@ -318,6 +314,7 @@ class RunSummary:
     already_sent: int = 0   # `sent` rows that an earlier run of the mailing sent
     failed: int = 0         # failed + unknown
     failure_limit: int = 0  # the campaign's max_failed for this many rows
+    preflight: list[tuple[str, str]] = field(default_factory=list)   # (level, message)
 
     @property
     def exit_code(self) -> int:
@@ -348,6 +345,8 @@ class Run:
         options = options.resolved()
         self.plan = plan_for(options)
         self.campaign = self.plan.campaign
+        if options.send and self.campaign.approval_required:
+            raise refuse_direct_send(self.campaign.name)  # only `edition send` may send it
         out = out_folder(options, self.campaign)
         # a run folder in object storage: the run's own files are staged here and put
         # there when it ends; the workers upload the customers' files themselves
@@ -419,6 +418,10 @@ class Run:
                              "started": now(), **owner(), **marker}
             if self.resumes:
                 self.document["resumes"] = self.resumes
+            if self.preflight is not None:
+                self.document["preflight"] = {
+                    "errors": [str(e) for e in self.preflight.errors],
+                    "warnings": self.preflight.warnings, "facts": self.preflight.facts()}
             write_run_file(self.out_dir, self.document)
         except BaseException:
             self._release()
@@ -522,8 +525,8 @@ class Run:
         if self.manifest is not None:
             self.manifest.close()
         seconds = time.monotonic() - self.started
-        report = write_report(self.tally, run_info(self.options, self.plan), self.out_dir,
-                              seconds)
+        report = write_report(self.tally, run_info(self.options, self.plan, self.preflight),
+                              self.out_dir, seconds)
         if self.ledger is not None and self.options.mailing:
             self.ledger.finish_mailing(self.campaign.name, self.options.mailing,
                                        channel_of(target_of(self.options, self.campaign)))
@@ -535,7 +538,8 @@ class Run:
                              mailing=self.options.mailing, notes=list(self.notes),
                              already_sent=self.tally.codes.get(("sent", "already_sent"), 0),
                              failed=failed,
-                             failure_limit=self.campaign.failure_limit(self.tally.rows))
+                             failure_limit=self.campaign.failure_limit(self.tally.rows),
+                             preflight=self.preflight.table() if self.preflight else [])
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
             "counts": summary.counts})

@@ -56,7 +56,7 @@ from edition.run import (
     process_batch,
     target_of,
 )
-from flows import recovery
+from flows import approval, recovery
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -98,6 +98,13 @@ class RunSettings(BaseModel):
         "Replace an earlier run's output when `out` names a folder that holds one."))] = False
     new_mailing: Annotated[bool, Field(description=(
         "When sending: start this mailing even though an earlier one is unfinished."))] = False
+    review_before_send: Annotated[bool, Field(description=(
+        "When sending: render as a dry run first, then wait for an approver to resume the "
+        "run from the UI; only then send exactly what was rendered. Campaigns with "
+        "`approval: required` always wait."))] = True
+    approval_timeout_hours: Annotated[float, Field(gt=0, description=(
+        "How long a run waits for its approver; unanswered, it ends Cancelled and nothing "
+        "is sent."))] = 24.0
 
 
 class Batch:
@@ -362,6 +369,11 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
              "segments": ", ".join(v["segments"]) or "-",
              **{slot: ", ".join(ids) for slot, ids in v["modules"].items()}}
             for v in versions[:500]]
+    if summary.preflight:
+        create_table_artifact([{"level": level, "finding": message}
+                               for level, message in summary.preflight],
+                              key=artifact_key("preflight", campaign),
+                              description=f"Preflight of {campaign}: warnings and audience")
     if rows:
         create_table_artifact(rows, key=artifact_key("versions", campaign),
                               description=f"{len(versions)} versions of {campaign}")
@@ -412,18 +424,29 @@ def send_campaign(
     except Exception as exc:
         logger.error("refused before any work: %s", exc)
         raise
+    plan_campaign = plan_for(options).campaign
+    if approval.needs_review(options, plan_campaign, review=advanced.review_before_send):
+        logger.warning("rendering as a dry run; it is sent to %s only once an approver "
+                       "resumes this run", target_of(options, plan_campaign))
+        rendered = run_batches(approval.dry_run_of(options), runner=advanced.task_runner,
+                               workers=advanced.workers, dask_address=advanced.dask_address,
+                               overwrite=advanced.overwrite)
+        return approval.review_then_send(options, plan_campaign, Path(rendered.out_dir),
+                                         timeout_hours=advanced.approval_timeout_hours,
+                                         link=output_link)
     if dry_run:
         logger.info("dry run: nothing will be sent (turn dry_run off and confirm_send on "
                     "to deliver)")
     else:
-        logger.warning("SENDING for real to %s", target_of(options, plan_for(options).campaign))
+        logger.warning("SENDING for real to %s", target_of(options, plan_campaign))
     summary = run_batches(options, runner=advanced.task_runner, workers=advanced.workers,
                           dask_address=advanced.dask_address, overwrite=advanced.overwrite)
     result = {"run_id": summary.run_id, "out_dir": summary.out_dir, "counts": summary.counts,
               "customers": summary.customers, "versions": summary.versions,
               "seconds": summary.seconds, "mailing": summary.mailing,
               "already_sent": summary.already_sent, "failed": summary.failed,
-              "failure_limit": summary.failure_limit, "exit_code": summary.exit_code}
+              "failure_limit": summary.failure_limit, "exit_code": summary.exit_code,
+              "notes": summary.notes}
     if summary.exit_code:
         from prefect.states import Failed
 
@@ -470,7 +493,9 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
                              dask_address=dask_address, out=options.out,
                              run_id=options.run_id, started=options.started,
                              resend_unknown=options.resend_unknown, overwrite=overwrite,
-                             new_mailing=options.new_mailing), return_state=True)
+                             new_mailing=options.new_mailing,
+                             review_before_send=False),  # the CLI asked already
+        return_state=True)
     result = state.result(raise_on_failure=False)
     if isinstance(result, BaseException):
         raise result
@@ -482,4 +507,5 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
                       versions=result["versions"], seconds=result["seconds"], report=report,
                       mailing=result.get("mailing"), already_sent=result.get("already_sent", 0),
                       failed=result.get("failed", 0),
-                      failure_limit=result.get("failure_limit", 0))
+                      failure_limit=result.get("failure_limit", 0),
+                      notes=list(result.get("notes") or []))

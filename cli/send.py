@@ -1,0 +1,61 @@
+"""`edition send RUN_DIR`: deliver an approved run's files exactly as they were approved."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.console import err, out, user_errors
+from edition.errors import UsageError
+from edition.sending import plan_send, send_approved
+
+
+def register(app: typer.Typer) -> None:
+    app.command("send")(send)
+
+
+def send(
+    run_dir: Annotated[Path, typer.Argument(help="An approved run folder")],
+    to: Annotated[str | None, typer.Option(help="Delivery target, overrides the campaign")
+                  ] = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask before sending")] = False,
+    mailing: Annotated[str | None, typer.Option(
+        help="Which issue of the campaign (default: the approved run's mailing, else its "
+             "run date)")] = None,
+    new_mailing: Annotated[bool, typer.Option(
+        "--new-mailing", help="Start this mailing while another one is unfinished")] = False,
+    resend_unknown: Annotated[bool, typer.Option(
+        "--resend-unknown", help="Re-send editions whose outcome is unknown")] = False,
+) -> None:
+    """Send the approved editions (checked byte for byte against approval.json)."""
+    with user_errors():
+        if not yes:
+            if not sys.stdin.isatty():
+                raise UsageError("not a terminal, so nobody can be asked: pass --yes to send")
+            plan = plan_send(run_dir, to=to, mailing=mailing)   # a changed run: exit 2
+            err.print(f"Files verified against approval.json: {plan.describe()}.",
+                      markup=False)
+            typer.confirm(f"Send {plan.editions:,} editions of {plan.campaign.name} to "
+                          f"{plan.target} for real?", abort=True)
+        # verified (again) under the run folder's lock before the first message leaves
+        summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
+                                resend_unknown=resend_unknown)
+        err.print(f"{summary.verified:,} approved files verified against approval.json "
+                  f"(run {summary.run_id}); send {summary.send_id} to {summary.target}",
+                  markup=False)
+        for note in summary.notes:
+            err.print(note, markup=False)
+        counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
+        out.print(f"{summary.campaign}: {summary.customers:,} customers ({counts}) in "
+                  f"{summary.seconds:.1f} s", markup=False)
+        out.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)
+        out.print(f"report:   {summary.send_dir}/report.md", markup=False)
+        out.print(f"manifest: {summary.send_dir}/manifest.jsonl", markup=False)
+        if summary.exit_code:
+            err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
+                      f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
+                      f"report", markup=False)
+            raise typer.Exit(summary.exit_code)

@@ -1,0 +1,233 @@
+"""Review before sending, in the Prefect UI: the run pauses until an approver answers.
+
+A `send-campaign` run that sends (dry_run off, or a scheduled run of an `approval:
+required` campaign) first renders as a dry run into its folder. This module then puts
+what a reviewer needs into the run's artifacts — the summary, the report's warnings as
+a table, the changes since the campaign's last approved or sent run, a link to browse
+the editions — and pauses the flow run with an `ApprovalForm`. The approver resumes it
+from the UI (**Resume**) and fills in the form: approved, the run folder gets its
+approval.json (with the approver's name) and its files are sent exactly as in
+`edition send` (edition/sending.py); rejected, or not answered within the timeout, the
+run ends Cancelled with the reason and nothing leaves.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from prefect import get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_table_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.input import RunInput
+from pydantic import Field
+
+from edition.approval import (
+    approve,
+    last_reviewed_run,
+    problems,
+    read_run,
+    summary_lines,
+    table_rows,
+)
+from edition.campaign import Campaign
+from edition.config import RunOptions
+from edition.diff import RunDiff, diff_runs
+from edition.naming import artifact_key
+from edition.sending import send_approved
+
+PAUSE_KEY = "approval"
+ASK = ("Click **Resume** to answer: switch on *approve* and give your name to send these "
+       "editions exactly as rendered; leave it off to reject the run. Without an answer "
+       "within {hours} h nothing is sent.")
+FORM = ("Switch on *approve* and give your name to send these editions exactly as rendered; "
+        "leave it off to reject the run (nothing is sent).")
+POLL_SECONDS = 5
+
+
+class ApprovalForm(RunInput):
+    """What the approver answers when resuming a paused send-campaign run."""
+
+    approve: bool = Field(default=False, description=(
+        "On: send these editions exactly as rendered. Off: reject the run (nothing is "
+        "sent)."))
+    approver: str = Field(min_length=1, max_length=200, description=(
+        "Your name; it is recorded in the run folder's approval.json."))
+    note: str = Field(default="", max_length=2000, description=(
+        "What you checked, or why you reject the run."))
+    allow_failed: bool = Field(default=False, description=(
+        "Send although some customers failed, or preflight found errors (they are not "
+        "sent)."))
+
+
+def is_scheduled() -> bool:
+    """Whether this flow run was created by its deployment's schedule."""
+    from prefect.runtime import flow_run
+
+    try:
+        return "auto-scheduled" in (flow_run.get_tags() or [])
+    except Exception:
+        return False
+
+
+def needs_review(options: RunOptions, campaign: Campaign, *, review: bool) -> bool:
+    """Sending from a flow run waits for an approver when the run asks for it (the form's
+    `review_before_send`, on by default), and always for an `approval: required`
+    campaign, also when its schedule started the run."""
+    if campaign.approval_required:
+        return options.send or is_scheduled()
+    return options.send and review
+
+
+def dry_run_of(options: RunOptions) -> RunOptions:
+    """The same run rendering only (its mailing kept, for the approval)."""
+    return options.replace(send=False, resend_unknown=False, new_mailing=False)
+
+
+# -- what the reviewer reads ------------------------------------------------------------
+
+
+def _previous_diff(out_dir: Path, campaign: Campaign) -> tuple[Path | None, RunDiff | None]:
+    previous = last_reviewed_run(out_dir, campaign.name, [campaign.root / "out" / campaign.name])
+    if previous is None:
+        return None, None
+    try:
+        return previous, diff_runs(previous, out_dir, samples=5)
+    except Exception:  # a damaged old run must not stop the review
+        return previous, None
+
+
+def review_markdown(out_dir: Path, campaign: Campaign, link: Callable[[Path], str],
+                    timeout_hours: float) -> tuple[str, list[dict[str, str]], str]:
+    """(the summary, the warnings table, the changes) for the artifacts and the form."""
+    facts = read_run(out_dir)
+    summary = ["# Review before sending", "", *summary_lines(facts), "",
+               f"[Browse the editions]({link(out_dir)}) · "
+               f"[report.md]({link(out_dir / 'report.md')})", ""]
+    refused = problems(facts, allow_failed=False)
+    if refused:
+        summary += ["**Cannot be sent as it is:** " + "; ".join(refused)
+                    + " (tick allow_failed to send the others)", ""]
+    summary += [ASK.format(hours=f"{timeout_hours:g}"), ""]
+    warnings: list[dict[str, str]] = []
+    for title, lines in facts.warnings().items():
+        rows = table_rows(lines)
+        if rows:
+            warnings += [{"section": title, **row} for row in rows]
+        else:
+            warnings += [{"section": title, "reason": line.lstrip("-* ")} for line in lines]
+    previous, diff = _previous_diff(out_dir, campaign)
+    if previous is None:
+        changes = "No earlier approved or sent run of this campaign to compare with."
+    elif diff is None:
+        changes = f"Could not compare with the last approved or sent run ({previous})."
+    else:
+        changes = "\n".join(["# Changes since the last approved or sent run", "",
+                             "```text", *diff.summary_lines(limit=30), "```"])
+        for sample in diff.samples:
+            changes += (f"\n\nCustomer `{sample.customer_id}` ({sample.reason}):\n\n"
+                        f"```diff\n{sample.diff or '(text identical)'}\n```")
+    summary += ["## Changes", "", changes.replace("# Changes since", "### Changes since", 1)
+                if diff else changes]
+    return "\n".join(summary), warnings, changes
+
+
+# -- the pause and the send ---------------------------------------------------------------
+
+
+@task(name="send-approved", cache_policy=NO_CACHE)
+def send_approved_task(run_dir: str, to: str | None, mailing: str | None, new_mailing: bool,
+                       resend_unknown: bool) -> dict[str, Any]:
+    """The approved files, sent as in `edition send` (suppression asked again)."""
+    summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
+                            resend_unknown=resend_unknown)
+    return summary.to_dict() | {"report": summary.report}
+
+
+def _cancel_expired_pause(message: str) -> Any:
+    """Cancelled, although the pause has expired.
+
+    Prefect's server refuses to take a flow run out of a pause whose deadline has passed
+    except into Failed ("The flow was paused and never resumed"), and its pause-expiry
+    service fails such runs by itself. An unanswered approval is not a failure: nothing
+    was sent, on purpose. So the state is set with force, and the flow returns it.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.runtime import flow_run
+    from prefect.states import Cancelled
+
+    state = Cancelled(message=message)
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.get_id(), state, force=True)
+    return Cancelled(message=message)
+
+
+def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | str, *,
+                     timeout_hours: float, link: Callable[[Path], str]) -> Any:
+    """Publish the review, pause for the ApprovalForm, then send or cancel."""
+    from prefect.exceptions import FlowPauseTimeout
+    from prefect.flow_runs import pause_flow_run
+    from prefect.states import Cancelled, Failed
+
+    logger = get_run_logger()
+    out_dir = Path(out_dir)
+    summary, warnings, changes = review_markdown(out_dir, campaign, link, timeout_hours)
+    name = campaign.name
+    create_markdown_artifact(summary, key=artifact_key("review", name),
+                             description=f"{name}: what will be sent, for the approver")
+    create_table_artifact(warnings or [{"section": "-", "reason": "no warnings"}],
+                          key=artifact_key("warnings", name),
+                          description=f"{name}: preflight and report warnings")
+    create_markdown_artifact(changes, key=artifact_key("changes", name),
+                             description=f"{name}: changes since the last approved or sent run")
+    create_link_artifact(link(out_dir), link_text=f"Browse the editions of {out_dir.name}",
+                         key=artifact_key("editions", name),
+                         description=f"{name}: the rendered editions awaiting approval")
+    seconds = max(1, int(timeout_hours * 3600))
+    logger.warning("waiting for approval (up to %g h): open this flow run in the Prefect "
+                   "UI, read the review artifacts and click Resume", timeout_hours)
+    try:
+        form = pause_flow_run(wait_for_input=ApprovalForm.with_initial_data(
+            description=summary.replace(ASK.format(hours=f"{timeout_hours:g}"), FORM)),
+            timeout=seconds,
+            poll_interval=min(POLL_SECONDS, seconds), key=PAUSE_KEY)
+    except FlowPauseTimeout:
+        message = f"no approval within {timeout_hours:g} h: nothing was sent"
+        logger.warning(message)
+        return _cancel_expired_pause(message)
+    who = " ".join(form.approver.split())
+    if not form.approve:
+        message = f"rejected by {who}" + (f": {form.note}" if form.note else "") \
+            + "; nothing was sent"
+        logger.warning(message)
+        return Cancelled(message=message)
+    try:
+        approve(out_dir, by=who, note=form.note, allow_failed=form.allow_failed)
+    except Exception as exc:
+        message = f"approved by {who}, but {exc}; nothing was sent"
+        logger.error(message)
+        return Cancelled(message=message)
+    logger.info("approved by %s; sending %s", who, out_dir)
+    result = send_approved_task(str(out_dir), options.to, options.mailing,
+                                options.new_mailing, options.resend_unknown)
+    report = result.pop("report")
+    create_markdown_artifact(report, key=artifact_key("send-report", name),
+                             description=f"{name}: what was sent (approved by {who})")
+    send_dir = Path(result["send_dir"])
+    create_link_artifact(link(send_dir), link_text=f"Send {result['send_id']}",
+                         key=artifact_key("send", name),
+                         description=f"{name}: manifest.jsonl and report.md of the send")
+    logger.info("mailing %s: %s sent now, %s already sent", result["mailing"],
+                result["counts"].get("sent", 0) - result["already_sent"],
+                result["already_sent"])
+    result["approved_by"] = who
+    if result["exit_code"]:
+        return Failed(message=f"{result['failed']:,} customer(s) failed or are unknown, "
+                              f"more than the campaign allows ({result['failure_limit']:,})",
+                      data=result)
+    return result

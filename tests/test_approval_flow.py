@@ -1,0 +1,140 @@
+"""send-campaign with sending on: a dry run, a pause for the ApprovalForm, then the send.
+
+Under Prefect's test harness (the UI path, with a real server and Chromium, is
+test_approval_ui.py): the form is answered through the API (`resume_flow_run`) from a
+thread while the flow waits in this process, and the editions go to an aiosmtpd sink.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from fixtures_delivery import smtp_sink
+from fixtures_sending import CAMPAIGN, customers, set_delivery, site  # noqa: F401 (fixtures)
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def answer_when_paused(answer: dict[str, Any] | None, seen: dict[str, Any]) -> threading.Thread:
+    """A thread that waits for a paused flow run and resumes it with `answer`."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        FlowRunFilter,
+        FlowRunFilterState,
+    )
+    from prefect.client.schemas.filters import FlowRunFilterStateName as Name
+    from prefect.flow_runs import resume_flow_run
+
+    def wait() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            with get_client(sync_client=True) as client:
+                paused = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(name=Name(any_=["Paused"]))))
+                if paused:
+                    run = paused[0]
+                    seen["id"] = run.id
+                    seen["artifacts"] = {a.key: a for a in client.read_artifacts(
+                        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+                            any_=[run.id]))) if a.key}
+                    if answer is not None:
+                        resume_flow_run(run.id, run_input=answer)
+                    return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def sending_run(site: Path, customers: Path, out: Path, answer: dict[str, Any] | None,
+                **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+    from flows.campaign import RunSettings, send_campaign
+
+    seen: dict[str, Any] = {}
+    thread = answer_when_paused(answer, seen)
+    settings = {"out": str(out)} | kwargs.pop("advanced", {})
+    campaign = kwargs.pop("campaign", site / CAMPAIGN)
+    state = send_campaign(campaign=str(campaign), customers=str(customers),
+                          advanced=RunSettings(**settings), return_state=True, **kwargs)
+    thread.join(30)
+    assert seen.get("id"), "the run never paused"
+    return state, seen
+
+
+def final_state(flow_run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(flow_run_id).state
+
+
+def test_a_send_waits_for_its_approver(prefect_harness: None, site: Path,
+                                       customers: Callable, tmp_path: Path) -> None:
+    import prefect
+
+    path = customers(10)
+    with smtp_sink() as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
+        first = tmp_path / "first"
+        state, seen = sending_run(site, path, first, {"approve": True, "approver": "Dee Approver",
+                                                      "note": "all good"},
+                                  dry_run=False, confirm_send=True)
+        assert state.is_completed(), state
+        result = state.result()
+        assert result["approved_by"] == "Dee Approver" and result["counts"] == {"sent": 10}
+        assert len(sink.messages) == 10
+        approval = json.loads((first / "approval.json").read_text())
+        assert approval["approved_by"] == "Dee Approver" and approval["note"] == "all good"
+        for key in ("review-weekly-newsletter", "warnings-weekly-newsletter",
+                    "changes-weekly-newsletter", "editions-weekly-newsletter",
+                    "report-weekly-newsletter"):
+            assert key in seen["artifacts"], (key, sorted(seen["artifacts"]))
+        assert "No earlier approved or sent run" in seen["artifacts"][
+            "changes-weekly-newsletter"].data
+        assert "Review before sending" in seen["artifacts"]["review-weekly-newsletter"].data
+
+        # rejected in the form: nothing leaves, the run ends Cancelled with the reason
+        second = tmp_path / "second"
+        state, seen = sending_run(site, path, second, {"approve": False, "approver": "Eve",
+                                                       "note": "wrong offer"},
+                                  dry_run=False, confirm_send=True)
+        assert state.is_cancelled(), state
+        assert state.message == "rejected by Eve: wrong offer; nothing was sent"
+        assert final_state(seen["id"]).is_cancelled()
+        assert len(sink.messages) == 10
+        assert not (second / "approval.json").exists() and not (second / "sends").exists()
+        assert "last approved or sent run" in seen["artifacts"]["changes-weekly-newsletter"].data
+        assert str(first.name) in seen["artifacts"]["changes-weekly-newsletter"].data
+
+        # approval: required, started by its schedule (dry_run left on): it waits as well
+        # (another file of the same campaign: this process keeps each file's plan)
+        data = yaml.safe_load((site / CAMPAIGN).read_text())
+        required = site / "campaigns" / "weekly-required.yaml"
+        required.write_text(yaml.safe_dump(data | {"approval": "required"}))
+        third = tmp_path / "third"
+        with prefect.tags("auto-scheduled"):
+            state, seen = sending_run(site, path, third, {"approve": True, "approver": "Fay"},
+                                      mailing="issue-2", campaign=required)
+        assert state.is_completed(), state
+        assert state.result()["mailing"] == "issue-2" and len(sink.messages) == 20
+
+        # nobody answers: Cancelled when the time is up, nothing sent
+        fourth = tmp_path / "fourth"
+        state, seen = sending_run(site, path, fourth, None, dry_run=False, confirm_send=True,
+                                  mailing="issue-3",
+                                  advanced={"approval_timeout_hours": 8 / 3600})
+        assert state.is_cancelled(), state
+        assert state.message.startswith("no approval within") and "nothing was sent" in \
+            state.message
+        assert final_state(seen["id"]).is_cancelled()
+        assert len(sink.messages) == 20 and not (fourth / "sends").exists()
