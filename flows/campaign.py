@@ -52,10 +52,12 @@ from edition.run import (
     Work,
     close_pipelines,
     execute,
+    out_folder,
     plan_for,
     process_batch,
     target_of,
 )
+from edition.runfolder import is_remote
 from flows import approval, recovery
 
 Format = Literal["html", "text", "eml", "pdf"]
@@ -426,6 +428,11 @@ def send_campaign(
         raise
     plan_campaign = plan_for(options).campaign
     if approval.needs_review(options, plan_campaign, review=advanced.review_before_send):
+        if is_remote(out_folder(options, plan_campaign)):
+            # the approval hashes and the approved send read the run folder on this machine
+            raise UsageError("review_before_send needs a run folder on this machine, not "
+                             f"{out_folder(options, plan_campaign)}; set out to a local "
+                             "folder, or turn review_before_send off")
         logger.warning("rendering as a dry run; it is sent to %s only once an approver "
                        "resumes this run", target_of(options, plan_campaign))
         rendered = run_batches(approval.dry_run_of(options), runner=advanced.task_runner,

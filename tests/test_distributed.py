@@ -163,7 +163,7 @@ def test_dask_workers_without_the_content_send_exactly_once_into_s3_and_postgres
             mailing="dask-test", return_state=True,
             advanced=RunSettings(task_runner="dask", dask_address=cluster.address,
                                  out=f"s3://{BUCKET}/runs/one", batch_size=25,
-                                 run_id="dask-one"))
+                                 run_id="dask-one", review_before_send=False))
         killer.join(60)
         if not state.is_completed():  # the dead worker's batch: a rerun finishes it
             state = send_campaign(
@@ -172,7 +172,7 @@ def test_dask_workers_without_the_content_send_exactly_once_into_s3_and_postgres
                 mailing="dask-test", return_state=True,
                 advanced=RunSettings(task_runner="dask", dask_address=cluster.address,
                                      out=f"s3://{BUCKET}/runs/two", batch_size=25,
-                                     run_id="dask-two"))
+                                     run_id="dask-two", review_before_send=False))
         assert killed, "the worker was not killed"
         time.sleep(1)
     remote = keys_under(s3, "runs/two/" if (keys_under(s3, "runs/two/")) else "runs/one/")
