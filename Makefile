@@ -17,9 +17,12 @@ install: $(BIN)/edition
 
 demo: install
 	$(BIN)/edition sample-data --customers 2000 --seed 7 --out data/customers.csv
-	$(BIN)/edition run campaigns/weekly-newsletter.yaml --via-prefect --out out/demo/weekly-newsletter
-	$(BIN)/edition run campaigns/invoice.yaml --out out/demo/invoice
-	@echo "Open out/demo/weekly-newsletter/report.md"
+	$(BIN)/edition run campaigns/weekly-newsletter.yaml --via-prefect --out out/demo/weekly-newsletter --overwrite
+	$(BIN)/edition run campaigns/invoice.yaml --out out/demo/invoice --overwrite
+	$(BIN)/edition versions campaigns/vip-offers-es.yaml
+	$(BIN)/edition run campaigns/vip-offers-es.yaml --out out/demo/vip-offers-es --overwrite
+	@echo "Open out/demo/weekly-newsletter/report.md (and out/demo/vip-offers-es/report.md:"
+	@echo "an audience-limited campaign, most customers excluded with the reason)"
 
 test: install
 	$(BIN)/ruff check .

@@ -133,7 +133,8 @@ def test_versions_matches_the_run(newsletter_run, sample_root: Path,
     assert f"300 customers in {len(ran['versions'])} versions" in table
 
 
-@pytest.mark.parametrize("campaign", ["weekly-newsletter.yaml", "invoice.yaml"])
+@pytest.mark.parametrize("campaign", ["weekly-newsletter.yaml", "invoice.yaml",
+                                      "vip-offers-es.yaml"])
 def test_validate_the_sample_campaigns(campaign: str, sample_root: Path,
                                        sample_customers: Path) -> None:
     rc, stdout, stderr = run_cli("validate", f"campaigns/{campaign}", "--customers",

@@ -1,5 +1,6 @@
 """DKIM: messages signed with a generated key verify, `h=` covers the bulk-mail headers,
-the signature survives a real SMTP hop, and key problems are clear errors without the key."""
+the signature survives a real SMTP hop, a real `edition run --send` signs every message,
+and key problems are clear errors without the key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fixtures_delivery import make_delivery, smtp_sink
+from fixtures_sending import CAMPAIGN, copy_site, edition, make_customers, manifest, set_delivery
 
 from edition.campaign import Campaign, load_campaign
 from edition.config import DkimConfig
@@ -250,3 +252,39 @@ def test_signed_header_names_follow_the_message() -> None:
     assert names.count("from") == 2 and names.count("subject") == 2
     assert "x-other" not in names and "received" not in names
     assert "list-unsubscribe-post" in names    # absent: signed as absent (oversigned)
+
+
+def test_a_real_send_signs_every_message(rsa_key: rsa.RSAPrivateKey, tmp_path: Path) -> None:
+    """`edition run --send` of the sample newsletter to an SMTP sink, with `delivery.dkim`:
+    every message at the sink verifies against the published key and signs the bulk-mail
+    headers; the key appears in none of the run's outputs."""
+    site = copy_site(tmp_path / "site")
+    (site / "keys").mkdir()
+    (site / "keys" / "dkim.pem").write_bytes(pem(rsa_key))
+    customers = make_customers(15, tmp_path / "customers.csv")
+    out = tmp_path / "sent"
+    with smtp_sink() as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}",
+                            "dkim": {"domain": DOMAIN, "selector": SELECTOR,
+                                     "key_file": "keys/dkim.pem"}})
+        code, stdout, stderr = edition("run", CAMPAIGN, "--customers", customers, "--out", out,
+                                       "--as-of", "2026-11-23", "--send", "--yes", cwd=site)
+        assert code == 0, stdout + stderr
+    assert {r["status"] for r in manifest(out)} == {"sent"}
+    assert len(sink.messages) == 15
+    resolver = dns_for(rsa_key)
+    for _, recipients, received in sink.messages:
+        assert dkim.verify(received, dnsfunc=resolver), recipients
+        names = h_tag(received)
+        assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post",
+                "list-id", "feedback-id"} <= set(names), names
+        head = received.split(b"\r\n\r\n", 1)[0]
+        assert b"\r\nList-Unsubscribe-Post: List-Unsubscribe=One-Click" in head
+        assert re.search(rb"d=acme\.example;", head) and re.search(rb"s=s2026;", head)
+        # a changed Subject (as a meddling relay would make it) no longer verifies
+        tampered = re.sub(rb"(?m)^Subject: ", b"Subject: [EXT] ", received, count=1)
+        assert not dkim.verify(tampered, dnsfunc=resolver)
+    body = pem(rsa_key).split(b"\n")[1]
+    for path in [p for p in out.rglob("*") if p.is_file()]:
+        assert body not in path.read_bytes(), path
+    assert body.decode() not in stdout + stderr

@@ -45,7 +45,8 @@ def test_an_invalid_campaign_is_reported_with_file_and_line_and_skipped(site: Pa
     line = len(text.splitlines()) + 1
     (site / "campaigns" / "twin.yaml").write_text(text, encoding="utf-8")  # name taken
     deployments, served = build_deployments(site)
-    assert [d.name for d in deployments] == ["invoice", "weekly-newsletter", "preview-customer"]
+    assert [d.name for d in deployments] == ["invoice", "vip-offers-es", "weekly-newsletter",
+                                             "preview-customer"]
     assert f"campaigns/bad.yaml:{line}: unknown key 'slotz' (did you mean 'slots'?)" in \
         served.problems
     assert any(p.startswith("campaigns/twin.yaml:") and "already used" in p
@@ -70,7 +71,8 @@ def test_each_campaign_is_a_deployment_with_its_schedule_and_one_run_at_a_time(
     assert campaign["readOnly"] is True and campaign["enum"] == [path]
     preview = by_name["preview-customer"]._parameter_openapi_schema.properties["campaign"]
     assert sorted(preview["enum"]) == sorted(str(site / "campaigns" / f"{n}.yaml")
-                                             for n in ("invoice", "weekly-newsletter"))
+                                             for n in ("invoice", "vip-offers-es",
+                                                       "weekly-newsletter"))
 
 
 def test_the_form_has_choices_dates_and_a_safe_default() -> None:
