@@ -17,8 +17,6 @@ import re
 import unicodedata
 from email.utils import getaddresses, parseaddr
 
-from email_validator import EmailNotValidError, validate_email
-
 _ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _PLAIN = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
@@ -42,6 +40,9 @@ def normalize(address: str) -> str:
         return f"{local}@{domain.lower()}"
     if not text:
         raise AddressError("empty address")
+    # imported here: ~0.1 s of start-up that a file of plain addresses never needs
+    from email_validator import EmailNotValidError, validate_email
+
     try:
         checked = validate_email(text, check_deliverability=False, allow_smtputf8=True,
                                  test_environment=True)

@@ -23,6 +23,7 @@ record of a person in a scope wins and keeps its date).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import sys
 import threading
@@ -179,8 +180,12 @@ class SuppressionStore:
     def __init__(self, location: str | os.PathLike[str], root: Path | None = None):
         self.url = database_url(location, root)
         self._engine: Engine | None = None
-        self._table = _table()
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def _table(self) -> Any:
+        # built on first use: a dry run without a store never imports SQLAlchemy (~0.2 s)
+        return _table()
 
     def __repr__(self) -> str:
         return f"SuppressionStore({redacted(self.url)!r})"
@@ -302,11 +307,11 @@ class SuppressionStore:
 
     def snapshot(self, campaign: str) -> Snapshot:
         """Every row that applies to `campaign` (its own scope and `*`), read once."""
+        if not self.exists():
+            return Snapshot(campaign)
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
-        if not self.exists():
-            return Snapshot(campaign)
         t = self._table
         query = select(t.c.scope, t.c.customer_id, t.c.kind, t.c.address_hash, t.c.source,
                        t.c.recorded_at).where(t.c.scope.in_([campaign, ALL_MARKETING]))
