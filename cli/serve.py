@@ -16,15 +16,20 @@ def register(app: typer.Typer) -> None:
 def serve(
     root: Annotated[str, typer.Option(help="Content root (the folder with campaigns/)")] = ".",
     allow: Annotated[list[str] | None, typer.Option(
-        "--allow", help="Another folder (or s3://, postgresql:// prefix) runs may read "
-                        "customers from or write output to")] = None,
+        "--allow", help="Another folder (or s3://, postgresql://, smtp://, tcp:// prefix) "
+                        "runs may read customers from, write output to, deliver to or "
+                        "hand batches to")] = None,
+    work_pool: Annotated[str | None, typer.Option(
+        "--work-pool", help="Register the deployments with this work pool (its workers "
+                            "run them) and return, instead of running them here")] = None,
 ) -> None:
     """Serve every campaign in campaigns/ as a deployment of send-campaign.
 
     A run started from the UI may read customers and write output only under the content
-    root and the --allow roots.
+    root (output under its out/) and the --allow roots. Against a server with basic auth,
+    set PREFECT_API_AUTH_STRING (user:password) like for any Prefect client.
     """
     with user_errors():
         from flows.serve import serve_campaigns
 
-        serve_campaigns(root, allow=tuple(allow or ()))
+        serve_campaigns(root, allow=tuple(allow or ()), work_pool=work_pool)

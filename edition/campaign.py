@@ -9,6 +9,8 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from edition.audience import REQUIRED_KINDS, Rule, slots_used
 from edition.config import (
     RESERVED_SLOTS,
@@ -149,6 +151,47 @@ def load_campaign(path: str | Path, root: Path | None = None,
     if not isinstance(data, LineDict):
         raise ContentError("a campaign file must be a mapping of keys", rel, 1)
     return _Checker(data, rel, root, kinds or {"article", "offer", "greeting"}).campaign()
+
+
+def is_campaign_name(ref: str) -> bool:
+    """A bare name (`weekly-newsletter`), not a path to a campaign file."""
+    return bool(ref) and "/" not in ref and "\\" not in ref and \
+        Path(ref).suffix not in {".yaml", ".yml"}
+
+
+def campaign_file(ref: str, root: Path) -> Path | None:
+    """The file a campaign reference names, or None.
+
+    A name is looked up among root/campaigns/*.yaml by each file's `name:` (the file's
+    stem when it has none); a relative path is taken from the content root, then from the
+    working directory; an absolute path as it is.
+    """
+    if not ref:
+        return None
+    if not is_campaign_name(ref):
+        path = Path(ref).expanduser()
+        if not path.is_absolute() and (root / path).is_file():
+            path = root / path
+        return path if path.is_file() else None
+    folder = root / "campaigns"
+    if not folder.is_dir():
+        return None
+    files = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"}
+                   and p.is_file() and not p.name.startswith("."))
+    files.sort(key=lambda p: p.stem != ref)  # the file named after it first (stable)
+    for file in files:
+        if _declared_name(file) == ref:
+            return file
+    return None
+
+
+def _declared_name(file: Path) -> str | None:
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    name = data.get("name") if isinstance(data, dict) else None
+    return str(name) if name else file.stem
 
 
 def relative_to_root(file: Path, root: Path) -> str:

@@ -23,8 +23,9 @@ import datetime as dt
 import json
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import quote
 
 from prefect import flow, get_run_logger, task
@@ -37,7 +38,7 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from edition.campaign import find_root
 from edition.config import DEFAULT_BATCH, RunOptions
@@ -59,15 +60,25 @@ from edition.run import (
 )
 from edition.runfolder import is_remote
 from flows import approval, recovery
+from flows.roots import Roots, campaign_problem, resolve_campaign
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
+
+# The form draws a field from its JSON schema: `str | None` would be "Property is type
+# None" until a type is picked, so the schema says string (integer, array) with a default
+# the form can show, while Python callers may still pass None.
+Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
+Formats = Annotated[list[Format] | None, WithJsonSchema(
+    {"type": "array", "items": {"type": "string", "enum": list(get_args(Format))},
+     "uniqueItems": True})]
+AsOf = Annotated[dt.date | str | None, WithJsonSchema({"type": "string", "format": "date"})]
+Limit = Annotated[int | None, Field(ge=0), WithJsonSchema({"type": "integer", "minimum": 0})]
 
 # Where `edition serve` publishes the output folders over HTTP (loopback), so the
 # artifacts' links open in a browser; without it they are file:// links.
 OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
 OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
-ALLOW_ENV = "EDITION_SERVE_ALLOW"  # set by edition serve: where served runs may read/write
 
 
 class RunSettings(BaseModel):
@@ -82,17 +93,17 @@ class RunSettings(BaseModel):
     ] = "thread"
     workers: Annotated[int, Field(ge=0, description=(
         "Threads, processes or Dask workers; 0 means one per CPU."))] = 0
-    dask_address: Annotated[str | None, Field(description=(
+    dask_address: Annotated[str, Field(description=(
         "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
-        "Only with task_runner dask."))] = None
-    out: Annotated[str | None, Field(description=(
-        "Output folder; empty means out/<campaign>/<run id> under the content root."))] = None
-    run_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$",
-                                        description="Run id; empty makes one from the time.")
-                      ] = None
-    started: Annotated[dt.datetime | None, Field(description=(
-        "The run's clock (the e-mails' Date header); set it with run_id to reproduce a run "
-        "byte for byte."))] = None
+        "Only with task_runner dask."))] = ""
+    out: Annotated[str, Field(description=(
+        "Output folder; empty means out/<campaign>/<run id> under the content root."))] = ""
+    run_id: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
+                                 description="Run id; empty makes one from the time.")] = ""
+    started: Annotated[dt.datetime | Literal[""], WithJsonSchema(
+        {"type": "string", "format": "date-time"}), Field(description=(
+            "The run's clock (the e-mails' Date header); set it with run_id to reproduce "
+            "a run byte for byte; empty means now."))] = ""
     resend_unknown: Annotated[bool, Field(description=(
         "When sending: send again to customers whose earlier delivery outcome is unknown."))
     ] = False
@@ -107,6 +118,11 @@ class RunSettings(BaseModel):
     approval_timeout_hours: Annotated[float, Field(gt=0, description=(
         "How long a run waits for its approver; unanswered, it ends Cancelled and nothing "
         "is sent."))] = 24.0
+
+    @field_validator("dask_address", "out", "run_id", "started", mode="before")
+    @classmethod
+    def _empty(cls, value: Any) -> Any:
+        return "" if value is None else value  # None, as before the form had defaults
 
 
 class Batch:
@@ -190,11 +206,36 @@ def output_link(path: Path | str) -> str:
 
 # -- parameters --------------------------------------------------------------------
 
+def resolve_customers(customers: str | None, root: Path | None) -> tuple[str | None, list[str]]:
+    """A customer file relative to the content root first, then the working directory;
+    a SQL source as it is (checked when it is read). (location, problems)"""
+    if not customers:
+        return None, []
+    if is_database_url(customers):
+        return customers, []
+    candidate = Path(customers).expanduser()
+    if not candidate.is_absolute() and root is not None:
+        in_root = root / candidate
+        candidate = in_root if in_root.exists() or not candidate.exists() else candidate
+    problems = [] if candidate.is_file() else [f"customer file not found: {customers!r}"]
+    return str(candidate.resolve()), problems
+
+
+def run_date(as_of: dt.date | str | None) -> tuple[dt.date | None, list[str]]:
+    """The form's `as_of` ("" or YYYY-MM-DD; a date from Python): (date or None, problems)."""
+    if not isinstance(as_of, str):
+        return as_of, []
+    try:
+        return (dt.date.fromisoformat(as_of.strip()) if as_of.strip() else None), []
+    except ValueError:
+        return None, [f"as_of {as_of!r} is not a date (YYYY-MM-DD)"]
+
+
 def check_parameters(
     campaign: str,
     customers: str | None = None,
-    formats: list[str] | None = None,
-    as_of: dt.date | None = None,
+    formats: Sequence[str] | None = None,
+    as_of: dt.date | str | None = None,
     limit: int | None = None,
     dry_run: bool = True,
     confirm_send: bool = False,
@@ -202,29 +243,29 @@ def check_parameters(
     advanced: RunSettings | None = None,
     mailing: str | None = None,
 ) -> RunOptions:
-    """Refuse bad parameters before any work, every problem in one readable message."""
+    """Refuse bad parameters before any work, every problem in one readable message.
+
+    Empty values (None, "", an empty list, a limit of 0) mean the campaign's or the
+    default: the form draws them, the API and older callers send None.
+    """
     advanced = advanced or RunSettings()
     problems: list[str] = []
-    path = Path(campaign).expanduser() if campaign else None
-    if path is None or not path.is_file():
-        problems.append(f"campaign file not found: {campaign!r} (looked for "
-                        f"{path.resolve() if path else '<empty>'}); pass the path of a file "
-                        f"in campaigns/")
-    customers_path = None
-    if customers and is_database_url(customers):
-        customers_path = customers  # a SQL source: checked when it is read
-    elif customers:
-        candidate = Path(customers).expanduser()
-        if not candidate.is_absolute() and path and path.is_file():
-            in_root = find_root(path) / candidate  # relative to the content root first
-            candidate = in_root if in_root.exists() or not candidate.exists() else candidate
-        if not candidate.is_file():
-            problems.append(f"customer file not found: {customers!r}")
-        customers_path = str(candidate.resolve())
+    path = resolve_campaign(campaign)
+    if path is None:
+        problems.append(campaign_problem(campaign))
+    root = find_root(path) if path else None
+    customers_path, missing = resolve_customers(customers, root)
+    problems += missing
     out = advanced.out or None
-    if out and "://" not in out and not Path(out).is_absolute() and path and path.is_file():
-        out = str(find_root(path) / out)  # relative to the content root, like customers
-    problems += confined(customers_path, out)
+    if out and "://" not in out and not Path(out).is_absolute() and root:
+        out = str(root / out)  # relative to the content root, like customers
+    as_of, wrong = run_date(as_of)
+    problems += wrong
+    roots = Roots.from_env()
+    if roots is not None:
+        problems += roots.problems(campaign=path, customers=customers_path, out=out,
+                                   to=to or None, own_target=_own_target(path),
+                                   dask_address=advanced.dask_address or None)
     if advanced.dask_address and advanced.task_runner != "dask":
         problems.append("dask_address needs task_runner dask")
     if not dry_run and not confirm_send:
@@ -233,10 +274,10 @@ def check_parameters(
     try:
         options = RunOptions.build(
             campaign=str(path), customers=customers_path,
-            formats=tuple(formats) if formats is not None else None, as_of=as_of, limit=limit,
-            send=not dry_run, to=to, resend_unknown=advanced.resend_unknown,
-            batch_size=advanced.batch_size, out=out, run_id=advanced.run_id,
-            started=advanced.started, mailing=mailing or None,
+            formats=tuple(formats) if formats else None, as_of=as_of, limit=limit or None,
+            send=not dry_run, to=to or None, resend_unknown=advanced.resend_unknown,
+            batch_size=advanced.batch_size, out=out, run_id=advanced.run_id or None,
+            started=advanced.started or None, mailing=mailing or None,
             new_mailing=advanced.new_mailing)
     except UsageError as exc:
         problems.append(exc.message)
@@ -247,32 +288,16 @@ def check_parameters(
     return options
 
 
-def confined(customers: str | None, out: str | None) -> list[str]:
-    """Under `edition serve`, a run reads and writes only under the allowed roots.
+def _own_target(path: Path | None) -> str | None:
+    """The campaign's delivery target (a `to` equal to it needs no --allow)."""
+    if path is None:
+        return None
+    from edition.campaign import load_campaign
 
-    Paths are resolved (symlinks followed, `..` removed) before they are compared, so
-    neither a `../` nor a link out of the root gets past; URLs must start with an
-    allowed prefix (`edition serve --allow`).
-    """
-    allowed = os.environ.get(ALLOW_ENV)
-    if not allowed:
-        return []
-    roots = json.loads(allowed)
-    problems = []
-    for what, value in (("customers", customers), ("out", out)):
-        if not value:
-            continue
-        if "://" in value:
-            if not any(value.startswith(r) for r in roots if "://" in r):
-                problems.append(f"{what} {value.split('@')[-1]!r} is not allowed here "
-                                f"(edition serve --allow names the places runs may use)")
-            continue
-        real = Path(value).resolve()
-        if not any(real == Path(r) or real.is_relative_to(Path(r)) for r in roots
-                   if "://" not in r):
-            problems.append(f"{what} {value!r} is outside the content root and the "
-                            f"folders edition serve allows (--allow)")
-    return problems
+    try:
+        return load_campaign(path).target
+    except Exception:  # an invalid campaign is reported by plan_for, with file and line
+        return None
 
 
 def _run_name() -> str:
@@ -347,8 +372,6 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
 
 def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     """The report, the versions table and a link to the output, for the Prefect UI."""
-    import json
-
     out_dir = Path(summary.out_dir)
     samples = []
     for fmt in ("html", "text", "pdf"):
@@ -389,30 +412,32 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
       on_cancellation=[recovery.on_stopped], on_crashed=[recovery.on_stopped])
 def send_campaign(
     campaign: str,
-    customers: str | None = None,
-    formats: list[Format] | None = None,
-    as_of: dt.date | None = None,
-    limit: Annotated[int | None, Field(ge=0)] = None,
+    customers: Text = "",
+    formats: Formats = (),
+    as_of: AsOf = "",
+    limit: Limit = 0,
     dry_run: bool = True,
     confirm_send: bool = False,
-    to: str | None = None,
-    mailing: str | None = None,
+    to: Text = "",
+    mailing: Text = "",
     advanced: RunSettings = RunSettings(),
 ) -> Any:
     """Render one edition per customer; deliver only with dry_run off AND confirm_send on.
 
     Args:
-        campaign: The campaign file (campaigns/NAME.yaml).
-        customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
-            is looked up from the content root, then from the working directory.
-        formats: What to make for each customer; empty means the campaign's formats.
-        as_of: The run date modules' valid_from/valid_until are checked against;
-            empty means today.
-        limit: Only the first N customer rows.
+        campaign: The campaign: its name (weekly-newsletter), or its file
+            (campaigns/NAME.yaml, relative to the content root).
         dry_run: On (the default) nothing leaves the machine: files are written only.
         confirm_send: Must also be on to really send (with dry_run off).
+        customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
+            is looked up from the content root, then from the working directory. Empty
+            means the campaign's.
+        formats: What to make for each customer; empty means the campaign's formats.
+        as_of: The run date (YYYY-MM-DD) modules' valid_from/valid_until are checked
+            against; empty means today.
+        limit: Only the first N customer rows; 0 means every row.
         to: Delivery target instead of the campaign's (local, s3://bucket/prefix,
-            smtp://host:port, ses).
+            smtp://host:port, ses); empty means the campaign's.
         mailing: Which issue of the campaign a send is; empty means the scheduled date
             (in the campaign's time zone) for a scheduled run, else the run date. A
             customer is sent at most once per mailing, whatever reruns or crashes.
@@ -422,7 +447,7 @@ def send_campaign(
     try:
         options = check_parameters(campaign, customers, list(formats) if formats else None,
                                    as_of, limit, dry_run, confirm_send, to, advanced,
-                                   mailing or scheduled_mailing(campaign))
+                                   mailing or scheduled_mailing(resolve_campaign(campaign)))
     except Exception as exc:
         logger.error("refused before any work: %s", exc)
         raise
@@ -463,14 +488,14 @@ def send_campaign(
     return result
 
 
-def scheduled_mailing(campaign: str) -> str | None:
+def scheduled_mailing(campaign: Path | str | None) -> str | None:
     """A scheduled run's mailing: its scheduled date in the campaign's time zone."""
     import zoneinfo
 
     from prefect.runtime import flow_run
 
     try:
-        if "auto-scheduled" not in (flow_run.get_tags() or []):
+        if campaign is None or "auto-scheduled" not in (flow_run.get_tags() or []):
             return None
         when = flow_run.get_scheduled_start_time()
         from edition.campaign import load_campaign
@@ -490,6 +515,9 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     The CLI has asked for confirmation (or --yes) before it gets here, so `--send` is
     passed on as dry_run off plus confirm_send on.
     """
+    if options.limit == 0:  # the flow's 0 is the form's "every row": never widen a run
+        raise UsageError("--limit 0 with --via-prefect: the flow reads 0 as every row; "
+                         "give a limit of 1 or more, or leave --via-prefect off")
     state = send_campaign(
         campaign=options.campaign, customers=options.customers,
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,

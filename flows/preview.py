@@ -15,12 +15,12 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
-from edition.databases import is_database_url
 from edition.errors import UsageError
 from edition.naming import artifact_key, safe_name
 from edition.preview import PreviewResult
 from edition.preview import preview_customer as preview
-from flows.campaign import output_link
+from flows.campaign import AsOf, Text, output_link, resolve_customers, run_date
+from flows.roots import Roots, campaign_problem, resolve_campaign
 
 
 def _cell(text: Any) -> str:
@@ -56,44 +56,54 @@ def selection_markdown(result: PreviewResult, campaign: str, page: Path | None) 
     return "\n".join(out)
 
 
+def check_preview_parameters(campaign: str, customer_id: str, customers: str | None = None,
+                             as_of: dt.date | str | None = None,
+                             ) -> tuple[Path, str | None, dt.date | None]:
+    """Refuse bad parameters before any work: (campaign file, customers, run date)."""
+    from edition.campaign import find_root
+
+    path = resolve_campaign(campaign)
+    problems = [] if path is not None else [campaign_problem(campaign)]
+    if not str(customer_id or "").strip():
+        problems.append("customer_id is empty")
+    location, missing = resolve_customers(customers, find_root(path) if path else None)
+    problems += missing
+    date, wrong = run_date(as_of)
+    problems += wrong
+    roots = Roots.from_env()
+    if roots is not None:  # served: the form may not read other customer files
+        problems += roots.problems(campaign=path, customers=location)
+    if problems or path is None:
+        raise UsageError("; ".join(problems))
+    return path, location, date
+
+
 @flow(name="preview-customer", log_prints=True)
 def preview_customer(
     campaign: str,
     customer_id: str,
-    customers: str | None = None,
-    as_of: dt.date | None = None,
+    customers: Text = "",
+    as_of: AsOf = "",
     format: Literal["html", "text", "eml"] = "html",
 ) -> dict[str, Any]:
     """Select and render one customer's edition; nothing is sent.
 
     Args:
-        campaign: The campaign file (campaigns/NAME.yaml).
+        campaign: The campaign: its name, or its file (campaigns/NAME.yaml).
         customer_id: The customer's id in the customer file.
         customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
-            is looked up from the content root, then from the working directory.
-        as_of: The run date; empty means today.
+            is looked up from the content root, then from the working directory. Empty
+            means the campaign's.
+        as_of: The run date (YYYY-MM-DD); empty means today.
         format: Which rendering to show inline next to the HTML page.
     """
-    from edition.campaign import find_root
-
     logger = get_run_logger()
-    path = Path(campaign).expanduser()
-    problems = []
-    if not path.is_file():
-        problems.append(f"campaign file not found: {campaign!r} (looked for {path.resolve()})")
-    if not str(customer_id or "").strip():
-        problems.append("customer_id is empty")
-    if customers and path.is_file() and not is_database_url(customers):
-        candidate = Path(customers).expanduser()
-        if not candidate.is_absolute():
-            in_root = find_root(path) / candidate  # relative to the content root first
-            candidate = in_root if in_root.exists() or not candidate.exists() else candidate
-        if not candidate.is_file():
-            problems.append(f"customer file not found: {customers!r}")
-        customers = str(candidate.resolve())
-    if problems:
-        logger.error("refused before any work: %s", "; ".join(problems))
-        raise UsageError("; ".join(problems))
+    try:
+        path, customers, as_of = check_preview_parameters(campaign, customer_id, customers,
+                                                          as_of)
+    except UsageError as exc:
+        logger.error("refused before any work: %s", exc)
+        raise
 
     result = preview(str(path), customer_id, customers=customers, fmt=format, as_of=as_of)
     name = result.campaign

@@ -96,15 +96,16 @@ def recover_runs(campaign: Campaign) -> list[Repair]:
 
 def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
     """Flow hook: a cancelled or crashed send-campaign run leaves a consistent folder."""
-    campaign_file = (getattr(flow_run, "parameters", None) or {}).get("campaign")
-    if not campaign_file:
+    ref = (getattr(flow_run, "parameters", None) or {}).get("campaign")
+    if not ref:
         return
     try:
         from edition.campaign import load_campaign
+        from flows.roots import resolve_campaign
 
-        campaign = load_campaign(campaign_file)
+        campaign = load_campaign(resolve_campaign(str(ref)) or str(ref))  # a name or a file
     except Exception as exc:
-        logger.warning("cannot repair the run of %s: %s", campaign_file, exc)
+        logger.warning("cannot repair the run of %s: %s", ref, exc)
         return
     out = campaign.root / "out" / campaign.name
     deadline = time.monotonic() + 60

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import json
 import os
 import sys
 import threading
@@ -30,10 +29,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from edition.errors import ContentError, ContentErrors, EditionError
+from edition.errors import ContentError, ContentErrors, EditionError, UsageError
+from flows.roots import ALLOW_ENV, ROOT_ENV, Roots
 
 OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
-ALLOW_ENV = "EDITION_SERVE_ALLOW"  # the roots a served run's customers and out may be under
 DEFAULT_OUTPUT_PORT = 4280
 PREVIEW = "preview-customer"
 
@@ -129,7 +128,8 @@ def _version(file: Path) -> str:
     return hashlib.sha256(file.read_bytes()).hexdigest()[:12]
 
 
-def campaign_deployment(file: Path, campaign: Any) -> Any:
+def campaign_deployment(file: Path, campaign: Any, *, work_pool: str | None = None,
+                        job_variables: dict[str, Any] | None = None) -> Any:
     """`send-campaign` deployment for one campaign."""
     from prefect.schedules import Cron
 
@@ -142,50 +142,83 @@ def campaign_deployment(file: Path, campaign: Any) -> Any:
         schedules = [Cron(cron, timezone=tz)]
         when = f"scheduled `{cron}` ({tz})"
     description = (f"{campaign.description or 'Campaign ' + campaign.name}\n\n"
-                   f"Campaign file `{file}`; {when}. Dry run unless dry_run is off and "
-                   f"confirm_send is on. One run at a time.")
+                   f"Campaign file `{_rel(file, campaign.root)}`; {when}. Dry run unless "
+                   f"dry_run is off and confirm_send is on. One run at a time.")
     deployment = send_campaign.to_deployment(
         name=campaign.name,
-        parameters={"campaign": str(file)},
+        parameters={"campaign": campaign.name},
         schedules=schedules,
         concurrency_limit=1,
         tags=["edition", "campaign", campaign.name],
         description=description,
         version=_version(file),
-        entrypoint_type=_entrypoint_type(sys.modules[send_campaign.__module__].__file__),
+        entrypoint_type=_entrypoint(send_campaign, work_pool),
+        work_pool_name=work_pool,
+        job_variables=job_variables,
     )
-    # The deployment is this campaign: its file is shown but cannot be changed in the form
+    # The deployment is this campaign: its name is shown but cannot be changed in the form
     # (what prefect.utilities.annotations.freeze does, which to_deployment in 3.8 sends as
-    # a list instead of unwrapping it).
-    prop = deployment._parameter_openapi_schema.properties["campaign"]
-    prop.update({"readOnly": True, "enum": [str(file)], "default": str(file)})
+    # a list instead of unwrapping it). The formats field starts with the campaign's own.
+    props = deployment._parameter_openapi_schema.properties
+    props["campaign"].update({"readOnly": True, "enum": [campaign.name],
+                              "default": campaign.name})
+    props["formats"]["default"] = list(campaign.formats)
+    send_switches_first(props)
     return deployment
 
 
-def preview_deployment(files: list[Path]) -> Any:
-    """`preview-customer` deployment; its campaign parameter is a choice of the files."""
+def send_switches_first(props: dict[str, Any]) -> None:
+    """The form lists fields by `position`: what decides whether mail leaves comes right
+    after the campaign. The flow's signature keeps its order, for callers passing
+    arguments by position."""
+    first = ["campaign", "dry_run", "confirm_send"]
+    rest = sorted((name for name in props if name not in first),
+                  key=lambda name: props[name].get("position", 0))
+    for position, name in enumerate([*(n for n in first if n in props), *rest]):
+        props[name]["position"] = position
+
+
+def preview_deployment(campaigns: list[Any], *, work_pool: str | None = None,
+                       job_variables: dict[str, Any] | None = None) -> Any:
+    """`preview-customer` deployment; its campaign parameter is a choice of the names."""
     from flows.preview import preview_customer
 
+    names = [c.name for c in campaigns]
     deployment = preview_customer.to_deployment(
         name=PREVIEW,
-        parameters={"campaign": str(files[0])} if files else None,
+        parameters={"campaign": names[0]} if names else None,
         tags=["edition", "preview"],
-        entrypoint_type=_entrypoint_type(sys.modules[preview_customer.__module__].__file__),
+        entrypoint_type=_entrypoint(preview_customer, work_pool),
+        work_pool_name=work_pool,
+        job_variables=job_variables,
         description="One customer's edition as a dry run: the modules chosen for each slot "
                     "and why, and the rendered HTML page. Nothing is sent.",
     )
-    if files:
+    if names:
         schema = deployment._parameter_openapi_schema  # the form the UI draws
-        schema.properties["campaign"]["enum"] = [str(f) for f in files]
+        schema.properties["campaign"].update({"enum": names, "default": names[0]})
     return deployment
 
 
-def build_deployments(root: Path | str = ".") -> tuple[list[Any], Served]:
+def _entrypoint(flow: Any, work_pool: str | None) -> Any:
+    """A worker imports the installed package (flows.campaign.send_campaign); serve may
+    name the file when it runs from the repository."""
+    from prefect.deployments.runner import EntrypointType
+
+    if work_pool:
+        return EntrypointType.MODULE_PATH
+    return _entrypoint_type(sys.modules[flow.__module__].__file__)
+
+
+def build_deployments(root: Path | str = ".", *, work_pool: str | None = None,
+                      job_variables: dict[str, Any] | None = None) -> tuple[list[Any], Served]:
     """The deployments serve would register, and what it found (for tests and logs)."""
     served = find_campaigns(root)
-    deployments = [campaign_deployment(f, c) for f, c in served.campaigns]
+    deployments = [campaign_deployment(f, c, work_pool=work_pool, job_variables=job_variables)
+                   for f, c in served.campaigns]
     if served.campaigns:
-        deployments.append(preview_deployment([f for f, _ in served.campaigns]))
+        deployments.append(preview_deployment([c for _, c in served.campaigns],
+                                              work_pool=work_pool, job_variables=job_variables))
     return deployments, served
 
 
@@ -223,26 +256,37 @@ def start_output_server(folder: Path, port: int | None = None) -> tuple[Any, str
 # -- serve -------------------------------------------------------------------------
 
 def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
-                    limit: int | None = None, allow: tuple[str, ...] = ()) -> None:
+                    limit: int | None = None, allow: tuple[str, ...] = (),
+                    work_pool: str | None = None) -> None:
     """Register every valid campaign (and the preview) with Prefect and run them.
 
     The runs' `customers` and `out` are confined to the content root (and `allow`): a
     form anyone with UI access can fill must not read or write elsewhere on this machine.
+    With `work_pool`, the deployments go to that pool (its workers run them, with the
+    same confinement in their job's environment) and serve returns.
     """
-    from prefect import serve
     from prefect.settings import PREFECT_API_URL
 
     from flows.campaign import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
-    from flows.recovery import ServeLock
 
     log = _logger()
     root = Path(root).resolve()
-    deployments, served = build_deployments(root)
+    environment = served_environment(root, allow)
+    served = find_campaigns(root)
     for problem in served.problems:
         log.error("invalid campaign skipped: %s", problem)
     if not served.campaigns:
         raise ContentError(f"no valid campaign to serve in {root / 'campaigns'}",
                            root / "campaigns")
+    check_api_access(PREFECT_API_URL.value(), log)
+    if work_pool:
+        deploy_to_pool(root, served, work_pool, environment, log)
+        return
+    from prefect import serve
+
+    from flows.recovery import ServeLock
+
+    deployments, _ = build_deployments(root)
     lock = ServeLock(root / "out")
     lock.acquire(PREFECT_API_URL.value())
     recover(root, served, log)
@@ -251,14 +295,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     server, url = start_output_server(root / "out", output_port)
     os.environ[OUTPUT_URL_ENV] = url        # inherited by the flow-run processes
     os.environ[OUTPUT_ROOT_ENV] = str(root / "out")
-    os.environ[ALLOW_ENV] = json.dumps([str(root), *(str(Path(a).resolve()) if "://" not in a
-                                                     else a for a in allow)])
-    if not os.environ.get("PREFECT_API_AUTH_STRING") and not _loopback(PREFECT_API_URL.value()):
-        log.warning("the Prefect server at %s asks this process for no password: anyone "
-                    "who reaches it can start a send. Start the server with "
-                    "PREFECT_SERVER_API_AUTH_STRING=user:password and set "
-                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)",
-                    PREFECT_API_URL.value())
+    os.environ.update(environment)
     log.info("serving %d campaign(s) from %s: %s (+ %s); output folder at %s",
              len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
              PREVIEW, url)
@@ -271,6 +308,70 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
         _wait_for_children(10.0)
         recover(root, served, log)
         lock.release()
+
+
+def served_environment(root: Path, allow: tuple[str, ...] = ()) -> dict[str, str]:
+    """What the runs serve starts find in their environment: the content root (campaign
+    names are looked up there) and where they may read and write (flows/roots.py)."""
+    root = Path(root).resolve()
+    return {ROOT_ENV: str(root), ALLOW_ENV: Roots.of(root, allow).to_env()}
+
+
+def deploy_to_pool(root: Path, served: Served, pool: str, environment: dict[str, str],
+                   log: Any) -> list[str]:
+    """Register the deployments with a work pool; its workers run them (in `root`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_work_pool(pool)
+        except ObjectNotFound:
+            raise UsageError(f"work pool {pool!r} not found; create it first: "
+                             f"prefect work-pool create {pool} --type process") from None
+    deployments, _ = build_deployments(root, work_pool=pool, job_variables={
+        "env": environment, "working_dir": str(root)})
+    names = []
+    for deployment in deployments:
+        deployment.apply()
+        names.append(f"{deployment.flow_name}/{deployment.name}")
+    log.info("registered %d deployment(s) with work pool %s: %s; start a worker to run "
+             "them: prefect worker start --pool %s", len(names), pool, ", ".join(names), pool)
+    return names
+
+
+def check_api_access(api_url: str | None, log: Any) -> None:
+    """Say clearly when the server wants a password this process lacks, and warn when a
+    server others can reach asks for none (anyone reaching it could start a send)."""
+    import base64
+
+    import httpx
+    from prefect.settings import PREFECT_API_AUTH_STRING
+
+    if not api_url:
+        return  # Prefect's ephemeral server, in this process
+    probe = api_url.rstrip("/") + "/admin/version"
+    auth = PREFECT_API_AUTH_STRING.value()
+    try:
+        open_door = httpx.get(probe, timeout=30).status_code != 401
+        if auth and not open_door:
+            token = base64.b64encode(str(auth).encode("utf-8")).decode("ascii")
+            if httpx.get(probe, timeout=30, headers={"Authorization": f"Basic {token}"}
+                         ).status_code == 401:
+                raise UsageError(f"the Prefect server at {api_url} refused "
+                                 f"PREFECT_API_AUTH_STRING; set it to the server's "
+                                 f"PREFECT_SERVER_API_AUTH_STRING (user:password)")
+    except httpx.HTTPError:
+        return  # Prefect's own client says the server cannot be reached, and retries
+    if not open_door and not auth:
+        raise UsageError(f"the Prefect server at {api_url} asks for a password: set "
+                         f"PREFECT_API_AUTH_STRING to its PREFECT_SERVER_API_AUTH_STRING "
+                         f"(user:password)")
+    if open_door and not _loopback(api_url):
+        log.warning("the Prefect server at %s asks for no password: anyone who reaches it "
+                    "can start a send. Start the server with "
+                    "PREFECT_SERVER_API_AUTH_STRING=user:password and set "
+                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)", api_url)
 
 
 def _loopback(url: str | None) -> bool:
@@ -330,7 +431,9 @@ YAML_HEADER = """\
 #   prefect worker start --pool edition
 #
 # No `pull` section: `prefect deploy` adds a set_working_directory step for the folder it
-# runs in, so the worker finds flows/ and the relative campaign paths there.
+# runs in, so the worker finds flows/ and the campaigns (by name, in campaigns/) there.
+# Runs deployed this way may read and write anywhere the worker can; `edition serve
+# --work-pool edition` registers the same deployments confined to the content root.
 """
 
 
@@ -349,7 +452,7 @@ def prefect_yaml(root: Path | str = ".") -> str:
             "description": f"{campaign.description or 'Campaign ' + campaign.name} "
                            f"({rel}); dry run unless dry_run is off and confirm_send is on.",
             "entrypoint": "flows/campaign.py:send_campaign",
-            "parameters": {"campaign": rel},
+            "parameters": {"campaign": campaign.name},
             "tags": ["edition", "campaign", campaign.name],
             "concurrency_limit": 1,
         }
@@ -364,7 +467,7 @@ def prefect_yaml(root: Path | str = ".") -> str:
             "description": "One customer's edition as a dry run, with the reason for "
                            "every module. Nothing is sent.",
             "entrypoint": "flows/preview.py:preview_customer",
-            "parameters": {"campaign": _rel(served.campaigns[0][0], root)},
+            "parameters": {"campaign": served.campaigns[0][1].name},
             "tags": ["edition", "preview"],
             "work_pool": dict(pool),
         })

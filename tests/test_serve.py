@@ -60,31 +60,104 @@ def test_each_campaign_is_a_deployment_with_its_schedule_and_one_run_at_a_time(
     deployments, _ = build_deployments(site)
     by_name = {d.name: d for d in deployments}
     weekly = by_name["weekly-newsletter"]
-    path = str(site / "campaigns" / "weekly-newsletter.yaml")
-    assert weekly.parameters == {"campaign": path}
+    assert weekly.parameters == {"campaign": "weekly-newsletter"}  # its name, not a path
     assert weekly.concurrency_limit == 1
     [schedule] = weekly.schedules
     assert (schedule.schedule.cron, schedule.schedule.timezone) == ("0 8 * * MON",
                                                                     "Europe/London")
     assert by_name["invoice"].schedules == []
-    campaign = weekly._parameter_openapi_schema.properties["campaign"]
-    assert campaign["readOnly"] is True and campaign["enum"] == [path]
+    props = weekly._parameter_openapi_schema.properties
+    assert props["campaign"]["readOnly"] is True
+    assert props["campaign"]["enum"] == ["weekly-newsletter"]
+    assert props["campaign"]["default"] == "weekly-newsletter"
+    assert props["formats"]["default"] == ["html", "text", "eml"]  # the campaign's own
+    assert "Campaign file `campaigns/weekly-newsletter.yaml`" in weekly.description
     preview = by_name["preview-customer"]._parameter_openapi_schema.properties["campaign"]
-    assert sorted(preview["enum"]) == sorted(str(site / "campaigns" / f"{n}.yaml")
-                                             for n in ("invoice", "vip-offers-es",
-                                                       "weekly-newsletter"))
+    assert sorted(preview["enum"]) == ["invoice", "vip-offers-es", "weekly-newsletter"]
 
 
-def test_the_form_has_choices_dates_and_a_safe_default() -> None:
+def _null_typed(schema: object, where: str = "") -> list[str]:
+    """Every place in a JSON schema the form would draw as 'Property is type "None"'."""
+    found = []
+    if isinstance(schema, dict):
+        if schema.get("type") == "null" or schema.get("default", 0) is None:
+            found.append(where)
+        for key, value in schema.items():
+            found += _null_typed(value, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for number, value in enumerate(schema):
+            found += _null_typed(value, f"{where}[{number}]")
+    return found
+
+
+def test_the_form_puts_the_send_switches_first_and_draws_every_field(site: Path) -> None:
+    import inspect
+
     from prefect.utilities.callables import parameter_schema
 
     from flows.campaign import send_campaign
+    from flows.preview import preview_customer
+    from flows.serve import build_deployments
 
-    props = parameter_schema(send_campaign).model_dump()["properties"]
-    assert props["formats"]["anyOf"][0]["items"]["enum"] == ["html", "text", "eml", "pdf"]
-    assert props["as_of"]["anyOf"][0]["format"] == "date"
-    assert props["limit"]["anyOf"][0] == {"minimum": 0, "type": "integer"}
+    deployments, _ = build_deployments(site)
+    form = {d.name: d for d in deployments}["weekly-newsletter"]._parameter_openapi_schema
+    order = sorted(form.properties, key=lambda name: form.properties[name]["position"])
+    assert order[:3] == ["campaign", "dry_run", "confirm_send"]
+    # ... while the flow keeps its signature for callers passing arguments by position
+    assert list(inspect.signature(send_campaign.fn).parameters)[:3] == [
+        "campaign", "customers", "formats"]
+    schema = parameter_schema(send_campaign).model_dump()
+    props = schema["properties"]
     assert props["dry_run"]["default"] is True and props["confirm_send"]["default"] is False
+    assert props["formats"]["items"]["enum"] == ["html", "text", "eml", "pdf"]
+    assert props["formats"]["default"] == []
+    assert props["as_of"] == {**props["as_of"], "type": "string", "format": "date",
+                              "default": ""}
+    assert props["limit"] == {**props["limit"], "type": "integer", "minimum": 0, "default": 0}
+    for name in ("customers", "to", "mailing"):
+        assert (props[name]["type"], props[name]["default"]) == ("string", ""), name
+    assert _null_typed(schema) == []  # advanced (RunSettings) included
+    assert _null_typed(parameter_schema(preview_customer).model_dump()) == []
+
+
+def test_the_campaign_is_found_by_name_or_by_path(site: Path, monkeypatch) -> None:
+    from edition.errors import UsageError
+    from flows.campaign import check_parameters
+    from flows.roots import ROOT_ENV
+
+    file = site / "campaigns" / "weekly-newsletter.yaml"
+    monkeypatch.setenv(ROOT_ENV, str(site))
+    for ref in ("weekly-newsletter", "campaigns/weekly-newsletter.yaml", str(file)):
+        assert check_parameters(ref).campaign == str(file), ref
+    renamed = site / "campaigns" / "spring.yaml"  # a name that is not the file's stem
+    renamed.write_text(file.read_text().replace("name: weekly-newsletter", "name: spring-ed"))
+    assert check_parameters("spring-ed").campaign == str(renamed)
+    with pytest.raises(UsageError, match=r"campaign 'nope' not found: no file in .*campaigns"):
+        check_parameters("nope")
+    monkeypatch.delenv(ROOT_ENV)
+    monkeypatch.chdir(site)  # without serve's root, names are looked up from here
+    assert check_parameters("weekly-newsletter").campaign == str(file)
+
+
+def test_empty_values_and_none_both_mean_the_campaigns(site: Path) -> None:
+    from edition.errors import UsageError
+    from flows.campaign import RunSettings, check_parameters
+
+    campaign = str(site / "campaigns" / "weekly-newsletter.yaml")
+    old = check_parameters(campaign, customers=None, formats=None, as_of=None, limit=None,
+                           to=None, mailing=None,
+                           advanced=RunSettings(out=None, run_id=None, started=None,
+                                                dask_address=None))
+    new = check_parameters(campaign, customers="", formats=[], as_of="", limit=0, to="",
+                           mailing="", advanced=RunSettings())
+    drop = {"run_id", "started"}  # made from the clock
+    assert old.model_dump(exclude=drop) == new.model_dump(exclude=drop)
+    assert (new.customers, new.formats, new.as_of, new.limit, new.to, new.out) == (
+        None, None, None, None, None, None)
+    dated = check_parameters(campaign, as_of="2026-11-02", limit=5, formats=["html"])
+    assert (str(dated.as_of), dated.limit, dated.formats) == ("2026-11-02", 5, ("html",))
+    with pytest.raises(UsageError, match="as_of '2-11-2026' is not a date"):
+        check_parameters(campaign, as_of="2-11-2026")
 
 
 def test_parameters_are_refused_before_any_work(site: Path) -> None:

@@ -1,0 +1,155 @@
+"""What `edition serve` tells the runs it starts: the content root, and where they may
+read and write (`edition serve --allow`).
+
+A campaign is named in a run's form by its name, looked up in the content root's
+campaigns/ (EDITION_CONTENT_ROOT, else the working directory).
+
+Anyone who can open the UI can fill in a run's form, so a served run reads customers
+only under the content root or an allowed folder, writes output only under the content
+root's out/ or an allowed folder (never into campaigns/, templates/ or the modules), and
+sends or hands work only to the campaign's own delivery target or an allowed URL
+(`s3://bucket/prefix`, `postgresql://host/db`, `smtp://host:port`, `tcp://scheduler:8786`).
+Paths are resolved (symlinks followed, `..` removed) before they are compared; URLs are
+compared by scheme, host, port and path, on `/` boundaries, credentials and query ignored.
+
+`edition serve` puts its roots in the environment of the flow-run processes it starts
+(EDITION_SERVE_ALLOW); without it (`edition run --via-prefect`, a flow called from
+Python) nothing is confined.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from edition.campaign import campaign_file, is_campaign_name
+
+ROOT_ENV = "EDITION_CONTENT_ROOT"
+ALLOW_ENV = "EDITION_SERVE_ALLOW"
+HINT = "edition serve --allow names the other places runs may use"
+
+
+def content_root() -> Path:
+    """Where campaign names are looked up: edition serve's content root, else here."""
+    return Path(os.environ.get(ROOT_ENV) or ".").resolve()
+
+
+def resolve_campaign(campaign: str | None) -> Path | None:
+    """The campaign file a `campaign` parameter names (a name, or a path), or None."""
+    return campaign_file(campaign, content_root()) if campaign else None
+
+
+def campaign_problem(campaign: str | None) -> str:
+    """Why `resolve_campaign` found nothing, in the form's words."""
+    if campaign and is_campaign_name(campaign):
+        return (f"campaign {campaign!r} not found: no file in "
+                f"{content_root() / 'campaigns'} has that name")
+    path = Path(campaign).expanduser() if campaign else None
+    return (f"campaign file not found: {campaign!r} (looked for "
+            f"{path.resolve() if path else '<empty>'}); pass the campaign's name or the "
+            f"path of a file in campaigns/")
+
+
+@dataclass(frozen=True)
+class Roots:
+    """The content root, plus the folders and URL prefixes named with --allow."""
+
+    root: Path
+    folders: tuple[Path, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, root: Path | str, allow: Iterable[str] = ()) -> Roots:
+        allow = [str(a) for a in allow]
+        return cls(root=Path(root).resolve(),
+                   folders=tuple(Path(a).expanduser().resolve() for a in allow if "://" not in a),
+                   prefixes=tuple(a for a in allow if "://" in a))
+
+    @classmethod
+    def from_env(cls) -> Roots | None:
+        """The roots edition serve set for this process, or None (not confined)."""
+        text = os.environ.get(ALLOW_ENV)
+        if not text:
+            return None
+        data = json.loads(text)
+        return cls(root=Path(data["root"]), folders=tuple(Path(f) for f in data["folders"]),
+                   prefixes=tuple(data["prefixes"]))
+
+    def to_env(self) -> str:
+        return json.dumps({"root": str(self.root), "folders": [str(f) for f in self.folders],
+                           "prefixes": list(self.prefixes)})
+
+    # -- checks -------------------------------------------------------------------------
+
+    def readable(self, path: Path | str) -> bool:
+        return _under(Path(path).resolve(), (self.root, *self.folders))
+
+    def writable(self, path: Path | str) -> bool:
+        return _under(Path(path).resolve(), ((self.root / "out").resolve(), *self.folders))
+
+    def reachable(self, url: str) -> bool:
+        return any(_url_under(url, prefix) for prefix in self.prefixes)
+
+    def problems(self, *, campaign: Path | None = None, customers: str | None = None,
+                 out: str | None = None, to: str | None = None,
+                 own_target: str | None = None, dask_address: str | None = None) -> list[str]:
+        """What a run may not do here, in the form's words (empty: all allowed)."""
+        found = []
+        if campaign is not None and not self.readable(campaign):
+            found.append(f"campaign {str(campaign)!r} is outside the content root")
+        if customers:
+            if "://" in customers:
+                if not self.reachable(customers):
+                    found.append(f"customers {_shown(customers)!r} is not allowed here ({HINT})")
+            elif not self.readable(customers):
+                found.append(f"customers {customers!r} is outside the content root and the "
+                             f"folders edition serve allows (--allow)")
+        if out:
+            if "://" in out:
+                if not self.reachable(out):
+                    found.append(f"out {_shown(out)!r} is not allowed here ({HINT})")
+            elif not self.writable(out):
+                found.append(f"out {out!r} is outside {self.root / 'out'} and the folders "
+                             f"edition serve allows (--allow)")
+        if to and to != "local" and to != own_target:
+            scheme, _, where = to.partition(":")
+            if scheme == "local":
+                if not self.writable(where):
+                    found.append(f"to {to!r} is outside {self.root / 'out'} and the folders "
+                                 f"edition serve allows (--allow)")
+            elif not self.reachable(to):
+                found.append(f"to {_shown(to)!r} is not the campaign's delivery target "
+                             f"({HINT})")
+        if dask_address and not self.reachable(dask_address):
+            found.append(f"dask_address {_shown(dask_address)!r} is not allowed here ({HINT})")
+        return found
+
+
+def _under(real: Path, roots: Iterable[Path]) -> bool:
+    return any(real == root or real.is_relative_to(root) for root in roots)
+
+
+def _parts(url: str) -> tuple[str, str, int | None, list[str]]:
+    split = urlsplit(url.strip())
+    try:
+        port = split.port
+    except ValueError:
+        port = -1
+    scheme = split.scheme.lower().split("+")[0]     # postgresql+psycopg is postgresql
+    return scheme, (split.hostname or "").lower(), port, [p for p in split.path.split("/") if p]
+
+
+def _url_under(url: str, prefix: str) -> bool:
+    scheme, host, port, path = _parts(url)
+    p_scheme, p_host, p_port, p_path = _parts(prefix)
+    return (scheme, host, port) == (p_scheme, p_host, p_port) and path[:len(p_path)] == p_path
+
+
+def _shown(url: str) -> str:
+    """A URL without its credentials (they never go into a log)."""
+    split = urlsplit(url)
+    return split._replace(netloc=split.netloc.rpartition("@")[2]).geturl()
