@@ -72,7 +72,14 @@ Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
 Formats = Annotated[list[Format] | None, WithJsonSchema(
     {"type": "array", "items": {"type": "string", "enum": list(get_args(Format))},
      "uniqueItems": True})]
-AsOf = Annotated[dt.date | str | None, WithJsonSchema({"type": "string", "format": "date"})]
+# Dates are plain strings in the form: with `format: date` the UI's own check refuses the
+# empty default ("'' is not a 'date-time'") and Submit does nothing; the pattern allows
+# empty or the ISO form, and check_parameters says what is wrong with anything else.
+DATE_PATTERN = r"^(\d{4}-\d{2}-\d{2})?$"
+TIME_PATTERN = (r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                r"(Z|[+-]\d{2}:?\d{2})?)?)?$")
+AsOf = Annotated[dt.date | str | None, WithJsonSchema({"type": "string",
+                                                       "pattern": DATE_PATTERN})]
 Limit = Annotated[int | None, Field(ge=0), WithJsonSchema({"type": "integer", "minimum": 0})]
 
 # Where `edition serve` publishes the output folders over HTTP (loopback), so the
@@ -101,7 +108,7 @@ class RunSettings(BaseModel):
     run_id: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
                                  description="Run id; empty makes one from the time.")] = ""
     started: Annotated[dt.datetime | Literal[""], WithJsonSchema(
-        {"type": "string", "format": "date-time"}), Field(description=(
+        {"type": "string", "pattern": TIME_PATTERN}), Field(description=(
             "The run's clock (the e-mails' Date header); set it with run_id to reproduce "
             "a run byte for byte; empty means now."))] = ""
     resend_unknown: Annotated[bool, Field(description=(

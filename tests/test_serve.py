@@ -95,7 +95,7 @@ def test_the_form_puts_the_send_switches_first_and_draws_every_field(site: Path)
 
     from prefect.utilities.callables import parameter_schema
 
-    from flows.campaign import send_campaign
+    from flows.campaign import DATE_PATTERN, send_campaign
     from flows.preview import preview_customer
     from flows.serve import build_deployments
 
@@ -111,13 +111,61 @@ def test_the_form_puts_the_send_switches_first_and_draws_every_field(site: Path)
     assert props["dry_run"]["default"] is True and props["confirm_send"]["default"] is False
     assert props["formats"]["items"]["enum"] == ["html", "text", "eml", "pdf"]
     assert props["formats"]["default"] == []
-    assert props["as_of"] == {**props["as_of"], "type": "string", "format": "date",
+    assert props["as_of"] == {**props["as_of"], "type": "string", "pattern": DATE_PATTERN,
                               "default": ""}
     assert props["limit"] == {**props["limit"], "type": "integer", "minimum": 0, "default": 0}
     for name in ("customers", "to", "mailing"):
         assert (props[name]["type"], props[name]["default"]) == ("string", ""), name
     assert _null_typed(schema) == []  # advanced (RunSettings) included
     assert _null_typed(parameter_schema(preview_customer).model_dump()) == []
+    # the UI checks every field against its schema before Submit does anything: an empty
+    # default under `format: date-time` was "'' is not a 'date-time'" and no run started
+    for form_schema in (form.model_dump(), schema,
+                        parameter_schema(preview_customer).model_dump()):
+        assert _defaults_refused(form_schema) == []
+
+
+def _defaults_refused(schema: dict) -> list[str]:
+    """Every property whose own default its schema refuses (format, pattern, type)."""
+    import jsonschema
+
+    checker = jsonschema.Draft202012Validator.FORMAT_CHECKER
+    found = []
+
+    def walk(node: object, where: str) -> None:
+        if isinstance(node, dict):
+            if "default" in node and isinstance(node.get("type"), str):
+                sub = {k: v for k, v in node.items() if k not in {"default", "position"}}
+                sub.setdefault("definitions", schema.get("definitions", {}))
+                errors = list(jsonschema.Draft202012Validator(
+                    sub, format_checker=checker).iter_errors(node["default"]))
+                if errors or ("format" in node and node["default"] == ""):
+                    found.append(f"{where}: {[e.message for e in errors]}")
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, list):
+            for number, value in enumerate(node):
+                walk(value, f"{where}[{number}]")
+
+    walk(schema, "")
+    return found
+
+
+def test_the_form_takes_dates_and_times_as_iso_text() -> None:
+    import re
+
+    from flows.campaign import DATE_PATTERN, TIME_PATTERN, RunSettings, run_date
+
+    for text in ("", "2026-11-30"):
+        assert re.match(DATE_PATTERN, text), text
+    for text in ("", "2026-11-30T08:00:00+00:00", "2026-11-30 08:00", "2026-11-30T08:00Z"):
+        assert re.match(TIME_PATTERN, text), text
+        assert RunSettings(started=text).started == ("" if not text else RunSettings(
+            started=text).started)
+    assert not re.match(DATE_PATTERN, "30/11/2026")
+    assert str(run_date("2026-11-30")[0]) == "2026-11-30"
+    assert str(RunSettings(started="2026-11-30T08:00:00+00:00").started) == \
+        "2026-11-30 08:00:00+00:00"
 
 
 def test_the_campaign_is_found_by_name_or_by_path(site: Path, monkeypatch) -> None:
