@@ -107,10 +107,12 @@ class RunSettings(BaseModel):
         "Output folder; empty means out/<campaign>/<run id> under the content root."))] = ""
     run_id: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
                                  description="Run id; empty makes one from the time.")] = ""
+    # Plain text, not format date-time: the form fills in the whole `advanced` default,
+    # and the server's check of the form refuses "" as a date-time.
     started: Annotated[dt.datetime | Literal[""], WithJsonSchema(
         {"type": "string", "pattern": TIME_PATTERN}), Field(description=(
             "The run's clock (the e-mails' Date header); set it with run_id to reproduce "
-            "a run byte for byte; empty means now."))] = ""
+            "a run byte for byte; ISO 8601 (2026-11-02T08:00:00+00:00); empty means now."))] = ""
     resend_unknown: Annotated[bool, Field(description=(
         "When sending: send again to customers whose earlier delivery outcome is unknown."))
     ] = False

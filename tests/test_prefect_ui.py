@@ -1,7 +1,13 @@
 """Campaigns in the Prefect UI, with the real parts on loopback.
 
 One `prefect server` and one `edition serve` per module (temporary PREFECT_HOME, a copy
-of the sample content with 200 generated customers), then:
+of the sample content with 200 generated customers), in production shape: the server
+asks for a password (PREFECT_SERVER_API_AUTH_STRING; the clients send it with
+PREFECT_API_AUTH_STRING, the browser logs in on the UI's login page) and keeps its state
+in the session's throwaway PostgreSQL. Then:
+
+- the API refuses requests without the password, and `edition serve` without it, or
+  with a wrong one, stops with a message saying what to set;
 
 - every valid campaign is a deployment of send-campaign (fixed campaign file, at most
   one run at a time), plus preview-customer; an invalid campaign is reported with
@@ -11,10 +17,14 @@ of the sample content with 200 generated customers), then:
   Chromium (Run → Quick run): both complete, one after the other, with their artifacts
   and a manifest row per customer; screenshots of the deployment page, the run form
   and the finished run's Artifacts tab;
+- weekly-newsletter and invoice started at the same moment run at the same time, each
+  to its complete manifest;
 - bad parameters are refused before any work;
 - the preview deployment selects what `edition preview` selects;
 - serve killed mid-run and restarted: the run folder is consistent, the flow run is
-  Crashed, and an added and an edited campaign file are picked up.
+  Crashed, and an added and an edited campaign file are picked up;
+- `edition serve --work-pool` registers the deployments with a process work pool and a
+  `prefect worker` runs them, confined like serve's own runs.
 
 Screenshots go to a temporary folder; with EDITION_SCREENSHOTS=1 they are (re)written
 to docs/img/ in the repository.
@@ -22,11 +32,13 @@ to docs/img/ in the repository.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import csv
 import json
 import os
 import re
+import secrets
 import shutil
 import signal
 import socket
@@ -34,6 +46,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -88,6 +101,11 @@ def stop(proc: subprocess.Popen | None, grace: float = 15.0) -> None:
         proc.wait(timeout=10)
 
 
+def basic(auth: str) -> dict[str, str]:
+    """The header Prefect's clients send for PREFECT_API_AUTH_STRING."""
+    return {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()}
+
+
 def read_rows(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
 
@@ -110,6 +128,8 @@ class Stack:
     serve: subprocess.Popen | None = None
     serve_logs: list[Path] = field(default_factory=list)
     shots: Path = Path()
+    auth: str | None = None   # user:password the server asks for (None: no password)
+    database: str = ""        # the server's PostgreSQL database (psycopg URL)
 
     # -- processes ------------------------------------------------------------------
 
@@ -131,7 +151,8 @@ class Stack:
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         import httpx
 
-        response = httpx.request(method, self.api + path, json=body, timeout=15)
+        response = httpx.request(method, self.api + path, json=body, timeout=15,
+                                 headers=basic(self.auth) if self.auth else None)
         try:
             data = response.json()
         except ValueError:
@@ -158,12 +179,21 @@ class Stack:
     def flow_run(self, run_id: str) -> dict[str, Any]:
         return self.ok("GET", f"/flow_runs/{run_id}")
 
-    def wait_final(self, run_id: str, timeout: float = 240) -> dict[str, Any]:
+    def wait_final(self, run_id: str, timeout: float = 240,
+                   log: Path | None = None) -> dict[str, Any]:
         def final() -> dict[str, Any] | None:
             run = self.flow_run(run_id)
             return run if run["state"] and run["state"]["type"] in FINAL else None
 
-        return wait_for(f"flow run {run_id} to finish", final, timeout, log=self.serve_log)
+        return wait_for(f"flow run {run_id} to finish", final, timeout,
+                        log=log or self.serve_log)
+
+    def run_folder(self, campaign: str, run_id: str) -> Path:
+        """The one folder under out/CAMPAIGN/ that the flow run wrote."""
+        folders = [p.parent for p in (self.root / "out" / campaign).glob("*/run.json")
+                   if json.loads(p.read_text())["flow_run_id"] == run_id]
+        assert len(folders) == 1, (campaign, run_id, folders)
+        return folders[0]
 
     def artifacts(self, run_id: str) -> dict[str, dict[str, Any]]:
         found = self.ok("POST", "/artifacts/filter",
@@ -186,7 +216,7 @@ def _campaign_variant(source: Path, target: Path, name: str, schedule: str | Non
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory, postgres_server: Any) -> Iterator[Stack]:
     base = tmp_path_factory.mktemp("prefect-ui")
     root, home = base / "site", base / "home"
     home.mkdir()
@@ -211,7 +241,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "1",
         "PREFECT_RUNNER_POLL_FREQUENCY": "2",
         "EDITION_OUTPUT_PORT": str(output_port), "COLUMNS": "200", "NO_COLOR": "1",
+        # serve's worker test polls often too
+        "PREFECT_WORKER_QUERY_SECONDS": "2",
     })
+    auth = f"edition:{secrets.token_urlsafe(12)}"
+    database = postgres_server.create_database()
+    server_env = {**env, "PREFECT_SERVER_API_AUTH_STRING": auth,
+                  "PREFECT_API_DATABASE_CONNECTION_URL": database.replace(
+                      "postgresql+psycopg://", "postgresql+asyncpg://", 1)}
+    env["PREFECT_API_AUTH_STRING"] = auth  # every client: serve, the CLI, the workers
     for count, name in ((CUSTOMERS, "customers.csv"), (BIG, "big.csv")):
         subprocess.run([sys.executable, "-m", "cli", "sample-data", "--customers",
                         str(count), "--out", f"data/{name}", "--seed", "7"],
@@ -220,13 +258,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         else base / "shots"
     shots.mkdir(parents=True, exist_ok=True)
     stack = Stack(root=root, home=home, api=api, ui=f"http://127.0.0.1:{port}", env=env,
-                  shots=shots)
+                  shots=shots, auth=auth, database=database)
     server_log = home / "server.log"
     try:
         with server_log.open("wb") as out:
             stack.server = subprocess.Popen(
                 [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                 "--port", str(port)], cwd=home, env=env, stdout=out,
+                 "--port", str(port)], cwd=home, env=server_env, stdout=out,
                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
         def healthy() -> bool:
@@ -260,9 +298,27 @@ def browser(stack: Stack) -> Iterator[Any]:
             timeout=60_000)
         context.set_default_timeout(90_000)
         try:
+            log_in(context, stack)
             yield context
         finally:
             context.close()
+
+
+def log_in(context: Any, stack: Stack) -> None:
+    """Through the UI's own login page: a wrong password is refused, the right one kept
+    (in the browser's local storage) for the pages the tests open next."""
+    page = context.new_page()
+    page.goto(f"{stack.ui}/dashboard")
+    page.wait_for_url("**/login**")
+    password = page.get_by_placeholder("admin:pass")
+    password.fill("edition:wrong")
+    page.get_by_role("button", name="Login").click()
+    page.get_by_text("Authentication failed.").first.wait_for()
+    password.fill(stack.auth or "")
+    page.get_by_role("button", name="Login").click()
+    page.wait_for_url(lambda url: "/login" not in url)
+    page.get_by_text("Dashboard").first.wait_for()
+    page.close()
 
 
 # -- deployments -------------------------------------------------------------------------
@@ -274,16 +330,14 @@ def test_every_valid_campaign_is_a_deployment_and_the_invalid_one_is_reported(
     assert campaigns | {"preview-customer"} == deployments.keys()  # broken is not there
     for name in campaigns:
         deployment = deployments[name]
-        path = str(stack.root / "campaigns" / f"{name}.yaml")
-        assert deployment["parameters"] == {"campaign": path}
+        assert deployment["parameters"] == {"campaign": name}
         assert deployment["global_concurrency_limit"]["limit"] == 1
         campaign = deployment["parameter_openapi_schema"]["properties"]["campaign"]
-        assert campaign["readOnly"] is True and campaign["enum"] == [path]
+        assert campaign["readOnly"] is True and campaign["enum"] == [name]
         assert deployment["enforce_parameter_schema"] is True
         assert {"edition", "campaign", name} <= set(deployment["tags"])
     preview = deployments["preview-customer"]["parameter_openapi_schema"]["properties"]
-    assert sorted(preview["campaign"]["enum"]) == sorted(
-        str(stack.root / "campaigns" / f"{n}.yaml") for n in campaigns)
+    assert sorted(preview["campaign"]["enum"]) == sorted(campaigns)
     lines = (stack.root / "campaigns" / "broken.yaml").read_text().splitlines()
     line = next(i for i, text in enumerate(lines, 1) if "61 8 * * MON" in text)
     log = stack.serve_log.read_text(errors="replace")
@@ -299,6 +353,37 @@ def test_schedules_read_back_with_cron_and_time_zone(stack: Stack) -> None:
     assert schedules("weekly-newsletter") == [("0 8 * * MON", "Europe/London")]
     assert schedules("daily-digest") == [("30 6 * * *", "America/New_York")]
     assert schedules("invoice") == []
+
+
+# -- the password ------------------------------------------------------------------------
+
+def test_the_server_wants_the_password_and_serve_says_which(stack: Stack) -> None:
+    import httpx
+
+    assert stack.auth
+    for headers in ({}, basic("edition:wrong")):
+        response = httpx.post(stack.api + "/deployments/filter", json={}, headers=headers,
+                              timeout=15)
+        assert response.status_code == 401, (headers, response.status_code, response.text)
+    assert stack.call("POST", "/deployments/filter", {})[0] == 200  # with basic(auth)
+
+    def serve_with(auth: str | None) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in stack.env.items() if k != "PREFECT_API_AUTH_STRING"}
+        if auth is not None:
+            env["PREFECT_API_AUTH_STRING"] = auth
+        return subprocess.run([sys.executable, "-m", "cli", "serve", "--root", str(stack.root)],
+                              cwd=stack.home, env=env, capture_output=True, text=True,
+                              timeout=180)
+
+    with ThreadPoolExecutor(2) as pool:
+        missing, wrong = pool.map(serve_with, [None, "edition:wrong"])
+    said = {}
+    for name, done in (("missing", missing), ("wrong", wrong)):
+        output = done.stdout + done.stderr
+        assert done.returncode != 0 and "Traceback" not in output, (name, output[-3000:])
+        said[name] = " ".join(done.stderr.split())
+    assert "asks for a password: set PREFECT_API_AUTH_STRING" in said["missing"], said
+    assert "refused PREFECT_API_AUTH_STRING" in said["wrong"], said
 
 
 # -- runs from the API and from the UI ---------------------------------------------------
@@ -400,6 +485,43 @@ def test_runs_from_the_api_and_from_the_ui_button(stack: Stack, browser: Any) ->
         assert (stack.shots / name).stat().st_size > 10_000
 
 
+def test_two_campaigns_run_at_once_on_postgresql(stack: Stack) -> None:
+    import datetime as dt
+
+    import psycopg
+
+    names = ("weekly-newsletter", "invoice")
+    deployments = [stack.deployment(f"send-campaign/{name}")["id"] for name in names]
+
+    def start(deployment_id: str) -> str:
+        # the 3,000 customers keep each run going for seconds, so a run the runner picks
+        # up one poll (2 s) after the other still overlaps it
+        return stack.ok("POST", f"/deployments/{deployment_id}/create_flow_run",
+                        {"parameters": {"customers": "data/big.csv"}})["id"]
+
+    with ThreadPoolExecutor(2) as pool:  # both at the same moment
+        run_ids = list(pool.map(start, deployments))
+    runs = [stack.wait_final(run_id, 300) for run_id in run_ids]
+    customers = csv_ids(stack.root / "data" / "big.csv")
+    for name, run in zip(names, runs, strict=True):
+        assert run["state"]["type"] == "COMPLETED", (name, run["state"], stack.logs(run["id"]))
+        out = stack.run_folder(name, run["id"])
+        assert [r["customer_id"] for r in read_rows(out / "manifest.jsonl")] == customers
+        assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    (start_a, end_a), (start_b, end_b) = (
+        (dt.datetime.fromisoformat(r["start_time"]), dt.datetime.fromisoformat(r["end_time"]))
+        for r in runs)
+    overlap = (min(end_a, end_b) - max(start_a, start_b)).total_seconds()
+    assert overlap > 0, f"one after the other: {runs[0]} {runs[1]}"
+    # the server keeps them in PostgreSQL, not in a SQLite file under PREFECT_HOME
+    with psycopg.connect(stack.database.replace("postgresql+psycopg://", "postgresql://"),
+                         connect_timeout=30) as conn:
+        stored = conn.execute("SELECT id::text, state_type::text FROM flow_run "
+                              "WHERE id = ANY(%s::uuid[])", (run_ids,)).fetchall()
+    assert sorted(stored) == sorted((run_id, "COMPLETED") for run_id in run_ids)
+    assert not list((stack.home / "prefect").glob("*.db"))
+
+
 def test_bad_parameters_are_refused_before_any_work(stack: Stack) -> None:
     invoice = stack.deployment("send-campaign/invoice")
     path = f"/deployments/{invoice['id']}/create_flow_run"
@@ -426,9 +548,9 @@ def test_preview_deployment_selects_what_edition_preview_selects(stack: Stack) -
     customers = stack.root / "data" / "customers.csv"
     with customers.open(encoding="utf-8", newline="") as handle:
         customer = next(csv.DictReader(handle))
-    campaign = str(stack.root / "campaigns" / "weekly-newsletter.yaml")
     run_id = stack.run_deployment("preview-customer/preview-customer",
-                                  {"campaign": campaign, "customer_id": customer["id"]})
+                                  {"campaign": "weekly-newsletter",
+                                   "customer_id": customer["id"]})
     run = stack.wait_final(run_id, 90)
     assert run["state"]["type"] == "COMPLETED", stack.logs(run_id)
     artifacts = stack.artifacts(run_id)
@@ -507,6 +629,60 @@ def test_serve_killed_mid_run_restarts_consistent_and_picks_up_edits(stack: Stac
     assert schedules == [("45 7 * * 1-5", "Europe/Madrid")]
 
 
+# -- work pools (last: they re-register the same deployment names) ----------------------
+
+def test_a_work_pool_worker_runs_the_served_deployments_confined(stack: Stack,
+                                                                  tmp_path: Path) -> None:
+    pool = "edition-pool"
+    stop(stack.serve)  # from here on the pool's worker, not serve, runs the deployments
+
+    def run(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", *args], cwd=stack.home, env=stack.env,
+                              capture_output=True, text=True, timeout=180)
+        assert done.returncode == 0, (args, done.stdout[-3000:] + done.stderr[-3000:])
+        return " ".join((done.stdout + done.stderr).split())
+
+    run("prefect", "work-pool", "create", pool, "--type", "process")
+    said = run("cli", "serve", "--root", str(stack.root), "--work-pool", pool)
+    assert f"with work pool {pool}" in said, said
+    weekly = stack.deployment("send-campaign/weekly-newsletter")
+    assert weekly["work_pool_name"] == pool
+    assert weekly["entrypoint"] == "flows.campaign.send_campaign"  # the installed package
+    assert weekly["job_variables"]["working_dir"] == str(stack.root)
+    assert weekly["job_variables"]["env"]["EDITION_CONTENT_ROOT"] == str(stack.root)
+    assert "EDITION_SERVE_ALLOW" in weekly["job_variables"]["env"]
+
+    good = stack.run_deployment("send-campaign/weekly-newsletter", {})
+    bad = stack.run_deployment("send-campaign/weekly-newsletter", {"customers": "/etc/passwd"})
+    before = set((stack.root / "out" / "weekly-newsletter").iterdir())
+    # an empty working directory and no confinement of its own: the job's working_dir
+    # and env carry both
+    elsewhere = tmp_path / "worker"
+    elsewhere.mkdir()
+    log = tmp_path / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", pool],
+            cwd=elsewhere, env={k: v for k, v in stack.env.items()
+                                if k not in {"EDITION_SERVE_ALLOW", "EDITION_CONTENT_ROOT"}},
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+    try:
+        refused = stack.wait_final(bad, 300, log=log)
+        finished = stack.wait_final(good, 300, log=log)
+    finally:
+        stop(worker)
+    assert refused["state"]["type"] == "FAILED", refused["state"]
+    assert "outside the content root" in refused["state"]["message"], refused["state"]
+    assert finished["state"]["type"] == "COMPLETED", (finished["state"], stack.logs(good))
+    out = stack.run_folder("weekly-newsletter", good)
+    assert set((stack.root / "out" / "weekly-newsletter").iterdir()) == before | {out}
+    rows = read_rows(out / "manifest.jsonl")
+    assert [r["customer_id"] for r in rows] == csv_ids(stack.root / "data" / "customers.csv")
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
+    assert not list(elsewhere.iterdir())  # nothing written where the worker was started
+
+
 # -- prefect.yaml (last: it re-registers the same deployment names for a work pool) -----
 
 def test_prefect_yaml_deploys_the_same_deployments(stack: Stack, tmp_path: Path) -> None:
@@ -523,7 +699,7 @@ def test_prefect_yaml_deploys_the_same_deployments(stack: Stack, tmp_path: Path)
     weekly = stack.deployment("send-campaign/weekly-newsletter")
     assert weekly["work_pool_name"] == "edition"
     assert weekly["entrypoint"] == "flows/campaign.py:send_campaign"
-    assert weekly["parameters"] == {"campaign": "campaigns/weekly-newsletter.yaml"}
+    assert weekly["parameters"] == {"campaign": "weekly-newsletter"}
     assert [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in weekly["schedules"]] \
         == [("0 8 * * MON", "Europe/London")]
     assert weekly["global_concurrency_limit"]["limit"] == 1
