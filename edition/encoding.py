@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from edition.addresses import clean_name, parse_mailbox
 from edition.campaign import Campaign
@@ -22,6 +22,13 @@ from renderers import eml
 
 # format -> (path relative to the run folder, bytes, content type)
 Files = dict[str, tuple[str, bytes, str]]
+
+
+class Documents(NamedTuple):
+    """One customer's html and text in UTF-8."""
+
+    html: bytes
+    text: bytes
 
 
 class Encoder:
@@ -40,19 +47,32 @@ class Encoder:
             reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
         self._pdf: Any = None
 
-    def content_hash(self, customer_id: str, version_id: str, rendered: Rendered) -> str:
+    def content_hash(self, customer_id: str, version_id: str, rendered: Rendered,
+                     documents: Documents | None = None) -> str:
         """Identifies what this customer gets: same content, same hash (and Message-ID)."""
         h = hashlib.sha256()
-        for part in (self.campaign.name, customer_id, version_id, rendered.subject or "",
-                     rendered.text or "", rendered.html or ""):
+        for part in (self.campaign.name, customer_id, version_id, rendered.subject or ""):
             h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        if documents is None:
+            for part in (rendered.text or "", rendered.html or ""):
+                h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        else:  # the same bytes: UTF-8 of text without surrogates (else it raised already)
+            h.update(documents.text + b"\0")
+            h.update(documents.html + b"\0")
         return h.hexdigest()
+
+    @staticmethod
+    def documents(rendered: Rendered) -> Documents:
+        """The html and text as UTF-8, once per customer (hash, files and .eml share them).
+
+        Raises UnicodeError for text that cannot be UTF-8 (a lone surrogate)."""
+        return Documents((rendered.html or "").encode(), (rendered.text or "").encode())
 
     def message_id(self, digest: str) -> str:
         return eml.message_id(digest, self.campaign.name, self.campaign.sender_domain)
 
     def message(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
-                rendered: Rendered, digest: str) -> bytes:
+                rendered: Rendered, digest: str, documents: Documents | None = None) -> bytes:
         """The customer's .eml: text and HTML alternatives, List-Unsubscribe when set."""
         name = clean_name(" ".join(str(fields[k]) for k in ("first_name", "last_name")
                                    if k in fields))
@@ -60,22 +80,28 @@ class Encoder:
         headers = dict(self.links.headers(customer_id, address)) if self.links else {}
         headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
                                            "X-Edition-Version": version_id}
+        text: str | bytes = rendered.text or ""
+        html: str | bytes | None = rendered.html
+        if documents is not None:
+            text, html = documents.text, (documents.html if rendered.html is not None else None)
         return self.writer.build(
             subject=rendered.subject or "", recipient=address, recipient_name=name,
-            text=rendered.text or "", html=rendered.html, msg_id=self.message_id(digest),
-            extra_headers=headers)
+            text=text, html=html, msg_id=self.message_id(digest), extra_headers=headers)
 
     def files(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
-              rendered: Rendered, digest: str, pdf: bytes | None = None) -> Files:
+              rendered: Rendered, digest: str, pdf: bytes | None = None,
+              documents: Documents | None = None) -> Files:
         """Every format of one customer's edition."""
         out: Files = {}
         for fmt in self.formats:
+            if fmt in {"html", "text", "eml"} and documents is None:
+                documents = self.documents(rendered)
             if fmt == "html":
-                data = (rendered.html or "").encode()
+                data = documents.html
             elif fmt == "text":
-                data = (rendered.text or "").encode()
+                data = documents.text
             elif fmt == "eml":
-                data = self.message(customer_id, fields, version_id, rendered, digest)
+                data = self.message(customer_id, fields, version_id, rendered, digest, documents)
             else:
                 data = pdf if pdf is not None else self.pdf_one(rendered)
             out[fmt] = (relative_path(fmt, customer_id), data, CONTENT_TYPES[fmt])

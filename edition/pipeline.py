@@ -77,6 +77,8 @@ class Pipeline:
         self.encoder = encoder
         self.deliverer = deliverer
         self.suppression = suppression
+        # html, text and eml share one UTF-8 encoding of the documents per customer
+        self._documents = bool({"html", "text", "eml"} & set(plan.formats))
 
     def process(self, batch: Iterable[Row]) -> BatchResult:
         """One manifest row per row, in order.
@@ -183,10 +185,13 @@ class Pipeline:
             return edition.manifest("failed", edition.failure)
         customer_id = str(row.customer_id)
         try:
-            digest = (self.encoder.content_hash(customer_id, edition.version.id, edition.rendered)
+            documents = (self.encoder.documents(edition.rendered)
+                         if self._documents else None)
+            digest = (self.encoder.content_hash(customer_id, edition.version.id,
+                                                edition.rendered, documents)
                       if "eml" in self.plan.formats or self.deliverer else "")
             files = self.encoder.files(customer_id, edition.fields, edition.version.id,
-                                       edition.rendered, digest, edition.pdf)
+                                       edition.rendered, digest, edition.pdf, documents)
             for rel, data, _ in files.values():
                 self.writer.write(rel, data)
         except RunError as exc:

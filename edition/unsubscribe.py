@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import os
@@ -225,6 +226,29 @@ def with_token(base: str, token: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
 
 
+_SENTINEL = "edtoken0sentinel"
+
+
+@functools.lru_cache(maxsize=64)
+def _around_token(base: str) -> tuple[str, str] | None:
+    """What with_token puts before and after the token for this base (None: unusual)."""
+    probe = with_token(base, _SENTINEL)
+    if probe.count(_SENTINEL) != 1 or _SENTINEL in base:
+        return None
+    head, _, tail = probe.partition(_SENTINEL)
+    return head, tail
+
+
+def _tokened(base: str, token: str) -> str:
+    """with_token(base, token), without splitting and re-joining the base per customer
+    (that was most of a link's cost): the token is percent-encoded the way urlencode
+    encodes it, character by character, so the result is the same string."""
+    around = _around_token(base)
+    if around is None:
+        return with_token(base, token)
+    return around[0] + quote(token, safe="") + around[1]
+
+
 def unsubscribe_url(base: str, *, campaign: str, customer_id: str, address: str | None,
                     secret: bytes | str | Sequence[bytes | str]) -> str:
     """The customer's unsubscribe link: the campaign's `unsubscribe_url` plus a signed token."""
@@ -315,13 +339,13 @@ class UnsubscribeLinks:
 
     def url(self, customer_id: str, address: str | None) -> str:
         """The link for the message body."""
-        return with_token(self.base, self.token(customer_id, address))
+        return _tokened(self.base, self.token(customer_id, address))
 
     def headers(self, customer_id: str, address: str | None) -> dict[str, str]:
         """List-Unsubscribe (+ List-Unsubscribe-Post when the link is https)."""
         token = self.token(customer_id, address)
-        extra = with_token(self.mailto, token) if self.mailto else None
-        return list_unsubscribe_headers(with_token(self.base, token), extra)
+        extra = _tokened(self.mailto, token) if self.mailto else None
+        return list_unsubscribe_headers(_tokened(self.base, token), extra)
 
     def __reduce__(self) -> tuple[object, ...]:
         return (_rebuild, (self.campaign, self.base, self.mailto, self.signed))

@@ -188,3 +188,17 @@ def test_links_need_the_secret_and_a_url_for_marketing() -> None:
     # transactional mail (a bill) carries no unsubscribe link at all
     assert UnsubscribeLinks.for_campaign(_Campaign(kind="transactional"),  # type: ignore[arg-type]
                                          {SECRET_ENV: SECRET}) is None
+
+
+@pytest.mark.parametrize("base", [
+    "https://acme.example/unsubscribe",
+    "https://acme.example/u?list=weekly&token=old#top",
+    "http://acme.example/u/?a=%C3%A9&b=",
+    "mailto:unsubscribe@acme.example",
+    "mailto:unsubscribe@acme.example?subject=stop%20please&body=x",
+])
+@pytest.mark.parametrize("token", ["AbC-_09", "x.y~z", "é ü/+=?&#"])
+def test_the_fast_link_is_the_same_string_as_with_token(base: str, token: str) -> None:
+    from edition.unsubscribe import _tokened, with_token
+
+    assert _tokened(base, token) == with_token(base, token)
