@@ -118,8 +118,11 @@ class Pipeline:
             edition.failure = internal_error(exc)
         return edition
 
-    def prepare(self, row: Row, result: BatchResult) -> Edition:
-        """Everything before rendering: version, audience, suppression, personal links."""
+    def prepare(self, row: Row, result: BatchResult, *, links: bool = True) -> Edition:
+        """Everything before rendering: version, audience, suppression, personal links.
+
+        `links=False` leaves the unsubscribe link to `sign_links` (preflight signs only the
+        customers it renders)."""
         edition = Edition(row, dict(row.fields or {}))
         if row.rejected:
             return edition
@@ -143,10 +146,8 @@ class Pipeline:
             edition.skipped = ("suppressed", suppressed)
             return edition
         edition.version = version
-        if self.encoder.links is not None:
-            # the personal layer's one-click link: signed, never the bare customer id
-            edition.fields["unsubscribe_url"] = self.encoder.links.url(
-                str(row.customer_id), edition.fields.get("email"))
+        if links:
+            self.sign_links(edition)
         for segment, name in missing.items():
             result.missing[(segment, name)] += 1
         for slot in selection.slots:
@@ -160,6 +161,12 @@ class Pipeline:
                                            "segments": list(version.segments),
                                            "digests": digests}
         return edition
+
+    def sign_links(self, edition: Edition) -> None:
+        """The personal layer's one-click link: signed, never the bare customer id."""
+        if self.encoder.links is not None:
+            edition.fields["unsubscribe_url"] = self.encoder.links.url(
+                str(edition.row.customer_id), edition.fields.get("email"))
 
     def _pdfs(self, editions: list[Edition]) -> None:
         """Each customer's PDF; a version's customers are laid out together."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +75,29 @@ class Preflight:
                 + [("info", f) for f in self.facts()])
 
 
+@dataclass
+class Scan:
+    """What one batch of rows told preflight, made where the batch was read (in this
+    process, or in a pool worker while the other workers scan other batches)."""
+
+    rows: int = 0
+    rejected: int = 0
+    excluded: int = 0
+    suppressed: int = 0
+    reasons: Counter[str] = field(default_factory=Counter)
+    versions: dict[str, int] = field(default_factory=dict)
+    errors: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
+    customers: list[tuple[str, str]] = field(default_factory=list)  # (version, warning)
+    html: dict[str, list[str]] = field(default_factory=dict)        # warning -> versions
+
+
+# Scanning a batch yields rows of preflight's tally; `absorb` adds scans up in input order.
+Scanner = Callable[[RunOptions, Iterator[list[Row]]], Iterable[Scan]]
+
+
 def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pipeline,
-                  email: bool, makes_email: bool) -> Preflight:
+                  email: bool, makes_email: bool, scanner: Scanner | None = None,
+                  scan_options: RunOptions | None = None) -> Preflight:
     """The whole preflight for a run over its customer file (see the module docstring).
 
     `pipeline` is the run's dry pipeline (audience, suppression, links); `email` says
@@ -102,32 +123,47 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
         return found  # a file without its id or email column: reading it tells nothing more
     rows = read_customers(source, need_email=email, declared=campaign.fields,
                           limit=options.limit)
-    _versions(found, plan, pipeline, rows)
+    if scanner is None or scan_options is None:
+        absorb(found, [scan_rows(plan, pipeline, rows, set())])
+    else:  # the pool's workers scan batches side by side; their renders stay cached there
+        absorb(found, scanner(scan_options, _batches(rows, options.batch_size)))
     return found
+
+
+def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
     """Render each version once for its first customer (no audience or suppression)."""
     found = Preflight()
-    _versions(found, plan, None, rows)
+    absorb(found, [scan_rows(plan, None, rows, set())])
     return found
 
 
-def _versions(found: Preflight, plan: Plan, pipeline: Any, rows: Iterable[Row]) -> None:
-    seen_errors: set[str] = set()
-    html: dict[str, list[str]] = {}   # warning -> versions it is about
+def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]) -> Scan:
+    """Count the rows and render every version not in `rendered` once, for its first
+    customer here (the run that follows in this process reuses the render)."""
+    scan = Scan()
     for row in rows:
-        found.rows += 1
+        scan.rows += 1
         if row.rejected:
-            found.rejected += 1
+            scan.rejected += 1
             continue
         if pipeline is not None:
-            edition = pipeline.prepare(row, BatchResult([]))
+            edition = pipeline.prepare(row, BatchResult([]), links=False)
             if edition.skipped is not None:
                 status, reason = edition.skipped
-                found.excluded += status == "excluded"
-                found.suppressed += status == "suppressed"
-                found.reasons[f"{status}: {getattr(reason, 'group', reason)}"] += 1
+                scan.excluded += status == "excluded"
+                scan.suppressed += status == "suppressed"
+                scan.reasons[f"{status}: {getattr(reason, 'group', reason)}"] += 1
                 continue
             fields, version = edition.fields, edition.version
             if version is None:
@@ -135,29 +171,58 @@ def _versions(found: Preflight, plan: Plan, pipeline: Any, rows: Iterable[Row]) 
         else:
             fields = dict(row.fields or {})
             version = plan.version_of(fields)[3]
-        first = version.id not in found.versions
-        found.versions[version.id] = found.versions.get(version.id, 0) + 1
-        if not first:
+        scan.versions[version.id] = scan.versions.get(version.id, 0) + 1
+        if version.id in rendered:
             continue
+        rendered.add(version.id)
+        if pipeline is not None:
+            pipeline.sign_links(edition)  # only the customers preflight renders need one
         try:
             # render, not whole: the version's shared documents are made and self-checked
             # here, once, and the run that follows (in this process) reuses them
             with watchdog.limit(plan.campaign.limits.render_seconds):
-                rendered = plan.renderer.render(version, fields)
+                rendered_doc = plan.renderer.render(version, fields)
         except RenderFailure as exc:
             if exc.code in CONTENT_CODES:
-                key = f"{exc.location}:{exc.message}"
-                if key not in seen_errors:
-                    seen_errors.add(key)
-                    found.errors.append(ContentError(
-                        f"{exc.message} (version {version.id}, first rendered for customer "
-                        f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
+                scan.errors.append((
+                    f"{exc.location}:{exc.message}",
+                    f"{exc.message} (version {version.id}, first rendered for customer "
+                    f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
             else:
-                found.warnings.append(f"customer {row.customer_id} (line {row.line}): {exc}")
+                scan.customers.append(
+                    (version.id, f"customer {row.customer_id} (line {row.line}): {exc}"))
             continue
-        if rendered.html is not None:
-            for warning in _html(plan, rendered.html, fields):
-                html.setdefault(warning, []).append(version.id)
+        if rendered_doc.html is not None:
+            for warning in _html(plan, rendered_doc.html, fields):
+                scan.html.setdefault(warning, []).append(version.id)
+    return scan
+
+
+def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
+    """Add scans up, in input order: the same tally as one pass over every row (a
+    version two workers both rendered first is reported once)."""
+    seen_errors: set[str] = set()
+    warned: set[str] = set()
+    html: dict[str, list[str]] = {}   # warning -> versions it is about
+    for scan in scans:
+        found.rows += scan.rows
+        found.rejected += scan.rejected
+        found.excluded += scan.excluded
+        found.suppressed += scan.suppressed
+        found.reasons.update(scan.reasons)
+        for vid, n in scan.versions.items():
+            found.versions[vid] = found.versions.get(vid, 0) + n
+        for key, message, file, line in scan.errors:
+            if key not in seen_errors:
+                seen_errors.add(key)
+                found.errors.append(ContentError(message, file, line))
+        for vid, warning in scan.customers:
+            if vid not in warned:
+                warned.add(vid)
+                found.warnings.append(warning)
+        for warning, versions in scan.html.items():
+            known = html.setdefault(warning, [])
+            known += [v for v in versions if v not in known]
     for warning, versions in html.items():
         shown = ", ".join(versions[:3]) + (f" and {len(versions) - 3:,} more"
                                            if len(versions) > 3 else "")

@@ -55,7 +55,7 @@ from edition.manifest import (
 )
 from edition.pipeline import BatchResult, Pipeline
 from edition.plan import Plan
-from edition.preflight import Preflight, run_preflight
+from edition.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
 from edition.report import RunInfo, Tally, write_report
 from edition.runfolder import (
     LOCK_FILE,
@@ -293,6 +293,24 @@ class PoolExecutor:
     def submit(self, options: RunOptions, batch: list[Row], number: int) -> Future:
         return self.pool.submit(process_batch, options, batch)
 
+    def scan(self, options: RunOptions, batches: Iterable[list[Row]]) -> Iterator[Scan]:
+        """Preflight's pass over the rows, batch by batch in the workers, in input order.
+
+        Before this, preflight read every row in the main process while the workers
+        waited (about a third of a 20,000-customer run); each worker now renders the
+        versions it meets first, and keeps them for the run."""
+        window: deque[Future] = deque()
+        try:
+            for batch in batches:
+                window.append(self.pool.submit(scan_batch, options, batch))
+                while len(window) >= max(2, self.workers * 2):   # bounded: flat memory
+                    yield window.popleft().result()
+            while window:
+                yield window.popleft().result()
+        finally:
+            for future in window:
+                future.cancel()
+
 
 # -- the run ----------------------------------------------------------------------------
 
@@ -341,7 +359,9 @@ class Run:
     """The main-process side of one run: holds the folder, streams rows, collects results."""
 
     def __init__(self, options: RunOptions, *, overwrite: bool = False,
-                 on_repaired: Callable[[dict[str, Any], Repair], None] | None = None):
+                 on_repaired: Callable[[dict[str, Any], Repair], None] | None = None,
+                 scanner: Scanner | None = None):
+        self.scanner = scanner
         options = options.resolved()
         self.plan = plan_for(options)
         self.campaign = self.plan.campaign
@@ -393,7 +413,7 @@ class Run:
             self.plan = plan_for(self.options)  # the run date may be the mailing's
             if self.options.send:
                 _pipeline_checks(self.options, self.plan)
-            self.preflight = preflight_for(self.options, self.plan)
+            self.preflight = preflight_for(self.options, self.plan, scanner=self.scanner)
             collect(self.preflight.errors)
             self.notes += [f"preflight: {w}" for w in self.preflight.warnings[:20]]
             if self.remote is not None:
@@ -585,13 +605,26 @@ class Run:
             self.lock = None
 
 
-def preflight_for(options: RunOptions, plan: Plan | None = None) -> Preflight:
-    """Preflight of a run over its customer file (edition.preflight)."""
+def preflight_for(options: RunOptions, plan: Plan | None = None, *,
+                  scanner: Scanner | None = None) -> Preflight:
+    """Preflight of a run over its customer file (edition.preflight); with `scanner`,
+    the rows are scanned by an executor's workers (PoolExecutor.scan)."""
     plan = plan or plan_for(options)
+    dry = options.replace(send=False)
     return run_preflight(options, plan, source=customers_file(options, plan.campaign),
-                         pipeline=pipeline_for(options.replace(send=False)),
-                         email=need_email(options, plan),
-                         makes_email=makes_email(options, plan))
+                         pipeline=pipeline_for(dry), email=need_email(options, plan),
+                         makes_email=makes_email(options, plan), scanner=scanner,
+                         scan_options=dry)
+
+
+_SCANNED: dict[RunOptions, set[str]] = {}   # versions a worker rendered in its scan
+
+
+def scan_batch(options: RunOptions, batch: list[Row]) -> Scan:
+    """Worker entry point of a parallel preflight: one batch counted, new versions
+    rendered once here (and kept for the run's batches that follow in this worker)."""
+    pipeline = pipeline_for(options)
+    return scan_rows(pipeline.plan, pipeline, batch, _SCANNED.setdefault(options, set()))
 
 
 def _pipeline_checks(options: RunOptions, plan: Plan) -> None:
@@ -625,10 +658,11 @@ def execute(options: RunOptions, *, executor: BatchExecutor | None = None,
     `marker` goes into run.json (a flow run's id); `on_repaired` hears of every dead
     run of the campaign whose folder this run repaired first.
     """
-    run = Run(options, overwrite=overwrite, on_repaired=on_repaired).start(**marker)
+    executor = executor or InlineExecutor()
+    run = Run(options, overwrite=overwrite, on_repaired=on_repaired,
+              scanner=getattr(executor, "scan", None)).start(**marker)
     if on_start is not None:
         on_start(run)
-    executor = executor or InlineExecutor()
     window: deque[tuple[int, Any]] = deque()
     limit = max(2, executor.workers * 2)   # bounded: memory stays flat
 

@@ -137,3 +137,46 @@ def test_the_audience_and_the_warnings_are_kept_in_the_report_and_run_json(conte
     assert recorded["errors"] == []
     assert any("images without alt text" in w for w in recorded["warnings"])
     assert recorded["facts"][0].startswith("6 customer rows: 3 in the audience")
+
+
+def many(n: int, odd_one: int | None = None) -> list[dict[str, Any]]:
+    found = rows(n)
+    if odd_one is not None:
+        found[odd_one]["tier"] = "platinum"
+    return found
+
+
+def test_the_pool_scans_what_one_process_scans(content_tree, cli) -> None:
+    """With several batches, preflight's pass runs in the pool's workers side by side:
+    the same audience, versions and warnings as the pass in one process."""
+    root = tree(content_tree, page=BARE_PAGE, audience="vip", customers=many(1200))
+    recorded = {}
+    for workers, size in (("1", "500"), ("2", "100")):
+        out = root / "out" / f"w{workers}"
+        rc, stdout, stderr = cli("run", "campaigns/pf.yaml", "--out", str(out),
+                                 "--workers", workers, "--batch-size", size, cwd=root)
+        assert rc == 0, stdout + stderr
+        recorded[workers] = json.loads((out / "run.json").read_text())["preflight"]
+    assert recorded["1"] == recorded["2"]
+    assert recorded["2"]["facts"][0].startswith("1,200 customer rows: 600 in the audience")
+    assert any("images without alt text" in w for w in recorded["2"]["warnings"])
+
+
+def test_a_version_that_cannot_render_late_in_the_file_stops_the_pool_run(content_tree,
+                                                                         cli) -> None:
+    """One customer in the 10th of 12 batches gets a module that cannot render: the
+    workers' scan finds it, and the run stops before its folder exists."""
+    root = content_tree(
+        campaigns={"pf.yaml": campaign(segments={"vip": "customer.tier == 'gold'",
+                                                 "rare": "customer.tier == 'platinum'"})},
+        templates={"page.html.j2": GOOD_PAGE},
+        articles={"a.md": {"title": "A", "body": ARTICLE},
+                  "boom.md": "---\ntitle: Boom\nsegments: [rare]\npriority: 9\n---\n"
+                             "Big:\n{{ 'x' * 10**9 }}\n"},
+        customers={"customers.csv": many(1200, odd_one=950)})
+    out = root / "out" / "run"
+    rc, stdout, stderr = cli("run", "campaigns/pf.yaml", "--out", str(out), "--workers", "2",
+                             "--batch-size", "100", cwd=root)
+    assert rc == 2, stdout + stderr
+    assert "boom.md" in stderr and "customer C950" in stderr, stderr
+    assert "Traceback" not in stderr and not out.exists()
