@@ -48,10 +48,14 @@ from edition.errors import UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
 from edition.run import (
+    Pool,
+    PoolExecutor,
     Run,
     RunSummary,
     Work,
     close_pipelines,
+    customers_file,
+    estimate_rows,
     execute,
     out_folder,
     plan_for,
@@ -162,8 +166,14 @@ class Opaque:
 
 @task(name="render-batch", cache_policy=NO_CACHE, task_run_name="render-batch-{number}")
 def render_batch(options: RunOptions, batch: Batch, number: int,
-                 work: Opaque | None = None) -> BatchResult:
-    """Render (and with send, deliver) one batch of customers."""
+                 work: Opaque | None = None, processes: Opaque | None = None) -> BatchResult:
+    """Render (and with send, deliver) one batch of customers.
+
+    With `processes` (the thread runner's local process pool) the task run is the
+    Prefect side of the batch, in a thread, and the work happens in a forked process:
+    threads alone would keep the whole run on one core (the GIL)."""
+    if processes is not None:
+        return processes.value.pool.submit(process_batch, options, batch.rows).result()
     return process_batch(options, batch.rows, work.value if work is not None else None)
 
 
@@ -171,17 +181,24 @@ class TaskRunnerExecutor:
     """The engine's BatchExecutor on a Prefect task runner: one task run per batch.
 
     With `work` (the content bundle and the run's suppression) the workers need nothing
-    but the installed package: a Dask cluster's machines have no content root.
+    but the installed package: a Dask cluster's machines have no content root. With
+    `processes` (a PoolExecutor) each task hands its batch to that pool, and preflight's
+    pass over the rows runs there too (`scan`), as in `edition run`.
     """
 
-    def __init__(self, task_runner: Any, workers: int, work: Work | None = None):
+    def __init__(self, task_runner: Any, workers: int, work: Work | None = None,
+                 processes: PoolExecutor | None = None):
         self.task_runner = task_runner
         self.workers = workers
         self.work = Opaque(work) if work is not None else None
+        self.processes = Opaque(processes) if processes is not None else None
+        if processes is not None:
+            self.scan = processes.scan
 
     def submit(self, options: RunOptions, batch: list[Row], number: int) -> Any:
-        return self.task_runner.submit(render_batch, {"options": options, "batch": Batch(batch),
-                                                      "number": number, "work": self.work})
+        return self.task_runner.submit(render_batch, {
+            "options": options, "batch": Batch(batch), "number": number, "work": self.work,
+            "processes": self.processes})
 
 
 def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
@@ -354,9 +371,16 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
         logger.warning("earlier run interrupted, folder repaired: %s", repaired)
     # a Dask cluster may live on machines without the content: the work travels with it
     work = Work.of(options, plan_for(options)) if runner == "dask" else None
+    # the thread runner's batches render in a pool of processes forked from this one
+    # (when there are enough batches to spread): the same work as `edition run`'s pool
+    forked = workers if runner == "thread" and _several_batches(options) else 1
     try:
-        with _task_runner(runner, workers, dask_address) as task_runner:
-            summary = execute(options, executor=TaskRunnerExecutor(task_runner, workers, work),
+        with _task_runner(runner, workers, dask_address) as task_runner, \
+                Pool(forked) as processes:
+            executor = TaskRunnerExecutor(
+                task_runner, workers, work,
+                processes if isinstance(processes, PoolExecutor) else None)
+            summary = execute(options, executor=executor,
                               on_progress=advance, on_start=started, overwrite=overwrite,
                               on_repaired=recovery.crashed,
                               flow_run_id=flow_run.get_id(), api_url=PREFECT_API_URL.value())
@@ -377,6 +401,11 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
     if options.send:
         logger.info("mailing %s: %s", summary.mailing, summary.sent_line())
     return summary
+
+
+def _several_batches(options: RunOptions) -> bool:
+    campaign = plan_for(options).campaign
+    return estimate_rows(customers_file(options, campaign), options) > options.batch_size * 2
 
 
 def publish_artifacts(campaign: str, summary: RunSummary) -> None:

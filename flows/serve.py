@@ -300,7 +300,8 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
              len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
              PREVIEW, url)
     try:
-        serve(*deployments, limit=limit)
+        with _quick_pickup():
+            serve(*deployments, limit=limit)
     finally:
         server.shutdown()
         # Prefect's runner kills the flow-run processes it started when it stops; put
@@ -308,6 +309,22 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
         _wait_for_children(10.0)
         recover(root, served, log)
         lock.release()
+
+
+POLL_SECONDS = 1
+
+
+def _quick_pickup() -> Any:
+    """Serve asks the server for runs to start every second, not Prefect's 10: a run
+    started from the UI's button waited up to 10 s before anything happened (one small
+    API request per second). PREFECT_RUNNER_POLL_FREQUENCY in the environment wins."""
+    import contextlib
+
+    from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY, temporary_settings
+
+    if os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY"):
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_RUNNER_POLL_FREQUENCY: POLL_SECONDS})
 
 
 def served_environment(root: Path, allow: tuple[str, ...] = ()) -> dict[str, str]:

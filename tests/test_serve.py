@@ -295,3 +295,16 @@ def test_a_second_serve_for_the_same_folder_is_refused(tmp_path: Path) -> None:
     again = recovery.ServeLock(tmp_path)  # a stopped serve's lock is taken over
     again.acquire(None)
     again.release()
+
+
+def test_serve_picks_up_runs_every_second_unless_told_otherwise(monkeypatch) -> None:
+    from prefect.settings import get_current_settings
+
+    from flows.serve import POLL_SECONDS, _quick_pickup
+
+    monkeypatch.delenv("PREFECT_RUNNER_POLL_FREQUENCY", raising=False)
+    with _quick_pickup():
+        assert get_current_settings().runner.poll_frequency == POLL_SECONDS == 1
+    monkeypatch.setenv("PREFECT_RUNNER_POLL_FREQUENCY", "7")
+    with _quick_pickup():  # the user's choice is left alone
+        assert get_current_settings().runner.poll_frequency != POLL_SECONDS
