@@ -604,7 +604,9 @@ class Bench:
         wall = sum(walls) / len(walls)
         wait = sum(p[0] for p in parts) / len(parts)
         running = sum(p[1] for p in parts) / len(parts)
-        poll = self.args.poll or "10 (Prefect's default)"
+        from flows.serve import POLL_SECONDS
+
+        poll = self.args.poll or f"{POLL_SECONDS} (edition serve's default)"
         self.rows.append(Row(
             f"served deployment (`prefect server` + `edition serve`), {n:,} customers, "
             f"request → Completed",
