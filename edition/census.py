@@ -16,7 +16,7 @@ from typing import Any
 
 from edition.config import RunOptions
 from edition.customers import Row, read_customers
-from edition.pipeline import BatchResult, Pipeline
+from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.run import customers_file, need_email, pipeline_for, plan_for
 
 
@@ -83,10 +83,7 @@ def take_census(rows: Iterable[Row], pipeline: Pipeline) -> Census:
             continue
         edition = pipeline.prepare(row, scratch)
         if edition.skipped is not None:
-            status, reason = edition.skipped
-            census.excluded += status == "excluded"
-            census.suppressed += status == "suppressed"
-            census.reasons[f"{status}: {getattr(reason, 'group', reason)}"] += 1
+            count_skipped(census, edition.skipped)
             continue
         version = edition.version
         if version is None:

@@ -575,3 +575,16 @@ def columns(path: str | Path | TypedSource) -> list[str]:
         with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
             names.update((n, None) for n in next(csv.reader(handle), []))
     return list(names)
+
+
+def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
+    """Rows in lists of `size` (the last one shorter), streaming."""
+    batch: list[Row] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+

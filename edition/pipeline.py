@@ -67,6 +67,14 @@ def internal_error(exc: BaseException) -> Reason:
                   f"internal error ({type(exc).__name__})")
 
 
+def count_skipped(tally: Any, skipped: tuple[str, Any]) -> None:
+    """Count an excluded or suppressed customer, and why, into a census or a scan."""
+    status, reason = skipped
+    tally.excluded += status == "excluded"
+    tally.suppressed += status == "suppressed"
+    tally.reasons[f"{status}: {getattr(reason, 'group', reason)}"] += 1
+
+
 class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 

@@ -27,11 +27,11 @@ from typing import Any
 from jinja2 import meta, nodes
 
 from edition.config import RunOptions, closest
-from edition.customers import Row, columns, read_customers
+from edition.customers import Row, batches, columns, read_customers
 from edition.editions import RenderFailure
 from edition.errors import ContentError
 from edition.limits import watchdog
-from edition.pipeline import BatchResult, Pipeline
+from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.plan import Plan
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
@@ -126,19 +126,8 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     if scanner is None or scan_options is None:
         absorb(found, [scan_rows(plan, pipeline, rows, set())])
     else:  # the pool's workers scan batches side by side; their renders stay cached there
-        absorb(found, scanner(scan_options, _batches(rows, options.batch_size)))
+        absorb(found, scanner(scan_options, batches(rows, options.batch_size)))
     return found
-
-
-def _batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
@@ -160,10 +149,7 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         if pipeline is not None:
             edition = pipeline.prepare(row, BatchResult([]), links=False)
             if edition.skipped is not None:
-                status, reason = edition.skipped
-                scan.excluded += status == "excluded"
-                scan.suppressed += status == "suppressed"
-                scan.reasons[f"{status}: {getattr(reason, 'group', reason)}"] += 1
+                count_skipped(scan, edition.skipped)
                 continue
             fields, version = edition.fields, edition.version
             if version is None:

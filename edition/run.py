@@ -31,7 +31,7 @@ from edition.approval import refuse_direct_send
 from edition.bundle import Bundle
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, RunOptions
-from edition.customers import Row, count_rows, read_customers
+from edition.customers import Row, batches, count_rows, read_customers
 from edition.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -635,17 +635,6 @@ def _pipeline_checks(options: RunOptions, plan: Plan) -> None:
     if campaign.dkim is not None and dkim_applies(target_of(options, campaign)):
         DkimSigner.load(campaign.dkim, root=campaign.root)
     Suppression.load(campaign, extra_lists=options.suppression)
-
-
-def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:
-    batch: list[Row] = []
-    for row in rows:
-        batch.append(row)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def execute(options: RunOptions, *, executor: BatchExecutor | None = None,
