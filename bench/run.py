@@ -72,7 +72,7 @@ class Sizes:
     big: int = 20_000             # the big end of the CLI's marginal rate; floor loop
     repeat: int = 2               # CLI small runs and floor loops: best of (shared machine)
     floor: int = 10_000           # customers through the floor loop
-    flow_big: int = 6_000         # the big end of the flows' marginal rates
+    flow_big: int = 20_000        # the big end of the flows' marginal rates (as the CLI's)
     served: int = 2_000           # the served deployment's run (and the CLI on the same)
     served_runs: int = 2          # requests through the API (the mean is the row)
     rss: tuple[int, int] = (10_000, 100_000)

@@ -12,7 +12,7 @@ from cli.console import err, user_errors
 from cli.console import out as console
 from cli.options import parse_date
 from edition.approval import refuse_direct_send
-from edition.config import RunOptions
+from edition.config import DEFAULT_BATCH, RunOptions
 from edition.errors import EditionError, RunError, UsageError
 from edition.run import (
     Pool,
@@ -66,7 +66,8 @@ def run(
     dask_address: Annotated[str | None, typer.Option(
         "--dask-address", help="With --task-runner dask: an existing scheduler tcp://host:8786")
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Customers per batch")] = 500,
+    batch_size: Annotated[int | None, typer.Option(
+        help="Customers per batch (default 500; 2,000 with --via-prefect)")] = None,
 ) -> None:
     """Render (and with --send, deliver) one edition per customer."""
     with user_errors():
@@ -77,7 +78,7 @@ def run(
         options = RunOptions.build(campaign=campaign, customers=customers, out=out,
                                    formats=formats, as_of=parse_date(as_of), limit=limit,
                                    send=send, to=to, resend_unknown=resend_unknown,
-                                   batch_size=batch_size, mailing=mailing,
+                                   batch_size=batch_size or DEFAULT_BATCH, mailing=mailing,
                                    new_mailing=new_mailing,
                                    suppression=tuple(suppression or ())).resolved()
         if test_to:
@@ -100,7 +101,7 @@ def run(
             raise UsageError("--dask-address needs --task-runner dask")
         if via_prefect:
             summary = _run_in_prefect(options, overwrite, task_runner, workers or 0,
-                                      dask_address)
+                                      dask_address, batch_size)
         else:
             summary = _run_locally(options, workers, overwrite)
         counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
@@ -141,13 +142,13 @@ def _test_send(options: RunOptions, customers: list[str], address: str, yes: boo
 
 
 def _run_in_prefect(options: RunOptions, overwrite: bool, task_runner: str, workers: int,
-                    dask_address: str | None) -> RunSummary:
+                    dask_address: str | None, batch_size: int | None) -> RunSummary:
     from flows.campaign import run_through_prefect
 
     try:
         return run_through_prefect(options, task_runner=task_runner,  # type: ignore[arg-type]
                                    workers=workers, dask_address=dask_address,
-                                   overwrite=overwrite)
+                                   overwrite=overwrite, batch_size=batch_size)
     except EditionError:
         raise
     except Exception as exc:  # Prefect's own failures: a message, not a traceback

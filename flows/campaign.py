@@ -41,7 +41,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from edition.campaign import find_root
-from edition.config import DEFAULT_BATCH, RunOptions
+from edition.config import RunOptions
 from edition.customers import Row
 from edition.databases import is_database_url
 from edition.errors import UsageError
@@ -92,13 +92,20 @@ OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
 OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
 
 
+# A flow's batches are bigger than edition run's 500: each is a task run whose state
+# changes and logs go through the API (~0.1 s here). 20,000 customers through the thread
+# runner took 9.1 s of flow run at 500 a batch, 8.3 s at 1,000, 7.1 s at 2,000.
+FLOW_BATCH = 2000
+
+
 class RunSettings(BaseModel):
     """Options most runs leave alone."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     batch_size: Annotated[int, Field(ge=1, description=(
-        "Customers per render-batch task (hundreds to thousands: a task costs ~20 ms)."))] = 1000
+        "Customers per render-batch task (thousands: every task run is a few round trips "
+        "to the Prefect API)."))] = FLOW_BATCH
     task_runner: Annotated[Runner, Field(description=(
         "Where batches render: threads of the flow's process, a process pool, or Dask."))
     ] = "thread"
@@ -547,7 +554,8 @@ def scheduled_mailing(campaign: Path | str | None) -> str | None:
 
 def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
                         workers: int = 0, dask_address: str | None = None,
-                        overwrite: bool = False) -> RunSummary:
+                        overwrite: bool = False, batch_size: int | None = None
+                        ) -> RunSummary:
     """`edition run --via-prefect`: the same run, as a flow run (ephemeral server if no API).
 
     The CLI has asked for confirmation (or --yes) before it gets here, so `--send` is
@@ -561,7 +569,7 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,
         limit=options.limit, dry_run=not options.send, confirm_send=options.send,
         to=options.to, mailing=options.mailing,
-        advanced=RunSettings(batch_size=options.batch_size or DEFAULT_BATCH,
+        advanced=RunSettings(batch_size=batch_size or FLOW_BATCH,
                              task_runner=task_runner, workers=workers,
                              dask_address=dask_address, out=options.out,
                              run_id=options.run_id, started=options.started,
