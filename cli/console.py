@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -39,3 +40,19 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", style="red")
         raise typer.Exit(130) from None
+
+
+def counts_text(counts: dict[str, int]) -> str:
+    """`2,000 rendered, 3 rejected`: a summary's statuses, for its one-line result."""
+    return ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items())) or "0 rows"
+
+
+def exit_if_too_many_failed(summary: Any) -> None:
+    """Exit 3 with the reason when more customers failed than the campaign allows (a run's
+    or a send's summary: `failed`, `failure_limit`, `exit_code`)."""
+    if summary.exit_code:
+        err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
+                  f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
+                  f"report", markup=False)
+        raise typer.Exit(summary.exit_code)
+

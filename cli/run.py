@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cli.console import err, user_errors
+from cli.console import counts_text, err, exit_if_too_many_failed, user_errors
 from cli.console import out as console
 from cli.options import parse_date
 from edition.approval import refuse_direct_send
@@ -104,7 +104,7 @@ def run(
                                       dask_address, batch_size)
         else:
             summary = _run_locally(options, workers, overwrite)
-        counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
+        counts = counts_text(summary.counts)
         for note in summary.notes:
             err.print(note, markup=False)
         if summary.resumed:
@@ -116,11 +116,7 @@ def run(
             console.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)
         console.print(f"report:   {summary.out_dir}/report.md", markup=False)
         console.print(f"manifest: {summary.out_dir}/manifest.jsonl", markup=False)
-        if summary.exit_code:
-            err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
-                      f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
-                      f"report", markup=False)
-            raise typer.Exit(summary.exit_code)
+        exit_if_too_many_failed(summary)
 
 
 def _test_send(options: RunOptions, customers: list[str], address: str, yes: bool) -> None:

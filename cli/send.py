@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.console import err, out, user_errors
+from cli.console import counts_text, err, exit_if_too_many_failed, out, user_errors
 from edition.errors import UsageError
 from edition.sending import plan_send, send_approved
 
@@ -48,14 +48,10 @@ def send(
                   markup=False)
         for note in summary.notes:
             err.print(note, markup=False)
-        counts = ", ".join(f"{n:,} {s}" for s, n in sorted(summary.counts.items())) or "0 rows"
+        counts = counts_text(summary.counts)
         out.print(f"{summary.campaign}: {summary.customers:,} customers ({counts}) in "
                   f"{summary.seconds:.1f} s", markup=False)
         out.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)
         out.print(f"report:   {summary.send_dir}/report.md", markup=False)
         out.print(f"manifest: {summary.send_dir}/manifest.jsonl", markup=False)
-        if summary.exit_code:
-            err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
-                      f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
-                      f"report", markup=False)
-            raise typer.Exit(summary.exit_code)
+        exit_if_too_many_failed(summary)

@@ -77,8 +77,14 @@ PROBLEMS = {"rejected", "failed", "unknown", "excluded", "suppressed"}
 
 def sent_line(tally: Tally, mailing: str | None) -> str:
     """`0 sent now, 20 already sent in mailing M`: what a send did, truthfully."""
-    already = tally.codes.get(("sent", "already_sent"), 0)
-    line = f"{tally.status.get('sent', 0) - already:,} sent now"
+    return sent_words(tally.status.get("sent", 0),
+                      tally.codes.get(("sent", "already_sent"), 0), mailing)
+
+
+def sent_words(sent: int, already: int, mailing: str | None) -> str:
+    """The same sentence from the counts (`sent` rows, of which `already` were sent by an
+    earlier run of the mailing): for the report, the run's and the send's summaries."""
+    line = f"{sent - already:,} sent now"
     if already:
         line += f", {already:,} already sent in mailing {mailing}"
     return line

@@ -56,7 +56,7 @@ from edition.manifest import (
 from edition.pipeline import BatchResult, Pipeline
 from edition.plan import Plan
 from edition.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
-from edition.report import RunInfo, Tally, write_report
+from edition.report import RunInfo, Tally, sent_words, write_report
 from edition.runfolder import (
     LOCK_FILE,
     RUN_FILE,
@@ -341,10 +341,7 @@ class RunSummary:
 
     def sent_line(self) -> str:
         """`0 sent now, 20 already sent in mailing M`: what a send did, truthfully."""
-        line = f"{self.counts.get('sent', 0) - self.already_sent:,} sent now"
-        if self.already_sent:
-            line += f", {self.already_sent:,} already sent in mailing {self.mailing}"
-        return line
+        return sent_words(self.counts.get("sent", 0), self.already_sent, self.mailing)
 
 
 @dataclass

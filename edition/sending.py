@@ -52,7 +52,7 @@ from edition.errors import (
 )
 from edition.manifest import MANIFEST_NAME, ManifestRow, ManifestWriter, Reason
 from edition.naming import CONTENT_TYPES, new_run_id
-from edition.report import RunInfo, Tally, render_report, sent_line
+from edition.report import RunInfo, Tally, render_report, sent_line, sent_words
 from edition.runfolder import FileWriter, FolderLock, now, owner, write_json
 from edition.suppression import Suppression
 
@@ -174,10 +174,7 @@ class SendSummary:
         return 3 if self.failed > self.failure_limit else 0
 
     def sent_line(self) -> str:
-        line = f"{self.counts.get('sent', 0) - self.already_sent:,} sent now"
-        if self.already_sent:
-            line += f", {self.already_sent:,} already sent in mailing {self.mailing}"
-        return line
+        return sent_words(self.counts.get("sent", 0), self.already_sent, self.mailing)
 
     def to_dict(self) -> dict[str, Any]:
         return {"send_id": self.send_id, "run_id": self.run_id, "run_dir": self.run_dir,
