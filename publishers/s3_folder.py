@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from edition.errors import FolderBusy, RunError
 from edition.naming import CONTENT_TYPES
-from publishers.aws import error_parts, make_client
+from publishers.aws import error_parts, make_client, retries
 from publishers.base import redact
 
 ENDPOINT_ENV = "EDITION_S3_ENDPOINT_URL"
@@ -72,7 +72,7 @@ class S3Folder:
             self._client = make_client(
                 "s3", target=self.location, region=None,
                 endpoint_url=os.environ.get(ENDPOINT_ENV), profile=None,
-                config={"retries": {"mode": "standard", "max_attempts": 5},
+                config={"retries": retries(5),
                         "max_pool_connections": UPLOADS + 2})
         return self._client
 
