@@ -431,7 +431,7 @@ class Run:
                                            append=self.resume.kept > 0)
             self.document = {"status": "running", "run_id": self.options.run_id,
                              "campaign": self.campaign.name,
-                             "options": self.options.model_dump(mode="json"),
+                             "options": self.options.recorded(),
                              "started": now(), **owner(), **marker}
             if self.resumes:
                 self.document["resumes"] = self.resumes
