@@ -31,6 +31,7 @@ from edition.bundle import Bundle
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, RunOptions
 from edition.customers import Row, batches, count_rows, read_customers
+from edition.databases import masked
 from edition.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -431,7 +432,10 @@ class Run:
             self.document = {"status": "running", "run_id": self.options.run_id,
                              "campaign": self.campaign.name,
                              "options": self.options.recorded(),
-                             "started": now(), **owner(), **marker}
+                             "started": now(), **owner(),
+                             # a marker may be a URL (the Prefect API's): never its password
+                             **{k: masked(v) if isinstance(v, str) else v
+                                for k, v in marker.items()}}
             if self.resumes:
                 self.document["resumes"] = self.resumes
             if self.preflight is not None:

@@ -11,6 +11,7 @@ run's artifacts and logs are searched for the password in each of its spellings.
 from __future__ import annotations
 
 import csv
+import json
 import sqlite3
 import threading
 import time
@@ -216,3 +217,20 @@ def test_masked_hides_the_password_in_any_spelling(url: str, shown: str) -> None
     if url.startswith("postgres") and "***" in shown:
         # a masked URL read back (run.json) connects with the environment's password
         assert sqlalchemy_url(shown).password is None
+
+
+def test_run_json_masks_every_url_it_records(customers_url: str, tmp_path: Path) -> None:
+    """The customers URL and a marker URL (the flow records its Prefect API's) go into
+    run.json masked; the run still reads its customers with the password it was given."""
+    from edition.run import RunOptions, execute
+
+    site = copy_site(tmp_path / "site")
+    out = tmp_path / "run"
+    summary = execute(RunOptions(campaign=str(site / CAMPAIGN), customers=customers_url,
+                                 out=str(out), as_of=AS_OF, formats=("html",)),
+                      api_url=f"http://prefect:{quote(PASSWORD, safe='')}@127.0.0.1:4200/api")
+    assert summary.counts == {"rendered": 12}
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["api_url"] == "http://prefect:***@127.0.0.1:4200/api"
+    assert run["options"]["customers"].startswith("postgresql://edition:***@127.0.0.1")
+    assert assert_no_password(out) > 12
