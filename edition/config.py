@@ -33,6 +33,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from edition.addresses import AddressError, parse_mailbox
+from edition.databases import masked
 from edition.errors import ContentError
 from edition.naming import FORMATS, new_run_id
 from edition.yamlfile import LineDict
@@ -959,6 +960,16 @@ class RunOptions(BaseModel):
 
     def replace(self, **changes: Any) -> RunOptions:
         return self.model_copy(update=changes)
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as run.json records them: each URL masked (a customers URL may
+        hold a password; edition.databases.masked hides it). Read back, a masked
+        password means "from the environment" (PGPASSWORD, ~/.pgpass)."""
+        document = self.model_dump(mode="json")
+        for name in ("customers", "out", "to"):
+            if document.get(name):
+                document[name] = masked(document[name])
+        return document
 
     def resolved(self) -> RunOptions:
         """Fill in the defaults that must be the same in every worker."""

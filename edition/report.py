@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edition.databases import masked
 from edition.manifest import STATUSES, ManifestRow
 
 SAMPLES = 5
@@ -28,6 +29,11 @@ class RunInfo:
     customers: str
     mailing: str | None = None
     preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
+
+    def __post_init__(self) -> None:
+        # the report is published (files, Prefect artifacts): a customers URL's password
+        # never reaches it, whoever built this RunInfo from whatever run.json
+        object.__setattr__(self, "customers", masked(self.customers))
 
 
 class Tally:

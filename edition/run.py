@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -32,6 +31,7 @@ from edition.bundle import Bundle
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, RunOptions
 from edition.customers import Row, batches, count_rows, read_customers
+from edition.databases import masked
 from edition.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -431,8 +431,11 @@ class Run:
                                            append=self.resume.kept > 0)
             self.document = {"status": "running", "run_id": self.options.run_id,
                              "campaign": self.campaign.name,
-                             "options": self.options.model_dump(mode="json"),
-                             "started": now(), **owner(), **marker}
+                             "options": self.options.recorded(),
+                             "started": now(), **owner(),
+                             # a marker may be a URL (the Prefect API's): never its password
+                             **{k: masked(v) if isinstance(v, str) else v
+                                for k, v in marker.items()}}
             if self.resumes:
                 self.document["resumes"] = self.resumes
             if self.preflight is not None:
@@ -440,22 +443,40 @@ class Run:
                     "errors": [str(e) for e in self.preflight.errors],
                     "warnings": self.preflight.warnings, "facts": self.preflight.facts()}
             write_run_file(self.out_dir, self.document)
+            if self.remote is not None:  # says whose folder it is, should this run die
+                self.remote.put(RUN_FILE, (self.out_dir / RUN_FILE).read_bytes())
         except BaseException:
             self._release()
             raise
         return self
 
     def _take_remote(self) -> None:
-        """Hold an object-store run folder; refuse one holding another run's output."""
+        """Hold an object-store run folder (a dead run's lock is taken over), then: a fresh
+        folder, the same interrupted run finished, --overwrite, or a refusal."""
         remote = self.remote
-        holder = json.dumps({"run_id": self.options.run_id, **owner()}).encode()
-        if remote.exists(MANIFEST_NAME) or remote.exists(RUN_FILE):
-            if not self.overwrite:
-                raise RunError(f"{self.location} holds the output of an earlier run; choose "
-                               f"another --out or pass --overwrite to replace it")
-            remote.clear()
-        remote.lock(holder)
+        remote.lock({"run_id": self.options.run_id, **owner()})
         self.remote_locked = True
+        if remote.taken_over:
+            self.notes.append(f"took {self.location} over from run "
+                              f"{remote.taken_over.get('run_id', '?')}, which died holding it")
+        info = remote.read_json(RUN_FILE)
+        if info is None and not remote.exists(MANIFEST_NAME):
+            return
+        if self.overwrite:
+            remote.clear()
+        elif self._same_run(info):
+            # its manifest went up only at its end: the rows are made again (the send
+            # ledger keeps every customer at one message), stray files go at the end
+            self.resumes = str(info.get("run_id") or "")
+            previous = info.get("options") or {}
+            if previous.get("started"):
+                self.options = self.options.replace(
+                    started=dt.datetime.fromisoformat(previous["started"]))
+        else:
+            whose = (f"run {info.get('run_id')} of {info.get('campaign')}" if info
+                     else "an earlier run")
+            raise RunError(f"{self.location} holds the output of {whose}; choose another "
+                           f"--out or pass --overwrite to replace it")
 
     def _pick_mailing(self) -> MailingChoice:
         """Which issue of the campaign this send is, and its run date (nothing written)."""
@@ -568,6 +589,10 @@ class Run:
         """A remote run folder gets the run's own files (after the customers' files)."""
         if self.remote is None:
             return
+        if self.resumes:  # a dead run's batches that this run did not make again
+            rows, _ = read_rows(self.out_dir / MANIFEST_NAME)
+            self.remote.remove_unlisted({rel for r in rows
+                                         for rel in (r.get("files") or {}).values()})
         for name in (MANIFEST_NAME, "versions.json", "report.md", RUN_FILE):
             if (self.out_dir / name).is_file():
                 self.remote.put(name, (self.out_dir / name).read_bytes())

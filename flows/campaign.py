@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from edition.campaign import find_root
 from edition.config import RunOptions
 from edition.customers import Row
-from edition.databases import is_database_url
+from edition.databases import held, is_database_url
 from edition.errors import UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
@@ -564,8 +564,11 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     if options.limit == 0:  # the flow's 0 is the form's "every row": never widen a run
         raise UsageError("--limit 0 with --via-prefect: the flow reads 0 as every row; "
                          "give a limit of 1 or more, or leave --via-prefect off")
+    # Prefect stores a flow run's parameters: the customers URL goes without its password
+    # (this process keeps it to connect with)
     state = send_campaign(
-        campaign=options.campaign, customers=options.customers,
+        campaign=options.campaign,
+        customers=held(options.customers) if options.customers else options.customers,
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,
         limit=options.limit, dry_run=not options.send, confirm_send=options.send,
         to=options.to, mailing=options.mailing,

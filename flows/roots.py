@@ -27,6 +27,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from edition.campaign import campaign_file, is_campaign_name
+from edition.databases import masked
 
 ROOT_ENV = "EDITION_CONTENT_ROOT"
 ALLOW_ENV = "EDITION_SERVE_ALLOW"
@@ -150,6 +151,5 @@ def _url_under(url: str, prefix: str) -> bool:
 
 
 def _shown(url: str) -> str:
-    """A URL without its credentials (they never go into a log)."""
-    split = urlsplit(url)
-    return split._replace(netloc=split.netloc.rpartition("@")[2]).geturl()
+    """A URL without its password (it never goes into a log): edition.databases.masked."""
+    return masked(url)

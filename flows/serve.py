@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
+from edition.databases import masked
 from edition.errors import ContentError, ContentErrors, EditionError, UsageError
 from flows.roots import ALLOW_ENV, ROOT_ENV, Roots
 
@@ -367,6 +368,7 @@ def check_api_access(api_url: str | None, log: Any) -> None:
 
     if not api_url:
         return  # Prefect's ephemeral server, in this process
+    shown = masked(api_url)   # what the messages say: never a password in the URL
     probe = api_url.rstrip("/") + "/admin/version"
     auth = PREFECT_API_AUTH_STRING.value()
     try:
@@ -375,20 +377,20 @@ def check_api_access(api_url: str | None, log: Any) -> None:
             token = base64.b64encode(str(auth).encode("utf-8")).decode("ascii")
             if httpx.get(probe, timeout=30, headers={"Authorization": f"Basic {token}"}
                          ).status_code == 401:
-                raise UsageError(f"the Prefect server at {api_url} refused "
+                raise UsageError(f"the Prefect server at {shown} refused "
                                  f"PREFECT_API_AUTH_STRING; set it to the server's "
                                  f"PREFECT_SERVER_API_AUTH_STRING (user:password)")
     except httpx.HTTPError:
         return  # Prefect's own client says the server cannot be reached, and retries
     if not open_door and not auth:
-        raise UsageError(f"the Prefect server at {api_url} asks for a password: set "
+        raise UsageError(f"the Prefect server at {shown} asks for a password: set "
                          f"PREFECT_API_AUTH_STRING to its PREFECT_SERVER_API_AUTH_STRING "
                          f"(user:password)")
     if open_door and not _loopback(api_url):
         log.warning("the Prefect server at %s asks for no password: anyone who reaches it "
                     "can start a send. Start the server with "
                     "PREFECT_SERVER_API_AUTH_STRING=user:password and set "
-                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)", api_url)
+                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)", shown)
 
 
 def _loopback(url: str | None) -> bool:
