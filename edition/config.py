@@ -53,15 +53,39 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _PASSWORD_IN_URL = re.compile(r"^[\w+.-]+://[^/?#@]*:[^/?#@]*@")
 
 
-def fail(message: str) -> PydanticCustomError:
-    """A validation error whose text is shown as it is."""
-    return PydanticCustomError("edition", message)
+AT = "edition_at"     # an error's context key: the key inside the value it is about
+SALVAGE = "edition_salvage"   # validation context: building the instance from what is right
 
 
-def closest(word: str, choices: Sequence[str] | set[str]) -> str | None:
+def fail(message: str, *, at: str | None = None) -> PydanticCustomError:
+    """A validation error whose text is shown as it is; `at` names the key inside the
+    checked value the error is about, so its line is that key's line."""
+    return PydanticCustomError("edition", message, {AT: at} if at is not None else None)
+
+
+def closest(word: str, choices: Sequence[str] | set[str], cutoff: float = 0.75) -> str | None:
     """The known name a typo most likely meant, if one is close enough."""
-    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
-    return match[0] if match else None
+    names = sorted(str(c) for c in choices)
+    match = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+    if match:
+        return match[0]
+    # difflib scores a swapped pair low in a short word (`kidn` for `kind`: 0.75)
+    letters = sorted(word.lower())
+    return next((n for n in names if len(n) > 2 and sorted(n.lower()) == letters), None)
+
+
+def near_miss(word: str, known: Sequence[str] | set[str]) -> str | None:
+    """The known key an unknown key misspells, or None when it reads as a key of its own.
+
+    A known key with a word or a number of its own (`author_url`, `address_2`,
+    `address2`) is a key of its own; `valid_untill` or `Title` is a typo.
+    """
+    if word in known:
+        return None
+    for name in known:
+        if re.fullmatch(rf"(?:\w+[_-])?{re.escape(name)}(?:[_-]\w+|\d+)?", word):
+            return None
+    return closest(word, known, cutoff=0.8)
 
 
 def has_credentials(target: str) -> bool:
@@ -573,9 +597,14 @@ def _names(value: Any, info: Any) -> frozenset[str] | None:
 
 
 class FrontMatter(BaseModel):
-    """A module's front matter (design.md, "Module file")."""
+    """A module's front matter (design.md, "Module file").
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    These keys are the engine's; any other key is the team's own and lands in the
+    module's `meta` (`cta: Book my review` → `{{ o.meta.cta }}`). Only a key that looks
+    like a misspelt one of these is worth a word (`front_matter_notes`).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str | None = None
     kind: str | None = None
@@ -617,6 +646,18 @@ class FrontMatter(BaseModel):
             raise fail(f"priority: {value!r} is not a whole number")
         return value
 
+
+def front_matter_notes(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, warning) for each key of the module's own that looks like a misspelt engine
+    key: `valid_untill` is kept in meta, but the module would never expire."""
+    known = list(FrontMatter.model_fields)
+    notes = []
+    for key in meta:
+        hint = near_miss(str(key), known)
+        if hint is not None and hint not in meta:
+            notes.append((str(key), f"front matter key {str(key)!r}: did you mean {hint!r}? "
+                                    f"(kept in meta as the module's own key)"))
+    return notes
 
 
 # -- delivery targets --------------------------------------------------------------

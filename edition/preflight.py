@@ -9,7 +9,8 @@ limits, and every problem is reported at once:
   from the whole file (one message, not a reject per row); marketing e-mail sent
   without an unsubscribe URL;
 - warnings (listed; fatal with --strict): fields that rules and templates read but the
-  customer file lacks (with "did you mean"); HTML over 102 KB, which Gmail clips, and an
+  customer file lacks (with "did you mean"); module front matter keys that look like
+  misspelt known ones; HTML over 102 KB, which Gmail clips, and an
   unsubscribe link after the clip point; images without alt text; no `lang` on
   <html>; no preheader; unsigned unsubscribe links; a customer whose own data fails;
 - facts: the audience, and how many customers would be excluded or suppressed.
@@ -108,6 +109,7 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     found = Preflight()
     header = columns(source)
     _required_columns(found, header, email=email, file=str(source))
+    found.warnings += content_notes(plan)
     _fields_read(found, plan, header)
     if makes_email and campaign.kind != "transactional" and not campaign.unsubscribe_url:
         message = ("marketing e-mail needs unsubscribe_url (where the unsubscribe server "
@@ -128,6 +130,14 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     else:  # the pool's workers scan batches side by side; their renders stay cached there
         absorb(found, scanner(scan_options, batches(rows, options.batch_size)))
     return found
+
+
+def content_notes(plan: Plan) -> list[str]:
+    """Warnings about the content itself: module front matter keys that look like
+    misspelt known ones (`valid_untill`), for the modules this campaign may use."""
+    return [note for module in plan.catalog
+            if module.campaigns is None or plan.campaign.name in module.campaigns
+            for note in module.notes]
 
 
 def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
