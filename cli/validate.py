@@ -11,6 +11,7 @@ from cli.console import out, user_errors
 from edition.config import RunOptions
 from edition.errors import collect
 from edition.plan import Plan
+from edition.preflight import content_notes
 from edition.run import plan_for, preflight_for
 
 
@@ -46,12 +47,13 @@ def validate(
                       f"{len(found.versions):,} versions, each rendered once")
             for fact in found.facts()[1:]:
                 out.print(f"  {fact}", markup=False)
-            for warning in found.warnings[:50]:
+            more = [w for w in found.warnings if w not in warnings]
+            for warning in more[:50]:
                 out.print("[yellow]warning[/]: ", end="")
                 out.print(warning, markup=False, highlight=False)
-            if len(found.warnings) > 50:
-                out.print(f"[yellow]warning[/]: … and {len(found.warnings) - 50:,} more")
-            warnings += found.warnings
+            if len(more) > 50:
+                out.print(f"[yellow]warning[/]: … and {len(more) - 50:,} more")
+            warnings += more
             collect(found.errors)
         if strict and warnings:
             raise typer.Exit(2)
@@ -59,7 +61,7 @@ def validate(
 
 def _warnings(plan: Plan) -> list[str]:
     names = {s.name for s in plan.campaign.segments}
-    found = []
+    found = content_notes(plan)
     for module in plan.catalog:
         if module.campaigns is not None and plan.campaign.name not in module.campaigns:
             continue

@@ -16,6 +16,7 @@ from edition.config import (
     RESERVED_SLOTS,
     CampaignConfig,
     DkimConfig,
+    OptionErrors,
     SuppressionConfig,
     check,
     closest,
@@ -267,8 +268,10 @@ class _Checker:
             else:
                 try:
                     target_options(delivery["to"], delivery)
-                except ValueError as exc:
-                    self.error(f"delivery: {exc}", self.line("delivery"))
+                except OptionErrors as exc:
+                    for option, problem in exc.problems:
+                        self.error(f"delivery: {problem}", self.line(option, d["delivery"])
+                                   if option else self.line("delivery"))
         schedule = config.schedule.model_dump() if config.schedule else None
         dkim = self.dkim(d.get("delivery"))
         self.suppression_lists(config.suppression)
