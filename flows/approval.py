@@ -110,12 +110,13 @@ def _previous_diff(review: Review) -> tuple[Path | None, RunDiff | None]:
 
 
 def review_markdown(review: Review, campaign: Campaign, link: Callable[[Path], str],
-                    timeout_hours: float) -> tuple[str, list[dict[str, str]], str]:
+                    timeout_hours: float, to: str | None = None
+                    ) -> tuple[str, list[dict[str, str]], str]:
     """(the summary, the warnings table, the changes) for the artifacts and the form."""
     facts = review.facts
     out_dir = review.folder
     summary = ["# Review before sending", "", *summary_lines(facts),
-               *mailing_lines(facts, campaign), "",
+               *mailing_lines(facts, campaign, to), "",
                f"[Browse the editions]({link(out_dir)}) · "
                f"[report.md]({link(out_dir / 'report.md')})", ""]
     unsendable = review.unsendable()
@@ -212,11 +213,11 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | st
                 message = f"{other}; nothing was sent"
                 logger.error(message)
                 return Failed(message=message)
-            answer = _review_and_pause(review, campaign, link, timeout_hours)
+            answer = _review_and_pause(review, campaign, link, timeout_hours, options.to)
             if not isinstance(answer, dict):
                 return answer   # Failed, or Cancelled (rejected, unanswered, refused)
             run_id = review.facts.run_id
-        approval_sha256 = file_digest(out_dir / APPROVAL_FILE)
+            approval_sha256 = file_digest(out_dir / APPROVAL_FILE)
     except EditionError as exc:
         message = f"{exc}; nothing was sent"
         logger.error(message)
@@ -250,7 +251,7 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | st
 
 
 def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path], str],
-                      timeout_hours: float) -> Any:
+                      timeout_hours: float, to: str | None) -> Any:
     """The artifacts, the pause and the record: the approval document, or the state the
     flow run ends in (nothing sent)."""
     from prefect.exceptions import FlowPauseTimeout
@@ -259,7 +260,7 @@ def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path],
 
     logger = get_run_logger()
     out_dir = review.folder
-    summary, warnings, changes = review_markdown(review, campaign, link, timeout_hours)
+    summary, warnings, changes = review_markdown(review, campaign, link, timeout_hours, to)
     name = campaign.name
     create_markdown_artifact(summary, key=artifact_key("review", name),
                              description=f"{name}: what will be sent, for the approver")
