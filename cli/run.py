@@ -24,6 +24,7 @@ from edition.run import (
     execute,
     plan_for,
     target_of,
+    unsendable_as_is,
 )
 
 
@@ -93,6 +94,8 @@ def run(
         if not send:
             err.print(f"Dry run: nothing will be sent{f' to {to}' if to else ''} "
                       f"(add --send to deliver).", style="dim")
+            for why in unsendable_as_is(options, plan):   # before an hour of rendering
+                err.print(f"This dry run cannot be sent as it is: {why}", markup=False)
         if task_runner not in {"thread", "process", "dask"}:
             raise UsageError(f"--task-runner {task_runner!r}: choose thread, process or dask")
         if (task_runner != "thread" or dask_address) and not via_prefect:
@@ -104,7 +107,7 @@ def run(
                                       dask_address, batch_size)
         else:
             summary = _run_locally(options, workers, overwrite)
-        counts = counts_text(summary.counts)
+        counts = counts_text(summary.counts, summary.already_sent)
         for note in summary.notes:
             err.print(note, markup=False)
         if summary.resumed:

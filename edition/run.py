@@ -71,6 +71,8 @@ from edition.runfolder import (
     remove_unlisted,
     write_run_file,
 )
+from edition.runindex import record as index_run
+from edition.sendable import send_blockers
 from edition.sources import TypedSource, customer_source
 from edition.suppression import Suppression
 from edition.unsubscribe import UnsubscribeLinks
@@ -126,7 +128,7 @@ def estimate_rows(source: Source, options: RunOptions) -> int:
 
 
 def run_info(options: RunOptions, plan: Plan,
-             preflight: Preflight | None = None) -> RunInfo:
+             preflight: Preflight | None = None, unsendable: Iterable[str] = ()) -> RunInfo:
     mode = (f"sent (--send) to {target_of(options, plan.campaign)}" if options.send
             else "dry run (nothing sent)")
     return RunInfo(campaign=plan.campaign.name,
@@ -135,7 +137,8 @@ def run_info(options: RunOptions, plan: Plan,
                    formats=plan.formats,
                    customers=source_name(customers_file(options, plan.campaign)),
                    mailing=options.mailing if options.send else None,
-                   preflight=tuple(preflight.table()) if preflight is not None else ())
+                   preflight=tuple(preflight.table()) if preflight is not None else (),
+                   unsendable=tuple(unsendable))
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
@@ -210,6 +213,13 @@ def makes_email(options: RunOptions, plan: Plan) -> bool:
     """Does this run write .eml files or send by e-mail?"""
     return "eml" in plan.formats or (
         options.send and channel_of(target_of(options, plan.campaign)) == EMAIL_CHANNEL)
+
+
+def unsendable_as_is(options: RunOptions, plan: Plan) -> list[str]:
+    """Why a send of this dry run would be refused, as `run --send` would refuse it (no
+    unsubscribe_url, no EDITION_UNSUBSCRIBE_SECRET): the dry run says so up front."""
+    return send_blockers(plan.campaign, makes_email=makes_email(options.replace(send=True),
+                                                                plan))
 
 
 def unsubscribe_links(options: RunOptions, plan: Plan) -> UnsubscribeLinks | None:
@@ -387,6 +397,7 @@ class Run:
         self.remote_locked = False
         self.document: dict[str, Any] = {}
         self.preflight: Preflight | None = None
+        self.unsendable: list[str] = []   # why a send of this dry run would be refused
 
     # -- start --------------------------------------------------------------------
 
@@ -410,6 +421,10 @@ class Run:
             self.plan = plan_for(self.options)  # the run date may be the mailing's
             if self.options.send:
                 _pipeline_checks(self.options, self.plan)
+            else:
+                self.unsendable = unsendable_as_is(self.options, self.plan)
+                self.notes += [f"this dry run cannot be sent as it is: {why}"
+                               for why in self.unsendable]
             self.preflight = preflight_for(self.options, self.plan, scanner=self.scanner)
             collect(self.preflight.errors)
             self.notes += [f"preflight: {w}" for w in self.preflight.warnings[:20]]
@@ -438,6 +453,8 @@ class Run:
                                 for k, v in marker.items()}}
             if self.resumes:
                 self.document["resumes"] = self.resumes
+            if self.unsendable:
+                self.document["unsendable"] = self.unsendable
             if self.preflight is not None:
                 self.document["preflight"] = {
                     "errors": [str(e) for e in self.preflight.errors],
@@ -563,7 +580,8 @@ class Run:
         if self.manifest is not None:
             self.manifest.close()
         seconds = time.monotonic() - self.started
-        report = write_report(self.tally, run_info(self.options, self.plan, self.preflight),
+        report = write_report(self.tally, run_info(self.options, self.plan, self.preflight,
+                                                   self.unsendable),
                               self.out_dir, seconds)
         if self.ledger is not None and self.options.mailing:
             self.ledger.finish_mailing(self.campaign.name, self.options.mailing,
@@ -581,6 +599,13 @@ class Run:
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
             "counts": summary.counts})
+        if self.options.send and self.remote is None:
+            # approve and diff of the campaign's next run find this one wherever it is
+            problem = index_run(self.campaign.root, self.campaign.name,
+                                run_id=str(self.options.run_id), folder=self.out_dir,
+                                event="sent")
+            if problem:
+                summary.notes.append(problem)
         self._upload()
         self._release()
         return summary
