@@ -7,7 +7,9 @@ limits, and every problem is reported at once:
 - errors (exit 2, nothing written): a version too large, too slow, too deep or refused
   by the sandbox (it would fail every customer of it); a column every row needs missing
   from the whole file (one message, not a reject per row); marketing e-mail sent
-  without an unsubscribe URL;
+  without an unsubscribe URL; for PDF, an image, stylesheet or font that the render may
+  not fetch (outside the content root, a host not in pdf.allow_hosts) or cannot (a
+  missing file), naming the module or template and the URL (edition.pdf_resources);
 - warnings (listed; fatal with --strict): fields that rules and templates read but the
   customer file lacks (with "did you mean"); HTML over 102 KB, which Gmail clips, and an
   unsubscribe link after the clip point; images without alt text; no `lang` on
@@ -31,6 +33,7 @@ from edition.customers import Row, batches, columns, read_customers
 from edition.editions import RenderFailure
 from edition.errors import ContentError
 from edition.limits import watchdog
+from edition.pdf_resources import page_problems, stylesheet_problems
 from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.plan import Plan
 
@@ -119,6 +122,8 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
         found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")
+    if "pdf" in plan.formats:
+        found.errors += stylesheet_problems(campaign)
     if found.errors and any("has no" in str(e) for e in found.errors):
         return found  # a file without its id or email column: reading it tells nothing more
     rows = read_customers(source, need_email=email, declared=campaign.fields,
@@ -181,6 +186,10 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         if rendered_doc.html is not None:
             for warning in _html(plan, rendered_doc.html, fields):
                 scan.html.setdefault(warning, []).append(version.id)
+        if rendered_doc.page is not None and "pdf" in plan.formats:
+            modules = [c.module for s in version.selection.slots for c in s.chosen]
+            for problem in page_problems(plan.campaign, modules, rendered_doc.page):
+                scan.errors.append((str(problem), problem.message, problem.file, problem.line))
     return scan
 
 
