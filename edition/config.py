@@ -164,9 +164,13 @@ class LimitsConfig(Strict):
 
 
 class PdfConfig(Strict):
-    """`pdf: {page_size: A4|Letter}`."""
+    """`pdf: {page_size: A4|Letter, allow_hosts: [cdn.acme.example]}`.
+
+    A PDF render reads files under the content root only; `allow_hosts` names the hosts
+    whose https URLs (images, stylesheets, fonts) it may fetch too."""
 
     page_size: str = "A4"
+    allow_hosts: tuple[str, ...] = ()
 
     @field_validator("page_size", mode="before")
     @classmethod
@@ -174,6 +178,28 @@ class PdfConfig(Strict):
         if value not in PAGE_SIZES:
             raise fail(f"pdf.page_size {value!r} must be A4 or Letter")
         return str(value)
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise fail("pdf.allow_hosts must be a list of host names, e.g. [cdn.acme.example]")
+        hosts = []
+        for entry in value:
+            text = str(entry).strip().lower()
+            host, _, port = text.partition(":")
+            if "://" in text or "/" in text:
+                raise fail(f"pdf.allow_hosts: {entry!r} is a URL; name the host only, e.g. "
+                           f"cdn.acme.example (https is implied)")
+            if not _HOSTNAME.match(host) or (port and not port.isdigit()):
+                raise fail(f"pdf.allow_hosts: {entry!r} is not a host name like "
+                           f"cdn.acme.example")
+            hosts.append(text)
+        return tuple(hosts)
 
 
 
@@ -430,6 +456,9 @@ class CampaignConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str | None = None
+    # the display name (running header of PDFs): text, or per locale; default: the name
+    title: Annotated[str | dict[str, str] | None, BeforeValidator(lambda v: _per_locale(
+        v, "title"))] = None
     description: Annotated[str | None, _optional_text("description")] = None
     template: Annotated[str | None, _optional_text("template")] = None
     text_template: Annotated[str | None, _optional_text("text_template")] = None

@@ -186,7 +186,9 @@ class Pipeline:
             doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
             parts = doc.parts if isinstance(doc, SharedDocument) else []
             pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
-            for edition, data in zip(group, self.encoder.pdf_version(parts, pages), strict=True):
+            locale = group[0].version.locale  # type: ignore[union-attr]
+            pdfs = self.encoder.pdf_version(parts, pages, locale)
+            for edition, data in zip(group, pdfs, strict=True):
                 edition.pdf = data
 
     def _finish(self, edition: Edition) -> ManifestRow:

@@ -7,7 +7,9 @@ limits, and every problem is reported at once:
 - errors (exit 2, nothing written): a version too large, too slow, too deep or refused
   by the sandbox (it would fail every customer of it); a column every row needs missing
   from the whole file (one message, not a reject per row); marketing e-mail sent
-  without an unsubscribe URL;
+  without an unsubscribe URL; for PDF, an image, stylesheet or font that the render may
+  not fetch (outside the content root, a host not in pdf.allow_hosts) or cannot (a
+  missing file), naming the module or template and the URL (edition.pdf_resources);
 - errors too: a customer field that a template, the subject or a module body prints
   (with nothing to fall back on) and that no customer it reaches has: every one of them
   would fail (edition.fields finds those places in Jinja's AST);
@@ -39,6 +41,7 @@ from edition.editions import RenderFailure
 from edition.errors import ContentError
 from edition.fields import Print, prints
 from edition.limits import watchdog
+from edition.pdf_resources import page_problems, stylesheet_problems
 from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.plan import Plan
 from edition.yamlfile import load_yaml
@@ -137,6 +140,8 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
         found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")
+    if "pdf" in plan.formats:
+        found.errors += stylesheet_problems(campaign)
     if found.errors and any("has no" in str(e) for e in found.errors):
         found.warnings += reads.values()
         return found  # a file without its id or email column: reading it tells nothing more
@@ -225,6 +230,10 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         if rendered_doc.html is not None:
             for warning in _html(plan, rendered_doc.html, fields):
                 scan.html.setdefault(warning, []).append(version.id)
+        if rendered_doc.page is not None and "pdf" in plan.formats:
+            modules = [c.module for s in version.selection.slots for c in s.chosen]
+            for problem in page_problems(plan.campaign, modules, rendered_doc.page):
+                scan.errors.append((str(problem), problem.message, problem.file, problem.line))
     return scan
 
 

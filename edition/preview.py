@@ -94,7 +94,7 @@ def _render(result: PreviewResult, pipeline: Pipeline, edition: Edition, fmt: st
         # one customer: the whole render is the reference and cheaper than sharing
         rendered = pipeline.plan.renderer.whole(version, edition.fields)
         if fmt == "pdf":
-            result.document = encoder.pdf_one(rendered)
+            result.document = encoder.pdf_one(rendered, version.locale)
         elif fmt == "eml":
             digest = encoder.content_hash(customer_id, version.id, rendered)
             result.document = encoder.message(customer_id, edition.fields, version.id,
