@@ -44,7 +44,7 @@ from edition.campaign import find_root
 from edition.config import RunOptions
 from edition.customers import Row
 from edition.databases import is_database_url
-from edition.errors import UsageError
+from edition.errors import RunError, UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
 from edition.run import (
@@ -62,7 +62,7 @@ from edition.run import (
     process_batch,
     target_of,
 )
-from edition.runfolder import is_remote
+from edition.runfolder import is_remote, read_from
 from flows import approval, recovery
 from flows.roots import Roots, campaign_problem, resolve_campaign
 
@@ -362,7 +362,7 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
     def started(run: Run) -> None:
         state["total"] = run.estimate()
         logger.info("campaign %s: about %s customers, batches of %s, %s runner; output in %s",
-                    campaign, f"{state['total']:,}", options.batch_size, runner, run.out_dir)
+                    campaign, f"{state['total']:,}", options.batch_size, runner, run.location)
         if run.resume.kept:
             logger.warning("resuming an interrupted run: %s rows were done before",
                            f"{run.resume.kept:,}")
@@ -416,12 +416,17 @@ def _several_batches(options: RunOptions) -> bool:
 
 
 def publish_artifacts(campaign: str, summary: RunSummary) -> None:
-    """The report, the versions table and a link to the output, for the Prefect UI."""
-    out_dir = Path(summary.out_dir)
+    """The report, the versions table and a link to the output, for the Prefect UI.
+
+    The run folder is read through edition.runfolder (a path or s3://…); sample links
+    to editions are given for a local folder only."""
+    location = summary.out_dir
+    remote = is_remote(location)
+    out_dir = Path(location)
     samples = []
     for fmt in ("html", "text", "pdf"):
         folder = out_dir / fmt
-        if folder.is_dir():
+        if not remote and folder.is_dir():
             samples = sorted(folder.iterdir())[:3]
             break
     links = [f"- [{p.parent.name}/{p.name}]({output_link(p)})" for p in samples]
@@ -432,8 +437,8 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     create_markdown_artifact(report, key=artifact_key("report", campaign),
                              description=f"Run report for {campaign}")
     try:
-        versions = json.loads((out_dir / "versions.json").read_text(encoding="utf-8"))["versions"]
-    except (OSError, ValueError, KeyError):
+        versions = json.loads(read_from(location, "versions.json") or b"{}")["versions"]
+    except (RunError, ValueError, KeyError):
         versions = []
     rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
              "segments": ", ".join(v["segments"]) or "-",
@@ -447,7 +452,7 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     if rows:
         create_table_artifact(rows, key=artifact_key("versions", campaign),
                               description=f"{len(versions)} versions of {campaign}")
-    create_link_artifact(output_link(out_dir),
+    create_link_artifact(location if remote else output_link(out_dir),
                          link_text=f"Output folder of run {summary.run_id}",
                          key=artifact_key("output", campaign),
                          description=f"manifest.jsonl, report.md and the editions of {campaign}")
@@ -582,11 +587,15 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
         raise result
     if not isinstance(result, dict):  # a Failed state carries the summary as its data
         result = state.data if isinstance(state.data, dict) else result
-    report = (Path(result["out_dir"]) / "report.md").read_text(encoding="utf-8")
+    notes = list(result.get("notes") or [])
+    try:  # through the run-folder abstraction: out_dir may be s3://…
+        report = (read_from(result["out_dir"], "report.md") or b"").decode("utf-8")
+    except RunError as exc:  # the run is done: its summary stands, with a word about it
+        report = ""
+        notes.append(f"report.md could not be read back: {exc}")
     return RunSummary(run_id=result["run_id"], out_dir=result["out_dir"],
                       counts=result["counts"], customers=result["customers"],
                       versions=result["versions"], seconds=result["seconds"], report=report,
                       mailing=result.get("mailing"), already_sent=result.get("already_sent", 0),
                       failed=result.get("failed", 0),
-                      failure_limit=result.get("failure_limit", 0),
-                      notes=list(result.get("notes") or []))
+                      failure_limit=result.get("failure_limit", 0), notes=notes)
