@@ -44,6 +44,7 @@ from edition.campaign import find_root
 from edition.config import RunOptions
 from edition.customers import Row
 from edition.databases import is_database_url
+from edition.delivery import unshared_ledger
 from edition.errors import RunError, UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
@@ -221,6 +222,27 @@ def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
+# -- what a Dask scheduler's workers need -----------------------------------------
+
+
+def dask_problems(options: RunOptions, runner: str, dask_address: str | None) -> list[str]:
+    """What stops a run on a Dask scheduler's workers before any work, in words.
+
+    They may run on other machines: a send cannot share a SQLite ledger with them
+    (finding its claims in a file of their own, they would send everyone again on the
+    next send). A local cluster (no address) runs on this machine: it may.
+    """
+    if runner != "dask" or not dask_address:
+        return []
+    problems = []
+    if options.send:
+        problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
+                                                              f"{dask_address}")
+        if problem:
+            problems.append(problem)
+    return problems
+
+
 def output_link(path: Path | str) -> str:
     """A link a person can open: over `edition serve`'s HTTP server when the path is
     under its folder, else a file:// URI."""
@@ -318,6 +340,9 @@ def check_parameters(
         raise UsageError("; ".join(problems))
     options = options.resolved()
     plan_for(options)  # campaign, catalog and templates: a ContentError names file and line
+    problems = dask_problems(options, advanced.task_runner, advanced.dask_address or None)
+    if problems:
+        raise UsageError("; ".join(problems))
     return options
 
 
@@ -569,6 +594,9 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     if options.limit == 0:  # the flow's 0 is the form's "every row": never widen a run
         raise UsageError("--limit 0 with --via-prefect: the flow reads 0 as every row; "
                          "give a limit of 1 or more, or leave --via-prefect off")
+    problems = dask_problems(options, task_runner, dask_address)   # before Prefect starts
+    if problems:
+        raise UsageError("; ".join(problems))
     state = send_campaign(
         campaign=options.campaign, customers=options.customers,
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,
