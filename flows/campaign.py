@@ -19,6 +19,7 @@ flow run's state when a run is cancelled or crashes (flows/recovery.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -209,7 +210,8 @@ class TaskRunnerExecutor:
             "processes": self.processes})
 
 
-def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
+def _task_runner(kind: Runner, workers: int, dask_address: str | None,
+                 api: dict[str, str] | None = None) -> Any:
     if kind == "process":
         return ProcessPoolTaskRunner(max_workers=workers)
     if kind == "dask":
@@ -217,24 +219,73 @@ def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)
+        # the local cluster's worker processes get the flow's API in their environment
+        # too, for what they send outside a task (logs, events)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})
+                                              "processes": True, "dashboard_address": None,
+                                              "env": dict(api or {})})
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
-# -- what a Dask scheduler's workers need -----------------------------------------
+# -- where the workers report ------------------------------------------------------
+
+
+def workers_api(runner: Runner) -> dict[str, str]:
+    """The flow's Prefect API, for task runners whose tasks run in other processes.
+
+    Without PREFECT_API_URL the flow talks to Prefect's temporary server, and a worker
+    process that is not told where it is starts a temporary server of its own: its task
+    runs land where no UI looks, every worker pays the start-up, and a killed worker
+    leaves its server running. So the workers get the flow's: the temporary server's URL
+    when there is no other (it listens on this machine's loopback: local workers reach
+    it; a Dask scheduler's are refused, see `dask_problems`), and the auth string and
+    API key when set. Empty for the thread runner (its tasks run in the flow's process).
+    """
+    if runner == "thread":
+        return {}
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    context = FlowRunContext.get()
+    if not url and context is not None and context.client is not None:
+        url = str(context.client.api_url).rstrip("/")
+    found = {"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value(),
+             "PREFECT_API_KEY": PREFECT_API_KEY.value()}
+    return {name: value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            for name, value in found.items() if value}
+
+
+def _reporting_to(api: dict[str, str]) -> Any:
+    """The flow's settings with the workers' API made explicit: Prefect hands its
+    settings to each task it sends to another process (Dask, a process pool)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not api.get("PREFECT_API_URL") or PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_API_URL: api["PREFECT_API_URL"]})
 
 
 def dask_problems(options: RunOptions, runner: str, dask_address: str | None) -> list[str]:
     """What stops a run on a Dask scheduler's workers before any work, in words.
 
-    They may run on other machines: a send cannot share a SQLite ledger with them
-    (finding its claims in a file of their own, they would send everyone again on the
-    next send). A local cluster (no address) runs on this machine: it may.
+    They may run on other machines: they cannot reach Prefect's temporary server (no
+    PREFECT_API_URL), and a send cannot share a SQLite ledger with them (finding its
+    claims in a file of their own, they would send everyone again on the next send).
+    A local cluster (no address) runs on this machine: it may use both.
     """
     if runner != "dask" or not dask_address:
         return []
+    from prefect.settings import PREFECT_API_URL
+
     problems = []
+    if not PREFECT_API_URL.value():
+        problems.append(
+            f"the Dask scheduler {dask_address}'s workers report their task runs to the "
+            f"flow's Prefect server, and without PREFECT_API_URL that is Prefect's "
+            f"temporary server on this machine's loopback, which they cannot reach: start "
+            f"a server (prefect server start) and set PREFECT_API_URL, or leave the Dask "
+            f"address empty to run on a local cluster")
     if options.send:
         problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
                                                               f"{dask_address}")
@@ -406,8 +457,9 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
     # the thread runner's batches render in a pool of processes forked from this one
     # (when there are enough batches to spread): the same work as `edition run`'s pool
     forked = workers if runner == "thread" and _several_batches(options) else 1
+    api = workers_api(runner)
     try:
-        with _task_runner(runner, workers, dask_address) as task_runner, \
+        with _reporting_to(api), _task_runner(runner, workers, dask_address, api) as task_runner, \
                 Pool(forked) as processes:
             executor = TaskRunnerExecutor(
                 task_runner, workers, work,

@@ -375,10 +375,25 @@ def test_a_dask_send_into_s3_that_ends_failed_exits_3(dask_send: DaskSend) -> No
     assert "1 failed" in dask_send.stdout, dask_send.stdout
 
 
-def test_a_dask_scheduler_is_refused_a_sqlite_ledger(
+@pytest.mark.slow
+@pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
+def test_dask_workers_report_to_the_flows_server_and_leave_no_process(
+        dask_send: DaskSend) -> None:
+    """Finding 8: one Prefect server in the run's process tree (the flow's temporary
+    one), none per worker; after the run, with a worker killed mid-way, nothing the run
+    started is left."""
+    servers = [pid for (pid, _), cmd in dask_send.tree.seen.items() if _prefect_server(cmd)]
+    workers = [pid for (pid, _), cmd in dask_send.tree.seen.items() if _dask_worker(cmd)]
+    assert len(workers) >= 2 and dask_send.tree.killed, workers
+    assert len(servers) == 1, servers
+    assert dask_send.stderr.count("Starting temporary server") == 1
+    assert dask_send.survivors == []
+
+
+def test_a_dask_scheduler_is_refused_a_sqlite_ledger_and_the_temporary_server(
         content_tree: Callable[..., Path], tmp_path: Path) -> None:
     """Before Prefect starts: a scheduler's workers may be elsewhere, so a send needs a
-    ledger they reach (EDITION_LEDGER_URL)."""
+    ledger they reach (EDITION_LEDGER_URL) and a Prefect server they reach."""
     with smtp_sink() as (port, sink):
         root = receipts_site(content_tree, port)
         with socket.socket() as unused:
@@ -388,10 +403,11 @@ def test_a_dask_scheduler_is_refused_a_sqlite_ledger(
                 "--task-runner", "dask", "--dask-address", address, "--out", tmp_path / "o")
         rc, stdout, stderr = run_cli(*args, cwd=root, timeout=120)
         assert rc == 2, stdout + stderr
-        assert "EDITION_LEDGER_URL" in stderr
+        assert "EDITION_LEDGER_URL" in stderr and "PREFECT_API_URL" in stderr
         assert "Traceback" not in stderr
         rc, stdout, stderr = run_cli(*args, cwd=root, timeout=120,
                                      env={"PREFECT_API_URL": "http://127.0.0.1:9/api"})
         assert rc == 2 and "EDITION_LEDGER_URL" in stderr, stdout + stderr
+        assert "PREFECT_API_URL" not in stderr
         assert not (tmp_path / "o").exists() and sink.received == {}
         assert not (root / "out").exists()
