@@ -45,6 +45,7 @@ from edition.dkim_signing import DkimSigner
 from edition.dkim_signing import applies_to as dkim_applies
 from edition.encoding import Encoder
 from edition.errors import ContentError, RunError, UsageError, collect
+from edition.ledgers import for_workers, in_worker, this_machine
 from edition.manifest import (
     MANIFEST_NAME,
     ManifestRow,
@@ -161,10 +162,15 @@ def plan_for(options: RunOptions) -> Plan:
 @dataclass(frozen=True)
 class Work:
     """What a worker on another machine needs besides the rows: the content, packed once
-    by the main process, and the run's suppression (lists and store read there)."""
+    by the main process, the run's suppression (lists and store read there), and where
+    the run's own files are: its send ledger (a worker claims there, never in a ledger
+    under its unpacked bundle) and the local folder a `local` target delivers into."""
 
     bundle: Bundle
     suppression: Suppression
+    ledger: str | None = None   # edition.ledgers.for_workers: an absolute path or a URL
+    machine: str = ""           # where the main process runs (a SQLite ledger is there)
+    local_dir: str = ""         # the run's local folder (outbox), absolute
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -173,7 +179,11 @@ class Work:
         if campaign.dkim is not None and getattr(campaign.dkim, "key_file", None):
             extra.append(campaign.root / str(campaign.dkim.key_file))
         return cls(Bundle.pack(options.campaign, tuple(extra)),
-                   Suppression.load(campaign, extra_lists=options.suppression))
+                   Suppression.load(campaign, extra_lists=options.suppression),
+                   ledger=for_workers(ledger_path(campaign)) if options.send else None,
+                   machine=this_machine(),
+                   local_dir=str(_local(out_folder(options, campaign), campaign,
+                                        options).resolve()))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -192,9 +202,15 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     target = target_of(options, campaign)
     deliverer = None
     if options.send:
+        # a worker with the run's Work has only an unpacked bundle for a content root:
+        # the run's ledger and local folder are the main process's, never the bundle's
+        ledger = (in_worker(work.ledger, work.machine)
+                  if work is not None and work.ledger is not None else None)
+        local = Path(work.local_dir) if work is not None and work.local_dir else _local(
+            out_dir, campaign, options)
         deliverer = Deliverer.for_campaign(
             campaign, target=target, mailing=str(options.mailing), run_id=str(options.run_id),
-            out_dir=_local(out_dir, campaign, options), resend_unknown=options.resend_unknown)
+            out_dir=local, resend_unknown=options.resend_unknown, ledger=ledger)
     encoder = Encoder(campaign, plan.formats, options.started or dt.datetime.now(dt.UTC),
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
