@@ -78,7 +78,6 @@ class Campaign:
     exclude: Rule | None = None
     require: tuple[str, ...] = ()                 # slots that must be filled
     approval: str = "optional"    # "required": only `edition send` of an approved run
-    display_name: str | dict[str, str] | None = None   # what recipients call it, per locale
 
     @property
     def approval_required(self) -> bool:
@@ -102,11 +101,6 @@ class Campaign:
         """The subject template for a locale (`subject: {en: ..., es: ...}`, or one for all)."""
         return by_locale(self.subject, locale) or ""
 
-    def display_name_for(self, locale: str = "en") -> str:
-        """What recipients call the campaign: `display_name` (per locale), else the
-        sender's display name, else the campaign's name."""
-        return campaign_display_name(self.display_name, self.sender, self.name, locale)
-
     def currency_for(self, locale: str) -> str:
         """The currency `money` uses by default for a locale (`currency:`, else USD)."""
         return by_locale(self.currency, locale) or "USD"
@@ -116,7 +110,6 @@ class Campaign:
         return {
             "name": self.name,
             "description": self.description,
-            "display_name": self.display_name_for(locale),
             "subject": self.subject_for(locale),
             "currency": self.currency_for(locale),
             "sender": self.sender,
@@ -124,18 +117,6 @@ class Campaign:
             "unsubscribe_url": self.unsubscribe_url or "",
             "kind": self.kind,
         }
-
-
-def campaign_display_name(display_name: object, sender: object, name: str,
-                          locale: str = "en") -> str:
-    """`display_name` for the locale, else the sender's display name, else `name`."""
-    if isinstance(display_name, str | dict):
-        chosen = by_locale({str(k): str(v) for k, v in display_name.items()}
-                           if isinstance(display_name, dict) else display_name, locale)
-        if chosen and chosen.strip():
-            return chosen.strip()
-    sender_name = parseaddr(sender)[0].strip() if isinstance(sender, str) else ""
-    return sender_name or name
 
 
 def by_locale(value: str | dict[str, str] | None, locale: str) -> str | None:
@@ -304,7 +285,7 @@ class _Checker:
             kind=config.kind, suppression=config.suppression,
             unsubscribe_mailto=config.unsubscribe_mailto, list_id=config.list_id,
             feedback_id=config.feedback_id, dkim=dkim, audience=audience, exclude=exclude,
-            require=require, approval=config.approval, display_name=config.display_name,
+            require=require, approval=config.approval,
         )
 
     def dkim(self, delivery: Any) -> DkimConfig | None:

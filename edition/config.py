@@ -380,8 +380,6 @@ class CampaignConfig(Strict):
 
     name: str | None = None
     description: Annotated[str | None, _optional_text("description")] = None
-    display_name: Annotated[str | dict[str, str] | None, BeforeValidator(
-        lambda v: _per_locale(v, "display_name"))] = None
     template: Annotated[str | None, _optional_text("template")] = None
     text_template: Annotated[str | None, _optional_text("text_template")] = None
     subject: Annotated[str | dict[str, str] | None, BeforeValidator(lambda v: _per_locale(

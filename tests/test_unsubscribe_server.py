@@ -70,10 +70,10 @@ def write_root(root: Path) -> None:
     # a garden club's Spanish newsletter, named for its readers (and a hostile name)
     (root / "campaigns" / "jardin.yaml").write_text(
         "name: boletin-jardin\n" + common + 'sender: "Club Jardín <club@jardin.example>"\n'
-        "display_name: {es: 'Boletín del Club Jardín', en: Garden Club news}\n",
+        "title: {es: 'Boletín del Club Jardín', en: Garden Club news}\n",
         encoding="utf-8")
     (root / "campaigns" / "hostile.yaml").write_text(
-        "name: hostile\n" + common + "display_name: '<script>alert(1)</script> & Co'\n",
+        "name: hostile\n" + common + "title: '<script>alert(1)</script> & Co'\n",
         encoding="utf-8")
 
 
@@ -320,7 +320,7 @@ def test_the_page_speaks_the_customers_language_and_names_the_campaign(server: S
     old = server.link("C133", campaign="boletin-jardin")
     assert "¿Dejar de recibir" in httpx.get(old, headers={"Accept-Language": "es"},
                                             timeout=60).text
-    # no display name: the sender's name, else the campaign's
+    # no title: the sender's name, else the campaign's
     assert "Stop receiving <b>weekly-newsletter</b>?" in httpx.get(server.link("C134"),
                                                                    timeout=60).text
 

@@ -20,6 +20,7 @@ import logging
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +31,7 @@ from babel.support import Translations
 from jinja2 import ChoiceLoader, FileSystemLoader, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from edition.campaign import campaign_display_name
+from edition.campaign import by_locale
 from edition.yamlfile import load_yaml
 
 log = logging.getLogger("edition.unsubscribe")
@@ -99,6 +100,17 @@ class Brand:
     display_name: str
 
 
+def display_name(title: object, sender: object, name: str, language: str) -> str:
+    """What recipients call a campaign: its `title` (text, or per locale like `subject`),
+    else the display name of its sender (the From line they know), else its name."""
+    if isinstance(title, dict):
+        title = by_locale({str(k): str(v) for k, v in title.items()}, language)
+    if isinstance(title, str) and title.strip():
+        return title.strip()
+    sender_name = parseaddr(sender)[0].strip() if isinstance(sender, str) else ""
+    return sender_name or name
+
+
 class Pages:
     """One content root's pages: its templates over ours, one environment per language."""
 
@@ -149,12 +161,12 @@ class Pages:
         return sorted(set(problems))
 
     def brand(self, campaign: str, language: str) -> Brand:
-        """The campaign's display name for the page (its file's `display_name`, else its
-        sender's name, else its name). Read from the campaign file alone, like the
-        unsubscribe store: a page must work while the campaign's content is broken."""
+        """The campaign's display name for the page. Read from the campaign file alone,
+        like the unsubscribe store: a page must work while the campaign's content is
+        broken, or after the campaign was renamed or deleted."""
         data = self._campaign_file(campaign)
-        return Brand(campaign, campaign_display_name(data.get("display_name"),
-                                                     data.get("sender"), campaign, language))
+        return Brand(campaign, display_name(data.get("title"), data.get("sender"), campaign,
+                                            language))
 
     def _campaign_file(self, campaign: str) -> dict[str, Any]:
         for file in sorted((self.root / "campaigns").glob("*.y*ml")):
@@ -182,4 +194,5 @@ class Pages:
         return data
 
 
-__all__ = ["Brand", "Pages", "accepted", "choose_language", "languages", "translations"]
+__all__ = ["Brand", "Pages", "accepted", "choose_language", "display_name", "languages",
+           "translations"]
