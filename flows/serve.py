@@ -376,7 +376,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
 # server that stopped answering kept serve waiting for minutes (each call retried, 60 s
 # apiece). Past this, serve kills what it started and exits; the next start repairs the
 # run folders and marks the runs Crashed (flows/recovery.py).
-STOP_SECONDS = 6.0
+STOP_SECONDS = 5.0
 
 
 class Stopper:
@@ -406,7 +406,7 @@ class Stopper:
             _logger().warning("serve did not stop within %.0f s: stopping its processes "
                               "and exiting; the next start repairs interrupted runs",
                               self.seconds)
-            end_children(2.0)
+            end_children(1.0)
             self.release()
         finally:
             for stream in (sys.stdout, sys.stderr):
