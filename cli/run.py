@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import counts_text, err, exit_if_too_many_failed, user_errors
 from cli.console import out as console
-from cli.options import parse_date
+from cli.options import CUSTOMERS_HELP, parse_date
 from edition.approval import refuse_direct_send
 from edition.config import DEFAULT_BATCH, RunOptions
 from edition.errors import EditionError, RunError, UsageError
@@ -34,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 def run(
     campaign: Annotated[str, typer.Argument(help="Campaign file, e.g. campaigns/weekly.yaml")],
-    customers: Annotated[str | None, typer.Option(help="Customer file (CSV or JSONL)")] = None,
+    customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
     out: Annotated[str | None, typer.Option(help="Output folder (default out/<campaign>/<run>)")
                    ] = None,
     formats: Annotated[str | None, typer.Option(help="Comma list: html,text,eml,pdf")] = None,

@@ -21,7 +21,9 @@ def register(app: typer.Typer) -> None:
 
 def validate(
     campaign: Annotated[str, typer.Argument(help="Campaign file")],
-    customers: Annotated[str | None, typer.Option(help="Also check this customer file")] = None,
+    customers: Annotated[str | None, typer.Option(
+        help="Also check these customers: a CSV, JSONL or Parquet file, or a "
+             "postgresql:// URL (postgresql://host/db?table=customers)")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors")] = False,
 ) -> None:
     """List every problem in the campaign, the modules and templates at once."""

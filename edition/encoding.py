@@ -77,7 +77,8 @@ class Encoder:
         name = clean_name(" ".join(str(fields[k]) for k in ("first_name", "last_name")
                                    if k in fields))
         address = str(fields["email"])
-        headers = dict(self.links.headers(customer_id, address)) if self.links else {}
+        headers = (dict(self.links.headers(customer_id, address, fields.get("locale")))
+                   if self.links else {})
         headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
                                            "X-Edition-Version": version_id}
         text: str | bytes = rendered.text or ""

@@ -174,7 +174,8 @@ class Pipeline:
         """The personal layer's one-click link: signed, never the bare customer id."""
         if self.encoder.links is not None:
             edition.fields["unsubscribe_url"] = self.encoder.links.url(
-                str(edition.row.customer_id), edition.fields.get("email"))
+                str(edition.row.customer_id), edition.fields.get("email"),
+                edition.fields.get("locale"))
 
     def _pdfs(self, editions: list[Edition]) -> None:
         """Each customer's PDF; a version's customers are laid out together."""

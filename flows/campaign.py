@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -46,7 +47,7 @@ from edition.config import RunOptions
 from edition.customers import Row
 from edition.databases import held, is_database_url
 from edition.delivery import unshared_ledger
-from edition.errors import RunError, UsageError
+from edition.errors import EditionError, RunError, UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
 from edition.run import (
@@ -66,7 +67,10 @@ from edition.run import (
 )
 from edition.runfolder import is_remote, read_from
 from flows import approval, recovery
+from flows.refusals import quiet_refusals, refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
+
+quiet_refusals()
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -117,7 +121,7 @@ class RunSettings(BaseModel):
         "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
         "Only with task_runner dask."))] = ""
     out: Annotated[str, Field(description=(
-        "Output folder; empty means out/<campaign>/<run id> under the content root."))] = ""
+        "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root."))] = ""
     run_id: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
                                  description="Run id; empty makes one from the time.")] = ""
     # Plain text, not format date-time: the form fills in the whole `advanced` default,
@@ -410,11 +414,39 @@ def _own_target(path: Path | None) -> str | None:
 
 
 def _run_name() -> str:
+    """`<campaign>-dry-run` or `<campaign>-send` instead of the two words Prefect makes
+    up; a name someone typed (the form's Run Name) is kept."""
     from prefect.runtime import flow_run
 
+    given = flow_run.get_name()
+    if given and not made_up_name(given):
+        return given
     params = flow_run.get_parameters() or {}
     name = Path(str(params.get("campaign") or "campaign")).stem
     return f"{name}-{'dry-run' if params.get('dry_run', True) else 'send'}"
+
+
+@functools.lru_cache(maxsize=1)
+def _coolname_words() -> tuple[frozenset[str], frozenset[str]]:
+    """The adjectives and nouns Prefect draws run names from (coolname's two-word slugs)."""
+    from coolname.data import config
+
+    def words(name: str) -> set[str]:
+        entry = config[name]
+        if entry["type"] in {"words", "phrases"}:
+            return {w if isinstance(w, str) else "-".join(w) for w in entry["words"]
+                    if isinstance(w, str | list | tuple)}
+        return set().union(*(words(part) for part in entry.get("lists", [])))
+
+    first, second = config["an"]["lists"]
+    return frozenset(words(first)), frozenset(words(second))
+
+
+def made_up_name(name: str) -> bool:
+    """Whether a flow run's name is one Prefect generated (`adjective-animal`), not typed."""
+    adjectives, nouns = _coolname_words()
+    head, _, tail = name.partition("-")
+    return head in adjectives and tail in nouns
 
 
 # -- the run -----------------------------------------------------------------------
@@ -556,7 +588,8 @@ def send_campaign(
             (campaigns/NAME.yaml, relative to the content root).
         dry_run: On (the default) nothing leaves the machine: files are written only.
         confirm_send: Must also be on to really send (with dry_run off).
-        customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
+        customers: Customers instead of the campaign's: a CSV, JSONL or Parquet file, or a
+            `postgresql://` URL (`postgresql://host/db?table=customers`); a relative path
             is looked up from the content root, then from the working directory. Empty
             means the campaign's.
         formats: What to make for each customer; empty means the campaign's formats.
@@ -575,6 +608,9 @@ def send_campaign(
         options = check_parameters(campaign, customers, list(formats) if formats else None,
                                    as_of, limit, dry_run, confirm_send, to, advanced,
                                    mailing or scheduled_mailing(resolve_campaign(campaign)))
+    except EditionError as exc:
+        logger.error("refused before any work: %s", exc)
+        return refused(exc)
     except Exception as exc:
         logger.error("refused before any work: %s", exc)
         raise
