@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edition import private
+
 MANIFEST_NAME = "manifest.jsonl"
 _LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 STATUSES = ("rendered", "sent", "unknown", "rejected", "failed", "excluded", "suppressed")
@@ -95,7 +97,9 @@ class ManifestWriter:
 
     def __init__(self, path: Path, *, append: bool = False):
         self.path = path
-        self.handle = path.open("a" if append else "w", encoding="utf-8")
+        # private.open_file: customer data, readable by its owner only
+        self.handle = open(  # noqa: SIM115 (kept open across batches; close() closes it)
+            private.open_file(path, append=append), "w", encoding="utf-8")
 
     def write(self, rows: Iterable[ManifestRow]) -> None:
         self.handle.write("".join(row.to_json() + "\n" for row in rows))

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edition import private
 from edition.manifest import STATUSES, ManifestRow
 
 SAMPLES = 5
@@ -202,5 +203,5 @@ def write_report(tally: Tally, info: RunInfo, out_dir: Path, seconds: float,
 
 def _write(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
+    private.write_file(temp, text.encode("utf-8"))
     temp.replace(path)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edition import private
 from edition.approval import refuse_direct_send
 from edition.bundle import Bundle
 from edition.campaign import Campaign
@@ -744,7 +745,7 @@ def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | 
     manifest = folder / MANIFEST_NAME
     rows, torn = read_rows(manifest, cut_torn=True)
     if not manifest.exists():
-        manifest.write_text("", encoding="utf-8")
+        private.create_file(manifest)
     named = {rel for r in rows for rel in (r.get("files") or {}).values()}
     result = Repair(str(folder), kept=len(rows), torn_line=torn,
                     removed=remove_unlisted(folder, named))
