@@ -32,6 +32,7 @@ from edition.sources import SourceRows, TypedSource, typed_source
 
 SAMPLE_ROWS = 200
 MAX_CELL = 1 << 20          # a value longer than this (1 MiB) rejects its row
+MAX_ID_BYTES = 255          # a longer id is rejected (checked_id says why)
 # A record the CSV reader cannot close (a stray quote) is cut here and rejected, so one
 # bad quote can neither swallow the rest of the file nor the machine's memory.
 csv.field_size_limit(8 << 20)
@@ -178,7 +179,7 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         raise RowError("missing_id", "missing id")
     if isinstance(customer_id, bool) or not isinstance(customer_id, str | int | float):
         raise RowError("bad_id", "id must be text or a number")
-    fields["id"] = str(customer_id)
+    fields["id"] = checked_id(customer_id)
     if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
         raise RowError("bad_id", "id contains control characters")
     fields.setdefault("locale", "en")
@@ -196,6 +197,28 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
     elif need_email:
         raise RowError("missing_email", "missing email")
     return fields
+
+
+def checked_id(value: str | int | float) -> str:
+    """A customer id as runs use it, or RowError: printable text of at most MAX_ID_BYTES.
+
+    The id is signed into every unsubscribe link, recorded in the ledger and the
+    suppression store, and becomes a file name: a longer one made List-Unsubscribe an
+    RFC 2047 header that mail programs do not read (past ~650 characters) and did not fit
+    the PostgreSQL store's column; an invisible character (a control, a zero-width or
+    bidi mark, a no-break space) makes two ids look the same to a person.
+    """
+    text = str(value)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_BYTES:
+        chars = f"{len(text):,} characters" + (f", {size:,} bytes" if size != len(text) else "")
+        raise RowError("id_too_long", f"id too long: {chars} (at most {MAX_ID_BYTES} bytes "
+                       f"of UTF-8)", "id too long")
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is not None:
+        raise RowError("bad_id", f"id contains an invisible character (U+{ord(bad):04X}); "
+                       f"ids must be printable text", "id not printable")
+    return text
 
 
 def _check_value(key: str, value: Any, depth: int = 0) -> None:
