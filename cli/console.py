@@ -2,11 +2,13 @@
 
 User mistakes become one clear message and an exit code (2: the campaign, a template or
 a module is invalid, or the command line asks for something impossible; 1: the run
-failed), never a traceback.
+failed, a full disk included), never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +42,37 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", style="red")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # a full disk, a quota, a read-only or forbidden folder: the run failed (exit 1);
+        # what it finished is in its manifest, and the next run on the folder goes on
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(os_problem(exc), markup=False)
+        raise typer.Exit(1) from None
+    except sqlite3.OperationalError as exc:  # SQLite says "database or disk is full"
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(f"a database file could not be written: {exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space (or choose another --out) and run the "
+                  "same command again; a run goes on from where it stopped",
+    errno.EDQUOT: "your disk quota is used up: free some space (or choose another --out) "
+                  "and run the same command again; a run goes on from where it stopped",
+    errno.EFBIG: "the file grew past the size this system allows (ulimit -f)",
+    errno.EROFS: "that file system is read-only: choose another --out",
+    errno.EACCES: "permission denied: check who owns that folder, or choose another --out",
+    errno.EPERM: "not permitted: check who owns that folder, or choose another --out",
+}
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError in words: what failed, on which path, and what to do."""
+    where = exc.filename if exc.filename is not None else None
+    what = exc.strerror or str(exc)
+    line = f"cannot write {where}: {what}" if where else f"{what} (while writing files)"
+    hint = _HINTS.get(exc.errno or 0)
+    return f"{line}\n{hint}" if hint else line
 
 
 def counts_text(counts: dict[str, int]) -> str:

@@ -273,10 +273,13 @@ class SendLedger:
                 self._write_records(db, pending)
                 yield db
                 db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 self._pending = pending + self._pending
+                if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
+                    raise LedgerError(f"cannot write the send ledger: {exc}",
+                                      str(self.path)) from None
                 raise
             for key in pending:
                 self._in_flight.discard(key[:3])
@@ -525,6 +528,12 @@ class SendLedger:
             "INSERT INTO events (campaign, customer_id, send_key, run_id, state, "
             "provider_id, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (*key, run_id, state, provider_id, reason, now))
+
+
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    """A full disk or quota, an I/O error, a read-only file: SQLite's own words for them."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF   # the primary result code
+    return code in {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
 
 
 # --- the run lock (released by the OS when the process dies, even on kill -9) -----------

@@ -6,6 +6,7 @@ A reason is a code plus a readable detail: the manifest keeps both (`reason_code
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -102,15 +103,23 @@ class ManifestWriter:
             private.open_file(path, append=append), "w", encoding="utf-8")
 
     def write(self, rows: Iterable[ManifestRow]) -> None:
-        self.handle.write("".join(row.to_json() + "\n" for row in rows))
-        self.handle.flush()
+        try:
+            self.handle.write("".join(row.to_json() + "\n" for row in rows))
+            self.handle.flush()
+        except OSError as exc:  # a full disk: name the file (the write does not)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self.handle.closed:
             return
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        finally:
+            with contextlib.suppress(OSError):  # what could not be flushed is lost anyway
+                self.handle.close()
 
 
 def read_rows(path: Path, *, cut_torn: bool = False) -> tuple[list[dict[str, Any]], bool]:
