@@ -81,11 +81,14 @@ def counts_text(counts: dict[str, int]) -> str:
 
 
 def exit_if_too_many_failed(summary: Any) -> None:
-    """Exit 3 with the reason when more customers failed than the campaign allows (a run's
-    or a send's summary: `failed`, `failure_limit`, `exit_code`)."""
+    """Exit 3 with the reason when more customers failed than the campaign allows, or
+    more rows were rejected (a run's or a send's summary: `failed`, `failure_limit`,
+    `exit_code`, and a run's `over_limits()`)."""
     if summary.exit_code:
-        err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
-                  f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
-                  f"report", markup=False)
+        reasons = summary.over_limits() if hasattr(summary, "over_limits") else [
+            f"{summary.failed:,} customer(s) failed or are unknown, more than the "
+            f"campaign allows (max_failed: {summary.failure_limit:,})"]
+        for reason in reasons:
+            err.print(f"{reason}; see the report", markup=False)
         raise typer.Exit(summary.exit_code)
 

@@ -48,6 +48,7 @@ from typing import Any
 from edition.databases import has_password, is_database_url, masked, scrub, sqlalchemy_url
 from edition.errors import ContentError, RunError
 from edition.manifest import Reason
+from edition.text_files import TextFile
 
 __all__ = ["BATCH_ROWS", "PARQUET_SUFFIXES", "ParquetSource", "SourceRows", "SqlSource",
            "TypedSource", "customer_source", "typed_source"]
@@ -460,9 +461,11 @@ def typed_source(source: object) -> TypedSource | None:
 
 
 def customer_source(value: str | Path | Mapping[str, Any], *, root: Path | None = None,
-                    from_campaign: bool = True) -> Path | TypedSource:
+                    from_campaign: bool = True, encoding: str | None = None
+                    ) -> Path | TypedSource | TextFile:
     """What a campaign's `customers:` (or `--customers`) names: a file path (relative to
-    the content root) or a typed source. A URL in a campaign file may not hold a
+    the content root), a CSV/JSONL file with its `encoding` when one is given
+    (edition.text_files), or a typed source. A URL in a campaign file may not hold a
     password (ContentError): credentials come from the environment."""
     if isinstance(value, Mapping):
         unknown = set(value) - {"url", "query", "table"}
@@ -480,7 +483,10 @@ def customer_source(value: str | Path | Mapping[str, Any], *, root: Path | None 
     path = Path(value)
     if root is not None and not path.is_absolute():
         path = root / path
-    return typed_source(path) or path
+    typed = typed_source(path)
+    if typed is not None:
+        return typed
+    return TextFile(path, encoding) if encoding else path
 
 
 def _check_url(url: str, from_campaign: bool) -> None:
