@@ -68,11 +68,14 @@ _HINTS = {
 
 def os_problem(exc: OSError) -> str:
     """An OSError in words: what failed, on which path, and what to do."""
-    where = exc.filename if exc.filename is not None else None
-    what = exc.strerror or str(exc)
-    line = f"cannot write {where}: {what}" if where else f"{what} (while writing files)"
+    where = exc.filename
+    what = exc.strerror or str(exc) or type(exc).__name__
     hint = _HINTS.get(exc.errno or 0)
-    return f"{line}\n{hint}" if hint else line
+    if hint is None:  # not the disk: say what the system said
+        return f"{where}: {what}" if where is not None else what
+    line = f"cannot write {where}: {what}" if where is not None else (
+        f"{what} (while writing files)")
+    return f"{line}\n{hint}"
 
 
 def counts_text(counts: dict[str, int]) -> str:
