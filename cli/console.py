@@ -48,9 +48,13 @@ def user_errors() -> Iterator[None]:
         err.print("[bold red]error:[/] ", end="", markup=True)
         err.print(os_problem(exc), markup=False)
         raise typer.Exit(1) from None
-    except sqlite3.OperationalError as exc:  # SQLite says "database or disk is full"
+    except sqlite3.OperationalError as exc:  # SQLite's "database or disk is full"...
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        writing = code in {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                           sqlite3.SQLITE_CANTOPEN}
         err.print("[bold red]error:[/] ", end="", markup=True)
-        err.print(f"a database file could not be written: {exc}", markup=False)
+        err.print(f"a database file could not be {'written' if writing else 'used'}: {exc}",
+                  markup=False)
         raise typer.Exit(1) from None
 
 
