@@ -120,8 +120,9 @@ def _bom(sample: bytes) -> tuple[str, str] | None:
 
 
 def file_format(path: Path, encoding: str | None = None, *, csv_file: bool = True) -> FileFormat:
-    """How to read `path` (see the module docstring); UsageError when the file is
-    plainly in another encoding than the one it would be read in."""
+    """How to read `path` (see the module docstring): `suspect` says when a file read as
+    UTF-8 is plainly another encoding; UsageError when UTF-8 text would be read as
+    another one."""
     with path.open("rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
     whole = len(sample) < SAMPLE_BYTES
