@@ -32,4 +32,13 @@ for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_
 
 def main() -> None:
     """Console entry point."""
+    from cli.console import user_errors
+    from edition.private import protect_process
+
+    try:
+        with user_errors():
+            # customer data is the owner's only, whatever writes it (EDITION_UMASK)
+            protect_process()
+    except typer.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
     app(prog_name="edition")

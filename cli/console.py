@@ -2,11 +2,13 @@
 
 User mistakes become one clear message and an exit code (2: the campaign, a template or
 a module is invalid, or the command line asks for something impossible; 1: the run
-failed), never a traceback.
+failed, a full disk included), never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -40,6 +42,44 @@ def user_errors() -> Iterator[None]:
     except KeyboardInterrupt:
         err.print("interrupted", style="red")
         raise typer.Exit(130) from None
+    except OSError as exc:
+        # a full disk, a quota, a read-only or forbidden folder: the run failed (exit 1);
+        # what it finished is in its manifest, and the next run on the folder goes on
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(os_problem(exc), markup=False)
+        raise typer.Exit(1) from None
+    except sqlite3.OperationalError as exc:  # SQLite's "database or disk is full"...
+        code = getattr(exc, "sqlite_errorcode", 0) & 0xFF
+        writing = code in {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY,
+                           sqlite3.SQLITE_CANTOPEN}
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(f"a database file could not be {'written' if writing else 'used'}: {exc}",
+                  markup=False)
+        raise typer.Exit(1) from None
+
+
+_HINTS = {
+    errno.ENOSPC: "the disk is full: free some space (or choose another --out) and run the "
+                  "same command again; a run goes on from where it stopped",
+    errno.EDQUOT: "your disk quota is used up: free some space (or choose another --out) "
+                  "and run the same command again; a run goes on from where it stopped",
+    errno.EFBIG: "the file grew past the size this system allows (ulimit -f)",
+    errno.EROFS: "that file system is read-only: choose another --out",
+    errno.EACCES: "permission denied: check who owns that folder, or choose another --out",
+    errno.EPERM: "not permitted: check who owns that folder, or choose another --out",
+}
+
+
+def os_problem(exc: OSError) -> str:
+    """An OSError in words: what failed, on which path, and what to do."""
+    where = exc.filename
+    what = exc.strerror or str(exc) or type(exc).__name__
+    hint = _HINTS.get(exc.errno or 0)
+    if hint is None:  # not the disk: say what the system said
+        return f"{where}: {what}" if where is not None else what
+    line = f"cannot write {where}: {what}" if where is not None else (
+        f"{what} (while writing files)")
+    return f"{line}\n{hint}"
 
 
 def counts_text(counts: dict[str, int], already_sent: int = 0) -> str:
@@ -59,11 +99,14 @@ def counts_text(counts: dict[str, int], already_sent: int = 0) -> str:
 
 
 def exit_if_too_many_failed(summary: Any) -> None:
-    """Exit 3 with the reason when more customers failed than the campaign allows (a run's
-    or a send's summary: `failed`, `failure_limit`, `exit_code`)."""
+    """Exit 3 with the reason when more customers failed than the campaign allows, or
+    more rows were rejected (a run's or a send's summary: `failed`, `failure_limit`,
+    `exit_code`, and a run's `over_limits()`)."""
     if summary.exit_code:
-        err.print(f"{summary.failed:,} customer(s) failed or are unknown, more than the "
-                  f"campaign allows (max_failed: {summary.failure_limit:,}); see the "
-                  f"report", markup=False)
+        reasons = summary.over_limits() if hasattr(summary, "over_limits") else [
+            f"{summary.failed:,} customer(s) failed or are unknown, more than the "
+            f"campaign allows (max_failed: {summary.failure_limit:,})"]
+        for reason in reasons:
+            err.print(f"{reason}; see the report", markup=False)
         raise typer.Exit(summary.exit_code)
 

@@ -21,6 +21,8 @@ def preview(
     campaign: Annotated[str, typer.Argument(help="Campaign file")],
     customer: Annotated[str, typer.Option("--customer", help="Customer id")],
     customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="The customer file's encoding when it is not UTF-8, e.g. windows-1252")] = None,
     fmt: Annotated[str, typer.Option("--format", help="html, text, eml or pdf")] = "text",
     output: Annotated[str | None, typer.Option(help="Write the edition to this file")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
@@ -34,7 +36,7 @@ def preview(
         if fmt == "pdf" and not output:
             raise UsageError("--format pdf needs --output FILE")
         result = preview_customer(campaign, customer, customers=customers, fmt=fmt,
-                                  as_of=parse_date(as_of))
+                                  as_of=parse_date(as_of), encoding=encoding)
         out.print(result.explanation, markup=False, highlight=False)
         if result.document is None:
             raise typer.Exit(1 if result.status == "failed" else 0)

@@ -37,6 +37,8 @@ def run(
     customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
     out: Annotated[str | None, typer.Option(help="Output folder (default out/<campaign>/<run>)")
                    ] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="The customer file's encoding when it is not UTF-8, e.g. windows-1252")] = None,
     formats: Annotated[str | None, typer.Option(help="Comma list: html,text,eml,pdf")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
     limit: Annotated[int | None, typer.Option(help="Only the first N rows")] = None,
@@ -80,7 +82,7 @@ def run(
                                    formats=formats, as_of=parse_date(as_of), limit=limit,
                                    send=send, to=to, resend_unknown=resend_unknown,
                                    batch_size=batch_size or DEFAULT_BATCH, mailing=mailing,
-                                   new_mailing=new_mailing,
+                                   new_mailing=new_mailing, encoding=encoding,
                                    suppression=tuple(suppression or ())).resolved()
         if test_to:
             _test_send(options, customer or [], test_to, yes)
@@ -102,6 +104,9 @@ def run(
             raise UsageError("--task-runner and --dask-address go with --via-prefect")
         if dask_address and task_runner != "dask":
             raise UsageError("--dask-address needs --task-runner dask")
+        if encoding and via_prefect:  # the flow's form has no such field: the campaign's
+            raise UsageError("--encoding does not go with --via-prefect: set "
+                             "`customers_encoding` in the campaign instead")
         if via_prefect:
             summary = _run_in_prefect(options, overwrite, task_runner, workers or 0,
                                       dask_address, batch_size)

@@ -7,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from cli.console import out, user_errors
+from cli.console import err, out, user_errors
 from edition.config import RunOptions
+from edition.customers import encoding_problem
 from edition.errors import collect
 from edition.plan import Plan
-from edition.preflight import content_notes
-from edition.run import plan_for, preflight_for
+from edition.preflight import Preflight, content_notes
+from edition.run import Source, customers_file, plan_for, preflight_for
 
 
 def register(app: typer.Typer) -> None:
@@ -24,11 +25,14 @@ def validate(
     customers: Annotated[str | None, typer.Option(
         help="Also check these customers: a CSV, JSONL or Parquet file, or a "
              "postgresql:// URL (postgresql://host/db?table=customers)")] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="The customer file's encoding when it is not UTF-8, e.g. windows-1252")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors")] = False,
 ) -> None:
     """List every problem in the campaign, the modules and templates at once."""
     with user_errors():
-        options = RunOptions.build(campaign=campaign, customers=customers).resolved()
+        options = RunOptions.build(campaign=campaign, customers=customers,
+                                   encoding=encoding).resolved()
         plan = plan_for(options)
         c = plan.campaign
         out.print(f"[green]ok[/]: campaign {c.name} ({c.file}): {len(c.segments)} segments, "
@@ -57,8 +61,27 @@ def validate(
                 out.print(f"[yellow]warning[/]: … and {len(more) - 50:,} more")
             warnings += more
             collect(found.errors)
+            _exit_if_too_many_rejected(found, c.rejection_limit(found.rows),
+                                       customers_file(options, c))
         if strict and warnings:
             raise typer.Exit(2)
+
+
+def _exit_if_too_many_rejected(found: Preflight, limit: int | None, source: Source) -> None:
+    """Exit 3, as the run would end, when the customer file is in another encoding than
+    it is read in, or more rows would be rejected than the campaign's max_rejected."""
+    reasons = []
+    wrong_encoding = encoding_problem(source) if found.rejected else None
+    if wrong_encoding:
+        reasons.append(wrong_encoding)
+    if limit is not None and found.rejected > limit:
+        reasons.append(f"{found.rejected:,} of {found.rows:,} row(s) would be rejected, more "
+                       f"than the campaign allows (max_rejected: {limit:,})")
+    for reason in reasons:
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(f"{reason}; a run would exit 3", markup=False)
+    if reasons:
+        raise typer.Exit(3)
 
 
 def _warnings(plan: Plan) -> list[str]:

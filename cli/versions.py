@@ -30,6 +30,8 @@ def register(app: typer.Typer) -> None:
 def versions(
     campaign: Annotated[str, typer.Argument(help="Campaign file")],
     customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
+    encoding: Annotated[str | None, typer.Option(
+        help="The customer file's encoding when it is not UTF-8, e.g. windows-1252")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="List every version")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Every version, as JSON")] = False,
@@ -37,7 +39,7 @@ def versions(
     """Show the audience and its largest versions (each version's modules)."""
     with user_errors():
         census = census_for(RunOptions.build(campaign=campaign, customers=customers,
-                                             as_of=parse_date(as_of)))
+                                             as_of=parse_date(as_of), encoding=encoding))
     if as_json:
         out.print_json(json.dumps(census.as_dict()))
         return

@@ -68,6 +68,8 @@ class Campaign:
     fields: dict[str, str] = field(default_factory=dict)
     pdf: dict[str, Any] = field(default_factory=dict)
     max_failed: tuple[int, bool] = (0, False)     # (number, is a percentage)
+    max_rejected: tuple[int, bool] | None = None  # the same for rejected rows; None: any
+    customers_encoding: str | None = None         # of a CSV/JSONL customer file
     limits: Limits = field(default_factory=Limits)
     currency: str | dict[str, str] | None = None
     kind: str = "marketing"                       # or transactional: no marketing unsubscribes
@@ -97,6 +99,13 @@ class Campaign:
     def failure_limit(self, rows: int) -> int:
         """How many customers may fail (or be unknown) before a run exits 3."""
         number, percent = self.max_failed
+        return rows * number // 100 if percent else number
+
+    def rejection_limit(self, rows: int) -> int | None:
+        """How many rows may be rejected before a run exits 3 (None: any number)."""
+        if self.max_rejected is None:
+            return None
+        number, percent = self.max_rejected
         return rows * number // 100 if percent else number
 
     def subject_for(self, locale: str) -> str:
@@ -295,6 +304,7 @@ class _Checker:
             delivery=delivery, schedule=schedule, footer=dict(config.footer),
             unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
             pdf=config.pdf.model_dump(), max_failed=config.max_failed,
+            max_rejected=config.max_rejected, customers_encoding=config.customers_encoding,
             limits=Limits(**config.limits.model_dump()), currency=config.currency,
             kind=config.kind, suppression=config.suppression,
             unsubscribe_mailto=config.unsubscribe_mailto, list_id=config.list_id,

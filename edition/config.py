@@ -384,17 +384,33 @@ def _currency(code: str, where: str) -> None:
         raise fail(f"{where} {code!r} is not an ISO 4217 currency code like EUR or USD")
 
 
-def _max_failed(value: Any) -> tuple[int, bool]:
-    """`max_failed: 3` (customers) or `"1%"` (of the customer rows): (number, percent?)."""
+def _max_failed(value: Any, key: str = "max_failed", what: str = "customers"
+                ) -> tuple[int, bool]:
+    """`max_failed: 3` (customers) or `"1%"` (of the customer rows): (number, percent?);
+    `max_rejected` the same, in rows."""
     if isinstance(value, tuple):
         return value
     text = str(value).strip()
     percent = text.endswith("%")
     number = text[:-1].strip() if percent else text
     if isinstance(value, bool) or not number.isdigit():
-        raise fail(f"max_failed {value!r} must be a whole number of customers or a "
+        raise fail(f"{key} {value!r} must be a whole number of {what} or a "
                    f"percentage like \"1%\"")
     return int(number), percent
+
+
+def _encoding(value: Any, key: str) -> str | None:
+    from edition.errors import UsageError
+    from edition.text_files import checked_encoding
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise fail(f"{key} must be the name of an encoding, e.g. windows-1252")
+    try:
+        return checked_encoding(value)
+    except UsageError as exc:
+        raise fail(f"{key}: {exc.message}") from None
 
 
 APPROVAL_MODES = ("optional", "required")
@@ -486,6 +502,11 @@ class CampaignConfig(Strict):
     pdf: PdfConfig = PdfConfig()
     max_failed: Annotated[tuple[int, bool], BeforeValidator(lambda v: _max_failed(v))] = (
         0, False)
+    # rejected rows (count or "N%") a run may have and still exit 0; absent: any number
+    max_rejected: Annotated[tuple[int, bool] | None, BeforeValidator(
+        lambda v: None if v is None else _max_failed(v, "max_rejected", "rows"))] = None
+    customers_encoding: Annotated[str | None, BeforeValidator(
+        lambda v: _encoding(v, "customers_encoding"))] = None
     limits: LimitsConfig = LimitsConfig()
     audience: Annotated[str | tuple[str, ...] | None, BeforeValidator(
         lambda v: _names_or_rule(v, "audience"))] = None
@@ -1084,6 +1105,7 @@ class RunOptions(BaseModel):
     mailing: str | None = None       # which issue of the campaign a send belongs to
     new_mailing: bool = False        # start another mailing while one is unfinished
     suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
+    encoding: str | None = None      # --encoding of a CSV/JSONL customer file
 
     @field_validator("formats", mode="before")
     @classmethod
@@ -1134,6 +1156,11 @@ class RunOptions(BaseModel):
             raise fail(f"mailing {value!r}: use letters, digits, '.', '_', ':' and '-' "
                        f"(e.g. 2026-11-23 or spring-2027)")
         return value
+
+    @field_validator("encoding", mode="before")
+    @classmethod
+    def _encoding(cls, value: Any) -> Any:
+        return _encoding(value, "--encoding")
 
     @field_validator("suppression", mode="before")
     @classmethod

@@ -14,7 +14,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import hashlib
-import io
 import itertools
 import json
 import mmap
@@ -29,9 +28,11 @@ from edition.addresses import AddressError, normalize
 from edition.errors import RunError
 from edition.manifest import Reason
 from edition.sources import SourceRows, TypedSource, typed_source
+from edition.text_files import FileFormat, TextFile, file_format
 
 SAMPLE_ROWS = 200
 MAX_CELL = 1 << 20          # a value longer than this (1 MiB) rejects its row
+MAX_ID_BYTES = 255          # a longer id is rejected (checked_id says why)
 # A record the CSV reader cannot close (a stray quote) is cut here and rejected, so one
 # bad quote can neither swallow the rest of the file nor the machine's memory.
 csv.field_size_limit(8 << 20)
@@ -39,6 +40,7 @@ TEXT_COLUMNS = {"id", "email", "first_name", "last_name", "name", "locale", "pho
                 "postal_code", "zip", "zipcode"}
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
 _LEADING_ZERO = re.compile(r"^[+-]?0\d")
+_DECIMAL_COMMA = re.compile(r"^[+-]?(\d+,\d*|,\d+)\Z")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
 # what surrogateescape makes of bytes that are not UTF-8, and JSON's lone "\ud800"
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -64,12 +66,18 @@ class Row:
 
 @dataclass
 class Schema:
-    """The type of each column: declared in the campaign or inferred from a sample."""
+    """The type of each column: declared in the campaign or inferred from a sample.
+
+    `decimal_comma`: the file is `;`-separated, as spreadsheets write it where the
+    decimal separator is a comma, so `6200,50` is a number there (and `6200.50` too).
+    """
 
     types: dict[str, str] = field(default_factory=dict)
+    decimal_comma: bool = False
 
     @classmethod
-    def infer(cls, sample: Iterable[Mapping[str, Any]], declared: Mapping[str, str]) -> Schema:
+    def infer(cls, sample: Iterable[Mapping[str, Any]], declared: Mapping[str, str],
+              *, decimal_comma: bool = False) -> Schema:
         votes: dict[str, list[int]] = {}
         for raw in sample:
             for key, value in raw.items():
@@ -78,7 +86,7 @@ class Schema:
                 tally = votes.setdefault(key, [0, 0, 0])  # numbers, dates, others
                 if value is None or value == "":
                     continue
-                if _is_number(value):
+                if _is_number(value) or (decimal_comma and _is_decimal_comma(value)):
                     tally[0] += 1
                 elif _is_date(value):
                     tally[1] += 1
@@ -92,7 +100,7 @@ class Schema:
             elif total and dates * 2 >= total:
                 types[key] = "date"
         types.update(declared)
-        return cls(types)
+        return cls(types, decimal_comma)
 
 
 def _is_number(value: Any) -> bool:
@@ -101,6 +109,11 @@ def _is_number(value: Any) -> bool:
     if isinstance(value, int | float):
         return True
     return (isinstance(value, str) and bool(_NUMBER.match(value.strip()))
+            and not _LEADING_ZERO.match(value.strip()))
+
+
+def _is_decimal_comma(value: Any) -> bool:
+    return (isinstance(value, str) and bool(_DECIMAL_COMMA.match(value.strip()))
             and not _LEADING_ZERO.match(value.strip()))
 
 
@@ -152,6 +165,8 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         if key == "interests":
             fields[key] = _interests(value)
         elif kind in {"number", "integer"}:
+            if schema.decimal_comma and _is_decimal_comma(value):
+                value = value.strip().replace(",", ".")
             if not _is_number(value) and not (
                     isinstance(value, str) and _NUMBER.match(value.strip())):
                 raise RowError("not_a_number", f"{key}: {_show(value)} is not a number",
@@ -178,7 +193,7 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         raise RowError("missing_id", "missing id")
     if isinstance(customer_id, bool) or not isinstance(customer_id, str | int | float):
         raise RowError("bad_id", "id must be text or a number")
-    fields["id"] = str(customer_id)
+    fields["id"] = checked_id(customer_id)
     if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
         raise RowError("bad_id", "id contains control characters")
     fields.setdefault("locale", "en")
@@ -196,6 +211,28 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
     elif need_email:
         raise RowError("missing_email", "missing email")
     return fields
+
+
+def checked_id(value: str | int | float) -> str:
+    """A customer id as runs use it, or RowError: printable text of at most MAX_ID_BYTES.
+
+    The id is signed into every unsubscribe link, recorded in the ledger and the
+    suppression store, and becomes a file name: a longer one made List-Unsubscribe an
+    RFC 2047 header that mail programs do not read (past ~650 characters) and did not fit
+    the PostgreSQL store's column; an invisible character (a control, a zero-width or
+    bidi mark, a no-break space) makes two ids look the same to a person.
+    """
+    text = str(value)
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_ID_BYTES:
+        chars = f"{len(text):,} characters" + (f", {size:,} bytes" if size != len(text) else "")
+        raise RowError("id_too_long", f"id too long: {chars} (at most {MAX_ID_BYTES} bytes "
+                       f"of UTF-8)", "id too long")
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is not None:
+        raise RowError("bad_id", f"id contains an invisible character (U+{ord(bad):04X}); "
+                       f"ids must be printable text", "id not printable")
+    return text
 
 
 def _check_value(key: str, value: Any, depth: int = 0) -> None:
@@ -234,43 +271,71 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def raw_rows(path: str | Path | TypedSource
+def raw_rows(path: str | Path | TypedSource | TextFile
              ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
     """(line, raw row or None, parse problem) for every data row, streaming.
 
-    The file is read as bytes: a row that is not UTF-8, not valid JSON or too deep to
-    parse is rejected on its own line, and the rest of the file is read. Parquet and SQL
-    sources give their row number (from 1) as the line.
+    The file is read as bytes: a row that is not UTF-8 (or not in the file's encoding,
+    edition.text_files), not valid JSON or too deep to parse is rejected on its own line,
+    and the rest of the file is read. Parquet and SQL sources give their row number
+    (from 1) as the line.
     """
     typed = typed_source(path)
     if typed is not None:
         with typed.open() as rows:
             yield from rows
         return
-    path = Path(path)
+    file = text_file(path)
+    json_file = _is_json(file.path)
     try:
-        handle = path.open("rb")
+        form = file_format(file.path, file.encoding, csv_file=not json_file)
+        handle = file.path.open("rb")
     except OSError as exc:
-        raise RunError(f"cannot read the customer file: {exc.strerror}", path) from None
+        raise RunError(f"cannot read the customer file: {exc.strerror}", file.path) from None
     with handle:
-        if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
-            yield from _json_rows(handle)
+        if json_file:
+            yield from _json_rows(handle, form)
         else:
-            yield from _csv_rows(handle)
+            yield from _csv_rows(handle, form)
 
 
-def _json_rows(handle: Any) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    for number, data in enumerate(handle, start=1):
-        if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-            data = data[3:]
-        if not data.strip():
+def text_file(path: str | Path | TextFile) -> TextFile:
+    """A CSV/JSONL file and its encoding (None: UTF-8, or what a byte order mark says)."""
+    return path if isinstance(path, TextFile) else TextFile(Path(path))
+
+
+def _decimal_comma(file: TextFile) -> bool:
+    """A `;`-separated file: where spreadsheets write that, `6200,50` is a number."""
+    return not _is_json(file.path) and file_format(file.path, file.encoding).separator == ";"
+
+
+def _is_json(path: Path) -> bool:
+    return path.suffix.lower() in {".jsonl", ".ndjson", ".json"}
+
+
+def _json_rows(handle: Any, form: FileFormat
+               ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
+    if not form.ascii_compatible:  # UTF-16/32: lines are not split at b"\n"
+        lines: Iterable[bytes | str] = form.open(handle)
+    else:
+        lines = handle
+    codec = "utf-8" if form.utf8 else form.codec
+    for number, data in enumerate(lines, start=1):
+        if isinstance(data, bytes):
+            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
+                data = data[3:]
+            if not data.strip():
+                continue
+            try:
+                text = data.decode(codec)
+            except UnicodeDecodeError as exc:
+                yield number, None, Reason("not_utf8", f"byte 0x{data[exc.start]:02x} is not "
+                                           f"{form.name} text", f"not {form.name} text")
+                continue
+        elif not data.strip():
             continue
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            yield number, None, Reason("not_utf8", f"byte 0x{data[exc.start]:02x} is not "
-                                       "UTF-8 text", "not UTF-8 text")
-            continue
+        else:
+            text = data
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
@@ -287,11 +352,12 @@ def _json_rows(handle: Any) -> Iterator[tuple[int, Mapping[str, Any] | None, Rea
         yield number, value, None
 
 
-def _csv_rows(handle: Any) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    # surrogateescape: a byte that is not UTF-8 survives as a marker the row check finds
-    text = io.TextIOWrapper(handle, encoding="utf-8-sig", errors="surrogateescape",
-                            newline="")
-    reader = csv.reader(text)
+def _csv_rows(handle: Any, form: FileFormat
+              ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
+    # surrogateescape: a byte the encoding cannot read survives as a marker the row
+    # check finds
+    text = form.open(handle)
+    reader = csv.reader(text, delimiter=form.separator)
     try:
         header = next(reader)
     except StopIteration:
@@ -370,7 +436,7 @@ class IdSet:
         return isinstance(value, str) and self.first_line(value) is not None
 
 
-def read_customers(path: str | Path | TypedSource, *, need_email: bool,
+def read_customers(path: str | Path | TypedSource | TextFile, *, need_email: bool,
                    declared: Mapping[str, str] | None = None,
                    limit: int | None = None) -> Iterator[Row]:
     """Every row of the file in order, typed and checked; repeated ids rejected."""
@@ -403,7 +469,7 @@ def read_customers(path: str | Path | TypedSource, *, need_email: bool,
         yield Row(index, line, fields["id"], fields=fields)
 
 
-def _rows_and_schema(source: str | Path | TypedSource, declared: Mapping[str, str]
+def _rows_and_schema(source: str | Path | TypedSource | TextFile, declared: Mapping[str, str]
                      ) -> tuple[Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]],
                                 Schema]:
     """The rows of a source and its column types: declared by Parquet and SQL sources,
@@ -412,12 +478,13 @@ def _rows_and_schema(source: str | Path | TypedSource, declared: Mapping[str, st
     if typed is not None:
         rows = typed.open(declared)
         return _closing(rows), Schema({**rows.types, **declared})
-    path = Path(source)
-    if not path.is_file():
-        raise RunError(f"customer file not found: {path}", path)
-    stream = raw_rows(path)
+    file = text_file(source)
+    if not file.path.is_file():
+        raise RunError(f"customer file not found: {file.path}", file.path)
+    stream = raw_rows(file)
     head = list(itertools.islice(stream, SAMPLE_ROWS))
-    schema = Schema.infer((raw for _, raw, _ in head if raw), declared)
+    schema = Schema.infer((raw for _, raw, _ in head if raw), declared,
+                          decimal_comma=_decimal_comma(file))
     return itertools.chain(head, stream), schema
 
 
@@ -440,21 +507,23 @@ def repeated(first_line: int) -> Reason:
     return Reason("repeated_id", f"repeated id (first on line {first_line})", "repeated id")
 
 
-def find_customer(path: str | Path | TypedSource, customer_id: str, *, need_email: bool,
-                  declared: Mapping[str, str] | None = None) -> Row | None:
+def find_customer(path: str | Path | TypedSource | TextFile, customer_id: str, *,
+                  need_email: bool, declared: Mapping[str, str] | None = None) -> Row | None:
     """The first row with this id, found without typing every other row."""
     typed = typed_source(path)
     if typed is not None:
         return _find_typed(typed, customer_id, need_email=need_email, declared=declared or {})
-    path = Path(path)
-    if not path.is_file():
-        raise RunError(f"customer file not found: {path}", path)
-    head = list(itertools.islice(raw_rows(path), SAMPLE_ROWS))
-    schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {})
-    found = _scan_csv(path, customer_id) if path.suffix.lower() == ".csv" else None
+    file = text_file(path)
+    if not file.path.is_file():
+        raise RunError(f"customer file not found: {file.path}", file.path)
+    head = list(itertools.islice(raw_rows(file), SAMPLE_ROWS))
+    schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {},
+                          decimal_comma=_decimal_comma(file))
+    csv_file = not _is_json(file.path)   # .csv, .tsv, .txt...: as raw_rows reads them
+    found = _scan_csv(file, customer_id) if csv_file else None
     candidates = [found] if found is not None else (
-        ((line, raw) for line, raw, _ in raw_rows(path) if raw is not None)
-        if path.suffix.lower() != ".csv" else [])
+        ((line, raw) for line, raw, _ in raw_rows(file) if raw is not None)
+        if not csv_file else [])
     for line, raw in candidates:
         if str(raw.get("id", "")).strip() == customer_id:
             try:
@@ -480,46 +549,57 @@ def _find_typed(source: TypedSource, customer_id: str, *, need_email: bool,
     return Row(number - 1, number, customer_id, fields=fields)
 
 
-def _scan_csv(path: Path, customer_id: str) -> tuple[int, dict[Any, Any]] | None:
+def _scan_csv(file: TextFile, customer_id: str) -> tuple[int, dict[Any, Any]] | None:
     """Find a row by id with a byte search, so a preview answers fast on a large file.
 
     Only lines holding the id's bytes are parsed. When a candidate line could be part
     of a multi-line quoted record the answer would be uncertain, so the whole file is
-    scanned instead (a plain csv.reader pass).
+    scanned instead (a plain csv.reader pass); so is a file whose newlines are not single
+    bytes (UTF-16).
     """
-    needle = customer_id.encode("utf-8")
+    path = file.path
+    form = file_format(path, file.encoding)
+    with path.open("rb") as handle:
+        header = next(csv.reader(form.open(handle), delimiter=form.separator), None)
+    if not header or "id" not in header:
+        return None
+    column = header.index("id")
+    codec = "utf-8" if form.utf8 else form.codec
+    try:
+        needle = customer_id.encode(codec)
+    except UnicodeEncodeError:
+        return None  # no row of this file can hold that id
+    if not form.ascii_compatible:
+        return _scan_csv_slowly(file, customer_id, header, column)
     if not needle or b"\n" in needle:
         return None
     with path.open("rb") as handle:
-        header_line = handle.readline().decode("utf-8-sig")
-        header = next(csv.reader([header_line]), None)
-        if not header or "id" not in header:
-            return None
-        column = header.index("id")
+        header_end = len(handle.readline())
         try:
             data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         except ValueError:  # an empty file cannot be mapped
             return None
     with data:
-        at = data.find(needle, len(header_line.encode("utf-8")))
+        at = data.find(needle, header_end)
         while at != -1:
             start = data.rfind(b"\n", 0, at) + 1
             end = data.find(b"\n", at)
             end = len(data) if end == -1 else end
-            text = data[start:end].decode("utf-8", "replace")
+            text = data[start:end].decode(codec, "replace")
             if data[:start].count(b'"') % 2 or text.count('"') % 2:
-                return _scan_csv_slowly(path, customer_id, header, column)
-            row = next(csv.reader([text]), [])
+                return _scan_csv_slowly(file, customer_id, header, column)
+            row = next(csv.reader([text], delimiter=form.separator), [])
             if len(row) > column and row[column].strip() == customer_id:
                 return data[:start].count(b"\n") + 1, _as_raw(header, row)
             at = data.find(needle, end)
     return None
 
 
-def _scan_csv_slowly(path: Path, customer_id: str, header: list[str],
+def _scan_csv_slowly(file: TextFile, customer_id: str, header: list[str],
                      column: int) -> tuple[int, dict[Any, Any]] | None:
-    with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
-        reader = csv.reader(handle)
+    form = file_format(file.path, file.encoding)
+    with file.path.open("rb") as handle:
+        reader = csv.reader(form.open(handle), delimiter=form.separator)
         next(reader, None)
         while True:
             try:
@@ -539,12 +619,12 @@ def _as_raw(header: list[str], row: list[str]) -> dict[Any, Any]:
     return raw
 
 
-def count_rows(path: str | Path | TypedSource) -> int:
+def count_rows(path: str | Path | TypedSource | TextFile) -> int:
     """A quick estimate of the number of data rows, for progress bars."""
     typed = typed_source(path)
     if typed is not None:
         return typed.count()
-    path = Path(path)
+    path = text_file(path).path
     lines = 0
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -554,7 +634,7 @@ def count_rows(path: str | Path | TypedSource) -> int:
     return max(lines - 1, 0)
 
 
-def columns(path: str | Path | TypedSource) -> list[str]:
+def columns(path: str | Path | TypedSource | TextFile) -> list[str]:
     """The customer file's columns: the CSV header, or the keys of the first JSONL rows
     (a typed source: its own columns)."""
     typed = typed_source(path)
@@ -564,17 +644,31 @@ def columns(path: str | Path | TypedSource) -> list[str]:
             return list(rows.types)
         finally:
             rows.close()
-    path = Path(path)
+    file = text_file(path)
     names: dict[str, None] = {}
-    for _, raw, _ in itertools.islice(raw_rows(path), SAMPLE_ROWS):
+    for _, raw, _ in itertools.islice(raw_rows(file), SAMPLE_ROWS):
         if raw is not None:
             names.update((str(k), None) for k in raw if k is not None)
-        if path.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
+        if not _is_json(file.path):
             break  # every CSV row has the header's keys
-    if not names and path.suffix.lower() not in {".jsonl", ".ndjson", ".json"}:
-        with path.open(encoding="utf-8-sig", errors="replace", newline="") as handle:
-            names.update((n, None) for n in next(csv.reader(handle), []))
+    if not names and not _is_json(file.path):
+        form = file_format(file.path, file.encoding)
+        with file.path.open("rb") as handle:
+            names.update((n, None) for n in next(
+                csv.reader(form.open(handle), delimiter=form.separator), []))
     return list(names)
+
+
+def encoding_problem(source: str | Path | TypedSource | TextFile) -> str | None:
+    """Why a CSV/JSONL file looks like another encoding than it is read in (a run whose
+    rows were rejected as "not UTF-8 text" ends with it, exit 3), or None."""
+    if typed_source(source) is not None:
+        return None
+    file = text_file(source)
+    try:
+        return file_format(file.path, file.encoding, csv_file=False).suspect
+    except OSError:
+        return None
 
 
 def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

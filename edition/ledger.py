@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from filelock import FileLock, Timeout
 
+from edition import private
 from edition.errors import LedgerBusy, LedgerError
 
 if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
@@ -200,11 +201,14 @@ class SendLedger:
             self._db = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout,
                                        isolation_level=None, check_same_thread=False)
             return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private.make_folder(self.path.parent)
         if self.exclusive:
             self._run_lock = _lock_file(self.path.with_name(self.path.name + ".lock"),
                                         self._wait)
         try:
+            # who was sent what: the owner's only (SQLite gives -wal/-shm the file's mode)
+            private.create_file(self.path)
+            private.tighten(self.path)
             db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
                                  check_same_thread=False)
             self._db = db
@@ -269,10 +273,13 @@ class SendLedger:
                 self._write_records(db, pending)
                 yield db
                 db.execute("COMMIT")
-            except BaseException:
+            except BaseException as exc:
                 if db.in_transaction:
                     db.execute("ROLLBACK")
                 self._pending = pending + self._pending
+                if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
+                    raise LedgerError(f"cannot write the send ledger: {exc}",
+                                      str(self.path)) from None
                 raise
             for key in pending:
                 self._in_flight.discard(key[:3])
@@ -523,11 +530,17 @@ class SendLedger:
             (*key, run_id, state, provider_id, reason, now))
 
 
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    """A full disk or quota, an I/O error, a read-only file: SQLite's own words for them."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF   # the primary result code
+    return code in {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
+
+
 # --- the run lock (released by the OS when the process dies, even on kill -9) -----------
 
 
 def _lock_file(path: Path, wait: float) -> FileLock:
-    lock = FileLock(str(path), timeout=max(0.0, wait))
+    lock = FileLock(str(path), timeout=max(0.0, wait), mode=private.file_mode())
     try:
         lock.acquire()
     except Timeout:
@@ -536,7 +549,7 @@ def _lock_file(path: Path, wait: float) -> FileLock:
             f"another run is using this send ledger (pid {holder}); wait for it to "
             "finish, then rerun: already-sent customers are skipped",
             str(path.with_suffix(""))) from None
-    _holder_file(path).write_text(f"{os.getpid()}\n")
+    private.write_file(_holder_file(path), f"{os.getpid()}\n".encode())
     return lock
 
 

@@ -6,6 +6,7 @@ A reason is a code plus a readable detail: the manifest keeps both (`reason_code
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -13,6 +14,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from edition import private
 
 MANIFEST_NAME = "manifest.jsonl"
 _LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
@@ -95,18 +98,28 @@ class ManifestWriter:
 
     def __init__(self, path: Path, *, append: bool = False):
         self.path = path
-        self.handle = path.open("a" if append else "w", encoding="utf-8")
+        # private.open_file: customer data, readable by its owner only
+        self.handle = open(  # noqa: SIM115 (kept open across batches; close() closes it)
+            private.open_file(path, append=append), "w", encoding="utf-8")
 
     def write(self, rows: Iterable[ManifestRow]) -> None:
-        self.handle.write("".join(row.to_json() + "\n" for row in rows))
-        self.handle.flush()
+        try:
+            self.handle.write("".join(row.to_json() + "\n" for row in rows))
+            self.handle.flush()
+        except OSError as exc:  # a full disk: name the file (the write does not)
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self) -> None:
         if self.handle.closed:
             return
-        self.handle.flush()
-        os.fsync(self.handle.fileno())
-        self.handle.close()
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        finally:
+            with contextlib.suppress(OSError):  # what could not be flushed is lost anyway
+                self.handle.close()
 
 
 def read_rows(path: Path, *, cut_torn: bool = False) -> tuple[list[dict[str, Any]], bool]:

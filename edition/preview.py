@@ -46,11 +46,12 @@ class PreviewResult:
 
 
 def preview_customer(campaign: str, customer_id: str, *, customers: str | None = None,
-                     fmt: str = "text", as_of: dt.date | None = None) -> PreviewResult:
+                     fmt: str = "text", as_of: dt.date | None = None,
+                     encoding: str | None = None) -> PreviewResult:
     """Select and render one customer's edition as a run would; nothing is written or sent."""
     formats = ("html", "text", "eml") if fmt != "pdf" else ("pdf",)
     options = RunOptions.build(campaign=campaign, customers=customers, formats=formats,
-                               as_of=as_of).resolved()
+                               as_of=as_of, encoding=encoding).resolved()
     options = options.replace(as_of=options.as_of or dt.date.today())
     options = options.replace(mailing=options.as_of.isoformat())
     plan = plan_for(options)

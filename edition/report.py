@@ -10,8 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edition import private
 from edition.databases import masked
 from edition.manifest import STATUSES, ManifestRow
+from edition.markdown_text import code, text
 
 SAMPLES = 5
 
@@ -116,9 +118,9 @@ def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
     return lines
 
 
-def _cell(text: str) -> str:
-    """One table cell: a line break would end the row."""
-    return " ".join(text.split())
+def _cell(message: str) -> str:
+    """One table cell of prose: a line break would end the row."""
+    return text(" ".join(message.split()))
 
 
 def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -> str:
@@ -132,10 +134,10 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         "",
         *cannot,
         *([note, ""] if note else []),
-        f"- run: `{info.run_id}` — {info.mode}",
+        f"- run: {code(info.run_id)} — {text(info.mode)}",
         f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",
-        f"- customers file: `{info.customers}`",
-        *([f"- mailing: `{info.mailing}` — {sent_line(tally, info.mailing)}"]
+        f"- customers file: {code(info.customers)}",
+        *([f"- mailing: {code(info.mailing)} — {text(sent_line(tally, info.mailing))}"]
           if info.mailing else []),
         f"- {tally.rows:,} customer rows in {seconds:.1f} s ({rate}); "
         f"{len(tally.versions):,} versions",
@@ -159,21 +161,21 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
     for name in segment_names:
         counts = tally.by_segment.get(name, Counter())
         rule = rules.get(name, "no segment")
-        rows.append([f"`{name}`", f"`{rule}`", f"{sum(counts.values()):,}"]
+        rows.append([code(name), code(rule), f"{sum(counts.values()):,}"]
                     + [f"{counts.get(s, 0):,}" for s in shown])
     out += _table(["segment", "rule", "customers", *shown], rows)
     if tally.missing:
         out += ["", "Rules that were false because a field was missing:", ""]
-        out += [f"- `{seg}`: field `{field}` missing for {n:,} customer(s)"
+        out += [f"- {code(seg)}: field {code(field)} missing for {n:,} customer(s)"
                 for (seg, field), n in sorted(tally.missing.items())]
     out += ["", "## Versions", ""]
     doc = versions_document(tally, info.campaign)["versions"]
     vrows = []
     for v in doc[:50]:
-        modules = "; ".join(f"{slot}: {', '.join(ids) or '—'}"
+        modules = "; ".join(f"{text(slot)}: {', '.join(map(code, ids)) or '—'}"
                             for slot, ids in v["modules"].items())
-        vrows.append([f"`{v['id']}`", f"{v['customers']:,}", v["locale"],
-                      ", ".join(v["segments"]) or "—", modules])
+        vrows.append([code(v["id"]), f"{v['customers']:,}", code(v["locale"] or ""),
+                      ", ".join(map(code, v["segments"])) or "—", modules])
     out += _table(["version", "customers", "locale", "segments", "modules"], vrows)
     if len(doc) > 50:
         out.append(f"\n… and {len(doc) - 50} more in versions.json")
@@ -181,10 +183,11 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
                     if reason != "shared")
     if whole:
         out += ["", "Rendered whole per customer (correct, slower):", ""]
-        out += [f"- {reason} ({n} version/format pair(s))" for reason, n in whole.most_common()]
+        out += [f"- {text(reason)} ({n} version/format pair(s))"
+                for reason, n in whole.most_common()]
     if tally.short:
         out += ["", "## Slots not filled", ""]
-        out += [f"- `{slot}`: fewer eligible modules than it takes for {n:,} customer(s)"
+        out += [f"- {code(slot)}: fewer eligible modules than it takes for {n:,} customer(s)"
                 for slot, n in sorted(tally.short.items())]
     for status, title in (("rejected", "Rejected rows"), ("failed", "Failed customers"),
                           ("unknown", "Delivery outcome unknown"),
@@ -195,10 +198,16 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         if items:
             out += ["", f"## {title}", ""]
             out += _table(["reason", "count", "examples"],
-                          [[r, f"{n:,}", ", ".join(f"`{i}`" for i in ids)]
+                          [[_cell(r), f"{n:,}", ", ".join(_example(i) for i in ids)]
                            for r, n, ids in sorted(items, key=lambda x: -x[1])])
     out += ["", "Every row is listed with its status and reason in `manifest.jsonl`.", ""]
     return "\n".join(out)
+
+
+def _example(customer: str) -> str:
+    """A customer id as an example (`line N` for a row without a readable id)."""
+    return customer if customer.startswith("line ") and customer[5:].isdigit() else code(
+        customer)
 
 
 def write_report(tally: Tally, info: RunInfo, out_dir: Path, seconds: float,
@@ -213,5 +222,5 @@ def write_report(tally: Tally, info: RunInfo, out_dir: Path, seconds: float,
 
 def _write(path: Path, text: str) -> None:
     temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text, encoding="utf-8")
+    private.write_file(temp, text.encode("utf-8"))
     temp.replace(path)

@@ -26,11 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from edition import private
 from edition.approval import refuse_direct_send
 from edition.bundle import Bundle
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, RunOptions
-from edition.customers import Row, batches, count_rows, read_customers
+from edition.customers import Row, batches, count_rows, encoding_problem, read_customers
 from edition.databases import masked
 from edition.delivery import (
     EMAIL_CHANNEL,
@@ -54,6 +55,7 @@ from edition.manifest import (
     read_rows,
     truncate_rows,
 )
+from edition.markdown_text import text
 from edition.pipeline import BatchResult, Pipeline
 from edition.plan import Plan
 from edition.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
@@ -76,12 +78,13 @@ from edition.runindex import record as index_run
 from edition.sendable import send_blockers
 from edition.sources import TypedSource, customer_source
 from edition.suppression import Suppression
+from edition.text_files import TextFile
 from edition.unsubscribe import UnsubscribeLinks
 
 __all__ = ["DEFAULT_BATCH", "Repair", "Run", "RunOptions", "RunSummary", "execute", "repair"]
 
 INTERRUPTED = "interrupted"
-Source = Path | TypedSource   # where customers come from
+Source = Path | TypedSource | TextFile   # where customers come from
 
 
 # -- what a run reads and where it writes ----------------------------------------------
@@ -90,15 +93,18 @@ Source = Path | TypedSource   # where customers come from
 def customers_file(options: RunOptions, campaign: Campaign) -> Source:
     """`--customers`, else the campaign's `customers`: a CSV/JSONL/Parquet file (relative
     to the content root) or a SQL source (`postgresql://…` + query)."""
+    encoding = options.encoding or campaign.customers_encoding
     if options.customers:
-        return customer_source(options.customers, from_campaign=False)
+        return customer_source(options.customers, from_campaign=False, encoding=encoding)
     if campaign.customers:
-        return customer_source(campaign.customers, root=campaign.root)
+        return customer_source(campaign.customers, root=campaign.root, encoding=encoding)
     raise UsageError("no customer file: pass --customers or set `customers` in the campaign")
 
 
 def source_name(source: Source) -> str:
     """How a source is shown and compared (a SQL source without its password)."""
+    if isinstance(source, TextFile):
+        return f"{source.path.resolve()} ({source.encoding})"
     return str(Path(source).resolve()) if isinstance(source, Path) else str(source)
 
 
@@ -126,6 +132,12 @@ def estimate_rows(source: Source, options: RunOptions) -> int:
     except (OSError, RunError):
         return 0
     return min(total, options.limit) if options.limit is not None else total
+
+
+def rejections(tally: Tally) -> list[tuple[str, int]]:
+    """The reasons rows were rejected, commonest first."""
+    return sorted(((reason, entry[0]) for (status, reason), entry in tally.problems.items()
+                   if status == "rejected"), key=lambda item: -item[1])
 
 
 def run_info(options: RunOptions, plan: Plan,
@@ -359,11 +371,31 @@ class RunSummary:
     failed: int = 0         # failed + unknown
     failure_limit: int = 0  # the campaign's max_failed for this many rows
     preflight: list[tuple[str, str]] = field(default_factory=list)   # (level, message)
+    rejected: int = 0
+    rejection_limit: int | None = None   # the campaign's max_rejected (None: any number)
+    rejections: list[tuple[str, int]] = field(default_factory=list)  # the commonest whys
+    wrong_encoding: str | None = None    # the file is not in the encoding it was read in
 
     @property
     def exit_code(self) -> int:
-        """0, or 3 when more customers failed (or are unknown) than the campaign allows."""
-        return 3 if self.failed > self.failure_limit else 0
+        """0, or 3 when more customers failed (or are unknown) than the campaign allows,
+        or more rows were rejected."""
+        return 3 if self.over_limits() else 0
+
+    def over_limits(self) -> list[str]:
+        """Why the run exits 3, in words (empty: it does not)."""
+        found = []
+        if self.failed > self.failure_limit:
+            found.append(f"{self.failed:,} customer(s) failed or are unknown, more than the "
+                         f"campaign allows (max_failed: {self.failure_limit:,})")
+        if self.wrong_encoding:
+            found.append(self.wrong_encoding)
+        if self.rejection_limit is not None and self.rejected > self.rejection_limit:
+            why = "; ".join(f"{n:,} × {reason}" for reason, n in self.rejections[:3])
+            found.append(f"{self.rejected:,} of {self.customers:,} row(s) were rejected, more "
+                         f"than the campaign allows (max_rejected: {self.rejection_limit:,})"
+                         + (f": {why}" if why else ""))
+        return found
 
     def sent_line(self) -> str:
         """`0 sent now, 20 already sent in mailing M`: what a send did, truthfully."""
@@ -422,8 +454,9 @@ class Run:
 
         Nothing is written (not even the folder) when preflight finds an error.
         """
-        if isinstance(self.source, Path) and not self.source.is_file():
-            raise RunError(f"customer file not found: {self.source}", self.source)
+        path = self.source.path if isinstance(self.source, TextFile) else self.source
+        if isinstance(path, Path) and not path.is_file():
+            raise RunError(f"customer file not found: {path}", path)
         try:
             choice = None
             if self.options.send:
@@ -596,9 +629,13 @@ class Run:
         if self.manifest is not None:
             self.manifest.close()
         seconds = time.monotonic() - self.started
+        # rows rejected because the whole file is in another encoding: the run says so
+        wrong_encoding = (encoding_problem(self.source)
+                          if self.tally.codes.get(("rejected", "not_utf8")) else None)
         report = write_report(self.tally, run_info(self.options, self.plan, self.preflight,
                                                    self.unsendable),
-                              self.out_dir, seconds)
+                              self.out_dir, seconds,
+                              note=f"> **{text(wrong_encoding)}**" if wrong_encoding else "")
         if self.ledger is not None and self.options.mailing:
             self.ledger.finish_mailing(self.campaign.name, self.options.mailing,
                                        channel_of(target_of(self.options, self.campaign)))
@@ -611,6 +648,10 @@ class Run:
                              already_sent=self.tally.codes.get(("sent", "already_sent"), 0),
                              failed=failed,
                              failure_limit=self.campaign.failure_limit(self.tally.rows),
+                             rejected=self.tally.status.get("rejected", 0),
+                             rejection_limit=self.campaign.rejection_limit(self.tally.rows),
+                             rejections=rejections(self.tally),
+                             wrong_encoding=wrong_encoding,
                              preflight=self.preflight.table() if self.preflight else [])
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
@@ -810,7 +851,7 @@ def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | 
     manifest = folder / MANIFEST_NAME
     rows, torn = read_rows(manifest, cut_torn=True)
     if not manifest.exists():
-        manifest.write_text("", encoding="utf-8")
+        private.create_file(manifest)
     named = {rel for r in rows for rel in (r.get("files") or {}).values()}
     result = Repair(str(folder), kept=len(rows), torn_line=torn,
                     removed=remove_unlisted(folder, named))

@@ -2,8 +2,9 @@
 `run.json`, which says whose run it is and how far it got.
 
 Files are written atomically (temp file + rename), never through a symlink, each path
-at most once. One run at a time holds the folder (an OS file lock, released when its
-process dies, even on kill -9); `run.json` names the holder so a second run can say who.
+at most once, readable by their owner only (edition.private: 0600 files, 0700 folders).
+One run at a time holds the folder (an OS file lock, released when its process dies,
+even on kill -9); `run.json` names the holder so a second run can say who.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Any
 import psutil
 from filelock import FileLock, Timeout
 
+from edition import private
 from edition.errors import FolderBusy, RunError
 from edition.naming import EXTENSIONS
 
 RUN_FILE = "run.json"
 LOCK_FILE = ".edition.lock"
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class FileWriter:
@@ -49,13 +50,13 @@ class FileWriter:
         """Create `folder` under the root, refusing any part of it that is a symlink."""
         if folder in self.folders:
             return
-        os.makedirs(self.root, exist_ok=True)
+        private.make_folder(self.root)
         rel = os.path.relpath(folder, self.root)
         current = str(self.root)
         for part in ([] if rel == "." else rel.split(os.sep)):
             current = os.path.join(current, part)
             with suppress(FileExistsError):
-                os.mkdir(current)
+                os.mkdir(current, private.folder_mode())
             if os.path.islink(current) or not os.path.isdir(current):
                 raise RunError(f"refusing to write through {current}: it is a symlink or "
                                f"not a folder")
@@ -74,17 +75,17 @@ class FileWriter:
         temp = f"{folder}/.{os.path.basename(target)}.{os.getpid()}.tmp"
         # os-level calls: a buffered file object costs more than the write itself here
         try:
-            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _NOFOLLOW, 0o644)
+            fd = private.open_file(temp)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise RunError(f"refusing to write through a symlink: {temp}") from None
-            raise RunError(f"cannot write {relative}: {exc.strerror}") from None
+            raise RunError(f"cannot write {target}: {exc.strerror}") from None
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
         except OSError as exc:
-            raise RunError(f"cannot write {relative}: {exc.strerror}") from None
+            raise RunError(f"cannot write {target}: {exc.strerror}") from None
         finally:
             os.close(fd)
         # rename replaces a symlink at the target itself rather than following it
@@ -94,7 +95,7 @@ class FileWriter:
     def get(self, relative: str) -> bytes | None:
         """A file of the folder (None when it is not there); never through a symlink."""
         try:
-            fd = os.open(self.path(relative), os.O_RDONLY | _NOFOLLOW)
+            fd = os.open(self.path(relative), os.O_RDONLY | private.NOFOLLOW)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -169,8 +170,8 @@ def alive_here(info: dict[str, Any]) -> bool | None:
 def write_json(path: Path, document: dict[str, Any]) -> None:
     """A small JSON file, atomically."""
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n",
-                    encoding="utf-8")
+    private.write_file(temp, (json.dumps(document, indent=2, ensure_ascii=False, default=str)
+                              + "\n").encode("utf-8"))
     os.replace(temp, path)
 
 
@@ -195,10 +196,10 @@ class FolderLock:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self._lock = FileLock(str(folder / LOCK_FILE), timeout=0)
+        self._lock = FileLock(str(folder / LOCK_FILE), timeout=0, mode=private.file_mode())
 
     def acquire(self) -> FolderLock:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private.make_folder(self.folder)
         try:
             self._lock.acquire()
         except Timeout:

@@ -57,6 +57,7 @@ from edition.errors import (
 from edition.ledger import Mailing
 from edition.ledgers import open_ledger
 from edition.manifest import MANIFEST_NAME, ManifestRow, ManifestWriter, Reason
+from edition.markdown_text import code, text
 from edition.naming import CONTENT_TYPES, new_run_id
 from edition.report import RunInfo, Tally, render_report, sent_line, sent_words
 from edition.runfolder import FileWriter, FolderLock, now, owner, write_json
@@ -477,9 +478,10 @@ class _Send:
         plan = self.plan
         seconds = time.monotonic() - self.started
         approval = plan.approval
-        note = (f"> **Approved run sent.** Run `{plan.facts.run_id}`, approved by "
-                f"{approval.get('approved_by')} at {approval.get('approved_at')}"
-                + (f" (\u201c{approval.get('note')}\u201d)" if approval.get("note") else "")
+        note = (f"> **Approved run sent.** Run {code(plan.facts.run_id)}, approved by "
+                f"{text(approval.get('approved_by'))} at {text(approval.get('approved_at'))}"
+                + (f" (\u201c{text(approval.get('note'))}\u201d)" if approval.get("note")
+                   else "")
                 + f"; {len(self.approved):,} approved files verified before sending.")
         if reason:
             note += f"\n>\n> **{reason.capitalize()}.** Rows not reached are `failed` with " \

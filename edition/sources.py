@@ -24,7 +24,13 @@ Campaign syntax (`customers:`) and `--customers`:
 
 `table:` reads `SELECT * FROM <table> ORDER BY id`. The password never goes in the
 campaign: libpq reads PGPASSWORD, ~/.pgpass or a PGSERVICE entry (`postgresql:///
-?service=crm`). Queries run in a READ ONLY transaction.
+?service=crm`).
+
+A customer query only reads. Each one (the rows, a count, a lookup by id) runs on its
+own connection, in a transaction begun READ ONLY with the session's default READ ONLY
+too, and as one statement through the extended protocol (a server-side cursor's
+DECLARE), which PostgreSQL never splits: text such as `…) AS q0; COMMIT; DELETE …` is a
+syntax error, not a second statement, and a query that modifies data is refused.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from typing import Any
 from edition.databases import has_password, is_database_url, masked, scrub, sqlalchemy_url
 from edition.errors import ContentError, RunError
 from edition.manifest import Reason
+from edition.text_files import TextFile
 
 __all__ = ["BATCH_ROWS", "PARQUET_SUFFIXES", "ParquetSource", "SourceRows", "SqlSource",
            "TypedSource", "customer_source", "typed_source"]
@@ -353,16 +360,27 @@ class SqlSource(TypedSource):
         engine = create_engine_for(sqlalchemy_url(self.url, drop=_SOURCE_PARAMS),
                                    application_name="edition-customers")
         try:
-            conn = engine.connect()
-            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            # psycopg begins every transaction READ ONLY, and the session's default is
+            # READ ONLY as well: nothing after a transaction's end could write either
+            conn = engine.connect().execution_options(postgresql_readonly=True)
+            conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
         except Exception as exc:
             engine.dispose()
             raise self._fail(exc, "cannot read customers from the database") from None
         return engine, conn
 
-    def open(self, declared: Mapping[str, str] | None = None) -> SourceRows:
+    @staticmethod
+    def _execute(conn: Any, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run one statement of ours around the customer query, on a server-side cursor:
+        its DECLARE goes through the extended protocol, which takes exactly one
+        statement. (psycopg sends a statement without parameters through the simple
+        protocol, which would run `a; b; c` one after the other.)"""
         from sqlalchemy import text
 
+        return conn.execution_options(stream_results=True, yield_per=BATCH_ROWS
+                                      ).execute(text(sql), dict(params or {}))
+
+    def open(self, declared: Mapping[str, str] | None = None) -> SourceRows:
         engine, conn = self._connect()
 
         def close() -> None:
@@ -372,9 +390,8 @@ class SqlSource(TypedSource):
                 engine.dispose()
 
         try:
-            # stream_results: a server-side cursor, fetched BATCH_ROWS at a time
-            result = conn.execution_options(stream_results=True, yield_per=BATCH_ROWS
-                                            ).execute(text(self._sql))
+            # a server-side cursor, fetched BATCH_ROWS at a time
+            result = self._execute(conn, self._sql)
             types = {column.name: kind for column in result.cursor.description
                      if (kind := _pg_kind(column.type_code)) is not None}
         except Exception as exc:
@@ -393,14 +410,13 @@ class SqlSource(TypedSource):
              ) -> tuple[int, dict[str, Any], dict[str, str]] | None:
         """The id is compared in the database; the row number is the row's position in
         the query's own order."""
-        from sqlalchemy import text
-
         engine, conn = self._connect()
         try:
-            found = conn.execute(text(
+            found = self._execute(
+                conn,
                 "SELECT * FROM (SELECT row_number() OVER () AS edition_row_number_, q.* "
                 f"FROM ({self._sql}) AS q) AS n "
-                "WHERE btrim(n.id::text) = :id ORDER BY edition_row_number_ LIMIT 1"),
+                "WHERE btrim(n.id::text) = :id ORDER BY edition_row_number_ LIMIT 1",
                 {"id": customer_id})
             types = {column.name: kind for column in found.cursor.description
                      if (kind := _pg_kind(column.type_code)) is not None}
@@ -418,12 +434,10 @@ class SqlSource(TypedSource):
         return number, _plain_row(raw, declared), types
 
     def count(self) -> int:
-        from sqlalchemy import text
-
         engine, conn = self._connect()
         try:
-            return int(conn.execute(text(
-                f"SELECT count(*) FROM ({self._sql}) AS q")).scalar() or 0)
+            return int(self._execute(conn, f"SELECT count(*) FROM ({self._sql}) AS q"
+                                     ).scalar() or 0)
         except Exception as exc:
             raise self._fail(exc, "the customer query failed") from None
         finally:
@@ -447,9 +461,11 @@ def typed_source(source: object) -> TypedSource | None:
 
 
 def customer_source(value: str | Path | Mapping[str, Any], *, root: Path | None = None,
-                    from_campaign: bool = True) -> Path | TypedSource:
+                    from_campaign: bool = True, encoding: str | None = None
+                    ) -> Path | TypedSource | TextFile:
     """What a campaign's `customers:` (or `--customers`) names: a file path (relative to
-    the content root) or a typed source. A URL in a campaign file may not hold a
+    the content root), a CSV/JSONL file with its `encoding` when one is given
+    (edition.text_files), or a typed source. A URL in a campaign file may not hold a
     password (ContentError): credentials come from the environment."""
     if isinstance(value, Mapping):
         unknown = set(value) - {"url", "query", "table"}
@@ -467,7 +483,10 @@ def customer_source(value: str | Path | Mapping[str, Any], *, root: Path | None 
     path = Path(value)
     if root is not None and not path.is_absolute():
         path = root / path
-    return typed_source(path) or path
+    typed = typed_source(path)
+    if typed is not None:
+        return typed
+    return TextFile(path, encoding) if encoding else path
 
 
 def _check_url(url: str, from_campaign: bool) -> None:

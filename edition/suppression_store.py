@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edition import private
 from edition.databases import masked
 from edition.errors import RunError
 
@@ -214,7 +215,10 @@ class SuppressionStore:
         try:
             path = self.sqlite_path
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
+                # who unsubscribed: the owner's only (SQLite's -wal/-shm take this mode)
+                private.make_folder(path.parent)
+                private.create_file(path)
+                private.tighten(path)
                 engine = create_engine(self.url, connect_args={"timeout": 30})
 
                 @event.listens_for(engine, "connect")

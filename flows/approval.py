@@ -45,6 +45,7 @@ from edition.campaign import Campaign
 from edition.config import RunOptions
 from edition.diff import RunDiff, diff_runs
 from edition.errors import EditionError
+from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key
 from edition.sending import mailing_lines, send_approved
 
@@ -142,10 +143,10 @@ def review_markdown(review: Review, campaign: Campaign, link: Callable[[Path], s
         changes = f"Could not compare with the last approved or sent run ({previous})."
     else:
         changes = "\n".join(["# Changes since the last approved or sent run", "",
-                             "```text", *diff.summary_lines(limit=30), "```"])
+                             fenced("\n".join(diff.summary_lines(limit=30)))])
         for sample in diff.samples:
-            changes += (f"\n\nCustomer `{sample.customer_id}` ({sample.reason}):\n\n"
-                        f"```diff\n{sample.diff or '(text identical)'}\n```")
+            changes += (f"\n\nCustomer {code(sample.customer_id)} ({text(sample.reason)}):"
+                        f"\n\n{fenced(sample.diff or '(text identical)', 'diff')}")
     summary += ["## Changes", "", changes.replace("# Changes since", "### Changes since", 1)
                 if diff else changes]
     return "\n".join(summary), warnings, changes

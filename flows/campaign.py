@@ -641,13 +641,14 @@ def send_campaign(
               "seconds": summary.seconds, "mailing": summary.mailing,
               "already_sent": summary.already_sent, "failed": summary.failed,
               "failure_limit": summary.failure_limit, "exit_code": summary.exit_code,
+              "rejected": summary.rejected, "rejection_limit": summary.rejection_limit,
+              "rejections": summary.rejections, "wrong_encoding": summary.wrong_encoding,
               "notes": summary.notes}
     if summary.exit_code:
         from prefect.states import Failed
 
-        return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
-                              f"than the campaign allows ({summary.failure_limit:,}); see "
-                              f"the report artifact", data=result)
+        return Failed(message="; ".join(summary.over_limits()) + "; see the report artifact",
+                      data=result)
     return result
 
 
@@ -717,4 +718,9 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
                       versions=result["versions"], seconds=result["seconds"], report=report,
                       mailing=result.get("mailing"), already_sent=result.get("already_sent", 0),
                       failed=result.get("failed", 0),
-                      failure_limit=result.get("failure_limit", 0), notes=notes)
+                      failure_limit=result.get("failure_limit", 0),
+                      rejected=result.get("rejected", 0),
+                      rejection_limit=result.get("rejection_limit"),
+                      rejections=[tuple(r) for r in result.get("rejections") or []],
+                      wrong_encoding=result.get("wrong_encoding"),
+                      notes=notes)

@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from edition.errors import UsageError
+from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key, safe_name
 from edition.preview import PreviewResult
 from edition.preview import preview_customer as preview
@@ -24,36 +25,40 @@ from flows.refusals import refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
 
 
-def _cell(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+def _cell(value: Any) -> str:
+    return text(" ".join(str(value).split())).replace("|", "\\|")
+
+
+def _code_cell(value: Any) -> str:
+    return code(value).replace("|", "\\|")
 
 
 def selection_markdown(result: PreviewResult, campaign: str, page: Path | None) -> str:
     """The selection with reasons, as markdown (tables, then the CLI's own words)."""
-    out = [f"# Preview: {campaign} for `{result.customer_id}`", ""]
-    out.append(f"- status: **{result.status}**" + (f" — {result.reason}" if result.reason
-                                                   else ""))
-    out.append(f"- segments: {', '.join(f'`{s}`' for s in result.segments) or '(none)'}")
+    out = [f"# Preview: {text(campaign)} for {code(result.customer_id)}", ""]
+    out.append(f"- status: **{result.status}**" + (f" — {text(result.reason)}"
+                                                   if result.reason else ""))
+    out.append(f"- segments: {', '.join(map(code, result.segments)) or '(none)'}")
     for segment, problem in result.missing.items():
-        out.append(f"- rule `{segment}` is false: missing field `{problem}`")
+        out.append(f"- rule {code(segment)} is false: missing field {code(problem)}")
     if result.version:
-        out.append(f"- version: `{result.version}`")
+        out.append(f"- version: {code(result.version)}")
     if page is not None:
         out.append(f"- rendered edition: [{page.name}]({output_link(page)})")
     for slot in result.slots:
         out += ["", f"## {slot['slot']} ({slot['kind']}, takes {slot['count']})", ""]
         out += ["| | module | title | why |", "| --- | --- | --- | --- |"]
         for c in slot["chosen"]:
-            out.append(f"| {c['rank']} | `{c['id']}` | {_cell(c['title'])} | "
+            out.append(f"| {c['rank']} | {_code_cell(c['id'])} | {_cell(c['title'])} | "
                        f"chosen: {_cell(c['reason'])} |")
         for s in slot["skipped"]:
-            out.append(f"| – | `{s['id']}` | | skipped: {_cell(s['reason'])} |")
+            out.append(f"| – | {_code_cell(s['id'])} | | skipped: {_cell(s['reason'])} |")
         if slot.get("other_campaigns"):
             out.append(f"| – | | | {slot['other_campaigns']} modules belong to other "
                        f"campaigns |")
         if not slot["chosen"] and not slot["skipped"]:
             out.append("| | | | no eligible module |")
-    out += ["", "## As `edition preview` prints it", "", "```text", result.explanation, "```"]
+    out += ["", "## As `edition preview` prints it", "", fenced(result.explanation)]
     return "\n".join(out)
 
 

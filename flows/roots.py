@@ -10,7 +10,13 @@ root's out/ or an allowed folder (never into campaigns/, templates/ or the modul
 sends or hands work only to the campaign's own delivery target or an allowed URL
 (`s3://bucket/prefix`, `postgresql://host/db`, `smtp://host:port`, `tcp://scheduler:8786`).
 Paths are resolved (symlinks followed, `..` removed) before they are compared; URLs are
-compared by scheme, host, port and path, on `/` boundaries, credentials and query ignored.
+compared by scheme, host, port and path, on `/` boundaries, credentials and query ignored
+— except a database's: its query holds edition's `table`/`query` and libpq's connection
+parameters (`host=` there wins over the URL's host). An allowed `postgresql://host/db`
+lets the form read any table of that database (`?table=…`, read only, as its role may)
+but never run SQL of its own (`?query=…`); an allowed `…?table=customers` or
+`…?query=<text>` allows exactly that table or that query text; the connection
+parameters must be the allowed URL's own, and a user named in it must be the same.
 
 `edition serve` puts its roots in the environment of the flow-run processes it starts
 (EDITION_SERVE_ALLOW); without it (`edition run --via-prefect`, a flow called from
@@ -25,10 +31,10 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from edition.campaign import campaign_file, is_campaign_name
-from edition.databases import masked
+from edition.databases import DATABASE_SCHEMES, masked
 
 ROOT_ENV = "EDITION_CONTENT_ROOT"
 ALLOW_ENV = "EDITION_SERVE_ALLOW"
@@ -164,7 +170,33 @@ def _parts(url: str) -> tuple[str, str, int | None, list[str]]:
 def _url_under(url: str, prefix: str) -> bool:
     scheme, host, port, path = _parts(url)
     p_scheme, p_host, p_port, p_path = _parts(prefix)
-    return (scheme, host, port) == (p_scheme, p_host, p_port) and path[:len(p_path)] == p_path
+    if (scheme, host, port) != (p_scheme, p_host, p_port) or path[:len(p_path)] != p_path:
+        return False
+    return scheme not in DATABASE_SCHEMES or _same_database_use(url, prefix)
+
+
+_SOURCE_PARAMS = ("table", "query")   # edition's own (edition.sources), not libpq's
+
+
+def _same_database_use(url: str, allowed: str) -> bool:
+    """Does a database URL read only what the allowed one lets it (the module docstring)?"""
+    mine, theirs = urlsplit(url.strip()), urlsplit(allowed.strip())
+    if theirs.username is not None and mine.username != theirs.username:
+        return False  # the role decides what a query may read
+    asked = parse_qs(mine.query, keep_blank_values=True)
+    given = parse_qs(theirs.query, keep_blank_values=True)
+    connection = {k: v for k, v in asked.items() if k not in _SOURCE_PARAMS}
+    if connection != {k: v for k, v in given.items() if k not in _SOURCE_PARAMS}:
+        return False
+    if "table" in given or "query" in given:
+        return all(_statement(asked.get(k)) == _statement(given.get(k)) for k in _SOURCE_PARAMS)
+    return "query" not in asked
+
+
+def _statement(values: list[str] | None) -> list[str] | None:
+    """A `table`/`query` value as edition.sources runs it (outer blanks and a final `;`
+    do not change it)."""
+    return None if values is None else [v.strip().rstrip(";").strip() for v in values]
 
 
 def _shown(url: str) -> str:
