@@ -33,6 +33,7 @@ from edition.errors import ContentError
 from edition.limits import watchdog
 from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.plan import Plan
+from edition.versions import short_id
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
@@ -172,7 +173,7 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             if exc.code in CONTENT_CODES:
                 scan.errors.append((
                     f"{exc.location}:{exc.message}",
-                    f"{exc.message} (version {version.id}, first rendered for customer "
+                    f"{exc.message} (version {short_id(version.id)}, first rendered for customer "
                     f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
             else:
                 scan.customers.append(
@@ -210,7 +211,7 @@ def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
             known = html.setdefault(warning, [])
             known += [v for v in versions if v not in known]
     for warning, versions in html.items():
-        shown = ", ".join(versions[:3]) + (f" and {len(versions) - 3:,} more"
+        shown = ", ".join(short_id(v) for v in versions[:3]) + (f" and {len(versions) - 3:,} more"
                                            if len(versions) > 3 else "")
         found.warnings.append(f"{len(versions):,} version(s) ({shown}): {warning}")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.manifest import STATUSES, ManifestRow
+from edition.versions import short_id
 
 SAMPLES = 5
 
@@ -161,7 +162,7 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
     for v in doc[:50]:
         modules = "; ".join(f"{slot}: {', '.join(ids) or '—'}"
                             for slot, ids in v["modules"].items())
-        vrows.append([f"`{v['id']}`", f"{v['customers']:,}", v["locale"],
+        vrows.append([f"`{short_id(v['id'])}`", f"{v['customers']:,}", v["locale"],
                       ", ".join(v["segments"]) or "—", modules])
     out += _table(["version", "customers", "locale", "segments", "modules"], vrows)
     if len(doc) > 50:

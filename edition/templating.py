@@ -172,6 +172,7 @@ class EditionEnvironment(SandboxedEnvironment):
         )
         self.limits = limits or Limits()
         self.locale = locale
+        self.compiled: dict[str, Any] = {}   # the renderer's templates for this environment
         self.filters.update(FILTERS)
         self.filters.update(localized(locale, currency))
         for name in GROWING_FILTERS:

@@ -2,8 +2,13 @@
 
 The version key holds everything the shared part of an edition depends on — campaign,
 templates, locale, segments, the chosen modules and their content, the run date — so
-two customers with the same key get the same shared rendering. The id is a hash of
+two customers with the same key get the same shared rendering. The id is the sha256 of
 that key: stable across runs and processes, and changed by any edit to the content.
+
+The id is the whole digest on purpose: it keys the shared renders, the manifest and
+versions.json, and an id cut to 44 bits was made to collide on purpose in seconds (one
+customer then got another version's edition). `short_id` is for people only: tables
+and reports show it, nothing looks anything up by it.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ class Version:
 
 def version_id(*, campaign: str, templates_digest: str, locale: str, segments: tuple[str, ...],
                selection: Selection, as_of: dt.date) -> str:
-    """A short, stable content hash of the version key."""
+    """The version's id: `v` and the sha256 of the version key (never cut short)."""
     key = {
         "campaign": campaign,
         "templates": templates_digest,
@@ -39,4 +44,12 @@ def version_id(*, campaign: str, templates_digest: str, locale: str, segments: t
                   for s in selection.slots],
     }
     payload = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
-    return "v" + hashlib.sha256(payload).hexdigest()[:11]
+    return "v" + hashlib.sha256(payload).hexdigest()
+
+
+SHORT = 12
+
+
+def short_id(version: str) -> str:
+    """A version id as tables show it (`v` and 11 hex digits); never a key."""
+    return version[:SHORT]
