@@ -19,7 +19,6 @@ from cli.console import out, user_errors
 from cli.options import parse_date
 from edition.census import Census, VersionCount, census_for
 from edition.config import RunOptions
-from edition.versions import short_id
 
 TOP = 20
 
@@ -89,7 +88,7 @@ def lines(census: Census, shown: list[VersionCount]) -> list[str]:
              f"{'segments':<{width}}  modules"]
     for version, seg in zip(shown, segments, strict=True):
         found.append(f"{census.share(version):>6.1f}%  {version.customers:>9,}  "
-                     f"{short_id(version.id):<12}  {version.locale:<{locale}}  {seg:<{width}}  "
+                     f"{version.id:<12}  {version.locale:<{locale}}  {seg:<{width}}  "
                      f"{modules_text(version, '; ')}")
     return found
 
@@ -104,6 +103,6 @@ def table(census: Census, shown: list[VersionCount]) -> Table:
     grid.add_column("segments", overflow="ellipsis")
     grid.add_column("modules", overflow="ellipsis", ratio=1)
     for v in shown:
-        grid.add_row(f"{census.share(v):.1f}%", f"{v.customers:,}", short_id(v.id), v.locale,
+        grid.add_row(f"{census.share(v):.1f}%", f"{v.customers:,}", v.id, v.locale,
                      ", ".join(v.segments) or "—", modules_text(v, "\n"))
     return grid

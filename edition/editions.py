@@ -279,9 +279,9 @@ class EditionRenderer:
 
     def shared(self, version: Version) -> dict[str, SharedDocument | str]:
         """The version's documents with holes, or per kind the reason it renders whole."""
-        if version.id in self._shared:
-            self._shared.move_to_end(version.id)
-            return self._shared[version.id]
+        if version.digest in self._shared:
+            self._shared.move_to_end(version.digest)
+            return self._shared[version.digest]
         docs: dict[str, SharedDocument | str] = {}
         probe = self.envs(version.locale)[1]
         limit = probe.limits.document_bytes
@@ -327,7 +327,7 @@ class EditionRenderer:
     def _keep(self, version: Version, docs: dict[str, SharedDocument | str]
               ) -> dict[str, SharedDocument | str]:
         """Cache a version's documents; the least recently used go first (flat memory)."""
-        self._shared[version.id] = docs
+        self._shared[version.digest] = docs
         self._note_sharing(version, docs)
         while len(self._shared) > CACHED_VERSIONS:
             old, _ = self._shared.popitem(last=False)
@@ -352,7 +352,7 @@ class EditionRenderer:
 
     def render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """One customer's documents (shared path when possible, whole otherwise)."""
-        broken = self._broken.get(version.id)
+        broken = self._broken.get(version.digest)
         if broken is not None:  # too slow or too deep for anyone: fail at once
             raise broken
         try:
@@ -362,13 +362,13 @@ class EditionRenderer:
         except RenderFailure as exc:
             failure = exc
         if failure.code in {"too_slow", "too_deep"}:
-            self._broken[version.id] = failure
+            self._broken[version.digest] = failure
         raise failure
 
     def _render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         docs = self.shared(version)
-        if version.id not in self._checked:
-            self._checked[version.id] = True
+        if version.digest not in self._checked:
+            self._checked[version.digest] = True
             self._self_check(version, fields, docs)
             self._note_sharing(version, docs)
         view = CustomerView(fields)
@@ -423,7 +423,7 @@ class EditionRenderer:
     def _note_sharing(self, version: Version, docs: dict[str, SharedDocument | str]) -> None:
         entry = {k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
         with self._sharing_lock:
-            self._all_sharing[version.id] = entry
+            self._all_sharing[version.digest] = entry
 
 
 def _markers_intact(output: str, count: int) -> bool:

@@ -22,7 +22,7 @@ from edition.errors import ContentError, collect
 from edition.locales import language_tag
 from edition.segments import Segmenter
 from edition.selection import Selection, select
-from edition.versions import Version, version_id
+from edition.versions import Version, short_id, version_digest
 
 # selections kept per process: each is a few KB, and a customer file can hold a
 # distinct (segments, locale, interests) per row
@@ -84,10 +84,10 @@ class Plan:
                    interests: frozenset[str]) -> tuple[Selection, Version]:
         selection = select(self.slots, self.catalog.by_kind, segments=segments, locale=locale,
                            interests=interests, as_of=self.as_of, campaign=self.campaign.name)
-        vid = version_id(campaign=self.campaign.name, templates_digest=self.renderer.digest,
-                         locale=locale, segments=segments, selection=selection,
-                         as_of=self.as_of)
-        return selection, Version(vid, locale, segments, selection)
+        digest = version_digest(campaign=self.campaign.name,
+                                templates_digest=self.renderer.digest, locale=locale,
+                                segments=segments, selection=selection, as_of=self.as_of)
+        return selection, Version(short_id(digest), locale, segments, selection, digest)
 
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:

@@ -33,7 +33,6 @@ from edition.errors import ContentError
 from edition.limits import watchdog
 from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.plan import Plan
-from edition.versions import short_id
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
@@ -53,7 +52,7 @@ class Preflight:
     rejected: int = 0
     excluded: int = 0
     suppressed: int = 0
-    versions: dict[str, int] = field(default_factory=dict)   # version id -> customers
+    versions: dict[str, int] = field(default_factory=dict)   # version digest -> customers
     errors: list[ContentError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)    # excluded/suppressed why
@@ -158,10 +157,10 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         else:
             fields = dict(row.fields or {})
             version = plan.version_of(fields)[3]
-        scan.versions[version.id] = scan.versions.get(version.id, 0) + 1
-        if version.id in rendered:
+        scan.versions[version.digest] = scan.versions.get(version.digest, 0) + 1
+        if version.digest in rendered:
             continue
-        rendered.add(version.id)
+        rendered.add(version.digest)
         if pipeline is not None:
             pipeline.sign_links(edition)  # only the customers preflight renders need one
         try:
@@ -173,11 +172,11 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             if exc.code in CONTENT_CODES:
                 scan.errors.append((
                     f"{exc.location}:{exc.message}",
-                    f"{exc.message} (version {short_id(version.id)}, first rendered for customer "
+                    f"{exc.message} (version {version.id}, first rendered for customer "
                     f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
             else:
                 scan.customers.append(
-                    (version.id, f"customer {row.customer_id} (line {row.line}): {exc}"))
+                    (version.digest, f"customer {row.customer_id} (line {row.line}): {exc}"))
             continue
         if rendered_doc.html is not None:
             for warning in _html(plan, rendered_doc.html, fields):
@@ -211,7 +210,7 @@ def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
             known = html.setdefault(warning, [])
             known += [v for v in versions if v not in known]
     for warning, versions in html.items():
-        shown = ", ".join(short_id(v) for v in versions[:3]) + (f" and {len(versions) - 3:,} more"
+        shown = ", ".join(versions[:3]) + (f" and {len(versions) - 3:,} more"
                                            if len(versions) > 3 else "")
         found.warnings.append(f"{len(versions):,} version(s) ({shown}): {warning}")
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 from edition.manifest import STATUSES, ManifestRow
-from edition.versions import short_id
 
 SAMPLES = 5
 
@@ -56,7 +55,9 @@ class Tally:
             for segment in row.segments or (["(none)"] if status != "rejected" else []):
                 self.by_segment[segment][status] += 1
             if row.version and status != "rejected":
-                entry = self.versions.setdefault(row.version, {"customers": 0})
+                # by the whole digest: two versions may share a short id (edition.versions)
+                entry = self.versions.setdefault(row.version_digest or row.version,
+                                                 {"id": row.version, "customers": 0})
                 entry["customers"] += 1
             if row.reason is not None:
                 self.codes[(status, getattr(row.reason, "code", "?"))] += 1
@@ -95,11 +96,13 @@ def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
     return {
         "campaign": campaign,
         "versions": [
-            {"id": vid, "customers": info.get("customers", 0), "locale": info.get("locale"),
+            {"id": info.get("id") or key, "digest": key, "customers": info.get("customers", 0),
+             "locale": info.get("locale"),
              "segments": info.get("segments", []), "modules": info.get("modules", {}),
-             "digests": info.get("digests", {}), "rendering": tally.sharing.get(vid, {})}
-            for vid, info in sorted(tally.versions.items(),
-                                    key=lambda item: (-item[1].get("customers", 0), item[0]))
+             "digests": info.get("digests", {}), "rendering": tally.sharing.get(key, {})}
+            for key, info in sorted(tally.versions.items(),
+                                    key=lambda item: (-item[1].get("customers", 0),
+                                                      item[1].get("id") or item[0], item[0]))
         ],
     }
 
@@ -162,7 +165,7 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
     for v in doc[:50]:
         modules = "; ".join(f"{slot}: {', '.join(ids) or '—'}"
                             for slot, ids in v["modules"].items())
-        vrows.append([f"`{short_id(v['id'])}`", f"{v['customers']:,}", v["locale"],
+        vrows.append([f"`{v['id']}`", f"{v['customers']:,}", v["locale"],
                       ", ".join(v["segments"]) or "—", modules])
     out += _table(["version", "customers", "locale", "segments", "modules"], vrows)
     if len(doc) > 50:

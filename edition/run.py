@@ -589,9 +589,8 @@ class Run:
     def _count_kept(self) -> None:
         rows, _ = read_rows(self.out_dir / MANIFEST_NAME)
         kept = [ManifestRow.from_dict(r) for r in rows[:self.resume.kept]]
-        self.tally.add(kept, versions={r.version: {"modules": r.modules,
-                                                   "segments": r.segments}
-                                       for r in kept if r.version})
+        self.tally.add(kept, versions={r.version_digest or r.version: {
+            "modules": r.modules, "segments": r.segments} for r in kept if r.version})
 
     def _release(self) -> None:
         if self.remote is not None and self.remote_locked:
@@ -799,9 +798,8 @@ def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | 
     if plan is not None and options is not None:
         tally = Tally()
         kept = [ManifestRow.from_dict(r) for r in rows]
-        tally.add(kept + added, versions={r.version: {"modules": r.modules,
-                                                      "segments": r.segments}
-                                          for r in kept if r.version})
+        tally.add(kept + added, versions={r.version_digest or r.version: {
+            "modules": r.modules, "segments": r.segments} for r in kept if r.version})
         text = (f"> **{reason.capitalize()}.** {len(rows):,} customer rows were done before "
                 f"the run stopped; the other {len(added):,} are listed with reason code "
                 f"`{INTERRUPTED}`. Run the campaign again on this folder to finish them.")

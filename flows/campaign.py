@@ -63,7 +63,6 @@ from edition.run import (
     target_of,
 )
 from edition.runfolder import is_remote
-from edition.versions import short_id
 from flows import approval, recovery
 from flows.roots import Roots, campaign_problem, resolve_campaign
 
@@ -436,7 +435,7 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
         versions = json.loads((out_dir / "versions.json").read_text(encoding="utf-8"))["versions"]
     except (OSError, ValueError, KeyError):
         versions = []
-    rows = [{"version": short_id(v["id"]), "customers": v["customers"], "locale": v["locale"],
+    rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
              "segments": ", ".join(v["segments"]) or "-",
              **{slot: ", ".join(ids) for slot, ids in v["modules"].items()}}
             for v in versions[:500]]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,31 +106,36 @@ def test_versions_whose_short_ids_collide_keep_their_own_content(content_tree,
         assert not any(t in html or t in text for t in others), (person, html)
         assert f"Hi {person['first_name']}" in html
         assert title in text
-    ids = {r["version"] for r in rows.values()}
-    assert len(ids) == 3 and {v[:12] for v in ids} == {"v" + "0" * 11}  # the short ids collide
-    # the manifest and versions.json agree on three whole ids
+    # the short ids collide; the whole digests (what everything keys by) do not
+    assert {r["version"] for r in rows.values()} == {"v" + "0" * 11}
+    digests = {r["version_digest"] for r in rows.values()}
+    assert len(digests) == 3
     listed = json.loads((out / "versions.json").read_text(encoding="utf-8"))["versions"]
-    assert {v["id"] for v in listed} == ids
+    assert {v["digest"] for v in listed} == digests
     assert sorted(v["customers"] for v in listed) == [1, 2, 2]
     for v in listed:
-        members = [r for r in rows.values() if r["version"] == v["id"]]
+        members = [r for r in rows.values() if r["version_digest"] == v["digest"]]
+        assert len(members) == v["customers"]
         assert all(r["modules"] == v["modules"] for r in members)
 
 
-def test_version_ids_are_whole_digests_and_tables_show_them_short(content_tree) -> None:
+def test_versions_are_keyed_by_whole_digests_and_shown_by_short_ids(content_tree) -> None:
     root = content_tree(campaigns={"news.yaml": CAMPAIGN}, templates={"page.html.j2": PAGE},
                         articles=ARTICLES, customers={"customers.csv": PEOPLE})
     out = root / "out"
     rc, stdout, stderr = run_cli("run", "campaigns/news.yaml", "--out", out, "--as-of", AS_OF,
                                  cwd=root)
     assert rc == 0, stdout + stderr
-    ids = {r["version"] for r in read_manifest(out)}
-    assert all(len(v) == 65 and v[0] == "v" and int(v[1:], 16) >= 0 for v in ids)
+    rows = read_manifest(out)
+    for row in rows:
+        assert re.fullmatch(r"v[0-9a-f]{11}", row["version"])
+        assert re.fullmatch(r"[0-9a-f]{64}", row["version_digest"])
+        assert row["version_digest"].startswith(row["version"][1:])
     rc, listing, stderr = run_cli("versions", "campaigns/news.yaml", "--as-of", AS_OF,
-                                  cwd=root)
+                                  "--json", cwd=root)
     assert rc == 0, stderr
-    for vid in ids:
-        assert f" {vid[:12]} " in listing and vid not in listing
+    assert {(v["id"], v["digest"]) for v in json.loads(listing)["versions"]} == {
+        (r["version"], r["version_digest"]) for r in rows}
 
 
 @pytest.mark.parametrize(("written", "tag"), [
