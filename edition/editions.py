@@ -120,7 +120,8 @@ class EditionRenderer:
         self.env, self.probe = self.envs("en")
         self._shared: OrderedDict[str, dict[str, SharedDocument | str]] = OrderedDict()
         self._checked: LRUCache[str, bool] = LRUCache(CACHED_VERSIONS)
-        self._all_sharing: LRUCache[str, dict[str, str]] = LRUCache(CACHED_SHARING)
+        # digest -> (id, per kind 'shared' or why not)
+        self._all_sharing: LRUCache[str, tuple[str, dict[str, str]]] = LRUCache(CACHED_SHARING)
         self._sharing_lock = threading.Lock()
         self._broken: LRUCache[str, RenderFailure] = LRUCache(CACHED_VERSIONS)
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
@@ -408,22 +409,24 @@ class EditionRenderer:
                 docs[kind] = "self-check: shared and whole renders differ"
 
     def sharing(self) -> dict[str, dict[str, str]]:
-        """Per version and kind: 'shared' or the reason it renders whole."""
-        return dict(self._all_sharing)
+        """Per version id and kind: 'shared' or the reason it renders whole (for people)."""
+        with self._sharing_lock:
+            return {vid: dict(entry) for vid, entry in self._all_sharing.values()}
 
     def sharing_of(self, versions: Iterable[str]) -> dict[str, dict[str, str]]:
-        """Per version (of these) and kind: 'shared' or why it renders whole.
+        """Per version digest (of these) and kind: 'shared' or why it renders whole.
 
         Asked per batch for the batch's own versions: a Plan (and this renderer) serves
         every run of its campaign in a process, so "what is new" would be another run's.
         """
         with self._sharing_lock:  # a thread-pool task runner shares this renderer
-            return {v: dict(self._all_sharing[v]) for v in versions if v in self._all_sharing}
+            return {v: dict(self._all_sharing[v][1]) for v in versions
+                    if v in self._all_sharing}
 
     def _note_sharing(self, version: Version, docs: dict[str, SharedDocument | str]) -> None:
         entry = {k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
         with self._sharing_lock:
-            self._all_sharing[version.digest] = entry
+            self._all_sharing[version.digest] = (version.id, entry)
 
 
 def _markers_intact(output: str, count: int) -> bool:
