@@ -66,7 +66,7 @@ def text_size(value: Any, limit: int, depth: int = 0) -> int:
     joins it: this counts what that would write.
     """
     if isinstance(value, str):
-        return len(value)
+        return str.__len__(value)  # not the subclass's: text with holes refuses len()
     if isinstance(value, bool) or value is None:
         return 5
     if isinstance(value, int):
@@ -171,7 +171,7 @@ def bounded_join(parts: Any, limit: int) -> str:
     """The environment's concat (captured blocks, macros): refused past the limit."""
     buffer, size = [], 0
     for part in parts:
-        size += len(part)
+        size += str.__len__(part) if isinstance(part, str) else len(part)
         if size > limit:
             raise DocumentTooLarge(f"a captured block passed {limit:,} characters")
         buffer.append(part)

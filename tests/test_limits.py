@@ -213,3 +213,25 @@ def test_ordinary_uses_of_the_bounded_operations_still_work() -> None:
     }
     for source, expected in cases.items():
         assert env.from_string(source).render() == expected, source
+
+
+def test_the_size_checks_keep_personal_text_shareable(content_tree) -> None:
+    """`~`, `join` and printing are measured without refusing text with holes: one shared
+    render per version, byte for byte the whole render."""
+    import datetime as dt
+
+    from edition.plan import Plan
+
+    page = ("<!doctype html><html lang=en><body>{% for a in articles %}"
+            "{{ a.html }} {{ [a.title, a.kind] | join('-') ~ '!' }}{% endfor %}</body></html>\n")
+    root = content_tree(campaigns={"x.yaml": CAMPAIGN}, templates={"page.html.j2": page},
+                        articles={"a.md": {"title": "A", "body": "Hi {{ customer.first_name }}"
+                                                                 ".\n"}})
+    plan = Plan.load(root / "campaigns" / "x.yaml", as_of=dt.date(2026, 11, 2))
+    for person in CUSTOMERS[:2]:
+        fields = dict(person, first_name=person["id"])
+        version = plan.version_of(fields)[3]
+        rendered = plan.renderer.render(version, fields)
+        assert rendered.html == plan.renderer.whole(version, fields).html
+        assert f"Hi {person['id']}.</p> A-article!" in (rendered.html or "")
+    assert plan.renderer.sharing_of([version.digest])[version.digest]["html"] == "shared"
