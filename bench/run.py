@@ -447,26 +447,30 @@ class Bench:
                 f"{t2:.0f} s ({big_n / t2:,.0f}/s wall); psutil every 50 ms"))
         with self.phase("peak RSS, high cardinality", f"peak RSS, {big_n:,} customers, "
                         "free-text interests"):
-            # every customer's interests free text, and many locales: what the plan caches
-            # per (segments, locale, interests) grew to 2,035 MiB here before it was bounded
-            path = high_cardinality(self.customers(big_n), self.disk)
-            out = self.out("rss-cardinality")
-            cmd = [PY, "-m", "cli", "run", CAMPAIGN, "--customers", str(path), "--out",
-                   str(out), "--as-of", AS_OF]
-            measured = watch(cmd, self.env(), ROOT, self.work / f"log-{self.count:02d}")
-            if measured.rc:
-                raise Failed(measured.failure())
-            check_folder(out, big_n)
-            versions = len(json.loads((out / "versions.json").read_text())["versions"])
-            shutil.rmtree(out, ignore_errors=True)
-            p3 = measured.peak
+            # every customer's interests free text, and many locales: what the plan cached
+            # per (segments, locale, interests) grew to 2,035 MiB at 100,000 customers
+            hc = {}
+            for n in (small_n, big_n):
+                path = high_cardinality(self.customers(n), self.disk)
+                out = self.out(f"rss-cardinality-{n}")
+                cmd = [PY, "-m", "cli", "run", CAMPAIGN, "--customers", str(path), "--out",
+                       str(out), "--as-of", AS_OF]
+                measured = watch(cmd, self.env(), ROOT, self.work / f"log-{self.count:02d}")
+                if measured.rc:
+                    raise Failed(measured.failure())
+                check_folder(out, n)
+                versions = len(json.loads((out / "versions.json").read_text())["versions"])
+                shutil.rmtree(out, ignore_errors=True)
+                hc[n] = (measured.peak, measured.seconds, versions)
+            (h1, _, v1), (h2, t2, v2) = hc[small_n], hc[big_n]
             self.rows.append(Row(
                 f"peak RSS, {big_n:,} customers, free-text interests, {len(LOCALES)} locales",
-                f"{p3 / MIB:,.0f} MiB", "flat",
-                "**met**" if p3 <= 1.25 * p1 else
-                f"**missed**: {p3 / p1:.2f}× the {small_n:,}-customer peak",
-                f"{p3 / p2:.2f}× the same customers with the sample's interests; "
-                f"{versions:,} versions; {measured.seconds:.0f} s"))
+                f"{h2 / MIB:,.0f} MiB (at {small_n:,}: {h1 / MIB:,.0f} MiB)", "flat",
+                "**met**" if h2 <= 1.25 * h1 else
+                f"**missed**: {h2 / h1:.2f}× the {small_n:,}-customer peak",
+                f"{h2 / h1:.2f}× for {big_n // small_n}× the customers, each with interests "
+                f"of their own; {v1:,} → {v2:,} versions (caches bounded per process); "
+                f"{h2 / p2:.2f}× the sample file's peak; {big_n:,} in {t2:.0f} s"))
         if self.args.million:
             with self.phase("peak RSS, 1,000,000", "peak RSS, 1,000,000 customers"):
                 n = 1_000_000
