@@ -124,6 +124,7 @@ class EditionRenderer:
         self._all_sharing: LRUCache[str, tuple[str, dict[str, str]]] = LRUCache(CACHED_SHARING)
         self._sharing_lock = threading.Lock()
         self._broken: LRUCache[str, RenderFailure] = LRUCache(CACHED_VERSIONS)
+        self._marks_lock = threading.Lock()   # _checked and _broken, across task threads
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
                                for n in filter(None, [campaign.template, campaign.text_template])}
         self.digest = self._digest(templates)
@@ -332,7 +333,8 @@ class EditionRenderer:
         self._note_sharing(version, docs)
         while len(self._shared) > CACHED_VERSIONS:
             old, _ = self._shared.popitem(last=False)
-            self._checked.pop(old, None)
+            with self._marks_lock:
+                self._checked.pop(old, None)
         return docs
 
     def _inlined(self, page: str, holes: list) -> SharedDocument | str:
@@ -353,7 +355,8 @@ class EditionRenderer:
 
     def render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """One customer's documents (shared path when possible, whole otherwise)."""
-        broken = self._broken.get(version.digest)
+        with self._marks_lock:
+            broken = self._broken.get(version.digest)
         if broken is not None:  # too slow or too deep for anyone: fail at once
             raise broken
         try:
@@ -363,13 +366,16 @@ class EditionRenderer:
         except RenderFailure as exc:
             failure = exc
         if failure.code in {"too_slow", "too_deep"}:
-            self._broken[version.digest] = failure
+            with self._marks_lock:
+                self._broken[version.digest] = failure
         raise failure
 
     def _render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         docs = self.shared(version)
-        if version.digest not in self._checked:
+        with self._marks_lock:
+            first = version.digest not in self._checked
             self._checked[version.digest] = True
+        if first:
             self._self_check(version, fields, docs)
             self._note_sharing(version, docs)
         view = CustomerView(fields)
