@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+import flows  # noqa: F401  (first: Prefect's environment defaults, before any verb loads it)
 from cli import (
     approve,
     diff,

@@ -9,18 +9,10 @@ from typing import Annotated
 import typer
 
 from cli.console import err, out, user_errors
-from edition.approval import (
-    RunFacts,
-    check_approvable,
-    default_approver,
-    last_reviewed_run,
-    read_run,
-    summary_lines,
-)
-from edition.approval import approve as write_approval
-from edition.campaign import find_root
+from edition.approval import Review, RunFacts, default_approver, earlier_run, summary_lines
 from edition.diff import diff_runs
-from edition.errors import UsageError
+from edition.errors import ApprovalError, UsageError
+from edition.sending import mailing_lines
 
 
 def register(app: typer.Typer) -> None:
@@ -38,37 +30,43 @@ def approve(
 ) -> None:
     """Show a run's summary, warnings and changes, then record its approval."""
     with user_errors():
-        facts = read_run(run_dir)
-        for line in summary_lines(facts):
-            out.print(line, markup=False)
-        warnings = facts.warnings()
-        if warnings:
-            out.print("\nWarnings from report.md:", markup=False)
-            for title, lines in warnings.items():
-                out.print(f"\n### {title}", markup=False)
-                for line in lines:
-                    out.print(line, markup=False)
-        _changes(facts)
-        check_approvable(facts, allow_failed=allow_failed)
-        who = by or default_approver()
-        if not yes:
-            if not sys.stdin.isatty():
-                raise UsageError("not a terminal, so nobody can be asked: review the summary "
-                                 "and pass --yes to approve")
-            typer.confirm(f"\nApprove run {facts.run_id} of {facts.campaign} for sending, "
-                          f"as {who}?", abort=True)
-        document = write_approval(run_dir, by=who, note=note, allow_failed=allow_failed)
+        # the folder's lock from the summary to the record: what is approved is what was
+        # shown (a re-render meanwhile is refused; a changed manifest refuses the approval)
+        with Review(run_dir) as review:
+            facts = review.facts
+            for line in summary_lines(facts):
+                out.print(line, markup=False)
+            for line in mailing_lines(facts):
+                out.print(line, markup=False)
+            warnings = facts.warnings()
+            if warnings:
+                out.print("\nWarnings from report.md:", markup=False)
+                for title, lines in warnings.items():
+                    out.print(f"\n### {title}", markup=False)
+                    for line in lines:
+                        out.print(line, markup=False)
+            _changes(facts)
+            refused = review.problems(allow_failed=allow_failed)  # every file hashed here
+            if refused:
+                raise ApprovalError(f"cannot approve run {facts.run_id}: " + "; ".join(refused),
+                                    facts.folder)
+            who = by or default_approver()
+            if not yes:
+                if not sys.stdin.isatty():
+                    raise UsageError("not a terminal, so nobody can be asked: review the "
+                                     "summary and pass --yes to approve")
+                typer.confirm(f"\nApprove run {facts.run_id} of {facts.campaign} for sending, "
+                              f"as {who}?", abort=True)
+            document = review.record(by=who, note=note, allow_failed=allow_failed)
         out.print(f"\napproved by {document['approved_by']} at {document['approved_at']}: "
-                  f"{len(document['files']):,} files and the manifest recorded in "
+                  f"{len(document['files']):,} files, run.json and the manifest recorded in "
                   f"{Path(run_dir) / 'approval.json'}", markup=False)
         out.print(f"send it with: edition send {run_dir}", markup=False)
 
 
 def _changes(facts: RunFacts) -> None:
     """The diff against the campaign's last approved or sent run, in words."""
-    campaign_file = facts.options.get("campaign")
-    places = [find_root(Path(campaign_file)) / "out" / facts.campaign] if campaign_file else []
-    previous = last_reviewed_run(facts.folder, facts.campaign, places)
+    previous = earlier_run(facts)
     if previous is None:
         out.print("\nNo earlier approved or sent run of this campaign to compare with.",
                   markup=False)

@@ -42,9 +42,20 @@ def user_errors() -> Iterator[None]:
         raise typer.Exit(130) from None
 
 
-def counts_text(counts: dict[str, int]) -> str:
-    """`2,000 rendered, 3 rejected`: a summary's statuses, for its one-line result."""
-    return ", ".join(f"{n:,} {s}" for s, n in sorted(counts.items())) or "0 rows"
+def counts_text(counts: dict[str, int], already_sent: int = 0) -> str:
+    """`2,000 rendered, 3 rejected`: a summary's statuses, for its one-line result.
+
+    `sent` rows that an earlier send of the mailing sent (`already_sent`) are counted as
+    such, so that the line agrees with "0 sent now, 20 already sent in mailing M"."""
+    parts = []
+    for status, n in sorted(counts.items()):
+        if status == "sent" and already_sent:
+            already = min(already_sent, n)
+            parts += [f"{n - already:,} sent"] if n > already else []
+            parts.append(f"{already:,} already sent")
+        else:
+            parts.append(f"{n:,} {status}")
+    return ", ".join(parts) or "0 rows"
 
 
 def exit_if_too_many_failed(summary: Any) -> None:

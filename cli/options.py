@@ -1,10 +1,14 @@
-"""Parsing shared by several verbs: dates."""
+"""What several verbs share: parsing dates, the customers option's help."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from edition.errors import UsageError
+
+# Every source edition/customers.py and edition/sources.py read, in the words of --help.
+CUSTOMERS_HELP = ("Customers instead of the campaign's: a CSV, JSONL or Parquet file, or a "
+                  "postgresql:// URL (postgresql://host/db?table=customers)")
 
 
 def parse_date(value: str | None, flag: str = "--as-of") -> dt.date | None:

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from cli.console import out, user_errors
-from cli.options import parse_date
+from cli.options import CUSTOMERS_HELP, parse_date
 from edition.errors import UsageError
 
 
@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 def preview(
     campaign: Annotated[str, typer.Argument(help="Campaign file")],
     customer: Annotated[str, typer.Option("--customer", help="Customer id")],
-    customers: Annotated[str | None, typer.Option(help="Customer file (CSV or JSONL)")] = None,
+    customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
     fmt: Annotated[str, typer.Option("--format", help="html, text, eml or pdf")] = "text",
     output: Annotated[str | None, typer.Option(help="Write the edition to this file")] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from cli.console import counts_text, err, exit_if_too_many_failed, user_errors
 from cli.console import out as console
-from cli.options import parse_date
+from cli.options import CUSTOMERS_HELP, parse_date
 from edition.approval import refuse_direct_send
 from edition.config import DEFAULT_BATCH, RunOptions
 from edition.errors import EditionError, RunError, UsageError
@@ -24,6 +24,7 @@ from edition.run import (
     execute,
     plan_for,
     target_of,
+    unsendable_as_is,
 )
 
 
@@ -33,7 +34,7 @@ def register(app: typer.Typer) -> None:
 
 def run(
     campaign: Annotated[str, typer.Argument(help="Campaign file, e.g. campaigns/weekly.yaml")],
-    customers: Annotated[str | None, typer.Option(help="Customer file (CSV or JSONL)")] = None,
+    customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
     out: Annotated[str | None, typer.Option(help="Output folder (default out/<campaign>/<run>)")
                    ] = None,
     formats: Annotated[str | None, typer.Option(help="Comma list: html,text,eml,pdf")] = None,
@@ -93,6 +94,8 @@ def run(
         if not send:
             err.print(f"Dry run: nothing will be sent{f' to {to}' if to else ''} "
                       f"(add --send to deliver).", style="dim")
+            for why in unsendable_as_is(options, plan):   # before an hour of rendering
+                err.print(f"This dry run cannot be sent as it is: {why}", markup=False)
         if task_runner not in {"thread", "process", "dask"}:
             raise UsageError(f"--task-runner {task_runner!r}: choose thread, process or dask")
         if (task_runner != "thread" or dask_address) and not via_prefect:
@@ -104,7 +107,7 @@ def run(
                                       dask_address, batch_size)
         else:
             summary = _run_locally(options, workers, overwrite)
-        counts = counts_text(summary.counts)
+        counts = counts_text(summary.counts, summary.already_sent)
         for note in summary.notes:
             err.print(note, markup=False)
         if summary.resumed:

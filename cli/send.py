@@ -10,7 +10,7 @@ import typer
 
 from cli.console import counts_text, err, exit_if_too_many_failed, out, user_errors
 from edition.errors import UsageError
-from edition.sending import plan_send, send_approved
+from edition.sending import mailing_lines, plan_send, send_approved
 
 
 def register(app: typer.Typer) -> None:
@@ -23,8 +23,8 @@ def send(
                   ] = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask before sending")] = False,
     mailing: Annotated[str | None, typer.Option(
-        help="Which issue of the campaign (default: the approved run's mailing, else its "
-             "run date)")] = None,
+        help="Which issue of the campaign: only the one the approved messages name (the "
+             "default; choose another with the dry run's --mailing)")] = None,
     new_mailing: Annotated[bool, typer.Option(
         "--new-mailing", help="Start this mailing while another one is unfinished")] = False,
     resend_unknown: Annotated[bool, typer.Option(
@@ -32,23 +32,29 @@ def send(
 ) -> None:
     """Send the approved editions (checked byte for byte against approval.json)."""
     with user_errors():
+        confirmed: dict[str, str] = {}
         if not yes:
             if not sys.stdin.isatty():
                 raise UsageError("not a terminal, so nobody can be asked: pass --yes to send")
             plan = plan_send(run_dir, to=to, mailing=mailing)   # a changed run: exit 2
             err.print(f"Files verified against approval.json: {plan.describe()}.",
                       markup=False)
+            for line in mailing_lines(plan.facts, plan.campaign, to)[1:]:
+                err.print(line.removeprefix("- "), markup=False)
             typer.confirm(f"Send {plan.editions:,} editions of {plan.campaign.name} to "
                           f"{plan.target} for real?", abort=True)
+            # the run and the approval shown, nothing else: a folder re-rendered or
+            # re-approved while the question was open is refused
+            confirmed = {"run_id": plan.facts.run_id, "approval_sha256": plan.approval_sha256}
         # verified (again) under the run folder's lock before the first message leaves
         summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
-                                resend_unknown=resend_unknown)
+                                resend_unknown=resend_unknown, **confirmed)
         err.print(f"{summary.verified:,} approved files verified against approval.json "
                   f"(run {summary.run_id}); send {summary.send_id} to {summary.target}",
                   markup=False)
         for note in summary.notes:
             err.print(note, markup=False)
-        counts = counts_text(summary.counts)
+        counts = counts_text(summary.counts, summary.already_sent)
         out.print(f"{summary.campaign}: {summary.customers:,} customers ({counts}) in "
                   f"{summary.seconds:.1f} s", markup=False)
         out.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)

@@ -11,6 +11,7 @@ from cli.console import out, user_errors
 from edition.config import RunOptions
 from edition.errors import collect
 from edition.plan import Plan
+from edition.preflight import content_notes
 from edition.run import plan_for, preflight_for
 
 
@@ -20,7 +21,9 @@ def register(app: typer.Typer) -> None:
 
 def validate(
     campaign: Annotated[str, typer.Argument(help="Campaign file")],
-    customers: Annotated[str | None, typer.Option(help="Also check this customer file")] = None,
+    customers: Annotated[str | None, typer.Option(
+        help="Also check these customers: a CSV, JSONL or Parquet file, or a "
+             "postgresql:// URL (postgresql://host/db?table=customers)")] = None,
     strict: Annotated[bool, typer.Option("--strict", help="Warnings count as errors")] = False,
 ) -> None:
     """List every problem in the campaign, the modules and templates at once."""
@@ -46,12 +49,13 @@ def validate(
                       f"{len(found.versions):,} versions, each rendered once")
             for fact in found.facts()[1:]:
                 out.print(f"  {fact}", markup=False)
-            for warning in found.warnings[:50]:
+            more = [w for w in found.warnings if w not in warnings]
+            for warning in more[:50]:
                 out.print("[yellow]warning[/]: ", end="")
                 out.print(warning, markup=False, highlight=False)
-            if len(found.warnings) > 50:
-                out.print(f"[yellow]warning[/]: … and {len(found.warnings) - 50:,} more")
-            warnings += found.warnings
+            if len(more) > 50:
+                out.print(f"[yellow]warning[/]: … and {len(more) - 50:,} more")
+            warnings += more
             collect(found.errors)
         if strict and warnings:
             raise typer.Exit(2)
@@ -59,7 +63,7 @@ def validate(
 
 def _warnings(plan: Plan) -> list[str]:
     names = {s.name for s in plan.campaign.segments}
-    found = []
+    found = content_notes(plan)
     for module in plan.catalog:
         if module.campaigns is not None and plan.campaign.name not in module.campaigns:
             continue

@@ -16,7 +16,7 @@ import typer
 from rich.table import Table
 
 from cli.console import out, user_errors
-from cli.options import parse_date
+from cli.options import CUSTOMERS_HELP, parse_date
 from edition.census import Census, VersionCount, census_for
 from edition.config import RunOptions
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
 
 def versions(
     campaign: Annotated[str, typer.Argument(help="Campaign file")],
-    customers: Annotated[str | None, typer.Option(help="Customer file (CSV or JSONL)")] = None,
+    customers: Annotated[str | None, typer.Option(help=CUSTOMERS_HELP)] = None,
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="List every version")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Every version, as JSON")] = False,

@@ -71,7 +71,9 @@ class Audience:
                               f"excluded by {self.exclude.words()}")
         for slot in selection.slots:
             if slot.slot in self.require and not slot.chosen:
-                return Reason("nothing_to_send", f"nothing to send: slot {slot.slot!r} empty",
+                # the report counts them together; each row names the modules it missed
+                return Reason("nothing_to_send", f"nothing to send: slot {slot.slot!r} empty: "
+                              f"{slot.candidates()}",
                               f"nothing to send: slot {slot.slot!r} empty")
         return None
 

@@ -16,6 +16,7 @@ from edition.config import (
     RESERVED_SLOTS,
     CampaignConfig,
     DkimConfig,
+    OptionErrors,
     SuppressionConfig,
     check,
     closest,
@@ -58,6 +59,7 @@ class Campaign:
     slots: list[Slot]
     formats: tuple[str, ...]
     customers: str | dict[str, str] | None = None
+    title: str | dict[str, str] | None = None       # display name; default: from the name
     description: str = ""
     reply_to: str | None = None
     delivery: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +103,15 @@ class Campaign:
     def subject_for(self, locale: str) -> str:
         """The subject template for a locale (`subject: {en: ..., es: ...}`, or one for all)."""
         return by_locale(self.subject, locale) or ""
+
+    def title_for(self, locale: str | None = None) -> str:
+        """The display name (`title:`, per locale or one for all), else the name made
+        readable: "garden-club-news" -> "Garden club news"."""
+        title = by_locale(self.title, locale or "en") if self.title is not None else None
+        if title:
+            return title
+        words = self.name.replace("-", " ").replace("_", " ").strip()
+        return words[:1].upper() + words[1:]
 
     def currency_for(self, locale: str) -> str:
         """The currency `money` uses by default for a locale (`currency:`, else USD)."""
@@ -276,8 +287,10 @@ class _Checker:
             else:
                 try:
                     target_options(delivery["to"], delivery)
-                except ValueError as exc:
-                    self.error(f"delivery: {exc}", self.line("delivery"))
+                except OptionErrors as exc:
+                    for option, problem in exc.problems:
+                        self.error(f"delivery: {problem}", self.line(option, d["delivery"])
+                                   if option else self.line("delivery"))
         schedule = config.schedule.model_dump() if config.schedule else None
         dkim = self.dkim(d.get("delivery"))
         self.suppression_lists(config.suppression)
@@ -286,7 +299,8 @@ class _Checker:
             name=name, file=self.file, root=self.root, template=template or "",
             text_template=text_template, subject=subject or "", sender=config.sender or "",
             segments=segments, slots=slots, formats=formats, customers=config.customers,
-            description=config.description or "", reply_to=config.reply_to,
+            title=config.title, description=config.description or "",
+            reply_to=config.reply_to,
             delivery=delivery, schedule=schedule, footer=dict(config.footer),
             unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
             pdf=config.pdf.model_dump(), max_failed=config.max_failed,

@@ -22,17 +22,20 @@ from typing import Annotated, Any
 
 from cronsim import CronSim, CronSimError
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from edition.addresses import AddressError, parse_mailbox
+from edition.databases import masked
 from edition.errors import ContentError
 from edition.naming import FORMATS, new_run_id
 from edition.yamlfile import LineDict
@@ -53,15 +56,39 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 _PASSWORD_IN_URL = re.compile(r"^[\w+.-]+://[^/?#@]*:[^/?#@]*@")
 
 
-def fail(message: str) -> PydanticCustomError:
-    """A validation error whose text is shown as it is."""
-    return PydanticCustomError("edition", message)
+AT = "edition_at"     # an error's context key: the key inside the value it is about
+SALVAGE = "edition_salvage"   # validation context: building the instance from what is right
 
 
-def closest(word: str, choices: Sequence[str] | set[str]) -> str | None:
+def fail(message: str, *, at: str | None = None) -> PydanticCustomError:
+    """A validation error whose text is shown as it is; `at` names the key inside the
+    checked value the error is about, so its line is that key's line."""
+    return PydanticCustomError("edition", message, {AT: at} if at is not None else None)
+
+
+def closest(word: str, choices: Sequence[str] | set[str], cutoff: float = 0.75) -> str | None:
     """The known name a typo most likely meant, if one is close enough."""
-    match = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.75)
-    return match[0] if match else None
+    names = sorted(str(c) for c in choices)
+    match = difflib.get_close_matches(word, names, n=1, cutoff=cutoff)
+    if match:
+        return match[0]
+    # difflib scores a swapped pair low in a short word (`kidn` for `kind`: 0.75)
+    letters = sorted(word.lower())
+    return next((n for n in names if len(n) > 2 and sorted(n.lower()) == letters), None)
+
+
+def near_miss(word: str, known: Sequence[str] | set[str]) -> str | None:
+    """The known key an unknown key misspells, or None when it reads as a key of its own.
+
+    A known key with a word or a number of its own (`author_url`, `address_2`,
+    `address2`) is a key of its own; `valid_untill` or `Title` is a typo.
+    """
+    if word in known:
+        return None
+    for name in known:
+        if re.fullmatch(rf"(?:\w+[_-])?{re.escape(name)}(?:[_-]\w+|\d+)?", word):
+            return None
+    return closest(word, known, cutoff=0.8)
 
 
 def has_credentials(target: str) -> bool:
@@ -137,9 +164,13 @@ class LimitsConfig(Strict):
 
 
 class PdfConfig(Strict):
-    """`pdf: {page_size: A4|Letter}`."""
+    """`pdf: {page_size: A4|Letter, allow_hosts: [cdn.acme.example]}`.
+
+    A PDF render reads files under the content root only; `allow_hosts` names the hosts
+    whose https URLs (images, stylesheets, fonts) it may fetch too."""
 
     page_size: str = "A4"
+    allow_hosts: tuple[str, ...] = ()
 
     @field_validator("page_size", mode="before")
     @classmethod
@@ -147,6 +178,28 @@ class PdfConfig(Strict):
         if value not in PAGE_SIZES:
             raise fail(f"pdf.page_size {value!r} must be A4 or Letter")
         return str(value)
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise fail("pdf.allow_hosts must be a list of host names, e.g. [cdn.acme.example]")
+        hosts = []
+        for entry in value:
+            text = str(entry).strip().lower()
+            host, _, port = text.partition(":")
+            if "://" in text or "/" in text:
+                raise fail(f"pdf.allow_hosts: {entry!r} is a URL; name the host only, e.g. "
+                           f"cdn.acme.example (https is implied)")
+            if not _HOSTNAME.match(host) or (port and not port.isdigit()):
+                raise fail(f"pdf.allow_hosts: {entry!r} is not a host name like "
+                           f"cdn.acme.example")
+            hosts.append(text)
+        return tuple(hosts)
 
 
 
@@ -364,6 +417,30 @@ def _field_type(value: Any) -> str:
 
 FieldType = Annotated[str, BeforeValidator(_field_type)]
 
+# What the sample templates print from `footer:`; a team may add keys of its own.
+FOOTER_KEYS = ("address", "feedback_url", "phone")
+
+
+def _footer_key(key: Any) -> str:
+    """A footer key of the team's own is fine; a misspelt known one (the template would
+    print nothing, or fail every customer) is not."""
+    key = str(key)
+    hint = near_miss(key, FOOTER_KEYS)
+    if hint:
+        raise fail(f"footer: unknown key {key!r} (did you mean {hint!r}?)")
+    return key
+
+
+def _footer_values(footer: dict[str, Any]) -> dict[str, Any]:
+    for key in FOOTER_KEYS:
+        value = footer.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            raise fail(f"footer.{key} must be text", at=key)
+    return footer
+
+
+FooterKey = Annotated[str, BeforeValidator(_footer_key)]
+
 
 def _optional_text(name: str) -> Any:
     def check(value: Any) -> Any:
@@ -379,6 +456,9 @@ class CampaignConfig(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     name: str | None = None
+    # the display name (running header of PDFs): text, or per locale; default: the name
+    title: Annotated[str | dict[str, str] | None, BeforeValidator(lambda v: _per_locale(
+        v, "title"))] = None
     description: Annotated[str | None, _optional_text("description")] = None
     template: Annotated[str | None, _optional_text("template")] = None
     text_template: Annotated[str | None, _optional_text("text_template")] = None
@@ -393,7 +473,8 @@ class CampaignConfig(Strict):
     formats: Annotated[tuple[str, ...] | None, BeforeValidator(_formats)] = None
     delivery: dict[str, Any] = Field(default_factory=dict)
     schedule: ScheduleConfig | None = None
-    footer: dict[str, Any] = Field(default_factory=dict)
+    footer: Annotated[dict[FooterKey, Any], AfterValidator(_footer_values)] = Field(
+        default_factory=dict)
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
     kind: str = "marketing"
@@ -434,9 +515,14 @@ class CampaignConfig(Strict):
 
     @field_validator("slots", mode="before")
     @classmethod
-    def _slots(cls, value: Any) -> Any:
-        if not isinstance(value, dict) or not value:
+    def _slots(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.context and info.context.get(SALVAGE):
+            return None  # its error is reported; the rest of the campaign is still checked
+        if value is None:
             raise fail("slots is required: e.g. articles: {kind: article, count: 3}")
+        if not isinstance(value, dict) or not value:
+            raise fail("slots must map slot names to a kind and a count, e.g. "
+                       "articles: {kind: article, count: 3}")
         return value
 
     @field_validator("sender", "reply_to", mode="before")
@@ -482,7 +568,7 @@ class CampaignConfig(Strict):
     @field_validator("schedule", mode="before")
     @classmethod
     def _schedule(cls, value: Any) -> Any:
-        if value is not None and (not isinstance(value, dict) or "cron" not in value):
+        if value is not None and not isinstance(value, dict):
             raise fail("schedule must be {cron: \"0 8 * * MON\", timezone: Europe/London}")
         return value
 
@@ -573,9 +659,14 @@ def _names(value: Any, info: Any) -> frozenset[str] | None:
 
 
 class FrontMatter(BaseModel):
-    """A module's front matter (design.md, "Module file")."""
+    """A module's front matter (design.md, "Module file").
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    These keys are the engine's; any other key is the team's own and lands in the
+    module's `meta` (`cta: Book my review` → `{{ o.meta.cta }}`). Only a key that looks
+    like a misspelt one of these is worth a word (`front_matter_notes`).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     id: str | None = None
     kind: str | None = None
@@ -617,6 +708,18 @@ class FrontMatter(BaseModel):
             raise fail(f"priority: {value!r} is not a whole number")
         return value
 
+
+def front_matter_notes(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, warning) for each key of the module's own that looks like a misspelt engine
+    key: `valid_untill` is kept in meta, but the module would never expire."""
+    known = list(FrontMatter.model_fields)
+    notes = []
+    for key in meta:
+        hint = near_miss(str(key), known)
+        if hint is not None and hint not in meta:
+            notes.append((str(key), f"front matter key {str(key)!r}: did you mean {hint!r}? "
+                                    f"(kept in meta as the module's own key)"))
+    return notes
 
 
 # -- delivery targets --------------------------------------------------------------
@@ -718,30 +821,43 @@ def target_problem(target: str) -> str | None:
     return None
 
 
+class OptionErrors(ValueError):
+    """Every problem with a target's options: `problems` holds (option or None, message)."""
+
+    def __init__(self, problems: list[tuple[str | None, str]]):
+        super().__init__("; ".join(message for _, message in problems))
+        self.problems = problems
+
+
 def target_options(target: str, options: Mapping[str, Any] | None) -> TargetOptions:
     """The options for one target, checked against what that kind of target knows.
 
-    Raises ValueError with every problem (the caller decides which error it becomes).
+    Raises OptionErrors (a ValueError) with every problem; the caller decides which
+    error it becomes.
     """
     model = OPTIONS_BY_SCHEME.get(scheme_of(target))
     if model is None:
-        raise ValueError(f"unknown delivery target {target!r}")
+        raise OptionErrors([(None, f"unknown delivery target {target!r}")])
     given = {k: v for k, v in (options or {}).items() if k not in ENGINE_KEYS and v is not None}
     try:
         return model.model_validate(given)
     except ValidationError as exc:
-        known = ", ".join(sorted(model.model_fields))
-        problems = []
+        known = sorted(model.model_fields)
+        problems: list[tuple[str | None, str]] = []
         for error in exc.errors():
-            name = str(error["loc"][0]) if error["loc"] else "?"
+            name = str(error["loc"][0]) if error["loc"] else None
+            text = str(error["msg"]).removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                problems.append(f"unknown delivery option {name!r} (known: {known})")
-            elif not error["loc"]:
-                problems.append(str(error["msg"]).removeprefix("Value error, "))
+                hint = closest(str(name), [*known, *ENGINE_KEYS])
+                problems.append((name, f"unknown delivery option {name!r}" + (
+                    f" (did you mean {hint!r}?)" if hint else
+                    f" (known for {scheme_of(target)}: {', '.join(known)})")))
+            elif name is None:
+                problems.append((None, text))
             else:
-                problems.append(f"bad value for delivery option {name!r}: "
-                                f"{str(error['msg']).removeprefix('Value error, ')}")
-        raise ValueError("; ".join(problems)) from None
+                problems.append((name, f"bad value for delivery option {name!r}: "
+                                       f"{_TYPE_WORDS.get(error['type'], text)}"))
+        raise OptionErrors(problems) from None
 
 
 # -- turning pydantic's errors into content errors with lines ------------------------
@@ -751,6 +867,41 @@ REQUIRED = {
     "template": "template is required (a file in templates/)",
     "slots": "slots is required: e.g. articles: {kind: article, count: 3}",
 }
+# pydantic's own words for a wrong type, in the words of someone editing YAML
+_TYPE_WORDS = {
+    "string_type": "must be text",
+    "int_type": "must be a whole number", "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number", "float_parsing": "must be a number",
+    "bool_type": "must be true or false", "bool_parsing": "must be true or false",
+    "list_type": "must be a list", "tuple_type": "must be a list",
+    "frozen_set_type": "must be a list", "set_type": "must be a list",
+    "dict_type": "must be a mapping", "model_type": "must be a mapping",
+    "model_attributes_type": "must be a mapping",
+    "date_type": "must be a date (YYYY-MM-DD)", "date_parsing": "must be a date (YYYY-MM-DD)",
+    "date_from_datetime_parsing": "must be a date (YYYY-MM-DD)",
+}
+
+
+def _location(error: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Where in the data an error is: its loc, and the key inside the value it names."""
+    at = (error.get("ctx") or {}).get(AT)
+    return (*error["loc"], at) if at is not None else tuple(error["loc"])
+
+
+def _in_data(data: Any, loc: Sequence[Any]) -> list[Any]:
+    """The part of `loc` that names keys of the data (pydantic adds union tags and
+    `[key]` markers that the YAML does not have)."""
+    path: list[Any] = []
+    node = data
+    for part in loc:
+        inside = (part in node) if isinstance(node, dict) else (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
+        if not inside:
+            break
+        node = node[part]
+        path.append(part)
+    return path
 
 
 def line_of(data: Any, loc: Sequence[Any]) -> int:
@@ -798,29 +949,40 @@ def _nested(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | Non
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _message(model: type[BaseModel], error: Mapping[str, Any], extra_word: str) -> str:
-    loc = [p for p in error["loc"]]
-    key = str(loc[-1]) if loc else ""
-    if error["type"] == "edition":
-        return str(error["msg"])
-    if error["type"] == "extra_forbidden":
-        if len(loc) == 1:
-            known = list(model.model_fields)
-            hint = closest(key, known)
+def _message(model: type[BaseModel], data: Any, error: Mapping[str, Any],
+             extra_word: str) -> str:
+    """One error in the words of someone editing the file: where (`slots.offer`), what,
+    and for a misspelt key the key it most likely meant."""
+    kind = error["type"]
+    loc = list(error["loc"])
+    path = [str(p) for p in _in_data(data, loc)]
+    if kind == "missing" and len(loc) == len(path) + 1:
+        path.append(str(loc[-1]))
+    where = ".".join(path)
+    if kind == "edition":
+        message = str(error["msg"])
+        if len(path) < 2 or message.startswith(path[0]):
+            return message    # top level, or the message already says where it is
+        if message.startswith(path[-1]):
+            return f"{'.'.join(path[:-1])}: {message}"   # `slots.offer: count must be …`
+        return f"{where}: {message}"
+    if kind == "extra_forbidden":
+        key = path[-1] if path else str(loc[-1])
+        parent = _nested(model, loc[:-1]) if len(loc) > 1 else model
+        known = sorted(parent.model_fields) if parent else []
+        hint = closest(key, known) if known else None
+        if len(path) <= 1:
             if extra_word == "key":
                 return f"unknown key {key!r}" + (f" (did you mean {hint!r}?)" if hint else "")
-            return (f"unknown {extra_word} {key!r} (known: {', '.join(sorted(known))})"
+            return (f"unknown {extra_word} {key!r} (known: {', '.join(known)})"
                     + (f"; did you mean {hint!r}?" if hint else ""))
-        parent = _nested(model, loc[:-1])
-        known = sorted(parent.model_fields) if parent else []
-        where = ".".join(str(p) for p in loc[:-1])
-        return f"{where}: unknown key {key!r}" + (f" (known: {', '.join(known)})" if known
-                                                   else "")
-    where = ".".join(str(p) for p in loc)
-    if error["type"] == "missing":
+        return f"{'.'.join(path[:-1])}: unknown key {key!r}" + (
+            f" (did you mean {hint!r}?)" if hint else
+            f" (known: {', '.join(known)})" if known else "")
+    if kind == "missing":
         return REQUIRED.get(where, f"{where} is required")
-    if error["type"] in {"model_type", "dict_type", "model_attributes_type"}:
-        return f"{where} must be a mapping"
+    if kind in _TYPE_WORDS:
+        return f"{where} {_TYPE_WORDS[kind]}"
     return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
 
 
@@ -829,21 +991,66 @@ def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
     """Validate `data` against `model`; (instance or None, every error with its line).
 
     When some keys are wrong the others are still validated: the instance is built
-    from the keys that passed, so later checks can go on and report their own problems.
+    from what is right (`_salvage`), so later checks go on and report their own
+    problems instead of stopping at the first wrong value.
     """
     try:
         return model.model_validate(data), []
     except ValidationError as exc:
         errors = exc.errors()
-    found = [ContentError(_message(model, e, extra_word), file, line_of(data, e["loc"]))
+    found = [ContentError(_message(model, data, e, extra_word), file,
+                          line_of(data, _location(e)))
              for e in errors]
-    bad = {e["loc"][0] for e in errors if e["loc"]}
-    partial = {k: v for k, v in data.items() if k not in bad and k in model.model_fields}
+    return _salvage(model, data, errors), found
+
+
+def _salvage(model: type[BaseModel], data: Mapping[str, Any],
+             errors: list[Any]) -> BaseModel | None:
+    """The instance without the wrong values: each is dropped (its default takes its
+    place; a mapping that misses a required key goes as a whole), again until it holds."""
+    partial = _copy(data)
+    context = {SALVAGE: True}
+    for _ in range(8):   # each round drops at least one key; nesting is a few levels deep
+        if not _drop(partial, errors):
+            break
+        try:
+            return model.model_validate(partial, context=context)
+        except ValidationError as exc:
+            errors = exc.errors()
     try:
-        instance = model.model_validate(partial)
+        return model.model_validate({}, context=context)
     except ValidationError:
-        instance = None
-    return instance, found
+        return None
+
+
+def _copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_copy(v) for v in data]
+    return data
+
+
+def _drop(data: dict[str, Any], errors: list[Any]) -> bool:
+    """Remove from `data` what the errors are about; False when nothing could be."""
+    paths = set()
+    for error in errors:
+        path = _in_data(data, error["loc"])
+        # a list goes whole: the checks here take or refuse lists whole
+        ints = [i for i, part in enumerate(path) if isinstance(part, int)]
+        if ints:
+            path = path[:ints[0]]
+        if path:    # for `missing`, the mapping without the required key
+            paths.add(tuple(path))
+    dropped = False
+    for path in sorted(paths, key=len, reverse=True):
+        node: Any = data
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node:
+            del node[path[-1]]
+            dropped = True
+    return dropped
 
 
 # -- run options -------------------------------------------------------------------
@@ -959,6 +1166,16 @@ class RunOptions(BaseModel):
 
     def replace(self, **changes: Any) -> RunOptions:
         return self.model_copy(update=changes)
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as run.json records them: each URL masked (a customers URL may
+        hold a password; edition.databases.masked hides it). Read back, a masked
+        password means "from the environment" (PGPASSWORD, ~/.pgpass)."""
+        document = self.model_dump(mode="json")
+        for name in ("customers", "out", "to"):
+            if document.get(name):
+                document[name] = masked(document[name])
+        return document
 
     def resolved(self) -> RunOptions:
         """Fill in the defaults that must be the same in every worker."""

@@ -6,7 +6,9 @@ mailing (which issue of the campaign) and the channel (`email` for SMTP and SES 
 the host; an archive to S3 or a folder is its own), so a customer is sent once per
 mailing and channel — across crashes, reruns on another day and content fixed in
 between. The main process holds the ledger's run lock (`run_lock`) and decides the
-mailing (`choose_mailing`); workers share the ledger without the lock.
+mailing (`choose_mailing`); workers share the ledger without the lock. A worker that
+received the run's ledger from the main process (a Dask worker, which has no content
+root) first checks that it is the run's: it holds the mailing this run opened.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ from typing import Any
 
 from edition.campaign import Campaign
 from edition.config import ENGINE_KEYS, scheme_of
+from edition.databases import is_database_url
 from edition.dkim_signing import DkimSigner
 from edition.dkim_signing import applies_to as dkim_applies
-from edition.errors import DeliveryError, RunError
+from edition.errors import DeliveryError, LedgerError, RunError
 from edition.ledger import Claim, send_key
-from edition.ledgers import Ledger, ledger_location, open_ledger
+from edition.ledgers import LEDGER_URL_ENV, Ledger, ledger_location, open_ledger, show_location
 from edition.manifest import Reason
 from edition.targets import Delivery, Outcome, open_target
 
@@ -36,6 +39,18 @@ def ledger_path(campaign: Campaign) -> str | Path:
     configured = campaign.delivery.get("ledger")
     return ledger_location(str(configured) if configured else None, root=campaign.root,
                            campaign=campaign.name)
+
+
+def unshared_ledger(campaign: Campaign, where: str) -> str | None:
+    """Why the campaign's send ledger cannot serve workers that may run on other
+    machines (`where`: the Dask scheduler), or None when it can (PostgreSQL)."""
+    location = ledger_path(campaign)
+    if is_database_url(location):
+        return None
+    return (f"a send through {where} needs a send ledger every worker reaches: its workers "
+            f"may run on other machines, which can neither see nor lock the SQLite file "
+            f"{location}; set {LEDGER_URL_ENV}=postgresql://… (or the campaign's "
+            f"delivery.ledger), or leave the Dask address empty to run on a local cluster")
 
 
 def run_lock(location: str | Path, campaign: str | None = None) -> Ledger:
@@ -111,7 +126,7 @@ class Deliverer:
     def __init__(self, *, target: str, options: Mapping[str, Any], ledger: str | Path,
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
                  resend_unknown: bool = False,
-                 sign: Callable[[bytes], bytes] | None = None):
+                 sign: Callable[[bytes], bytes] | None = None, joining: bool = False):
         self.sign = sign  # DKIM, for SMTP (SES signs itself)
         self.campaign = campaign
         self.mailing = mailing
@@ -126,20 +141,45 @@ class Deliverer:
         except BaseException:
             self.publisher.__exit__(None, None, None)
             raise
+        if joining:
+            try:
+                self._check_joined(ledger)
+            except BaseException:
+                self.close()
+                raise
+
+    def _check_joined(self, location: str | Path) -> None:
+        """A worker's proof that it claims in the run's ledger: the main process opened
+        this run's mailing there before any batch left (a ledger of the worker's own
+        would not know it, and would let the next send mail everyone again)."""
+        if not any(m.mailing == self.mailing and m.run_id == self.run_id
+                   and m.status == "open"
+                   for m in self.ledger.mailings(self.campaign, self.channel)):
+            raise LedgerError(
+                f"the send ledger {show_location(location)} does not hold mailing "
+                f"{self.mailing} of run {self.run_id}: it is not the run's ledger; workers "
+                f"on other machines need one they all reach ({LEDGER_URL_ENV}=postgresql://…)",
+                show_location(location))
 
     @classmethod
     def for_campaign(cls, campaign: Campaign, *, target: str, mailing: str, run_id: str,
-                     out_dir: Path, resend_unknown: bool = False) -> Deliverer:
+                     out_dir: Path, resend_unknown: bool = False,
+                     ledger: str | Path | None = None) -> Deliverer:
         """The campaign's delivery options, ledger and DKIM key: one way to build it, for
-        `edition run --send` and for `edition send` of an approved run alike."""
+        `edition run --send` and for `edition send` of an approved run alike.
+
+        `ledger`: the run's ledger as its main process named it, for a worker that has
+        no content root of its own (checked to be the run's before anything is sent)."""
         signer = None
         if campaign.dkim is not None and dkim_applies(target):
             signer = DkimSigner.load(campaign.dkim, root=campaign.root)
         return cls(target=target,
                    options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
-                   ledger=ledger_path(campaign), campaign=campaign.name, mailing=mailing,
-                   run_id=run_id, out_dir=out_dir, resend_unknown=resend_unknown,
-                   sign=signer.sign if signer is not None else None)
+                   ledger=ledger if ledger is not None else ledger_path(campaign),
+                   campaign=campaign.name, mailing=mailing, run_id=run_id, out_dir=out_dir,
+                   resend_unknown=resend_unknown,
+                   sign=signer.sign if signer is not None else None,
+                   joining=ledger is not None)
 
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
                 message_id: str, files: Mapping[str, tuple[str, bytes, str]]) -> Sent:

@@ -77,7 +77,8 @@ class Encoder:
         name = clean_name(" ".join(str(fields[k]) for k in ("first_name", "last_name")
                                    if k in fields))
         address = str(fields["email"])
-        headers = dict(self.links.headers(customer_id, address)) if self.links else {}
+        headers = (dict(self.links.headers(customer_id, address, fields.get("locale")))
+                   if self.links else {})
         headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
                                            "X-Edition-Version": version_id}
         text: str | bytes = rendered.text or ""
@@ -114,17 +115,25 @@ class Encoder:
         if self._pdf is None:
             from renderers.pdf import PdfBatchRenderer  # WeasyPrint only when PDF is asked
 
-            root = self.campaign.root
-            self._pdf = PdfBatchRenderer(
-                base_url=str(root / "templates") + "/",
-                page_size=str(self.campaign.pdf.get("page_size", "A4")),
-                campaign_name=self.campaign.name, templates_dir=root / "templates")
+            self._pdf = PdfBatchRenderer(**pdf_options(self.campaign))
         return self._pdf
 
-    def pdf_one(self, rendered: Rendered) -> bytes:
-        """One customer's PDF on its own (a preview)."""
-        return self.pdf_renderer().render_one(rendered.page or "")
+    def pdf_one(self, rendered: Rendered, locale: str | None = None) -> bytes:
+        """One customer's PDF on its own (a preview); ``locale``: the edition's."""
+        return self.pdf_renderer().render_one(rendered.page or "", locale=locale)
 
-    def pdf_version(self, parts: Sequence[str], pages: Sequence[str]) -> list[bytes]:
+    def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
+                    locale: str | None = None) -> list[bytes]:
         """The PDFs of one version's customers, laid out together (same order as `pages`)."""
-        return self.pdf_renderer().render_filled(list(parts), list(pages))
+        return self.pdf_renderer().render_filled(list(parts), list(pages), locale=locale)
+
+
+def pdf_options(campaign: Campaign) -> dict[str, Any]:
+    """The PDF renderer's settings for a campaign: what it reads (the content root and
+    the hosts `pdf.allow_hosts` names), its paper and its running header's name."""
+    root = campaign.root.resolve()
+    title = campaign.title if isinstance(campaign.title, dict) else campaign.title_for()
+    return {"base_url": (root / "templates").as_uri() + "/", "root": root,
+            "allow_hosts": tuple(campaign.pdf.get("allow_hosts", ())),
+            "page_size": str(campaign.pdf.get("page_size", "A4")),
+            "campaign_name": title, "templates_dir": root / "templates"}

@@ -8,23 +8,31 @@ Where the ledger lives: `delivery.ledger` in the campaign (a path relative to th
 content root, or a URL without a password), else EDITION_LEDGER_URL (a URL that may
 carry the password: it comes from the environment), else
 out/<campaign>/ledger.sqlite under the content root.
+
+Workers (a process pool, Dask) claim in the run's ledger, never in one of their own: the
+main process decides where it is and hands that on (`for_workers`); a worker opens it
+as named (`in_worker`). A SQLite file is shared by processes of one machine only (its
+locks and the WAL's shared memory are the kernel's), so a worker elsewhere is refused
+rather than handed an empty file of its own.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from edition.databases import has_password, is_database_url, masked
-from edition.errors import ContentError
+from edition.errors import ContentError, LedgerError
 from edition.ledger import Claim, LedgerEntry, Mailing, SendLedger
 
 if TYPE_CHECKING:
     from edition.targets import Outcome
 
-__all__ = ["LEDGER_URL_ENV", "Ledger", "ledger_location", "open_ledger", "show_location"]
+__all__ = ["LEDGER_URL_ENV", "Ledger", "for_workers", "in_worker", "ledger_location",
+           "open_ledger", "show_location", "this_machine"]
 
 LEDGER_URL_ENV = "EDITION_LEDGER_URL"
 
@@ -112,3 +120,61 @@ def ledger_location(configured: str | None, *, root: Path, campaign: str,
 def show_location(location: str | Path) -> str:
     """The ledger's location as it may be printed (a URL's password masked)."""
     return masked(str(location)) if is_database_url(location) else str(location)
+
+
+# -- the run's ledger in its workers ----------------------------------------------------
+
+
+def this_machine() -> str:
+    """Which kernel this process runs on: Linux's boot id (mount namespaces and
+    containers of one host share it, and with it SQLite's file locks and the WAL's shared
+    memory), else the host name."""
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text(encoding="ascii").strip()
+    except OSError:
+        return socket.gethostname()
+
+
+def for_workers(location: str | Path) -> str:
+    """The ledger's location as the main process hands it to its workers: an absolute
+    path, or a URL without its password (credentials travel in no task: a worker takes
+    the password from its own environment, see `in_worker`)."""
+    if is_database_url(location):
+        return _without_password(str(location))
+    return str(Path(location).resolve())
+
+
+def in_worker(location: str, machine: str, *,
+              environ: Mapping[str, str] | None = None) -> str | Path:
+    """In a worker: the run's ledger, as the main process (on `machine`) named it.
+
+    A PostgreSQL URL gets its password from this worker's EDITION_LEDGER_URL when that
+    names the same database (else PGPASSWORD, ~/.pgpass). A SQLite file is the run's
+    ledger only on the machine that holds it: elsewhere SQLite would create an empty
+    ledger that knows no claim of the run's (every customer sent again on the next send),
+    or share a network copy without its locks. So a file ledger seen from another
+    machine, or not there at all, is refused, naming EDITION_LEDGER_URL; nothing is
+    created.
+    """
+    environ = os.environ if environ is None else environ
+    if is_database_url(location):
+        own = environ.get(LEDGER_URL_ENV, "").strip()
+        if own and is_database_url(own) and _without_password(own) == location:
+            return own
+        return location
+    path = Path(location)
+    advice = (f"a send whose workers may run elsewhere needs a ledger they all reach: set "
+              f"{LEDGER_URL_ENV}=postgresql://… (or the campaign's delivery.ledger)")
+    if machine != this_machine():
+        raise LedgerError(f"the run's send ledger is the SQLite file {path} on another "
+                          f"machine than this worker's; {advice}", str(path))
+    if not path.is_file():
+        raise LedgerError(f"the run's send ledger {path} is not visible to this worker "
+                          f"(another container or mount namespace?); {advice}", str(path))
+    return path
+
+
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url.strip()).set(password=None).render_as_string(hide_password=False)

@@ -30,8 +30,20 @@ def list_id(campaign: str, list_domain: str, *, configured: str | None = None) -
 
 def feedback_id(campaign: str, mailing: str, kind: str, sender_id: str) -> str:
     """`weekly-newsletter:2026-11-30:marketing:acme.example` (no field may hold ':')."""
-    fields = (campaign, mailing, kind, sender_id)
-    return ":".join(_NOT_IN_FIELD.sub("-", f).strip("-") or "-" for f in fields)
+    return ":".join(feedback_field(f) for f in (campaign, mailing, kind, sender_id))
+
+
+def feedback_field(text: str) -> str:
+    """One field of a Feedback-ID as the header carries it (`spring:2027` -> `spring-2027`):
+    how a send compares its mailing with the one its approved messages name."""
+    return _NOT_IN_FIELD.sub("-", text).strip("-") or "-"
+
+
+def read_feedback_id(value: str) -> tuple[str, str, str, str] | None:
+    """(campaign, mailing, kind, sender id) of a Feedback-ID header, or None if it is not
+    one of ours."""
+    fields = value.strip().split(":")
+    return (fields[0], fields[1], fields[2], fields[3]) if len(fields) == 4 else None
 
 
 def mailing_headers(campaign: Campaign, mailing: str) -> dict[str, str]:
@@ -45,4 +57,4 @@ def mailing_headers(campaign: Campaign, mailing: str) -> dict[str, str]:
     return headers
 
 
-__all__ = ["feedback_id", "list_id", "mailing_headers"]
+__all__ = ["feedback_field", "feedback_id", "list_id", "mailing_headers", "read_feedback_id"]

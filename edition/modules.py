@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edition.config import FrontMatter, check
+from edition.config import FrontMatter, check, front_matter_notes
 from edition.errors import ContentError
 from edition.locales import NotALanguageTag, language_tag
 from edition.markup import BodyProblem, render_body
@@ -41,6 +41,9 @@ class Module:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
     source: str = ""
     line: int = 1
+    body_line: int = 1         # the file's line where the body starts
+    # warnings with file:line: front matter keys that look like misspelt known ones
+    notes: tuple[str, ...] = field(default=(), compare=False)
 
     @functools.cached_property
     def rendered(self) -> tuple[str, str]:
@@ -161,6 +164,8 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         meta=_plain(meta),
         source=str(rel),
         line=line("id"),
+        body_line=body_line,
+        notes=tuple(f"{rel}:{line(key)}: {note}" for key, note in front_matter_notes(meta)),
     )
     return module, []
 

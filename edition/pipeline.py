@@ -176,7 +176,8 @@ class Pipeline:
         """The personal layer's one-click link: signed, never the bare customer id."""
         if self.encoder.links is not None:
             edition.fields["unsubscribe_url"] = self.encoder.links.url(
-                str(edition.row.customer_id), edition.fields.get("email"))
+                str(edition.row.customer_id), edition.fields.get("email"),
+                edition.fields.get("locale"))
 
     def _pdfs(self, editions: list[Edition]) -> None:
         """Each customer's PDF; a version's customers are laid out together."""
@@ -188,7 +189,9 @@ class Pipeline:
             doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
             parts = doc.parts if isinstance(doc, SharedDocument) else []
             pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
-            for edition, data in zip(group, self.encoder.pdf_version(parts, pages), strict=True):
+            locale = group[0].version.locale  # type: ignore[union-attr]
+            pdfs = self.encoder.pdf_version(parts, pages, locale)
+            for edition, data in zip(group, pdfs, strict=True):
                 edition.pdf = data
 
     def _finish(self, edition: Edition) -> ManifestRow:

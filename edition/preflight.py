@@ -7,9 +7,16 @@ limits, and every problem is reported at once:
 - errors (exit 2, nothing written): a version too large, too slow, too deep or refused
   by the sandbox (it would fail every customer of it); a column every row needs missing
   from the whole file (one message, not a reject per row); marketing e-mail sent
-  without an unsubscribe URL;
-- warnings (listed; fatal with --strict): fields that rules and templates read but the
-  customer file lacks (with "did you mean"); HTML over 102 KB, which Gmail clips, and an
+  without an unsubscribe URL; for PDF, an image, stylesheet or font that the render may
+  not fetch (outside the content root, a host not in pdf.allow_hosts) or cannot (a
+  missing file), naming the module or template and the URL (edition.pdf_resources);
+- errors too: a customer field that a template, the subject or a module body prints
+  (with nothing to fall back on) and that no customer it reaches has: every one of them
+  would fail (edition.fields finds those places in Jinja's AST);
+- warnings (listed; fatal with --strict): a printed field that some customers lack
+  (how many, and the template line); fields that rules and templates read but the
+  customer file lacks (with "did you mean"); module front matter keys that look like
+  misspelt known ones; HTML over 102 KB, which Gmail clips, and an
   unsubscribe link after the clip point; images without alt text; no `lang` on
   <html>; no preheader; unsigned unsubscribe links; a customer whose own data fails;
 - facts: the audience, and how many customers would be excluded or suppressed.
@@ -18,25 +25,33 @@ limits, and every problem is reported at once:
 from __future__ import annotations
 
 import re
+import weakref
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import meta, nodes
+from jinja2 import TemplateError, meta, nodes
 
-from edition.config import RunOptions, closest
+from edition.campaign import by_locale
+from edition.config import RunOptions, closest, line_of
 from edition.customers import Row, batches, columns, read_customers
 from edition.editions import RenderFailure
 from edition.errors import ContentError
+from edition.fields import Print, prints
 from edition.limits import watchdog
+from edition.pdf_resources import page_problems, stylesheet_problems
 from edition.pipeline import BatchResult, Pipeline, count_skipped
 from edition.plan import Plan
+from edition.yamlfile import load_yaml
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
 ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url"}
+# customer fields the run adds, and when
+MADE_BY_THE_RUN = {"unsubscribe_url": "the signed unsubscribe link: the run makes it for "
+                                      "e-mail, when the campaign sets unsubscribe_url"}
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r"\balt\s*=", re.I)
 _HTML_LANG = re.compile(r"<html\b[^>]*\blang\s*=\s*[\"']?[A-Za-z]", re.I)
@@ -56,6 +71,9 @@ class Preflight:
     errors: list[ContentError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)    # excluded/suppressed why
+    # per (file, line, field) a template prints: customers who get there, who lack it
+    reached: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    lacking: Counter[tuple[str, int, str]] = field(default_factory=Counter)
 
     @property
     def audience(self) -> int:
@@ -89,6 +107,8 @@ class Scan:
     errors: list[tuple[str, str, str | None, int | None]] = field(default_factory=list)
     customers: list[tuple[str, str]] = field(default_factory=list)  # (version, warning)
     html: dict[str, list[str]] = field(default_factory=dict)        # warning -> versions
+    reached: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    lacking: Counter[tuple[str, int, str]] = field(default_factory=Counter)
 
 
 # Scanning a batch yields rows of preflight's tally; `absorb` adds scans up in input order.
@@ -108,7 +128,8 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     found = Preflight()
     header = columns(source)
     _required_columns(found, header, email=email, file=str(source))
-    _fields_read(found, plan, header)
+    found.warnings += content_notes(plan)
+    reads = _fields_read(plan, header)
     if makes_email and campaign.kind != "transactional" and not campaign.unsubscribe_url:
         message = ("marketing e-mail needs unsubscribe_url (where the unsubscribe server "
                    "answers), or kind: transactional")
@@ -119,7 +140,10 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
         found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")
+    if "pdf" in plan.formats:
+        found.errors += stylesheet_problems(campaign)
     if found.errors and any("has no" in str(e) for e in found.errors):
+        found.warnings += reads.values()
         return found  # a file without its id or email column: reading it tells nothing more
     rows = read_customers(source, need_email=email, declared=campaign.fields,
                           limit=options.limit)
@@ -127,7 +151,17 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
         absorb(found, [scan_rows(plan, pipeline, rows, set())])
     else:  # the pool's workers scan batches side by side; their renders stay cached there
         absorb(found, scanner(scan_options, batches(rows, options.batch_size)))
+    told = _printed_fields(found, header)
+    found.warnings += [w for name, w in reads.items() if name not in told]
     return found
+
+
+def content_notes(plan: Plan) -> list[str]:
+    """Warnings about the content itself: module front matter keys that look like
+    misspelt known ones (`valid_untill`), for the modules this campaign may use."""
+    return [note for module in plan.catalog
+            if module.campaigns is None or plan.campaign.name in module.campaigns
+            for note in module.notes]
 
 
 def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
@@ -139,8 +173,16 @@ def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
 
 def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]) -> Scan:
     """Count the rows and render every version not in `rendered` once, for its first
-    customer here (the run that follows in this process reuses the render)."""
+    customer here (the run that follows in this process reuses the render); count, per
+    template line, the customers who get there without a field it prints."""
     scan = Scan()
+    printed = printed_by(plan)
+    # every row has an id, a locale and interests (the reader sees to it); the pipeline
+    # adds the unsubscribe link to every customer's fields just before rendering
+    links = pipeline is None or pipeline.encoder.links is not None
+    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
+    places: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[str, int, str],
+                                                        list[Print]]]] = {}
     for row in rows:
         scan.rows += 1
         if row.rejected:
@@ -158,6 +200,13 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             fields = dict(row.fields or {})
             version = plan.version_of(fields)[3]
         scan.versions[version.digest] = scan.versions.get(version.digest, 0) + 1
+        modules = tuple(c.module.source for s in version.selection.slots for c in s.chosen
+                        if c.module.source in printed.modules)
+        key = (version.locale, modules)
+        groups = places.get(key)
+        if groups is None:
+            groups = places[key] = printed.groups(version.locale, modules, provided)
+        _count_prints(scan, groups, fields)
         if version.digest in rendered:
             continue
         rendered.add(version.digest)
@@ -181,6 +230,10 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         if rendered_doc.html is not None:
             for warning in _html(plan, rendered_doc.html, fields):
                 scan.html.setdefault(warning, []).append(version.id)
+        if rendered_doc.page is not None and "pdf" in plan.formats:
+            modules = [c.module for s in version.selection.slots for c in s.chosen]
+            for problem in page_problems(plan.campaign, modules, rendered_doc.page):
+                scan.errors.append((str(problem), problem.message, problem.file, problem.line))
     return scan
 
 
@@ -202,6 +255,8 @@ def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
             if key not in seen_errors:
                 seen_errors.add(key)
                 found.errors.append(ContentError(message, file, line))
+        found.reached.update(scan.reached)
+        found.lacking.update(scan.lacking)
         for vid, warning in scan.customers:
             if vid not in warned:
                 warned.add(vid)
@@ -230,10 +285,133 @@ def _required_columns(found: Preflight, header: list[str], *, email: bool, file:
             + (f" (did you mean {hint!r}?)" if hint else ""), file))
 
 
-def _fields_read(found: Preflight, plan: Plan, header: list[str]) -> None:
-    """Customer fields that rules and templates read but no column of the file holds."""
+def _count_prints(scan: Scan, groups: list[tuple[tuple[str, int, str], list[Print]]],
+                  fields: Mapping[str, Any]) -> None:
+    """One customer: for each printed field, do they get there, and do they lack it?"""
+    for place, at in groups:
+        if place[2] in fields:   # the common case: nothing to evaluate
+            if any(p.reaches(fields) for p in at):
+                scan.reached[place] += 1
+        elif any(p.reaches(fields) for p in at):
+            scan.reached[place] += 1
+            scan.lacking[place] += 1
+
+
+def _printed_fields(found: Preflight, header: list[str]) -> set[str]:
+    """Errors and warnings from the counts; the fields they are about."""
+    told = set()
+    for place, lacking in sorted(found.lacking.items()):
+        file, line, name = place
+        reached = found.reached[place]
+        told.add(name)
+        hint = closest(name, header) if name not in header else None
+        mean = f" (did you mean {hint!r}?)" if hint else ""
+        if name in MADE_BY_THE_RUN:
+            mean = f" ({MADE_BY_THE_RUN[name]})"
+        if lacking == reached:
+            found.errors.append(ContentError(
+                f"prints customer.{name}, which none of the {reached:,} customer(s) who get "
+                f"here has{mean}: every one of them would fail. Check the column name, or "
+                f"give it a fallback: {{{{ customer.{name} | default('…') }}}}", file, line))
+        else:
+            found.warnings.append(
+                f"{file}:{line}: prints customer.{name}, which {lacking:,} of {reached:,} "
+                f"customer(s) who get here lack: they will fail; give it a "
+                f"fallback (| default('…')) or test it first ({{% if customer.{name} %}})")
+    return told
+
+
+class Printed:
+    """Where a campaign's templates, subjects and module bodies print customer fields."""
+
+    def __init__(self, plan: Plan):
+        campaign = plan.campaign
+        env = plan.renderer.env
+        self.campaign = campaign
+        kinds = set(plan.renderer.kinds)
+
+        def load(name: str) -> tuple[nodes.Template, str] | None:
+            try:
+                source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+                return env.parse(source), f"templates/{name}"
+            except (TemplateError, OSError):
+                return None  # the template's own check reports it
+
+        self.pages: list[Print] = []
+        names = ([campaign.template] if kinds & {"html", "page"} else []) + (
+            [campaign.text_template] if "text" in kinds else [])
+        for name in filter(None, names):
+            loaded = load(name)
+            if loaded is not None:
+                self.pages += prints(loaded[0], loaded[1], load=load)
+        self.subjects: dict[str, list[Print]] = {}
+        if "subject" in kinds and campaign.subject:
+            lines = _subject_lines(campaign)
+            texts = campaign.subject.items() if isinstance(campaign.subject, dict) else [
+                ("", campaign.subject)]
+            for locale, text in texts:
+                try:
+                    tree = env.parse(text)
+                except TemplateError:
+                    continue
+                self.subjects[text] = prints(tree, campaign.file,
+                                             first_line=lines.get(locale, 1))
+        self.modules: dict[str, list[Print]] = {}
+        for module in plan.catalog:
+            if not module.personal:
+                continue
+            try:
+                tree = env.parse(module.body)
+            except TemplateError:
+                continue
+            found = prints(tree, module.source, first_line=module.body_line)
+            if found:
+                self.modules[module.source] = found
+
+    def groups(self, locale: str, modules: tuple[str, ...], provided: set[str]
+               ) -> list[tuple[tuple[str, int, str], list[Print]]]:
+        """The places a customer of this locale with these modules may fail at."""
+        subject = by_locale(self.campaign.subject, locale) or ""
+        grouped: dict[tuple[str, int, str], list[Print]] = {}
+        for found in [*self.pages, *self.subjects.get(subject, []),
+                      *(p for source in modules for p in self.modules[source])]:
+            if found.field not in provided:
+                grouped.setdefault((found.file, found.line, found.field), []).append(found)
+        return list(grouped.items())
+
+
+_PRINTED: weakref.WeakKeyDictionary[Plan, Printed] = weakref.WeakKeyDictionary()
+
+
+def printed_by(plan: Plan) -> Printed:
+    """The analysis for a plan, made once per process."""
+    found = _PRINTED.get(plan)
+    if found is None:
+        found = _PRINTED[plan] = Printed(plan)
+    return found
+
+
+def _subject_lines(campaign: Any) -> dict[str, int]:
+    """The campaign file's line of `subject` ("" key) and of each `subject.<locale>`."""
+    try:
+        data = load_yaml((campaign.root / campaign.file).read_text(encoding="utf-8"),
+                         campaign.file)
+    except (OSError, UnicodeDecodeError, ContentError):
+        return {}
+    if not isinstance(data, dict) or "subject" not in data:
+        return {}
+    lines = {"": line_of(data, ["subject"])}
+    if isinstance(data["subject"], dict):
+        lines |= {str(k): line_of(data, ["subject", k]) for k in data["subject"]}
+    return lines
+
+
+def _fields_read(plan: Plan, header: list[str]) -> dict[str, str]:
+    """Customer fields that rules and templates read but no column of the file holds:
+    field -> warning."""
+    found: dict[str, str] = {}
     if not header:
-        return
+        return found
     campaign = plan.campaign
     env = plan.renderer.env
     known = set(header) | ENGINE_FIELDS
@@ -264,8 +442,9 @@ def _fields_read(found: Preflight, plan: Plan, header: list[str]) -> None:
         if field_name in known:
             continue
         hint = closest(field_name, header)
-        found.warnings.append(f"{where} reads {field_name!r}, which the customer file has no "
-                              f"column for" + (f" (did you mean {hint!r}?)" if hint else ""))
+        found[field_name] = (f"{where} reads {field_name!r}, which the customer file has no "
+                             f"column for" + (f" (did you mean {hint!r}?)" if hint else ""))
+    return found
 
 
 def _template_source(env: Any, name: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from edition.errors import RunError
 from edition.pipeline import BatchResult, Edition, Pipeline
 from edition.plan import Plan
 from edition.run import customers_file, pipeline_for, plan_for
+from edition.selection import OTHER_CAMPAIGNS
 
 
 @dataclass
@@ -28,6 +31,7 @@ class PreviewResult:
     segments: list[str] = field(default_factory=list)
     missing: dict[str, str] = field(default_factory=dict)
     version: str | None = None
+    subject: str | None = None      # as the recipient's mail program shows it (decoded)
     slots: list[dict[str, Any]] = field(default_factory=list)
     document: bytes | None = None
     html: str | None = None
@@ -35,10 +39,10 @@ class PreviewResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"customer_id": self.customer_id, "status": self.status, "reason": self.reason,
-                "segments": self.segments, "version": self.version, "slots": self.slots}
+                "segments": self.segments, "version": self.version, "subject": self.subject,
+                "slots": self.slots}
 
 
-OTHER_CAMPAIGNS = "for campaign(s) "
 
 
 def preview_customer(campaign: str, customer_id: str, *, customers: str | None = None,
@@ -94,7 +98,7 @@ def _render(result: PreviewResult, pipeline: Pipeline, edition: Edition, fmt: st
         # one customer: the whole render is the reference and cheaper than sharing
         rendered = pipeline.plan.renderer.whole(version, edition.fields)
         if fmt == "pdf":
-            result.document = encoder.pdf_one(rendered)
+            result.document = encoder.pdf_one(rendered, version.locale)
         elif fmt == "eml":
             digest = encoder.content_hash(customer_id, version.id, rendered)
             result.document = encoder.message(customer_id, edition.fields, version.id,
@@ -102,8 +106,19 @@ def _render(result: PreviewResult, pipeline: Pipeline, edition: Edition, fmt: st
         else:
             result.document = (getattr(rendered, fmt) or "").encode("utf-8")
         result.html = rendered.html
+        result.subject = _subject(rendered.subject, result.document if fmt == "eml" else None)
     except RenderFailure as exc:
         result.status, result.reason = "failed", str(exc)
+
+
+def _subject(rendered: str | None, eml: bytes | None) -> str | None:
+    """The subject as a mail program shows it: the .eml's Subject header decoded (RFC
+    2047 words and folding undone), else the rendered subject line."""
+    if eml is not None:
+        message = BytesParser(policy=policy.default).parsebytes(eml, headersonly=True)
+        if message["Subject"] is not None:
+            return str(message["Subject"])
+    return rendered
 
 
 def explain(result: PreviewResult, plan: Plan, source: Path) -> str:
@@ -114,6 +129,8 @@ def explain(result: PreviewResult, plan: Plan, source: Path) -> str:
     for segment, problem in result.missing.items():
         lines.append(f"  rule {segment!r} is false: missing field {problem!r}")
     lines.append(f"version: {result.version}")
+    if result.subject is not None:
+        lines.append(f"subject: {result.subject}")
     for slot in result.slots:
         lines.append("")
         lines.append(f"{slot['slot']} ({slot['kind']}, takes {slot['count']}):")

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from edition.databases import masked
 from edition.manifest import STATUSES, ManifestRow
 
 SAMPLES = 5
@@ -28,6 +29,12 @@ class RunInfo:
     customers: str
     mailing: str | None = None
     preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
+    unsendable: tuple[str, ...] = ()   # why a send of this dry run would be refused
+
+    def __post_init__(self) -> None:
+        # the report is published (files, Prefect artifacts): a customers URL's password
+        # never reaches it, whoever built this RunInfo from whatever run.json
+        object.__setattr__(self, "customers", masked(self.customers))
 
 
 class Tally:
@@ -121,9 +128,13 @@ def _cell(text: str) -> str:
 def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -> str:
     """The Markdown report."""
     rate = f"{tally.rows / seconds:,.0f} customers/s" if seconds > 0 and tally.rows else "-"
+    cannot = ([f"> **Cannot be sent as it is.** {'; '.join(info.unsendable)}. Fix that and "
+               f"run again before approving: `edition approve` and `edition send` refuse "
+               f"this run.", ""] if info.unsendable else [])
     out = [
         f"# Run report: {info.campaign}",
         "",
+        *cannot,
         *([note, ""] if note else []),
         f"- run: `{info.run_id}` — {info.mode}",
         f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",

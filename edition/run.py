@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import os
 import shutil
 import sys
@@ -34,6 +33,7 @@ from edition.bundle import Bundle
 from edition.campaign import Campaign
 from edition.config import DEFAULT_BATCH, RunOptions
 from edition.customers import Row, batches, count_rows, read_customers
+from edition.databases import masked
 from edition.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -47,6 +47,7 @@ from edition.dkim_signing import DkimSigner
 from edition.dkim_signing import applies_to as dkim_applies
 from edition.encoding import Encoder
 from edition.errors import ContentError, RunError, UsageError, collect
+from edition.ledgers import for_workers, in_worker, this_machine
 from edition.manifest import (
     MANIFEST_NAME,
     ManifestRow,
@@ -73,6 +74,8 @@ from edition.runfolder import (
     remove_unlisted,
     write_run_file,
 )
+from edition.runindex import record as index_run
+from edition.sendable import send_blockers
 from edition.sources import TypedSource, customer_source
 from edition.suppression import Suppression
 from edition.unsubscribe import UnsubscribeLinks
@@ -128,7 +131,7 @@ def estimate_rows(source: Source, options: RunOptions) -> int:
 
 
 def run_info(options: RunOptions, plan: Plan,
-             preflight: Preflight | None = None) -> RunInfo:
+             preflight: Preflight | None = None, unsendable: Iterable[str] = ()) -> RunInfo:
     mode = (f"sent (--send) to {target_of(options, plan.campaign)}" if options.send
             else "dry run (nothing sent)")
     return RunInfo(campaign=plan.campaign.name,
@@ -137,7 +140,8 @@ def run_info(options: RunOptions, plan: Plan,
                    formats=plan.formats,
                    customers=source_name(customers_file(options, plan.campaign)),
                    mailing=options.mailing if options.send else None,
-                   preflight=tuple(preflight.table()) if preflight is not None else ())
+                   preflight=tuple(preflight.table()) if preflight is not None else (),
+                   unsendable=tuple(unsendable))
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
@@ -162,10 +166,15 @@ def plan_for(options: RunOptions) -> Plan:
 @dataclass(frozen=True)
 class Work:
     """What a worker on another machine needs besides the rows: the content, packed once
-    by the main process, and the run's suppression (lists and store read there)."""
+    by the main process, the run's suppression (lists and store read there), and where
+    the run's own files are: its send ledger (a worker claims there, never in a ledger
+    under its unpacked bundle) and the local folder a `local` target delivers into."""
 
     bundle: Bundle
     suppression: Suppression
+    ledger: str | None = None   # edition.ledgers.for_workers: an absolute path or a URL
+    machine: str = ""           # where the main process runs (a SQLite ledger is there)
+    local_dir: str = ""         # the run's local folder (outbox), absolute
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -174,7 +183,11 @@ class Work:
         if campaign.dkim is not None and getattr(campaign.dkim, "key_file", None):
             extra.append(campaign.root / str(campaign.dkim.key_file))
         return cls(Bundle.pack(options.campaign, tuple(extra)),
-                   Suppression.load(campaign, extra_lists=options.suppression))
+                   Suppression.load(campaign, extra_lists=options.suppression),
+                   ledger=for_workers(ledger_path(campaign)) if options.send else None,
+                   machine=this_machine(),
+                   local_dir=str(_local(out_folder(options, campaign), campaign,
+                                        options).resolve()))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -193,9 +206,15 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     target = target_of(options, campaign)
     deliverer = None
     if options.send:
+        # a worker with the run's Work has only an unpacked bundle for a content root:
+        # the run's ledger and local folder are the main process's, never the bundle's
+        ledger = (in_worker(work.ledger, work.machine)
+                  if work is not None and work.ledger is not None else None)
+        local = Path(work.local_dir) if work is not None and work.local_dir else _local(
+            out_dir, campaign, options)
         deliverer = Deliverer.for_campaign(
             campaign, target=target, mailing=str(options.mailing), run_id=str(options.run_id),
-            out_dir=_local(out_dir, campaign, options), resend_unknown=options.resend_unknown)
+            out_dir=local, resend_unknown=options.resend_unknown, ledger=ledger)
     encoder = Encoder(campaign, plan.formats, options.started or dt.datetime.now(dt.UTC),
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
@@ -214,6 +233,13 @@ def makes_email(options: RunOptions, plan: Plan) -> bool:
     """Does this run write .eml files or send by e-mail?"""
     return "eml" in plan.formats or (
         options.send and channel_of(target_of(options, plan.campaign)) == EMAIL_CHANNEL)
+
+
+def unsendable_as_is(options: RunOptions, plan: Plan) -> list[str]:
+    """Why a send of this dry run would be refused, as `run --send` would refuse it (no
+    unsubscribe_url, no EDITION_UNSUBSCRIBE_SECRET): the dry run says so up front."""
+    return send_blockers(plan.campaign, makes_email=makes_email(options.replace(send=True),
+                                                                plan))
 
 
 def unsubscribe_links(options: RunOptions, plan: Plan) -> UnsubscribeLinks | None:
@@ -391,6 +417,7 @@ class Run:
         self.remote_locked = False
         self.document: dict[str, Any] = {}
         self.preflight: Preflight | None = None
+        self.unsendable: list[str] = []   # why a send of this dry run would be refused
 
     # -- start --------------------------------------------------------------------
 
@@ -414,6 +441,10 @@ class Run:
             self.plan = plan_for(self.options)  # the run date may be the mailing's
             if self.options.send:
                 _pipeline_checks(self.options, self.plan)
+            else:
+                self.unsendable = unsendable_as_is(self.options, self.plan)
+                self.notes += [f"this dry run cannot be sent as it is: {why}"
+                               for why in self.unsendable]
             self.preflight = preflight_for(self.options, self.plan, scanner=self.scanner)
             collect(self.preflight.errors)
             self.notes += [f"preflight: {w}" for w in self.preflight.warnings[:20]]
@@ -435,31 +466,54 @@ class Run:
                                            append=self.resume.kept > 0)
             self.document = {"status": "running", "run_id": self.options.run_id,
                              "campaign": self.campaign.name,
-                             "options": self.options.model_dump(mode="json"),
-                             "started": now(), **owner(), **marker}
+                             "options": self.options.recorded(),
+                             "started": now(), **owner(),
+                             # a marker may be a URL (the Prefect API's): never its password
+                             **{k: masked(v) if isinstance(v, str) else v
+                                for k, v in marker.items()}}
             if self.resumes:
                 self.document["resumes"] = self.resumes
+            if self.unsendable:
+                self.document["unsendable"] = self.unsendable
             if self.preflight is not None:
                 self.document["preflight"] = {
                     "errors": [str(e) for e in self.preflight.errors],
                     "warnings": self.preflight.warnings, "facts": self.preflight.facts()}
             write_run_file(self.out_dir, self.document)
+            if self.remote is not None:  # says whose folder it is, should this run die
+                self.remote.put(RUN_FILE, (self.out_dir / RUN_FILE).read_bytes())
         except BaseException:
             self._release()
             raise
         return self
 
     def _take_remote(self) -> None:
-        """Hold an object-store run folder; refuse one holding another run's output."""
+        """Hold an object-store run folder (a dead run's lock is taken over), then: a fresh
+        folder, the same interrupted run finished, --overwrite, or a refusal."""
         remote = self.remote
-        holder = json.dumps({"run_id": self.options.run_id, **owner()}).encode()
-        if remote.exists(MANIFEST_NAME) or remote.exists(RUN_FILE):
-            if not self.overwrite:
-                raise RunError(f"{self.location} holds the output of an earlier run; choose "
-                               f"another --out or pass --overwrite to replace it")
-            remote.clear()
-        remote.lock(holder)
+        remote.lock({"run_id": self.options.run_id, **owner()})
         self.remote_locked = True
+        if remote.taken_over:
+            self.notes.append(f"took {self.location} over from run "
+                              f"{remote.taken_over.get('run_id', '?')}, which died holding it")
+        info = remote.read_json(RUN_FILE)
+        if info is None and not remote.exists(MANIFEST_NAME):
+            return
+        if self.overwrite:
+            remote.clear()
+        elif self._same_run(info):
+            # its manifest went up only at its end: the rows are made again (the send
+            # ledger keeps every customer at one message), stray files go at the end
+            self.resumes = str(info.get("run_id") or "")
+            previous = info.get("options") or {}
+            if previous.get("started"):
+                self.options = self.options.replace(
+                    started=dt.datetime.fromisoformat(previous["started"]))
+        else:
+            whose = (f"run {info.get('run_id')} of {info.get('campaign')}" if info
+                     else "an earlier run")
+            raise RunError(f"{self.location} holds the output of {whose}; choose another "
+                           f"--out or pass --overwrite to replace it")
 
     def _pick_mailing(self) -> MailingChoice:
         """Which issue of the campaign this send is, and its run date (nothing written)."""
@@ -546,7 +600,8 @@ class Run:
         if self.manifest is not None:
             self.manifest.close()
         seconds = time.monotonic() - self.started
-        report = write_report(self.tally, run_info(self.options, self.plan, self.preflight),
+        report = write_report(self.tally, run_info(self.options, self.plan, self.preflight,
+                                                   self.unsendable),
                               self.out_dir, seconds)
         if self.ledger is not None and self.options.mailing:
             self.ledger.finish_mailing(self.campaign.name, self.options.mailing,
@@ -564,6 +619,13 @@ class Run:
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
             "counts": summary.counts})
+        if self.options.send and self.remote is None:
+            # approve and diff of the campaign's next run find this one wherever it is
+            problem = index_run(self.campaign.root, self.campaign.name,
+                                run_id=str(self.options.run_id), folder=self.out_dir,
+                                event="sent")
+            if problem:
+                summary.notes.append(problem)
         self._upload()
         self._release()
         return summary
@@ -572,6 +634,10 @@ class Run:
         """A remote run folder gets the run's own files (after the customers' files)."""
         if self.remote is None:
             return
+        if self.resumes:  # a dead run's batches that this run did not make again
+            rows, _ = read_rows(self.out_dir / MANIFEST_NAME)
+            self.remote.remove_unlisted({rel for r in rows
+                                         for rel in (r.get("files") or {}).values()})
         for name in (MANIFEST_NAME, "versions.json", "report.md", RUN_FILE):
             if (self.out_dir / name).is_file():
                 self.remote.put(name, (self.out_dir / name).read_bytes())

@@ -91,6 +91,20 @@ class FileWriter:
         os.replace(temp, target)
         self.written.add(relative)
 
+    def get(self, relative: str) -> bytes | None:
+        """A file of the folder (None when it is not there); never through a symlink."""
+        try:
+            fd = os.open(self.path(relative), os.O_RDONLY | _NOFOLLOW)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise RunError(f"cannot read {relative}: {exc.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
+
+    def close(self) -> None:
+        """Nothing to let go of (an object store's folder has a client and a pool)."""
+
 
 def is_remote(location: str | Path) -> bool:
     """`s3://bucket/prefix`: a run folder in object storage."""
@@ -109,6 +123,17 @@ def open_writer(location: str | Path) -> Any:
     if not found:
         raise RunError(f"--out {location}: run folders can be a path or s3://bucket/prefix")
     return found[0].load()(str(location))
+
+
+def read_from(location: str | Path, relative: str) -> bytes | None:
+    """One file of a run folder, wherever it is (a path or s3://…): every reader of a run
+    folder goes through here or `open_writer`, never through `Path(location)`, which
+    turns `s3://bucket/x` into the local path `s3:/bucket/x`."""
+    folder = open_writer(location)
+    try:
+        return folder.get(relative)
+    finally:
+        folder.close()
 
 
 # -- who holds a run folder ---------------------------------------------------------

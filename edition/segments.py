@@ -59,7 +59,7 @@ def compile_segment(env: EditionEnvironment, name: str, expression: Any, file: s
         env.compile_expression(source)  # the syntax error, if any, of the rule alone
         # A template that stores the rule's value: one Jinja context per customer then
         # serves every rule (building a context costs 4x more than running a rule).
-        compiled = env.from_string("{% set result = (" + source + "\n) %}")
+        compiled = env.rules.from_string("{% set result = (" + source + "\n) %}")
     except TemplateSyntaxError as exc:
         raise ContentError(f"segment {name!r}: bad rule {source!r}: {exc.message}",
                            file, line) from None

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from edition.locales import language_of
 from edition.modules import Module
 
+OTHER_CAMPAIGNS = "for campaign(s) "   # how a module of another campaign is skipped
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -47,6 +49,21 @@ class SlotSelection:
         """Fewer eligible modules than the slot takes."""
         return len(self.chosen) < self.count
 
+    def candidates(self, limit: int = 5) -> str:
+        """The modules this slot could have taken and why each was skipped, in words
+        ("spring-sale (expired: valid until 2026-03-31), …"); modules made for other
+        campaigns are only counted."""
+        own = [s for s in self.skipped if not s.reason.startswith(OTHER_CAMPAIGNS)]
+        others = len(self.skipped) - len(own)
+        words = ", ".join(f"{s.module_id} ({s.reason})" for s in own[:limit])
+        if len(own) > limit:
+            words += f", and {len(own) - limit} more"
+        if not own:
+            words = f"no {self.kind} module is meant for it"
+        if others:
+            words += f"; {others} {self.kind} module(s) are for other campaigns only"
+        return words
+
 
 @dataclass(frozen=True)
 class Selection:
@@ -72,7 +89,7 @@ def ineligibility(module: Module, *, segments: frozenset[str], locale: str, as_o
                   campaign: str | None, taken: dict[str, str]) -> str | None:
     """Why a module of the right kind cannot be chosen, or None if it can."""
     if module.campaigns is not None and campaign not in module.campaigns:
-        return f"for campaign(s) {', '.join(sorted(module.campaigns))} only"
+        return f"{OTHER_CAMPAIGNS}{', '.join(sorted(module.campaigns))} only"
     if module.segments and not (module.segments & segments):
         return f"segment mismatch: needs {' or '.join(sorted(module.segments))}"
     if not _locale_ok(module, locale):

@@ -1,13 +1,16 @@
 """Sending an approved run: its files as approved, byte for byte, through the send ledger.
 
 `send_approved` checks the run folder against approval.json (edition/approval.py) before
-anything leaves: a missing approval, a changed manifest, or a file changed, missing or
-added refuses the whole send. It then delivers each `rendered` row's files — read once,
-checked against their approved digest, and handed to the target as they are (the .eml
-is not rebuilt) — with the same exactly-once rules as `run --send`: the ledger's run
-lock, the mailing chosen by `edition.delivery.choose_mailing`, one claim per (campaign,
-mailing, customer, channel) through `edition.delivery.Deliverer`. Rows that are not
-`rendered` are not sent.
+anything leaves: a missing approval, a changed manifest or run.json, or a file changed,
+missing or added refuses the whole send; so do approved marketing messages without a
+working unsubscribe link, and a mailing other than the one the messages name in their
+Feedback-ID (edition/sendable.py). Given the run id and the approval a person confirmed,
+it also refuses a folder re-rendered or re-approved since. It then delivers each
+`rendered` row's files — read once, checked against their approved digest, and handed
+to the target as they are (the .eml is not rebuilt) — with the same exactly-once rules
+as `run --send`: the ledger's run lock, the mailing the approved messages name (checked
+by `edition.delivery.choose_mailing`), one claim per (campaign, mailing, customer,
+channel) through `edition.delivery.Deliverer`. Rows that are not `rendered` are not sent.
 
 Suppression is asked again for every customer at send time (someone may have
 unsubscribed since the approval) through a hook, `is_suppressed(customer_id, fields)`,
@@ -35,6 +38,7 @@ from edition.addresses import AddressError, normalize
 from edition.approval import (
     APPROVAL_FILE,
     RunFacts,
+    read_approval,
     read_plain,
     require_approved,
     sha256,
@@ -50,10 +54,14 @@ from edition.errors import (
     RunError,
     UsageError,
 )
+from edition.ledger import Mailing
+from edition.ledgers import open_ledger
 from edition.manifest import MANIFEST_NAME, ManifestRow, ManifestWriter, Reason
 from edition.naming import CONTENT_TYPES, new_run_id
 from edition.report import RunInfo, Tally, render_report, sent_line, sent_words
 from edition.runfolder import FileWriter, FolderLock, now, owner, write_json
+from edition.runindex import record as index_run
+from edition.sendable import MessageCheck
 from edition.suppression import Suppression
 
 SENDS_FOLDER = "sends"
@@ -101,6 +109,7 @@ class SendPlan:
     channel: str
     mailing: str
     as_of: dt.date
+    approval_sha256: str = ""   # approval.json as verified: a send confirmed sends that one
 
     @property
     def editions(self) -> int:
@@ -113,14 +122,27 @@ class SendPlan:
                 f"{self.mailing}")
 
 
-def plan_send(run_dir: Path | str, *, to: str | None = None,
-              mailing: str | None = None) -> SendPlan:
+def plan_send(run_dir: Path | str, *, to: str | None = None, mailing: str | None = None,
+              run_id: str | None = None, approval_sha256: str | None = None) -> SendPlan:
     """Verify the run against its approval; the target, channel and mailing it would use.
 
-    Raises ApprovalError (exit 2) naming every file that differs from the approval.
+    Raises ApprovalError (exit 2) naming every file that differs from the approval, when
+    the approved messages cannot be sent as they are (no working unsubscribe link), or
+    when the mailing is not the one they name. `run_id` and `approval_sha256`: the run
+    and approval someone confirmed; refused if the folder holds others now.
     """
     folder = Path(run_dir)
-    approval, facts = require_approved(folder)
+    messages = MessageCheck.here(str(read_approval(folder).get("campaign") or ""))
+    approval_bytes = read_plain(folder / APPROVAL_FILE)
+    approval, facts = require_approved(folder, run_id=run_id,
+                                       approval_sha256=approval_sha256, messages=messages)
+    if sha256(approval_bytes) != sha256(read_plain(folder / APPROVAL_FILE)):
+        raise ApprovalError(f"{folder / APPROVAL_FILE} changed while it was being checked; "
+                            f"nothing was sent", folder)
+    unsendable = messages.problems()
+    if unsendable:
+        raise ApprovalError(f"run {facts.run_id} cannot be sent as it is: "
+                            + "; ".join(unsendable) + "; nothing was sent", folder)
     campaign_file = facts.options.get("campaign") or approval.get("campaign_file")
     if not campaign_file:
         raise ApprovalError(f"{folder}/run.json does not name its campaign file", folder)
@@ -135,13 +157,77 @@ def plan_send(run_dir: Path | str, *, to: str | None = None,
     problem = target_problem(target)
     if problem:
         raise UsageError(f"delivery target {target!r} {problem}")
-    wanted = mailing or approval.get("mailing") or facts.as_of or dt.date.today().isoformat()
+    wanted = mailing or approved_mailing(facts, approval)
     if not MAILING.match(str(wanted)):
         raise UsageError(f"mailing {wanted!r}: use letters, digits, '.', '_', ':' and '-'")
+    other = messages.mailing_problem(str(wanted))
+    if other:   # the ledger must record the mailing the messages carry
+        raise ApprovalError(f"{other}; nothing was sent", folder)
     as_of = dt.date.fromisoformat(facts.as_of) if facts.as_of else dt.date.today()
     return SendPlan(folder=folder, approval=approval, facts=facts, campaign=campaign,
                     target=target, channel=channel_of(target), mailing=str(wanted),
-                    as_of=as_of)
+                    as_of=as_of, approval_sha256=sha256(approval_bytes))
+
+
+def approved_mailing(facts: RunFacts, approval: Mapping[str, Any] | None = None) -> str:
+    """The mailing a send of this run is recorded as: the one its dry run rendered for
+    (its messages name it in their Feedback-ID), else its run date."""
+    return str((approval or {}).get("mailing") or facts.mailing or facts.as_of
+               or dt.date.today().isoformat())
+
+
+# -- what a send of a run would be, as the ledger knows it now ---------------------------
+
+
+def ledger_mailings(campaign: Campaign, channel: str) -> list[Mailing] | str:
+    """The campaign's mailings on a channel (read-only), or why they cannot be read."""
+    location = ledger_path(campaign)
+    is_url = isinstance(location, str) and "://" in location
+    if not is_url and not Path(location).exists():
+        return []   # nothing was ever sent with this ledger
+    try:
+        with contextlib.closing(open_ledger(location, exclusive=False,
+                                            readonly=True)) as ledger:
+            return ledger.mailings(campaign.name, channel)
+    except (EditionError, OSError) as exc:
+        return f"cannot read the send ledger: {exc}"
+    except Exception as exc:  # a database driver's own error: a line, not a traceback
+        return f"cannot read the send ledger: {type(exc).__name__}: {exc}"
+
+
+def mailing_lines(facts: RunFacts, campaign: Campaign | None = None,
+                  to: str | None = None) -> list[str]:
+    """What a send of this run would be: the mailing it is recorded as, and whether that
+    mailing was already sent (customers it reached are not sent again in it)."""
+    mailing = approved_mailing(facts)
+    why = " (the run date)" if not facts.mailing or facts.mailing == facts.as_of else ""
+    if campaign is None:
+        try:
+            campaign = load_campaign(str(facts.options.get("campaign") or ""))
+        except EditionError as exc:
+            return [f"- a send goes out as mailing {mailing}{why}; cannot read the campaign "
+                    f"to look it up in the send ledger: {exc}"]
+    target = to or campaign.target
+    lines = [f"- a send to {target} goes out as mailing {mailing}{why}: one message per "
+             f"customer per mailing"]
+    known = ledger_mailings(campaign, channel_of(target))
+    if isinstance(known, str):
+        return [*lines, f"- {known}"]
+    this = next((m for m in known if m.mailing == mailing), None)
+    if this is not None and this.status == "finished":
+        lines.append(f"- mailing {mailing} was already sent: {this.sent:,} customer(s), "
+                     f"finished {this.finished_at}. A send of this run mails only the "
+                     f"customers it did not reach; to send this run as a new issue, make "
+                     f"its dry run with --mailing KEY")
+    elif this is not None:
+        lines.append(f"- mailing {mailing} is unfinished ({this.sent:,} customer(s) sent, "
+                     f"started {this.started_at}): a send of this run finishes it")
+    for other in known:
+        if other.mailing != mailing and other.status == "open":
+            lines.append(f"- mailing {other.mailing} is unfinished (about {other.owed:,} "
+                         f"customer(s) not yet sent): a send of this run is refused until "
+                         f"it is finished, unless with --new-mailing")
+    return lines
 
 
 # -- what a send did ---------------------------------------------------------------------
@@ -213,10 +299,14 @@ class _Send:
     def __init__(self, folder: Path, *, to: str | None, mailing: str | None, send_id: str,
                  new_mailing: bool, resend_unknown: bool,
                  is_suppressed: SuppressionCheck | None,
-                 on_progress: Callable[[int], None] | None):
+                 on_progress: Callable[[int], None] | None,
+                 run_id: str | None = None, approval_sha256: str | None = None):
         self.folder = folder
         self.to = to
         self.mailing = mailing
+        self.run_id = run_id                     # the run and approval someone confirmed
+        self.approval_sha256 = approval_sha256
+        self.earlier: Mailing | None = None      # the mailing as the ledger knew it before
         self.send_id = send_id
         self.new_mailing = new_mailing
         self.resend_unknown = resend_unknown
@@ -234,7 +324,9 @@ class _Send:
     def run(self) -> SendSummary:
         with holding(self.folder):
             # verified under the lock: no run or send changes the folder meanwhile
-            plan = self.plan = plan_send(self.folder, to=self.to, mailing=self.mailing)
+            plan = self.plan = plan_send(self.folder, to=self.to, mailing=self.mailing,
+                                         run_id=self.run_id,
+                                         approval_sha256=self.approval_sha256)
             self.approved = dict(plan.approval["files"])
             campaign = plan.campaign
             if self.is_suppressed is None:
@@ -246,7 +338,12 @@ class _Send:
                                         new_mailing=self.new_mailing)
                 if choice.note:
                     self.notes.append(choice.note)
-                plan.mailing = choice.mailing
+                if choice.mailing != plan.mailing:  # cannot happen with a mailing named
+                    raise ApprovalError(f"the send would be recorded as mailing "
+                                        f"{choice.mailing}, but the approved messages are of "
+                                        f"mailing {plan.mailing}; nothing was sent", self.folder)
+                self.earlier = next((m for m in ledger.mailings(campaign.name, plan.channel)
+                                     if m.mailing == plan.mailing), None)
                 self._start()
                 ledger.open_mailing(campaign.name, plan.mailing, plan.channel,
                                     as_of=choice.as_of.isoformat(), run_id=self.send_id,
@@ -388,6 +485,9 @@ class _Send:
         if reason:
             note += f"\n>\n> **{reason.capitalize()}.** Rows not reached are `failed` with " \
                     f"reason code `send_stopped`; send again to finish the mailing."
+        already = self.counts.get("already_sent", 0)
+        if already:
+            self.notes.append(self._already_note(already))
         info = RunInfo(campaign=plan.campaign.name,
                        segments=tuple((s.name, s.expression) for s in plan.campaign.segments),
                        run_id=self.send_id,
@@ -396,8 +496,9 @@ class _Send:
                        as_of=plan.as_of,
                        formats=tuple(approval.get("formats") or ()) or tuple(sorted(
                            {f for r in plan.facts.rows for f in (r.get("files") or {})})),
-                       customers=str(plan.facts.options.get("customers") or ""),
-                       mailing=plan.mailing)
+                       customers=customers_of(plan.facts), mailing=plan.mailing)
+        if already:
+            note += f"\n>\n> {self.notes[-1]}"
         report = render_report(self.tally, info, seconds, note)
         FileWriter(self.send_dir).write("report.md", report.encode("utf-8"))
         failed = self.counts.get("failed", 0) + self.counts.get("unknown", 0)
@@ -405,6 +506,10 @@ class _Send:
         write_json(self.send_dir / SEND_FILE, self.document | {
             "status": status, "finished": now(), "reason": reason, "counts": counts,
             "line": sent_line(self.tally, plan.mailing)})
+        problem = index_run(plan.campaign.root, plan.campaign.name, run_id=plan.facts.run_id,
+                            folder=self.folder, event="sent")
+        if problem:
+            self.notes.append(problem)
         return SendSummary(
             send_id=self.send_id, run_id=plan.facts.run_id, run_dir=str(self.folder),
             send_dir=str(self.send_dir), campaign=plan.campaign.name, target=plan.target,
@@ -413,6 +518,31 @@ class _Send:
             suppressed=self.counts.get("suppressed", 0), failed=failed,
             failure_limit=plan.campaign.failure_limit(plan.editions), notes=self.notes,
             verified=len(self.approved))
+
+
+    def _already_note(self, already: int) -> str:
+        """Customers skipped because the mailing reached them before, said out loud."""
+        mailing = self.plan.mailing
+        earlier = self.earlier
+        when = (f" (its earlier send finished {earlier.finished_at})"
+                if earlier is not None and earlier.finished_at else "")
+        line = (f"{already:,} customer(s) already had mailing {mailing}{when}; they were not "
+                f"sent again")
+        if self.counts.get("sent", 0) == already:
+            line += (". Nothing new was sent: to send this run as a new issue, make its "
+                     "dry run with --mailing KEY, approve it and send that")
+        return line
+
+
+def customers_of(facts: RunFacts) -> str:
+    """The customer file the approved run read, as its own report names it."""
+    for line in facts.report.splitlines():
+        if line.startswith("- customers file: `") and line.endswith("`"):
+            named = line[len("- customers file: `"):-1]
+            if named:
+                return named
+    named = facts.options.get("customers")
+    return str(named) if named else "the campaign's customers file"
 
 
 def _stopped_row(row: dict[str, Any], why: str, status: str) -> ManifestRow:
@@ -447,17 +577,23 @@ def holding(folder: Path) -> Iterator[None]:
 def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | None = None,
                   new_mailing: bool = False, resend_unknown: bool = False,
                   is_suppressed: SuppressionCheck | None = None, send_id: str | None = None,
-                  on_progress: Callable[[int], None] | None = None) -> SendSummary:
+                  on_progress: Callable[[int], None] | None = None,
+                  run_id: str | None = None, approval_sha256: str | None = None
+                  ) -> SendSummary:
     """Send an approved run's files, exactly as approved, once per mailing and channel.
 
-    `to` overrides the campaign's target; `mailing` the approved run's mailing (else its
-    run date). `is_suppressed` is asked for every customer before their edition leaves;
-    None means the campaign's own check (`suppression_for`), `no_suppression` none.
-    Raises ApprovalError (exit 2, nothing sent) when the folder differs from its approval.
+    `to` overrides the campaign's target; `mailing` must be the approved run's mailing
+    (the one its messages name; the default). `is_suppressed` is asked for every
+    customer before their edition leaves; None means the campaign's own check
+    (`suppression_for`), `no_suppression` none. `run_id` and `approval_sha256` are the
+    run and the approval someone confirmed (a plan's): another run or approval in the
+    folder now is refused. Raises ApprovalError (exit 2, nothing sent) when the folder
+    differs from its approval or its messages cannot be sent as they are.
     """
     send = _Send(Path(run_dir), to=to, mailing=mailing, send_id=send_id or new_run_id(),
                  new_mailing=new_mailing, resend_unknown=resend_unknown,
-                 is_suppressed=is_suppressed, on_progress=on_progress)
+                 is_suppressed=is_suppressed, on_progress=on_progress, run_id=run_id,
+                 approval_sha256=approval_sha256)
     try:
         return send.run()
     except EditionError:
@@ -467,5 +603,6 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
 
 
 __all__ = ["SENDS_FOLDER", "SEND_FILE", "SendPlan", "SendSummary", "SuppressionCheck",
+           "approved_mailing", "customers_of", "ledger_mailings", "mailing_lines",
            "message_headers", "no_suppression", "plan_send", "send_approved",
            "suppression_for"]

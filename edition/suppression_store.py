@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from edition.databases import masked
 from edition.errors import RunError
 
 if TYPE_CHECKING:
@@ -159,15 +160,8 @@ def _read_yaml(file: Path) -> dict[str, Any]:
 
 
 def redacted(url: str) -> str:
-    """A store URL fit for messages: the password, if any, replaced."""
-    from sqlalchemy.engine import make_url
-
-    if "://" not in url:
-        return url  # a file path holds no password
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # an unparsable URL: show only its scheme
-        return url.split("://", 1)[0] + "://..."
+    """A store URL fit for messages: edition.databases.masked (the one masking function)."""
+    return masked(url)
 
 
 class SuppressionStore:

@@ -68,8 +68,12 @@ class CustomerView:
         return f"<customer {self._fields.get('id')!r}>"
 
 
-class MissingField(StrictUndefined):
-    """StrictUndefined whose message names the customer field that is missing."""
+class StrictField(StrictUndefined):
+    """StrictUndefined whose message names the customer field that is missing.
+
+    Segment rules use it as it is: a rule over a missing field is false for that
+    customer and counted in the report.
+    """
 
     __slots__ = ()
 
@@ -78,6 +82,27 @@ class MissingField(StrictUndefined):
         if isinstance(self._undefined_obj, CustomerView):
             return f"customer has no field {self._undefined_name!r}"
         return super()._undefined_message
+
+
+class MissingField(StrictField):
+    """What templates get for a missing field (design.md, "Safety").
+
+    Tested, it is Jinja's ordinary undefined: false in `{% if %}` and `or`, not `in`
+    anything, equal to nothing, an empty loop, length 0. Printed or computed with
+    (`~`, `+`, `>`, a filter other than `default`), it fails the customer, naming the
+    field: never "Hello ,". edition.fields finds those places before a run.
+    """
+
+    __slots__ = ()
+    __bool__ = Undefined.__bool__
+    __iter__ = Undefined.__iter__
+    __len__ = Undefined.__len__
+    __eq__ = Undefined.__eq__
+    __ne__ = Undefined.__ne__
+    __hash__ = Undefined.__hash__
+
+    def __contains__(self, item: object) -> bool:
+        return False
 
 
 @functools.lru_cache(maxsize=256)
@@ -225,6 +250,12 @@ class EditionEnvironment(SandboxedEnvironment):
 
     def check_concat(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
         return check_concat(values, self.limits.document_bytes)
+
+    @functools.cached_property
+    def rules(self) -> EditionEnvironment:
+        """This environment for segment rules: a missing field fails the rule, so the
+        report can count it, instead of quietly being false."""
+        return self.overlay(undefined=StrictField)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         check_binop(operator, left, right, self.limits.document_bytes)

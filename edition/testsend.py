@@ -64,7 +64,8 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
             fields = dict(row.fields or {}) | {"email": to}
             version = plan.version_of(fields)[3]
             if encoder.links is not None:
-                fields["unsubscribe_url"] = encoder.links.url(customer_id, to)
+                fields["unsubscribe_url"] = encoder.links.url(customer_id, to,
+                                                              fields.get("locale"))
             try:
                 rendered = plan.renderer.whole(version, fields)
             except RenderFailure as exc:

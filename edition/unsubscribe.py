@@ -3,7 +3,8 @@
 A link must name who unsubscribes without showing it: a bare customer id in a URL can
 be edited to unsubscribe someone else, and it leaks the id to every proxy log. So the
 token is the customer's (campaign, customer id, address hash) sealed with the secret in
-`EDITION_UNSUBSCRIBE_SECRET`, using HMAC-SHA256 only:
+`EDITION_UNSUBSCRIBE_SECRET`, using HMAC-SHA256 only (version 2 adds the customer's
+locale, so the page answers in their language; version 1 tokens still verify):
 
 - the tag is HMAC(mac key, version + payload), cut to 16 bytes; it authenticates the
   payload and doubles as the nonce of the encryption (a "synthetic IV", as in SIV mode);
@@ -44,12 +45,16 @@ TOKEN_PARAM = "token"      # ?token=... on the campaign's unsubscribe_url
 MIN_SECRET_LENGTH = 16     # characters; shorter secrets can be guessed offline
 ONE_CLICK = "List-Unsubscribe=One-Click"   # RFC 8058: the POST body and the header value
 
-_VERSION = b"\x01"
+_VERSION = b"\x01"         # campaign, customer id, address hash
+_VERSION_LOCALE = b"\x02"  # the same, plus the customer's locale (the page's language)
 _TAG_BYTES = 16
 _HASH_BYTES = 16           # address hashes are 128 bits (32 hex digits)
 _MAX_TOKEN_CHARS = 4096    # a longer "token" is refused before any decoding
 _TOKEN_CHARS = re.compile(r"^[A-Za-z0-9_-]+\Z")
 _SPLIT = re.compile(r"[\s,]+")
+# a language tag (en, es-MX, pt_BR): anything else is left out of the token
+_LOCALE = re.compile(r"^[A-Za-z]{2,8}([-_][A-Za-z0-9]{1,8}){0,4}\Z")
+_MAX_LOCALE = 35
 _UNSIGNED = "unsigned-preview"
 
 
@@ -68,6 +73,7 @@ class Subscriber:
     campaign: str
     customer_id: str
     address_hash: str   # 32 hex digits, or "" when the customer had no address
+    locale: str = ""    # the customer's locale when the link was made ("" in older links)
 
 
 # -- secrets -------------------------------------------------------------------------
@@ -146,34 +152,55 @@ def _xor(data: bytes, stream: bytes) -> bytes:
         len(data), "big")
 
 
-def _payload(campaign: str, customer_id: str, hashed: str) -> bytes:
+def token_locale(locale: object) -> str:
+    """The locale a token carries: a language tag as given, else "" (left out)."""
+    text = str(locale or "").strip()
+    return text if len(text) <= _MAX_LOCALE and _LOCALE.match(text) else ""
+
+
+def _payload(campaign: str, customer_id: str, hashed: str, locale: str = "") -> bytes:
     name = campaign.encode("utf-8")
     ident = customer_id.encode("utf-8", "surrogatepass")
     if len(name) > 255 or len(ident) > 65535:
         raise ValueError("campaign name or customer id too long for an unsubscribe token")
     digest = bytes.fromhex(hashed) if hashed else bytes(_HASH_BYTES)
-    return bytes([len(name)]) + name + len(ident).to_bytes(2, "big") + ident + digest
+    tail = bytes([len(locale)]) + locale.encode("ascii") if locale else b""
+    return bytes([len(name)]) + name + len(ident).to_bytes(2, "big") + ident + digest + tail
 
 
-def _parse(payload: bytes) -> Subscriber:
+def _parse(payload: bytes, version: bytes) -> Subscriber:
     n = payload[0]
     name = payload[1:1 + n]
     m = int.from_bytes(payload[1 + n:3 + n], "big")
     ident = payload[3 + n:3 + n + m]
-    digest = payload[3 + n + m:]
+    digest = payload[3 + n + m:3 + n + m + _HASH_BYTES]
+    rest = payload[3 + n + m + _HASH_BYTES:]
+    locale = b""
+    if version == _VERSION_LOCALE:
+        locale = rest[1:1 + rest[0]] if rest else b""
+        if not rest or len(rest) != 1 + rest[0]:
+            raise ValueError("bad layout")
+    elif rest:
+        raise ValueError("bad layout")
     if len(name) != n or len(ident) != m or len(digest) != _HASH_BYTES:
         raise ValueError("bad layout")
     hashed = "" if digest == bytes(_HASH_BYTES) else digest.hex()
-    return Subscriber(name.decode("utf-8"), ident.decode("utf-8", "surrogatepass"), hashed)
+    return Subscriber(name.decode("utf-8"), ident.decode("utf-8", "surrogatepass"), hashed,
+                      locale.decode("ascii"))
 
 
 def make_token(*, campaign: str, customer_id: str, address: str | None,
-               secret: bytes | str | Sequence[bytes | str]) -> str:
-    """The URL-safe token for one customer of one campaign (signed with the first secret)."""
+               secret: bytes | str | Sequence[bytes | str], locale: str | None = None) -> str:
+    """The URL-safe token for one customer of one campaign (signed with the first secret).
+
+    With the customer's `locale` (a language tag) the token carries it too, so the
+    unsubscribe page speaks the customer's language; tokens without one stay valid."""
     mac_key, enc_key = _keys(_as_secrets(secret)[0])
-    payload = _payload(campaign, customer_id, address_hash(address))
-    tag = hmac.new(mac_key, _VERSION + payload, hashlib.sha256).digest()[:_TAG_BYTES]
-    sealed = _VERSION + tag + _xor(payload, _keystream(enc_key, tag, len(payload)))
+    tag_locale = token_locale(locale)
+    version = _VERSION_LOCALE if tag_locale else _VERSION
+    payload = _payload(campaign, customer_id, address_hash(address), tag_locale)
+    tag = hmac.new(mac_key, version + payload, hashlib.sha256).digest()[:_TAG_BYTES]
+    sealed = version + tag + _xor(payload, _keystream(enc_key, tag, len(payload)))
     return base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii")
 
 
@@ -190,16 +217,17 @@ def verify(token: str, secret: bytes | str | Sequence[bytes | str]) -> Subscribe
     # let two different strings pass as the same token
     if base64.urlsafe_b64encode(sealed).rstrip(b"=").decode("ascii") != token:
         raise InvalidToken("not an unsubscribe token")
-    if len(sealed) < 1 + _TAG_BYTES + 4 or sealed[:1] != _VERSION:
+    version = sealed[:1]
+    if len(sealed) < 1 + _TAG_BYTES + 4 or version not in (_VERSION, _VERSION_LOCALE):
         raise InvalidToken("not an unsubscribe token (unknown version or too short)")
     tag, body = sealed[1:1 + _TAG_BYTES], sealed[1 + _TAG_BYTES:]
     for candidate in _as_secrets(secret):
         mac_key, enc_key = _keys(candidate)
         payload = _xor(body, _keystream(enc_key, tag, len(body)))
-        expected = hmac.new(mac_key, _VERSION + payload, hashlib.sha256).digest()[:_TAG_BYTES]
+        expected = hmac.new(mac_key, version + payload, hashlib.sha256).digest()[:_TAG_BYTES]
         if hmac.compare_digest(expected, tag):
             try:
-                return _parse(payload)
+                return _parse(payload, version)
             except (ValueError, IndexError, UnicodeDecodeError):
                 break  # authentic but unreadable: cannot happen with our own tokens
     raise InvalidToken("the unsubscribe token does not verify (edited, cut, or signed "
@@ -250,10 +278,11 @@ def _tokened(base: str, token: str) -> str:
 
 
 def unsubscribe_url(base: str, *, campaign: str, customer_id: str, address: str | None,
-                    secret: bytes | str | Sequence[bytes | str]) -> str:
+                    secret: bytes | str | Sequence[bytes | str],
+                    locale: str | None = None) -> str:
     """The customer's unsubscribe link: the campaign's `unsubscribe_url` plus a signed token."""
     return with_token(base, make_token(campaign=campaign, customer_id=customer_id,
-                                       address=address, secret=secret))
+                                       address=address, secret=secret, locale=locale))
 
 
 def token_of(url: str) -> str | None:
@@ -331,19 +360,20 @@ class UnsubscribeLinks:
             return cls(campaign, base, mailto, signed=False)
         return cls(campaign, base, mailto, signed=True, _secret=secret)
 
-    def token(self, customer_id: str, address: str | None) -> str:
+    def token(self, customer_id: str, address: str | None, locale: str | None = None) -> str:
         if not self.signed:
             return _UNSIGNED
         return make_token(campaign=self.campaign, customer_id=customer_id, address=address,
-                          secret=self._secret)
+                          secret=self._secret, locale=locale)
 
-    def url(self, customer_id: str, address: str | None) -> str:
-        """The link for the message body."""
-        return _tokened(self.base, self.token(customer_id, address))
+    def url(self, customer_id: str, address: str | None, locale: str | None = None) -> str:
+        """The link for the message body (the page then speaks the customer's `locale`)."""
+        return _tokened(self.base, self.token(customer_id, address, locale))
 
-    def headers(self, customer_id: str, address: str | None) -> dict[str, str]:
+    def headers(self, customer_id: str, address: str | None,
+                locale: str | None = None) -> dict[str, str]:
         """List-Unsubscribe (+ List-Unsubscribe-Post when the link is https)."""
-        token = self.token(customer_id, address)
+        token = self.token(customer_id, address, locale)
         extra = _tokened(self.mailto, token) if self.mailto else None
         return list_unsubscribe_headers(_tokened(self.base, token), extra)
 
@@ -357,5 +387,5 @@ def _rebuild(campaign: str, base: str, mailto: str | None, signed: bool) -> Unsu
 
 __all__ = ["ONE_CLICK", "SECRET_ENV", "TOKEN_PARAM", "InvalidToken", "Subscriber",
            "UnsubscribeLinks", "UnsubscribeSecretError", "address_hash", "list_unsubscribe_headers",
-           "make_token", "match_address", "secrets_from_env", "token_of", "unsubscribe_url",
-           "verify", "with_token"]
+           "make_token", "match_address", "secrets_from_env", "token_locale", "token_of",
+           "unsubscribe_url", "verify", "with_token"]

@@ -9,6 +9,12 @@ from the UI (**Resume**) and fills in the form: approved, the run folder gets it
 approval.json (with the approver's name) and its files are sent exactly as in
 `edition send` (edition/sending.py); rejected, or not answered within the timeout, the
 run ends Cancelled with the reason and nothing leaves.
+
+The pause can last a day, so the run folder stays held for its review (an
+`edition.approval.Review`: the folder's lock, from the summary to the record) and the
+approval is recorded only for the run this flow run rendered, with the bytes the
+reviewer was shown; the send then takes exactly that run and approval. A run whose
+marketing messages carry no working unsubscribe link is refused before the pause.
 """
 
 from __future__ import annotations
@@ -28,18 +34,19 @@ from prefect.input import RunInput
 from pydantic import Field
 
 from edition.approval import (
-    approve,
-    last_reviewed_run,
-    problems,
-    read_run,
+    APPROVAL_FILE,
+    Review,
+    earlier_run,
+    file_digest,
     summary_lines,
     table_rows,
 )
 from edition.campaign import Campaign
 from edition.config import RunOptions
 from edition.diff import RunDiff, diff_runs
+from edition.errors import EditionError
 from edition.naming import artifact_key
-from edition.sending import send_approved
+from edition.sending import mailing_lines, send_approved
 
 PAUSE_KEY = "approval"
 ASK = ("Click **Resume** to answer: switch on *approve* and give your name to send these "
@@ -92,25 +99,32 @@ def dry_run_of(options: RunOptions) -> RunOptions:
 # -- what the reviewer reads ------------------------------------------------------------
 
 
-def _previous_diff(out_dir: Path, campaign: Campaign) -> tuple[Path | None, RunDiff | None]:
-    previous = last_reviewed_run(out_dir, campaign.name, [campaign.root / "out" / campaign.name])
+def _previous_diff(review: Review) -> tuple[Path | None, RunDiff | None]:
+    previous = earlier_run(review.facts)
     if previous is None:
         return None, None
     try:
-        return previous, diff_runs(previous, out_dir, samples=5)
+        return previous, diff_runs(previous, review.folder, samples=5)
     except Exception:  # a damaged old run must not stop the review
         return previous, None
 
 
-def review_markdown(out_dir: Path, campaign: Campaign, link: Callable[[Path], str],
-                    timeout_hours: float) -> tuple[str, list[dict[str, str]], str]:
+def review_markdown(review: Review, campaign: Campaign, link: Callable[[Path], str],
+                    timeout_hours: float, to: str | None = None
+                    ) -> tuple[str, list[dict[str, str]], str]:
     """(the summary, the warnings table, the changes) for the artifacts and the form."""
-    facts = read_run(out_dir)
-    summary = ["# Review before sending", "", *summary_lines(facts), "",
+    facts = review.facts
+    out_dir = review.folder
+    summary = ["# Review before sending", "", *summary_lines(facts),
+               *mailing_lines(facts, campaign, to), "",
                f"[Browse the editions]({link(out_dir)}) · "
                f"[report.md]({link(out_dir / 'report.md')})", ""]
-    refused = problems(facts, allow_failed=False)
-    if refused:
+    unsendable = review.unsendable()
+    refused = review.problems(allow_failed=False)
+    if unsendable:
+        summary += ["**Cannot be sent as it is:** " + "; ".join(unsendable)
+                    + ". Nothing will be sent; fix the campaign and run it again.", ""]
+    elif refused:
         summary += ["**Cannot be sent as it is:** " + "; ".join(refused)
                     + " (tick allow_failed to send the others)", ""]
     summary += [ASK.format(hours=f"{timeout_hours:g}"), ""]
@@ -121,7 +135,7 @@ def review_markdown(out_dir: Path, campaign: Campaign, link: Callable[[Path], st
             warnings += [{"section": title, **row} for row in rows]
         else:
             warnings += [{"section": title, "reason": line.lstrip("-* ")} for line in lines]
-    previous, diff = _previous_diff(out_dir, campaign)
+    previous, diff = _previous_diff(review)
     if previous is None:
         changes = "No earlier approved or sent run of this campaign to compare with."
     elif diff is None:
@@ -137,16 +151,30 @@ def review_markdown(out_dir: Path, campaign: Campaign, link: Callable[[Path], st
     return "\n".join(summary), warnings, changes
 
 
+def rendered_here(review: Review) -> str | None:
+    """Why the folder does not hold the run this flow run rendered (None: it does)."""
+    from prefect.runtime import flow_run
+
+    marker = review.facts.info.get("flow_run_id")
+    here = flow_run.get_id()
+    if marker and here and str(marker) != str(here):
+        return (f"{review.folder} now holds run {review.facts.run_id}, rendered by flow run "
+                f"{marker}, not the run this flow run rendered")
+    return None
+
+
 # -- the pause and the send ---------------------------------------------------------------
 
 
 @task(name="send-approved", cache_policy=NO_CACHE)
 def send_approved_task(run_dir: str, to: str | None, mailing: str | None, new_mailing: bool,
-                       resend_unknown: bool) -> dict[str, Any]:
+                       resend_unknown: bool, run_id: str | None = None,
+                       approval_sha256: str | None = None) -> dict[str, Any]:
     """The approved files, sent as in `edition send` (suppression asked again)."""
     summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
-                            resend_unknown=resend_unknown)
-    return summary.to_dict() | {"report": summary.report}
+                            resend_unknown=resend_unknown, run_id=run_id,
+                            approval_sha256=approval_sha256)
+    return summary.to_dict() | {"report": summary.report, "notes": summary.notes}
 
 
 def _cancel_expired_pause(message: str) -> Any:
@@ -169,14 +197,70 @@ def _cancel_expired_pause(message: str) -> Any:
 
 def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | str, *,
                      timeout_hours: float, link: Callable[[Path], str]) -> Any:
-    """Publish the review, pause for the ApprovalForm, then send or cancel."""
+    """Publish the review, pause for the ApprovalForm, then send or cancel.
+
+    The run folder is held (its lock) from the review to the approval: nothing re-renders
+    it while the reviewer reads, however long the pause.
+    """
+    from prefect.states import Failed
+
+    logger = get_run_logger()
+    out_dir = Path(out_dir)
+    try:
+        with Review(out_dir, kind=campaign.kind) as review:
+            other = rendered_here(review)
+            if other:
+                message = f"{other}; nothing was sent"
+                logger.error(message)
+                return Failed(message=message)
+            answer = _review_and_pause(review, campaign, link, timeout_hours, options.to)
+            if not isinstance(answer, dict):
+                return answer   # Failed, or Cancelled (rejected, unanswered, refused)
+            run_id = review.facts.run_id
+            approval_sha256 = file_digest(out_dir / APPROVAL_FILE)
+    except EditionError as exc:
+        message = f"{exc}; nothing was sent"
+        logger.error(message)
+        return Failed(message=message)
+    who = answer["approved_by"]
+    logger.info("approved by %s; sending %s", who, out_dir)
+    # exactly the run and the approval recorded under the lock: a folder re-rendered or
+    # re-approved between the record and the send is refused
+    result = send_approved_task(str(out_dir), options.to, options.mailing,
+                                options.new_mailing, options.resend_unknown, run_id,
+                                approval_sha256)
+    name = campaign.name
+    report = result.pop("report")
+    create_markdown_artifact(report, key=artifact_key("send-report", name),
+                             description=f"{name}: what was sent (approved by {who})")
+    send_dir = Path(result["send_dir"])
+    create_link_artifact(link(send_dir), link_text=f"Send {result['send_id']}",
+                         key=artifact_key("send", name),
+                         description=f"{name}: manifest.jsonl and report.md of the send")
+    logger.info("mailing %s: %s sent now, %s already sent", result["mailing"],
+                result["counts"].get("sent", 0) - result["already_sent"],
+                result["already_sent"])
+    for note in result.get("notes") or []:
+        logger.warning(note)
+    result["approved_by"] = who
+    if result["exit_code"]:
+        return Failed(message=f"{result['failed']:,} customer(s) failed or are unknown, "
+                              f"more than the campaign allows ({result['failure_limit']:,})",
+                      data=result)
+    return result
+
+
+def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path], str],
+                      timeout_hours: float, to: str | None) -> Any:
+    """The artifacts, the pause and the record: the approval document, or the state the
+    flow run ends in (nothing sent)."""
     from prefect.exceptions import FlowPauseTimeout
     from prefect.flow_runs import pause_flow_run
     from prefect.states import Cancelled, Failed
 
     logger = get_run_logger()
-    out_dir = Path(out_dir)
-    summary, warnings, changes = review_markdown(out_dir, campaign, link, timeout_hours)
+    out_dir = review.folder
+    summary, warnings, changes = review_markdown(review, campaign, link, timeout_hours, to)
     name = campaign.name
     create_markdown_artifact(summary, key=artifact_key("review", name),
                              description=f"{name}: what will be sent, for the approver")
@@ -188,6 +272,12 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | st
     create_link_artifact(link(out_dir), link_text=f"Browse the editions of {out_dir.name}",
                          key=artifact_key("editions", name),
                          description=f"{name}: the rendered editions awaiting approval")
+    unsendable = review.unsendable()
+    if unsendable:   # no approval can make it sendable: do not keep anyone waiting for one
+        message = (f"run {review.facts.run_id} cannot be sent as it is: "
+                   + "; ".join(unsendable) + "; nothing was sent")
+        logger.error(message)
+        return Failed(message=message)
     seconds = max(1, int(timeout_hours * 3600))
     logger.warning("waiting for approval (up to %g h): open this flow run in the Prefect "
                    "UI, read the review artifacts and click Resume", timeout_hours)
@@ -207,27 +297,8 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | st
         logger.warning(message)
         return Cancelled(message=message)
     try:
-        approve(out_dir, by=who, note=form.note, allow_failed=form.allow_failed)
+        return review.record(by=who, note=form.note, allow_failed=form.allow_failed)
     except Exception as exc:
         message = f"approved by {who}, but {exc}; nothing was sent"
         logger.error(message)
         return Cancelled(message=message)
-    logger.info("approved by %s; sending %s", who, out_dir)
-    result = send_approved_task(str(out_dir), options.to, options.mailing,
-                                options.new_mailing, options.resend_unknown)
-    report = result.pop("report")
-    create_markdown_artifact(report, key=artifact_key("send-report", name),
-                             description=f"{name}: what was sent (approved by {who})")
-    send_dir = Path(result["send_dir"])
-    create_link_artifact(link(send_dir), link_text=f"Send {result['send_id']}",
-                         key=artifact_key("send", name),
-                         description=f"{name}: manifest.jsonl and report.md of the send")
-    logger.info("mailing %s: %s sent now, %s already sent", result["mailing"],
-                result["counts"].get("sent", 0) - result["already_sent"],
-                result["already_sent"])
-    result["approved_by"] = who
-    if result["exit_code"]:
-        return Failed(message=f"{result['failed']:,} customer(s) failed or are unknown, "
-                              f"more than the campaign allows ({result['failure_limit']:,})",
-                      data=result)
-    return result

@@ -19,7 +19,9 @@ flow run's state when a run is cancelled or crashes (flows/recovery.py).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import threading
@@ -43,8 +45,9 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from edition.campaign import find_root
 from edition.config import RunOptions
 from edition.customers import Row
-from edition.databases import is_database_url
-from edition.errors import UsageError
+from edition.databases import held, is_database_url
+from edition.delivery import unshared_ledger
+from edition.errors import EditionError, RunError, UsageError
 from edition.naming import artifact_key
 from edition.pipeline import BatchResult
 from edition.run import (
@@ -62,9 +65,12 @@ from edition.run import (
     process_batch,
     target_of,
 )
-from edition.runfolder import is_remote
+from edition.runfolder import is_remote, read_from
 from flows import approval, recovery
+from flows.refusals import quiet_refusals, refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
+
+quiet_refusals()
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -115,7 +121,7 @@ class RunSettings(BaseModel):
         "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
         "Only with task_runner dask."))] = ""
     out: Annotated[str, Field(description=(
-        "Output folder; empty means out/<campaign>/<run id> under the content root."))] = ""
+        "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root."))] = ""
     run_id: Annotated[str, Field(pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$",
                                  description="Run id; empty makes one from the time.")] = ""
     # Plain text, not format date-time: the form fills in the whole `advanced` default,
@@ -208,7 +214,8 @@ class TaskRunnerExecutor:
             "processes": self.processes})
 
 
-def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
+def _task_runner(kind: Runner, workers: int, dask_address: str | None,
+                 api: dict[str, str] | None = None) -> Any:
     if kind == "process":
         return ProcessPoolTaskRunner(max_workers=workers)
     if kind == "dask":
@@ -216,9 +223,79 @@ def _task_runner(kind: Runner, workers: int, dask_address: str | None) -> Any:
 
         if dask_address:
             return DaskTaskRunner(address=dask_address)
+        # the local cluster's worker processes get the flow's API in their environment
+        # too, for what they send outside a task (logs, events)
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
-                                              "processes": True, "dashboard_address": None})
+                                              "processes": True, "dashboard_address": None,
+                                              "env": dict(api or {})})
     return ThreadPoolTaskRunner(max_workers=workers)
+
+
+# -- where the workers report ------------------------------------------------------
+
+
+def workers_api(runner: Runner) -> dict[str, str]:
+    """The flow's Prefect API, for task runners whose tasks run in other processes.
+
+    Without PREFECT_API_URL the flow talks to Prefect's temporary server, and a worker
+    process that is not told where it is starts a temporary server of its own: its task
+    runs land where no UI looks, every worker pays the start-up, and a killed worker
+    leaves its server running. So the workers get the flow's: the temporary server's URL
+    when there is no other (it listens on this machine's loopback: local workers reach
+    it; a Dask scheduler's are refused, see `dask_problems`), and the auth string and
+    API key when set. Empty for the thread runner (its tasks run in the flow's process).
+    """
+    if runner == "thread":
+        return {}
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_KEY, PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    context = FlowRunContext.get()
+    if not url and context is not None and context.client is not None:
+        url = str(context.client.api_url).rstrip("/")
+    found = {"PREFECT_API_URL": url, "PREFECT_API_AUTH_STRING": PREFECT_API_AUTH_STRING.value(),
+             "PREFECT_API_KEY": PREFECT_API_KEY.value()}
+    return {name: value.get_secret_value() if hasattr(value, "get_secret_value") else str(value)
+            for name, value in found.items() if value}
+
+
+def _reporting_to(api: dict[str, str]) -> Any:
+    """The flow's settings with the workers' API made explicit: Prefect hands its
+    settings to each task it sends to another process (Dask, a process pool)."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    if not api.get("PREFECT_API_URL") or PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_API_URL: api["PREFECT_API_URL"]})
+
+
+def dask_problems(options: RunOptions, runner: str, dask_address: str | None) -> list[str]:
+    """What stops a run on a Dask scheduler's workers before any work, in words.
+
+    They may run on other machines: they cannot reach Prefect's temporary server (no
+    PREFECT_API_URL), and a send cannot share a SQLite ledger with them (finding its
+    claims in a file of their own, they would send everyone again on the next send).
+    A local cluster (no address) runs on this machine: it may use both.
+    """
+    if runner != "dask" or not dask_address:
+        return []
+    from prefect.settings import PREFECT_API_URL
+
+    problems = []
+    if not PREFECT_API_URL.value():
+        problems.append(
+            f"the Dask scheduler {dask_address}'s workers report their task runs to the "
+            f"flow's Prefect server, and without PREFECT_API_URL that is Prefect's "
+            f"temporary server on this machine's loopback, which they cannot reach: start "
+            f"a server (prefect server start) and set PREFECT_API_URL, or leave the Dask "
+            f"address empty to run on a local cluster")
+    if options.send:
+        problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
+                                                              f"{dask_address}")
+        if problem:
+            problems.append(problem)
+    return problems
 
 
 def output_link(path: Path | str) -> str:
@@ -318,6 +395,9 @@ def check_parameters(
         raise UsageError("; ".join(problems))
     options = options.resolved()
     plan_for(options)  # campaign, catalog and templates: a ContentError names file and line
+    problems = dask_problems(options, advanced.task_runner, advanced.dask_address or None)
+    if problems:
+        raise UsageError("; ".join(problems))
     return options
 
 
@@ -334,11 +414,39 @@ def _own_target(path: Path | None) -> str | None:
 
 
 def _run_name() -> str:
+    """`<campaign>-dry-run` or `<campaign>-send` instead of the two words Prefect makes
+    up; a name someone typed (the form's Run Name) is kept."""
     from prefect.runtime import flow_run
 
+    given = flow_run.get_name()
+    if given and not made_up_name(given):
+        return given
     params = flow_run.get_parameters() or {}
     name = Path(str(params.get("campaign") or "campaign")).stem
     return f"{name}-{'dry-run' if params.get('dry_run', True) else 'send'}"
+
+
+@functools.lru_cache(maxsize=1)
+def _coolname_words() -> tuple[frozenset[str], frozenset[str]]:
+    """The adjectives and nouns Prefect draws run names from (coolname's two-word slugs)."""
+    from coolname.data import config
+
+    def words(name: str) -> set[str]:
+        entry = config[name]
+        if entry["type"] in {"words", "phrases"}:
+            return {w if isinstance(w, str) else "-".join(w) for w in entry["words"]
+                    if isinstance(w, str | list | tuple)}
+        return set().union(*(words(part) for part in entry.get("lists", [])))
+
+    first, second = config["an"]["lists"]
+    return frozenset(words(first)), frozenset(words(second))
+
+
+def made_up_name(name: str) -> bool:
+    """Whether a flow run's name is one Prefect generated (`adjective-animal`), not typed."""
+    adjectives, nouns = _coolname_words()
+    head, _, tail = name.partition("-")
+    return head in adjectives and tail in nouns
 
 
 # -- the run -----------------------------------------------------------------------
@@ -362,7 +470,7 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
     def started(run: Run) -> None:
         state["total"] = run.estimate()
         logger.info("campaign %s: about %s customers, batches of %s, %s runner; output in %s",
-                    campaign, f"{state['total']:,}", options.batch_size, runner, run.out_dir)
+                    campaign, f"{state['total']:,}", options.batch_size, runner, run.location)
         if run.resume.kept:
             logger.warning("resuming an interrupted run: %s rows were done before",
                            f"{run.resume.kept:,}")
@@ -381,8 +489,9 @@ def run_batches(options: RunOptions, *, runner: Runner = "thread", workers: int 
     # the thread runner's batches render in a pool of processes forked from this one
     # (when there are enough batches to spread): the same work as `edition run`'s pool
     forked = workers if runner == "thread" and _several_batches(options) else 1
+    api = workers_api(runner)
     try:
-        with _task_runner(runner, workers, dask_address) as task_runner, \
+        with _reporting_to(api), _task_runner(runner, workers, dask_address, api) as task_runner, \
                 Pool(forked) as processes:
             executor = TaskRunnerExecutor(
                 task_runner, workers, work,
@@ -416,12 +525,17 @@ def _several_batches(options: RunOptions) -> bool:
 
 
 def publish_artifacts(campaign: str, summary: RunSummary) -> None:
-    """The report, the versions table and a link to the output, for the Prefect UI."""
-    out_dir = Path(summary.out_dir)
+    """The report, the versions table and a link to the output, for the Prefect UI.
+
+    The run folder is read through edition.runfolder (a path or s3://…); sample links
+    to editions are given for a local folder only."""
+    location = summary.out_dir
+    remote = is_remote(location)
+    out_dir = Path(location)
     samples = []
     for fmt in ("html", "text", "pdf"):
         folder = out_dir / fmt
-        if folder.is_dir():
+        if not remote and folder.is_dir():
             samples = sorted(folder.iterdir())[:3]
             break
     links = [f"- [{p.parent.name}/{p.name}]({output_link(p)})" for p in samples]
@@ -432,8 +546,8 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     create_markdown_artifact(report, key=artifact_key("report", campaign),
                              description=f"Run report for {campaign}")
     try:
-        versions = json.loads((out_dir / "versions.json").read_text(encoding="utf-8"))["versions"]
-    except (OSError, ValueError, KeyError):
+        versions = json.loads(read_from(location, "versions.json") or b"{}")["versions"]
+    except (RunError, ValueError, KeyError):
         versions = []
     rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
              "segments": ", ".join(v["segments"]) or "-",
@@ -447,7 +561,7 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     if rows:
         create_table_artifact(rows, key=artifact_key("versions", campaign),
                               description=f"{len(versions)} versions of {campaign}")
-    create_link_artifact(output_link(out_dir),
+    create_link_artifact(location if remote else output_link(out_dir),
                          link_text=f"Output folder of run {summary.run_id}",
                          key=artifact_key("output", campaign),
                          description=f"manifest.jsonl, report.md and the editions of {campaign}")
@@ -474,7 +588,8 @@ def send_campaign(
             (campaigns/NAME.yaml, relative to the content root).
         dry_run: On (the default) nothing leaves the machine: files are written only.
         confirm_send: Must also be on to really send (with dry_run off).
-        customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
+        customers: Customers instead of the campaign's: a CSV, JSONL or Parquet file, or a
+            `postgresql://` URL (`postgresql://host/db?table=customers`); a relative path
             is looked up from the content root, then from the working directory. Empty
             means the campaign's.
         formats: What to make for each customer; empty means the campaign's formats.
@@ -493,6 +608,9 @@ def send_campaign(
         options = check_parameters(campaign, customers, list(formats) if formats else None,
                                    as_of, limit, dry_run, confirm_send, to, advanced,
                                    mailing or scheduled_mailing(resolve_campaign(campaign)))
+    except EditionError as exc:
+        logger.error("refused before any work: %s", exc)
+        return refused(exc)
     except Exception as exc:
         logger.error("refused before any work: %s", exc)
         raise
@@ -564,8 +682,14 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     if options.limit == 0:  # the flow's 0 is the form's "every row": never widen a run
         raise UsageError("--limit 0 with --via-prefect: the flow reads 0 as every row; "
                          "give a limit of 1 or more, or leave --via-prefect off")
+    problems = dask_problems(options, task_runner, dask_address)   # before Prefect starts
+    if problems:
+        raise UsageError("; ".join(problems))
+    # Prefect stores a flow run's parameters: the customers URL goes without its password
+    # (this process keeps it to connect with)
     state = send_campaign(
-        campaign=options.campaign, customers=options.customers,
+        campaign=options.campaign,
+        customers=held(options.customers) if options.customers else options.customers,
         formats=list(options.formats) if options.formats else None, as_of=options.as_of,
         limit=options.limit, dry_run=not options.send, confirm_send=options.send,
         to=options.to, mailing=options.mailing,
@@ -582,11 +706,15 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
         raise result
     if not isinstance(result, dict):  # a Failed state carries the summary as its data
         result = state.data if isinstance(state.data, dict) else result
-    report = (Path(result["out_dir"]) / "report.md").read_text(encoding="utf-8")
+    notes = list(result.get("notes") or [])
+    try:  # through the run-folder abstraction: out_dir may be s3://…
+        report = (read_from(result["out_dir"], "report.md") or b"").decode("utf-8")
+    except RunError as exc:  # the run is done: its summary stands, with a word about it
+        report = ""
+        notes.append(f"report.md could not be read back: {exc}")
     return RunSummary(run_id=result["run_id"], out_dir=result["out_dir"],
                       counts=result["counts"], customers=result["customers"],
                       versions=result["versions"], seconds=result["seconds"], report=report,
                       mailing=result.get("mailing"), already_sent=result.get("already_sent", 0),
                       failed=result.get("failed", 0),
-                      failure_limit=result.get("failure_limit", 0),
-                      notes=list(result.get("notes") or []))
+                      failure_limit=result.get("failure_limit", 0), notes=notes)

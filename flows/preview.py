@@ -20,6 +20,7 @@ from edition.naming import artifact_key, safe_name
 from edition.preview import PreviewResult
 from edition.preview import preview_customer as preview
 from flows.campaign import AsOf, Text, output_link, resolve_customers, run_date
+from flows.refusals import refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
 
 
@@ -91,7 +92,8 @@ def preview_customer(
     Args:
         campaign: The campaign: its name, or its file (campaigns/NAME.yaml).
         customer_id: The customer's id in the customer file.
-        customers: Customer file (CSV or JSONL) instead of the campaign's; a relative path
+        customers: Customers instead of the campaign's: a CSV, JSONL or Parquet file, or a
+            `postgresql://` URL (`postgresql://host/db?table=customers`); a relative path
             is looked up from the content root, then from the working directory. Empty
             means the campaign's.
         as_of: The run date (YYYY-MM-DD); empty means today.
@@ -103,7 +105,7 @@ def preview_customer(
                                                           as_of)
     except UsageError as exc:
         logger.error("refused before any work: %s", exc)
-        raise
+        return refused(exc)
 
     result = preview(str(path), customer_id, customers=customers, fmt=format, as_of=as_of)
     name = result.campaign

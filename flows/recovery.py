@@ -26,6 +26,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from edition.campaign import Campaign
+from edition.databases import masked
 from edition.errors import FolderBusy
 from edition.run import Repair, repair
 from edition.run import recover_runs as recover_folders
@@ -154,8 +155,8 @@ class ServeLock:
             who = f" (pid {previous.get('pid')} on {previous.get('host')})" if previous else ""
             raise ServeLockError(f"edition serve is already running for this folder{who}; "
                                  f"stop it first", self.out_root) from None
-        write_json(self.out_root / SERVE_FILE, {"api_url": api_url, "started": now(),
-                                                **owner()})
+        write_json(self.out_root / SERVE_FILE, {"api_url": masked(api_url) if api_url else None,
+                                                "started": now(), **owner()})
         return previous
 
     def release(self) -> None:

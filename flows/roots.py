@@ -21,16 +21,29 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from edition.campaign import campaign_file, is_campaign_name
+from edition.databases import masked
 
 ROOT_ENV = "EDITION_CONTENT_ROOT"
 ALLOW_ENV = "EDITION_SERVE_ALLOW"
-HINT = "edition serve --allow names the other places runs may use"
+
+
+
+def allow_hint(place: str, *, file: bool = False) -> str:
+    """How to let runs use `place`: the exact `edition serve --allow` to restart with
+    (a URL without password or query; for a `file`, its folder)."""
+    if "://" in place:
+        shown = urlsplit(_shown(place))._replace(query="", fragment="").geturl()
+    else:
+        path = Path(place).expanduser()
+        shown = str(path.parent if file else path)
+    return f"to allow it, restart serve as: edition serve --allow {shlex.quote(shown)}"
 
 
 def content_root() -> Path:
@@ -104,28 +117,33 @@ class Roots:
         if customers:
             if "://" in customers:
                 if not self.reachable(customers):
-                    found.append(f"customers {_shown(customers)!r} is not allowed here ({HINT})")
+                    found.append(f"customers {_shown(customers)!r} is not allowed here "
+                                 f"({allow_hint(customers)})")
             elif not self.readable(customers):
                 found.append(f"customers {customers!r} is outside the content root and the "
-                             f"folders edition serve allows (--allow)")
+                             f"folders edition serve allows (--allow); "
+                             f"{allow_hint(customers, file=True)}")
         if out:
             if "://" in out:
                 if not self.reachable(out):
-                    found.append(f"out {_shown(out)!r} is not allowed here ({HINT})")
+                    found.append(f"out {_shown(out)!r} is not allowed here "
+                                 f"({allow_hint(out)})")
             elif not self.writable(out):
                 found.append(f"out {out!r} is outside {self.root / 'out'} and the folders "
-                             f"edition serve allows (--allow)")
+                             f"edition serve allows (--allow); {allow_hint(out)}")
         if to and to != "local" and to != own_target:
             scheme, _, where = to.partition(":")
             if scheme == "local":
                 if not self.writable(where):
                     found.append(f"to {to!r} is outside {self.root / 'out'} and the folders "
-                                 f"edition serve allows (--allow)")
+                                 f"edition serve allows (--allow); {allow_hint(where)}")
             elif not self.reachable(to):
-                found.append(f"to {_shown(to)!r} is not the campaign's delivery target "
-                             f"({HINT})")
+                found.append(f"to {_shown(to)!r} is not the campaign's delivery target, "
+                             f"and runs started from the UI may deliver only there "
+                             f"({allow_hint(to)})")
         if dask_address and not self.reachable(dask_address):
-            found.append(f"dask_address {_shown(dask_address)!r} is not allowed here ({HINT})")
+            found.append(f"dask_address {_shown(dask_address)!r} is not allowed here "
+                         f"({allow_hint(dask_address)})")
         return found
 
 
@@ -150,6 +168,5 @@ def _url_under(url: str, prefix: str) -> bool:
 
 
 def _shown(url: str) -> str:
-    """A URL without its credentials (they never go into a log)."""
-    split = urlsplit(url)
-    return split._replace(netloc=split.netloc.rpartition("@")[2]).geturl()
+    """A URL without its password (it never goes into a log): edition.databases.masked."""
+    return masked(url)

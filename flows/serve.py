@@ -19,8 +19,10 @@ teams that deploy with `prefect deploy` and a process work pool.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import html
 import http.server
 import os
 import sys
@@ -28,7 +30,9 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
+from urllib.parse import quote
 
+from edition.databases import masked
 from edition.errors import ContentError, ContentErrors, EditionError, UsageError
 from flows.roots import ALLOW_ENV, ROOT_ENV, Roots
 
@@ -224,6 +228,17 @@ def build_deployments(root: Path | str = ".", *, work_pool: str | None = None,
 
 # -- the output folder over HTTP (loopback only) -----------------------------------
 
+# What the output folder's index lists first, in this order; then folders, then files.
+FIRST = ("report.md", "manifest.jsonl", "versions.json")
+
+
+def hidden(name: str) -> bool:
+    """Files that are the tool's state, not a run's output: locks, dot files (serve's own
+    record), the ledger and suppression databases. Neither listed nor served."""
+    return name.startswith(".") or name.endswith((".lock", ".sqlite", ".sqlite-journal",
+                                                  ".sqlite-wal", ".sqlite-shm"))
+
+
 class _Quiet(http.server.SimpleHTTPRequestHandler):
     # Text without a charset is read as Windows-1252 by browsers ("â€”" for "—").
     extensions_map: ClassVar[dict[str, str]] = {
@@ -237,6 +252,52 @@ class _Quiet(http.server.SimpleHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def send_head(self) -> Any:
+        target = Path(self.translate_path(self.path))
+        try:
+            parts = target.relative_to(Path(self.directory).resolve()).parts
+        except ValueError:
+            parts = ("..",)
+        if any(hidden(part) for part in parts):
+            self.send_error(404, "File not found")
+            return None
+        return super().send_head()
+
+    def list_directory(self, path: str | os.PathLike[str]) -> Any:
+        """A run folder's index: the report first, then the manifest and versions, the
+        format folders, the other files; no locks, dot files or databases."""
+        import io
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            entries = [e for e in os.scandir(path) if not hidden(e.name)]
+        except OSError:
+            self.send_error(404, "No permission to list directory")
+            return None
+        order = {name: n for n, name in enumerate(FIRST)}
+        entries.sort(key=lambda e: (order.get(e.name, len(FIRST)),
+                                    0 if e.name in order else (1 if e.is_dir() else 2),
+                                    e.name.lower()))
+        shown = unquote(urlsplit(self.path).path)
+        rows = [] if shown in {"", "/"} else ['<li><a href="../">../</a> (up)</li>']
+        for entry in entries:
+            name = entry.name + ("/" if entry.is_dir() else "")
+            detail = ""
+            if entry.is_file():
+                with contextlib.suppress(OSError):
+                    detail = f" <small>{entry.stat().st_size:,} bytes</small>"
+            rows.append(f'<li><a href="{quote(name)}">{html.escape(name)}</a>{detail}</li>')
+        title = html.escape(shown)
+        page = (f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
+                '<style>body{font:16px/1.5 system-ui,sans-serif;margin:2em}</style>'
+                f"</head><body><h1>{title}</h1><ul>{''.join(rows)}</ul></body></html>")
+        data = page.encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        return io.BytesIO(data)
 
 
 def start_output_server(folder: Path, port: int | None = None) -> tuple[Any, str]:
@@ -282,8 +343,6 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     if work_pool:
         deploy_to_pool(root, served, work_pool, environment, log)
         return
-    from prefect import serve
-
     from flows.recovery import ServeLock
 
     deployments, _ = build_deployments(root)
@@ -299,16 +358,120 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     log.info("serving %d campaign(s) from %s: %s (+ %s); output folder at %s",
              len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
              PREVIEW, url)
+    stopper = Stopper(lock.release)
     try:
         with _quick_pickup():
-            serve(*deployments, limit=limit)
+            run_deployments(deployments, limit=limit, stopper=stopper)
     finally:
+        stopper.arm()   # whatever stopped serve, it is gone within STOP_SECONDS
         server.shutdown()
         # Prefect's runner kills the flow-run processes it started when it stops; put
         # their folders and states right now rather than at the next start.
-        _wait_for_children(10.0)
+        _wait_for_children(2.0)
         recover(root, served, log)
         lock.release()
+
+
+# How long serve may take to stop once told to (SIGTERM, Ctrl-C): pausing the schedules,
+# stopping the flow-run processes and marking their runs are API calls, and a Prefect
+# server that stopped answering kept serve waiting for minutes (each call retried, 60 s
+# apiece). Past this, serve kills what it started and exits; the next start repairs the
+# run folders and marks the runs Crashed (flows/recovery.py).
+STOP_SECONDS = 5.0
+
+
+class Stopper:
+    """Ends this process at most STOP_SECONDS after `arm()`: kills every process serve
+    started (flow runs and their workers, an ephemeral Prefect server), runs `release`
+    (the serve lock) and exits. Armed by SIGTERM and by serve's own shutdown."""
+
+    def __init__(self, release: Any, seconds: float | None = None):
+        self.release = release
+        self.seconds = STOP_SECONDS if seconds is None else seconds
+        self._armed = threading.Event()
+
+    def arm(self) -> None:
+        if not self._armed.is_set():
+            self._armed.set()
+            threading.Thread(target=self._countdown, name="edition-stop",
+                             daemon=True).start()
+
+    def _countdown(self) -> None:
+        import time
+
+        time.sleep(self.seconds)
+        self.force()
+
+    def force(self) -> None:
+        try:
+            _logger().warning("serve did not stop within %.0f s: stopping its processes "
+                              "and exiting; the next start repairs interrupted runs",
+                              self.seconds)
+            end_children(1.0)
+            self.release()
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with contextlib.suppress(Exception):
+                    stream.flush()
+            os._exit(0)
+
+
+def end_children(grace: float) -> None:
+    """SIGTERM every process under this one, SIGKILL those still there after `grace`."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    for child in children:
+        with contextlib.suppress(psutil.Error):
+            child.terminate()
+    _, alive = psutil.wait_procs(children, timeout=grace)
+    for child in alive:
+        with contextlib.suppress(psutil.Error):
+            child.kill()
+    psutil.wait_procs(alive, timeout=grace)
+
+
+def run_deployments(deployments: list[Any], *, limit: int | None, stopper: Stopper) -> None:
+    """prefect.serve, with a SIGTERM that stops it like Ctrl-C does, and in bounded time.
+
+    Prefect's own SIGTERM handler awaits nothing (`Runner.stop` returns an un-awaited
+    coroutine inside the loop) and then raises SystemExit through whatever callback
+    runs; the shutdown that follows waited on the API without a bound. Here SIGTERM
+    cancels the serving task, as Ctrl-C does, and arms the stopper."""
+    import asyncio
+    import signal
+
+    from prefect.runner import Runner
+
+    main: dict[str, Any] = {}
+
+    class ServeRunner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            self._logger.info("SIGTERM received: stopping (at most %.0f s)", stopper.seconds)
+            stopper.arm()
+            task, loop = main.get("task"), main.get("loop")
+            if task is None or loop is None:
+                raise KeyboardInterrupt
+            loop.call_soon_threadsafe(task.cancel)
+
+    runner = ServeRunner(pause_on_shutdown=True, limit=limit)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+
+    async def start() -> None:
+        main["task"], main["loop"] = asyncio.current_task(), asyncio.get_running_loop()
+        await runner.start()
+
+    names = ", ".join(f"{d.flow_name}/{d.name}" for d in deployments)
+    print(f"Your deployments are being served and polling for scheduled runs: {names}",
+          flush=True)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        asyncio.run(start())
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        _logger().info("serve stopped")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 POLL_SECONDS = 1
@@ -367,6 +530,7 @@ def check_api_access(api_url: str | None, log: Any) -> None:
 
     if not api_url:
         return  # Prefect's ephemeral server, in this process
+    shown = masked(api_url)   # what the messages say: never a password in the URL
     probe = api_url.rstrip("/") + "/admin/version"
     auth = PREFECT_API_AUTH_STRING.value()
     try:
@@ -375,20 +539,20 @@ def check_api_access(api_url: str | None, log: Any) -> None:
             token = base64.b64encode(str(auth).encode("utf-8")).decode("ascii")
             if httpx.get(probe, timeout=30, headers={"Authorization": f"Basic {token}"}
                          ).status_code == 401:
-                raise UsageError(f"the Prefect server at {api_url} refused "
+                raise UsageError(f"the Prefect server at {shown} refused "
                                  f"PREFECT_API_AUTH_STRING; set it to the server's "
                                  f"PREFECT_SERVER_API_AUTH_STRING (user:password)")
     except httpx.HTTPError:
         return  # Prefect's own client says the server cannot be reached, and retries
     if not open_door and not auth:
-        raise UsageError(f"the Prefect server at {api_url} asks for a password: set "
+        raise UsageError(f"the Prefect server at {shown} asks for a password: set "
                          f"PREFECT_API_AUTH_STRING to its PREFECT_SERVER_API_AUTH_STRING "
                          f"(user:password)")
     if open_door and not _loopback(api_url):
         log.warning("the Prefect server at %s asks for no password: anyone who reaches it "
                     "can start a send. Start the server with "
                     "PREFECT_SERVER_API_AUTH_STRING=user:password and set "
-                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)", api_url)
+                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)", shown)
 
 
 def _loopback(url: str | None) -> bool:

@@ -50,7 +50,7 @@ class AwsPublisher(BasePublisher):
     """A target behind one boto3 client, made on `open` (or the first publish)."""
 
     service: str  # the boto3 service name
-    botocore_attempts: int  # botocore's own tries of a request (its `max_attempts`)
+    botocore_attempts: int  # botocore's own tries of a request, the first included
     region: str | None
     endpoint_url: str | None
     options: Any  # typed options with profile, connections and timeout
@@ -62,7 +62,7 @@ class AwsPublisher(BasePublisher):
                 self.service, target=self.target, region=self.region,
                 endpoint_url=self.endpoint_url, profile=self.options.profile,
                 config={
-                    "retries": {"mode": "standard", "max_attempts": self.botocore_attempts},
+                    "retries": retries(self.botocore_attempts),
                     "max_pool_connections": max(1, self.options.connections),
                     "connect_timeout": self.options.timeout,
                     "read_timeout": self.options.timeout,
@@ -73,6 +73,16 @@ class AwsPublisher(BasePublisher):
         if self.client is not None:
             self.client.close()
             self.client = None
+
+
+def retries(attempts: int) -> dict[str, Any]:
+    """botocore's retry settings for `attempts` tries of a request, the first included.
+
+    botocore's `max_attempts` counts retries, not tries: `max_attempts: 1` resends once,
+    and standard mode resends after a dropped connection, when the service may already
+    have acted. `total_max_attempts` counts the first try, so 1 means never resent.
+    """
+    return {"mode": "standard", "total_max_attempts": max(1, attempts)}
 
 
 def error_parts(exc: Any) -> tuple[str, str, int]:

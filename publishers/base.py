@@ -17,6 +17,7 @@ from urllib.parse import SplitResult
 
 from edition.addresses import AddressError, parse_mailbox
 from edition.config import target_options
+from edition.databases import masked
 from edition.errors import DeliveryError
 from edition.naming import safe_name
 from edition.targets import Delivery, Outcome, Publisher
@@ -117,20 +118,14 @@ def refuse_secrets(url: SplitResult, env_hint: str) -> None:
     if "@" in url.netloc or url.username is not None or url.password is not None:
         raise DeliveryError(
             f"credentials are not allowed in the target; set {env_hint} in the environment",
-            target=strip_userinfo(url)._replace(query="").geturl(),
+            target=masked(url.geturl()),
         )
     keys = {k.lower() for k, _, _ in (p.partition("=") for p in url.query.split("&") if p)}
     if keys & _SECRET_QUERY_KEYS:
         raise DeliveryError(
             f"credentials are not allowed in the target; set {env_hint} in the environment",
-            target=strip_userinfo(url)._replace(query="").geturl(),
+            target=masked(url.geturl()),
         )
-
-
-def strip_userinfo(url: SplitResult) -> SplitResult:
-    """`url` without `user:password@`."""
-    host = url.netloc.rpartition("@")[2]
-    return url._replace(netloc=host)
 
 
 # --- options ------------------------------------------------------------------------------

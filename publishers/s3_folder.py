@@ -1,25 +1,30 @@
 """Run folders in S3: `--out s3://bucket/prefix` gives the same layout as objects.
 
 Workers upload a batch's files in parallel (one client per process, a small thread
-pool), with their content types; the main process puts manifest.jsonl, versions.json,
-report.md and run.json when the run ends, and holds the folder with a lock object made
-by a conditional PUT (If-None-Match), so a second run on the prefix is refused.
+pool), with their content types; the main process puts run.json when the run starts and
+manifest.jsonl, versions.json, report.md and run.json when it ends. One run at a time
+holds the folder through its lock object (publishers.s3_lock: a lease, renewed; a dead
+holder's lock is taken over).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
-from edition.errors import FolderBusy, RunError
-from edition.naming import CONTENT_TYPES
-from publishers.aws import error_parts, make_client
+from edition.errors import RunError
+from edition.naming import CONTENT_TYPES, EXTENSIONS
+from edition.runfolder import LOCK_FILE
+from publishers.aws import error_parts, make_client, retries
 from publishers.base import redact
+from publishers.s3_lock import Conflict, Lease, take
 
 ENDPOINT_ENV = "EDITION_S3_ENDPOINT_URL"
 UPLOADS = 8  # parallel PUTs per process: enough to hide the round trips, few connections
+_CONFLICT = {"PreconditionFailed", "ConditionalRequestConflict"}
 _TYPES = {".html": CONTENT_TYPES["html"], ".txt": CONTENT_TYPES["text"],
           ".eml": CONTENT_TYPES["eml"], ".pdf": CONTENT_TYPES["pdf"],
           ".jsonl": "application/x-ndjson", ".json": "application/json",
@@ -41,6 +46,8 @@ class S3Folder:
         self._queue: list[tuple[str, bytes]] = []
         self._client: Any = None
         self._pool: ThreadPoolExecutor | None = None
+        self._held: Lease | None = None     # the lock, while this object holds it
+        self.taken_over: dict[str, Any] | None = None   # the dead holder we replaced
 
     # -- the writer interface (edition.runfolder.FileWriter's) -------------------------
 
@@ -72,27 +79,32 @@ class S3Folder:
             self._client = make_client(
                 "s3", target=self.location, region=None,
                 endpoint_url=os.environ.get(ENDPOINT_ENV), profile=None,
-                config={"retries": {"mode": "standard", "max_attempts": 5},
+                config={"retries": retries(5),
                         "max_pool_connections": UPLOADS + 2})
         return self._client
 
-    def put(self, relative: str, data: bytes, **extra: Any) -> None:
+    def put(self, relative: str, data: bytes, **extra: Any) -> str:
+        """Store one object; its ETag."""
         from botocore.exceptions import BotoCoreError, ClientError
 
+        if self._held is not None and self._held.lost:
+            raise RunError(f"this run lost {self.location} to another run (its lock was "
+                           f"not renewed within {self._held.seconds:g} s); nothing more is "
+                           f"written", self.location)
         ctype = _TYPES.get(os.path.splitext(relative)[1], "application/octet-stream")
         try:
-            self.client().put_object(Bucket=self.bucket, Key=self.key(relative), Body=data,
-                                     ContentType=ctype, **extra)
+            reply = self.client().put_object(Bucket=self.bucket, Key=self.key(relative),
+                                             Body=data, ContentType=ctype, **extra)
         except ClientError as exc:
             code, message, _ = error_parts(exc)
-            if code in {"PreconditionFailed", "ConditionalRequestConflict"}:
-                raise FolderBusy(f"another run holds {self.location} (its lock object "
-                                 f"{self.key(relative)} exists)", self.location) from None
+            if code in _CONFLICT:
+                raise Conflict(code) from None
             raise RunError(f"cannot write {self.key(relative)}: {code}: {message}",
                            self.location) from None
         except BotoCoreError as exc:
             raise RunError(f"cannot write {self.key(relative)}: {redact(str(exc))}",
                            self.location) from None
+        return str(reply.get("ETag") or "")
 
     def get(self, relative: str) -> bytes | None:
         from botocore.exceptions import ClientError
@@ -117,26 +129,80 @@ class S3Folder:
             raise
         return True
 
+    def read_json(self, relative: str) -> dict[str, Any] | None:
+        """A small JSON object (run.json), or None when absent or not a JSON object."""
+        data = self.get(relative)
+        try:
+            value = json.loads(data) if data is not None else None
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
     def delete(self, relative: str) -> None:
         self.client().delete_object(Bucket=self.bucket, Key=self.key(relative))
 
-    def clear(self) -> None:
-        """Every object under the prefix, gone (for --overwrite)."""
-        paginator = self.client().get_paginator("list_objects_v2")
-        prefix = f"{self.prefix}/" if self.prefix else ""
-        for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
-            if keys:
-                self.client().delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+    def _relatives(self) -> list[str]:
+        """Every object under the prefix, relative to it."""
+        from botocore.exceptions import BotoCoreError, ClientError
 
-    def lock(self, holder: bytes) -> None:
-        """Take the folder: a lock object that only one PUT can create."""
-        self.put(".edition.lock", holder, IfNoneMatch="*")
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        try:
+            paginator = self.client().get_paginator("list_objects_v2")
+            return [o["Key"][len(prefix):]
+                    for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix)
+                    for o in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise RunError(f"cannot list {self.location}: {_reason(exc)}",
+                           self.location) from None
+
+    def _delete_many(self, relatives: list[str]) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        for start in range(0, len(relatives), 1000):   # DeleteObjects takes 1,000 keys
+            keys = [{"Key": self.key(rel)} for rel in relatives[start:start + 1000]]
+            try:
+                self.client().delete_objects(Bucket=self.bucket, Delete={"Objects": keys})
+            except (BotoCoreError, ClientError) as exc:
+                raise RunError(f"cannot delete objects under {self.location}: "
+                               f"{_reason(exc)}", self.location) from None
+
+    def clear(self) -> None:
+        """Every object under the prefix gone (for --overwrite), but the lock we hold."""
+        self._delete_many([rel for rel in self._relatives() if rel != LOCK_FILE])
+
+    def remove_unlisted(self, listed: set[str]) -> list[str]:
+        """Delete customer files no manifest row names (a dead run's batches that the run
+        finishing its folder did not make again); like edition.runfolder.remove_unlisted."""
+        folders = tuple(f"{fmt}/" for fmt in EXTENSIONS)
+        stray = [rel for rel in self._relatives()
+                 if rel.startswith(folders) and rel not in listed]
+        self._delete_many(stray)
+        return stray
+
+    # -- the lock (publishers.s3_lock) ---------------------------------------------------
+
+    def lock(self, holder: dict[str, Any]) -> None:
+        """Hold the folder (a dead holder's lock is taken over); FolderBusy names a live
+        one. `holder`: run id, host, pid, pid start (edition.runfolder.owner)."""
+        self._held = take(self, holder)
+        self.taken_over = self._held.replaced
 
     def unlock(self) -> None:
-        self.delete(".edition.lock")
+        """Let go: stop renewing and delete the lock, if it is still ours."""
+        held, self._held = self._held, None
+        if held is not None:
+            held.release()
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+def _reason(exc: Exception) -> str:
+    from botocore.exceptions import ClientError
+
+    if isinstance(exc, ClientError):
+        code, message, _ = error_parts(exc)
+        return f"{code}: {message}"
+    return redact(str(exc)) or type(exc).__name__

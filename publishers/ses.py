@@ -43,7 +43,7 @@ class SesPublisher(AwsPublisher):
     """Sends each delivery's raw message through SES v2 `SendEmail`."""
 
     service = "sesv2"
-    botocore_attempts = 1  # no automatic resend of a request SES may have taken
+    botocore_attempts = 1  # one try: botocore never resends a request SES may have taken
 
     def __init__(self, target: str, *, out_dir: Path | None = None,
                  options: Mapping[str, Any] | None = None):

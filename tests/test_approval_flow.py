@@ -138,3 +138,119 @@ def test_a_send_waits_for_its_approver(prefect_harness: None, site: Path,
             state.message
         assert final_state(seen["id"]).is_cancelled()
         assert len(sink.messages) == 20 and not (fourth / "sends").exists()
+
+
+def when_paused(action: Callable[[Any], None], seen: dict[str, Any],
+                stop: threading.Event) -> threading.Thread:
+    """A thread that, once a flow run pauses, calls `action(flow_run_id)` (until `stop`)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
+    from prefect.client.schemas.filters import FlowRunFilterStateName as Name
+
+    def wait() -> None:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not stop.is_set():
+            with get_client(sync_client=True) as client:
+                paused = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(name=Name(any_=["Paused"]))))
+            if paused:
+                seen["id"] = paused[0].id
+                action(paused[0].id)
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_unsigned_links_are_refused_before_the_pause(prefect_harness: None, site: Path,
+                                                     customers: Callable, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17, finding 1: no approval can make unsigned links sendable, so the run ends
+    Failed with the reason instead of waiting for one; nothing leaves."""
+    from prefect.flow_runs import resume_flow_run
+
+    from flows.campaign import RunSettings, send_campaign
+
+    path, out = customers(10), tmp_path / "unsigned"
+    monkeypatch.delenv("EDITION_UNSUBSCRIBE_SECRET")
+    seen: dict[str, Any] = {}
+    stop = threading.Event()
+    approver = when_paused(lambda run: resume_flow_run(run, run_input={
+        "approve": True, "approver": "Dee"}), seen, stop)
+    with smtp_sink() as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
+        try:
+            state = send_campaign(campaign=str(site / CAMPAIGN), customers=str(path),
+                                  dry_run=False, confirm_send=True, return_state=True,
+                                  advanced=RunSettings(out=str(out),
+                                                       approval_timeout_hours=60 / 3600))
+        finally:
+            stop.set()
+            approver.join(30)
+        assert state.is_failed(), state
+        assert "cannot be sent as it is" in state.message and "unsigned" in state.message
+        assert "nothing was sent" in state.message
+        assert "id" not in seen, "nobody should be asked to approve what cannot be sent"
+        assert sink.messages == [] and not (out / "approval.json").exists()
+        assert "Cannot be sent as it is" in (out / "report.md").read_text()
+
+
+def test_a_rerender_during_the_pause_is_refused(prefect_harness: None, site: Path,
+                                                customers: Callable, tmp_path: Path) -> None:
+    """Issue 17, findings 2 and 22: the folder is held while the approver reads (a day,
+    perhaps): a re-render with --overwrite is refused and the reviewed editions are sent;
+    the review compares with the last approved run, although --out put it elsewhere."""
+    from email.parser import BytesHeaderParser
+
+    from fixtures_sending import edition, make_customers, manifest, run_args
+    from prefect.flow_runs import resume_flow_run
+
+    path = customers(10)
+    others = make_customers(10, tmp_path / "others.csv", seed=99)
+    earlier = tmp_path / "elsewhere" / "nov-23"
+    with smtp_sink() as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
+        assert edition(*run_args(path, earlier, "--limit", 3), cwd=site)[0] == 0
+        assert edition("approve", earlier, "--by", "Ann", "--yes", cwd=site)[0] == 0
+        assert edition("send", earlier, "--yes", cwd=site)[0] == 0
+        out = site / "out" / "review"
+        attempt: dict[str, Any] = {}
+
+        def rerender_then_approve(run: Any) -> None:
+            attempt["rerender"] = edition(*run_args(others, out), "--overwrite", cwd=site)
+            resume_flow_run(run, run_input={"approve": True, "approver": "Dee"})
+
+        seen: dict[str, Any] = {}
+        stop = threading.Event()
+        thread = when_paused(rerender_then_approve, seen, stop)
+        try:
+            from flows.campaign import RunSettings, send_campaign
+
+            state = send_campaign(campaign=str(site / CAMPAIGN), customers=str(path),
+                                  dry_run=False, confirm_send=True, return_state=True,
+                                  advanced=RunSettings(out=str(out)))
+        finally:
+            stop.set()
+            thread.join(60)
+        code, stdout, stderr = attempt["rerender"]
+        assert code == 1 and "is using this run folder" in stderr, stdout + stderr
+        assert state.is_completed(), state
+        reviewed = set()
+        for row in manifest(out):
+            to = str(BytesHeaderParser().parsebytes((out / row["files"]["eml"]).read_bytes())
+                     ["To"])
+            reviewed.add(to.rpartition("<")[2].rstrip(">"))
+        assert len(reviewed) == 10   # (the earlier run mailed 3 of them another mailing)
+        assert set(sink.received) == reviewed and len(sink.messages) == 3 + 10
+        from prefect.client.orchestration import get_client
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+        with get_client(sync_client=True) as client:
+            artifacts = {a.key: a for a in client.read_artifacts(
+                artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(
+                    any_=[seen["id"]]))) if a.key}
+        changes = artifacts["changes-weekly-newsletter"].data
+        assert "No earlier approved or sent run" not in changes
+        assert str(earlier) in changes, changes

@@ -125,7 +125,10 @@ def check_statuses(result: dict[str, Any], people: Path, expected: Any,
     counted: Counter[tuple[str, str | None]] = Counter()
     for row, entry in zip(rows, manifest, strict=True):
         status, reason = expected(row)
-        assert (entry["status"], entry["reason"]) == (status, reason), row
+        got = entry["reason"]
+        if reason == NOTHING and got and got.startswith(NOTHING + ": "):
+            got = NOTHING  # then the candidates and why each was skipped (tested below)
+        assert (entry["status"], got) == (status, reason), row
         counted[(status, reason)] += 1
         if status == "excluded":
             assert entry["files"] == {} and entry["version"] is None, entry
@@ -184,7 +187,9 @@ def test_validate_tells_the_same_audience_before_the_run(site: Path, people: Pat
             f"excluded, 0 suppressed)") in stdout
     assert f"{reasons[AUDIENCE]:,} × excluded: not in the audience" in stdout
     assert f"{reasons[EXCLUDED]:,} × excluded: {EXCLUDED}" in stdout
-    assert f"{reasons[NOTHING]:,} × excluded: {NOTHING}" in stdout
+    # each such row names its candidates; validate counts them under the slot's reason
+    nothing = sum(n for reason, n in reasons.items() if reason.startswith(NOTHING))
+    assert nothing and f"{nothing:,} × excluded: {NOTHING}" in stdout
 
 
 def test_the_vip_sample_campaign_reaches_only_its_rule(vip: dict[str, Any], people: Path,
@@ -208,3 +213,41 @@ def test_the_vip_sample_campaign_reaches_only_its_rule(vip: dict[str, Any], peop
     assert rc == 0, stdout + stderr
     assert (f"audience: {rendered:,} customers ({ROWS - rendered:,} excluded, "
             f"0 suppressed)") in stdout
+
+
+def test_nothing_to_send_names_the_modules_and_why_each_was_skipped(content_tree, tmp_path):
+    """"slot 'offer' empty" alone left a team guessing: the reason names the expired
+    offer (and its date), the one for another segment, the one in another language."""
+    root = content_tree(
+        campaigns={"club.yaml": {
+            "name": "club", "template": "t.html.j2", "formats": ["html"],
+            "sender": "Club <club@example.com>", "subject": "News", "kind": "transactional",
+            "segments": {"vip": "visits >= 10"},
+            "slots": {"offer": {"kind": "offer", "count": 1}}, "require": ["offer"]}},
+        templates={"t.html.j2": "{% for o in offer %}{{ o.html }}{% endfor %}"},
+        offers={"spring-sale.md": {"title": "Spring sale", "valid_until": "2026-03-31"},
+                "vip-night.md": {"title": "VIP night", "segments": ["vip"]},
+                "oferta.md": {"title": "Oferta", "locales": ["es"]},
+                "other.md": {"title": "Other", "campaigns": ["another"]}},
+        customers={"c.csv": [{"id": "G1", "email": "g1@example.com", "visits": 2},
+                             {"id": "G2", "email": "g2@example.com", "visits": 12}]})
+    out = tmp_path / "out"
+    rc, stdout, stderr = run_cli("run", "campaigns/club.yaml", "--customers", "data/c.csv",
+                                 "--out", out, "--as-of", "2026-05-02", cwd=root)
+    assert rc == 0, stdout + stderr
+    rows = {m["customer_id"]: m for m in read_manifest(out)}
+    assert rows["G2"]["status"] == "rendered"
+    assert rows["G1"]["status"] == "excluded"
+    assert rows["G1"]["reason"] == (
+        "nothing to send: slot 'offer' empty: oferta (locale: en not in [es]), "
+        "spring-sale (expired: valid until 2026-03-31), "
+        "vip-night (segment mismatch: needs vip); "
+        "1 offer module(s) are for other campaigns only")
+    # the report still counts such rows together
+    assert reason_count((out / "report.md").read_text(encoding="utf-8"),
+                        "nothing to send: slot 'offer' empty") == 1
+    rc, stdout, stderr = run_cli("preview", "campaigns/club.yaml", "--customer", "G1",
+                                 "--customers", "data/c.csv", "--as-of", "2026-05-02",
+                                 cwd=root)
+    assert rc == 0, stdout + stderr
+    assert "spring-sale (expired: valid until 2026-03-31)" in stdout

@@ -191,3 +191,31 @@ def test_preview_on_a_100000_row_file(big_customers: Path, sample_root: Path) ->
                                  last, "--customers", big_customers, cwd=sample_root)
     assert rc == 0, stderr
     assert f"customer {last}" in stdout
+
+
+def test_preview_shows_the_subject_decoded(content_tree, tmp_path: Path) -> None:
+    """The .eml carries the subject as RFC 2047 words; preview says it as a mail program
+    shows it, for every format."""
+    root = content_tree(
+        campaigns={"c.yaml": {
+            "name": "club", "template": "t.html.j2", "kind": "transactional",
+            "sender": "Club Jardín <club@example.com>",
+            "subject": {"es": "{{ customer.first_name }}, tu boletín del ñandú — ¿listo?",
+                        "en": "{{ customer.first_name }}, your news"},
+            "slots": {"a": {"kind": "article", "count": 1}}, "formats": ["html", "eml"]}},
+        templates={"t.html.j2": "<p>{% for m in a %}{{ m.title }}{% endfor %}</p>"},
+        articles={"x.md": {"title": "Hola"}},
+        customers={"c.csv": [{"id": "S1", "email": "jose@example.es", "first_name": "José",
+                              "locale": "es"}]})
+    wanted = "subject: José, tu boletín del ñandú — ¿listo?"
+    rc, stdout, stderr = run_cli("preview", "campaigns/c.yaml", "--customer", "S1",
+                                 "--customers", "data/c.csv", "--format", "eml", cwd=root)
+    assert rc == 0, stderr
+    head, _, eml = stdout.partition("----- eml -----")
+    assert wanted in head.splitlines()
+    assert "Subject: =?utf-8?" in eml           # the message itself stays encoded
+    for fmt in ("text", "html"):
+        rc, stdout, stderr = run_cli("preview", "campaigns/c.yaml", "--customer", "S1",
+                                     "--customers", "data/c.csv", "--format", fmt, cwd=root)
+        assert rc == 0, stderr
+        assert wanted in stdout.splitlines()

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from fontTools.ttLib import TTFont
 from markupsafe import escape
 from PIL import Image, ImageChops
 from pypdf import PdfReader
 
 from renderers.pdf import PdfBatchRenderer, PdfStats, render_pdf, render_versions
+from renderers.pdf.fetcher import FONTS_DIR
 from renderers.pdf.slots import Slots, sentinels
 
 REPO_PRINT_CSS = Path(__file__).parents[1] / "templates" / "print.css"
+SHIPPED_SANS = set(TTFont(FONTS_DIR / "DejaVuSans.ttf").getBestCmap())
 
 NAMES = ["Maribel", "Jonas", "Aiko", "Bartholomew", "Zoë", "Ann & Bob", "Ingrid", "Tobiah",
          "Leilani", "Kwabena"]
@@ -271,9 +277,18 @@ def hard_customers() -> list[dict[str, Any]]:
             for i, name in enumerate(HARD_NAMES)]
 
 
+def shipped(name: str) -> bool:
+    """Every character of ``name`` is in the sans-serif font edition ships."""
+    return all(ord(char) in SHIPPED_SANS for char in name if not char.isspace())
+
+
 @pytest.mark.parametrize("print_css", [None, *([REPO_PRINT_CSS] if REPO_PRINT_CSS.is_file()
                                                else [])], ids=["default", "templates"][:2])
 def test_hard_names_look_like_their_whole_render(print_css: Path | None, tmp_path: Path) -> None:
+    """Whatever fonts the host has (issue 17, finding 24: Debian's chromium brings
+    fonts-liberation, which turned four stamps into whole renders here), each customer's
+    PDF is pixel for pixel their whole render; the fast path serves every name the
+    shipped fonts draw, whose layout therefore no longer depends on the host."""
     templates = tmp_path / "templates"
     templates.mkdir()
     if print_css is not None:
@@ -282,16 +297,23 @@ def test_hard_names_look_like_their_whole_render(print_css: Path | None, tmp_pat
     doc = newsletter(2)
     customers = hard_customers()
     pdfs = renderer.render(doc, customers)
-    stats = renderer.stats
-    assert stats.full == {"personal text changes the layout": 1}, stats.summary()
-    # Drawn straight unless a glyph is in no font (CJK here; DejaVu has the emoji) or
-    # a value has edge spaces or is empty: those stamps are laid out.
-    assert stats.direct == len(customers) - 4, stats.summary()
     for index, (customer, pdf) in enumerate(zip(customers, pdfs, strict=True)):
         naive = render_pdf(doc.fill(customer), templates_dir=templates)
         # The stamps are on page 1; the other pages are the same objects for everyone.
         last = None if index == 0 else 1
         assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=80, last=last)
+    # The names the shipped fonts draw: all on the fast path but the one long enough
+    # to wrap; characters beyond them (CJK here) come from the host and may go either way.
+    wraps = "Maximiliane " * 14
+    covered = [name for name in HARD_NAMES if shipped(name)]
+    stats = renderer.stats
+    assert stats.fast >= len(covered) - 1, stats.summary()
+    assert stats.full["personal text changes the layout"] >= 1, stats.summary()
+    # Drawn straight: the plain ones among them (no edge spaces, not empty, no emoji,
+    # which some hosts draw from a colour font of their own).
+    plain = [n for n in covered if n and n == n.strip() and n != wraps
+             and all(ord(c) < 0x1F000 for c in n)]
+    assert stats.direct >= len(plain), stats.summary()
     by_name = dict(zip(HARD_NAMES, pdfs, strict=True))
     assert not own_stamp_fonts(by_name["Maribel"])  # the version's fonts hold its glyphs
     assert own_stamp_fonts(by_name["Αθηνά Παπαδοπούλου"])  # a subset of its own
@@ -505,3 +527,77 @@ def test_sentinels_are_about_as_wide_as_typical_values(no_print_css: Path) -> No
     version = renderer.prepared(doc.parts)
     assert not isinstance(version, str | None)
     assert len(version.sentinels[0]) == 5
+
+
+# Text in every family name the print stylesheet pins, in the scripts the shipped fonts
+# hold, regular, bold, italic and both. Not pinned: Hebrew and Arabic in monospace
+# (DejaVu Sans Mono has half of Arabic, and a host's fontconfig may prefer its own
+# monospace fonts for the numbers in it), and scripts beyond the shipped fonts (CJK).
+FAMILIES = ["sans-serif", "serif", "monospace", "Helvetica", "Arial", "Verdana", "Georgia",
+            "Times New Roman", "Courier New"]
+SPECIMEN = "Zoë Ångström Œuvre-ﬁnch Αθηνά Жанна €12,50 “quotes” – № ✓"
+RIGHT_TO_LEFT = " דוד כהן محمد علي"
+MONOSPACE = {"monospace", "Courier New"}
+_RENDER = """
+import sys
+from pathlib import Path
+from renderers.pdf import render_pdf
+html, templates, out = Path(sys.argv[1]).read_text(), sys.argv[2], sys.argv[3]
+Path(out).write_bytes(render_pdf(html, templates_dir=templates))
+"""
+
+
+def fontconfig(tmp_path: Path, name: str, folders: list[str]) -> dict[str, str]:
+    """An environment whose fontconfig sees only ``folders`` (no system config at all)."""
+    config = tmp_path / f"{name}.conf"
+    dirs = "".join(f"<dir>{folder}</dir>" for folder in folders)
+    config.write_text(f'<?xml version="1.0"?><fontconfig>{dirs}'
+                      f"<cachedir>{tmp_path / 'fc-cache'}</cachedir></fontconfig>")
+    return {"FONTCONFIG_FILE": str(config)}
+
+
+def test_pages_do_not_depend_on_the_hosts_fonts(tmp_path: Path) -> None:
+    """The same document renders to the same pixels whatever fontconfig offers: the
+    host's own fonts, only Liberation's (what Debian's chromium pulls in), or no fonts
+    at all (issue 17, finding 24). With the repository's print.css, whose Helvetica
+    was Liberation Sans on one host and DejaVu Sans on the next."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    shutil.copy(REPO_PRINT_CSS, templates / "print.css")
+    blocks = "".join(
+        f'<p style="font-family: {family}">{family}: {text} <b>bold {text}</b> '
+        f"<i>italic {text}</i> <b><i>both {text}</i></b></p>"
+        for family in FAMILIES
+        for text in [SPECIMEN + ("" if family in MONOSPACE else RIGHT_TO_LEFT)])
+    document = newsletter(3).fill(customers_for(3)[0]).replace("<header", blocks + "<header")
+    source = tmp_path / "doc.html"
+    source.write_text(document, encoding="utf-8")
+    environments = {
+        "host": {},
+        "liberation only": fontconfig(tmp_path, "liberation",
+                                      ["/usr/share/fonts/truetype/liberation"]),
+        "no fonts": fontconfig(tmp_path, "none", []),
+    }
+    reference: list[Image.Image] = []
+    for name, env in environments.items():
+        out = tmp_path / f"{name}.pdf"
+        subprocess.run([sys.executable, "-c", _RENDER, str(source), str(templates), str(out)],
+                       check=True, env={**os.environ, **env}, capture_output=True, timeout=300)
+        images = page_images(out.read_bytes(), tmp_path, name.replace(" ", "-"), dpi=60)
+        if not reference:
+            reference = images
+            assert len(reference) >= 3
+            continue
+        assert len(images) == len(reference), name
+        for number, (a, b) in enumerate(zip(reference, images, strict=True), 1):
+            assert ImageChops.difference(a, b).getbbox() is None, f"page {number} with {name}"
+
+
+def test_shipped_fonts_have_their_licence_and_coverage() -> None:
+    """The fonts carry their licence, and coverage.json is what the fonts hold."""
+    from renderers.pdf.fontfaces import COVERAGE, FONT_FAMILIES, coverage
+
+    files = {file for faces in FONT_FAMILIES.values() for file, _, _ in faces}
+    assert files <= {path.name for path in FONTS_DIR.glob("*.ttf")}
+    assert "Bitstream Vera" in (FONTS_DIR / "LICENSE").read_text(encoding="utf-8")
+    assert json.loads(COVERAGE.read_text(encoding="utf-8")) == coverage()

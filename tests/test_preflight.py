@@ -113,7 +113,10 @@ def test_marketing_mail_without_an_unsubscribe_url_is_refused_for_a_send(content
     root = content_tree(campaigns={"pf.yaml": data}, templates={"page.html.j2": GOOD_PAGE},
                         articles={"a.md": {"title": "A"}}, customers={"customers.csv": rows()})
     rc, stdout, stderr = cli("validate", "campaigns/pf.yaml", cwd=root)
-    assert rc == 0 and "needs unsubscribe_url" in stdout and "a send is refused" in stdout
+    assert "needs unsubscribe_url" in stdout and "a send is refused" in stdout
+    # the page prints customer.unsubscribe_url, which no customer gets without it: even
+    # a dry run would fail every one of them (issue 17, finding 17)
+    assert rc == 2 and "templates/page.html.j2:1: prints customer.unsubscribe_url" in stderr
     out = root / "sent"
     rc, stdout, stderr = cli("run", "campaigns/pf.yaml", "--out", str(out), "--send",
                              "--to", f"local:{root / 'mailbox'}", "--yes", cwd=root)

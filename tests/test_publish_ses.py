@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import socket
+import struct
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +26,19 @@ from fixtures_delivery import (  # noqa: F401 (moto_url is a fixture)
     moto_sent_raw,
     moto_url,
 )
+from fixtures_sending import (
+    AWS,
+    NAME,
+    copy_site,
+    customer_rows,
+    edition,
+    ledger_file,
+    make_customers,
+    manifest,
+    run_args,
+)
 
+from edition.ledger import SendLedger
 from publishers import DeliveryError, open_publisher
 from publishers.ses import SesPublisher
 
@@ -183,3 +203,109 @@ def test_aws_secret_never_in_outcomes_or_logs(ses: Any, moto_url: str,
     assert outcome.status == "failed" and "***" in (outcome.reason or "")
     assert secret not in repr(outcome)
     assert secret not in caplog.text
+
+
+# --- a reply lost after SES took the message (issue 17, finding 4) ---------------------------
+
+
+class _LossySes(ThreadingHTTPServer):
+    """SES v2 `SendEmail` on 127.0.0.1 that reads each request, counts it per recipient, and
+    drops the connection without a reply on the first request for each `lose` recipient:
+    the message was taken, the reply is lost. Every other request gets a MessageId."""
+
+    daemon_threads = True
+
+    def __init__(self, lose: set[str]):
+        super().__init__(("127.0.0.1", 0), _LossyHandler)
+        self.lose = set(lose)
+        self.requests: Counter[str] = Counter()
+        self.lost: set[str] = set()
+        self.guard = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _LossyHandler(BaseHTTPRequestHandler):
+    server: _LossySes
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.path.rstrip("/") != "/v2/email/outbound-emails":
+            self.send_error(404)
+            return
+        [to] = json.loads(body)["Destination"]["ToAddresses"]
+        with self.server.guard:
+            self.server.requests[to] += 1
+            lose = to in self.server.lose and to not in self.server.lost
+            if lose:
+                self.server.lost.add(to)
+        if lose:  # taken, then the connection goes (RST): no reply ever reaches the client
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                                       struct.pack("ii", 1, 0))
+            self.close_connection = True
+            return
+        reply = json.dumps({"MessageId": f"m-{to}-{self.server.requests[to]}"}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+
+@contextmanager
+def lossy_ses(lose: set[str]) -> Iterator[_LossySes]:
+    server = _LossySes(lose)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def test_a_lost_reply_is_unknown_after_one_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    with lossy_ses({"c1@example.com"}) as server, publisher(server.url) as pub:
+        lost = pub.publish(make_delivery("c1"))
+        kept = pub.publish(make_delivery("c2"))
+    assert server.requests == {"c1@example.com": 1, "c2@example.com": 1}
+    assert lost.status == "unknown" and "may have been sent" in (lost.reason or "")
+    assert (kept.status, kept.provider_id) == ("sent", "m-c2@example.com-1")
+
+
+def test_send_with_lost_replies_never_mails_anyone_twice(tmp_path: Path) -> None:
+    """The real CLI sends 20 customers; SES takes half of them and loses the reply. Each
+    recipient gets one request; the lost ones are `unknown` in the manifest and the ledger
+    (exit 3, max_failed 0), and a second send of the mailing leaves them alone."""
+    site = copy_site(tmp_path / "site")
+    path = make_customers(20, tmp_path / "customers.csv")
+    people = [row["email"] for row in customer_rows(path)]
+    lose = set(people[::2])
+    with lossy_ses(lose) as server:
+        env = AWS | {"EDITION_SES_ENDPOINT_URL": server.url}
+        code, out, err = edition(*run_args(path, tmp_path / "run"), "--send", "--yes",
+                                 "--to", "ses", cwd=site, env=env)
+        assert code == 3, out + err
+        assert server.requests == Counter(people), "a recipient got more than one request"
+        rows = manifest(tmp_path / "run")
+        by_email = dict(zip(people, rows, strict=True))
+        assert {e for e, r in by_email.items() if r["status"] == "unknown"} == lose
+        assert {e for e, r in by_email.items() if r["status"] == "sent"} == set(people) - lose
+        with SendLedger(ledger_file(site)) as ledger:
+            assert ledger.counts(NAME)["unknown"] == len(lose)
+            assert ledger.counts(NAME)["sent"] == len(people) - len(lose)
+
+        # the same mailing again: the unknown ones are not guessed at, nobody is re-sent
+        code, out, err = edition(*run_args(path, tmp_path / "again"), "--send", "--yes",
+                                 "--to", "ses", cwd=site, env=env)
+        assert code == 3, out + err
+        assert server.requests == Counter(people)
+        assert {r["status"] for r in manifest(tmp_path / "again")} == {"sent", "unknown"}

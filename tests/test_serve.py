@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -308,3 +309,49 @@ def test_serve_picks_up_runs_every_second_unless_told_otherwise(monkeypatch) -> 
     monkeypatch.setenv("PREFECT_RUNNER_POLL_FREQUENCY", "7")
     with _quick_pickup():  # the user's choice is left alone
         assert get_current_settings().runner.poll_frequency != POLL_SECONDS
+
+
+def test_the_output_links_show_an_index_with_the_report_first_and_no_locks(
+        tmp_path: Path) -> None:
+    """The Prefect UI's output link opened a bare directory listing with .edition.lock in
+    it: the index lists the report first, and the tool's state is neither listed nor
+    served."""
+    import httpx
+
+    from flows.serve import start_output_server
+
+    out = tmp_path / "out"
+    run = out / "weekly-newsletter" / "20261102-080000-ab12"
+    (run / "html").mkdir(parents=True)
+    for name, text in {"manifest.jsonl": "{}\n", "versions.json": "{}", "run.json": "{}",
+                       "report.md": "# Run report\n", ".edition.lock": "", "zz.txt": "z",
+                       "html/C000001.html": "<p>hi</p>", "html/.partial.tmp": "x",
+                       "ledger.sqlite": "x"}.items():
+        (run / name).write_text(text, encoding="utf-8")
+    (out / ".edition-serve.json").write_text('{"pid": 1}', encoding="utf-8")
+    (out / "suppression.sqlite").write_text("x", encoding="utf-8")
+    server, url = start_output_server(out, 0)
+    try:
+        page = httpx.get(f"{url}weekly-newsletter/20261102-080000-ab12/", timeout=30)
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        links = re.findall(r'<a href="([^"]+)">', page.text)
+        assert links == ["../", "report.md", "manifest.jsonl", "versions.json", "html/",
+                         "run.json", "zz.txt"]
+        top = httpx.get(url, timeout=30).text
+        assert re.findall(r'<a href="([^"]+)">', top) == ["weekly-newsletter/"]
+        html_folder = httpx.get(f"{url}weekly-newsletter/20261102-080000-ab12/html/",
+                                timeout=30).text
+        assert re.findall(r'<a href="([^"]+)">', html_folder) == ["../", "C000001.html"]
+        report = httpx.get(f"{url}weekly-newsletter/20261102-080000-ab12/report.md",
+                           timeout=30)
+        assert report.text == "# Run report\n"
+        for hidden in ("weekly-newsletter/20261102-080000-ab12/.edition.lock",
+                       "weekly-newsletter/20261102-080000-ab12/%2eedition.lock",
+                       "weekly-newsletter/20261102-080000-ab12/ledger.sqlite",
+                       ".edition-serve.json", "suppression.sqlite",
+                       "weekly-newsletter/20261102-080000-ab12/html/.partial.tmp"):
+            assert httpx.get(url + hidden, timeout=30).status_code == 404, hidden
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -57,6 +57,32 @@ def test_a_customer_id_of_any_text_round_trips() -> None:
     assert verify(token("C1", None), SECRET).address_hash == ""
 
 
+def test_a_token_carries_the_customers_locale_for_the_page() -> None:
+    """The unsubscribe page answers in the customer's language: the token says which."""
+    spanish = make_token(campaign="boletin", customer_id="C7", address="a@b.example",
+                         secret=SECRET, locale="es-MX")
+    assert verify(spanish, SECRET) == Subscriber("boletin", "C7", address_hash("a@b.example"),
+                                                 "es-MX")
+    assert verify(token(), SECRET).locale == ""   # links made without one keep working
+    # text that is not a language tag stays out of the token (it is the customer file's)
+    for junk in ["", "   ", "<script>", "es\nX-Injected: 1", "x" * 40, "español"]:
+        made = make_token(campaign="boletin", customer_id="C7", address=None, secret=SECRET,
+                          locale=junk)
+        assert verify(made, SECRET).locale == ""
+        assert made == make_token(campaign="boletin", customer_id="C7", address=None,
+                                  secret=SECRET)
+    # a tampered locale token fails like any other
+    raw = bytearray(base64.urlsafe_b64decode(spanish + "=" * (-len(spanish) % 4)))
+    raw[-1] ^= 1
+    with pytest.raises(InvalidToken):
+        verify(base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode(), SECRET)
+    links = UnsubscribeLinks.build("boletin", "https://acme.example/u",
+                                   environ={SECRET_ENV: SECRET})
+    assert verify(token_of(links.url("C7", None, "es")), SECRET).locale == "es"
+    header = links.headers("C7", None, "es")["List-Unsubscribe"]
+    assert verify(token_of(header.strip("<>")), SECRET).locale == "es"
+
+
 @pytest.mark.parametrize("change", ["flip", "cut", "extend", "empty", "junk", "padding"])
 def test_an_edited_token_does_not_verify(change: str) -> None:
     good = token()

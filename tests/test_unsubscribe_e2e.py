@@ -142,7 +142,10 @@ def test_unsubscribe_from_real_messages_then_a_send_skips_them(
             page.goto(link)
             assert len(entries(root)) == 1  # a GET (a mail scanner's prefetch) changes nothing
             page.click("#unsubscribe")
-            page.wait_for_selector("text=You are unsubscribed")
+            # the page speaks the customer's language (their link carries their locale)
+            done = ("Se ha dado de baja" if str(by_page["locale"]).startswith("es")
+                    else "You are unsubscribed")
+            page.wait_for_selector(f"text={done}")
         finally:
             browser.close()
     assert {(e.customer_id, e.source) for e in entries(root)} == {
@@ -177,3 +180,27 @@ def test_unsubscribe_from_real_messages_then_a_send_skips_them(
     for _, recipients, content in sink.messages:
         assert not gone & set(recipients)
         assert not any(address.encode() in content for address in gone)
+
+
+def test_a_spanish_customers_link_opens_the_page_in_spanish(
+        site: tuple[Path, str], tmp_path: Path) -> None:
+    """The link a run signs carries the customer's locale: the page answers in Spanish,
+    naming the campaign as its sender does ("Acme Weekly"), whatever the browser says."""
+    root, server = site
+    customers = tmp_path / "customers.csv"
+    customers.write_text("id,email,first_name,locale\n"
+                         "S1,jose@example.es,José,es-MX\nS2,ann@example.com,Ann,en\n",
+                         encoding="utf-8")
+    code, out, err = edition("run", CAMPAIGN, "--customers", customers, "--out",
+                             tmp_path / "dry", "--as-of", AS_OF, cwd=root)
+    assert code == 0, out + err
+    rows = {r["customer_id"]: r for r in manifest(tmp_path / "dry")}
+    spanish = list_unsubscribe_url(message(tmp_path / "dry" / rows["S1"]["files"]["eml"]),
+                                   server)
+    page = httpx.get(spanish, headers={"Accept-Language": "en-GB,en;q=0.9"}, timeout=60)
+    assert page.status_code == 200 and page.headers["content-language"] == "es"
+    assert "¿Dejar de recibir <b>Acme Weekly</b>?" in page.text
+    english = list_unsubscribe_url(message(tmp_path / "dry" / rows["S2"]["files"]["eml"]),
+                                   server)
+    assert "Stop receiving <b>Acme Weekly</b>?" in httpx.get(english, timeout=60).text
+    assert not any(e.customer_id in {"S1", "S2"} for e in entries(root))  # GETs record nothing

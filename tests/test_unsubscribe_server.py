@@ -1,6 +1,9 @@
 """The unsubscribe server, for real: `edition unsubscribe-server` on 127.0.0.1, requests
 with httpx (RFC 8058 one-click POSTs, GETs), the confirmation page clicked in headless
-Chromium, and what it records read back through the suppression store and Suppression."""
+Chromium, and what it records read back through the suppression store and Suppression.
+Also: hostile bodies POSTed with a valid token (400, never 500, while /healthz keeps
+answering), and the page in the customer's language with the campaign's display name,
+from a template the team can override."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +25,7 @@ from fixtures_delivery import free_port
 from edition.campaign import load_campaign
 from edition.suppression import Suppression
 from edition.suppression_store import ALL_MARKETING, Entry, SuppressionStore
-from edition.unsubscribe import SECRET_ENV, make_token, unsubscribe_url
+from edition.unsubscribe import SECRET_ENV, make_token, token_of, unsubscribe_url
 
 SECRET = "the-unsubscribe-secret-of-the-tests"
 BASE = "https://acme.example/unsubscribe"
@@ -37,11 +41,11 @@ class Server:
     log: Path
 
     def link(self, customer_id: str, campaign: str = "weekly-newsletter",
-             address: str | None = None) -> str:
+             address: str | None = None, locale: str | None = None) -> str:
         """The customer's link as the message has it, pointed at this server."""
         public = unsubscribe_url(BASE, campaign=campaign, customer_id=customer_id,
                                  address=address or f"{customer_id.lower()}@example.com",
-                                 secret=SECRET)
+                                 secret=SECRET, locale=locale)
         return public.replace("https://acme.example", self.url)
 
     def entries(self, store: str = "out/suppression.sqlite") -> list[Entry]:
@@ -62,6 +66,14 @@ def write_root(root: Path) -> None:
                                                     encoding="utf-8")
     (root / "campaigns" / "offers.yaml").write_text(
         "name: offers\n" + common + "suppression: {store: state/offers.sqlite}\n",
+        encoding="utf-8")
+    # a garden club's Spanish newsletter, named for its readers (and a hostile name)
+    (root / "campaigns" / "jardin.yaml").write_text(
+        "name: boletin-jardin\n" + common + 'sender: "Club Jardín <club@jardin.example>"\n'
+        "title: {es: 'Boletín del Club Jardín', en: Garden Club news}\n",
+        encoding="utf-8")
+    (root / "campaigns" / "hostile.yaml").write_text(
+        "name: hostile\n" + common + "title: '<script>alert(1)</script> & Co'\n",
         encoding="utf-8")
 
 
@@ -184,6 +196,204 @@ def test_a_post_without_the_one_click_body_is_refused(server: Server) -> None:
                 headers={"content-type": "application/x-www-form-urlencoded"}
                 ).status_code == 413
     assert server.entries_of("C105") == []
+
+
+def nested_multipart(size: int = 64 * 1024 - 256) -> bytes:
+    """Multipart parts nested in each other until the body is `size` bytes (the attack)."""
+    head, tail, level = [], [], 0
+    while sum(map(len, head)) + sum(map(len, tail)) < size:
+        head.append(f"--{level}\r\nContent-Type:multipart/mixed;boundary={level + 1}"
+                    f"\r\n\r\n".encode())
+        tail.append(f"\r\n--{level}--".encode())
+        level += 1
+    return b"".join(head) + b"".join(reversed(tail))
+
+
+def multipart(*parts: str, boundary: str = "xyz", close: bool = True) -> bytes:
+    body = "".join(f"--{boundary}\r\n{part}\r\n" for part in parts)
+    return (body + (f"--{boundary}--\r\n" if close else "")).encode()
+
+
+ONE_CLICK_PART = 'Content-Disposition: form-data; name="List-Unsubscribe"\r\n\r\nOne-Click'
+HOSTILE = {
+    "nested multipart, 64 KB": ("multipart/form-data; boundary=0", nested_multipart()),
+    "1,000 parts": ("multipart/form-data; boundary=xyz", multipart(
+        *[f'Content-Disposition: form-data; name="f{i}"\r\n\r\n' for i in range(1000)],
+        ONE_CLICK_PART)),
+    "a file": ("multipart/form-data; boundary=xyz", multipart(
+        ONE_CLICK_PART, 'Content-Disposition: form-data; name="f"; filename="a.exe"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\nMZ" + "A" * 1000)),
+    "a 40 KB part": ("multipart/form-data; boundary=xyz", multipart(
+        ONE_CLICK_PART, 'Content-Disposition: form-data; name="via"\r\n\r\n' + "v" * 40_000)),
+    "a 10 KB part header": ("multipart/form-data; boundary=xyz", multipart(
+        'Content-Disposition: form-data; name="List-Unsubscribe"; x="' + "h" * 10_000
+        + '"\r\n\r\nOne-Click')),
+    "no boundary": ("multipart/form-data", b"List-Unsubscribe=One-Click"),
+    "no closing boundary": ("multipart/form-data; boundary=xyz",
+                            multipart(ONE_CLICK_PART, close=False)),
+    "10,000 fields": ("application/x-www-form-urlencoded",
+                      b"List-Unsubscribe=One-Click" + b"&a=1" * 10_000),
+    "raw bytes": ("application/x-www-form-urlencoded", b"List-Unsubscribe=One-Click&x=\xff"),
+    "bad percent-escapes": ("application/x-www-form-urlencoded",
+                            b"List-Unsubscribe=One-Click&x=%ff%fe"),
+    "json": ("application/json", b'{"List-Unsubscribe": "One-Click"}'),
+    "xml": ("text/xml", b"<List-Unsubscribe>One-Click</List-Unsubscribe>"),
+}
+
+
+@pytest.mark.parametrize("kind", list(HOSTILE))
+def test_a_body_that_is_not_a_small_form_gets_400(server: Server, kind: str) -> None:
+    content_type, body = HOSTILE[kind]
+    link = server.link("C120")
+    response = post(link, content=body, headers={"content-type": content_type})
+    assert response.status_code == 400, (response.status_code, response.text[:300])
+    assert server.entries_of("C120") == []
+    assert httpx.get(f"{server.url}/healthz", timeout=60).status_code == 200
+
+
+def test_the_one_click_body_alone_is_taken_typed_or_not(server: Server) -> None:
+    assert post(server.link("C121"), content=b"List-Unsubscribe=One-Click").status_code == 200
+    assert post(server.link("C122"), content=b"List-Unsubscribe=One-Click\r\n",
+                headers={"content-type": "text/plain"}).status_code == 200
+    assert len(server.entries_of("C121")) == len(server.entries_of("C122")) == 1
+
+
+HEALTHZ_BOUND = 1.5  # seconds per probe; the stalled server kept it waiting 7-10 s
+
+
+def test_hostile_posts_in_parallel_do_not_stall_the_server(server: Server) -> None:
+    """Eight 64 KB nested-multipart POSTs at once (one valid token): each answered 400,
+    and /healthz keeps answering meanwhile. The parse used to run on the event loop for
+    ~1.6 s per body and end in RecursionError (500)."""
+    link = server.link("C123")
+    body = nested_multipart()
+    headers = {"content-type": "multipart/form-data; boundary=0"}
+
+    # clients made up front: the probe times the server, not this process's TLS set-up
+    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=8)) as attackers, \
+            httpx.Client(timeout=60) as probe:
+        assert probe.get(f"{server.url}/healthz").status_code == 200
+
+        def attack(_: int) -> int:
+            return attackers.post(link, content=body, headers=headers).status_code
+
+        waits: list[float] = []
+        with ThreadPoolExecutor(8) as pool:
+            posts = [pool.submit(attack, n) for n in range(8)]
+            deadline = time.monotonic() + 120
+            while (not all(p.done() for p in posts) or len(waits) < 10) \
+                    and time.monotonic() < deadline:
+                start = time.monotonic()
+                assert probe.get(f"{server.url}/healthz").status_code == 200
+                waits.append(time.monotonic() - start)
+            statuses = [p.result() for p in posts]
+    assert max(waits) < HEALTHZ_BOUND, f"/healthz waited {max(waits):.2f} s: {waits}"
+    assert statuses == [400] * 8
+    assert server.entries_of("C123") == []
+
+
+# -- the page: the customer's language, the campaign's name, the team's template -----------
+
+
+def test_the_page_speaks_the_customers_language_and_names_the_campaign(server: Server) -> None:
+    spanish = server.link("C130", campaign="boletin-jardin", locale="es-MX")
+    page = httpx.get(spanish, timeout=60)     # no Accept-Language: the token's locale
+    assert page.status_code == 200 and page.headers["content-language"] == "es"
+    assert '<html lang="es">' in page.text
+    assert "¿Dejar de recibir <b>Boletín del Club Jardín</b>?" in page.text
+    assert "boletin-jardin" not in page.text and ">Unsubscribe" not in page.text
+    done = post(spanish)
+    assert done.status_code == 200
+    assert "Se ha dado de baja de <b>Boletín del Club Jardín</b>." in done.text
+    assert len(server.entries_of("C130")) == 1
+
+    # the customer's locale wins over the browser's; the English name for English readers
+    english = server.link("C131", campaign="boletin-jardin", locale="en")
+    page = httpx.get(english, headers={"Accept-Language": "es-ES,es;q=0.9"}, timeout=60)
+    assert "Stop receiving <b>Garden Club news</b>?" in page.text
+    # a language the pages do not speak: the browser's, then English
+    german = server.link("C132", campaign="boletin-jardin", locale="de-AT")
+    assert "¿Dejar de recibir" in httpx.get(
+        german, headers={"Accept-Language": "de;q=1, es;q=0.8, en;q=0.5"}, timeout=60).text
+    assert "Stop receiving" in httpx.get(german, timeout=60).text
+    # a link made before tokens carried a locale: the browser decides
+    old = server.link("C133", campaign="boletin-jardin")
+    assert "¿Dejar de recibir" in httpx.get(old, headers={"Accept-Language": "es"},
+                                            timeout=60).text
+    # no title: the sender's name, else the campaign's
+    assert "Stop receiving <b>weekly-newsletter</b>?" in httpx.get(server.link("C134"),
+                                                                   timeout=60).text
+
+
+def test_a_bad_link_is_refused_in_the_browsers_language(server: Server) -> None:
+    bad = server.link("C135", campaign="boletin-jardin", locale="es")[:-4]
+    page = httpx.get(bad, headers={"Accept-Language": "es"}, timeout=60)
+    assert page.status_code == 400 and "no es válido" in page.text
+    assert "not valid" in httpx.get(bad, timeout=60).text
+
+
+def test_a_hostile_display_name_is_text(server: Server) -> None:
+    page = httpx.get(server.link("C136", campaign="hostile"), timeout=60).text
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; Co" in page
+
+
+def test_every_message_of_the_pages_is_translated() -> None:
+    """The Spanish catalog holds every message the templates show (a new one fails here)."""
+    from babel.messages.extract import extract_from_dir
+
+    from web.pages import OWN_TEMPLATES, languages, translations
+
+    found = {message for _, _, message, _, _ in extract_from_dir(
+        str(OWN_TEMPLATES), method_map=[("**.j2", "jinja2.ext:babel_extract")],
+        options_map={"**.j2": {"extensions": "jinja2.ext.i18n"}})}
+    assert len(found) >= 10 and "es" in languages()
+    spanish = translations("es")
+    untranslated = [m for m in found if spanish.gettext(m) == m]
+    assert untranslated == []
+
+
+def test_a_team_template_overrides_the_page(tmp_path: Path) -> None:
+    root = tmp_path / "site"
+    write_root(root)
+    (root / "templates" / "unsubscribe.html.j2").write_text(
+        '{% extends "web-page.html.j2" %}{% block main %}<p id="ours">Garden Club: '
+        '{{ _("Unsubscribe") }} — {{ brand }} ({{ state }})</p>'
+        '{% if state == "ask" %}<form method="post"><input type="hidden" '
+        'name="List-Unsubscribe" value="One-Click"><button>x</button></form>{% endif %}'
+        "{% endblock %}", encoding="utf-8")
+    log = tmp_path / "server.log"
+    process, url = start(root, log, {SECRET_ENV: SECRET})
+    try:
+        wait_healthy(url, process, log)
+        link = unsubscribe_url(BASE, campaign="boletin-jardin", customer_id="C140",
+                               address="c140@example.com", secret=SECRET, locale="es")
+        link = link.replace("https://acme.example", url)
+        page = httpx.get(link, timeout=60)
+        assert '<p id="ours">Garden Club: Darse de baja — Boletín del Club Jardín (ask)' \
+            in page.text
+        assert '<header id="brand">Boletín del Club Jardín</header>' in page.text
+        done = post(link)
+        assert done.status_code == 200 and "(done)" in done.text
+        # a template the team broke: the recipient still gets an answer (ours), and the
+        # unsubscribe is recorded; the log says why
+        page_file = root / "templates" / "unsubscribe.html.j2"
+        page_file.write_text('{% extends "web-page.html.j2" %}{% block main %}{% if %}'
+                             "{% endblock %}", encoding="utf-8")
+        later = page_file.stat().st_mtime + 5
+        os.utime(page_file, (later, later))
+        other = link.replace(token_of(link) or "", make_token(
+            campaign="boletin-jardin", customer_id="C141", address=None, secret=SECRET,
+            locale="es"))
+        answer = post(other)
+        assert answer.status_code == 200
+        assert "Se ha dado de baja de <b>Boletín del Club Jardín</b>." in answer.text
+        with SuppressionStore(root / "out" / "suppression.sqlite") as store:
+            assert [e.customer_id for e in store.entries()] == ["C140", "C141"]
+        assert "the page template unsubscribe.html.j2 failed" in log.read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
 
 
 def test_the_store_the_campaign_names_is_written(server: Server) -> None:

@@ -8,24 +8,26 @@
 - `GET <any path>?token=...` only shows the confirmation page: mail scanners and link
   previewers fetch every link in a message, so a GET must never unsubscribe anyone.
 - A token that does not verify (edited, cut, another secret) → 400, nothing recorded.
+- A body that is not one of those small forms (web/forms.py: bounded, parsed in a worker
+  thread, never on the event loop) → 400; one over 64 KB → 413. Nothing recorded.
 - `GET /healthz` → 200 `{"status": "ok"}` (for the proxy's and the tests' health checks).
 
-Any path is accepted for the unsubscribe itself, so the reverse proxy may forward the
-public URL's path as it is. Pages send no referrer (the token is in the URL), cannot be
-framed, and are never cached. Logs name the campaign and scope, never the customer.
+The pages (web/pages.py) come from `templates/unsubscribe.html.j2` in the content root
+when the team has one, else ours, in the customer's language (the token carries their
+locale; else the browser's Accept-Language; English and Spanish so far), naming the
+campaign by its display name. Any path is accepted for the unsubscribe itself, so the
+reverse proxy may forward the public URL's path as it is. Pages send no referrer (the
+token is in the URL), cannot be framed, and are never cached. Logs name the campaign and
+scope, never the customer.
 """
 
 from __future__ import annotations
 
 import contextlib
-import html
 import logging
 import threading
 from collections.abc import AsyncIterator, Sequence
-from email.parser import BytesParser
-from email.policy import HTTP
 from pathlib import Path
-from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -41,10 +43,12 @@ from edition.suppression_store import (
     store_location_by_name,
 )
 from edition.unsubscribe import ONE_CLICK, TOKEN_PARAM, InvalidToken, Subscriber, verify
+from web.forms import BadForm, TooLarge, read_form
+from web.pages import Pages, accepted, choose_language
 
 log = logging.getLogger("edition.unsubscribe")
 
-MAX_BODY = 64 * 1024
+PAGE = "unsubscribe.html.j2"   # templates/unsubscribe.html.j2 in the content root wins
 _HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
@@ -53,57 +57,6 @@ _HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'unsafe-inline'; "
                                 "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
 }
-
-_WORDS = {
-    "en": {
-        "title": "Unsubscribe",
-        "ask": "Stop receiving <b>{campaign}</b>?",
-        "one": "Unsubscribe from {campaign}",
-        "all": "Unsubscribe from all our marketing e-mail",
-        "done": "You are unsubscribed from <b>{campaign}</b>.",
-        "done_all": "You are unsubscribed from all our marketing e-mail.",
-        "already": "You were already unsubscribed from <b>{campaign}</b>.",
-        "later": "An edition already on its way may still arrive; no new one will.",
-        "bad": "This unsubscribe link is not valid. Please use the link in the latest "
-               "e-mail you received from us, or reply to it and we will unsubscribe you.",
-        "failed": "We could not record your request just now. Please try again in a few "
-                  "minutes.",
-    },
-    "es": {
-        "title": "Darse de baja",
-        "ask": "¿Dejar de recibir <b>{campaign}</b>?",
-        "one": "Darme de baja de {campaign}",
-        "all": "Darme de baja de todos sus correos comerciales",
-        "done": "Se ha dado de baja de <b>{campaign}</b>.",
-        "done_all": "Se ha dado de baja de todos nuestros correos comerciales.",
-        "already": "Ya se había dado de baja de <b>{campaign}</b>.",
-        "later": "Puede que aún llegue una edición ya enviada; no recibirá ninguna nueva.",
-        "bad": "Este enlace para darse de baja no es válido. Use el enlace del último correo "
-               "que le enviamos, o respóndalo y le daremos de baja.",
-        "failed": "No hemos podido registrar su solicitud. Inténtelo de nuevo en unos "
-                  "minutos.",
-    },
-}
-
-
-def _language(request: Request) -> str:
-    """`es` when the browser prefers Spanish over English, else `en`."""
-    for part in request.headers.get("accept-language", "").split(","):
-        tag = part.split(";")[0].strip().lower()[:2]
-        if tag in _WORDS:
-            return tag
-    return "en"
-
-
-def _page(words: dict[str, str], body: str, status: int = 200) -> HTMLResponse:
-    text = (f"<!doctype html><html><head><meta charset=\"utf-8\">"
-            f"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{words['title']}</title><style>"
-            "body{font:18px/1.5 system-ui,sans-serif;max-width:34em;margin:3em auto;"
-            "padding:0 1em;color:#222}button{font:inherit;padding:.6em 1.2em;margin:.3em 0;"
-            "cursor:pointer}.secondary{background:none;border:1px solid #888}"
-            f"</style></head><body><main>{body}</main></body></html>")
-    return HTMLResponse(text, status_code=status, headers=_HEADERS)
 
 
 class UnsubscribeService:
@@ -146,68 +99,54 @@ class UnsubscribeService:
             self._stores.clear()
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The POSTed fields (form-urlencoded or multipart), or None when the body is too big."""
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY:
-            return None
-        chunks.append(chunk)
-    body = b"".join(chunks)
-    kind = request.headers.get("content-type", "")
-    if kind.lower().startswith("multipart/form-data"):
-        message = BytesParser(policy=HTTP).parsebytes(
-            b"Content-Type: " + kind.encode("latin-1") + b"\r\n\r\n" + body)
-        fields: dict[str, str] = {}
-        if message.is_multipart():
-            for part in message.iter_parts():
-                name = part.get_param("name", header="content-disposition")
-                if isinstance(name, str):
-                    payload = part.get_payload(decode=True) or b""
-                    fields.setdefault(name, payload.decode("utf-8", "replace").strip())
-        return fields
-    text = body.decode("utf-8", "replace")
-    return {k: v.strip() for k, v in reversed(parse_qsl(text, keep_blank_values=True))}
-
-
 def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None = None
                ) -> Starlette:
-    """The ASGI app. `root`: the content root (campaigns/ and the default store);
-    `secrets`: edition.unsubscribe.secrets_from_env(); `store`: one store for every
-    campaign instead of each campaign's own."""
+    """The ASGI app. `root`: the content root (campaigns/, templates/ and the default
+    store); `secrets`: edition.unsubscribe.secrets_from_env(); `store`: one store for
+    every campaign instead of each campaign's own."""
     service = UnsubscribeService(Path(root), secrets, store)
+    pages = Pages(Path(root))
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
 
+    def page(request: Request, state: str, who: Subscriber | None = None, *,
+             status: int = 200, everything: bool = False) -> Response:
+        wanted = ([who.locale] if who is not None and who.locale else []) + \
+            accepted(request.headers.get("accept-language", ""))
+        language = choose_language(wanted)
+        brand = pages.brand(who.campaign, language).display_name if who else ""
+        text = pages.render(PAGE, language, {"state": state, "brand": brand,
+                                             "campaign": who.campaign if who else "",
+                                             "everything": everything})
+        return HTMLResponse(text, status_code=status,
+                            headers=_HEADERS | {"Content-Language": language})
+
     async def unsubscribe(request: Request) -> Response:
-        words = _WORDS[_language(request)]
         try:
             who = service.subscriber(request)
         except InvalidToken:
             log.info("refused an unsubscribe request: the token does not verify")
-            return _page(words, f"<p>{words['bad']}</p>", 400)
-        name = html.escape(who.campaign)
+            return await run_in_threadpool(page, request, "bad", status=400)
         if request.method == "POST":
-            return await _post(request, who, words, name)
+            return await _post(request, who)
         try:
             already = await run_in_threadpool(service.unsubscribed, who)
         except StoreError:
             already = False  # the page still works; the POST will say if the store is down
-        if already:
-            return _page(words, f"<p>{words['already'].format(campaign=name)}</p>"
-                         + _form_html(words, name, only_all=True))
-        return _page(words, f"<h1>{words['title']}</h1><p>"
-                     f"{words['ask'].format(campaign=name)}</p>" + _form_html(words, name))
+        return await run_in_threadpool(page, request, "already" if already else "ask", who)
 
-    async def _post(request: Request, who: Subscriber, words: dict[str, str],
-                    name: str) -> Response:
-        fields = await _form(request)
-        if fields is None:
+    async def _post(request: Request, who: Subscriber) -> Response:
+        try:
+            fields = dict(reversed(await read_form(request)))   # the first of a name wins
+        except TooLarge as exc:
+            log.info("refused an unsubscribe request for %s: %s", who.campaign, exc)
             return Response("request body too large", status_code=413, headers=_HEADERS)
+        except BadForm as exc:
+            log.info("refused an unsubscribe request for %s: %s", who.campaign, exc)
+            return await run_in_threadpool(page, request, "bad", who, status=400)
         if fields.get("List-Unsubscribe") != ONE_CLICK.split("=", 1)[1]:
-            return _page(words, f"<p>{words['bad']}</p>", 400)
+            return await run_in_threadpool(page, request, "bad", who, status=400)
         everything = fields.get("scope") == "all"
         source = "page" if fields.get("via") == "page" else "one-click"
         try:
@@ -215,15 +154,17 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
                                           source=source)
         except StoreError as exc:
             log.error("could not record an unsubscribe for %s: %s", who.campaign, exc)
-            return _page(words, f"<p>{words['failed']}</p>", 503)
+            return await run_in_threadpool(page, request, "failed", who, status=503)
         log.info("unsubscribe %s: campaign %s, scope %s, via %s",
                  "recorded" if new else "repeated", who.campaign,
                  "all marketing" if everything else "campaign", source)
-        done = words["done_all"] if everything else words["done"].format(campaign=name)
-        return _page(words, f"<p>{done}</p><p>{words['later']}</p>")
+        return await run_in_threadpool(page, request, "done", who, everything=everything)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for problem in await run_in_threadpool(pages.warm, PAGE):
+            log.error("the content root's page template fails, the built-in one is shown "
+                      "instead: %s", problem)
         try:
             yield
         finally:
@@ -235,19 +176,6 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
     ], lifespan=lifespan)
     app.state.service = service
     return app
-
-
-def _form_html(words: dict[str, str], name: str, *, only_all: bool = False) -> str:
-    """The buttons: each POSTs the one-click body to this same URL (token included)."""
-    hidden = ('<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-              '<input type="hidden" name="via" value="page">')
-    one = ("" if only_all else
-           f'<form method="post">{hidden}<button type="submit" id="unsubscribe">'
-           f'{words["one"].format(campaign=name)}</button></form>')
-    everything = (f'<form method="post">{hidden}<input type="hidden" name="scope" '
-                  f'value="all"><button type="submit" class="secondary" id="unsubscribe-all">'
-                  f'{words["all"]}</button></form>')
-    return one + everything
 
 
 def describe(app: Starlette) -> str:

@@ -18,9 +18,17 @@ It leans on WeasyPrint 70 internals (page boxes, line layout, drawing, fonts,
 pages pixel by pixel with whole renders, so an upgrade that breaks it shows there.
 A PdfBatchRenderer renders one document at a time (a lock); use one per process.
 
+Whatever a template or module names, a render fetches only files under the content
+root, the fonts edition ships (renderers/fonts) and https from the campaign's allowed
+hosts; the print stylesheet pins those fonts under the generic and web-safe names, so a
+PDF does not depend on the fonts the host has.
+
 Modules, each importing only those listed before it:
 
-- css: the print stylesheet and where it goes in a document
+- fetcher: what a render may fetch (the content root, shipped fonts, allowed hosts)
+- resources: the URLs a document names, checked with the fetcher (for preflight)
+- fontfaces: the shipped fonts, pinned with @font-face under the names templates use
+- css: the print stylesheet (shipped fonts, print rules, furniture) and where it goes
 - slots: a version's holes in its HTML, and the sentinels that stand for them
 - stats: how the customers of a batch were rendered
 - layout: what the fast path reads from WeasyPrint's boxes; mini documents
@@ -35,16 +43,23 @@ Modules, each importing only those listed before it:
 - pool: render_versions, the batch renderer on a process pool
 """
 
-from renderers.pdf.css import PAGE_SIZES, print_stylesheet, with_print_css
+from renderers.pdf.css import PAGE_SIZES, print_rules, print_stylesheet, with_print_css
+from renderers.pdf.fetcher import ContentFetcher, FetchRefused
 from renderers.pdf.pool import render_versions
 from renderers.pdf.renderer import PdfBatchRenderer, SharedDocument, render_pdf
+from renderers.pdf.resources import Problem, ResourceCheck
 from renderers.pdf.stats import PdfStats
 
 __all__ = [
     "PAGE_SIZES",
+    "ContentFetcher",
+    "FetchRefused",
     "PdfBatchRenderer",
     "PdfStats",
+    "Problem",
+    "ResourceCheck",
     "SharedDocument",
+    "print_rules",
     "print_stylesheet",
     "render_pdf",
     "render_versions",

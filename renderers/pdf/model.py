@@ -140,14 +140,15 @@ def _find_occurrences(root: Any, sentinels: Sequence[str]) -> list[_Occurrence]:
 class Version:
     """Everything shared by the customers of one version, prepared once."""
 
-    def __init__(self, engine: Engine, parts: Sequence[str], sample: list[str]) -> None:
+    def __init__(self, engine: Engine, parts: Sequence[str], sample: list[str],
+                 locale: str | None = None) -> None:
         self.engine = engine
         self.counter_style = CounterStyle()
         self.color_profiles: dict[str, Any] = {}
         self.slots = Slots(parts)
         widths = [len(unescape(value) or value) for value in sample]
         self.sentinels = sentinels(widths, "".join(parts))
-        self.template = engine.html(self.slots.join(self.sentinels))
+        self.template = engine.html(self.slots.join(self.sentinels), locale)
         root = self.template.etree_element
         self.parent = {child: parent for parent in root.iter() for child in parent}
         self.links: dict[int, _Occurrence] = {}  # slot -> <a href> occurrence
