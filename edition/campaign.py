@@ -25,6 +25,7 @@ from edition.config import (
 )
 from edition.errors import ContentError, collect
 from edition.limits import Limits
+from edition.locales import NotALanguageTag, language_of, language_tag
 from edition.naming import FORMATS
 from edition.segments import Segment, compile_segment
 from edition.templates import check_source, check_template
@@ -143,11 +144,19 @@ def by_locale(value: str | dict[str, str] | None, locale: str) -> str | None:
     """A per-locale setting: `es-MX`, then `es`, then `en`, then the first one given."""
     if value is None or isinstance(value, str):
         return value
-    language = locale.replace("_", "-").split("-")[0]
-    for key in (locale, language, "en"):
-        if key in value:
-            return value[key]
+    # keys are matched as tags, so `es_MX:` or `ES-mx:` in the campaign serves `es-MX`
+    tags = {_tag_or_key(key): text for key, text in reversed(list(value.items()))}
+    for key in (_tag_or_key(locale), language_of(locale), "en"):
+        if key in tags:
+            return tags[key]
     return next(iter(value.values()), None)
+
+
+def _tag_or_key(key: str) -> str:
+    try:
+        return language_tag(key)
+    except NotALanguageTag:
+        return key
 
 
 def find_root(campaign_file: Path) -> Path:

@@ -29,9 +29,10 @@ class VersionCount:
     segments: list[str]
     modules: dict[str, list[str]]
     customers: int = 0
+    digest: str = ""
 
     def as_dict(self, audience: int) -> dict[str, Any]:
-        return {"id": self.id, "customers": self.customers,
+        return {"id": self.id, "digest": self.digest, "customers": self.customers,
                 "share": round(100 * self.customers / audience, 2) if audience else 0.0,
                 "locale": self.locale, "segments": self.segments, "modules": self.modules}
 
@@ -89,10 +90,11 @@ def take_census(rows: Iterable[Row], pipeline: Pipeline) -> Census:
         if version is None:
             census.failed += 1
             continue
-        counted = census.versions.get(version.id)
+        counted = census.versions.get(version.digest)
         if counted is None:
-            counted = census.versions[version.id] = VersionCount(
-                version.id, version.locale, list(edition.segments), edition.modules)
+            counted = census.versions[version.digest] = VersionCount(
+                version.id, version.locale, list(edition.segments), edition.modules,
+                digest=version.digest)
         counted.customers += 1
     return census
 

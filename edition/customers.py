@@ -26,6 +26,7 @@ from typing import Any
 
 from edition.addresses import AddressError, normalize
 from edition.errors import RunError
+from edition.locales import NotALanguageTag, language_tag
 from edition.manifest import Reason
 from edition.sources import SourceRows, TypedSource, typed_source
 from edition.text_files import FileFormat, TextFile, file_format
@@ -196,8 +197,7 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
     fields["id"] = checked_id(customer_id)
     if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
         raise RowError("bad_id", "id contains control characters")
-    fields.setdefault("locale", "en")
-    fields["locale"] = str(fields["locale"]).strip() or "en"
+    fields["locale"] = _locale(fields.get("locale"))
     fields.setdefault("interests", [])
     email = fields.get("email")
     if email is not None:
@@ -259,6 +259,19 @@ def _check_value(key: str, value: Any, depth: int = 0) -> None:
         if isinstance(value, dict):
             for name in value:
                 _check_value(key, str(name), depth + 1)
+
+
+def _locale(value: Any) -> str:
+    """The row's locale as a language tag (`en_GB` → `en-GB`; none → `en`), or a rejection.
+
+    The locale keys versions, subjects and currencies: free text there would make every
+    spelling a version of its own, so a value that is not a tag rejects the row."""
+    if value is None or str(value).strip() == "":
+        return "en"
+    try:
+        return language_tag(str(value))
+    except NotALanguageTag as exc:
+        raise RowError("bad_locale", f"locale: {exc}", "locale: not a language tag") from None
 
 
 def _interests(value: Any) -> list[str]:

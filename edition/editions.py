@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cachetools import LRUCache
 from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from markupsafe import Markup
@@ -64,7 +65,12 @@ class RenderFailure(EditionError):
 
 # a version's own limits: too big, too slow, too deep (not a customer's missing field)
 CONTENT_LIMITS = (LimitExceeded, RecursionError, MemoryError)
+# Per process, whatever the customer file holds: versions' shared documents (and whether
+# they were self-checked, or fail for everyone), locales' environments with their
+# compiled templates, and what the report says about each version's rendering.
 CACHED_VERSIONS = 1024
+CACHED_LOCALES = 32
+CACHED_SHARING = 16 * CACHED_VERSIONS   # a few hundred bytes each; a batch's versions fit
 # what a render may raise for one customer (everything else is a bug, reported as such)
 RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
                  AttributeError, LimitExceeded, RecursionError, MemoryError)
@@ -108,27 +114,40 @@ class EditionRenderer:
         self._templates_dir = templates
         # one pair per locale: money and longdate default to the version's locale and the
         # campaign's currency for it, so `{{ x | money }}` stays shareable (no context)
-        self._envs: dict[str, tuple[EditionEnvironment, ProbeEnvironment]] = {}
+        self._envs: LRUCache[str, tuple[EditionEnvironment, ProbeEnvironment]] = LRUCache(
+            CACHED_LOCALES)
+        self._envs_lock = threading.Lock()
         self.env, self.probe = self.envs("en")
-        self._templates: dict[tuple[int, str], Template] = {}
         self._shared: OrderedDict[str, dict[str, SharedDocument | str]] = OrderedDict()
-        self._checked: set[str] = set()
-        self._all_sharing: dict[str, dict[str, str]] = {}
+        self._checked: LRUCache[str, bool] = LRUCache(CACHED_VERSIONS)
+        # digest -> (id, per kind 'shared' or why not)
+        self._all_sharing: LRUCache[str, tuple[str, dict[str, str]]] = LRUCache(CACHED_SHARING)
         self._sharing_lock = threading.Lock()
-        self._broken: dict[str, RenderFailure] = {}
+        self._broken: LRUCache[str, RenderFailure] = LRUCache(CACHED_VERSIONS)
+        self._marks_lock = threading.Lock()   # _checked and _broken, across task threads
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
                                for n in filter(None, [campaign.template, campaign.text_template])}
         self.digest = self._digest(templates)
 
     def envs(self, locale: str) -> tuple[EditionEnvironment, ProbeEnvironment]:
         """The environments for a version's locale (made on first use)."""
-        pair = self._envs.get(locale)
-        if pair is None:
-            settings = {"limits": self.campaign.limits, "locale": locale,
-                        "currency": self.campaign.currency_for(locale)}
-            pair = self._envs[locale] = (EditionEnvironment(self._templates_dir, **settings),
-                                         ProbeEnvironment(self._templates_dir, **settings))
+        with self._envs_lock:  # a thread-pool task runner shares this renderer
+            pair = self._envs.get(locale)
+            if pair is None:
+                settings = {"limits": self.campaign.limits, "locale": locale,
+                            "currency": self.campaign.currency_for(locale)}
+                pair = self._envs[locale] = (
+                    EditionEnvironment(self._templates_dir, **settings),
+                    ProbeEnvironment(self._templates_dir, **settings))
         return pair
+
+    def cache_sizes(self) -> dict[str, tuple[int, int]]:
+        """Per cache: (entries, bound). Memory stays flat whatever the customers hold."""
+        return {"shared versions": (len(self._shared), CACHED_VERSIONS),
+                "checked versions": (len(self._checked), CACHED_VERSIONS),
+                "broken versions": (len(self._broken), CACHED_VERSIONS),
+                "locale environments": (len(self._envs), CACHED_LOCALES),
+                "version sharing": (len(self._all_sharing), CACHED_SHARING)}
 
     def _digest(self, templates: Path) -> str:
         # every template file may be included or extended, so all of them count
@@ -139,32 +158,35 @@ class EditionRenderer:
         h.update(repr(self.campaign.subject).encode())
         h.update(repr(self.campaign.currency).encode())
         h.update(repr(sorted(self.campaign.context().items(), key=str)).encode())
-        return h.hexdigest()[:16]
+        return h.hexdigest()
 
     # -- templates -------------------------------------------------------------------
 
     def _template(self, env: EditionEnvironment, kind: str) -> Template | None:
-        key = (id(env), kind)  # an environment per locale: the subject is the locale's
-        if key not in self._templates:
+        # compiled per environment (one per locale: the subject is the locale's), and kept
+        # on it, so that they go when a locale's environments leave the cache
+        templates = env.compiled
+        if kind not in templates:
             if kind == "page":
-                self._templates[key] = env.get_template(self.campaign.template)
+                templates[kind] = env.get_template(self.campaign.template)
             elif kind == "text":
                 if not self.campaign.text_template:
                     return None
-                self._templates[key] = env.get_template(self.campaign.text_template)
+                templates[kind] = env.get_template(self.campaign.text_template)
             elif kind == "subject":
-                self._templates[key] = env.from_string(self.campaign.subject_for(env.locale))
-        return self._templates[key]
+                templates[kind] = env.from_string(self.campaign.subject_for(env.locale))
+        return templates[kind]
 
     def _body(self, env: EditionEnvironment, module: Module, fmt: str) -> Template:
-        key = (id(env), f"{module.kind}/{module.id}.{fmt}")
-        if key not in self._templates:
+        key = f"{module.kind}/{module.id}.{fmt}"
+        templates = env.compiled
+        if key not in templates:
             source = module.html if fmt == "html" else module.text
             # a name ending in .html turns autoescape on for the HTML body only
             name = f"{module.source}.{fmt}"
             code = env.compile(source, name=name, filename=module.source)
-            self._templates[key] = env.template_class.from_code(env, code, env.make_globals(None))
-        return self._templates[key]
+            templates[key] = env.template_class.from_code(env, code, env.make_globals(None))
+        return templates[key]
 
     def _modules(self, env: EditionEnvironment, version: Version,
                  base: Mapping[str, Any]) -> dict[str, list[ModuleView]]:
@@ -259,9 +281,9 @@ class EditionRenderer:
 
     def shared(self, version: Version) -> dict[str, SharedDocument | str]:
         """The version's documents with holes, or per kind the reason it renders whole."""
-        if version.id in self._shared:
-            self._shared.move_to_end(version.id)
-            return self._shared[version.id]
+        if version.digest in self._shared:
+            self._shared.move_to_end(version.digest)
+            return self._shared[version.digest]
         docs: dict[str, SharedDocument | str] = {}
         probe = self.envs(version.locale)[1]
         limit = probe.limits.document_bytes
@@ -307,11 +329,12 @@ class EditionRenderer:
     def _keep(self, version: Version, docs: dict[str, SharedDocument | str]
               ) -> dict[str, SharedDocument | str]:
         """Cache a version's documents; the least recently used go first (flat memory)."""
-        self._shared[version.id] = docs
+        self._shared[version.digest] = docs
         self._note_sharing(version, docs)
         while len(self._shared) > CACHED_VERSIONS:
             old, _ = self._shared.popitem(last=False)
-            self._checked.discard(old)
+            with self._marks_lock:
+                self._checked.pop(old, None)
         return docs
 
     def _inlined(self, page: str, holes: list) -> SharedDocument | str:
@@ -332,7 +355,8 @@ class EditionRenderer:
 
     def render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """One customer's documents (shared path when possible, whole otherwise)."""
-        broken = self._broken.get(version.id)
+        with self._marks_lock:
+            broken = self._broken.get(version.digest)
         if broken is not None:  # too slow or too deep for anyone: fail at once
             raise broken
         try:
@@ -342,13 +366,16 @@ class EditionRenderer:
         except RenderFailure as exc:
             failure = exc
         if failure.code in {"too_slow", "too_deep"}:
-            self._broken[version.id] = failure
+            with self._marks_lock:
+                self._broken[version.digest] = failure
         raise failure
 
     def _render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         docs = self.shared(version)
-        if version.id not in self._checked:
-            self._checked.add(version.id)
+        with self._marks_lock:
+            first = version.digest not in self._checked
+            self._checked[version.digest] = True
+        if first:
             self._self_check(version, fields, docs)
             self._note_sharing(version, docs)
         view = CustomerView(fields)
@@ -388,22 +415,24 @@ class EditionRenderer:
                 docs[kind] = "self-check: shared and whole renders differ"
 
     def sharing(self) -> dict[str, dict[str, str]]:
-        """Per version and kind: 'shared' or the reason it renders whole."""
-        return dict(self._all_sharing)
+        """Per version id and kind: 'shared' or the reason it renders whole (for people)."""
+        with self._sharing_lock:
+            return {vid: dict(entry) for vid, entry in self._all_sharing.values()}
 
     def sharing_of(self, versions: Iterable[str]) -> dict[str, dict[str, str]]:
-        """Per version (of these) and kind: 'shared' or why it renders whole.
+        """Per version digest (of these) and kind: 'shared' or why it renders whole.
 
         Asked per batch for the batch's own versions: a Plan (and this renderer) serves
         every run of its campaign in a process, so "what is new" would be another run's.
         """
         with self._sharing_lock:  # a thread-pool task runner shares this renderer
-            return {v: dict(self._all_sharing[v]) for v in versions if v in self._all_sharing}
+            return {v: dict(self._all_sharing[v][1]) for v in versions
+                    if v in self._all_sharing}
 
     def _note_sharing(self, version: Version, docs: dict[str, SharedDocument | str]) -> None:
         entry = {k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
         with self._sharing_lock:
-            self._all_sharing[version.id] = entry
+            self._all_sharing[version.digest] = (version.id, entry)
 
 
 def _markers_intact(output: str, count: int) -> bool:

@@ -63,6 +63,7 @@ class ManifestRow:
     reason: Reason | None = None
     files: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)   # provider_id, mailing, ...
+    version_digest: str | None = None   # the version's whole sha256: what counts key by
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,7 +72,7 @@ class ManifestRow:
             "reason": self.reason.detail if self.reason else None,
             "reason_code": self.reason.code if self.reason else None,
             "files": self.files, "line": self.line, **self.extra,
-        }
+        } | ({"version_digest": self.version_digest} if self.version_digest else {})
 
     def to_json(self) -> str:
         text = json.dumps(self.to_dict(), ensure_ascii=False, default=str)
@@ -81,7 +82,7 @@ class ManifestRow:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ManifestRow:
         known = {"customer_id", "version", "segments", "modules", "status", "reason",
-                 "reason_code", "files", "line"}
+                 "reason_code", "files", "line", "version_digest"}
         reason = None
         if data.get("reason") is not None or data.get("reason_code") is not None:
             reason = Reason(str(data.get("reason_code") or "unknown"), str(data.get("reason")))
@@ -90,7 +91,8 @@ class ManifestRow:
                    segments=list(data.get("segments") or []),
                    modules=dict(data.get("modules") or {}), reason=reason,
                    files=dict(data.get("files") or {}),
-                   extra={k: v for k, v in data.items() if k not in known})
+                   extra={k: v for k, v in data.items() if k not in known},
+                   version_digest=data.get("version_digest"))
 
 
 class ManifestWriter:

@@ -12,6 +12,7 @@ from typing import Any
 
 from edition.config import FrontMatter, check, front_matter_notes
 from edition.errors import ContentError
+from edition.locales import NotALanguageTag, language_tag
 from edition.markup import BodyProblem, render_body
 from edition.templates import check_source
 from edition.templating import EditionEnvironment
@@ -128,6 +129,12 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
     if not isinstance(title, str) or not title.strip():
         errors.append(ContentError("title must be text", rel, line("title")))
         title = module_id
+    locales = set()
+    for locale in matter.locales or ():  # tags, as customers' locales are (edition.locales)
+        try:
+            locales.add(language_tag(locale))
+        except NotALanguageTag as exc:
+            errors.append(ContentError(f"locales: {exc}", rel, line("locales")))
     if matter.valid_from and matter.valid_until and matter.valid_from > matter.valid_until:
         errors.append(ContentError("valid_from is after valid_until", rel, line("valid_until")))
     if "{{" in body or "{%" in body or "{#" in body:
@@ -147,7 +154,7 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         kind=str(kind),
         title=title.strip(),
         segments=matter.segments or frozenset(),
-        locales=matter.locales or None,
+        locales=frozenset(locales) or None,
         interests=frozenset(i.lower() for i in matter.interests or ()),
         priority=matter.priority,
         valid_from=matter.valid_from,

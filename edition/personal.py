@@ -179,7 +179,7 @@ class ProbeEnvironment(EditionEnvironment):
             return Markup(str.__str__(value))
         if isinstance(value, CustomerProbe):
             raise NotShareable("the customer object is printed as a whole")
-        return value
+        return self.bounded_output(value)
 
     def _wrap_filter(self, name: str, func: Callable[..., Any]) -> Callable[..., Any]:
         pass_arg = _PassArg.from_obj(func)

@@ -56,6 +56,7 @@ class Edition:
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
+                           version_digest=self.version.digest if self.version else None,
                            segments=list(self.segments), modules=self.modules, reason=reason,
                            files=files or {}, extra=extra)
 
@@ -161,11 +162,12 @@ class Pipeline:
         for slot in selection.slots:
             if slot.short:
                 result.short[slot.slot] += 1
-        if version.id not in result.versions:
+        if version.digest not in result.versions:
             # module digests: `edition diff` tells an edited module from another module
             digests = {slot: {m.id: m.digest for m in modules}
                        for slot, modules in selection.modules().items()}
-            result.versions[version.id] = {"modules": edition.modules, "locale": version.locale,
+            result.versions[version.digest] = {"id": version.id, "modules": edition.modules,
+                                               "locale": version.locale,
                                            "segments": list(version.segments),
                                            "digests": digests}
         return edition
@@ -182,7 +184,7 @@ class Pipeline:
         groups: dict[str, list[Edition]] = {}
         for edition in editions:
             if edition.rendered is not None and edition.version is not None:
-                groups.setdefault(edition.version.id, []).append(edition)
+                groups.setdefault(edition.version.digest, []).append(edition)
         for group in groups.values():
             doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
             parts = doc.parts if isinstance(doc, SharedDocument) else []
@@ -205,7 +207,7 @@ class Pipeline:
         try:
             documents = (self.encoder.documents(edition.rendered)
                          if self._documents else None)
-            digest = (self.encoder.content_hash(customer_id, edition.version.id,
+            digest = (self.encoder.content_hash(customer_id, edition.version.digest,
                                                 edition.rendered, documents)
                       if "eml" in self.plan.formats or self.deliverer else "")
             files = self.encoder.files(customer_id, edition.fields, edition.version.id,

@@ -9,6 +9,7 @@ no output folder, no delivery target, no ledger.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,14 @@ from edition.campaign import Campaign, find_root, load_campaign
 from edition.catalog import Catalog, load_catalog
 from edition.editions import EditionRenderer
 from edition.errors import ContentError, collect
+from edition.locales import language_tag
 from edition.segments import Segmenter
 from edition.selection import Selection, select
-from edition.versions import Version, version_id
+from edition.versions import Version, short_id, version_digest
+
+# selections kept per process: each is a few KB, and a customer file can hold a
+# distinct (segments, locale, interests) per row
+CACHED_SELECTIONS = 4096
 
 
 class Plan:
@@ -36,8 +42,11 @@ class Plan:
         self.segmenter = Segmenter(campaign.segments)
         self.audience = Audience(campaign.audience, campaign.exclude, campaign.require)
         self.slots = [(s.name, s.kind, s.count) for s in campaign.slots]
-        # customers with the same segments, locale and interests share a selection
-        self._selections: dict[tuple[Any, ...], tuple[Selection, Version]] = {}
+        # Only interests some module lists can change a selection: the rest (free text,
+        # one per customer at worst) stay out of the key, and the cache of selections is
+        # bounded too (a locale per customer would still make a key each).
+        self.interests = frozenset(i for m in catalog for i in m.interests)
+        self.selection_of = functools.lru_cache(maxsize=CACHED_SELECTIONS)(self._selection)
 
     @classmethod
     def load(cls, campaign_file: str | Path, *, formats: tuple[str, ...] | None = None,
@@ -63,22 +72,28 @@ class Plan:
                                                               Selection, Version]:
         """Segments, failed rules, selection and version for one customer."""
         segments, missing = self.segmenter.assign(fields)
-        locale = str(fields.get("locale", "en"))
+        locale = language_tag(str(fields.get("locale") or "en"))
         interests = fields.get("interests") or []
         if not isinstance(interests, list):
             interests = [str(interests)]
-        key = (segments, locale, frozenset(str(i).lower() for i in interests))
-        cached = self._selections.get(key)
-        if cached is None:
-            selection = select(self.slots, self.catalog.by_kind, segments=segments,
-                               locale=locale, interests=key[2], as_of=self.as_of,
-                               campaign=self.campaign.name)
-            vid = version_id(campaign=self.campaign.name, templates_digest=self.renderer.digest,
-                             locale=locale, segments=segments, selection=selection,
-                             as_of=self.as_of)
-            cached = (selection, Version(vid, locale, segments, selection))
-            self._selections[key] = cached
-        return segments, missing, cached[0], cached[1]
+        known = frozenset(str(i).lower() for i in interests) & self.interests
+        selection, version = self.selection_of(segments, locale, known)
+        return segments, missing, selection, version
+
+    def _selection(self, segments: tuple[str, ...], locale: str,
+                   interests: frozenset[str]) -> tuple[Selection, Version]:
+        selection = select(self.slots, self.catalog.by_kind, segments=segments, locale=locale,
+                           interests=interests, as_of=self.as_of, campaign=self.campaign.name)
+        digest = version_digest(campaign=self.campaign.name,
+                                templates_digest=self.renderer.digest, locale=locale,
+                                segments=segments, selection=selection, as_of=self.as_of)
+        return selection, Version(short_id(digest), locale, segments, selection, digest)
+
+
+    def cache_sizes(self) -> dict[str, tuple[int, int]]:
+        """Per cache of this process: (entries, bound), the renderer's too."""
+        info = self.selection_of.cache_info()
+        return {"selections": (info.currsize, info.maxsize or 0)} | self.renderer.cache_sizes()
 
 
 def render_kinds(formats: tuple[str, ...]) -> tuple[str, ...]:

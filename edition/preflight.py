@@ -67,7 +67,7 @@ class Preflight:
     rejected: int = 0
     excluded: int = 0
     suppressed: int = 0
-    versions: dict[str, int] = field(default_factory=dict)   # version id -> customers
+    versions: dict[str, int] = field(default_factory=dict)   # version digest -> customers
     errors: list[ContentError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     reasons: Counter[str] = field(default_factory=Counter)    # excluded/suppressed why
@@ -199,7 +199,7 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         else:
             fields = dict(row.fields or {})
             version = plan.version_of(fields)[3]
-        scan.versions[version.id] = scan.versions.get(version.id, 0) + 1
+        scan.versions[version.digest] = scan.versions.get(version.digest, 0) + 1
         modules = tuple(c.module.source for s in version.selection.slots for c in s.chosen
                         if c.module.source in printed.modules)
         key = (version.locale, modules)
@@ -207,9 +207,9 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         if groups is None:
             groups = places[key] = printed.groups(version.locale, modules, provided)
         _count_prints(scan, groups, fields)
-        if version.id in rendered:
+        if version.digest in rendered:
             continue
-        rendered.add(version.id)
+        rendered.add(version.digest)
         if pipeline is not None:
             pipeline.sign_links(edition)  # only the customers preflight renders need one
         try:
@@ -225,7 +225,7 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
                     f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
             else:
                 scan.customers.append(
-                    (version.id, f"customer {row.customer_id} (line {row.line}): {exc}"))
+                    (version.digest, f"customer {row.customer_id} (line {row.line}): {exc}"))
             continue
         if rendered_doc.html is not None:
             for warning in _html(plan, rendered_doc.html, fields):

@@ -64,7 +64,9 @@ class Tally:
             for segment in row.segments or (["(none)"] if status != "rejected" else []):
                 self.by_segment[segment][status] += 1
             if row.version and status != "rejected":
-                entry = self.versions.setdefault(row.version, {"customers": 0})
+                # by the whole digest: two versions may share a short id (edition.versions)
+                entry = self.versions.setdefault(row.version_digest or row.version,
+                                                 {"id": row.version, "customers": 0})
                 entry["customers"] += 1
             if row.reason is not None:
                 self.codes[(status, getattr(row.reason, "code", "?"))] += 1
@@ -103,11 +105,13 @@ def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
     return {
         "campaign": campaign,
         "versions": [
-            {"id": vid, "customers": info.get("customers", 0), "locale": info.get("locale"),
+            {"id": info.get("id") or key, "digest": key, "customers": info.get("customers", 0),
+             "locale": info.get("locale"),
              "segments": info.get("segments", []), "modules": info.get("modules", {}),
-             "digests": info.get("digests", {}), "rendering": tally.sharing.get(vid, {})}
-            for vid, info in sorted(tally.versions.items(),
-                                    key=lambda item: (-item[1].get("customers", 0), item[0]))
+             "digests": info.get("digests", {}), "rendering": tally.sharing.get(key, {})}
+            for key, info in sorted(tally.versions.items(),
+                                    key=lambda item: (-item[1].get("customers", 0),
+                                                      item[1].get("id") or item[0], item[0]))
         ],
     }
 

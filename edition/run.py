@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cachetools import LRUCache
+
 from edition import private
 from edition.approval import refuse_direct_send
 from edition.bundle import Bundle
@@ -156,7 +158,9 @@ def run_info(options: RunOptions, plan: Plan,
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
 
-_PLANS: dict[tuple[Any, ...], Plan] = {}
+# A long-lived process (edition serve, a Dask worker) plans run after run: the last few
+# plans stay, each with its bounded caches (edition.plan, edition.editions).
+_PLANS: LRUCache[tuple[Any, ...], Plan] = LRUCache(4)
 _PIPELINES: dict[RunOptions, Pipeline] = {}
 _PIPELINES_LOCK = threading.RLock()
 
@@ -692,9 +696,8 @@ class Run:
     def _count_kept(self) -> None:
         rows, _ = read_rows(self.out_dir / MANIFEST_NAME)
         kept = [ManifestRow.from_dict(r) for r in rows[:self.resume.kept]]
-        self.tally.add(kept, versions={r.version: {"modules": r.modules,
-                                                   "segments": r.segments}
-                                       for r in kept if r.version})
+        self.tally.add(kept, versions={r.version_digest or r.version: {
+            "modules": r.modules, "segments": r.segments} for r in kept if r.version})
 
     def _release(self) -> None:
         if self.remote is not None and self.remote_locked:
@@ -721,14 +724,26 @@ def preflight_for(options: RunOptions, plan: Plan | None = None, *,
                          scan_options=dry)
 
 
-_SCANNED: dict[RunOptions, set[str]] = {}   # versions a worker rendered in its scan
+class _Rendered(LRUCache):
+    """The versions a worker rendered in its scan, the oldest forgotten past the bound:
+    forgetting one costs one more render, never a wrong count (absorb dedups)."""
+
+    def add(self, version: str) -> None:
+        self[version] = True
+
+
+SCANNED_VERSIONS = 65_536
+_SCANNED: LRUCache[RunOptions, _Rendered] = LRUCache(4)   # per run, the last few runs
 
 
 def scan_batch(options: RunOptions, batch: list[Row]) -> Scan:
     """Worker entry point of a parallel preflight: one batch counted, new versions
     rendered once here (and kept for the run's batches that follow in this worker)."""
     pipeline = pipeline_for(options)
-    return scan_rows(pipeline.plan, pipeline, batch, _SCANNED.setdefault(options, set()))
+    rendered = _SCANNED.get(options)
+    if rendered is None:
+        rendered = _SCANNED[options] = _Rendered(SCANNED_VERSIONS)
+    return scan_rows(pipeline.plan, pipeline, batch, rendered)
 
 
 def _pipeline_checks(options: RunOptions, plan: Plan) -> None:
@@ -890,9 +905,8 @@ def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | 
     if plan is not None and options is not None:
         tally = Tally()
         kept = [ManifestRow.from_dict(r) for r in rows]
-        tally.add(kept + added, versions={r.version: {"modules": r.modules,
-                                                      "segments": r.segments}
-                                          for r in kept if r.version})
+        tally.add(kept + added, versions={r.version_digest or r.version: {
+            "modules": r.modules, "segments": r.segments} for r in kept if r.version})
         text = (f"> **{reason.capitalize()}.** {len(rows):,} customer rows were done before "
                 f"the run stopped; the other {len(added):,} are listed with reason code "
                 f"`{INTERRUPTED}`. Run the campaign again on this folder to finish them.")

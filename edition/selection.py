@@ -11,6 +11,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from edition.locales import language_of
 from edition.modules import Module
 
 OTHER_CAMPAIGNS = "for campaign(s) "   # how a module of another campaign is skipped
@@ -81,8 +82,7 @@ class Selection:
 def _locale_ok(module: Module, locale: str) -> bool:
     if module.locales is None:
         return True
-    language = locale.replace("_", "-").split("-")[0]
-    return locale in module.locales or language in module.locales
+    return locale in module.locales or language_of(locale) in module.locales
 
 
 def ineligibility(module: Module, *, segments: frozenset[str], locale: str, as_of: dt.date,

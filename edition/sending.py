@@ -418,7 +418,8 @@ class _Send:
         done.clear()
 
     def _count(self, rows: list[ManifestRow]) -> None:
-        versions = {v["id"]: {k: v.get(k) for k in ("modules", "segments", "locale")}
+        versions = {v.get("digest") or v["id"]: {k: v.get(k) for k in ("id", "modules",
+                                                                         "segments", "locale")}
                     for v in self.plan.facts.versions if v.get("id")}
         self.tally.add(rows, versions=versions)
 

@@ -13,16 +13,31 @@ import re
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
+from string import Formatter
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateSyntaxError, Undefined, nodes
-from jinja2.sandbox import SandboxedEnvironment, is_internal_attribute
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.nodes import EvalContext
+from jinja2.sandbox import SandboxedEnvironment, SandboxedFormatter, is_internal_attribute
 
 from edition.errors import ContentError
-from edition.limits import Limits, check_arguments, check_binop
+from edition.limits import (
+    DocumentTooLarge,
+    Limits,
+    bounded_join,
+    check_arguments,
+    check_binop,
+    check_call,
+    check_concat,
+    join_size,
+    percent_size,
+    replace_size,
+    text_size,
+)
 
 
 class CustomerView:
@@ -178,10 +193,29 @@ def is_html_name(name: str) -> bool:
     return any(part in {"html", "htm", "xhtml"} for part in name.lower().split(".")[1:])
 
 
+class BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with `~` measured before it joins (edition.limits)."""
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        if frame.eval_ctx.volatile:
+            func_name = "(markup_join if context.eval_ctx.volatile else str_join)"
+        elif frame.eval_ctx.autoescape:
+            func_name = "markup_join"
+        else:
+            func_name = "str_join"
+        self.write(f"{func_name}(environment.check_concat((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write(")))")
+
+
 class EditionEnvironment(SandboxedEnvironment):
     """Sandbox + StrictUndefined + edition's filters + the limits of edition.limits."""
 
-    intercepted_binops = frozenset({"*", "**", "+"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = BoundedCodeGenerator
 
     def __init__(self, templates_dir: Path | None = None, *, limits: Limits | None = None,
                  locale: str = "en", currency: str = "USD", **kwargs: Any):
@@ -197,12 +231,25 @@ class EditionEnvironment(SandboxedEnvironment):
         )
         self.limits = limits or Limits()
         self.locale = locale
+        self.compiled: dict[str, Any] = {}   # the renderer's templates for this environment
         self.filters.update(FILTERS)
         self.filters.update(localized(locale, currency))
         for name in GROWING_FILTERS:
             if name in self.filters:
                 self.filters[name] = _bounded(name, self.filters[name],
                                               self.limits.document_bytes)
+        limit = self.limits.document_bytes
+        self.concat = functools.partial(bounded_join, limit=limit)  # type: ignore[assignment]
+        self.finalize = self.bounded_output
+
+    def bounded_output(self, value: Any) -> Any:
+        """`{{ value }}` of a list or dict: refused when its text would pass the limit."""
+        if isinstance(value, list | tuple | dict | set | frozenset):
+            check_output(value, self.limits.document_bytes)
+        return value
+
+    def check_concat(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return check_concat(values, self.limits.document_bytes)
 
     @functools.cached_property
     def rules(self) -> EditionEnvironment:
@@ -214,26 +261,90 @@ class EditionEnvironment(SandboxedEnvironment):
         check_binop(operator, left, right, self.limits.document_bytes)
         return super().call_binop(context, operator, left, right)
 
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        limit = __self.limits.document_bytes
+        inner = getattr(__obj, "__wrapped__", None)  # the sandbox's str.format wrapper
+        if isinstance(getattr(inner, "__self__", None), str) and getattr(
+                inner, "__name__", "") in {"format", "format_map"}:
+            values, names = (((), args[0]) if inner.__name__ == "format_map" and args
+                             else (args, kwargs))
+            check_format(__self, inner.__self__, values, names, limit)
+        else:
+            args = check_call(__obj, args, kwargs, limit)
+        return super().call(__context, __obj, *args, **kwargs)
+
     def preprocess(self, source: str, name: str | None = None,
                    filename: str | None = None) -> str:
         return guard_urls(super().preprocess(source, name, filename))
 
 
-# filters whose arguments can ask for a result far larger than their input
-GROWING_FILTERS = ("center", "indent", "format", "wordwrap")
-_FORMAT_NUMBER = re.compile(r"%[-+ #0]*(\d+)|\.(\d+)")
+# filters whose result can be far larger than their input and arguments, and those
+# that print a whole value (a list of references to one big string is small until then)
+GROWING_FILTERS = ("center", "indent", "format", "wordwrap", "replace", "join", "batch",
+                   "slice", "string", "tojson", "pprint", "urlencode", "xmlattr", "escape",
+                   "e", "forceescape", "safe", "trim", "upper", "lower", "title",
+                   "capitalize", "striptags", "truncate", "urlize")
+
+
+def check_output(value: Any, limit: int) -> None:
+    size = text_size(value, limit)
+    if size > limit:
+        raise DocumentTooLarge(f"printing a value of {size:,}+ characters (more than "
+                               f"{limit:,})")
+
+
+def _filter_size(name: str, values: list[Any], kwargs: dict[str, Any], limit: int) -> int:
+    """About how long the filter's result is (0: nothing to fear)."""
+    value, rest = (values[0], values[1:]) if values else (None, [])
+
+    def arg(i: int, key: str, default: Any) -> Any:
+        return rest[i] if len(rest) > i else kwargs.get(key, default)
+
+    if name == "replace" and isinstance(arg(0, "old", None), str | int | float):
+        text, old, new = str(value), str(arg(0, "old", "")), str(arg(1, "new", ""))
+        count = arg(2, "count", None)
+        return replace_size(text, old, new, count if isinstance(count, int) else -1, limit)
+    if name == "indent" and isinstance(value, str):
+        width = arg(0, "width", 4)
+        pad = len(width) if isinstance(width, str) else width if isinstance(width, int) else 0
+        return len(value) + (value.count("\n") + 1) * pad
+    if name == "wordwrap" and isinstance(value, str):
+        width, wrap = arg(0, "width", 79), arg(2, "wrapstring", None)
+        lines = 2 * len(value) // max(width if isinstance(width, int) else 1, 1) + \
+            value.count("\n") + 2
+        return len(value) + lines * len(wrap if isinstance(wrap, str) else "\n")
+    if name == "format" and isinstance(value, str):
+        return percent_size(value, dict(kwargs) if kwargs else tuple(rest), limit)
+    if name in {"center", "batch", "slice", "truncate"}:
+        check_arguments(name, tuple(rest), kwargs, limit)
+        return 0
+    if name != "join":
+        return text_size(value, limit)
+    return 0
 
 
 def _bounded(name: str, func: Any, limit: int) -> Any:
-    """The filter, refusing widths and counts past the document limit."""
+    """The filter, refusing results past the document limit before it makes them."""
     def bounded(*args: Any, **kwargs: Any) -> Any:
-        values = [a for a in args if not isinstance(a, SandboxedEnvironment)]
-        if name == "format" and values and isinstance(values[0], str):
-            widths = [int(x) for m in _FORMAT_NUMBER.finditer(values[0]) for x in m.groups()
-                      if x]
-            check_arguments(name, tuple(widths), {}, limit)
-        elif name != "format":
-            check_arguments(name, tuple(values[1:]), kwargs, limit)
+        lead = 1 if args and isinstance(args[0], SandboxedEnvironment | EvalContext) else 0
+        values = list(args[lead:])
+        if name == "join" and values:
+            items = list(values[0]) if not isinstance(values[0], str) else values[0]
+            attribute = values[2] if len(values) > 2 else kwargs.get("attribute")
+            separator = values[1] if len(values) > 1 else kwargs.get("d", "")
+            if attribute is None and isinstance(separator, str) and isinstance(items, list):
+                size = join_size(separator, items, limit)
+            else:
+                size = text_size(items, limit) + len(str(separator)) * len(items)
+            if size > limit:
+                raise DocumentTooLarge(f"the filter 'join' would make {size:,} characters "
+                                       f"(more than {limit:,})")
+            args = (*args[:lead], items, *values[1:])
+        else:
+            size = _filter_size(name, values, kwargs, limit)
+            if size > limit:
+                raise DocumentTooLarge(f"the filter {name!r} would make {size:,} characters "
+                                       f"(more than {limit:,})")
         return func(*args, **kwargs)
 
     pass_arg = getattr(func, "jinja_pass_arg", None)
@@ -241,6 +352,36 @@ def _bounded(name: str, func: Any, limit: int) -> Any:
         bounded.jinja_pass_arg = pass_arg  # type: ignore[attr-defined]
     bounded.__wrapped__ = func  # type: ignore[attr-defined]
     return bounded
+
+
+_WIDTHS = re.compile(r"\d+")
+
+
+def check_format(env: SandboxedEnvironment, template: str, args: tuple[Any, ...],
+                 kwargs: Any, limit: int) -> None:
+    """`'{0}{0}{0}'.format(x)` and `'{:>999999999}'.format(x)`: refused past the limit."""
+    try:
+        fields = list(Formatter().parse(template))
+    except ValueError:
+        return  # the call itself says what is wrong
+    formatter, total, auto = SandboxedFormatter(env), 0, 0
+    for literal, field, spec, _ in fields:
+        total += len(literal)
+        if field is None:
+            continue
+        if field == "" or field[0] in ".[":
+            field, auto = f"{auto}{field}", auto + 1
+        try:
+            value, _ = formatter.get_field(field, args, kwargs)
+        except Exception:
+            return  # the call raises it
+        widths = [int(w) for w in _WIDTHS.findall(spec or "")] + [
+            a for a in (*args, *(kwargs.values() if isinstance(kwargs, dict) else ()))
+            if isinstance(a, int) and not isinstance(a, bool) and "{" in (spec or "")]
+        total += max([text_size(value, limit), *widths])
+        if total > limit:
+            raise DocumentTooLarge(f"the format would make {total:,}+ characters (more "
+                                   f"than {limit:,})")
 
 
 def refused_attributes(tree: nodes.Node) -> list[tuple[str, int]]:

@@ -2,8 +2,12 @@
 
 The version key holds everything the shared part of an edition depends on — campaign,
 templates, locale, segments, the chosen modules and their content, the run date — so
-two customers with the same key get the same shared rendering. The id is a hash of
-that key: stable across runs and processes, and changed by any edit to the content.
+two customers with the same key get the same shared rendering. Its sha256, `digest`, is
+what everything keys by: the shared renders, the report's counts, preflight's scan. The
+`id` people read (manifest, versions.json, `edition versions`) is `v` and the digest's
+first 11 hex digits: 44 bits, which were made to collide on purpose in seconds when
+they were the key (one customer then got another version's edition), so nothing looks
+anything up by the id alone.
 """
 
 from __future__ import annotations
@@ -20,15 +24,20 @@ from edition.selection import Selection
 class Version:
     """One distinct combination of modules (+ template, locale, segments)."""
 
-    id: str
+    id: str          # for people: `v` + 11 hex digits of the digest
     locale: str
     segments: tuple[str, ...]
     selection: Selection
+    digest: str = ""  # the whole sha256 of the version key: the key of every cache
+
+    def __post_init__(self) -> None:
+        if not self.digest:  # a version made by hand (tests): its id is all there is
+            object.__setattr__(self, "digest", self.id)
 
 
-def version_id(*, campaign: str, templates_digest: str, locale: str, segments: tuple[str, ...],
-               selection: Selection, as_of: dt.date) -> str:
-    """A short, stable content hash of the version key."""
+def version_digest(*, campaign: str, templates_digest: str, locale: str,
+                   segments: tuple[str, ...], selection: Selection, as_of: dt.date) -> str:
+    """The sha256 of the version key: stable across runs and processes."""
     key = {
         "campaign": campaign,
         "templates": templates_digest,
@@ -39,4 +48,9 @@ def version_id(*, campaign: str, templates_digest: str, locale: str, segments: t
                   for s in selection.slots],
     }
     payload = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
-    return "v" + hashlib.sha256(payload).hexdigest()[:11]
+    return hashlib.sha256(payload).hexdigest()
+
+
+def short_id(digest: str) -> str:
+    """The id a version is shown by: `v` + the digest's first 11 hex digits."""
+    return "v" + digest[:11]

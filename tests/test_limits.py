@@ -116,3 +116,122 @@ def test_limits_are_checked_in_the_campaign(content_tree) -> None:
         load_campaign(Path(root) / "campaigns" / "x.yaml")
     assert "limits.render_seconds" in str(caught.value)
     assert "limits.document_bytes" in str(caught.value)
+
+
+# -- issue 17, finding 13: one C call (replace, join, format, ~) cannot be interrupted ---
+
+# Runs a command and reports its exit status, output and peak RSS (its own child only).
+PEAK = """
+import json, resource, subprocess, sys
+done = subprocess.run(sys.argv[1:], capture_output=True, text=True, encoding="utf-8")
+print(json.dumps({"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr,
+                  "peak_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))
+"""
+PEAK_KIB = 400 << 10  # the CLI itself takes about 60 MiB; the runaways took 1.5-3 GiB
+
+MULTIPLIERS = {
+    "chained-replace-filter": ("{{ ('x' * 1000) | replace('x', 'x' * 1000) "
+                               "| replace('x', 'x' * 1500) }}", "replace"),
+    "chained-replace-method": ("{{ ('x' * 1000).replace('x', 'x' * 1000)"
+                               ".replace('x', 'x' * 1500) }}", "replace"),
+    "join-of-references": ("{{ (['x' * 4000000] * 400) | join }}", "join"),
+    "format-repeats": ("{{ ('{0}' * 4000).format('x' * 400000) }}", "format"),
+    "tilde-doubling": ("{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}"
+                       "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}", "~"),
+    "percent-repeats": ("{{ '%(a)s' * 4000 % {'a': 'x' * 400000} }}", "%"),
+    "captured-doubling": ("{% set ns = namespace(s='x' * 1000) %}{% for i in range(40) %}"
+                          "{% set ns.s %}{{ ns.s }}{{ ns.s }}{% endset %}{% endfor %}"
+                          "{{ ns.s | length }}", "captured block"),
+}
+
+
+def peak_cli(*args: str | Path, cwd: Path) -> dict:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", DO_NOT_TRACK="1",
+               NO_COLOR="1", PYTHONIOENCODING="utf-8")
+    env.pop("PREFECT_API_URL", None)
+    done = subprocess.run([sys.executable, "-c", PEAK, sys.executable, "-m", "cli",
+                           *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
+                          encoding="utf-8", timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("case", sorted(MULTIPLIERS))
+def test_a_module_that_multiplies_a_string_stops_the_run_with_little_memory(
+        content_tree, case: str) -> None:
+    body, words = MULTIPLIERS[case]
+    campaign = dict(CAMPAIGN, limits={"render_seconds": 60})  # size, not time, must stop it
+    root = content_tree(campaigns={"x.yaml": campaign}, templates={"page.html.j2": PAGE},
+                        articles={"a.md": {"title": "A", "body": f"Hello {body}.\n"}},
+                        customers={"customers.csv": CUSTOMERS})
+    done = peak_cli("run", "campaigns/x.yaml", "--out", root / "out", cwd=root)
+    assert done["rc"] == 2, done  # a content error: nothing is rendered
+    assert "articles/a.md" in done["stderr"] and "too large" in done["stderr"], done
+    assert words in done["stderr"], done   # says what would have been too large
+    assert "Traceback" not in done["stderr"]
+    assert done["peak_kib"] < PEAK_KIB, f"{done['peak_kib'] >> 10:,} MiB"
+
+
+def test_a_customer_whose_value_multiplies_fails_alone_with_little_memory(
+        content_tree, manifest_of) -> None:
+    body = ("{% if customer.first_name == 'Big' %}{{ (customer.first_name * 300) "
+            "| replace('Big', 'x' * 5000) | replace('x', customer.first_name * 100) }}"
+            "{% endif %}Hi {{ customer.first_name }}.\n")
+    rows = [*CUSTOMERS, {"id": "B1", "email": "b1@example.com", "first_name": "Big"}]
+    root = content_tree(campaigns={"x.yaml": CAMPAIGN}, templates={"page.html.j2": PAGE},
+                        articles={"a.md": {"title": "A", "body": body}},
+                        customers={"customers.csv": rows})
+    out = root / "out"
+    done = peak_cli("run", "campaigns/x.yaml", "--out", out, cwd=root)
+    assert done["rc"] == 3, done  # the run finished; one customer failed
+    status = {r["customer_id"]: (r["status"], r["reason_code"]) for r in manifest_of(out)}
+    assert status["B1"] == ("failed", "too_large")
+    reason = next(r["reason"] for r in manifest_of(out) if r["customer_id"] == "B1")
+    assert "replace" in reason
+    assert {s for cid, s in status.items() if cid != "B1"} == {("rendered", None)}
+    assert done["peak_kib"] < PEAK_KIB, f"{done['peak_kib'] >> 10:,} MiB"
+
+
+def test_ordinary_uses_of_the_bounded_operations_still_work() -> None:
+    from edition.templating import EditionEnvironment
+
+    env = EditionEnvironment()
+    cases = {
+        "{{ 'a-b' | replace('-', '+') }} {{ 'a-b'.replace('-', '') }}": "a+b ab",
+        "{{ ['a', 'b'] | join(', ') }} {{ '/'.join(['a', 'b']) }}": "a, b a/b",
+        "{{ '%s=%05.1f' | format('pi', 3.14159) }} {{ '%(n)s!' % {'n': 'hi'} }}":
+            "pi=003.1 hi!",
+        "{{ '{} {:>4}'.format('a', 'b') }} {{ '{x}'.format_map({'x': 1}) }}": "a    b 1",
+        "{{ 'a' ~ 1 ~ [2] }} {{ 'ab'.center(6, '*') }}": "a1[2] **ab**",
+        "{% set x %}{{ 'a' * 3 }}{% endset %}{{ x }} {{ 'a\nb' | indent(2) }}": "aaa a\n  b",
+        "{{ [1, 'x'] }} {{ {'k': [1]} | tojson }}": "[1, 'x'] {\"k\": [1]}",
+    }
+    for source, expected in cases.items():
+        assert env.from_string(source).render() == expected, source
+
+
+def test_the_size_checks_keep_personal_text_shareable(content_tree) -> None:
+    """`~`, `join` and printing are measured without refusing text with holes: one shared
+    render per version, byte for byte the whole render."""
+    import datetime as dt
+
+    from edition.plan import Plan
+
+    page = ("<!doctype html><html lang=en><body>{% for a in articles %}"
+            "{{ a.html }} {{ [a.title, a.kind] | join('-') ~ '!' }}{% endfor %}</body></html>\n")
+    root = content_tree(campaigns={"x.yaml": CAMPAIGN}, templates={"page.html.j2": page},
+                        articles={"a.md": {"title": "A", "body": "Hi {{ customer.first_name }}"
+                                                                 ".\n"}})
+    plan = Plan.load(root / "campaigns" / "x.yaml", as_of=dt.date(2026, 11, 2))
+    for person in CUSTOMERS[:2]:
+        fields = dict(person, first_name=person["id"])
+        version = plan.version_of(fields)[3]
+        rendered = plan.renderer.render(version, fields)
+        assert rendered.html == plan.renderer.whole(version, fields).html
+        assert f"Hi {person['id']}.</p> A-article!" in (rendered.html or "")
+    assert plan.renderer.sharing_of([version.digest])[version.digest]["html"] == "shared"
