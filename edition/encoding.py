@@ -47,11 +47,13 @@ class Encoder:
             reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
         self._pdf: Any = None
 
-    def content_hash(self, customer_id: str, version_id: str, rendered: Rendered,
+    def content_hash(self, customer_id: str, version_digest: str, rendered: Rendered,
                      documents: Documents | None = None) -> str:
-        """Identifies what this customer gets: same content, same hash (and Message-ID)."""
+        """Identifies what this customer gets: same content, same hash (and Message-ID).
+
+        Keyed by the version's whole digest, never its short id (two versions may share one)."""
         h = hashlib.sha256()
-        for part in (self.campaign.name, customer_id, version_id, rendered.subject or ""):
+        for part in (self.campaign.name, customer_id, version_digest, rendered.subject or ""):
             h.update(part.encode("utf-8", "surrogatepass") + b"\0")
         if documents is None:
             for part in (rendered.text or "", rendered.html or ""):

@@ -101,7 +101,7 @@ def _render(result: PreviewResult, pipeline: Pipeline, edition: Edition, fmt: st
         if fmt == "pdf":
             result.document = encoder.pdf_one(rendered, version.locale)
         elif fmt == "eml":
-            digest = encoder.content_hash(customer_id, version.id, rendered)
+            digest = encoder.content_hash(customer_id, version.digest, rendered)
             result.document = encoder.message(customer_id, edition.fields, version.id,
                                               rendered, digest)
         else:

@@ -72,7 +72,7 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
                 results.append(TestSent(customer_id, "failed", str(exc)))
                 continue
             rendered = replace(rendered, subject=f"[TEST] {rendered.subject or ''}")
-            digest = encoder.content_hash(f"test:{customer_id}", version.id, rendered)
+            digest = encoder.content_hash(f"test:{customer_id}", version.digest, rendered)
             eml = encoder.message(customer_id, fields, version.id, rendered, digest)
             outcome = publisher.publish(Delivery(
                 campaign=campaign.name, customer_id=customer_id, recipient=to,

@@ -154,7 +154,7 @@ def test_message_ids_are_distinct_and_depend_only_on_content(eml_run: dict[str, 
     encoder = Encoder(plan.campaign, plan.formats, eml_run["before"])
     for cid, (fields, rendered) in eml_run["rendered"].items():
         version = plan.version_of(fields)[3]
-        assert ids[cid] == encoder.message_id(encoder.content_hash(cid, version.id, rendered))
+        assert ids[cid] == encoder.message_id(encoder.content_hash(cid, version.digest, rendered))
 
 
 def reference(msg: email.message.EmailMessage, *, subject: str, name: str, address: str,
