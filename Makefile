@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench golden clean
 
 $(BIN)/edition: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -27,6 +27,9 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+golden: install
+	$(BIN)/python tests/test_golden.py --regenerate
 
 bench: install
 	$(BIN)/python bench/run.py
