@@ -26,7 +26,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2
 
 golden: install
 	$(BIN)/python tests/test_golden.py --regenerate
