@@ -3,7 +3,7 @@
 Per customer the loop only fills a version's text (the greeting's name and the
 customer's id, the holes the engine fills too), base64-encodes the text and the HTML for
 the .eml (76-character lines, CRLF, as renderers/eml writes them) and writes three files
-atomically, the way edition.runfolder.FileWriter does (temp file, os.write, rename;
+atomically, the way edition.run.folder.FileWriter does (temp file, os.write, rename;
 folders made once). No segments, no selection, no manifest, no content hash: whatever
 the engine spends beyond this loop is the distance to the floor.
 

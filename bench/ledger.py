@@ -26,7 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fixtures_postgres import TemporaryPostgres  # noqa: E402
 
-from edition.ledgers import open_ledger, show_location  # noqa: E402
+from edition.send.ledger.location import open_ledger, show_location  # noqa: E402
 from publishers.base import Outcome  # noqa: E402
 
 CAMPAIGN = "bench"

@@ -2,7 +2,7 @@
 
 One run, same generated customers, same campaign (the sample weekly newsletter, html +
 text + eml), each variant writing its own output folder; prints customers/s for each and
-the ratio to the CLI's process pool (`edition.run.execute` with a ProcessPoolExecutor,
+the ratio to the CLI's process pool (`edition.run.lifecycle.execute` with a ProcessPoolExecutor,
 what `edition run` does without --via-prefect). The flows run on Prefect's test server
 (`prefect_test_harness`), so nothing needs PREFECT_API_URL. Also checks that every
 variant wrote the same manifest.
@@ -37,8 +37,8 @@ def digest(path: Path) -> str:
 
 
 def run_cli(data: Path, out: Path, batch_size: int, workers: int) -> float:
-    from edition.config import RunOptions
-    from edition.run import Pool, execute
+    from edition.run.lifecycle import Pool, execute
+    from edition.run.options import RunOptions
 
     options = RunOptions(campaign=str(CAMPAIGN), customers=str(data), out=str(out),
                          formats=("html", "text", "eml"), as_of=AS_OF, batch_size=batch_size,
@@ -73,7 +73,7 @@ def main() -> None:
 
     from prefect.testing.utilities import prefect_test_harness
 
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     work = Path(tempfile.mkdtemp(prefix="edition-bench-runners-"))
     try:

@@ -23,7 +23,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-from edition.ledger import SendLedger  # noqa: E402
+from edition.send.ledger.sqlite import SendLedger  # noqa: E402
 from publishers import Delivery, open_publisher  # noqa: E402
 
 

@@ -9,10 +9,10 @@ from typing import Annotated
 import typer
 
 from cli.console import err, out, user_errors
-from edition.approval import Review, RunFacts, default_approver, earlier_run, summary_lines
-from edition.diff import diff_runs
 from edition.errors import ApprovalError, UsageError
-from edition.sending import mailing_lines
+from edition.review.approval import Review, RunFacts, default_approver, earlier_run, summary_lines
+from edition.review.diff import diff_runs
+from edition.review.sending import mailing_lines
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,7 @@
 """`edition diff RUN_A RUN_B`: what changed between two runs of a campaign.
 
 `edition diff RUN` compares RUN with its campaign's last approved or sent run, wherever
-that run was written (edition.approval.earlier_run: beside RUN, under out/<campaign>/,
+that run was written (edition.review.approval.earlier_run: beside RUN, under out/<campaign>/,
 or in the campaign's run index).
 """
 
@@ -15,9 +15,9 @@ from typing import Annotated
 import typer
 
 from cli.console import err, user_errors
-from edition.approval import earlier_run, read_run
-from edition.diff import diff_runs
 from edition.errors import UsageError
+from edition.review.approval import earlier_run, read_run
+from edition.review.diff import diff_runs
 
 
 def register(app: typer.Typer) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 
 from edition.errors import UsageError
 
-# Every source edition/customers.py and edition/sources.py read, in the words of --help.
+# Every source edition/audience/customers.py and sources.py read, in the words of --help.
 CUSTOMERS_HELP = ("Customers instead of the campaign's: a CSV, JSONL or Parquet file, or a "
                   "postgresql:// URL (postgresql://host/db?table=customers)")
 

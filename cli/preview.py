@@ -28,7 +28,7 @@ def preview(
     as_of: Annotated[str | None, typer.Option("--as-of", help="Run date YYYY-MM-DD")] = None,
 ) -> None:
     """Show why each module was chosen for one customer, and the edition itself."""
-    from edition.preview import preview_customer
+    from edition.review.preview import preview_customer
 
     with user_errors():
         if fmt not in {"html", "text", "eml", "pdf"}:

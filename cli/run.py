@@ -11,10 +11,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from cli.console import counts_text, err, exit_if_too_many_failed, user_errors
 from cli.console import out as console
 from cli.options import CUSTOMERS_HELP, parse_date
-from edition.approval import refuse_direct_send
-from edition.config import DEFAULT_BATCH, RunOptions
 from edition.errors import EditionError, RunError, UsageError
-from edition.run import (
+from edition.run.lifecycle import (
     Pool,
     Run,
     RunSummary,
@@ -23,9 +21,11 @@ from edition.run import (
     estimate_rows,
     execute,
     plan_for,
+    refuse_direct_send,
     target_of,
     unsendable_as_is,
 )
+from edition.run.options import DEFAULT_BATCH, RunOptions
 
 
 def register(app: typer.Typer) -> None:
@@ -128,7 +128,7 @@ def run(
 
 
 def _test_send(options: RunOptions, customers: list[str], address: str, yes: bool) -> None:
-    from edition.testsend import test_send
+    from edition.review.testsend import test_send
 
     plan = plan_for(options)
     target = target_of(options, plan.campaign)

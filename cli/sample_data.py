@@ -23,7 +23,7 @@ def sample_data(
     messy: Annotated[bool, typer.Option("--messy", help="Include a few flawed rows")] = False,
 ) -> None:
     """Write N generated customers (deterministic for a seed)."""
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     with user_errors():
         if customers < 0:

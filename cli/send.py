@@ -10,7 +10,7 @@ import typer
 
 from cli.console import counts_text, err, exit_if_too_many_failed, out, user_errors
 from edition.errors import UsageError
-from edition.sending import mailing_lines, plan_send, send_approved
+from edition.review.sending import mailing_lines, plan_send, send_approved
 
 
 def register(app: typer.Typer) -> None:

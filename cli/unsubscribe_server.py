@@ -33,7 +33,7 @@ def unsubscribe_server(
         import uvicorn
         from uvicorn.config import LOGGING_CONFIG
 
-        from edition.unsubscribe import secrets_from_env
+        from edition.render.unsubscribe import secrets_from_env
         from web.unsubscribe import create_app, describe
 
         secrets = secrets_from_env()

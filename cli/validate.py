@@ -8,12 +8,12 @@ from typing import Annotated
 import typer
 
 from cli.console import err, out, user_errors
-from edition.config import RunOptions
-from edition.customers import encoding_problem
+from edition.audience.customers import encoding_problem
 from edition.errors import collect
-from edition.plan import Plan
-from edition.preflight import Preflight, content_notes
-from edition.run import Source, customers_file, plan_for, preflight_for
+from edition.render.plan import Plan
+from edition.run.lifecycle import Source, customers_file, plan_for, preflight_for
+from edition.run.options import RunOptions
+from edition.run.preflight import Preflight, content_notes
 
 
 def register(app: typer.Typer) -> None:

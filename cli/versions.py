@@ -17,8 +17,8 @@ from rich.table import Table
 
 from cli.console import out, user_errors
 from cli.options import CUSTOMERS_HELP, parse_date
-from edition.census import Census, VersionCount, census_for
-from edition.config import RunOptions
+from edition.run.census import Census, VersionCount, census_for
+from edition.run.options import RunOptions
 
 TOP = 20
 

@@ -13,6 +13,7 @@ local part is not ASCII needs a server that offers SMTPUTF8.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
 from email.utils import getaddresses, parseaddr
@@ -25,6 +26,8 @@ _PLAIN = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[A-Za-z]{{2,63}}$")
 _SPECIAL = {"arpa", "invalid", "local", "localhost", "onion"}
 # every kind of line break and the C0/C1 controls: never part of a name in a header
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+
+ADDRESS_HASH_HEX = 32   # address hashes are 128 bits (tokens, the suppression store)
 
 
 class AddressError(ValueError):
@@ -70,3 +73,23 @@ def parse_mailbox(value: str) -> tuple[str, str]:
         raise AddressError("not exactly one address")
     name, address = parseaddr(value)
     return clean_name(name), normalize(address)
+
+
+def address_hash(address: str | None) -> str:
+    """The 32-hex-digit hash the token and the suppression store keep instead of an address.
+
+    Case-insensitive (`Ann@X.example` and `ann@x.example` are one person's) and
+    normalized as the customer file normalizes it; "" for no address.
+    """
+    if not address or not str(address).strip():
+        return ""
+    return hashlib.sha256(b"edition address\0" + match_address(str(address)).encode(
+        "utf-8", "surrogatepass")).hexdigest()[:ADDRESS_HASH_HEX]
+
+
+def match_address(address: str) -> str:
+    """The form addresses are compared in: normalized, then case-folded."""
+    try:
+        return normalize(address).casefold()
+    except AddressError:
+        return address.strip().casefold()

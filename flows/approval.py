@@ -7,11 +7,11 @@ a table, the changes since the campaign's last approved or sent run, a link to b
 the editions — and pauses the flow run with an `ApprovalForm`. The approver resumes it
 from the UI (**Resume**) and fills in the form: approved, the run folder gets its
 approval.json (with the approver's name) and its files are sent exactly as in
-`edition send` (edition/sending.py); rejected, or not answered within the timeout, the
+`edition send` (edition/review/sending.py); rejected, or not answered within the timeout, the
 run ends Cancelled with the reason and nothing leaves.
 
 The pause can last a day, so the run folder stays held for its review (an
-`edition.approval.Review`: the folder's lock, from the summary to the record) and the
+`edition.review.approval.Review`: the folder's lock, from the summary to the record) and the
 approval is recorded only for the run this flow run rendered, with the bytes the
 reviewer was shown; the send then takes exactly that run and approval. A run whose
 marketing messages carry no working unsubscribe link is refused before the pause.
@@ -33,7 +33,11 @@ from prefect.cache_policies import NO_CACHE
 from prefect.input import RunInput
 from pydantic import Field
 
-from edition.approval import (
+from edition.content.campaign import Campaign
+from edition.errors import EditionError
+from edition.markdown_text import code, fenced, text
+from edition.naming import artifact_key
+from edition.review.approval import (
     APPROVAL_FILE,
     Review,
     earlier_run,
@@ -41,13 +45,9 @@ from edition.approval import (
     summary_lines,
     table_rows,
 )
-from edition.campaign import Campaign
-from edition.config import RunOptions
-from edition.diff import RunDiff, diff_runs
-from edition.errors import EditionError
-from edition.markdown_text import code, fenced, text
-from edition.naming import artifact_key
-from edition.sending import mailing_lines, send_approved
+from edition.review.diff import RunDiff, diff_runs
+from edition.review.sending import mailing_lines, send_approved
+from edition.run.options import RunOptions
 
 PAUSE_KEY = "approval"
 ASK = ("Click **Resume** to answer: switch on *approve* and give your name to send these "

@@ -12,7 +12,7 @@ a date, `dry_run` is on by default and sending needs a second switch (`confirm_s
 Options most runs leave alone sit in `advanced` (a `RunSettings` form).
 
 The run's lifecycle (the folder lock, run.json, the bounded window of batches, the
-repair of a folder whose run died) is the engine's (edition/run.py), the same as
+repair of a folder whose run died) is the engine's (edition/run/lifecycle.py), the same as
 `edition run`'s; this module adds only what is Prefect's: tasks, artifacts, and the
 flow run's state when a run is cancelled or crashes (flows/recovery.py).
 """
@@ -42,15 +42,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ProcessPoolTaskRunner, ThreadPoolTaskRunner
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
-from edition.campaign import find_root
-from edition.config import RunOptions
-from edition.customers import Row
+from edition.audience.customers import Row
+from edition.content.campaign import find_root
 from edition.databases import held, is_database_url
-from edition.delivery import unshared_ledger
 from edition.errors import EditionError, RunError, UsageError
 from edition.naming import artifact_key
-from edition.pipeline import BatchResult
-from edition.run import (
+from edition.run.folder import is_remote, read_from
+from edition.run.lifecycle import (
     Pool,
     PoolExecutor,
     Run,
@@ -65,7 +63,9 @@ from edition.run import (
     process_batch,
     target_of,
 )
-from edition.runfolder import is_remote, read_from
+from edition.run.options import RunOptions
+from edition.run.pipeline import BatchResult
+from edition.send.delivery import unshared_ledger
 from flows import approval, recovery
 from flows.refusals import quiet_refusals, refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
@@ -405,7 +405,7 @@ def _own_target(path: Path | None) -> str | None:
     """The campaign's delivery target (a `to` equal to it needs no --allow)."""
     if path is None:
         return None
-    from edition.campaign import load_campaign
+    from edition.content.campaign import load_campaign
 
     try:
         return load_campaign(path).target
@@ -662,7 +662,7 @@ def scheduled_mailing(campaign: Path | str | None) -> str | None:
         if campaign is None or "auto-scheduled" not in (flow_run.get_tags() or []):
             return None
         when = flow_run.get_scheduled_start_time()
-        from edition.campaign import load_campaign
+        from edition.content.campaign import load_campaign
 
         schedule = load_campaign(campaign).schedule or {}
         zone = zoneinfo.ZoneInfo(schedule.get("timezone") or "UTC")

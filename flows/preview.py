@@ -18,8 +18,8 @@ from prefect.artifacts import create_link_artifact, create_markdown_artifact
 from edition.errors import UsageError
 from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key, safe_name
-from edition.preview import PreviewResult
-from edition.preview import preview_customer as preview
+from edition.review.preview import PreviewResult
+from edition.review.preview import preview_customer as preview
 from flows.campaign import AsOf, Text, output_link, resolve_customers, run_date
 from flows.refusals import refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
@@ -66,7 +66,7 @@ def check_preview_parameters(campaign: str, customer_id: str, customers: str | N
                              as_of: dt.date | str | None = None,
                              ) -> tuple[Path, str | None, dt.date | None]:
     """Refuse bad parameters before any work: (campaign file, customers, run date)."""
-    from edition.campaign import find_root
+    from edition.content.campaign import find_root
 
     path = resolve_campaign(campaign)
     problems = [] if path is not None else [campaign_problem(campaign)]

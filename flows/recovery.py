@@ -1,6 +1,6 @@
 """What a run that died leaves in Prefect, made right.
 
-The run folder is the engine's to repair (edition/run.py: `repair`, `recover_runs`):
+The run folder is the engine's to repair (edition/run/lifecycle.py: `repair`, `recover_runs`):
 every run of a campaign, from the CLI or a flow, first repairs the folders of its
 campaign whose run is gone. This module adds the Prefect side:
 
@@ -25,12 +25,10 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from edition.campaign import Campaign
+from edition.content.campaign import Campaign
 from edition.databases import masked
 from edition.errors import FolderBusy
-from edition.run import Repair, repair
-from edition.run import recover_runs as recover_folders
-from edition.runfolder import (
+from edition.run.folder import (
     RUN_FILE,
     alive_here,
     now,
@@ -39,6 +37,8 @@ from edition.runfolder import (
     read_run_file,
     write_json,
 )
+from edition.run.lifecycle import Repair, repair
+from edition.run.lifecycle import recover_runs as recover_folders
 
 logger = logging.getLogger("prefect.edition.recovery")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -101,7 +101,7 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
     if not ref:
         return
     try:
-        from edition.campaign import load_campaign
+        from edition.content.campaign import load_campaign
         from flows.roots import resolve_campaign
 
         campaign = load_campaign(resolve_campaign(str(ref)) or str(ref))  # a name or a file

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
-from edition.campaign import campaign_file, is_campaign_name
+from edition.content.campaign import campaign_file, is_campaign_name
 from edition.databases import DATABASE_SCHEMES, masked
 
 ROOT_ENV = "EDITION_CONTENT_ROOT"

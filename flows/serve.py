@@ -82,7 +82,7 @@ def _rel(file: Path, root: Path) -> str:
 
 def find_campaigns(root: Path | str = ".") -> Served:
     """Every campaign file, checked like `edition run` checks it; problems collected."""
-    from edition.plan import Plan
+    from edition.render.plan import Plan
 
     root = Path(root).resolve()
     served = Served(root)

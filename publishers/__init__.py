@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from edition.errors import DeliveryError
 from edition.naming import safe_name
-from edition.targets import Delivery, Outcome, Publisher, open_target
+from edition.send.targets import Delivery, Outcome, Publisher, open_target
 from publishers.base import BasePublisher
 
 open_publisher = open_target

@@ -16,11 +16,11 @@ from typing import Any
 from urllib.parse import SplitResult
 
 from edition.addresses import AddressError, parse_mailbox
-from edition.config import target_options
+from edition.content.config import target_options
 from edition.databases import masked
 from edition.errors import DeliveryError
 from edition.naming import safe_name
-from edition.targets import Delivery, Outcome, Publisher
+from edition.send.targets import Delivery, Outcome, Publisher
 
 __all__ = ["BasePublisher", "Delivery", "DeliveryError", "Outcome", "Publisher", "RateLimiter",
            "clean_address", "redact", "refuse_secrets", "safe_name", "sender_address",

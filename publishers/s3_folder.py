@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 from edition.errors import RunError
 from edition.naming import CONTENT_TYPES, EXTENSIONS
-from edition.runfolder import LOCK_FILE
+from edition.run.folder import LOCK_FILE
 from publishers.aws import error_parts, make_client, retries
 from publishers.base import redact
 from publishers.s3_lock import Conflict, Lease, take
@@ -49,7 +49,7 @@ class S3Folder:
         self._held: Lease | None = None     # the lock, while this object holds it
         self.taken_over: dict[str, Any] | None = None   # the dead holder we replaced
 
-    # -- the writer interface (edition.runfolder.FileWriter's) -------------------------
+    # -- the writer interface (edition.run.folder.FileWriter's) -------------------------
 
     def write(self, relative: str, data: bytes) -> None:
         if relative in self.written:
@@ -172,7 +172,7 @@ class S3Folder:
 
     def remove_unlisted(self, listed: set[str]) -> list[str]:
         """Delete customer files no manifest row names (a dead run's batches that the run
-        finishing its folder did not make again); like edition.runfolder.remove_unlisted."""
+        finishing its folder did not make again); like edition.run.folder.remove_unlisted."""
         folders = tuple(f"{fmt}/" for fmt in EXTENSIONS)
         stray = [rel for rel in self._relatives()
                  if rel.startswith(folders) and rel not in listed]
@@ -183,7 +183,7 @@ class S3Folder:
 
     def lock(self, holder: dict[str, Any]) -> None:
         """Hold the folder (a dead holder's lock is taken over); FolderBusy names a live
-        one. `holder`: run id, host, pid, pid start (edition.runfolder.owner)."""
+        one. `holder`: run id, host, pid, pid start (edition.run.folder.owner)."""
         self._held = take(self, holder)
         self.taken_over = self._held.replaced
 

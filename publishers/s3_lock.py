@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from edition.errors import FolderBusy, RunError
-from edition.runfolder import LOCK_FILE, alive_here
+from edition.run.folder import LOCK_FILE, alive_here
 from publishers.aws import error_parts
 
 if TYPE_CHECKING:

@@ -168,7 +168,7 @@ def sample_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def sample_customers(sample_root: Path) -> Path:
     """300 generated customers (seed 7), the same file for every test that reads it."""
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     path = sample_root / "data" / "customers-300.csv"
     write_customers(path, 300, seed=7)
@@ -178,7 +178,7 @@ def sample_customers(sample_root: Path) -> Path:
 @pytest.fixture(scope="session")
 def big_customers(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """100,000 generated customers; only the slow tests ask for it."""
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     path = tmp_path_factory.mktemp("big") / "customers-100k.csv"
     write_customers(path, 100_000, seed=5)

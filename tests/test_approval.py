@@ -30,7 +30,7 @@ from fixtures_sending import (  # noqa: F401 (fixtures)
     site,
 )
 
-from edition.approval import read_approval, verify
+from edition.review.approval import read_approval, verify
 
 
 def approve_args(out: Path, *extra: str) -> list[object]:
@@ -146,8 +146,8 @@ def test_approve_tamper_refuse_restore_send_exactly_once(site: Path, customers: 
 
 def test_a_customer_suppressed_after_the_approval_is_skipped(site: Path, customers: Callable,
                                                              tmp_path: Path) -> None:
-    from edition.approval import approve
-    from edition.sending import send_approved
+    from edition.review.approval import approve
+    from edition.review.sending import send_approved
 
     path, out = customers(20), tmp_path / "run"
     code, stdout, stderr = edition(*run_args(path, out), cwd=site)
@@ -233,7 +233,7 @@ def _failing_site(content_tree: Callable) -> Path:
 
 def test_failed_unfinished_and_self_sent_runs_are_not_approved(content_tree: Callable,
                                                                tmp_path: Path) -> None:
-    from edition.sending import send_approved
+    from edition.review.sending import send_approved
 
     root = _failing_site(content_tree)
     out = tmp_path / "mixed"
@@ -302,9 +302,9 @@ def test_approve_and_send_ask_on_a_terminal(site: Path, customers: Callable,
 def test_edition_send_asks_the_unsubscribe_store_again(site: Path, customers: Callable,
                                                       tmp_path: Path) -> None:
     """The real plug: an unsubscribe recorded after the approval stops that message."""
-    from edition.campaign import load_campaign
-    from edition.suppression_store import SuppressionStore, store_location
-    from edition.unsubscribe import address_hash
+    from edition.addresses import address_hash
+    from edition.content.campaign import load_campaign
+    from edition.store.suppressions import SuppressionStore, store_location
 
     path, out = customers(12), tmp_path / "run"
     with smtp_sink() as (port, sink):

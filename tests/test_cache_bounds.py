@@ -13,8 +13,8 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
-from edition import editions, plan
-from edition.plan import Plan
+from edition.render import editions, plan
+from edition.render.plan import Plan
 
 PAGE = ("<!doctype html><html lang=en><body>{% for a in articles %}<h2>{{ a.title }}</h2>"
         "{{ a.html }}{% endfor %}<p>{{ 1234.5 | money }} for {{ customer.first_name }}</p>"

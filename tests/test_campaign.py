@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from edition.campaign import load_campaign
-from edition.catalog import load_catalog
+from edition.content.campaign import load_campaign
+from edition.content.catalog import load_catalog
 from edition.errors import ContentError, ContentErrors
 
 PAGE = ("<html><body>\n{% for a in articles %}<h2>{{ a.title }}</h2>{{ a.html }}{% endfor %}\n"

@@ -20,8 +20,8 @@ import yaml
 from typer.testing import CliRunner
 
 from cli import app
-from edition.config import CampaignConfig
-from edition.yamlfile import LineDict, load_yaml
+from edition.content.config import CampaignConfig
+from edition.content.yamlfile import LineDict, load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus" / "garden-club"

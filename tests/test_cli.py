@@ -177,7 +177,7 @@ def test_invoice_run_with_messy_customers_accounts_for_every_row(
 @pytest.mark.slow
 def test_preview_on_a_100000_row_file(big_customers: Path, sample_root: Path) -> None:
     """Preview works on a big file; the timing bound is generous (the machine is shared)."""
-    from edition.preview import preview_customer
+    from edition.review.preview import preview_customer
 
     last = "C100000"
     started = time.perf_counter()

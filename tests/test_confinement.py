@@ -28,7 +28,7 @@ def site(tmp_path: Path) -> Path:
     root = tmp_path / "site"
     for folder in CONTENT:
         shutil.copytree(REPO / folder, root / folder)
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     write_customers(root / "data" / "customers.csv", 20, seed=7)
     return root

@@ -39,7 +39,7 @@ from fixtures_sending import (
     sink_total,
 )
 
-from edition.ledger import SendLedger
+from edition.send.ledger.sqlite import SendLedger
 
 LOW, KILL_AT, HIGH = 0.20, 0.30, 0.60  # kill once the sink holds KILL_AT of the messages
 MAX_UNKNOWN = 8  # a handful: at most one in flight per worker connection

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from conftest import AS_OF, CONTENT_DIRS, REPO, read_manifest, run_cli, write_customers_file
 
-from edition.suppression_store import SuppressionStore
-from edition.unsubscribe import token_of, verify
+from edition.render.unsubscribe import token_of, verify
+from edition.store.suppressions import SuppressionStore
 
 ACCEPTED = ["A" * 255, "é" * 127, "名" * 85, "C 1", "Zoë-東京"]
 REJECTED = {

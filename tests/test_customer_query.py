@@ -22,9 +22,9 @@ import psycopg
 import pytest
 from conftest import CONTENT_DIRS, REPO, run_cli
 
-from edition.customers import count_rows, find_customer, read_customers
+from edition.audience.customers import count_rows, find_customer, read_customers
+from edition.audience.sources import SqlSource
 from edition.errors import RunError, UsageError
-from edition.sources import SqlSource
 
 ESCAPES = {
     # closes count()'s and find()'s sub-select, ends the read-only transaction, writes

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edition.customers import find_customer, read_customers
+from edition.audience.customers import find_customer, read_customers
 
 HEADER = "id,email,first_name,locale,interests,age,lifetime_value,member_since,city\n"
 

@@ -42,11 +42,18 @@ import yaml
 from conftest import AS_OF, REPO, run_cli
 from fixtures_delivery import SinkHandler, free_port, moto_url, smtp_sink  # noqa: F401
 
-from edition.config import RunOptions
-from edition.customers import Row
+from edition.audience.customers import Row
 from edition.errors import LedgerError
-from edition.ledger import SendLedger
-from edition.run import RunSummary, Work, close_pipelines, execute, plan_for, process_batch
+from edition.run.lifecycle import (
+    RunSummary,
+    Work,
+    close_pipelines,
+    execute,
+    plan_for,
+    process_batch,
+)
+from edition.run.options import RunOptions
+from edition.send.ledger.sqlite import SendLedger
 
 BUCKET = "edition-dask-runs"
 CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")
@@ -259,7 +266,7 @@ class DaskSend:
 def dask_send(moto_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaskSend]:
     """One `edition run --via-prefect --task-runner dask --send` to S3, a worker killed
     mid-send; then the same mailing sent again with `edition run --send`."""
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     base = tmp_path_factory.mktemp("dask-cli")
     site = base / "site"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edition.campaign import load_campaign
-from edition.modules import parse_module
+from edition.content.campaign import load_campaign
+from edition.content.modules import parse_module
 
 
 def test_module_title_defaults_to_first_heading_then_id(tmp_path: Path) -> None:

@@ -20,18 +20,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fixtures_delivery import make_delivery, smtp_sink
 from fixtures_sending import CAMPAIGN, copy_site, edition, make_customers, manifest, set_delivery
 
-from edition.campaign import Campaign, load_campaign
-from edition.config import DkimConfig
-from edition.dkim_signing import (
-    DkimKeyError,
-    DkimSigner,
-    applies_to,
-    sign,
-    signed_header_names,
-)
+from edition.content.campaign import Campaign, load_campaign
+from edition.content.config import DkimConfig
 from edition.errors import ContentError, RunError
-from edition.list_headers import feedback_id, list_id, mailing_headers
-from edition.unsubscribe import SECRET_ENV, UnsubscribeLinks
+from edition.render.list_headers import feedback_id, list_id, mailing_headers
+from edition.render.unsubscribe import SECRET_ENV, UnsubscribeLinks
+from edition.send.dkim import DkimKeyError, DkimSigner, applies_to, sign, signed_header_names
 from publishers import open_publisher
 from renderers.eml import MessageWriter
 

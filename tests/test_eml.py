@@ -21,9 +21,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edition.customers import read_customers
-from edition.encoding import Encoder
-from edition.plan import Plan
+from edition.audience.customers import read_customers
+from edition.render.encoding import Encoder
+from edition.render.plan import Plan
 from renderers.eml import MessageWriter
 
 AS_OF = "2026-11-02"

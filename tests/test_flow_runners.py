@@ -83,7 +83,7 @@ def test_a_run_killed_mid_way_is_repaired_by_the_next_run(
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL
 
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
     from flows.campaign import RunSettings, send_campaign
 
     customers = tmp_path / "customers-3000.csv"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from conftest import AS_OF, CONTENT_DIRS, REPO
 
-from edition.sampledata import write_customers
+from edition.audience.sampledata import write_customers
 
 LIMIT = 64 * 1024
 Disk = Callable[..., "Path | None"]

@@ -30,8 +30,8 @@ from fixtures_sending import (  # noqa: F401 (fixtures)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edition.config import RunOptions
-from edition.run import execute
+from edition.run.lifecycle import execute
+from edition.run.options import RunOptions
 
 HEADER = ["id", "email", "first_name", "last_name", "locale", "interests"]
 

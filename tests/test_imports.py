@@ -6,6 +6,11 @@
 The engine (edition/) is pure Python over plain data: it imports no Prefect, no typer,
 no publishers (it finds delivery targets through an entry-point registry), and only the
 public names of renderers/. Renderers import nothing of ours. Nothing imports cli/.
+
+Inside the engine, the stage folders run in the pipeline's order, and a stage imports only
+the stages before it (and the foundation: the modules directly in edition/):
+
+    content -> store -> audience -> render -> send -> run -> review -> feedback
 """
 
 from __future__ import annotations
@@ -29,6 +34,10 @@ ALLOWED = {
     "web": {"edition"},
     "cli": {"edition", "flows", "web"},
 }
+
+
+# The engine's stages, in order: each may import the ones before it, never one after.
+STAGES = ("content", "store", "audience", "render", "send", "run", "review", "feedback")
 
 
 def module_name(path: Path) -> str:
@@ -128,6 +137,46 @@ def test_imports_run_one_way() -> None:
     assert wrong == []
 
 
+def stage_of(module: str) -> int | None:
+    """The stage index of an engine module; None for the foundation (edition/*.py)."""
+    parts = module.split(".")
+    if parts[0] != "edition" or len(parts) < 3:
+        return None
+    return STAGES.index(parts[1])
+
+
+def test_engine_stages_import_only_earlier_stages() -> None:
+    known = modules()
+    wrong = []
+    for name, path in known.items():
+        here = stage_of(name) if name.split(".")[0] == "edition" else None
+        is_foundation = name.split(".")[0] == "edition" and name.count(".") == 1
+        if here is None and not is_foundation:
+            continue
+        for target, names, line in imports_of(path, name):
+            for candidate in [f"{target}.{n}" for n in names] + [target]:
+                hit = ours(candidate, known)
+                if hit:
+                    break
+            if hit is None or hit.split(".")[0] != "edition" or hit == name:
+                continue
+            there = stage_of(hit)
+            if there is None and hit.count(".") <= 1:
+                continue   # the foundation: every stage may use it
+            if is_foundation or (there is not None and there > here):
+                wrong.append(f"{path.relative_to(REPO)}:{line}: {name} -> {hit}")
+    assert wrong == []
+
+
+def test_every_engine_module_is_in_a_stage_or_the_foundation() -> None:
+    foundation = {"edition", "edition.errors", "edition.naming", "edition.private",
+                  "edition.databases", "edition.addresses", "edition.locales",
+                  "edition.markdown_text", "edition.outcomes"}
+    loose = [m for m in modules() if m.split(".")[0] == "edition" and m.count(".") <= 1
+             and m not in foundation and m.split(".")[-1] not in STAGES]
+    assert loose == []
+
+
 @pytest.mark.parametrize("package", ["edition", "renderers"])
 def test_the_engine_imports_no_orchestration_or_terminal(package: str) -> None:
     banned = {"prefect", "typer", "rich", "prefect_dask", "distributed", "starlette",
@@ -147,8 +196,9 @@ def fresh_python(code: str) -> dict:
 
 def test_importing_the_engine_does_not_import_prefect() -> None:
     engine = sorted(m for m in modules() if m.split(".")[0] in {"edition", "renderers"})
-    assert {"edition.run", "edition.selection", "edition.editions", "edition.personal",
-            "edition.customers", "edition.campaign", "renderers.eml"} <= set(engine)
+    assert {"edition.run.lifecycle", "edition.audience.selection", "edition.render.editions",
+            "edition.render.personal", "edition.audience.customers", "edition.content.campaign",
+            "renderers.eml"} <= set(engine)
     code = (
         "import importlib, json, sys\n"
         f"for name in {engine!r}:\n"

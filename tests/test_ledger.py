@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from edition.ledger import Claim, LedgerBusy, LedgerError
-from edition.ledgers import Ledger, open_ledger
+from edition.send.ledger.location import Ledger, open_ledger
+from edition.send.ledger.sqlite import Claim, LedgerBusy, LedgerError
 from publishers import Outcome
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +223,7 @@ def test_shared_mode_claims_each_key_once_across_connections(path: Path | str) -
 
 CHILD = textwrap.dedent("""
     import os, signal, sys, time
-    from edition.ledgers import open_ledger
+    from edition.send.ledger.location import open_ledger
     from publishers.base import Outcome
 
     ledger_path, sends, run_id, n, mode, at = sys.argv[1:7]
@@ -324,7 +324,7 @@ def test_two_processes_at_once(tmp_path: Path, path: Path | str) -> None:
     # Exclusive (default): the second run waits for the first, then skips what it sent.
     first = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from edition.ledgers import open_ledger
+        from edition.send.ledger.location import open_ledger
         with open_ledger({str(path)!r}, exclusive=True):
             print("locked", flush=True)
             time.sleep(0.5)
@@ -349,7 +349,7 @@ def test_two_processes_at_once(tmp_path: Path, path: Path | str) -> None:
 
 RACER = textwrap.dedent("""
     import json, os, random, sys, threading, time
-    from edition.ledgers import open_ledger
+    from edition.send.ledger.location import open_ledger
     from publishers.base import Outcome
 
     location, out, run_id, n, go = sys.argv[1:6]
@@ -408,7 +408,7 @@ def test_processes_racing_for_the_same_keys_claim_each_once(tmp_path: Path, path
 def test_a_lock_holder_killed_with_sigkill_frees_the_run_lock(path: Path | str) -> None:
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import time
-        from edition.ledgers import open_ledger
+        from edition.send.ledger.location import open_ledger
         with open_ledger({str(path)!r}, exclusive=True):
             print("locked", flush=True)
             time.sleep(300)
@@ -489,7 +489,7 @@ def test_mailings_are_the_same_in_both_backends(tmp_path: Path,
 
 def test_where_the_ledger_is(tmp_path: Path) -> None:
     from edition.errors import ContentError
-    from edition.ledgers import ledger_location, show_location
+    from edition.send.ledger.location import ledger_location, show_location
 
     root = tmp_path
     assert ledger_location(None, root=root, campaign=C, environ={}) == (

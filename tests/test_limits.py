@@ -13,7 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from edition.limits import DocumentTooLarge, RenderTimeout, check_binop, watchdog
+from edition.content.limits import DocumentTooLarge, RenderTimeout, check_binop, watchdog
 
 PAGE = ("<!doctype html><html lang=en><body>{% for a in articles %}{{ a.html }}{% endfor %}"
         "{% include 'extra.html.j2' ignore missing %}</body></html>\n")
@@ -106,7 +106,7 @@ def test_the_watchdog_stops_a_loop_in_any_thread_and_leaves_nothing_behind() -> 
 
 
 def test_limits_are_checked_in_the_campaign(content_tree) -> None:
-    from edition.campaign import load_campaign
+    from edition.content.campaign import load_campaign
     from edition.errors import ContentError
 
     campaign = dict(CAMPAIGN, limits={"render_seconds": -1, "document_bytes": "big"})
@@ -198,7 +198,7 @@ def test_a_customer_whose_value_multiplies_fails_alone_with_little_memory(
 
 
 def test_ordinary_uses_of_the_bounded_operations_still_work() -> None:
-    from edition.templating import EditionEnvironment
+    from edition.content.environment import EditionEnvironment
 
     env = EditionEnvironment()
     cases = {
@@ -220,7 +220,7 @@ def test_the_size_checks_keep_personal_text_shareable(content_tree) -> None:
     render per version, byte for byte the whole render."""
     import datetime as dt
 
-    from edition.plan import Plan
+    from edition.render.plan import Plan
 
     page = ("<!doctype html><html lang=en><body>{% for a in articles %}"
             "{{ a.html }} {{ [a.title, a.kind] | join('-') ~ '!' }}{% endfor %}</body></html>\n")

@@ -88,7 +88,7 @@ def test_a_fenced_block_cannot_be_closed_from_inside() -> None:
 
 
 def test_the_preview_artifact_escapes_the_customer(tmp_path: Path) -> None:
-    from edition.preview import preview_customer
+    from edition.review.preview import preview_customer
     from flows.preview import selection_markdown
 
     root = tmp_path / "site"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from edition.modules import parse_module
+from edition.content.modules import parse_module
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus" / "garden-club"
@@ -75,7 +75,7 @@ def test_a_near_miss_of_a_known_key_is_a_warning_naming_the_key_it_meant(garden:
     ("summary_text", None), ("tags2", None), ("reading_time", None), ("season", None),
 ])
 def test_which_keys_read_as_typos(key: str, meant: str | None, tmp_path: Path) -> None:
-    from edition.config import FrontMatter, near_miss
+    from edition.content.config import FrontMatter, near_miss
 
     assert near_miss(key, list(FrontMatter.model_fields)) == meant
     module = tmp_path / "articles" / "x.md"

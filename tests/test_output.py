@@ -157,7 +157,7 @@ def test_missing_customer_file_is_a_run_failure(content_tree, cli) -> None:
 
 def test_safe_names_are_distinct_and_plain(tmp_path: Path) -> None:
     from edition.naming import relative_path, safe_name
-    from edition.runfolder import FileWriter as RunFolder
+    from edition.run.folder import FileWriter as RunFolder
 
     names = [safe_name(cid) for cid in ODD_IDS]
     assert len(set(names)) == len(names)

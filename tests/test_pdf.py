@@ -34,7 +34,7 @@ WORDS = [
 
 
 class SharedDocument:
-    """Stand-in for edition.personal.SharedDocument: parts with holes for customer fields."""
+    """Stand-in for edition.render.personal.SharedDocument: parts with holes for customer fields."""
 
     def __init__(self, parts: list[str], holes: list[str]) -> None:
         self.parts, self.holes = parts, holes

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from edition.templating import CustomerView, EditionEnvironment
+from edition.content.environment import CustomerView, EditionEnvironment
 
 REPO = Path(__file__).resolve().parents[1]
 CORPUS = REPO / "tests" / "corpus" / "garden-club"
@@ -30,7 +30,7 @@ ENV = EditionEnvironment()
 
 
 def prints(*args, **kwargs):   # imported here: a collection error would hide the others
-    from edition.fields import prints
+    from edition.content.fields import prints
 
     return prints(*args, **kwargs)
 

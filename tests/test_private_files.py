@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import AS_OF, CONTENT_DIRS, REPO, run_cli
 
-from edition.sampledata import write_customers
+from edition.audience.sampledata import write_customers
 
 
 @pytest.fixture
@@ -90,10 +90,11 @@ def test_the_engine_writes_privately_without_the_cli(tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     """A flow run in a Prefect worker that no `edition` command started: no umask of
     ours, the files are private all the same."""
-    from edition.ledger import SendLedger
-    from edition.manifest import ManifestRow, ManifestWriter
-    from edition.runfolder import FileWriter, FolderLock, write_run_file
-    from edition.suppression_store import SuppressionStore
+    from edition.outcomes import ManifestRow
+    from edition.run.folder import FileWriter, FolderLock, write_run_file
+    from edition.run.manifest import ManifestWriter
+    from edition.send.ledger.sqlite import SendLedger
+    from edition.store.suppressions import SuppressionStore
 
     monkeypatch.delenv("EDITION_UMASK", raising=False)
     folder = tmp_path / "out" / "campaign" / "run"
@@ -117,7 +118,7 @@ def test_the_engine_writes_privately_without_the_cli(tmp_path: Path,
 
 def test_a_ledger_made_0644_by_an_earlier_version_is_tightened(
         tmp_path: Path, loose_umask: None) -> None:
-    from edition.ledger import SendLedger
+    from edition.send.ledger.sqlite import SendLedger
 
     path = tmp_path / "ledger.sqlite"
     with SendLedger(path):

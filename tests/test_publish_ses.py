@@ -38,7 +38,7 @@ from fixtures_sending import (
     run_args,
 )
 
-from edition.ledger import SendLedger
+from edition.send.ledger.sqlite import SendLedger
 from publishers import DeliveryError, open_publisher
 from publishers.ses import SesPublisher
 

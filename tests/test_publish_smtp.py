@@ -20,7 +20,7 @@ from fixtures_delivery import (
     smtp_sink,
 )
 
-from edition.ledger import Claim, SendLedger
+from edition.send.ledger.sqlite import Claim, SendLedger
 from publishers import DeliveryError, open_publisher
 from publishers.smtp import SmtpPublisher
 

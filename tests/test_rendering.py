@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from edition.customers import read_customers
-from edition.editions import EditionRenderer, RenderFailure
-from edition.plan import Plan
+from edition.audience.customers import read_customers
+from edition.render.editions import EditionRenderer, RenderFailure
+from edition.render.plan import Plan
 
 AS_OF = "2026-11-02"
 PAGE = """\

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edition.sampledata import COLUMNS, INTERESTS, REFERENCE_DATE, write_customers
+from edition.audience.sampledata import COLUMNS, INTERESTS, REFERENCE_DATE, write_customers
 
 EMAIL = re.compile(r"^[a-z]+\.[a-z]+\.\d+@example\.(com|org)$")
 

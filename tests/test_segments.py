@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import pytest
 
+from edition.content.environment import EditionEnvironment
+from edition.content.segments import Segmenter, compile_segment
 from edition.errors import ContentError
-from edition.segments import Segmenter, compile_segment
-from edition.templating import EditionEnvironment
 
 ENV = EditionEnvironment()
 

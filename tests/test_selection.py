@@ -8,8 +8,8 @@ import random
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edition.modules import Module
-from edition.selection import Selection, select
+from edition.audience.selection import Selection, select
+from edition.content.modules import Module
 
 RUN_DATE = dt.date(2026, 3, 1)
 

@@ -30,7 +30,7 @@ from fixtures_sending import (  # noqa: F401 (fixtures)
     site,
 )
 
-from edition.ledger import SendLedger
+from edition.send.ledger.sqlite import SendLedger
 
 
 def send_args(path: Path, out: Path, port: int, *extra: object, as_of: str | None = None,

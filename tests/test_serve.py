@@ -24,7 +24,7 @@ def site(tmp_path: Path) -> Path:
     root = tmp_path / "site"
     for folder in CONTENT:
         shutil.copytree(REPO / folder, root / folder)
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     write_customers(root / "data" / "customers.csv", 120, seed=7)
     return root
@@ -220,9 +220,9 @@ def _dead_pid() -> int:
 
 @pytest.mark.parametrize("send", [False, True], ids=["dry-run", "sending"])
 def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool) -> None:
-    from edition.config import RunOptions
-    from edition.run import execute, recover_runs
-    from edition.runfolder import read_run_file, write_run_file
+    from edition.run.folder import read_run_file, write_run_file
+    from edition.run.lifecycle import execute, recover_runs
+    from edition.run.options import RunOptions
 
     out = site / "out" / "weekly-newsletter" / "run-1"
     options = RunOptions(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
@@ -268,9 +268,9 @@ def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool
 
 
 def test_a_live_run_is_left_alone(site: Path) -> None:
-    from edition.config import RunOptions
-    from edition.run import recover_runs
-    from edition.runfolder import owner, read_run_file, write_run_file
+    from edition.run.folder import owner, read_run_file, write_run_file
+    from edition.run.lifecycle import recover_runs
+    from edition.run.options import RunOptions
 
     out = site / "out" / "weekly-newsletter" / "live"
     out.mkdir(parents=True)

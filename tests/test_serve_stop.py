@@ -148,7 +148,7 @@ def test_serve_stops_within_seconds_on_sigterm_with_a_run_in_progress(
         for file in (REPO / folder).iterdir():
             if file.is_file():
                 (root / folder / file.name).write_bytes(file.read_bytes())
-    from edition.sampledata import write_customers
+    from edition.audience.sampledata import write_customers
 
     write_customers(root / "data" / "customers.csv", 6000, seed=3)
     api = f"http://127.0.0.1:{relay.port}/api"

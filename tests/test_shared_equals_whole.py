@@ -22,9 +22,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edition.customers import read_customers
-from edition.editions import EditionRenderer, Rendered, RenderFailure
-from edition.plan import Plan
+from edition.audience.customers import read_customers
+from edition.render.editions import EditionRenderer, Rendered, RenderFailure
+from edition.render.plan import Plan
 
 AS_OF = dt.date(2026, 11, 2)
 KINDS = ("page", "html", "text", "subject")

@@ -21,9 +21,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from edition.customers import count_rows, find_customer, read_customers
+from edition.audience.customers import count_rows, find_customer, read_customers
+from edition.audience.sources import ParquetSource, SqlSource, customer_source, typed_source
 from edition.errors import ContentError, RunError
-from edition.sources import ParquetSource, SqlSource, customer_source, typed_source
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -276,8 +276,8 @@ MEASURE = textwrap.dedent("""
     import json, resource, sys
     import psutil
     import psycopg, pyarrow.parquet, sqlalchemy  # imported before the baseline
-    from edition.customers import read_customers
-    from edition.sources import customer_source
+    from edition.audience.customers import read_customers
+    from edition.audience.sources import customer_source
 
     def peak_rss():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -24,7 +24,7 @@ import pytest
 import yaml
 from conftest import AS_OF, CONTENT_DIRS, REPO, read_manifest, run_cli
 
-from edition.sampledata import write_customers
+from edition.audience.sampledata import write_customers
 
 COMPARED = ("customer_id", "status", "reason", "version", "segments", "modules")
 

@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from edition.campaign import Campaign, load_campaign
-from edition.customers import read_customers
+from edition.addresses import address_hash
+from edition.audience.customers import read_customers
+from edition.audience.suppression import Suppression, no_suppression, parse_list, read_list
+from edition.content.campaign import Campaign, load_campaign
 from edition.errors import ContentError
-from edition.suppression import Suppression, no_suppression, parse_list, read_list
-from edition.suppression_store import (
+from edition.store.suppressions import (
     ALL_MARKETING,
     STORE_ENV,
     SuppressionStore,
@@ -25,7 +26,6 @@ from edition.suppression_store import (
     store_location,
     store_location_by_name,
 )
-from edition.unsubscribe import address_hash
 
 TEMPLATES = {"t.html.j2": "<p>{{ customer.first_name | default('x') }}</p>"}
 NOV_30 = dt.datetime(2026, 11, 30, 9, 15, tzinfo=dt.UTC)
@@ -372,8 +372,8 @@ def test_lookups_stay_fast_with_large_lists(make_campaign: Callable[..., Campaig
 
 def test_run_options_carry_extra_lists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`--suppression FILE` (wired by the CLI) lands in RunOptions, checked and resolved."""
-    from edition.config import RunOptions
     from edition.errors import UsageError
+    from edition.run.options import RunOptions
 
     (tmp_path / "extra.txt").write_text("C1\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)

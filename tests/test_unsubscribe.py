@@ -8,15 +8,15 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
+from edition.addresses import address_hash
 from edition.errors import ContentError, EditionError, RunError
-from edition.unsubscribe import (
+from edition.render.unsubscribe import (
     ONE_CLICK,
     SECRET_ENV,
     InvalidToken,
     Subscriber,
     UnsubscribeLinks,
     UnsubscribeSecretError,
-    address_hash,
     list_unsubscribe_headers,
     make_token,
     secrets_from_env,
@@ -171,7 +171,7 @@ def test_the_secret_comes_from_the_environment_and_is_never_shown() -> None:
 
 
 class _Campaign:
-    """The attributes of edition.campaign.Campaign the links read."""
+    """The attributes of edition.content.campaign.Campaign the links read."""
 
     def __init__(self, **values: object):
         self.name = "weekly-newsletter"
@@ -225,6 +225,6 @@ def test_links_need_the_secret_and_a_url_for_marketing() -> None:
 ])
 @pytest.mark.parametrize("token", ["AbC-_09", "x.y~z", "é ü/+=?&#"])
 def test_the_fast_link_is_the_same_string_as_with_token(base: str, token: str) -> None:
-    from edition.unsubscribe import _tokened, with_token
+    from edition.render.unsubscribe import _tokened, with_token
 
     assert _tokened(base, token) == with_token(base, token)

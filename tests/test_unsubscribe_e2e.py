@@ -29,7 +29,7 @@ import yaml
 from fixtures_delivery import free_port, smtp_sink
 from fixtures_sending import CAMPAIGN, copy_site, customer_rows, edition, make_customers, manifest
 
-from edition.suppression_store import SuppressionStore
+from edition.store.suppressions import SuppressionStore
 
 AS_OF = "2026-11-23"
 REPO = Path(__file__).resolve().parents[1]

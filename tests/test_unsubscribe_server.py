@@ -22,10 +22,10 @@ import httpx
 import pytest
 from fixtures_delivery import free_port
 
-from edition.campaign import load_campaign
-from edition.suppression import Suppression
-from edition.suppression_store import ALL_MARKETING, Entry, SuppressionStore
-from edition.unsubscribe import SECRET_ENV, make_token, token_of, unsubscribe_url
+from edition.audience.suppression import Suppression
+from edition.content.campaign import load_campaign
+from edition.render.unsubscribe import SECRET_ENV, make_token, token_of, unsubscribe_url
+from edition.store.suppressions import ALL_MARKETING, Entry, SuppressionStore
 
 SECRET = "the-unsubscribe-secret-of-the-tests"
 BASE = "https://acme.example/unsubscribe"

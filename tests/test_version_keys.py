@@ -55,7 +55,7 @@ OWN = {  # what each customer's own version holds: (subject, article title)
 # The CLI with every version hash's first 11 hex digits (the old id) set to zeros.
 COLLIDING_CLI = """
 import hashlib, sys, types
-import edition.versions
+import edition.render.versions
 
 class Colliding:
     def __init__(self, data=b""):
@@ -65,7 +65,7 @@ class Colliding:
     def hexdigest(self):
         return "0" * 11 + self._hash.hexdigest()[11:]
 
-edition.versions.hashlib = types.SimpleNamespace(sha256=Colliding)
+edition.render.versions.hashlib = types.SimpleNamespace(sha256=Colliding)
 from cli import main
 sys.argv = ["edition", *sys.argv[1:]]
 main()

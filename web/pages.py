@@ -31,8 +31,8 @@ from babel.support import Translations
 from jinja2 import ChoiceLoader, FileSystemLoader, TemplateError, select_autoescape
 from jinja2.sandbox import SandboxedEnvironment
 
-from edition.campaign import by_locale
-from edition.yamlfile import load_yaml
+from edition.content.campaign import by_locale
+from edition.content.yamlfile import load_yaml
 
 log = logging.getLogger("edition.unsubscribe")
 

@@ -35,14 +35,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from edition.suppression_store import (
+from edition.render.unsubscribe import ONE_CLICK, TOKEN_PARAM, InvalidToken, Subscriber, verify
+from edition.store.suppressions import (
     ALL_MARKETING,
     StoreError,
     SuppressionStore,
     redacted,
     store_location_by_name,
 )
-from edition.unsubscribe import ONE_CLICK, TOKEN_PARAM, InvalidToken, Subscriber, verify
 from web.forms import BadForm, TooLarge, read_form
 from web.pages import Pages, accepted, choose_language
 
@@ -102,7 +102,7 @@ class UnsubscribeService:
 def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None = None
                ) -> Starlette:
     """The ASGI app. `root`: the content root (campaigns/, templates/ and the default
-    store); `secrets`: edition.unsubscribe.secrets_from_env(); `store`: one store for
+    store); `secrets`: edition.render.unsubscribe.secrets_from_env(); `store`: one store for
     every campaign instead of each campaign's own."""
     service = UnsubscribeService(Path(root), secrets, store)
     pages = Pages(Path(root))

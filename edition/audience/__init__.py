@@ -1,0 +1,1 @@
+"""To whom: customer sources and rows, segments, selection, audience rules, suppression."""

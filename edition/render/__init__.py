@@ -1,0 +1,1 @@
+"""How it looks: versions rendered once, the personal layer per customer, encoded per format."""

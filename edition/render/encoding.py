@@ -1,0 +1,141 @@
+"""Encoding: one customer's rendered documents as the bytes of each format.
+
+html and text are the rendered documents in UTF-8; eml is a multipart message built
+by renderers.eml with headers shared by the whole run; pdf comes from the WeasyPrint
+batch renderer, which lays out each version's customers together.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from edition.addresses import clean_name, parse_mailbox
+from edition.content.campaign import Campaign
+from edition.naming import CONTENT_TYPES, relative_path
+from edition.render.editions import Rendered
+from edition.render.list_headers import mailing_headers
+from edition.render.unsubscribe import UnsubscribeLinks
+from renderers import eml
+
+# format -> (path relative to the run folder, bytes, content type)
+Files = dict[str, tuple[str, bytes, str]]
+
+
+class Documents(NamedTuple):
+    """One customer's html and text in UTF-8."""
+
+    html: bytes
+    text: bytes
+
+
+class Encoder:
+    """Turns rendered editions into files; one per process (it keeps the PDF renderer)."""
+
+    def __init__(self, campaign: Campaign, formats: tuple[str, ...], started: dt.datetime, *,
+                 links: UnsubscribeLinks | None = None, mailing: str | None = None):
+        self.campaign = campaign
+        self.formats = formats
+        self.links = links
+        # List-Id and Feedback-ID: the same for every message of the mailing
+        self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}
+        self.writer = eml.MessageWriter(
+            sender=parse_mailbox(campaign.sender or "edition <edition@localhost.localdomain>"),
+            date=started,
+            reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
+        self._pdf: Any = None
+
+    def content_hash(self, customer_id: str, version_digest: str, rendered: Rendered,
+                     documents: Documents | None = None) -> str:
+        """Identifies what this customer gets: same content, same hash (and Message-ID).
+
+        Keyed by the version's whole digest, never its short id (two versions may share one)."""
+        h = hashlib.sha256()
+        for part in (self.campaign.name, customer_id, version_digest, rendered.subject or ""):
+            h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        if documents is None:
+            for part in (rendered.text or "", rendered.html or ""):
+                h.update(part.encode("utf-8", "surrogatepass") + b"\0")
+        else:  # the same bytes: UTF-8 of text without surrogates (else it raised already)
+            h.update(documents.text + b"\0")
+            h.update(documents.html + b"\0")
+        return h.hexdigest()
+
+    @staticmethod
+    def documents(rendered: Rendered) -> Documents:
+        """The html and text as UTF-8, once per customer (hash, files and .eml share them).
+
+        Raises UnicodeError for text that cannot be UTF-8 (a lone surrogate)."""
+        return Documents((rendered.html or "").encode(), (rendered.text or "").encode())
+
+    def message_id(self, digest: str) -> str:
+        return eml.message_id(digest, self.campaign.name, self.campaign.sender_domain)
+
+    def message(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
+                rendered: Rendered, digest: str, documents: Documents | None = None) -> bytes:
+        """The customer's .eml: text and HTML alternatives, List-Unsubscribe when set."""
+        name = clean_name(" ".join(str(fields[k]) for k in ("first_name", "last_name")
+                                   if k in fields))
+        address = str(fields["email"])
+        headers = (dict(self.links.headers(customer_id, address, fields.get("locale")))
+                   if self.links else {})
+        headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
+                                           "X-Edition-Version": version_id}
+        text: str | bytes = rendered.text or ""
+        html: str | bytes | None = rendered.html
+        if documents is not None:
+            text, html = documents.text, (documents.html if rendered.html is not None else None)
+        return self.writer.build(
+            subject=rendered.subject or "", recipient=address, recipient_name=name,
+            text=text, html=html, msg_id=self.message_id(digest), extra_headers=headers)
+
+    def files(self, customer_id: str, fields: Mapping[str, Any], version_id: str,
+              rendered: Rendered, digest: str, pdf: bytes | None = None,
+              documents: Documents | None = None) -> Files:
+        """Every format of one customer's edition."""
+        out: Files = {}
+        for fmt in self.formats:
+            if fmt in {"html", "text", "eml"} and documents is None:
+                documents = self.documents(rendered)
+            if fmt == "html":
+                data = documents.html
+            elif fmt == "text":
+                data = documents.text
+            elif fmt == "eml":
+                data = self.message(customer_id, fields, version_id, rendered, digest, documents)
+            else:
+                data = pdf if pdf is not None else self.pdf_one(rendered)
+            out[fmt] = (relative_path(fmt, customer_id), data, CONTENT_TYPES[fmt])
+        return out
+
+    # -- PDF -------------------------------------------------------------------------
+
+    def pdf_renderer(self) -> Any:
+        """One WeasyPrint batch renderer per process (fonts and layouts are cached in it)."""
+        if self._pdf is None:
+            from renderers.pdf import PdfBatchRenderer  # WeasyPrint only when PDF is asked
+
+            self._pdf = PdfBatchRenderer(**pdf_options(self.campaign))
+        return self._pdf
+
+    def pdf_one(self, rendered: Rendered, locale: str | None = None) -> bytes:
+        """One customer's PDF on its own (a preview); ``locale``: the edition's."""
+        return self.pdf_renderer().render_one(rendered.page or "", locale=locale)
+
+    def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
+                    locale: str | None = None) -> list[bytes]:
+        """The PDFs of one version's customers, laid out together (same order as `pages`)."""
+        return self.pdf_renderer().render_filled(list(parts), list(pages), locale=locale)
+
+
+def pdf_options(campaign: Campaign) -> dict[str, Any]:
+    """The PDF renderer's settings for a campaign: what it reads (the content root and
+    the hosts `pdf.allow_hosts` names), its paper and its running header's name."""
+    root = campaign.root.resolve()
+    title = campaign.title if isinstance(campaign.title, dict) else campaign.title_for()
+    return {"base_url": (root / "templates").as_uri() + "/", "root": root,
+            "allow_hosts": tuple(campaign.pdf.get("allow_hosts", ())),
+            "page_size": str(campaign.pdf.get("page_size", "A4")),
+            "campaign_name": title, "templates_dir": root / "templates"}

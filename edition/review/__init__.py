@@ -1,0 +1,1 @@
+"""What a person checks: previews, approval, the approved send, diffs between runs."""

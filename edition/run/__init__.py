@@ -1,0 +1,1 @@
+"""One run: its options, lifecycle, folder, manifest, report, preflight and repair."""

@@ -1,0 +1,152 @@
+"""A run's options: everything that defines one run, checked once, whoever starts it
+(the CLI's flags, the flow's form, Python); frozen and picklable for the workers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+
+from edition.content.config import _encoding, fail, has_credentials
+from edition.databases import masked
+from edition.naming import FORMATS, new_run_id
+
+DEFAULT_BATCH = 500
+RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
+MAILING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}\Z")
+
+
+class RunOptions(BaseModel):
+    """Everything that defines a run; small, frozen and picklable, so workers rebuild a Plan.
+
+    The CLI's flags and the flow's form both end up here: one place checks them.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    campaign: str
+    customers: str | None = None
+    out: str | None = None
+    formats: tuple[str, ...] | None = None
+    as_of: dt.date | None = None
+    limit: int | None = None
+    send: bool = False
+    to: str | None = None
+    resend_unknown: bool = False
+    batch_size: int = DEFAULT_BATCH
+    run_id: str | None = None
+    started: dt.datetime | None = None
+    mailing: str | None = None       # which issue of the campaign a send belongs to
+    new_mailing: bool = False        # start another mailing while one is unfinished
+    suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
+    encoding: str | None = None      # --encoding of a CSV/JSONL customer file
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        names = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
+        names = [n for n in names if n]
+        bad = [n for n in names if n not in FORMATS]
+        if bad or not names:
+            raise fail(f"formats {','.join(map(str, names)) or '(none)'}: choose from "
+                       f"{', '.join(FORMATS)}")
+        return tuple(f for f in FORMATS if f in names)
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: int | None) -> int | None:
+        if value is not None and value < 0:
+            raise fail(f"limit must be 0 or more, not {value}")
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch(cls, value: int) -> int:
+        if value < 1:
+            raise fail(f"batch size must be at least 1, not {value}")
+        return value
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, value: str | None) -> str | None:
+        if value is not None and has_credentials(value):
+            raise fail("--to must not hold credentials; set them in the environment "
+                       "(EDITION_SMTP_USERNAME/PASSWORD, AWS profiles)")
+        return value
+
+    @field_validator("run_id")
+    @classmethod
+    def _run_id(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_ID.match(value):
+            raise fail(f"run id {value!r} may only use letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("mailing")
+    @classmethod
+    def _mailing(cls, value: str | None) -> str | None:
+        if value is not None and not MAILING.match(value):
+            raise fail(f"mailing {value!r}: use letters, digits, '.', '_', ':' and '-' "
+                       f"(e.g. 2026-11-23 or spring-2027)")
+        return value
+
+    @field_validator("encoding", mode="before")
+    @classmethod
+    def _encoding(cls, value: Any) -> Any:
+        return _encoding(value, "--encoding")
+
+    @field_validator("suppression", mode="before")
+    @classmethod
+    def _suppression(cls, value: Any) -> Any:
+        names = [value] if isinstance(value, str) else list(value or ())
+        missing = [str(n) for n in names if not Path(str(n)).is_file()]
+        if missing:
+            raise fail(f"suppression list not found: {', '.join(missing)}")
+        return tuple(str(n) for n in names)
+
+    @model_validator(mode="after")
+    def _sending(self) -> RunOptions:
+        if self.resend_unknown and not self.send:
+            raise fail("resend_unknown only makes sense when sending")
+        if self.new_mailing and not self.send:
+            raise fail("new_mailing only makes sense when sending")
+        return self
+
+    @classmethod
+    def build(cls, **values: Any) -> RunOptions:
+        """Checked options; every problem in one UsageError (the CLI's and the form's words)."""
+        from edition.errors import UsageError
+
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = [str(e["msg"]) if e["type"] == "edition" else
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()]
+            raise UsageError("; ".join(problems)) from None
+
+    def replace(self, **changes: Any) -> RunOptions:
+        return self.model_copy(update=changes)
+
+    def recorded(self) -> dict[str, Any]:
+        """The options as run.json records them: each URL masked (a customers URL may
+        hold a password; edition.databases.masked hides it). Read back, a masked
+        password means "from the environment" (PGPASSWORD, ~/.pgpass)."""
+        document = self.model_dump(mode="json")
+        for name in ("customers", "out", "to"):
+            if document.get(name):
+                document[name] = masked(document[name])
+        return document
+
+    def resolved(self) -> RunOptions:
+        """Fill in the defaults that must be the same in every worker."""
+        started = self.started or dt.datetime.now(dt.UTC).replace(microsecond=0)
+        # as_of stays empty when not given: a send may resume an unfinished mailing,
+        # whose run date it then takes (edition.run decides)
+        return self.replace(started=started, run_id=self.run_id or new_run_id(started),
+                            campaign=str(Path(self.campaign).resolve()),
+                            # workers may start elsewhere: lists named from here, found there
+                            suppression=tuple(str(Path(p).resolve()) for p in self.suppression))

@@ -1,0 +1,230 @@
+"""The run report (report.md) and versions.json: what a marketer reads after a run."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edition import private
+from edition.databases import masked
+from edition.markdown_text import code, text
+from edition.outcomes import STATUSES, ManifestRow
+
+SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the report says about the run itself."""
+
+    campaign: str
+    segments: tuple[tuple[str, str], ...]   # (name, rule) in campaign order
+    run_id: str
+    mode: str                               # "dry run (nothing sent)" or "sent ... to X"
+    as_of: dt.date
+    formats: tuple[str, ...]
+    customers: str
+    mailing: str | None = None
+    preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
+    unsendable: tuple[str, ...] = ()   # why a send of this dry run would be refused
+
+    def __post_init__(self) -> None:
+        # the report is published (files, Prefect artifacts): a customers URL's password
+        # never reaches it, whoever built this RunInfo from whatever run.json
+        object.__setattr__(self, "customers", masked(self.customers))
+
+
+class Tally:
+    """Counts accumulated batch by batch (memory grows with versions, not customers)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.status: Counter[str] = Counter()
+        self.codes: Counter[tuple[str, str]] = Counter()   # (status, reason code) -> rows
+        self.by_segment: dict[str, Counter[str]] = defaultdict(Counter)
+        self.versions: dict[str, dict[str, Any]] = {}
+        self.problems: dict[tuple[str, str], list[Any]] = {}   # (status, reason) -> [n, ids]
+        self.missing: Counter = Counter()
+        self.short: Counter = Counter()
+        self.sharing: dict[str, dict[str, str]] = {}
+
+    def add(self, rows: Iterable[ManifestRow], *, versions: Mapping[str, dict[str, Any]] = {},
+            missing: Mapping[Any, int] = {}, short: Mapping[str, int] = {},
+            sharing: Mapping[str, dict[str, str]] = {}) -> None:
+        """Count a batch's rows, and what the batch learnt about versions and rules."""
+        for row in rows:
+            self.rows += 1
+            status = row.status
+            self.status[status] += 1
+            for segment in row.segments or (["(none)"] if status != "rejected" else []):
+                self.by_segment[segment][status] += 1
+            if row.version and status != "rejected":
+                # by the whole digest: two versions may share a short id (edition.versions)
+                entry = self.versions.setdefault(row.version_digest or row.version,
+                                                 {"id": row.version, "customers": 0})
+                entry["customers"] += 1
+            if row.reason is not None:
+                self.codes[(status, getattr(row.reason, "code", "?"))] += 1
+            if status in PROBLEMS and row.reason:
+                entry = self.problems.setdefault((status, row.reason.key), [0, []])
+                entry[0] += 1
+                if len(entry[1]) < SAMPLES:
+                    entry[1].append(row.customer_id or f"line {row.line}")
+        for vid, info in versions.items():
+            if vid in self.versions:
+                self.versions[vid].update({k: v for k, v in info.items() if k != "customers"})
+        self.missing.update(missing)
+        self.short.update(short)
+        self.sharing.update(sharing)
+
+
+PROBLEMS = {"rejected", "failed", "unknown", "excluded", "suppressed"}
+
+
+def sent_line(tally: Tally, mailing: str | None) -> str:
+    """`0 sent now, 20 already sent in mailing M`: what a send did, truthfully."""
+    return sent_words(tally.status.get("sent", 0),
+                      tally.codes.get(("sent", "already_sent"), 0), mailing)
+
+
+def sent_words(sent: int, already: int, mailing: str | None) -> str:
+    """The same sentence from the counts (`sent` rows, of which `already` were sent by an
+    earlier run of the mailing): for the report, the run's and the send's summaries."""
+    line = f"{sent - already:,} sent now"
+    if already:
+        line += f", {already:,} already sent in mailing {mailing}"
+    return line
+
+
+def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
+    return {
+        "campaign": campaign,
+        "versions": [
+            {"id": info.get("id") or key, "digest": key, "customers": info.get("customers", 0),
+             "locale": info.get("locale"),
+             "segments": info.get("segments", []), "modules": info.get("modules", {}),
+             "digests": info.get("digests", {}), "rendering": tally.sharing.get(key, {})}
+            for key, info in sorted(tally.versions.items(),
+                                    key=lambda item: (-item[1].get("customers", 0),
+                                                      item[1].get("id") or item[0], item[0]))
+        ],
+    }
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines
+
+
+def _cell(message: str) -> str:
+    """One table cell of prose: a line break would end the row."""
+    return text(" ".join(message.split()))
+
+
+def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -> str:
+    """The Markdown report."""
+    rate = f"{tally.rows / seconds:,.0f} customers/s" if seconds > 0 and tally.rows else "-"
+    cannot = ([f"> **Cannot be sent as it is.** {'; '.join(info.unsendable)}. Fix that and "
+               f"run again before approving: `edition approve` and `edition send` refuse "
+               f"this run.", ""] if info.unsendable else [])
+    out = [
+        f"# Run report: {info.campaign}",
+        "",
+        *cannot,
+        *([note, ""] if note else []),
+        f"- run: {code(info.run_id)} — {text(info.mode)}",
+        f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",
+        f"- customers file: {code(info.customers)}",
+        *([f"- mailing: {code(info.mailing)} — {text(sent_line(tally, info.mailing))}"]
+          if info.mailing else []),
+        f"- {tally.rows:,} customer rows in {seconds:.1f} s ({rate}); "
+        f"{len(tally.versions):,} versions",
+        "",
+        "## Status",
+        "",
+    ]
+    out += _table(["status", "customers"],
+                  [[s, f"{tally.status.get(s, 0):,}"] for s in STATUSES if tally.status.get(s)]
+                  or [["(no customers)", 0]])
+    if info.preflight:
+        # errors stop a run before its folder exists, so a report shows warnings and facts
+        out += ["", "## Preflight", ""]
+        out += _table(["level", "finding"], [[level, _cell(message)]
+                                             for level, message in info.preflight])
+    out += ["", "## Segments", ""]
+    rules = dict(info.segments)
+    segment_names = [*rules, "(none)"]
+    shown = [s for s in STATUSES if tally.status.get(s) and s != "rejected"]
+    rows = []
+    for name in segment_names:
+        counts = tally.by_segment.get(name, Counter())
+        rule = rules.get(name, "no segment")
+        rows.append([code(name), code(rule), f"{sum(counts.values()):,}"]
+                    + [f"{counts.get(s, 0):,}" for s in shown])
+    out += _table(["segment", "rule", "customers", *shown], rows)
+    if tally.missing:
+        out += ["", "Rules that were false because a field was missing:", ""]
+        out += [f"- {code(seg)}: field {code(field)} missing for {n:,} customer(s)"
+                for (seg, field), n in sorted(tally.missing.items())]
+    out += ["", "## Versions", ""]
+    doc = versions_document(tally, info.campaign)["versions"]
+    vrows = []
+    for v in doc[:50]:
+        modules = "; ".join(f"{text(slot)}: {', '.join(map(code, ids)) or '—'}"
+                            for slot, ids in v["modules"].items())
+        vrows.append([code(v["id"]), f"{v['customers']:,}", code(v["locale"] or ""),
+                      ", ".join(map(code, v["segments"])) or "—", modules])
+    out += _table(["version", "customers", "locale", "segments", "modules"], vrows)
+    if len(doc) > 50:
+        out.append(f"\n… and {len(doc) - 50} more in versions.json")
+    whole = Counter(reason for kinds in tally.sharing.values() for reason in kinds.values()
+                    if reason != "shared")
+    if whole:
+        out += ["", "Rendered whole per customer (correct, slower):", ""]
+        out += [f"- {text(reason)} ({n} version/format pair(s))"
+                for reason, n in whole.most_common()]
+    if tally.short:
+        out += ["", "## Slots not filled", ""]
+        out += [f"- {code(slot)}: fewer eligible modules than it takes for {n:,} customer(s)"
+                for slot, n in sorted(tally.short.items())]
+    for status, title in (("rejected", "Rejected rows"), ("failed", "Failed customers"),
+                          ("unknown", "Delivery outcome unknown"),
+                          ("excluded", "Excluded customers"),
+                          ("suppressed", "Suppressed customers")):
+        items = [(reason, n, ids) for (s, reason), (n, ids) in tally.problems.items()
+                 if s == status]
+        if items:
+            out += ["", f"## {title}", ""]
+            out += _table(["reason", "count", "examples"],
+                          [[_cell(r), f"{n:,}", ", ".join(_example(i) for i in ids)]
+                           for r, n, ids in sorted(items, key=lambda x: -x[1])])
+    out += ["", "Every row is listed with its status and reason in `manifest.jsonl`.", ""]
+    return "\n".join(out)
+
+
+def _example(customer: str) -> str:
+    """A customer id as an example (`line N` for a row without a readable id)."""
+    return customer if customer.startswith("line ") and customer[5:].isdigit() else code(
+        customer)
+
+
+def write_report(tally: Tally, info: RunInfo, out_dir: Path, seconds: float,
+                 note: str = "") -> str:
+    """Write versions.json and report.md; return the report text."""
+    _write(out_dir / "versions.json",
+           json.dumps(versions_document(tally, info.campaign), indent=2, ensure_ascii=False))
+    text = render_report(tally, info, seconds, note)
+    _write(out_dir / "report.md", text)
+    return text
+
+
+def _write(path: Path, text: str) -> None:
+    temp = path.with_name(f".{path.name}.tmp")
+    private.write_file(temp, text.encode("utf-8"))
+    temp.replace(path)

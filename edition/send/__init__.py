@@ -1,0 +1,1 @@
+"""How it leaves: delivery targets, the exactly-once send ledger, DKIM."""

@@ -1,0 +1,242 @@
+"""Delivery with `--send`: the send ledger first, then the target, then the ledger again.
+
+Nothing here runs in a dry run. With `--send`, each customer's edition is claimed in the
+ledger before it leaves and its outcome recorded right after. The ledger key is the
+mailing (which issue of the campaign) and the channel (`email` for SMTP and SES whatever
+the host; an archive to S3 or a folder is its own), so a customer is sent once per
+mailing and channel — across crashes, reruns on another day and content fixed in
+between. The main process holds the ledger's run lock (`run_lock`) and decides the
+mailing (`choose_mailing`); workers share the ledger without the lock. A worker that
+received the run's ledger from the main process (a Dask worker, which has no content
+root) first checks that it is the run's: it holds the mailing this run opened.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edition.content.campaign import Campaign
+from edition.content.config import ENGINE_KEYS, scheme_of
+from edition.databases import is_database_url
+from edition.errors import DeliveryError, LedgerError, RunError
+from edition.outcomes import Reason
+from edition.send.dkim import DkimSigner
+from edition.send.dkim import applies_to as dkim_applies
+from edition.send.ledger.location import (
+    LEDGER_URL_ENV,
+    Ledger,
+    ledger_location,
+    open_ledger,
+    show_location,
+)
+from edition.send.ledger.sqlite import Claim, send_key
+from edition.send.targets import Delivery, Outcome, open_target
+
+EMAIL_CHANNEL = "email"
+
+
+def ledger_path(campaign: Campaign) -> str | Path:
+    """`delivery.ledger` (a file or a postgresql:// URL), else EDITION_LEDGER_URL, else
+    out/<campaign>/ledger.sqlite under the content root."""
+    configured = campaign.delivery.get("ledger")
+    return ledger_location(str(configured) if configured else None, root=campaign.root,
+                           campaign=campaign.name)
+
+
+def unshared_ledger(campaign: Campaign, where: str) -> str | None:
+    """Why the campaign's send ledger cannot serve workers that may run on other
+    machines (`where`: the Dask scheduler), or None when it can (PostgreSQL)."""
+    location = ledger_path(campaign)
+    if is_database_url(location):
+        return None
+    return (f"a send through {where} needs a send ledger every worker reaches: its workers "
+            f"may run on other machines, which can neither see nor lock the SQLite file "
+            f"{location}; set {LEDGER_URL_ENV}=postgresql://… (or the campaign's "
+            f"delivery.ledger), or leave the Dask address empty to run on a local cluster")
+
+
+def run_lock(location: str | Path, campaign: str | None = None) -> Ledger:
+    """The ledger opened with its run lock: a second run on it waits, then fails clearly."""
+    return open_ledger(location, exclusive=True, wait=5.0, scope=campaign)
+
+
+def channel_of(target: str) -> str:
+    """`email` for SMTP and SES whatever the host or port; an archive is its own channel."""
+    scheme = scheme_of(target)
+    if scheme in {"smtp", "smtps", "ses"}:
+        return EMAIL_CHANNEL
+    where = target.split("?", 1)[0].rstrip("/")  # options like ?sse= are not a place
+    if scheme == "local" and ":" in where:
+        return "local:" + str(Path(where.partition(":")[2]).expanduser().resolve())
+    return where
+
+
+@dataclass(frozen=True)
+class MailingChoice:
+    """Which mailing a send belongs to, its run date, and what to tell the user."""
+
+    mailing: str
+    as_of: dt.date
+    note: str = ""
+
+
+def choose_mailing(ledger: Ledger, campaign: str, channel: str, *, mailing: str | None,
+                   as_of: dt.date | None, new_mailing: bool,
+                   today: dt.date | None = None) -> MailingChoice:
+    """The mailing of a send (design.md, "Sending").
+
+    `--mailing`, else `--as-of` (its ISO date), else an unfinished mailing of the
+    campaign is resumed with its own run date, else today. Naming another mailing while
+    one is unfinished is refused unless `new_mailing`.
+    """
+    today = today or dt.date.today()
+    known = {m.mailing: m for m in ledger.mailings(campaign, channel)}
+    unfinished = [m for m in known.values() if m.status == "open"]
+    note = ""
+    if mailing is None and as_of is None and unfinished:
+        last = unfinished[-1]
+        return MailingChoice(last.mailing, dt.date.fromisoformat(last.as_of), (
+            f"resuming the unfinished mailing {last.mailing} (run date {last.as_of}); "
+            f"about {last.owed:,} customer(s) not yet sent"))
+    wanted = mailing or (as_of or today).isoformat()
+    others = [m for m in unfinished if m.mailing != wanted]
+    if others and not new_mailing:
+        other = others[-1]
+        raise RunError(
+            f"mailing {other.mailing} of {campaign} is unfinished (about {other.owed:,} "
+            f"customer(s) not yet sent); rerun without --mailing/--as-of to finish it, or "
+            f"pass --new-mailing to start mailing {wanted} anyway")
+    if wanted in known and as_of is None:
+        as_of = dt.date.fromisoformat(known[wanted].as_of)  # the mailing keeps its run date
+        if known[wanted].status == "open":
+            note = f"resuming the unfinished mailing {wanted} (run date {as_of.isoformat()})"
+    return MailingChoice(wanted, as_of or today, note)
+
+
+@dataclass(frozen=True)
+class Sent:
+    """What delivery made of one customer: manifest status, reason, extra fields."""
+
+    status: str
+    reason: Reason | None
+    extra: dict[str, Any]
+
+
+class Deliverer:
+    """One target connection and one ledger handle, per process."""
+
+    def __init__(self, *, target: str, options: Mapping[str, Any], ledger: str | Path,
+                 campaign: str, mailing: str, run_id: str, out_dir: Path,
+                 resend_unknown: bool = False,
+                 sign: Callable[[bytes], bytes] | None = None, joining: bool = False):
+        self.sign = sign  # DKIM, for SMTP (SES signs itself)
+        self.campaign = campaign
+        self.mailing = mailing
+        self.channel = channel_of(target)
+        self.key = send_key(mailing, self.channel)
+        self.run_id = run_id
+        self.resend_unknown = resend_unknown
+        self.publisher = open_target(target, out_dir=out_dir, options=options)
+        self.publisher.__enter__()
+        try:
+            self.ledger = open_ledger(ledger, exclusive=False)
+        except BaseException:
+            self.publisher.__exit__(None, None, None)
+            raise
+        if joining:
+            try:
+                self._check_joined(ledger)
+            except BaseException:
+                self.close()
+                raise
+
+    def _check_joined(self, location: str | Path) -> None:
+        """A worker's proof that it claims in the run's ledger: the main process opened
+        this run's mailing there before any batch left (a ledger of the worker's own
+        would not know it, and would let the next send mail everyone again)."""
+        if not any(m.mailing == self.mailing and m.run_id == self.run_id
+                   and m.status == "open"
+                   for m in self.ledger.mailings(self.campaign, self.channel)):
+            raise LedgerError(
+                f"the send ledger {show_location(location)} does not hold mailing "
+                f"{self.mailing} of run {self.run_id}: it is not the run's ledger; workers "
+                f"on other machines need one they all reach ({LEDGER_URL_ENV}=postgresql://…)",
+                show_location(location))
+
+    @classmethod
+    def for_campaign(cls, campaign: Campaign, *, target: str, mailing: str, run_id: str,
+                     out_dir: Path, resend_unknown: bool = False,
+                     ledger: str | Path | None = None) -> Deliverer:
+        """The campaign's delivery options, ledger and DKIM key: one way to build it, for
+        `edition run --send` and for `edition send` of an approved run alike.
+
+        `ledger`: the run's ledger as its main process named it, for a worker that has
+        no content root of its own (checked to be the run's before anything is sent)."""
+        signer = None
+        if campaign.dkim is not None and dkim_applies(target):
+            signer = DkimSigner.load(campaign.dkim, root=campaign.root)
+        return cls(target=target,
+                   options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
+                   ledger=ledger if ledger is not None else ledger_path(campaign),
+                   campaign=campaign.name, mailing=mailing, run_id=run_id, out_dir=out_dir,
+                   resend_unknown=resend_unknown,
+                   sign=signer.sign if signer is not None else None,
+                   joining=ledger is not None)
+
+    def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
+                message_id: str, files: Mapping[str, tuple[str, bytes, str]]) -> Sent:
+        """Claim, publish, record."""
+        campaign, key = self.campaign, self.key
+        eml = files.get("eml")
+        claim = self.ledger.claim(campaign, customer_id, key, self.run_id, content_hash=digest,
+                                  resend_unknown=self.resend_unknown)
+        if claim is Claim.ALREADY_SENT:
+            previous = self.ledger.lookup(campaign, customer_id, key)
+            changed = previous is not None and previous.content_hash not in ("", digest)
+            when = previous.updated_at if previous is not None else "?"
+            detail = (f"already sent in mailing {self.mailing} at {when}; not sent again"
+                      + ("; the content has changed since" if changed else ""))
+            return Sent("sent", Reason("already_sent", detail,
+                                       f"already sent in mailing {self.mailing}"),
+                        {"provider_id": getattr(previous, "provider_id", None),
+                         "mailing": self.mailing, "content_changed": changed})
+        if claim is Claim.UNKNOWN:
+            return Sent("unknown", Reason("outcome_unknown", (
+                "an earlier run stopped while sending this edition; not sent again (use "
+                "--resend-unknown to send it)"), "outcome unknown"), {"mailing": self.mailing})
+        message = eml[1] if eml else None
+        if message is not None and self.sign is not None:
+            message = self.sign(message)
+        delivery = Delivery(campaign=campaign, customer_id=customer_id, recipient=recipient,
+                            content_hash=digest, message_id=message_id, eml=message,
+                            files=files)
+        try:
+            outcome = self.publisher.publish(delivery)
+        except DeliveryError as exc:
+            # the target is unusable: this edition did not leave; say so, then stop the run
+            self.ledger.record(campaign, customer_id, key,
+                               Outcome("failed", reason=str(exc)), self.run_id)
+            raise
+        # deferred: committed with the next claim, still before the next send; a crash
+        # in between only widens the `unknown` window, it never causes a second send
+        self.ledger.record(campaign, customer_id, key, outcome, self.run_id, defer=True)
+        reason = None
+        if outcome.reason:
+            reason = Reason("delivery_failed" if outcome.status == "failed"
+                            else "outcome_unknown", outcome.reason)
+        return Sent(outcome.status, reason, {"provider_id": outcome.provider_id,
+                                             "mailing": self.mailing})
+
+    def flush(self) -> None:
+        """Commit deferred outcomes now (a batch is done only when its outcomes are)."""
+        self.ledger.flush()
+
+    def close(self) -> None:
+        try:
+            self.publisher.__exit__(None, None, None)
+        finally:
+            self.ledger.close()

@@ -1,0 +1,2 @@
+"""The send ledger: one claim per (campaign, mailing, customer, channel), in SQLite
+or PostgreSQL."""

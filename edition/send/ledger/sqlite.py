@@ -1,0 +1,564 @@
+"""The send ledger: makes `--send` exactly-once across crashes and reruns.
+
+One SQLite row per (campaign, customer_id, send_key); the engine's send key is the
+mailing and the channel (delivery.py), so a customer is sent once per mailing and
+channel whatever the content; the content hash is recorded beside it. The caller
+claims a row (committed as `sending`) BEFORE handing the message to the provider and
+records the outcome right after. A run killed at any moment can be rerun: rows never
+claimed are sent, `sent` rows are skipped, and a row left `sending` (the process died
+between claim and record, so the provider may have the message) comes back as UNKNOWN
+and is not re-sent unless the caller asks (`resend_unknown`). The `mailings` table says
+which mailings of a campaign were started and which finished.
+
+Typical use::
+
+    with SendLedger(out_root / campaign / "ledger.sqlite") as ledger:
+        claim = ledger.claim(campaign, cid, key, run_id, content_hash=digest)
+        if claim.may_send:
+            ledger.record(campaign, cid, key, publisher.publish(delivery), run_id)
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from filelock import FileLock, Timeout
+
+from edition import private
+from edition.errors import LedgerBusy, LedgerError
+
+if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
+    from edition.send.targets import Outcome
+
+__all__ = ["Claim", "LedgerBusy", "LedgerEntry", "LedgerError", "Mailing", "SendLedger",
+           "send_key"]
+
+STATES = ("sending", "sent", "failed", "unknown")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS sends (
+    campaign     TEXT NOT NULL,
+    customer_id  TEXT NOT NULL,
+    send_key     TEXT NOT NULL,
+    content_hash TEXT NOT NULL DEFAULT '',
+    state        TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'unknown')),
+    run_id       TEXT NOT NULL,
+    attempts     INTEGER NOT NULL DEFAULT 1,
+    provider_id  TEXT,
+    reason       TEXT,
+    claimed_at   TEXT NOT NULL,
+    updated_at   TEXT NOT NULL,
+    PRIMARY KEY (campaign, customer_id, send_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+    campaign     TEXT NOT NULL,
+    customer_id  TEXT NOT NULL,
+    send_key     TEXT NOT NULL,
+    run_id       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    provider_id  TEXT,
+    reason       TEXT,
+    at           TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS mailings (
+    campaign     TEXT NOT NULL,
+    mailing      TEXT NOT NULL,
+    channel      TEXT NOT NULL,
+    as_of        TEXT NOT NULL,
+    status       TEXT NOT NULL CHECK (status IN ('open', 'finished')),
+    run_id       TEXT NOT NULL,
+    expected     INTEGER NOT NULL DEFAULT 0,
+    started_at   TEXT NOT NULL,
+    finished_at  TEXT,
+    PRIMARY KEY (campaign, mailing, channel)
+) WITHOUT ROWID;
+"""
+SCHEMA_VERSION = 2
+
+
+class Claim(enum.Enum):
+    """What `SendLedger.claim` decided for one key."""
+
+    SEND = "send"  # claimed (committed as `sending`): send it now, then `record`
+    ALREADY_SENT = "already_sent"  # acknowledged before: do not send
+    UNKNOWN = "unknown"  # an earlier attempt may have been delivered: do not send
+    FAILED_BEFORE = "failed_before"  # claimed again after a failure: send it, then `record`
+
+    @property
+    def may_send(self) -> bool:
+        """True when the caller now owns the key and must send, then record."""
+        return self in (Claim.SEND, Claim.FAILED_BEFORE)
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One row of the ledger."""
+
+    campaign: str
+    customer_id: str
+    send_key: str
+    content_hash: str
+    state: str
+    run_id: str
+    attempts: int
+    provider_id: str | None
+    reason: str | None
+    claimed_at: str
+    updated_at: str
+
+
+_COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
+KEY_JOIN = "\x1f"  # between mailing and channel in the engine's send key
+
+
+def send_key(mailing: str, channel: str) -> str:
+    """The ledger key of one message: which mailing, on which channel."""
+    return f"{mailing}{KEY_JOIN}{channel}"
+
+
+@dataclass(frozen=True)
+class Mailing:
+    """One issue of a campaign on one channel, as the ledger knows it."""
+
+    mailing: str
+    channel: str
+    as_of: str
+    status: str          # open (started, not finished) or finished
+    run_id: str
+    expected: int        # customer rows the last run over it read
+    started_at: str
+    finished_at: str | None
+    sent: int
+
+    @property
+    def owed(self) -> int:
+        return max(0, self.expected - self.sent)
+
+
+_T = TypeVar("_T")
+
+
+class _Request:
+    """One operation waiting for a group commit, and what it produced."""
+
+    __slots__ = ("done", "error", "op", "result")
+
+    def __init__(self, op: Callable[[sqlite3.Connection], Any]):
+        self.op = op
+        self.done = False
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class SendLedger:
+    """Exactly-once bookkeeping for one campaign's sends, in SQLite (WAL, synchronous=FULL).
+
+    `exclusive=True` (default) holds an OS lock on `<path>.lock` while open, so a second
+    run on the same ledger waits up to `wait` seconds, then raises LedgerBusy. Use
+    `exclusive=False` when several processes of ONE run share the ledger; each claim is
+    still atomic (BEGIN IMMEDIATE). Thread-safe.
+    """
+
+    def __init__(self, path: str | Path, *, exclusive: bool = True, wait: float = 0.0,
+                 busy_timeout: float = 30.0, readonly: bool = False):
+        self.path = Path(path)
+        self.exclusive = exclusive and not readonly
+        self.readonly = readonly
+        self._wait = wait
+        self._busy_timeout = busy_timeout
+        self._lock = threading.RLock()
+        self._in_flight: set[tuple[str, str, str]] = set()  # claimed by this object
+        self._pending: list[tuple[str, str, str, str, str | None, str | None, str, str]] = []
+        self._queue: list[_Request] = []  # ops waiting for the next group commit
+        self._queue_lock = threading.Lock()
+        self._run_lock: FileLock | None = None
+        self._db: sqlite3.Connection | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def open(self) -> SendLedger:
+        """Open (and create) the ledger; `with SendLedger(...)` calls this."""
+        if self._db is not None:
+            return self
+        if self.readonly:
+            if not self.path.exists():
+                raise LedgerError("no ledger here", str(self.path))
+            uri = self.path.resolve().as_uri() + "?mode=ro"
+            self._db = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout,
+                                       isolation_level=None, check_same_thread=False)
+            return self
+        private.make_folder(self.path.parent)
+        if self.exclusive:
+            self._run_lock = _lock_file(self.path.with_name(self.path.name + ".lock"),
+                                        self._wait)
+        try:
+            # who was sent what: the owner's only (SQLite gives -wal/-shm the file's mode)
+            private.create_file(self.path)
+            private.tighten(self.path)
+            db = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                 check_same_thread=False)
+            self._db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before `claim`/`record` return, so the claim
+            # really precedes the send even across a power cut.
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            with self._tx():
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version == 1:
+                    # v1 keyed a send by its content: kept for audits, no longer consulted
+                    db.execute("ALTER TABLE sends RENAME TO sends_v1")
+                    db.execute("ALTER TABLE events RENAME TO events_v1")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                if version < SCHEMA_VERSION:
+                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise LedgerError(f"cannot open the send ledger: {exc}", str(self.path)) from None
+        return self
+
+    def close(self) -> None:
+        """Commit deferred records, close the database and release the run lock."""
+        with self._lock:
+            if self._db is not None:
+                try:
+                    if self._pending:
+                        self.flush()
+                finally:
+                    self._db.close()
+                self._db = None
+            if self._run_lock is not None:
+                self._run_lock.release()
+                self._run_lock = None
+
+    def __enter__(self) -> SendLedger:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, taken with BEGIN IMMEDIATE so claims never interleave."""
+        if self._db is None:
+            raise LedgerError("the ledger is not open", str(self.path))
+        if self.readonly:
+            raise LedgerError("the ledger was opened read-only", str(self.path))
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise LedgerBusy(f"the ledger is locked by another process: {exc}",
+                                 str(self.path)) from None
+            # Deferred records ride along with the next commit (see `record(defer=True)`).
+            pending, self._pending = self._pending, []
+            try:
+                self._write_records(db, pending)
+                yield db
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                self._pending = pending + self._pending
+                if isinstance(exc, sqlite3.OperationalError) and _cannot_write(exc):
+                    raise LedgerError(f"cannot write the send ledger: {exc}",
+                                      str(self.path)) from None
+                raise
+            for key in pending:
+                self._in_flight.discard(key[:3])
+
+    def _grouped(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run `op` in a write transaction whose commit it shares with the ops other
+        threads queued meanwhile (group commit: one disk flush for several claims)."""
+        request = _Request(op)
+        with self._queue_lock:
+            self._queue.append(request)
+        with self._lock:  # whoever gets the lock commits everything queued so far
+            if not request.done:
+                with self._queue_lock:
+                    batch, self._queue = self._queue, []
+                try:
+                    with self._tx() as db:
+                        for r in batch:
+                            r.result = r.op(db)
+                except BaseException as exc:
+                    for r in batch:
+                        r.error = exc
+                for r in batch:
+                    r.done = True
+        if request.error is not None:
+            raise request.error
+        return request.result  # type: ignore[return-value]
+
+    # --- the protocol --------------------------------------------------------------------
+
+    def claim(self, campaign: str, customer_id: str, send_key: str, run_id: str, *,
+              content_hash: str = "", resend_unknown: bool = False,
+              once_per_customer: bool = False) -> Claim:
+        """Decide whether this key may be sent now; a send claim is durable on return.
+
+        `content_hash` is recorded with the claim (what was sent), not part of the key.
+        `once_per_customer=True` also treats a customer as already sent when an earlier
+        run sent them under another key.
+        """
+        key = (campaign, customer_id, send_key)
+        now = _now()
+        return self._grouped(lambda db: self._claim_in(db, key, run_id, now, resend_unknown,
+                                                       once_per_customer, content_hash))
+
+    def _claim_in(self, db: sqlite3.Connection, key: tuple[str, str, str], run_id: str,
+                  now: str, resend_unknown: bool, once_per_customer: bool,
+                  content_hash: str) -> Claim:
+        row = db.execute(
+            "SELECT state, run_id FROM sends WHERE campaign=? AND customer_id=? "
+            "AND send_key=?", key).fetchone()
+        if once_per_customer and (row is None or row[0] != "sent"):
+            other = db.execute(
+                "SELECT 1 FROM sends WHERE campaign=? AND customer_id=? AND state='sent' "
+                "LIMIT 1", key[:2]).fetchone()
+            if other:
+                return Claim.ALREADY_SENT
+        if row is None:
+            db.execute(
+                "INSERT INTO sends (campaign, customer_id, send_key, content_hash, state, "
+                "run_id, attempts, claimed_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'sending', ?, 1, ?, ?)",
+                (*key, content_hash, run_id, now, now))
+            self._event(db, key, run_id, "sending", None, None, now)
+            self._in_flight.add(key)
+            return Claim.SEND
+        state, claimed_by = row
+        if state == "sent":
+            return Claim.ALREADY_SENT
+        if state == "failed":
+            self._reclaim(db, key, run_id, now, content_hash)
+            return Claim.FAILED_BEFORE
+        if state == "sending":
+            # Someone is sending it right now: this object, or (in shared mode) a
+            # sibling process of the same run. Otherwise its process is gone.
+            if key in self._in_flight or (not self.exclusive and claimed_by == run_id):
+                return Claim.UNKNOWN
+            if not resend_unknown:
+                reason = (f"interrupted: run {claimed_by} stopped after claiming it, "
+                          "before recording the outcome; it may have been sent")
+                db.execute(
+                    "UPDATE sends SET state='unknown', reason=?, updated_at=? "
+                    "WHERE campaign=? AND customer_id=? AND send_key=?",
+                    (reason, now, *key))
+                self._event(db, key, claimed_by, "unknown", None, reason, now)
+                return Claim.UNKNOWN
+        elif state == "unknown" and not resend_unknown:
+            return Claim.UNKNOWN
+        self._reclaim(db, key, run_id, now, content_hash)
+        return Claim.SEND
+
+    def record(self, campaign: str, customer_id: str, send_key: str, outcome: Outcome,
+               run_id: str, *, defer: bool = False) -> None:
+        """Store the outcome of a send; committed on return, before the next send.
+
+        `defer=True` saves one disk flush per message: the row is committed together
+        with the next `claim` (still before the next send) or by `flush`/`close`. A crash
+        in between leaves the key `sending`, so a rerun reports it UNKNOWN: never a
+        duplicate, only a wider unknown window.
+        """
+        self.record_many(campaign, [(customer_id, send_key, outcome)], run_id, defer=defer)
+
+    def record_many(self, campaign: str, outcomes: Iterable[tuple[str, str, Outcome]],
+                    run_id: str, *, defer: bool = False) -> None:
+        """Store several outcomes in one commit (for outcomes gathered from a thread pool)."""
+        now = _now()
+        rows = []
+        for customer_id, send_key, outcome in outcomes:
+            state = getattr(outcome, "status", None)
+            if state not in ("sent", "failed", "unknown"):
+                raise LedgerError(f"cannot record outcome status {state!r}", str(self.path))
+            rows.append((campaign, customer_id, send_key, state,
+                         getattr(outcome, "provider_id", None), getattr(outcome, "reason", None),
+                         run_id, now))
+        if defer:
+            with self._lock:
+                self._open_db()
+                self._pending.extend(rows)
+            return
+        self._grouped(lambda db: self._write_records(db, rows))
+        with self._lock:
+            for row in rows:
+                self._in_flight.discard(row[:3])
+
+    def flush(self) -> None:
+        """Commit deferred records now."""
+        with self._tx():
+            pass
+
+    # --- reading -------------------------------------------------------------------------
+
+    def lookup(self, campaign: str, customer_id: str, send_key: str) -> LedgerEntry | None:
+        """The row for this key (state, provider_id, run, when), or None."""
+        rows = self._select("WHERE campaign=? AND customer_id=? AND send_key=?",
+                            (campaign, customer_id, send_key))
+        return rows[0] if rows else None
+
+    def lookup_customer(self, campaign: str, customer_id: str) -> list[LedgerEntry]:
+        """Every row of one customer in a campaign (one per key sent or tried)."""
+        return self._select("WHERE campaign=? AND customer_id=? ORDER BY claimed_at",
+                            (campaign, customer_id))
+
+    def entries(self, campaign: str, states: Iterable[str] | None = None) -> list[LedgerEntry]:
+        """The rows of a campaign, optionally only in the given states."""
+        wanted = list(states or STATES)
+        marks = ", ".join("?" for _ in wanted)
+        return self._select(f"WHERE campaign=? AND state IN ({marks}) ORDER BY customer_id",
+                            (campaign, *wanted))
+
+    def counts(self, campaign: str) -> dict[str, int]:
+        """How many rows of the campaign are in each state."""
+        with self._lock:
+            db = self._open_db()
+            rows = db.execute("SELECT state, COUNT(*) FROM sends WHERE campaign=? "
+                              "GROUP BY state", (campaign,)).fetchall()
+        return {state: 0 for state in STATES} | dict(rows)
+
+    def history(self, campaign: str, customer_id: str) -> list[dict[str, Any]]:
+        """Every claim and outcome of one customer, oldest first (for audits)."""
+        with self._lock:
+            db = self._open_db()
+            cur = db.execute(
+                "SELECT send_key, run_id, state, provider_id, reason, at FROM events "
+                "WHERE campaign=? AND customer_id=? ORDER BY seq", (campaign, customer_id))
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    # --- mailings ------------------------------------------------------------------------
+
+    def open_mailing(self, campaign: str, mailing: str, channel: str, *, as_of: str,
+                     run_id: str, expected: int) -> None:
+        """Record that a send of this mailing started (or resumed) on this channel."""
+        now = _now()
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO mailings (campaign, mailing, channel, as_of, status, run_id, "
+                "expected, started_at) VALUES (?, ?, ?, ?, 'open', ?, ?, ?) "
+                "ON CONFLICT (campaign, mailing, channel) DO UPDATE SET status='open', "
+                "run_id=excluded.run_id, expected=MAX(mailings.expected, excluded.expected), "
+                "finished_at=NULL", (campaign, mailing, channel, as_of, run_id, expected, now))
+
+        self._grouped(op)
+
+    def finish_mailing(self, campaign: str, mailing: str, channel: str) -> None:
+        """The mailing's send ran to its end: nobody is owed anything by it any more."""
+        now = _now()
+        self._grouped(lambda db: db.execute(
+            "UPDATE mailings SET status='finished', finished_at=? WHERE campaign=? AND "
+            "mailing=? AND channel=?", (now, campaign, mailing, channel)))
+
+    def mailings(self, campaign: str, channel: str | None = None) -> list[Mailing]:
+        """The campaign's mailings (on one channel), oldest first, with what each owes."""
+        with self._lock:
+            db = self._open_db()
+            rows = db.execute(
+                "SELECT m.mailing, m.channel, m.as_of, m.status, m.run_id, m.expected, "
+                "m.started_at, m.finished_at, (SELECT COUNT(*) FROM sends s WHERE "
+                "s.campaign = m.campaign AND s.send_key = m.mailing || ? || m.channel AND "
+                "s.state = 'sent') FROM mailings m WHERE m.campaign=? AND (? IS NULL OR "
+                "m.channel=?) ORDER BY m.started_at", (KEY_JOIN, campaign, channel, channel)
+            ).fetchall()
+        return [Mailing(*row) for row in rows]
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _open_db(self) -> sqlite3.Connection:
+        if self._db is None:
+            raise LedgerError("the ledger is not open", str(self.path))
+        return self._db
+
+    def _select(self, where: str, args: tuple[Any, ...]) -> list[LedgerEntry]:
+        with self._lock:
+            db = self._open_db()
+            rows = db.execute(f"SELECT {_COLUMNS} FROM sends {where}", args).fetchall()
+        return [LedgerEntry(*row) for row in rows]
+
+    def _write_records(self, db: sqlite3.Connection, rows: list[Any]) -> None:
+        for campaign, customer_id, send_key, state, provider_id, reason, run_id, now in rows:
+            key = (campaign, customer_id, send_key)
+            # Never let a later failure overwrite an acknowledged send: a `failed` row
+            # may be claimed again, and that would send it twice.
+            db.execute(
+                "INSERT INTO sends (campaign, customer_id, send_key, state, run_id, "
+                "attempts, provider_id, reason, claimed_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
+                "ON CONFLICT (campaign, customer_id, send_key) DO UPDATE SET "
+                "state=excluded.state, run_id=excluded.run_id, "
+                "provider_id=excluded.provider_id, reason=excluded.reason, "
+                "updated_at=excluded.updated_at WHERE sends.state != 'sent'",
+                (*key, state, run_id, provider_id, reason, now, now))
+            self._event(db, key, run_id, state, provider_id, reason, now)
+
+    def _reclaim(self, db: sqlite3.Connection, key: tuple[str, str, str], run_id: str,
+                 now: str, content_hash: str) -> None:
+        db.execute(
+            "UPDATE sends SET state='sending', run_id=?, attempts=attempts+1, provider_id=NULL, "
+            "content_hash=?, reason=NULL, claimed_at=?, updated_at=? "
+            "WHERE campaign=? AND customer_id=? AND send_key=?",
+            (run_id, content_hash, now, now, *key))
+        self._event(db, key, run_id, "sending", None, None, now)
+        self._in_flight.add(key)
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, key: tuple[str, str, str], run_id: str, state: str,
+               provider_id: str | None, reason: str | None, now: str) -> None:
+        db.execute(
+            "INSERT INTO events (campaign, customer_id, send_key, run_id, state, "
+            "provider_id, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*key, run_id, state, provider_id, reason, now))
+
+
+def _cannot_write(exc: sqlite3.OperationalError) -> bool:
+    """A full disk or quota, an I/O error, a read-only file: SQLite's own words for them."""
+    code = getattr(exc, "sqlite_errorcode", 0) & 0xFF   # the primary result code
+    return code in {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
+
+
+# --- the run lock (released by the OS when the process dies, even on kill -9) -----------
+
+
+def _lock_file(path: Path, wait: float) -> FileLock:
+    lock = FileLock(str(path), timeout=max(0.0, wait), mode=private.file_mode())
+    try:
+        lock.acquire()
+    except Timeout:
+        holder = _holder(path)
+        raise LedgerBusy(
+            f"another run is using this send ledger (pid {holder}); wait for it to "
+            "finish, then rerun: already-sent customers are skipped",
+            str(path.with_suffix(""))) from None
+    private.write_file(_holder_file(path), f"{os.getpid()}\n".encode())
+    return lock
+
+
+def _holder_file(path: Path) -> Path:
+    return path.with_name(path.name + ".pid")
+
+
+def _holder(path: Path) -> str:
+    try:
+        return _holder_file(path).read_text().strip() or "?"
+    except OSError:
+        return "?"
