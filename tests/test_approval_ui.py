@@ -34,7 +34,7 @@ import yaml
 from fixtures_delivery import SinkHandler, smtp_sink
 from test_prefect_ui import CHROMIUM_ARGS, CONTENT, REPO, Stack, free_port, stop, wait_for
 
-pytestmark = [pytest.mark.ui, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.ui, pytest.mark.soak, pytest.mark.timeout(900)]
 
 CUSTOMERS = 12
 CAMPAIGN = "weekly-newsletter"

@@ -352,6 +352,7 @@ def _cmdline(proc: psutil.Process) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
 def test_dask_send_claims_in_the_runs_sqlite_ledger(dask_send: DaskSend) -> None:
     """Finding 3: the local cluster's workers claim in the run's SQLite ledger (this
@@ -372,6 +373,7 @@ def test_dask_send_claims_in_the_runs_sqlite_ledger(dask_send: DaskSend) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
 def test_a_dask_send_into_s3_that_ends_failed_exits_3(dask_send: DaskSend) -> None:
     """Finding 7: the flow run ends Failed (max_failed 0, one refused recipient); the CLI
@@ -385,6 +387,7 @@ def test_a_dask_send_into_s3_that_ends_failed_exits_3(dask_send: DaskSend) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
 def test_dask_workers_report_to_the_flows_server_and_leave_no_process(
         dask_send: DaskSend) -> None:
