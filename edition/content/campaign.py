@@ -43,6 +43,7 @@ from edition.content.errors_at_lines import check, fail
 from edition.content.limits import Limits
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
+from edition.content.tracking import Tracking
 from edition.content.yamlfile import LineDict, load_yaml
 from edition.errors import ContentError, collect
 from edition.locales import NotALanguageTag, language_of, language_tag
@@ -102,6 +103,7 @@ class Campaign(Strict):
     currency: Annotated[PerLocale | None, BeforeValidator(
         lambda v: values.per_locale(v, "currency", values.currency))] = None
     approval: Annotated[str, BeforeValidator(values.approval)] = "optional"
+    tracking: Tracking | None = None      # click tracking (content/tracking.py)
 
     _file: str = PrivateAttr(default="")
     _root: Path = PrivateAttr(default_factory=Path)

@@ -119,7 +119,9 @@ class Pipeline:
             return edition
         try:
             with watchdog.limit(self.plan.campaign.limits.render_seconds):
-                edition.rendered = self.plan.renderer.render(edition.version, edition.fields)
+                edition.rendered = self.encoder.tracked(
+                    self.plan.renderer.render(edition.version, edition.fields),
+                    edition.version, str(row.customer_id), edition.fields)
         except RenderFailure as exc:
             edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
                                      str(exc), exc.message)
