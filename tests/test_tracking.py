@@ -260,3 +260,43 @@ def test_the_click_store_counts_people_and_machines_apart(
     assert counts.machine == 4 and counts.total == 2
     assert counts.people == {("m1", "v1", "a", "vip"): 1, ("m1", "v1", "a", "new"): 1,
                              ("m1", "v1", "b", "vip"): 1, ("m1", "v1", "b", "new"): 1}
+
+
+def test_the_next_mailings_report_shows_clicks_per_module_and_segment(
+        content_tree: Callable[..., Path], cli: Callable[..., Any]) -> None:
+    base = "https://go.acme.example"
+    root = site(content_tree, base)
+    rc, _, err = cli("run", "campaigns/news.yaml", "--out", "out/m1", "--as-of", AS_OF,
+                     "--send", "--yes", "--mailing", "m1", cwd=root)
+    assert rc == 0, err
+    from conftest import read_manifest
+    rows = {r["customer_id"]: r for r in read_manifest(root / "out" / "m1")}
+    assert {r["status"] for r in rows.values()} == {"sent"}
+    # the people's clicks, as the server records them: c1 and the VIP open the garden
+    # guide, the VIP their offer; a scanner opens the VIP's offer too
+    def click_on(customer: str, module: str) -> Click:
+        page = (root / "out" / "m1" / rows[customer]["files"]["html"]).read_text(
+            encoding="utf-8")
+        return next(c for c in tokens(hrefs(page), base) if c.module == module)
+
+    with ClickStore(root / "out" / "suppression.sqlite") as store:
+        for who, module, machine in (("c1", "garden", ""), ("v/1 ;'x", "garden", ""),
+                                     ("v/1 ;'x", "vip", ""), ("v/1 ;'x", "vip", "scanner")):
+            c = click_on(who, module)
+            store.record(campaign=c.campaign, mailing=c.mailing, version=c.version,
+                         module=c.module, url=c.url, segments=c.segments,
+                         customer_id=c.customer_id, client=who.encode().hex()[:32],
+                         machine_reason=machine)
+    rc, _, err = cli("run", "campaigns/news.yaml", "--out", "out/next", "--as-of",
+                     "2026-11-09", cwd=root)
+    assert rc == 0, err
+    report = (root / "out" / "next" / "report.md").read_text(encoding="utf-8")
+    section = report.split("## Clicks in the previous mailing (m1)", 1)[1]
+    table = {tuple(c.strip(" `") for c in line.strip("|").split("|"))
+             for line in section.splitlines() if line.startswith("| `")}
+    # c1, c2, c4 are in no segment (garden only, with 3 template links); the VIP has both
+    assert ("garden", "(none)", "3", "1", "33.3%") in table
+    assert ("garden", "vip", "1", "1", "100.0%") in table
+    assert ("vip", "vip", "1", "1", "100.0%") in table
+    assert ("(template)", "(none)", "3", "0", "0.0%") in table
+    assert "1 machine click(s)" in section
