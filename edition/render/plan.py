@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.audience.eligibility import Audience
+from edition.audience.experiments import Steer, experiment_problems, steer
 from edition.audience.selection import Selection, select
 from edition.content.campaign import Campaign, find_root, load_campaign
 from edition.content.catalog import Catalog, load_catalog
@@ -62,6 +63,7 @@ class Plan:
             errors[:0] = getattr(exc, "errors", [exc])
             collect(errors)
             raise
+        errors += experiment_problems(campaign, catalog)
         collect(errors)
         formats = formats or campaign.formats
         if "eml" in formats and not campaign.sender:
@@ -77,13 +79,16 @@ class Plan:
         if not isinstance(interests, list):
             interests = [str(interests)]
         known = frozenset(str(i).lower() for i in interests) & self.interests
-        selection, version = self.selection_of(segments, locale, known)
+        part = steer(self.campaign.name, self.campaign.experiment, str(fields.get("id", "")))
+        selection, version = self.selection_of(segments, locale, known, part)
         return segments, missing, selection, version
 
     def _selection(self, segments: tuple[str, ...], locale: str,
-                   interests: frozenset[str]) -> tuple[Selection, Version]:
+                   interests: frozenset[str], experiment: Steer | None = None
+                   ) -> tuple[Selection, Version]:
         selection = select(self.slots, self.catalog.by_kind, segments=segments, locale=locale,
-                           interests=interests, as_of=self.as_of, campaign=self.campaign.name)
+                           interests=interests, as_of=self.as_of, campaign=self.campaign.name,
+                           experiment=experiment)
         digest = version_digest(campaign=self.campaign.name,
                                 templates_digest=self.renderer.digest, locale=locale,
                                 segments=segments, selection=selection, as_of=self.as_of)
