@@ -8,10 +8,11 @@ not already chosen), rank them by priority, shared interests, then id, take `cou
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from edition.audience.experiments import HOLDOUT, Steer
+from edition.audience.learning import Learner
 from edition.content.modules import Module
 from edition.locales import language_of
 
@@ -121,9 +122,12 @@ def _why(module: Module, segments: frozenset[str], shared: Sequence[str]) -> str
 
 def select(slots: Iterable[tuple[str, str, int]], modules_by_kind: dict[str, list[Module]], *,
            segments: Iterable[str], locale: str, interests: Iterable[str], as_of: dt.date,
-           campaign: str | None = None, experiment: Steer | None = None) -> Selection:
+           campaign: str | None = None, experiment: Steer | None = None,
+           learned: Mapping[str, Sequence[str]] | None = None,
+           learner: Learner | None = None) -> Selection:
     """Fill each (name, kind, count) slot in order by the contract's rules; an
-    experiment puts the customer's variant first in its slot and skips the others'."""
+    experiment puts the customer's variant first in its slot and skips the others';
+    a `rank: learn` slot takes its modules in the `learned` order (audience/learning.py)."""
     segs = frozenset(segments)
     wanted = frozenset(i.lower() for i in interests)
     taken: dict[str, str] = {}
@@ -141,18 +145,25 @@ def select(slots: Iterable[tuple[str, str, int]], modules_by_kind: dict[str, lis
                 skipped.append(Skip(module.id, reason))
             else:
                 eligible.append((module, sorted(module.interests & wanted)))
+        order = {mid: i for i, mid in enumerate((learned or {}).get(name, ()))}
         eligible.sort(key=lambda item: (
             not (steered is not None and item[0].id == steered.module),
+            order.get(item[0].id, len(order)),
             -item[0].priority, -len(item[1]), item[0].id))
+
+        pool = [m for m, _ in eligible]
         chosen = tuple(Choice(m, rank + 1, steered.reason
                               if steered is not None and m.id == steered.module
+                              else learner.reason(name, m, pool, sorted(segs))
+                              if order and learner is not None
                               else _why(m, segs, shared))
                        for rank, (m, shared) in enumerate(eligible[:count]))
         for rank, (module, shared) in enumerate(eligible[count:], start=count + 1):
+            basis = (learner.reason(name, module, pool, sorted(segs))
+                     if order and learner is not None else
+                     f"priority {module.priority}, {len(shared)} shared interest(s)")
             skipped.append(Skip(module.id, f"outranked: rank {rank} of {len(eligible)} "
-                                           f"(priority {module.priority}, "
-                                           f"{len(shared)} shared interest(s)); "
-                                           f"slot takes {count}"))
+                                           f"({basis}); slot takes {count}"))
         for choice in chosen:
             taken[choice.module.id] = name
         results.append(SlotSelection(name, kind, count, chosen, tuple(skipped)))
