@@ -300,3 +300,19 @@ def test_the_next_mailings_report_shows_clicks_per_module_and_segment(
     assert ("vip", "vip", "1", "1", "100.0%") in table
     assert ("(template)", "(none)", "3", "0", "0.0%") in table
     assert "1 machine click(s)" in section
+
+
+def test_hostile_links_never_become_a_redirect_anywhere_else() -> None:
+    from web.clicks import location
+
+    secrets = secrets_from_env()
+    # a link with a header break, a javascript: one, one without a host: never signed as
+    # a redirect target (the tracker leaves them alone, verify refuses them)
+    for url in ("https://shop.example/a\r\nSet-Cookie: x=1", "javascript:alert(1)",
+                "https:///nohost", "//evil.example/x", "data:text/html,hi"):
+        with pytest.raises(InvalidClick):
+            verify(make_token(Click("n", "m", "v", "", url), secrets[0]), secrets)
+    # the Location is the signed URL itself; only what a header cannot carry is encoded
+    assert location("https://shop.example/a?b=1&c=|x|#f") == "https://shop.example/a?b=1&c=|x|#f"
+    assert location("https://shop.example/café?q=ü v") == \
+        "https://shop.example/caf%C3%A9?q=%C3%BC%20v"

@@ -38,6 +38,11 @@ class ClickHistory:
 
     counts: Mapping[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
 
+    def digest(self) -> str:
+        """The snapshot's sha256: what a replay compares (same counts, same ranking)."""
+        items = sorted((m, s, n, c) for (m, s), (n, c) in self.counts.items())
+        return hashlib.sha256(repr(items).encode("utf-8", "surrogatepass")).hexdigest()
+
     def of(self, module: str, segments: Sequence[str]) -> tuple[int, int]:
         """(sends, clicks) of a module over the customer's segments."""
         sends = clicks = 0
