@@ -43,6 +43,7 @@ from edition.store.suppressions import (
     redacted,
     store_location_by_name,
 )
+from web.clicks import click_routes, click_service
 from web.forms import BadForm, TooLarge, read_form
 from web.pages import Pages, accepted, choose_language
 
@@ -169,9 +170,12 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
             yield
         finally:
             service.close()
+            clicks.close()
 
+    clicks = click_service(Path(root), secrets, store)   # click redirects (/c/...)
     app = Starlette(routes=[
         Route("/healthz", health, methods=["GET"]),
+        *click_routes(clicks),
         Route("/{path:path}", unsubscribe, methods=["GET", "POST"]),
     ], lifespan=lifespan)
     app.state.service = service
