@@ -40,6 +40,7 @@ from edition.content.campaign_files import (
 from edition.content.campaign_values import FieldType, FooterKey, Strict
 from edition.content.delivery_settings import DeliverySettings, Dkim
 from edition.content.errors_at_lines import check, fail
+from edition.content.house import FrequencyCap, SendWindow, override
 from edition.content.limits import Limits
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
@@ -102,6 +103,11 @@ class Campaign(Strict):
     currency: Annotated[PerLocale | None, BeforeValidator(
         lambda v: values.per_locale(v, "currency", values.currency))] = None
     approval: Annotated[str, BeforeValidator(values.approval)] = "optional"
+    # the house's (edition.yaml) unless the campaign has its own, or `off` (.off)
+    frequency_cap: Annotated[FrequencyCap | None, BeforeValidator(
+        lambda v: override(v, "frequency_cap"))] = None
+    send_window: Annotated[SendWindow | None, BeforeValidator(
+        lambda v: override(v, "send_window"))] = None
 
     _file: str = PrivateAttr(default="")
     _root: Path = PrivateAttr(default_factory=Path)

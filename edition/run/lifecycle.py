@@ -46,6 +46,7 @@ from edition.outcomes import ManifestRow, Reason
 from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
+from edition.run import cadence
 from edition.run.bundle import Bundle
 from edition.run.folder import (
     LOCK_FILE,
@@ -236,7 +237,8 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
-    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression)
+    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
+                    cadence=cadence.for_run(options, plan))
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:
