@@ -9,6 +9,7 @@ from cli import (
     approve,
     diff,
     preview,
+    replay,
     run,
     sample_data,
     send,
@@ -26,7 +27,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff):
+              approve, send, diff, replay):
     _verb.register(app)
 
 

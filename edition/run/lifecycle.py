@@ -46,7 +46,7 @@ from edition.outcomes import ManifestRow, Reason
 from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
-from edition.run import cadence
+from edition.run import cadence, replay
 from edition.run.bundle import Bundle
 from edition.run.folder import (
     LOCK_FILE,
@@ -509,6 +509,7 @@ class Run:
                              # a marker may be a URL (the Prefect API's): never its password
                              **{k: masked(v) if isinstance(v, str) else v
                                 for k, v in marker.items()}}
+            self.document |= replay.record(self.options, self.plan, self.source)
             if self.resumes:
                 self.document["resumes"] = self.resumes
             if self.unsendable:
