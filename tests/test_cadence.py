@@ -55,6 +55,9 @@ def test_house_settings_mistakes_stop_the_run_naming_file_and_line(
     assert "edition.yaml:4: global_holdout.percent 80 must be a number from 0 to 50" in err
     assert "edition.yaml:5: unknown key 'frequncy'" in err
     assert not (root / "out" / "x").exists()   # nothing rendered, nothing written
+    for verb in (("validate",), ("preview", "--customer", "c000")):
+        code, out, err = cli(verb[0], "campaigns/news-a.yaml", *verb[1:], cwd=root)
+        assert code == 2 and "edition.yaml:5: unknown key 'frequncy'" in err, out + err
 
 
 def test_a_campaigns_own_cap_is_checked_with_its_line(content_tree: Callable,

@@ -40,7 +40,7 @@ from edition.content.campaign_files import (
 from edition.content.campaign_values import FieldType, FooterKey, Strict
 from edition.content.delivery_settings import DeliverySettings, Dkim
 from edition.content.errors_at_lines import check, fail
-from edition.content.house import FrequencyCap, SendWindow, override
+from edition.content.house import FrequencyCap, SendWindow, house_errors, override
 from edition.content.limits import Limits
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
@@ -371,5 +371,5 @@ def load_campaign(path: str | Path, root: Path | None = None,
         raise ContentError("a campaign file must be a mapping of keys", rel, 1)
     context = Loading(rel, root, data, kinds or {"article", "offer", "greeting"})
     campaign, errors = check(Campaign, data, rel, context=context, salvage=False)
-    collect(errors)
+    collect(errors + house_errors(root))
     return campaign

@@ -25,7 +25,7 @@ from pydantic import PrivateAttr, field_validator, model_validator
 from edition.content.campaign_values import Strict
 from edition.content.errors_at_lines import check, fail
 from edition.content.yamlfile import LineDict, load_yaml
-from edition.errors import ContentError, collect
+from edition.errors import ContentError, ContentErrors, collect
 
 HOUSE_FILE = "edition.yaml"
 _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)\Z")
@@ -217,3 +217,15 @@ def override(value: Any, key: str) -> Any:
 
 OFF = {"frequency_cap": FrequencyCap.turned_off(max=0, days=1),
        "send_window": SendWindow.turned_off(start=dt.time(0), end=dt.time(0, 1))}
+
+
+def house_errors(root: Path) -> list[ContentError]:
+    """edition.yaml's mistakes, for the campaign's own check (validate, preview and run
+    stop on them like on a campaign's, before anything is rendered)."""
+    try:
+        load_house(root)
+    except ContentErrors as exc:
+        return list(exc.errors)
+    except ContentError as exc:
+        return [exc]
+    return []

@@ -19,9 +19,13 @@ is not a send, so it defers nobody.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from cachetools import LRUCache
 
 from edition.audience.frequency import PREFERENCE_DAYS, cap_reason, preference_reason
 from edition.audience.global_holdout import holdout_reason
@@ -109,12 +113,34 @@ def cadence_for(campaign: Campaign, *, now: dt.datetime | None, sending: bool,
     if cap is not None or preferences:
         days = max([cap.days if cap is not None else 0,
                     *(PREFERENCE_DAYS[v] for v in set(preferences.values()))])
-        history = read_history(campaign.root, now=now, days=days,
-                               current=(campaign.name, mailing) if mailing else None)
+        history = _history(campaign.root, now, days,
+                           (campaign.name, mailing) if mailing else None)
     return Cadence(now, cap, window, holdout, history, preferences)
 
 
-def for_run(options: Any, plan: Any) -> Cadence | None:
+# A run reads the history once: its preflight (a dry pipeline), its sending pipeline and
+# run.json's record ask for the same snapshot (same root, clock, days and mailing).
+_HISTORIES: LRUCache[tuple[Any, ...], SendHistory] = LRUCache(4)
+_HISTORIES_LOCK = threading.Lock()
+
+
+def _history(root: Path, now: dt.datetime, days: int,
+             current: tuple[str, str] | None) -> SendHistory:
+    key = (str(Path(root).resolve()), now, days, current)
+    with _HISTORIES_LOCK:
+        found = _HISTORIES.get(key)
+        if found is None:
+            found = _HISTORIES[key] = read_history(root, now=now, days=days, current=current)
+    return found
+
+
+def cadence_of_run(options: Any, plan: Any) -> Cadence | None:
     """The run lifecycle's one call: this run's cadence (RunOptions, Plan)."""
     return cadence_for(plan.campaign, now=options.started, sending=bool(options.send),
                        mailing=options.mailing)
+
+
+def recorded(options: Any, plan: Any) -> dict[str, Any]:
+    """run.json's record of the run's cadence (settings, the history snapshot's size)."""
+    found = cadence_of_run(options, plan)
+    return {"cadence": found.facts() if found is not None else None}

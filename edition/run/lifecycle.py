@@ -46,8 +46,9 @@ from edition.outcomes import ManifestRow, Reason
 from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
-from edition.run import cadence, replay
+from edition.run import digests
 from edition.run.bundle import Bundle
+from edition.run.cadence import Cadence, cadence_of_run
 from edition.run.folder import (
     LOCK_FILE,
     RUN_FILE,
@@ -193,6 +194,7 @@ class Work:
     ledger: str | None = None  # ledger.location.for_workers: a path or URL
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
+    cadence: Cadence | None = None   # house settings + send history, read here
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -205,7 +207,8 @@ class Work:
                    ledger=for_workers(ledger_path(campaign)) if options.send else None,
                    machine=this_machine(),
                    local_dir=str(_local(out_folder(options, campaign), campaign,
-                                        options).resolve()))
+                                        options).resolve()),
+                   cadence=cadence_of_run(options, plan))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -238,7 +241,7 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
     return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
-                    cadence=cadence.for_run(options, plan))
+                    cadence=work.cadence if work is not None else cadence_of_run(options, plan))
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:
@@ -509,7 +512,7 @@ class Run:
                              # a marker may be a URL (the Prefect API's): never its password
                              **{k: masked(v) if isinstance(v, str) else v
                                 for k, v in marker.items()}}
-            self.document |= replay.record(self.options, self.plan, self.source)
+            self.document |= digests.record(self.options, self.plan, self.source)
             if self.resumes:
                 self.document["resumes"] = self.resumes
             if self.unsendable:
