@@ -273,3 +273,29 @@ def test_deferred_customers_are_sent_later_exactly_once(content_tree: Callable,
             "c003": None, "c004": "already_sent", "c005": "already_sent"}
         assert set(statuses(later).values()) == {"sent"}
         assert dict(sink.received) == {f"c{i:03d}@example.com": 1 for i in range(6)}
+
+
+def test_cap_travels_with_the_work_to_a_worker_without_the_content_root(
+        content_tree: Callable, cli: Callable) -> None:
+    """A Dask worker has only the unpacked bundle: no ledgers, no edition.yaml. The
+    snapshot the main process read goes with the work, for the mailing the run picks."""
+    import pickle
+
+    from edition.audience.customers import read_customers
+    from edition.run import lifecycle
+    from edition.run.options import RunOptions
+
+    root = house(content_tree, people(5), edition_yaml=CAP)
+    send(cli, root, "news-a", "out/a")
+    options = RunOptions.build(campaign=str(root / "campaigns" / "news-b.yaml"),
+                               out=str(root / "out" / "b")).resolved()
+    work = pickle.loads(pickle.dumps(lifecycle.Work.of(options, lifecycle.plan_for(options))))
+    rows = list(read_customers(lifecycle.customers_file(options,
+                                                        lifecycle.plan_for(options).campaign),
+                               need_email=True))
+    try:
+        result = lifecycle.process_batch(options.replace(mailing="m1"), rows, work)
+    finally:
+        lifecycle.close_pipelines()
+    assert [r.status for r in result.rows] == ["excluded"] * 5
+    assert {r.reason.code for r in result.rows if r.reason} == {"frequency_cap"}

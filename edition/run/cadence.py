@@ -18,6 +18,7 @@ is not a send, so it defers nobody.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import threading
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ class Cadence:
     """The run's settings and snapshots; `hold` is pure and cheap per customer."""
 
     now: dt.datetime
+    campaign: str = ""
+    mailing: str | None = None   # the mailing being sent: its sends do not count
     cap: FrequencyCap | None = None
     window: SendWindow | None = None
     holdout: GlobalHoldout | None = None
@@ -56,7 +59,9 @@ class Cadence:
             if reason is not None:
                 return "excluded", reason
         if self.history is not None:
-            sends = [s.at for s in self.history.of(cid)]
+            # this mailing's own messages are the ledger's business ("already sent")
+            sends = [s.at for s in self.history.of(cid)
+                     if (s.campaign, s.mailing) != (self.campaign, self.mailing)]
             reason = (preference_reason(self.preferences.get(cid), sends, self.now)
                       or cap_reason(self.cap, sends, self.now))
             if reason is not None:
@@ -113,9 +118,8 @@ def cadence_for(campaign: Campaign, *, now: dt.datetime | None, sending: bool,
     if cap is not None or preferences:
         days = max([cap.days if cap is not None else 0,
                     *(PREFERENCE_DAYS[v] for v in set(preferences.values()))])
-        history = _history(campaign.root, now, days,
-                           (campaign.name, mailing) if mailing else None)
-    return Cadence(now, cap, window, holdout, history, preferences)
+        history = _history(campaign.root, now, days)
+    return Cadence(now, campaign.name, mailing, cap, window, holdout, history, preferences)
 
 
 # A run reads the history once: its preflight (a dry pipeline), its sending pipeline and
@@ -124,18 +128,22 @@ _HISTORIES: LRUCache[tuple[Any, ...], SendHistory] = LRUCache(4)
 _HISTORIES_LOCK = threading.Lock()
 
 
-def _history(root: Path, now: dt.datetime, days: int,
-             current: tuple[str, str] | None) -> SendHistory:
-    key = (str(Path(root).resolve()), now, days, current)
+def _history(root: Path, now: dt.datetime, days: int) -> SendHistory:
+    key = (str(Path(root).resolve()), now, days)
     with _HISTORIES_LOCK:
         found = _HISTORIES.get(key)
         if found is None:
-            found = _HISTORIES[key] = read_history(root, now=now, days=days, current=current)
+            found = _HISTORIES[key] = read_history(root, now=now, days=days)
     return found
 
 
-def cadence_of_run(options: Any, plan: Any) -> Cadence | None:
-    """The run lifecycle's one call: this run's cadence (RunOptions, Plan)."""
+def cadence_of_run(options: Any, plan: Any, work: Any = None) -> Cadence | None:
+    """The run lifecycle's one call: this run's cadence (RunOptions, Plan). A worker with
+    the run's Work takes the snapshot the main process read (a worker elsewhere has
+    neither the ledgers nor edition.yaml), for the mailing its options name now."""
+    if work is not None:
+        found = getattr(work, "cadence", None)
+        return dataclasses.replace(found, mailing=options.mailing) if found else None
     return cadence_for(plan.campaign, now=options.started, sending=bool(options.send),
                        mailing=options.mailing)
 

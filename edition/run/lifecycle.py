@@ -241,7 +241,7 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
     return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
-                    cadence=work.cadence if work is not None else cadence_of_run(options, plan))
+                    cadence=cadence_of_run(options, plan, work))
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:

@@ -7,7 +7,8 @@ EDITION_LEDGER_URL, a PostgreSQL database): this module finds every ledger of th
 content root, reads the `sent` (and `unknown`: the provider may have it) rows of the
 last days from each once, and hands the run a plain snapshot, customer id -> send
 times. Transactional campaigns' messages do not count; the mailing being sent now does
-not count either (the ledger already keeps each customer at one message in it).
+not count either (edition.run.cadence leaves it out: the ledger keeps each customer at
+one message in it).
 """
 
 from __future__ import annotations
