@@ -299,3 +299,13 @@ def test_cap_travels_with_the_work_to_a_worker_without_the_content_root(
         lifecycle.close_pipelines()
     assert [r.status for r in result.rows] == ["excluded"] * 5
     assert {r.reason.code for r in result.rows if r.reason} == {"frequency_cap"}
+
+
+def test_one_database_named_two_ways_is_read_once_with_the_spelling_that_logs_in(
+        tmp_path: Path) -> None:
+    from edition.send.history import HouseCampaign, house_ledgers
+
+    found = house_ledgers(tmp_path, [HouseCampaign("a", "marketing", "postgresql://u@db/x"),
+                                     HouseCampaign("b", "marketing", None)],
+                          {"EDITION_LEDGER_URL": "postgresql://u:secret@db/x"})
+    assert found == ["postgresql://u:secret@db/x"]

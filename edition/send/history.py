@@ -19,11 +19,11 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
-from edition.databases import is_database_url, masked, scrub, sqlalchemy_url
+from edition.databases import has_password, is_database_url, masked, scrub, sqlalchemy_url
 from edition.errors import ContentError, LedgerError
 from edition.send.ledger.location import LEDGER_URL_ENV, ledger_location
 from edition.send.ledger.sqlite import KEY_JOIN
@@ -32,9 +32,8 @@ COUNTED_STATES = ("sent", "unknown")
 CAMPAIGN_SUFFIXES = (".yaml", ".yml")
 
 
-@dataclass(frozen=True)
-class Send:
-    """One marketing message a customer got."""
+class Send(NamedTuple):
+    """One marketing message a customer got (a tuple: a run may read 100,000s)."""
 
     at: dt.datetime
     campaign: str
@@ -103,8 +102,16 @@ def house_ledgers(root: Path, campaigns: Iterable[HouseCampaign],
     locations: dict[str, str | Path] = {}
 
     def add(location: str | Path) -> None:
-        key = str(location) if is_database_url(location) else str(Path(location).resolve())
-        locations.setdefault(key, location)
+        # one database named with and without its password (the campaign's URL may not
+        # carry one, EDITION_LEDGER_URL may) is one ledger: read once, counted once
+        if is_database_url(location):
+            url = sqlalchemy_url(str(location))
+            key = repr((url.username, url.host, url.port, url.database))
+        else:
+            key = str(Path(location).resolve())
+        if key not in locations or (is_database_url(location)
+                                    and has_password(str(location))):
+            locations[key] = location   # the spelling that can log in
 
     for campaign in campaigns:
         try:
@@ -131,20 +138,18 @@ def read_history(root: Path, *, now: dt.datetime, days: int,
     campaigns = house_campaigns(root)
     transactional = {c.name for c in campaigns if c.kind == "transactional"}
     sends: dict[str, list[Send]] = {}
-    seen: set[tuple[str, str, str]] = set()
     read: list[str] = []
     for location in house_ledgers(root, campaigns, environ):
         rows = (_postgres_rows(str(location), since) if is_database_url(location)
                 else _sqlite_rows(Path(location), since))
         read.append(masked(str(location)))
-        for campaign, customer, key, at in rows:
-            mailing = key.split(KEY_JOIN, 1)[0]
+        for campaign, customer, mailing, at in rows:
             if campaign in transactional or (campaign, mailing) == current:
                 continue
-            if (campaign, customer, key) in seen:   # one ledger named two ways
-                continue
-            seen.add((campaign, customer, key))
-            sends.setdefault(customer, []).append(Send(at, campaign, mailing))
+            found = sends.get(customer)
+            if found is None:
+                found = sends[customer] = []
+            found.append(Send(at, campaign, mailing))
     return SendHistory(since, {cid: tuple(sorted(v, key=lambda s: s.at, reverse=True))
                                for cid, v in sends.items()}, tuple(read))
 
@@ -166,11 +171,15 @@ def _sqlite_rows(path: Path, since: dt.datetime) -> Iterator[tuple[str, str, str
         marks = ",".join("?" for _ in COUNTED_STATES)
         # the ledger writes UTC ISO times (…+00:00), so text order is time order
         cursor = db.execute(
-            f"SELECT campaign, customer_id, send_key, updated_at FROM sends "
-            f"WHERE state IN ({marks}) AND updated_at >= ?",
-            (*COUNTED_STATES, since.astimezone(dt.UTC).isoformat(timespec="milliseconds")))
-        for campaign, customer, key, at in cursor:
-            yield str(campaign), str(customer), str(key), _when(at)
+            f"SELECT campaign, customer_id, substr(send_key, 1, instr(send_key || ?, ?) - 1), "
+            f"updated_at FROM sends WHERE state IN ({marks}) AND updated_at >= ?",
+            (KEY_JOIN, KEY_JOIN, *COUNTED_STATES,
+             since.astimezone(dt.UTC).isoformat(timespec="milliseconds")))
+        parse = dt.datetime.fromisoformat
+        for campaign, customer, mailing, at in cursor:
+            when = parse(at)   # the ledger writes UTC with its offset; older rows may not
+            yield campaign, customer, mailing, (when if when.tzinfo else
+                                                when.replace(tzinfo=dt.UTC))
     except sqlite3.OperationalError as exc:
         if "no such table" in str(exc):
             return
@@ -192,11 +201,12 @@ def _postgres_rows(url: str, since: dt.datetime
         with engine.connect() as db:
             if db.execute(select(func.to_regclass(sends.name))).scalar() is None:
                 return
-            query = select(sends.c.campaign, sends.c.customer_id, sends.c.send_key,
+            mailing = func.split_part(sends.c.send_key, KEY_JOIN, 1)
+            query = select(sends.c.campaign, sends.c.customer_id, mailing,
                            sends.c.updated_at).where(sends.c.state.in_(COUNTED_STATES),
                                                      sends.c.updated_at >= since)
-            for campaign, customer, key, at in db.execute(query):
-                yield str(campaign), str(customer), str(key), _when(at)
+            for campaign, customer, mailed, at in db.execute(query):
+                yield str(campaign), str(customer), str(mailed), _when(at)
     except SQLAlchemyError as exc:
         raise LedgerError(f"cannot read the send history: {scrub(str(exc), url)}",
                           masked(url)) from None
