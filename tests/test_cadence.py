@@ -309,3 +309,31 @@ def test_one_database_named_two_ways_is_read_once_with_the_spelling_that_logs_in
                                      HouseCampaign("b", "marketing", None)],
                           {"EDITION_LEDGER_URL": "postgresql://u:secret@db/x"})
     assert found == ["postgresql://u:secret@db/x"]
+
+
+def test_what_a_campaign_runs_under_house_then_its_own_block_then_off(
+        content_tree: Callable) -> None:
+    from cadence_content import campaign
+
+    from edition.content.campaign import load_campaign
+    from edition.content.house import load_house
+    from edition.run.cadence import settings
+
+    root = house(content_tree, people(1), edition_yaml=(
+        "frequency_cap: {max: 3, days: 7}\nsend_window: {start: \"09:00\", end: \"20:00\"}\n"
+        "global_holdout: {percent: 5}\n"),
+        own=campaign("own", frequency_cap={"max": 1, "days": 2}, send_window=False),
+        receipt=campaign("receipt", kind="transactional",
+                         send_window={"start": "08:00", "end": "22:00"}))
+    home = load_house(root)
+
+    def of(name: str) -> tuple[Any, Any, Any]:
+        return settings(load_campaign(root / "campaigns" / f"{name}.yaml"), home)
+
+    cap, window, holdout = of("news-a")
+    assert (cap.max, cap.days, window.words(), holdout.percent) == (3, 7, "09:00-20:00", 5)
+    cap, window, holdout = of("own")
+    assert (cap.max, cap.days, window, holdout.percent) == (1, 2, None, 5)
+    assert of("bill") == (None, None, None)           # transactional: none of the house's
+    cap, window, holdout = of("receipt")              # ... but its own window holds
+    assert (cap, window.words(), holdout) == (None, "08:00-22:00", None)
