@@ -214,7 +214,6 @@ def override(value: Any, key: str) -> Any:
     return value
 
 
-
 OFF = {"frequency_cap": FrequencyCap.turned_off(max=0, days=1),
        "send_window": SendWindow.turned_off(start=dt.time(0), end=dt.time(0, 1))}
 
