@@ -58,6 +58,14 @@ def test_house_settings_mistakes_stop_the_run_naming_file_and_line(
     for verb in (("validate",), ("preview", "--customer", "c000")):
         code, out, err = cli(verb[0], "campaigns/news-a.yaml", *verb[1:], cwd=root)
         assert code == 2 and "edition.yaml:5: unknown key 'frequncy'" in err, out + err
+    # not YAML, not UTF-8, not a mapping: each one line naming the file
+    for text, said in ((b"frequency_cap: {max: 1\n", "edition.yaml:2: invalid YAML"),
+                       (b"# caf\xe9\nfrequency_cap: off\n", "edition.yaml:1: edition.yaml is "
+                                                        "not UTF-8"),
+                       (b"- 1\n- 2\n", "edition.yaml:1: edition.yaml must be a mapping")):
+        (root / "edition.yaml").write_bytes(text)
+        code, out, err = cli("run", "campaigns/news-a.yaml", "--out", "out/x", cwd=root)
+        assert code == 2 and said in err and "Traceback" not in err, out + err
 
 
 def test_a_campaigns_own_cap_is_checked_with_its_line(content_tree: Callable,
@@ -242,9 +250,15 @@ def test_deferred_customers_are_sent_later_exactly_once(content_tree: Callable,
     end = (local + dt.timedelta(hours=2)).strftime("%H:%M")
     customers = [{**p, "timezone": here if i % 2 == 0 else there}
                  for i, p in enumerate(people(6))]
-    customers[5]["timezone"] = ""              # no zone: the window's own (UTC)
+    customers[4]["timezone"] = ""              # no zone: the window's own (UTC)
+    customers[5]["timezone"] = "../../etc/passwd"   # hostile: the window's own, said so
     root = house(content_tree, customers,
                  edition_yaml=f"send_window: {{start: \"{start}\", end: \"{end}\"}}\n")
+    # a spreadsheet's export: BOM, semicolons, CRLF
+    lines = [";".join(customers[0])] + [";".join(str(v) for v in c.values())
+                                        for c in customers]
+    (root / "data" / "customers.csv").write_bytes(
+        b"\xef\xbb\xbf" + "\r\n".join(lines).encode("utf-8") + b"\r\n")
     mailing = "spring-1"
     with smtp_sink() as (port, sink):
         to = ("--to", f"smtp://127.0.0.1:{port}", "--mailing", mailing)
