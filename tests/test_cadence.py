@@ -351,3 +351,17 @@ def test_what_a_campaign_runs_under_house_then_its_own_block_then_off(
     assert of("bill") == (None, None, None)           # transactional: none of the house's
     cap, window, holdout = of("receipt")              # ... but its own window holds
     assert (cap, window.words(), holdout) == (None, "08:00-22:00", None)
+
+
+def test_an_unreadable_ledger_stops_the_capped_run_before_anything_is_sent(
+        content_tree: Callable, cli: Callable) -> None:
+    root = house(content_tree, people(3), edition_yaml=CAP)
+    broken = root / "out" / "old-campaign" / "ledger.sqlite"
+    broken.parent.mkdir(parents=True)
+    broken.write_bytes(b"this is not a database" * 100)
+    code, out, err = cli("run", "campaigns/news-a.yaml", "--send", "--yes", "--out", "out/a",
+                         cwd=root)
+    assert code == 1, out + err
+    assert "cannot read the send history" in err and str(broken) in err
+    assert "Traceback" not in err
+    assert not (root / "out" / "a" / "manifest.jsonl").exists()

@@ -180,10 +180,11 @@ def _sqlite_rows(path: Path, since: dt.datetime) -> Iterator[tuple[str, str, str
             when = parse(at)   # the ledger writes UTC with its offset; older rows may not
             yield campaign, customer, mailing, (when if when.tzinfo else
                                                 when.replace(tzinfo=dt.UTC))
-    except sqlite3.OperationalError as exc:
+    except sqlite3.Error as exc:   # not a database, locked past the timeout, …
         if "no such table" in str(exc):
             return
-        raise LedgerError(f"cannot read the send history: {exc}", str(path)) from None
+        raise LedgerError(f"cannot read the send history (the frequency cap counts every "
+                          f"campaign's sends): {exc}", str(path)) from None
     finally:
         db.close()
 
