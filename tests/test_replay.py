@@ -57,6 +57,10 @@ def test_a_run_replays_byte_for_byte_then_names_what_changed(
     code, out, err = cli("replay", root / "out" / "run", "--out", tmp_path / "edited",
                          cwd=tmp_path)
     assert code == 2 and "not empty" in err
+    code, out, err = cli("replay", root / "out" / "run", "--out", root / "out" / "run" / "r",
+                         cwd=tmp_path)
+    assert code == 2 and "outside the run's" in err
+    assert not (root / "out" / "run" / "r").exists()
 
 
 def test_replay_keeps_the_runs_cadence_decisions(content_tree: Callable, cli: Callable,

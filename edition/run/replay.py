@@ -76,8 +76,9 @@ def replay(run_dir: Path | str, out: Path | str) -> Replay:
                          f"only a finished run can be replayed")
     if out.exists() and any(out.iterdir()):
         raise UsageError(f"--out {out} is not empty: a replay writes into a new folder")
-    if out.resolve() == run_dir.resolve():
-        raise UsageError("--out must be another folder than the run's")
+    if out.resolve() == run_dir.resolve() or run_dir.resolve() in out.resolve().parents:
+        raise UsageError("--out must be a folder outside the run's (the run folder is "
+                         "left as it is)")
     recorded = info.get("replay") or {}
     try:
         options = RunOptions.model_validate(info.get("options") or {})
