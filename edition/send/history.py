@@ -138,6 +138,7 @@ def read_history(root: Path, *, now: dt.datetime, days: int,
     campaigns = house_campaigns(root)
     transactional = {c.name for c in campaigns if c.kind == "transactional"}
     sends: dict[str, list[Send]] = {}
+    names: dict[str, str] = {}
     read: list[str] = []
     for location in house_ledgers(root, campaigns, environ):
         rows = (_postgres_rows(str(location), since) if is_database_url(location)
@@ -149,7 +150,9 @@ def read_history(root: Path, *, now: dt.datetime, days: int,
             found = sends.get(customer)
             if found is None:
                 found = sends[customer] = []
-            found.append(Send(at, campaign, mailing))
+            # a few campaigns and mailings, each name once in memory (not once per row)
+            found.append(Send(at, names.setdefault(campaign, campaign),
+                              names.setdefault(mailing, mailing)))
     return SendHistory(since, {cid: tuple(sorted(v, key=lambda s: s.at, reverse=True))
                                for cid, v in sends.items()}, tuple(read))
 
