@@ -10,6 +10,7 @@ from cli import (
     diff,
     experiment,
     preview,
+    replay,
     run,
     sample_data,
     send,
@@ -27,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff, experiment):
+              approve, send, diff, experiment, replay):
     _verb.register(app)
 
 

@@ -41,6 +41,7 @@ from edition.content.campaign_values import FieldType, FooterKey, Strict
 from edition.content.delivery_settings import DeliverySettings, Dkim
 from edition.content.errors_at_lines import check, fail
 from edition.content.experiment import Experiment
+from edition.content.house import FrequencyCap, SendWindow, house_errors, override
 from edition.content.limits import Limits
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
@@ -106,6 +107,11 @@ class Campaign(Strict):
     approval: Annotated[str, BeforeValidator(values.approval)] = "optional"
     tracking: Tracking | None = None      # click tracking (content/tracking.py)
     experiment: Experiment | None = None  # a test of one slot (content/experiment.py)
+    # the house's (edition.yaml) unless the campaign has its own, or `off` (.off)
+    frequency_cap: Annotated[FrequencyCap | None, BeforeValidator(
+        lambda v: override(v, "frequency_cap"))] = None
+    send_window: Annotated[SendWindow | None, BeforeValidator(
+        lambda v: override(v, "send_window"))] = None
 
     _file: str = PrivateAttr(default="")
     _root: Path = PrivateAttr(default_factory=Path)
@@ -378,5 +384,5 @@ def load_campaign(path: str | Path, root: Path | None = None,
         raise ContentError("a campaign file must be a mapping of keys", rel, 1)
     context = Loading(rel, root, data, kinds or {"article", "offer", "greeting"})
     campaign, errors = check(Campaign, data, rel, context=context, salvage=False)
-    collect(errors)
+    collect(errors + house_errors(root))
     return campaign

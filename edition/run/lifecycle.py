@@ -46,7 +46,9 @@ from edition.outcomes import ManifestRow, Reason
 from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
+from edition.run import digests
 from edition.run.bundle import Bundle
+from edition.run.cadence import Cadence, cadence_of_run
 from edition.run.click_table import learn_from_clicks, previous_mailing_clicks
 from edition.run.folder import (
     LOCK_FILE,
@@ -195,6 +197,7 @@ class Work:
     ledger: str | None = None  # ledger.location.for_workers: a path or URL
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
+    cadence: Cadence | None = None   # house settings + send history, read here
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -207,7 +210,8 @@ class Work:
                    ledger=for_workers(ledger_path(campaign)) if options.send else None,
                    machine=this_machine(),
                    local_dir=str(_local(out_folder(options, campaign), campaign,
-                                        options).resolve()))
+                                        options).resolve()),
+                   cadence=cadence_of_run(options, plan))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -239,7 +243,8 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
-    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression)
+    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
+                    cadence=cadence_of_run(options, plan, work))
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:
@@ -510,6 +515,7 @@ class Run:
                              # a marker may be a URL (the Prefect API's): never its password
                              **{k: masked(v) if isinstance(v, str) else v
                                 for k, v in marker.items()}}
+            self.document |= digests.record(self.options, self.plan, self.source)
             if self.resumes:
                 self.document["resumes"] = self.resumes
             if self.unsendable:

@@ -23,6 +23,7 @@ from edition.render.encoding import Encoder
 from edition.render.personal import SharedDocument
 from edition.render.plan import Plan
 from edition.render.versions import Version
+from edition.run.cadence import Cadence
 from edition.run.folder import FileWriter
 from edition.send.delivery import Deliverer
 
@@ -83,8 +84,10 @@ class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
     def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
-                 deliverer: Deliverer | None = None, suppression: Suppression | None = None):
+                 deliverer: Deliverer | None = None, suppression: Suppression | None = None,
+                 cadence: Cadence | None = None):
         self.plan = plan
+        self.cadence = cadence   # holdout, frequency cap, send window (run/cadence.py)
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
@@ -162,6 +165,10 @@ class Pipeline:
         if suppressed is not None:  # in dry runs too, so a preview tells the truth
             edition.skipped = ("suppressed", suppressed)
             return edition
+        if self.cadence is not None:
+            edition.skipped = self.cadence.hold(row.customer_id, edition.fields)
+            if edition.skipped is not None:
+                return edition
         edition.version = version
         if links:
             self.sign_links(edition)
