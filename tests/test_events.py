@@ -24,9 +24,9 @@ from fixtures_sending import CAMPAIGN, copy_site, edition, make_customers, manif
 
 from edition.addresses import address_hash
 from edition.feedback.events import Ingester
-from edition.feedback.events.classify import SoftBounceRule, severity, smtp_severity
 from edition.render.message_identity import HEADER, make_value
 from edition.render.unsubscribe import SECRET_ENV
+from edition.send.bounces import SoftBounceRule, severity, smtp_severity
 from edition.store.events import Event, EventStore
 from edition.store.suppressions import SuppressionStore
 
@@ -266,3 +266,34 @@ def test_the_identity_header_is_signed_and_unreadable() -> None:
         verify(value, [secret])         # never usable as an unsubscribe token
     assert secret.encode() not in pickle.dumps(made)
     assert MessageIdentity.for_mailing("weekly", "2026-11-23", {}) is None
+
+
+def test_a_send_time_refusal_is_a_bounce(tmp_path: Path) -> None:
+    """The SMTP target marks a 550 5.1.1 hard and a 554 5.7.1 soft; the deliverer's
+    SendBounces records both as events and suppresses only the hard one."""
+    from fixtures_delivery import SinkHandler, make_delivery, smtp_sink
+
+    from edition.send.bounces import SendBounces
+    from publishers.smtp import SmtpPublisher
+
+    handler = SinkHandler(reject={"gone@example.com": "550 5.1.1 <gone@example.com>: unknown",
+                                  "spam@example.com": "554 5.7.1 rejected by policy"})
+    with smtp_sink(handler) as (port, _sink), \
+            SmtpPublisher(f"smtp://127.0.0.1:{port}") as publisher:
+        hard = publisher.publish(make_delivery("c1", "gone@example.com"))
+        soft = publisher.publish(make_delivery("c2", "spam@example.com"))
+        sent = publisher.publish(make_delivery("c3", "ok@example.com"))
+    assert (hard.status, hard.bounce, soft.status, soft.bounce, sent.bounce) == \
+        ("failed", "hard", "failed", "soft", "")
+    url = str(tmp_path / "store.sqlite")
+    bounces = SendBounces(url, "spring", "2026-11-23")
+    for cid, address, outcome in (("c1", "gone@example.com", hard),
+                                  ("c2", "spam@example.com", soft)):
+        bounces.record(customer_id=cid, recipient=address, level=outcome.bounce,
+                       reply=outcome.reason or "")
+    bounces.close()
+    with EventStore(url) as events, SuppressionStore(url) as suppressions:
+        assert [(e.customer_id, e.severity, e.status, e.source) for e in events.events()] == \
+            [("c1", "hard", "5.1.1", "smtp"), ("c2", "soft", "5.7.1", "smtp")]
+        assert [(s.customer_id, s.kind, s.scope) for s in suppressions.entries()] == \
+            [("c1", "bounced", "*")]

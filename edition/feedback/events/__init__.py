@@ -6,7 +6,7 @@ and turned into suppressions.
 - `ses`: SES notifications (through SNS, SQS or a file);
 - `identify`: who a returned message was for (X-Edition-Id, the List-Unsubscribe token,
   Feedback-ID, the recipient address);
-- `classify`: hard or soft;
+- edition.send.bounces: hard or soft (the same rules as at send time);
 - `ingest`: into the store, suppressing hard bounces and complaints at once, soft
   bounces after N within D days;
 - `sources`, `sqs`: where they are read from (`edition events ingest SOURCE...`);

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edition.audience.suppression import event_source
-from edition.feedback.events.classify import SoftBounceRule
+from edition.send.bounces import SoftBounceRule
 from edition.store.events import Event, EventStore
 from edition.store.suppressions import SuppressionStore
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator
 from email.message import Message
 from email.parser import HeaderParser
 
-from edition.feedback.events.classify import severity, status_code
 from edition.feedback.events.identify import Identity, from_headers, with_recipient
+from edition.send.bounces import severity, status_code
 from edition.store.events import Event, utc_text
 
 # Feedback-Type values that are a complaint (RFC 5965 3.1; `not-spam` is the opposite)

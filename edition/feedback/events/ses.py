@@ -18,8 +18,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from edition.errors import UsageError
-from edition.feedback.events.classify import ses_severity, status_code
 from edition.feedback.events.identify import Identity, from_headers, with_recipient
+from edition.send.bounces import ses_severity, status_code
 from edition.store.events import Event, utc_text
 
 KINDS = {"bounce": "bounce", "complaint": "complaint", "delivery": "delivery",

@@ -1,5 +1,8 @@
-"""Which bounces are hard: an enhanced status code (RFC 3463) or SES's bounce type in,
-`hard` or `soft` out.
+"""Bounces: which are hard (an enhanced status code, RFC 3463, or SES's bounce type in;
+`hard` or `soft` out), and the refusals an SMTP server gives at send time, recorded as
+bounces in the house store (a 550 5.1.1 is a hard bounce at once: listmonk #2623).
+
+The ingester of returned mail (edition.feedback.events) classifies with the same rules.
 
 Not every permanent failure is about the address (listmonk treats all bounces alike,
 its #489): a 5.7.1 policy rejection or a 5.2.2 full mailbox says nothing about whether
@@ -11,8 +14,10 @@ hard; every other failure, permanent or not, is soft and suppresses only after
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from dataclasses import dataclass
+from typing import Any
 
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 # permanent failures that are about the address itself (RFC 3463 subjects):
@@ -68,4 +73,49 @@ class SoftBounceRule:
         return f"{self.count} in {self.days} days"
 
 
-__all__ = ["SoftBounceRule", "ses_severity", "severity", "smtp_severity", "status_code"]
+class SendBounces:
+    """Records a target's refusals of one mailing in the house store: each an event (the
+    sender health counts it), a hard one also a suppression (`*`: no campaign mails the
+    address again). Opened on the first refusal; pickles as its location."""
+
+    def __init__(self, location: str, campaign: str, mailing: str):
+        self.location = location
+        self.campaign = campaign
+        self.mailing = mailing
+        self._stores: tuple[Any, Any] | None = None
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (SendBounces, (self.location, self.campaign, self.mailing))
+
+    def record(self, *, customer_id: str, recipient: str | None, level: str,
+               reply: str) -> None:
+        from edition.addresses import address_hash
+        from edition.audience.suppression import event_source
+        from edition.store.events import Event, EventStore, utc_text
+        from edition.store.suppressions import SuppressionStore
+
+        if self._stores is None:
+            self._stores = (EventStore(self.location), SuppressionStore(self.location))
+        events, suppressions = self._stores
+        code = status_code(reply)
+        hashed = address_hash(recipient)
+        now = dt.datetime.now(dt.UTC)
+        events.record(Event(
+            event_id=f"smtp:{self.campaign}:{self.mailing}:{customer_id}", kind="bounce",
+            occurred_at=utc_text(now), source="smtp", recipient_hash=hashed, severity=level,
+            status=code, diagnostic=" ".join(reply.split()), customer_id=customer_id,
+            campaign=self.campaign, mailing=self.mailing))
+        if level == "hard":
+            detail = ", ".join(p for p in ("hard", code) if p)
+            suppressions.record(self.campaign, customer_id, hashed, event_source(detail, "smtp"),
+                                kind="bounced", at=now)
+
+    def close(self) -> None:
+        if self._stores is not None:
+            for store in self._stores:
+                store.close()
+            self._stores = None
+
+
+__all__ = ["SendBounces", "SoftBounceRule", "ses_severity", "severity", "smtp_severity",
+           "status_code"]
