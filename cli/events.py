@@ -3,7 +3,6 @@ suppressions they call for."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -19,16 +18,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(events_app, name="events")
 
 
-def store_for_root(store: str | None, root: Path) -> str:
-    """--store, else EDITION_STORE (or its older name), else the root's default store."""
-    from edition.store.database import DEFAULT_STORE, STORE_ENVS, database_url
-
-    if store:
-        return database_url(store if "://" in store else Path(store).expanduser().resolve())
-    env = next((os.environ[n].strip() for n in STORE_ENVS if os.environ.get(n, "").strip()), "")
-    return database_url(env or DEFAULT_STORE, root)
-
-
 @events_app.command("ingest")
 def ingest(
     sources: Annotated[list[str], typer.Argument(
@@ -37,20 +26,20 @@ def ingest(
     root: Annotated[str, typer.Option(help="Content root (the folder with campaigns/)")] = ".",
     store: Annotated[str | None, typer.Option(
         help="The house store: a file or a database URL (default: EDITION_STORE, else "
-             "out/suppression.sqlite under ROOT)")] = None,
+             "the store of the campaign each event names, else out/suppression.sqlite "
+             "under ROOT)")] = None,
 ) -> None:
     """Read returned mail (RFC 3464 bounces, RFC 5965 complaints) and SES notifications,
     keep each event once, and suppress: hard bounces and complaints at once, soft
     bounces after the campaign's suppression.soft_bounces (3 within 14 days)."""
     with user_errors():
         from edition.feedback.events import Ingester, ingest_sources
-        from edition.feedback.events.ingest import soft_bounce_rules
+        from edition.feedback.events.ingest import HouseStores, soft_bounce_rules
         from edition.render.unsubscribe import UnsubscribeSecretError, secrets_from_env
-        from edition.store.events import EventStore
-        from edition.store.suppressions import SuppressionStore
 
         content = Path(root).resolve()
-        location = store_for_root(store, content)
+        if store and "://" not in store:
+            store = str(Path(store).expanduser().resolve())   # relative to where we start
         try:
             secrets = secrets_from_env()
         except UnsubscribeSecretError:
@@ -58,12 +47,11 @@ def ingest(
             err.print("note: EDITION_UNSUBSCRIBE_SECRET is not set: messages are matched by "
                       "their recipient address only", style="yellow", markup=False)
         rules = soft_bounce_rules(content)
-        with EventStore(location) as events, SuppressionStore(location) as suppressions:
-            ingester = Ingester(events, suppressions, rule_for=rules.get)
+        with HouseStores(content, store) as stores:
+            ingester = Ingester(stores, rule_for=rules.get)
             result = ingest_sources(sources, ingester, secrets)
-            shown = events.database.shown
         for line in result.suppressed:
             out.print(f"suppressed {line}", markup=False)
         summary = ", ".join(f"{n} {what}" for what, n in sorted(result.counts.items())) or \
             "nothing found"
-        out.print(f"{summary} (store {shown})", markup=False)
+        out.print(summary, markup=False)

@@ -99,7 +99,7 @@ def test_soft_bounces_suppress_after_n_within_d_days(tmp_path: Path) -> None:
     suppress; the second within 3 days does, dated when it happened."""
     url = str(tmp_path / "store.sqlite")
     with EventStore(url) as events, SuppressionStore(url) as suppressions:
-        ingester = Ingester(events, suppressions,
+        ingester = Ingester(lambda campaign: (events, suppressions),
                             rule_for={"weekly": SoftBounceRule(2, 3)}.get)
 
         def soft(n: int, day: int) -> Event:

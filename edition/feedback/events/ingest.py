@@ -18,6 +18,7 @@ the SMTP reply`, `complained on 2026-11-30 via the feedback loop`.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from pathlib import Path
 from edition.audience.suppression import event_source
 from edition.send.bounces import SoftBounceRule
 from edition.store.events import Event, EventStore
-from edition.store.suppressions import SuppressionStore
+from edition.store.suppressions import SuppressionStore, store_location_by_name
 
 UNKNOWN_CAMPAIGN = "(events)"   # the suppression row's campaign when the event names none
 
@@ -43,15 +44,53 @@ class Ingested:
         self.suppressed.extend(other.suppressed)
 
 
-class Ingester:
-    """Records events in one store and suppresses from them; `rule_for(campaign)` gives
-    the soft-bounce rule of the campaign an event names (the default rule otherwise)."""
+Stores = tuple[EventStore, SuppressionStore]
 
-    def __init__(self, events: EventStore, suppressions: SuppressionStore, *,
+
+class HouseStores:
+    """The store an event of a campaign goes to: `store` when given (--store), else the
+    campaign's, as a run of it finds it (EDITION_STORE, its `suppression.store`, else the
+    root's out/suppression.sqlite); one handle per location, thread-safe."""
+
+    def __init__(self, root: Path, store: str | None = None):
+        self.root = root
+        self.store = store
+        self._open: dict[str, Stores] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, campaign: str) -> Stores:
+        location = self.store or store_location_by_name(self.root, campaign or
+                                                         UNKNOWN_CAMPAIGN)
+        with self._lock:
+            found = self._open.get(location)
+            if found is None:
+                found = self._open[location] = (EventStore(location, self.root),
+                                                SuppressionStore(location, self.root))
+            return found
+
+    def __enter__(self) -> HouseStores:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            for events, suppressions in self._open.values():
+                events.close()
+                suppressions.close()
+            self._open.clear()
+
+
+class Ingester:
+    """Records events and suppresses from them, in the store `stores(campaign)` names;
+    `rule_for(campaign)` gives the soft-bounce rule of the campaign an event names (the
+    default rule otherwise)."""
+
+    def __init__(self, stores: Callable[[str], Stores], *,
                  rule: SoftBounceRule | None = None,
                  rule_for: Callable[[str], SoftBounceRule | None] | None = None):
-        self.events = events
-        self.suppressions = suppressions
+        self.stores = stores
         self.rule = rule or SoftBounceRule()
         self.rule_for = rule_for
 
@@ -63,27 +102,28 @@ class Ingester:
 
     def _one(self, event: Event, result: Ingested) -> None:
         label = event.kind if event.kind != "bounce" else f"{event.severity or 'soft'} bounce"
-        if not self.events.record(event):
+        events, suppressions = self.stores(event.campaign)
+        if not events.record(event):
             result.counts["duplicate"] += 1
             return
         result.counts[label] += 1
         if not (event.customer_id or event.recipient_hash):
             result.counts["unmatched"] += 1
             return
-        detail = self._suppressing(event)
+        detail = self._suppressing(event, events)
         if detail is None:
             return
         kind = "complained" if event.kind == "complaint" else "bounced"
         customer = event.customer_id or f"@{event.recipient_hash}"
         when = dt.datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
-        if self.suppressions.record(event.campaign or UNKNOWN_CAMPAIGN, customer,
+        if suppressions.record(event.campaign or UNKNOWN_CAMPAIGN, customer,
                                     event.recipient_hash, event_source(detail, event.source),
                                     kind=kind, at=when):
             result.counts["suppressed"] += 1
             words = f"{kind} ({detail})" if detail else kind
             result.suppressed.append(f"{customer}: {words}")
 
-    def _suppressing(self, event: Event) -> str | None:
+    def _suppressing(self, event: Event, events: EventStore) -> str | None:
         """The reason's detail if this event suppresses ("" for a complaint), else None."""
         if event.kind == "complaint":
             return ""
@@ -95,7 +135,7 @@ class Ingester:
                 else None) or self.rule
         when = dt.datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
         since = (when - dt.timedelta(days=rule.days)).isoformat().replace("+00:00", "Z")
-        recent = [e for e in self.events.soft_bounces(customer_id=event.customer_id,
+        recent = [e for e in events.soft_bounces(customer_id=event.customer_id,
                                                       recipient_hash=event.recipient_hash,
                                                       since=since)
                   if e.occurred_at <= event.occurred_at]
@@ -137,4 +177,4 @@ def soft_bounce_rules(root: Path) -> dict[str, SoftBounceRule]:
     return rules
 
 
-__all__ = ["UNKNOWN_CAMPAIGN", "Ingested", "Ingester", "soft_bounce_rules"]
+__all__ = ["UNKNOWN_CAMPAIGN", "HouseStores", "Ingested", "Ingester", "soft_bounce_rules"]
