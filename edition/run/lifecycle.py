@@ -67,6 +67,7 @@ from edition.run.options import DEFAULT_BATCH, RunOptions
 from edition.run.pipeline import BatchResult, Pipeline
 from edition.run.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
 from edition.run.report import RunInfo, Tally, sent_words, write_report
+from edition.run.sender_health import health_or_nothing
 from edition.send.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -158,7 +159,8 @@ def run_info(options: RunOptions, plan: Plan,
                    customers=source_name(customers_file(options, plan.campaign)),
                    mailing=options.mailing if options.send else None,
                    preflight=tuple(preflight.table()) if preflight is not None else (),
-                   unsendable=tuple(unsendable))
+                   unsendable=tuple(unsendable),
+                   sender_health=health_or_nothing(plan.campaign))
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------

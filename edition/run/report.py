@@ -14,6 +14,7 @@ from edition import private
 from edition.databases import masked
 from edition.markdown_text import code, text
 from edition.outcomes import STATUSES, ManifestRow
+from edition.run.sender_health import MailingHealth, report_section
 
 SAMPLES = 5
 
@@ -32,6 +33,7 @@ class RunInfo:
     mailing: str | None = None
     preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
     unsendable: tuple[str, ...] = ()   # why a send of this dry run would be refused
+    sender_health: tuple[MailingHealth, ...] = ()   # the last mailings' rates, newest first
 
     def __post_init__(self) -> None:
         # the report is published (files, Prefect artifacts): a customers URL's password
@@ -157,6 +159,7 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         out += ["", "## Preflight", ""]
         out += _table(["level", "finding"], [[level, _cell(message)]
                                              for level, message in info.preflight])
+    out += report_section(info.sender_health)
     out += ["", "## Segments", ""]
     rules = dict(info.segments)
     segment_names = [*rules, "(none)"]
