@@ -42,7 +42,7 @@ def _returned(original: bytes, how: str) -> Message:
 
 def dsn(original: bytes | None, *, recipient: str, status: str, diagnostic: str,
         action: str = "failed", style: str = "postfix", when: dt.datetime,
-        reporter: str = "mx.example.net") -> bytes:
+        reporter: str = "mx.example.net", others: tuple[str, ...] = ()) -> bytes:
     """A delivery status notification about `original` (None: nothing returned)."""
     report = MIMEMultipart("report", report_type="delivery-status")
     report["From"] = f"Mail Delivery System <MAILER-DAEMON@{reporter}>"
@@ -61,9 +61,10 @@ def dsn(original: bytes | None, *, recipient: str, status: str, diagnostic: str,
                      "Status": status, "Diagnostic-Code": f"smtp; {diagnostic}"}
     if style == "outlook":
         per_recipient["Remote-MTA"] = "dns; mail.protection.outlook.example"
+    blocks = [_block(per_recipient)] + [
+        _block(per_recipient | {"Final-Recipient": f"rfc822; {other}"}) for other in others]
     status_part.set_payload([_block({"Reporting-MTA": f"dns; {reporter}",
-                                     "Arrival-Date": format_datetime(when)}),
-                             _block(per_recipient)])
+                                     "Arrival-Date": format_datetime(when)}), *blocks])
     report.attach(status_part)
     if original is not None:
         report.attach(_returned(original, "headers" if style == "postfix" else "message"))

@@ -297,3 +297,20 @@ def test_a_send_time_refusal_is_a_bounce(tmp_path: Path) -> None:
             [("c1", "hard", "5.1.1", "smtp"), ("c2", "soft", "5.7.1", "smtp")]
         assert [(s.customer_id, s.kind, s.scope) for s in suppressions.entries()] == \
             [("c1", "bounced", "*")]
+
+
+def test_a_report_about_several_recipients_names_each_by_address() -> None:
+    """The signed header names the one customer the message was for; another recipient
+    the same report lists is not taken for that customer."""
+    from edition.feedback.events.mail import events_from_mail
+
+    secret = os.environ[SECRET_ENV]
+    signed = make_value(campaign="weekly", mailing="m1", customer_id="C1",
+                        address="ann@example.com", secret=secret)
+    original = f"To: ann@example.com\r\n{HEADER}: {signed}\r\n\r\nhi\r\n".encode()
+    report = dsn(original, recipient="ann@example.com", status="5.1.1", diagnostic="550 5.1.1",
+                 style="gmail", when=DAY, others=("bob@example.com",))
+    found = events_from_mail(report, (secret.encode(),))
+    assert [(e.customer_id, e.recipient_hash, e.campaign) for e in found] == [
+        ("C1", address_hash("ann@example.com"), "weekly"),
+        ("", address_hash("bob@example.com"), "weekly")]

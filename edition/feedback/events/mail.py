@@ -118,6 +118,11 @@ def _dsn(status: Message, parts: list[Message], secrets: tuple[bytes, ...], iden
         else:
             continue
         who = with_recipient(identity, original or final, to if len(recipients) == 1 else None)
+        named = with_recipient(Identity(), original or final)
+        if (len(recipients) > 1 and identity.address_hash and named.address_hash
+                and named.address_hash != identity.address_hash):
+            # a report about several recipients: the signed header names only one of them
+            who = Identity(identity.campaign, identity.mailing, "", named.address_hash)
         yield _event(f"dsn:{ident}:{who.address_hash or index}", kind, level, code,
                      diagnostic, who, "dsn", _date(block.get("Last-Attempt-Date")) or arrived)
 
