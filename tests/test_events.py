@@ -218,6 +218,17 @@ def test_ingest_refuses_what_it_cannot_read(site: Path, tmp_path: Path) -> None:
     assert code == 2 and "no such file or folder" in err and "Traceback" not in err
     code, _out, err = edition("events", "ingest", tmp_path / "bad.json", cwd=site)
     assert code == 2 and "bad.json:2: not JSON" in err and "Traceback" not in err
+    # a "bounce" of MIME parts nested thousands deep (the stdlib parser recurses): counted
+    # as unreadable, the ingest goes on
+    nested = b"From: a@example.net\r\nContent-Type: multipart/mixed; boundary=b0\r\n\r\n" + \
+        b"".join(b"--b%d\r\nContent-Type: multipart/mixed; boundary=b%d\r\n\r\n" % (i, i + 1)
+                 for i in range(3000))
+    (tmp_path / "nested.eml").write_bytes(nested)
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    code, out, err = edition("events", "ingest", tmp_path / "nested.eml", cwd=site)
+    assert code == 0 and "1 unreadable" in out and "Traceback" not in err, out + err
+    code, out, err = edition("events", "ingest", tmp_path / "deep.json", cwd=site)
+    assert code == 2 and "deep.json:1: not JSON" in err and "Traceback" not in err, out + err
 
 
 def test_the_campaign_sets_the_soft_bounce_rule(site: Path, tmp_path: Path) -> None:

@@ -146,6 +146,7 @@ def test_sns_messages_are_verified_then_recorded(server: dict[str, Any],
     for body in (forged, theirs, unsigned):
         assert post(url, body).status_code == 403
     assert post(url, b"{not json").status_code == 400
+    assert post(url, b"[" * 200_000 + b"]" * 200_000).status_code == 400   # nested deep
     assert post(url, b"x" * (MAX_EVENT_BODY + 1)).status_code == 413
     assert httpx.get(url, trust_env=False, timeout=60).status_code in (400, 405)  # records nothing
     # a confirmation that would make us fetch somewhere else

@@ -75,7 +75,7 @@ class SesEndpoint:
         """(status, JSON answer) for one POSTed body."""
         try:
             message = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):
             return 400, {"error": "not JSON"}
         try:
             message = self.verifier.verify(message)

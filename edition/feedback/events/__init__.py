@@ -41,6 +41,9 @@ def ingest_items(items: Iterable[Item], ingester: Ingester,
         except NotAnEvent:
             result.counts["not an event"] += 1
             continue
+        except RecursionError:   # MIME or JSON nested thousands deep: nobody's report
+            result.counts["unreadable"] += 1
+            continue
         if not found:
             result.counts["not a report"] += 1
             continue

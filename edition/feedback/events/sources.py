@@ -93,7 +93,7 @@ def _json(path: Path) -> Iterator[Item]:
         raise UsageError(f"cannot read {path}: {exc}") from None
     try:
         document = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
     if document is not None:
         for number, item in enumerate(document if isinstance(document, list) else [document],
@@ -104,9 +104,10 @@ def _json(path: Path) -> Iterator[Item]:
         if not line.strip():
             continue
         try:
-            yield Item("ses", json.loads(line), f"{path}:{number}")
-        except ValueError:
+            document = json.loads(line)
+        except (ValueError, RecursionError):
             raise UsageError("not JSON", path, number) from None
+        yield Item("ses", document, f"{path}:{number}")
 
 
 __all__ = ["MAX_ITEM_BYTES", "Item", "read"]

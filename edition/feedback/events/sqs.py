@@ -50,7 +50,7 @@ def drain(source: str, handle: Callable[[Any], None], *, limit: int = 100_000) -
             for message in got:
                 try:
                     document = json.loads(message.get("Body") or "")
-                except ValueError:
+                except (ValueError, RecursionError):
                     handle(None)
                     continue
                 handle(document)
