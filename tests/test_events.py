@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import mailbox
 import os
+import pickle
 import re
 import threading
 from pathlib import Path
@@ -308,6 +309,20 @@ def test_a_send_time_refusal_is_a_bounce(tmp_path: Path) -> None:
             [("c1", "hard", "5.1.1", "smtp"), ("c2", "soft", "5.7.1", "smtp")]
         assert [(s.customer_id, s.kind, s.scope) for s in suppressions.entries()] == \
             [("c1", "bounced", "*")]
+    # the same refusal again in this mailing is one event; the next mailing's is the
+    # second within the campaign's rule (2 in 14 days here): suppressed
+    again = SendBounces(url, "spring", "2026-11-23", SoftBounceRule(2, 14))
+    again.record(customer_id="c2", recipient="spam@example.com", level="soft",
+                 reply=soft.reason or "")
+    pickled = pickle.loads(pickle.dumps(SendBounces(url, "spring", "2026-11-30",
+                                                    SoftBounceRule(2, 14))))
+    pickled.record(customer_id="c2", recipient="spam@example.com", level="soft",
+                   reply=soft.reason or "")
+    again.close()
+    pickled.close()
+    with SuppressionStore(url) as suppressions:
+        assert [(s.customer_id, s.source) for s in suppressions.entries()][1:] == \
+            [("c2", "event:soft, 2 in 14 days|smtp")]
 
 
 def test_a_report_about_several_recipients_names_each_by_address() -> None:

@@ -72,20 +72,34 @@ class SoftBounceRule:
     def words(self) -> str:
         return f"{self.count} in {self.days} days"
 
+    def reached(self, events: Any, event: Any) -> bool:
+        """Is this soft bounce (an edition.store.events.Event, recorded in `events`) the
+        `count`-th of its recipient within `days` days up to it?"""
+        when = dt.datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
+        since = (when - dt.timedelta(days=self.days)).isoformat().replace("+00:00", "Z")
+        recent = [e for e in events.soft_bounces(customer_id=event.customer_id,
+                                                 recipient_hash=event.recipient_hash,
+                                                 since=since)
+                  if e.occurred_at <= event.occurred_at]
+        return len(recent) >= self.count
+
 
 class SendBounces:
     """Records a target's refusals of one mailing in the house store: each an event (the
     sender health counts it), a hard one also a suppression (`*`: no campaign mails the
-    address again). Opened on the first refusal; pickles as its location."""
+    address again), a soft one once the campaign's rule is reached (3 within 14 days).
+    Opened on the first refusal; pickles as its location."""
 
-    def __init__(self, location: str, campaign: str, mailing: str):
+    def __init__(self, location: str, campaign: str, mailing: str,
+                 rule: SoftBounceRule | None = None):
         self.location = location
         self.campaign = campaign
         self.mailing = mailing
+        self.rule = rule or SoftBounceRule()
         self._stores: tuple[Any, Any] | None = None
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (SendBounces, (self.location, self.campaign, self.mailing))
+        return (SendBounces, (self.location, self.campaign, self.mailing, self.rule))
 
     def record(self, *, customer_id: str, recipient: str | None, level: str,
                reply: str) -> None:
@@ -100,15 +114,21 @@ class SendBounces:
         code = status_code(reply)
         hashed = address_hash(recipient)
         now = dt.datetime.now(dt.UTC)
-        events.record(Event(
+        event = Event(
             event_id=f"smtp:{self.campaign}:{self.mailing}:{customer_id}", kind="bounce",
             occurred_at=utc_text(now), source="smtp", recipient_hash=hashed, severity=level,
             status=code, diagnostic=" ".join(reply.split()), customer_id=customer_id,
-            campaign=self.campaign, mailing=self.mailing))
+            campaign=self.campaign, mailing=self.mailing)
+        if not events.record(event):
+            return     # this mailing's refusal of this customer is known already
         if level == "hard":
             detail = ", ".join(p for p in ("hard", code) if p)
-            suppressions.record(self.campaign, customer_id, hashed, event_source(detail, "smtp"),
-                                kind="bounced", at=now)
+        elif self.rule.reached(events, event):
+            detail = f"soft, {self.rule.words()}"
+        else:
+            return
+        suppressions.record(self.campaign, customer_id, hashed, event_source(detail, "smtp"),
+                            kind="bounced", at=now)
 
     def close(self) -> None:
         if self._stores is not None:

@@ -24,7 +24,7 @@ from edition.content.plugins import EMAIL
 from edition.databases import is_database_url
 from edition.errors import DeliveryError, LedgerError, RunError
 from edition.outcomes import Reason
-from edition.send.bounces import SendBounces
+from edition.send.bounces import SendBounces, SoftBounceRule
 from edition.send.dkim import DkimSigner
 from edition.send.dkim import applies_to as dkim_applies
 from edition.send.ledger.location import (
@@ -179,7 +179,9 @@ class Deliverer:
                    resend_unknown=resend_unknown,
                    sign=signer.sign if signer is not None else None,
                    joining=ledger is not None,
-                   bounces=SendBounces(store_location(campaign), campaign.name, mailing))
+                   bounces=SendBounces(store_location(campaign), campaign.name, mailing,
+                                       SoftBounceRule(campaign.suppression.soft_bounces.count,
+                                                      campaign.suppression.soft_bounces.days)))
 
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
                 message_id: str, files: Mapping[str, tuple[str, bytes, str]],

@@ -133,13 +133,7 @@ class Ingester:
             return ", ".join(p for p in ("hard", event.status) if p)
         rule = (self.rule_for(event.campaign) if self.rule_for and event.campaign
                 else None) or self.rule
-        when = dt.datetime.fromisoformat(event.occurred_at.replace("Z", "+00:00"))
-        since = (when - dt.timedelta(days=rule.days)).isoformat().replace("+00:00", "Z")
-        recent = [e for e in events.soft_bounces(customer_id=event.customer_id,
-                                                      recipient_hash=event.recipient_hash,
-                                                      since=since)
-                  if e.occurred_at <= event.occurred_at]
-        if len(recent) < rule.count:
+        if not rule.reached(events, event):
             return None
         return f"soft, {rule.words()}"
 
