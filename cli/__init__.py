@@ -9,6 +9,7 @@ from cli import (
     approve,
     diff,
     events,
+    experiment,
     preview,
     run,
     sample_data,
@@ -27,7 +28,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff, events):
+              approve, send, diff, events, experiment):
     _verb.register(app)
 
 

@@ -43,6 +43,7 @@ from edition.store.suppressions import (
     redacted,
     store_location_by_name,
 )
+from web.clicks import click_routes, click_service
 from web.events import SesEndpoint
 from web.events import routes as event_routes
 from web.forms import BadForm, TooLarge, read_form
@@ -174,10 +175,13 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
         finally:
             service.close()
             events.close()
+            clicks.close()
 
+    clicks = click_service(Path(root), secrets, store)   # click redirects (/c/...)
     app = Starlette(routes=[
         Route("/healthz", health, methods=["GET"]),
         *event_routes(events),
+        *click_routes(clicks),
         Route("/{path:path}", unsubscribe, methods=["GET", "POST"]),
     ], lifespan=lifespan)
     app.state.service = service

@@ -40,9 +40,11 @@ from edition.content.campaign_files import (
 from edition.content.campaign_values import FieldType, FooterKey, Strict
 from edition.content.delivery_settings import DeliverySettings, Dkim
 from edition.content.errors_at_lines import check, fail
+from edition.content.experiment import Experiment
 from edition.content.limits import Limits
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
+from edition.content.tracking import Tracking
 from edition.content.yamlfile import LineDict, load_yaml
 from edition.errors import ContentError, collect
 from edition.locales import NotALanguageTag, language_of, language_tag
@@ -102,6 +104,8 @@ class Campaign(Strict):
     currency: Annotated[PerLocale | None, BeforeValidator(
         lambda v: values.per_locale(v, "currency", values.currency))] = None
     approval: Annotated[str, BeforeValidator(values.approval)] = "optional"
+    tracking: Tracking | None = None      # click tracking (content/tracking.py)
+    experiment: Experiment | None = None  # a test of one slot (content/experiment.py)
 
     _file: str = PrivateAttr(default="")
     _root: Path = PrivateAttr(default_factory=Path)
@@ -188,6 +192,15 @@ class Campaign(Strict):
         if value is None:
             raise fail("slots is required: e.g. articles: {kind: article, count: 3}")
         return checks.slots(loading(info), value)
+
+    @field_validator("experiment", mode="after")
+    @classmethod
+    def _experiment_slot(cls, value: Experiment | None, info: ValidationInfo) -> Any:
+        slots = {s.name for s in info.data.get("slots") or ()}
+        if value is not None and slots and value.slot not in slots:
+            raise fail(f"experiment.slot {value.slot!r} is not a slot of this campaign "
+                       f"({', '.join(sorted(slots))})")
+        return value
 
     @field_validator("audience", "exclude", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ class Slot(Strict):
 
     kind: str
     count: int = 1
+    rank: str = "rules"   # or learn: Thompson sampling on click rates (audience/learning.py)
     _name: str = PrivateAttr(default="")
 
     @property
@@ -32,6 +33,14 @@ class Slot(Strict):
         slot = self.model_copy()
         slot._name = name
         return slot
+
+    @field_validator("rank", mode="before")
+    @classmethod
+    def _rank(cls, value: Any) -> str:
+        if value not in ("rules", "learn"):
+            raise fail(f"rank {value!r} must be rules (priority, interests, id) or learn "
+                       f"(the modules' click rates, with tracking:)")
+        return str(value)
 
     @field_validator("count", mode="before")
     @classmethod

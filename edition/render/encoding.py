@@ -18,7 +18,9 @@ from edition.naming import CONTENT_TYPES, relative_path
 from edition.render.editions import Rendered
 from edition.render.list_headers import mailing_headers
 from edition.render.message_identity import MessageIdentity
+from edition.render.tracking import LinkTracker
 from edition.render.unsubscribe import UnsubscribeLinks
+from edition.render.versions import Version
 from renderers import eml
 
 # format -> (path relative to the run folder, bytes, content type)
@@ -44,11 +46,20 @@ class Encoder:
         self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}
         # X-Edition-Id: a bounce of this message names its customer and mailing
         self.identity = MessageIdentity.for_mailing(campaign.name, mailing) if mailing else None
+        # click tracking (`tracking:`): the links of each finished edition, per mailing
+        self.tracker = LinkTracker.for_campaign(campaign, mailing)
         self.writer = eml.MessageWriter(
             sender=parse_mailbox(campaign.sender or "edition <edition@localhost.localdomain>"),
             date=started,
             reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
         self._pdf: Any = None
+
+    def tracked(self, rendered: Rendered, version: Version, customer_id: str,
+                fields: Mapping[str, Any]) -> Rendered:
+        """The edition with its links through click tracking, when the campaign tracks."""
+        if self.tracker is None:
+            return rendered
+        return self.tracker.apply(rendered, version, customer_id, fields)
 
     def content_hash(self, customer_id: str, version_digest: str, rendered: Rendered,
                      documents: Documents | None = None) -> str:

@@ -47,6 +47,7 @@ from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
 from edition.run.bundle import Bundle
+from edition.run.click_table import learn_from_clicks, previous_mailing_clicks
 from edition.run.folder import (
     LOCK_FILE,
     RUN_FILE,
@@ -160,7 +161,8 @@ def run_info(options: RunOptions, plan: Plan,
                    mailing=options.mailing if options.send else None,
                    preflight=tuple(preflight.table()) if preflight is not None else (),
                    unsendable=tuple(unsendable),
-                   sender_health=health_or_nothing(plan.campaign))
+                   sender_health=health_or_nothing(plan.campaign),
+                   clicks=previous_mailing_clicks(plan.campaign, options.mailing))
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
@@ -179,6 +181,7 @@ def plan_for(options: RunOptions) -> Plan:
     if plan is None:
         plan = _PLANS[key] = Plan.load(options.campaign, formats=options.formats,
                                        as_of=options.as_of)
+        learn_from_clicks(plan)   # `rank: learn` slots: the click snapshot (run/click_table)
     return plan
 
 

@@ -51,9 +51,12 @@ class Edition:
     failure: Reason | None = None
     skipped: tuple[str, Reason] | None = None   # excluded or suppressed: no files, no send
     pdf: bytes | None = None
+    experiment: dict[str, str] | None = None   # {"name", "variant"} (audience/experiments)
 
     def manifest(self, status: str, reason: Reason | None = None,
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
+        if self.experiment is not None:
+            extra = {"experiment": self.experiment, **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
@@ -119,7 +122,9 @@ class Pipeline:
             return edition
         try:
             with watchdog.limit(self.plan.campaign.limits.render_seconds):
-                edition.rendered = self.plan.renderer.render(edition.version, edition.fields)
+                edition.rendered = self.encoder.tracked(
+                    self.plan.renderer.render(edition.version, edition.fields),
+                    edition.version, str(row.customer_id), edition.fields)
         except RenderFailure as exc:
             edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
                                      str(exc), exc.message)
@@ -141,6 +146,9 @@ class Pipeline:
             edition.failure = internal_error(exc)
             return edition
         edition.segments, edition.modules = segments, selection.ids()
+        if selection.experiment is not None:
+            edition.experiment = {"name": selection.experiment.name,
+                                  "variant": selection.experiment.variant}
         try:
             excluded = self.plan.audience.exclusion(edition.fields, segments, selection)
             if excluded is not None:
