@@ -17,6 +17,7 @@ from edition.content.campaign import Campaign
 from edition.naming import CONTENT_TYPES, relative_path
 from edition.render.editions import Rendered
 from edition.render.list_headers import mailing_headers
+from edition.render.message_identity import MessageIdentity
 from edition.render.tracking import LinkTracker
 from edition.render.unsubscribe import UnsubscribeLinks
 from edition.render.versions import Version
@@ -43,6 +44,8 @@ class Encoder:
         self.links = links
         # List-Id and Feedback-ID: the same for every message of the mailing
         self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}
+        # X-Edition-Id: a bounce of this message names its customer and mailing
+        self.identity = MessageIdentity.for_mailing(campaign.name, mailing) if mailing else None
         # click tracking (`tracking:`): the links of each finished edition, per mailing
         self.tracker = LinkTracker.for_campaign(campaign, mailing)
         self.writer = eml.MessageWriter(
@@ -94,6 +97,8 @@ class Encoder:
                    if self.links else {})
         headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
                                            "X-Edition-Version": version_id}
+        if self.identity is not None:
+            headers |= self.identity.headers(customer_id, address)
         text: str | bytes = rendered.text or ""
         html: str | bytes | None = rendered.html
         if documents is not None:

@@ -70,6 +70,7 @@ from edition.run.options import DEFAULT_BATCH, RunOptions
 from edition.run.pipeline import BatchResult, Pipeline
 from edition.run.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
 from edition.run.report import RunInfo, Tally, sent_words, write_report
+from edition.run.sender_health import health_or_nothing
 from edition.send.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -162,6 +163,7 @@ def run_info(options: RunOptions, plan: Plan,
                    mailing=options.mailing if options.send else None,
                    preflight=tuple(preflight.table()) if preflight is not None else (),
                    unsendable=tuple(unsendable),
+                   sender_health=health_or_nothing(plan.campaign),
                    clicks=previous_mailing_clicks(plan.campaign, options.mailing))
 
 

@@ -15,6 +15,7 @@ from edition.databases import masked
 from edition.markdown_text import code, text
 from edition.outcomes import STATUSES, ManifestRow
 from edition.run.click_table import ClickTable
+from edition.run.sender_health import MailingHealth, report_section
 
 SAMPLES = 5
 
@@ -33,6 +34,7 @@ class RunInfo:
     mailing: str | None = None
     preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
     unsendable: tuple[str, ...] = ()   # why a send of this dry run would be refused
+    sender_health: tuple[MailingHealth, ...] = ()   # the last mailings' rates, newest first
     clicks: ClickTable | None = None   # the previous mailing's clicks (run/click_table.py)
 
     def __post_init__(self) -> None:
@@ -159,6 +161,7 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         out += ["", "## Preflight", ""]
         out += _table(["level", "finding"], [[level, _cell(message)]
                                              for level, message in info.preflight])
+    out += report_section(info.sender_health)
     out += ["", "## Segments", ""]
     rules = dict(info.segments)
     segment_names = [*rules, "(none)"]
