@@ -8,14 +8,15 @@ import flows  # noqa: F401  (first: Prefect's environment defaults, before any v
 from cli import (
     approve,
     diff,
+    preferences,
     preview,
     run,
     sample_data,
     send,
     serve,
-    unsubscribe_server,
     validate,
     versions,
+    web,
 )
 
 app = typer.Typer(
@@ -25,8 +26,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff):
+for _verb in (run, preview, validate, versions, sample_data, serve, web,
+              approve, send, diff, preferences):
     _verb.register(app)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
 from edition.errors import DeliveryError, RunError
@@ -86,6 +87,8 @@ class Pipeline:
         self.encoder = encoder
         self.deliverer = deliverer
         self.suppression = suppression
+        # the customers' preference-center choices, read once (audience/preferences.py)
+        self.preferences = PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
         # html, text and eml share one UTF-8 encoding of the documents per customer
         self._documents = bool({"html", "text", "eml"} & set(plan.formats))
 
@@ -135,6 +138,9 @@ class Pipeline:
         edition = Edition(row, dict(row.fields or {}))
         if row.rejected:
             return edition
+        if (chosen := self.preferences.apply(edition.fields)) is not None:
+            edition.skipped = ("suppressed", chosen)   # paused, or every topic off
+            return edition
         try:
             segments, missing, selection, version = self.plan.version_of(edition.fields)
         except Exception as exc:  # a value no rule or selection expected: this row only
@@ -178,6 +184,11 @@ class Pipeline:
             edition.fields["unsubscribe_url"] = self.encoder.links.url(
                 str(edition.row.customer_id), edition.fields.get("email"),
                 edition.fields.get("locale"))
+            preferences = self.encoder.links.preferences_url(
+                str(edition.row.customer_id), edition.fields.get("email"),
+                edition.fields.get("locale"))
+            if preferences is not None:
+                edition.fields["preferences_url"] = preferences
 
     def _pdfs(self, editions: list[Edition]) -> None:
         """Each customer's PDF; a version's customers are laid out together."""
