@@ -6,8 +6,10 @@ httpx as the browser (tests/test_preferences_browser.py drives Chromium)."""
 
 from __future__ import annotations
 
+import email
 import json
 import re
+from email import policy
 from pathlib import Path
 
 import httpx
@@ -104,6 +106,14 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     assert after["c1"]["modules"] == {"articles": ["garden-es"]}   # topic + language
     html = (tmp_path / "after" / after["c1"]["files"]["html"]).read_text(encoding="utf-8")
     assert 'class="large"' in html and "format: text" in html and 'lang="es"' in html
+    # text only: the .eml is one text/plain part, no HTML alternative
+    message = email.message_from_bytes(
+        (tmp_path / "after" / after["c1"]["files"]["eml"]).read_bytes(), policy=policy.default)
+    assert message.get_content_type() == "text/plain", message.get_content_type()
+    assert "Rosas en invierno" in message.get_content()
+    other = email.message_from_bytes(
+        (tmp_path / "after" / after["c4"]["files"]["eml"]).read_bytes(), policy=policy.default)
+    assert other.get_content_type() == "multipart/alternative"
     assert after["c2"]["status"] == "suppressed"
     assert after["c2"]["reason"].startswith("suppressed: paused by the customer on ")
     assert after[LONG_ID]["status"] == "suppressed"

@@ -87,6 +87,8 @@ class Encoder:
         html: str | bytes | None = rendered.html
         if documents is not None:
             text, html = documents.text, (documents.html if rendered.html is not None else None)
+        if fields.get("preferred_format") == "text":   # chosen in the preference center
+            html = None
         return self.writer.build(
             subject=rendered.subject or "", recipient=address, recipient_name=name,
             text=text, html=html, msg_id=self.message_id(digest), extra_headers=headers)
