@@ -57,7 +57,7 @@ def make_site(root: Path, server: str) -> Path:
     campaign = {
         "name": NAME, "template": "news.html.j2", "subject": "Garden news",
         "sender": "Garden News <news@garden.example>", "formats": ["html", "text", "eml"],
-        "slots": {"articles": {"kind": "article", "count": 1}},
+        "slots": {"articles": {"kind": "article", "count": 2}},
         "unsubscribe_url": f"{server}/unsubscribe",
         "preferences": {"url": f"{server}/preferences",
                         "topics": {"garden": {"en": "Gardening", "es": "Jardinería"},

@@ -60,7 +60,8 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     root, url = served
     customers = write_customers(tmp_path / "customers.csv")
     rows = dry_run(root, customers, tmp_path / "before")
-    assert rows["c1"]["modules"] == {"articles": ["travel-a"]}    # their file's interest
+    assert rows["c1"]["modules"] == {"articles": ["travel-a", "cooking-a"]}  # file's interest
+    assert rows["c4"]["modules"] == {"articles": ["travel-es", "garden-es"]}
     ann = link(tmp_path / "before", rows["c1"], "prefs")
     bo = link(tmp_path / "before", rows["c2"], "prefs")
     cy = link(tmp_path / "before", rows[LONG_ID], "prefs")
@@ -103,7 +104,8 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
 
     after = dry_run(root, customers, tmp_path / "after")
     assert after["c1"]["status"] == "rendered"
-    assert after["c1"]["modules"] == {"articles": ["garden-es"]}   # topic + language
+    # the topic kept, in the chosen language; travel-es is switched off (per-topic no)
+    assert after["c1"]["modules"] == {"articles": ["garden-es"]}
     html = (tmp_path / "after" / after["c1"]["files"]["html"]).read_text(encoding="utf-8")
     assert 'class="large"' in html and "format: text" in html and 'lang="es"' in html
     # text only: the .eml is one text/plain part, no HTML alternative
@@ -119,6 +121,12 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     assert after[LONG_ID]["status"] == "suppressed"
     assert "every topic switched off" in after[LONG_ID]["reason"]
     assert after["c4"]["status"] == "rendered"                    # never answered
+    code, out, err = run_edition("preview", "campaigns/garden-news.yaml", "--customer", "c1",
+                                 "--customers", customers, "--as-of", "2026-11-23", cwd=root)
+    assert code == 0, out + err
+    assert re.search(r"interests shared: garden \(chosen by the customer on \d{4}-\d\d-\d\d\)",
+                     out), out
+    assert "travel-es: topic switched off by the customer: travel" in out
 
     # the consent records, for an access request
     code, out, err = run_edition("preferences", "export", "--customer", "c1", cwd=root)

@@ -51,7 +51,7 @@ def test_preference_page_by_keyboard_in_chromium(tmp_path: Path) -> None:
     rows = dry_run(root, customers, tmp_path / "before")
     html = (tmp_path / "before" / rows["c1"]["files"]["html"]).read_text(encoding="utf-8")
     url = re.search(r'id="prefs" href="([^"]+)"', html).group(1).replace("&amp;", "&")
-    assert rows["c1"]["modules"] == {"articles": ["travel-a"]}
+    assert rows["c1"]["modules"] == {"articles": ["travel-a", "cooking-a"]}
 
     with web_server(root, port), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=chromium,
@@ -107,7 +107,7 @@ def test_preference_page_by_keyboard_in_chromium(tmp_path: Path) -> None:
             browser.close()
 
     after = dry_run(root, customers, tmp_path / "after")
-    assert after["c1"]["modules"] == {"articles": ["garden-a"]}
+    assert after["c1"]["modules"] == {"articles": ["garden-a"]}   # travel, cooking: off
     made = (tmp_path / "after" / after["c1"]["files"]["html"]).read_text(encoding="utf-8")
     assert 'class="large"' in made and "format: text" in made
     code, out, err = run_edition("preferences", "export", "--customer", "c1", cwd=root)

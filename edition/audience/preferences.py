@@ -8,7 +8,9 @@ segments and selection, as the suppression is asked:
   the customer's choice and its date; every topic switched off is the same "no".
 - chosen topics become the customer's interests: the campaign's topic keys the
   customer kept replace whatever the customer file said about those keys (other
-  interests stay), so a topic switched off no longer ranks its modules up.
+  interests stay); a topic switched off is the per-topic unsubscribe: a module whose
+  interests are all switched-off topics is not chosen (`declined_topics`, which
+  audience/selection.py reads).
 - `locale` overrides the file's locale; `large_type` and `format` reach the template
   context as `customer.large_type` and `customer.preferred_format`.
 
@@ -88,6 +90,8 @@ class PreferenceSnapshot:
             if not isinstance(interests, list):
                 interests = [str(interests)]
             fields["interests"] = [i for i in interests if str(i).lower() not in offered] + kept
+            # a topic switched off is the per-topic unsubscribe: its modules are not chosen
+            fields["declined_topics"] = [t for t in self.topics if t not in kept]
             fields["chosen_topics"] = {"topics": kept, "on": day}
         if choices.locale:
             # validated when recorded; an old row must not fail the customer

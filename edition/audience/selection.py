@@ -86,8 +86,13 @@ def _locale_ok(module: Module, locale: str) -> bool:
 
 
 def ineligibility(module: Module, *, segments: frozenset[str], locale: str, as_of: dt.date,
-                  campaign: str | None, taken: dict[str, str]) -> str | None:
-    """Why a module of the right kind cannot be chosen, or None if it can."""
+                  campaign: str | None, taken: dict[str, str],
+                  declined: frozenset[str] = frozenset()) -> str | None:
+    """Why a module of the right kind cannot be chosen, or None if it can. `declined`:
+    the topics the customer switched off in the preference center (a module all of whose
+    interests are declined is their per-topic unsubscribe)."""
+    if declined and module.interests and module.interests <= declined:
+        return f"topic switched off by the customer: {', '.join(sorted(module.interests))}"
     if module.campaigns is not None and campaign not in module.campaigns:
         return f"{OTHER_CAMPAIGNS}{', '.join(sorted(module.campaigns))} only"
     if module.segments and not (module.segments & segments):
@@ -114,9 +119,11 @@ def _why(module: Module, segments: frozenset[str], shared: Sequence[str]) -> str
 
 def select(slots: Iterable[tuple[str, str, int]], modules_by_kind: dict[str, list[Module]], *,
            segments: Iterable[str], locale: str, interests: Iterable[str], as_of: dt.date,
-           campaign: str | None = None) -> Selection:
-    """Fill each (name, kind, count) slot in order by the contract's rules."""
+           campaign: str | None = None, declined: Iterable[str] = ()) -> Selection:
+    """Fill each (name, kind, count) slot in order by the contract's rules (`declined`:
+    topics the customer switched off, see `ineligibility`)."""
     segs = frozenset(segments)
+    off = frozenset(d.lower() for d in declined)
     wanted = frozenset(i.lower() for i in interests)
     taken: dict[str, str] = {}
     results = []
@@ -125,7 +132,7 @@ def select(slots: Iterable[tuple[str, str, int]], modules_by_kind: dict[str, lis
         skipped: list[Skip] = []
         for module in modules_by_kind.get(kind, []):
             reason = ineligibility(module, segments=segs, locale=locale, as_of=as_of,
-                                   campaign=campaign, taken=taken)
+                                   campaign=campaign, taken=taken, declined=off)
             if reason:
                 skipped.append(Skip(module.id, reason))
             else:

@@ -77,13 +77,17 @@ class Plan:
         if not isinstance(interests, list):
             interests = [str(interests)]
         known = frozenset(str(i).lower() for i in interests) & self.interests
-        selection, version = self.selection_of(segments, locale, known)
+        # topics switched off in the preference center (audience/preferences.py)
+        declined = frozenset(fields.get("declined_topics") or ()) & self.interests
+        selection, version = (self.selection_of(segments, locale, known, declined) if declined
+                              else self.selection_of(segments, locale, known))
         return segments, missing, selection, version
 
-    def _selection(self, segments: tuple[str, ...], locale: str,
-                   interests: frozenset[str]) -> tuple[Selection, Version]:
+    def _selection(self, segments: tuple[str, ...], locale: str, interests: frozenset[str],
+                   declined: frozenset[str] = frozenset()) -> tuple[Selection, Version]:
         selection = select(self.slots, self.catalog.by_kind, segments=segments, locale=locale,
-                           interests=interests, as_of=self.as_of, campaign=self.campaign.name)
+                           interests=interests, as_of=self.as_of, campaign=self.campaign.name,
+                           declined=declined)
         digest = version_digest(campaign=self.campaign.name,
                                 templates_digest=self.renderer.digest, locale=locale,
                                 segments=segments, selection=selection, as_of=self.as_of)
