@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from edition.content.campaign import Campaign
 
 
+APPLIED = "customer_choices"   # the field naming the choices applied to this customer
+
+
 @dataclass(frozen=True)
 class PreferenceSnapshot:
     """One campaign's stored choices, read once per run; `apply(fields)` per customer."""
@@ -71,6 +74,7 @@ class PreferenceSnapshot:
         if stored is None:
             return None
         choices, day = stored.choices, stored.updated_at[:10]
+        applied: list[str] = []
         if choices.frequency == "paused":
             until = _date(choices.paused_until)
             if until is None or self.as_of < until:
@@ -93,14 +97,20 @@ class PreferenceSnapshot:
             # a topic switched off is the per-topic unsubscribe: its modules are not chosen
             fields["declined_topics"] = [t for t in self.topics if t not in kept]
             fields["chosen_topics"] = {"topics": kept, "on": day}
+            applied.append("topics")
         if choices.locale:
             # validated when recorded; an old row must not fail the customer
             with contextlib.suppress(NotALanguageTag):
                 fields["locale"] = language_tag(choices.locale)
+                applied.append("locale")
         if choices.large_type is not None:
             fields["large_type"] = choices.large_type
+            applied.append("large_type")
         if choices.format:
             fields["preferred_format"] = choices.format
+            applied.append("format")
+        if applied:   # the manifest row and the report say what the customer's choices did
+            fields[APPLIED] = applied
         return None
 
 
@@ -116,4 +126,4 @@ def no_preferences(campaign: str) -> PreferenceSnapshot:
     return PreferenceSnapshot(campaign)
 
 
-__all__ = ["PreferenceSnapshot", "no_preferences"]
+__all__ = ["APPLIED", "PreferenceSnapshot", "no_preferences"]

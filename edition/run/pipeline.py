@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row
-from edition.audience.preferences import PreferenceSnapshot
+from edition.audience.preferences import APPLIED, PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
 from edition.errors import DeliveryError, RunError
@@ -55,6 +55,8 @@ class Edition:
 
     def manifest(self, status: str, reason: Reason | None = None,
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
+        if APPLIED in self.fields:   # what the customer's own choices changed
+            extra = {"choices": self.fields[APPLIED], **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
