@@ -264,3 +264,20 @@ def test_store_and_consent_on_sqlite_and_postgresql(backend: str, tmp_path: Path
         assert snapshot["c1"].choices == Choices(topics=(), frequency="every")
         assert [r["source"] for r in export(database, "c1")] == ["web", "crm"]
         assert export(database, "nobody") == []
+
+
+def test_a_bad_preferences_block_names_file_and_line(tmp_path: Path) -> None:
+    root = make_site(tmp_path / "site", "https://news.garden.example")
+    path = root / "campaigns" / f"{NAME}.yaml"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    data["preferences"] = {"url": "javascript:alert(1)", "topics": {"Not A Key!": "x"},
+                           "colour": "red"}
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1)
+                if '"url": "javascript' in text)
+    code, out, err = run_edition("validate", f"campaigns/{NAME}.yaml", cwd=root)
+    assert code == 2, out + err
+    assert "Traceback" not in err
+    assert f"{NAME}.yaml:{line}" in err and "preferences.url must be an http(s) URL" in err
+    assert "'Not A Key!' must be a lowercase key" in err
+    assert "colour" in err

@@ -15,7 +15,8 @@ segments and selection, as the suppression is asked:
   context as `customer.large_type` and `customer.preferred_format`.
 
 `weekly`/`monthly` need the send history across campaigns (the ledger), which the run's
-history snapshot and audience/frequency.py apply; here they are only carried.
+history snapshot and audience/frequency.py apply; here they are only carried, as the
+field `preferred_frequency`.
 Plain data: the snapshot pickles for pool workers.
 """
 
@@ -82,6 +83,9 @@ class PreferenceSnapshot:
                 return Reason("suppressed_paused", (
                     f"suppressed: paused{shown} by the customer on {day} (preference "
                     f"center, {stored.source})"), "suppressed: paused by the customer")
+        if choices.frequency in {"weekly", "monthly"}:
+            # for audience/frequency.py, which holds the send history (cadence)
+            fields["preferred_frequency"] = choices.frequency
         if choices.topics is not None and self.topics:
             kept = [t for t in choices.topics if t in self.topics]
             if not kept:

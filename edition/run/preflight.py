@@ -50,7 +50,7 @@ from edition.run.pipeline import BatchResult, Pipeline, count_skipped
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
 ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url", "preferences_url",
-                 "large_type", "preferred_format"}
+                 "large_type", "preferred_format", "preferred_frequency"}
 # customer fields the run adds, and when
 MADE_BY_THE_RUN = {"unsubscribe_url": "the signed unsubscribe link: the run makes it for "
                                       "e-mail, when the campaign sets unsubscribe_url",
