@@ -281,3 +281,31 @@ def test_a_bad_preferences_block_names_file_and_line(tmp_path: Path) -> None:
     assert f"{NAME}.yaml:{line}" in err and "preferences.url must be an http(s) URL" in err
     assert "'Not A Key!' must be a lowercase key" in err
     assert "colour" in err
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_answers_at_once_log_a_consistent_chain(backend: str, tmp_path: Path,
+                                               request: pytest.FixtureRequest) -> None:
+    """Eight answers of one customer at the same time (a double submit, two tabs): every
+    one is recorded or refused whole, and each record's "from" is the previous "to"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    location = (str(tmp_path / "store.sqlite") if backend == "sqlite"
+                else request.getfixturevalue("fresh_postgresql_url"))
+    frequencies = ["weekly", "monthly", "paused", "every"] * 2
+    with Database(location) as database:
+        def answer(frequency: str) -> dict:
+            return record(database, campaign=NAME, customer_id="c1",
+                          choices=Choices(frequency=frequency), source="web",
+                          form="preferences")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(answer, frequencies))
+        log = export(database, "c1")
+        assert log, "nothing recorded"
+        state = None
+        for entry in log:
+            before, after = entry["change"]["frequency"]
+            assert before == state, log
+            state = after
+        assert PreferenceStore(database).snapshot(NAME)["c1"].choices.frequency == state

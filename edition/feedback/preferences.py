@@ -15,6 +15,7 @@ fields it names.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -34,6 +35,7 @@ from edition.store.preferences import (
 )
 
 PAGE_FORM = "preferences"
+ATTEMPTS = 5   # a record raced by another answer of the same customer is redone
 _ON = {"on", "yes", "true", "1"}
 _OFF = {"off", "no", "false", "0", ""}
 
@@ -124,31 +126,42 @@ def record(database: Database, *, campaign: str, customer_id: str, choices: Choi
            at: str | None = None) -> dict[str, list[Any]]:
     """Store `choices` over the customer's current ones and log the change (one
     transaction); what changed ({} when nothing did: nothing is written)."""
-    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
     preferences, consent = PreferenceStore(database), ConsentLog(database)
     when = at or now_text()
-    try:
-        # both tables exist before the transaction: creating one inside it would wait
-        # on our own write lock (SQLite)
-        preferences.table  # noqa: B018
-        consent.table  # noqa: B018
-        with database.engine().begin() as connection:
-            current = preferences.get(campaign, customer_id, connection)
-            before = current.choices if current is not None else Choices()
-            after = before.merged(choices)
-            if after.frequency != "paused" and after.paused_until is not None:
-                after = replace(after, paused_until=None)
-            change = before.changes(after)
-            if not change:
-                return {}
-            preferences.put(connection, campaign, customer_id, after, source, when)
-            consent.append(connection, ConsentRecord(when, campaign, customer_id, change,
-                                                     form, form_version, source, client))
-            return change
-    except SQLAlchemyError as exc:
-        raise StoreError(f"cannot record preferences in {database.shown}: "
-                         f"{type(exc).__name__}: {first_line(exc)}") from None
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            # both tables exist before the transaction: creating one inside it would wait
+            # on our own write lock (SQLite)
+            preferences.table  # noqa: B018
+            consent.table  # noqa: B018
+            with database.engine().begin() as connection:
+                # the row locked (PostgreSQL), so two answers of one customer at once
+                # log a chain of changes, each "from" the previous "to"
+                current = preferences.get(campaign, customer_id, connection, for_update=True)
+                before = current.choices if current is not None else Choices()
+                after = before.merged(choices)
+                if after.frequency != "paused" and after.paused_until is not None:
+                    after = replace(after, paused_until=None)
+                change = before.changes(after)
+                if not change:
+                    return {}
+                preferences.put(connection, campaign, customer_id, after, source, when)
+                consent.append(connection, ConsentRecord(when, campaign, customer_id, change,
+                                                         form, form_version, source, client))
+                return change
+        except (IntegrityError, OperationalError) as exc:
+            # a first answer inserted by another request meanwhile, or SQLite's reader
+            # that cannot become a writer: read again and redo
+            if attempt == ATTEMPTS:
+                raise StoreError(f"cannot record preferences in {database.shown}: "
+                                 f"{type(exc).__name__}: {first_line(exc)}") from None
+            time.sleep(0.05 * attempt)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot record preferences in {database.shown}: "
+                             f"{type(exc).__name__}: {first_line(exc)}") from None
+    raise AssertionError("unreachable")
 
 
 def current(database: Database, campaign: str, customer_id: str) -> Stored | None:

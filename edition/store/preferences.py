@@ -121,8 +121,10 @@ class PreferenceStore:
         return StoreError(f"cannot {verb} the preference store {masked(self.database.url)}: "
                           f"{type(exc).__name__}: {first_line(exc)}")
 
-    def get(self, campaign: str, customer_id: str, connection: Any = None) -> Stored | None:
-        """This customer's current choices in `campaign`, or None."""
+    def get(self, campaign: str, customer_id: str, connection: Any = None, *,
+            for_update: bool = False) -> Stored | None:
+        """This customer's current choices in `campaign`, or None (`for_update`: the row
+        locked until the caller's transaction ends, where the database locks rows)."""
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
@@ -131,7 +133,16 @@ class PreferenceStore:
         t = self.table
         query = select(t.c.choices, t.c.updated_at, t.c.source).where(
             t.c.campaign == campaign, t.c.customer_id == customer_id)
+        if for_update:
+            query = query.with_for_update()
         try:
+            if for_update and connection is not None and connection.dialect.name == "sqlite":
+                # SQLite has no row locks and pysqlite begins the transaction only at the
+                # first write: a no-op write takes the database's write lock first, so
+                # the read below is the latest and stays so until commit
+                connection.execute(t.update().where(
+                    t.c.campaign == campaign, t.c.customer_id == customer_id).values(
+                    updated_at=t.c.updated_at))
             if connection is not None:
                 row = connection.execute(query).first()
             else:
