@@ -173,7 +173,12 @@ def test_existing_unsubscribe_links_work_on_edition_web_and_are_logged(
     rows = dry_run(root, customers, tmp_path / "run")
     unsubscribe = link(tmp_path / "run", rows["c4"], "unsub")
     assert unsubscribe.startswith(f"{url}/unsubscribe?token=")
-    assert httpx.get(unsubscribe, timeout=60).status_code == 200          # the page only
+    page = httpx.get(unsubscribe, timeout=60)                           # the page only
+    assert page.status_code == 200
+    # "fewer, not none": the page offers the customer's own preference center first
+    offered = re.search(r'id="preferences"', page.text) and re.search(
+        r'href="([^"]+)" id="preferences"', page.text).group(1).replace("&amp;", "&")
+    assert offered == link(tmp_path / "run", rows["c4"], "prefs")
     response = httpx.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}, timeout=60)
     assert response.status_code == 200
     again = dry_run(root, customers, tmp_path / "again")

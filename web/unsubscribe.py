@@ -34,7 +34,14 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from edition.feedback.preferences import client_hash, log_unsubscribe
-from edition.render.unsubscribe import ONE_CLICK, TOKEN_PARAM, InvalidToken, Subscriber, verify
+from edition.render.unsubscribe import (
+    ONE_CLICK,
+    TOKEN_PARAM,
+    InvalidToken,
+    Subscriber,
+    verify,
+    with_token,
+)
 from edition.store.suppressions import (
     ALL_MARKETING,
     StoreError,
@@ -117,7 +124,8 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
         brand = pages.brand(who.campaign, language).display_name if who else ""
         text = pages.render(PAGE, language, {"state": state, "brand": brand,
                                              "campaign": who.campaign if who else "",
-                                             "everything": everything})
+                                             "everything": everything,
+                                             "preferences": _center(request, who)})
         return HTMLResponse(text, status_code=status,
                             headers=HEADERS | {"Content-Language": language})
 
@@ -158,6 +166,17 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
                  "recorded" if new else "repeated", who.campaign,
                  "all marketing" if everything else "campaign", source)
         return await run_in_threadpool(page, request, "done", who, everything=everything)
+
+    def _center(request: Request, who: Subscriber | None) -> str:
+        """The customer's preference-center link (the same token), when the campaign
+        has one: "fewer, not none" is offered before the unsubscribe."""
+        if who is None:
+            return ""
+        block = pages.campaign_data(who.campaign).get("preferences")
+        url = block.get("url") if isinstance(block, dict) else None
+        if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+            return ""
+        return with_token(url, request.query_params.get(TOKEN_PARAM, ""))
 
     return [Route("/{path:path}", unsubscribe, methods=["GET", "POST"])]
 
