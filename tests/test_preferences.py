@@ -314,3 +314,48 @@ def test_answers_at_once_log_a_consistent_chain(backend: str, tmp_path: Path,
             assert before == state, log
             state = after
         assert PreferenceStore(database).snapshot(NAME)["c1"].choices.frequency == state
+
+
+def test_a_bundled_worker_honours_the_choices_read_by_the_main_process(tmp_path: Path) -> None:
+    """A Dask worker gets the content as a bundle, with no store under its unpacked root:
+    the choices are read once by the main process and travel in the run's Work, as the
+    suppression does (before, the worker read an empty store: a paused customer was
+    rendered, and with --send mailed)."""
+    from concurrent.futures import Future
+
+    from edition.run.lifecycle import (
+        RunOptions,
+        Work,
+        close_pipelines,
+        execute,
+        plan_for,
+        process_batch,
+    )
+
+    root = make_site(tmp_path / "site", "https://news.garden.example")
+    with Database(root / "out" / "suppression.sqlite") as database:
+        record(database, campaign=NAME, customer_id="c2", choices=Choices(frequency="paused"),
+               source="crm", form="crm-import")
+    customers = write_customers(tmp_path / "customers.csv")
+    options = RunOptions.build(campaign=str(root / "campaigns" / f"{NAME}.yaml"),
+                               customers=str(customers), out=str(tmp_path / "out"),
+                               batch_size=2).resolved()
+    work = Work.of(options, plan_for(options))
+
+    class Bundled:
+        workers = 1
+
+        def submit(self, options: RunOptions, batch: list, number: int) -> Future:
+            future: Future = Future()
+            future.set_result(process_batch(options, batch, work))
+            return future
+
+    try:
+        summary = execute(options, executor=Bundled())
+    finally:
+        close_pipelines()
+    rows = {json.loads(line)["customer_id"]: json.loads(line) for line in
+            (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert rows["c2"]["status"] == "suppressed", summary.report
+    assert rows["c2"]["reason"].startswith("suppressed: paused by the customer")
+    assert rows["c1"]["status"] == "rendered"

@@ -36,6 +36,7 @@ from edition.audience.customers import (
     encoding_problem,
     read_customers,
 )
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.sources import CustomerSource, customer_source
 from edition.audience.suppression import Suppression
 from edition.content.campaign import Campaign
@@ -192,6 +193,7 @@ class Work:
     ledger: str | None = None  # ledger.location.for_workers: a path or URL
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
+    preferences: PreferenceSnapshot | None = None   # the customers' choices, read here
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -204,7 +206,8 @@ class Work:
                    ledger=for_workers(ledger_path(campaign)) if options.send else None,
                    machine=this_machine(),
                    local_dir=str(_local(out_folder(options, campaign), campaign,
-                                        options).resolve()))
+                                        options).resolve()),
+                   preferences=PreferenceSnapshot.load(campaign, plan.as_of))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -236,7 +239,8 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
-    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression)
+    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
+                    work.preferences if work is not None else None)
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:

@@ -83,14 +83,16 @@ class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
     def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
-                 deliverer: Deliverer | None = None, suppression: Suppression | None = None):
+                 deliverer: Deliverer | None = None, suppression: Suppression | None = None,
+                 preferences: PreferenceSnapshot | None = None):
         self.plan = plan
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
         self.suppression = suppression
         # the customers' preference-center choices, read once (audience/preferences.py)
-        self.preferences = PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
+        self.preferences = preferences if preferences is not None else \
+            PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
         # html, text and eml share one UTF-8 encoding of the documents per customer
         self._documents = bool({"html", "text", "eml"} & set(plan.formats))
 
