@@ -6,6 +6,7 @@ httpx as the browser (tests/test_preferences_browser.py drives Chromium)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import email
 import json
 import re
@@ -98,7 +99,8 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     assert saved.status_code == 200, saved.text
     assert 'id="saved"' in saved.text and "Guardado" in saved.text   # now in Spanish
     # an API-style POST that only pauses; and one that switches every topic off
-    assert httpx.post(bo, data={"frequency": "paused"}, timeout=60).status_code == 200
+    assert httpx.post(bo, data={"frequency": "paused", "paused_until": "2026-12-01"},
+                      timeout=60).status_code == 200
     assert httpx.post(cy, data={"form": "preferences", "frequency": "every"},
                       timeout=60).status_code == 200
     di = link(tmp_path / "before", rows["c4"], "prefs")
@@ -129,7 +131,8 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     for header in ("Subject", "To", "From", "List-Unsubscribe", "List-Id"):
         assert paper[header] == before[header], header
     assert after["c2"]["status"] == "suppressed"
-    assert after["c2"]["reason"].startswith("suppressed: paused by the customer on ")
+    assert after["c2"]["reason"].startswith(
+        "suppressed: paused until 2026-12-01 by the customer on "), after["c2"]["reason"]
     assert after[LONG_ID]["status"] == "suppressed"
     assert "every topic switched off" in after[LONG_ID]["reason"]
     assert after["c4"]["status"] == "rendered"
@@ -239,6 +242,7 @@ def test_choices_from_form_refuses_what_the_page_does_not_offer() -> None:
     offer = Offer(("garden", "travel"), ("en", "es"))
     whole = choices_from_form([("form", "preferences"), ("topics", "travel")], offer)
     assert whole.topics == ("travel",) and whole.large_type is False
+    assert whole.paused_until == ""     # the page's empty date: no end
     partial = choices_from_form([("frequency", "weekly")], offer)
     assert partial == Choices(frequency="weekly")
     for bad in ([("topics", "x")], [("format", "docx")], [("locale", "fr")],
@@ -359,3 +363,20 @@ def test_a_bundled_worker_honours_the_choices_read_by_the_main_process(tmp_path:
     assert rows["c2"]["status"] == "suppressed", summary.report
     assert rows["c2"]["reason"].startswith("suppressed: paused by the customer")
     assert rows["c1"]["status"] == "rendered"
+
+
+def test_a_pause_ends_on_its_date() -> None:
+    from edition.audience.preferences import PreferenceSnapshot
+    from edition.store.preferences import Stored
+
+    def snapshot(until: str | None) -> PreferenceSnapshot:
+        stored = Stored(NAME, "c1", Choices(frequency="paused", paused_until=until),
+                        "2026-11-01T10:00:00Z", "web")
+        return PreferenceSnapshot(NAME, ("garden",), dt.date(2026, 11, 23), {"c1": stored})
+
+    assert snapshot("2026-11-23").apply({"id": "c1"}) is None          # ended today
+    assert snapshot("2026-11-24").apply({"id": "c1"}).code == "suppressed_paused"
+    reason = snapshot(None).apply({"id": "c1"})
+    assert reason == ("suppressed: paused by the customer on 2026-11-01 (preference "
+                      "center, web)")
+    assert snapshot(None).apply({"id": "someone else"}) is None

@@ -82,6 +82,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
                             "checked": chosen.topics is None or k in chosen.topics}
                            for k, label in offered],
                 "frequency": chosen.frequency or "every",
+                "paused_until": chosen.paused_until or "",
                 "format": chosen.format or "html",
                 "large_type": bool(chosen.large_type),
                 "locale": (chosen.locale or who.locale or language).split("-")[0],

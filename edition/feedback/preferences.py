@@ -93,6 +93,8 @@ def choices_from_form(fields: Iterable[tuple[str, str]], offer: Offer) -> Choice
         if single["frequency"] not in FREQUENCIES:
             raise BadChoice(f"frequency must be one of {', '.join(FREQUENCIES)}")
         values["frequency"] = single["frequency"]
+    if whole and not single.get("paused_until"):
+        values["paused_until"] = ""   # the page's date left empty: no end (record clears it)
     if single.get("paused_until"):
         import datetime as dt
 
@@ -142,7 +144,8 @@ def record(database: Database, *, campaign: str, customer_id: str, choices: Choi
                 current = preferences.get(campaign, customer_id, connection, for_update=True)
                 before = current.choices if current is not None else Choices()
                 after = before.merged(choices)
-                if after.frequency != "paused" and after.paused_until is not None:
+                if after.paused_until == "" or (after.frequency != "paused"
+                                                 and after.paused_until is not None):
                     after = replace(after, paused_until=None)
                 change = before.changes(after)
                 if not change:
