@@ -103,6 +103,8 @@ class Encoder:
         html: str | bytes | None = rendered.html
         if documents is not None:
             text, html = documents.text, (documents.html if rendered.html is not None else None)
+        if fields.get("preferred_format") == "text":   # chosen in the preference center
+            html = None
         return self.writer.build(
             subject=rendered.subject or "", recipient=address, recipient_name=name,
             text=text, html=html, msg_id=self.message_id(digest), extra_headers=headers)
@@ -121,6 +123,9 @@ class Encoder:
                 data = documents.text
             elif fmt == "eml":
                 data = self.message(customer_id, fields, version_id, rendered, digest, documents)
+                if fields.get("preferred_format") == "pdf":   # chosen in the preference center
+                    data = eml.with_attachment(data, pdf if pdf is not None else self.pdf_one(
+                        rendered, fields.get("locale")), f"{self.campaign.name}.pdf")
             else:
                 data = pdf if pdf is not None else self.pdf_one(rendered)
             out[fmt] = (relative_path(fmt, customer_id), data, CONTENT_TYPES[fmt])
@@ -137,8 +142,10 @@ class Encoder:
         return self._pdf
 
     def pdf_one(self, rendered: Rendered, locale: str | None = None) -> bytes:
-        """One customer's PDF on its own (a preview); ``locale``: the edition's."""
-        return self.pdf_renderer().render_one(rendered.page or "", locale=locale)
+        """One customer's PDF on its own (a preview); ``locale``: the edition's. Without a
+        print page (the run makes no pdf), the e-mail's HTML is laid out instead."""
+        return self.pdf_renderer().render_one(rendered.page or rendered.html or "",
+                                              locale=locale)
 
     def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
                     locale: str | None = None) -> list[bytes]:

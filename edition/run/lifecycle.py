@@ -36,6 +36,7 @@ from edition.audience.customers import (
     encoding_problem,
     read_customers,
 )
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.sources import CustomerSource, customer_source
 from edition.audience.suppression import Suppression
 from edition.content.campaign import Campaign
@@ -200,6 +201,7 @@ class Work:
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
     cadence: Cadence | None = None   # house settings + send history, read here
+    preferences: PreferenceSnapshot | None = None   # the customers' choices, read here
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -213,7 +215,8 @@ class Work:
                    machine=this_machine(),
                    local_dir=str(_local(out_folder(options, campaign), campaign,
                                         options).resolve()),
-                   cadence=cadence_of_run(options, plan))
+                   cadence=cadence_of_run(options, plan),
+                   preferences=PreferenceSnapshot.load(campaign, plan.as_of))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -246,7 +249,8 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
     return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
-                    cadence=cadence_of_run(options, plan, work))
+                    cadence=cadence_of_run(options, plan, work),
+                    preferences=work.preferences if work is not None else None)
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:

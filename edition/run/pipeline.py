@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row
+from edition.audience.preferences import APPLIED, PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
 from edition.errors import DeliveryError, RunError
@@ -58,6 +59,8 @@ class Edition:
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
         if self.experiment is not None:
             extra = {"experiment": self.experiment, **extra}
+        if APPLIED in self.fields:   # what the customer's own choices changed
+            extra = {"choices": self.fields[APPLIED], **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
@@ -85,13 +88,17 @@ class Pipeline:
 
     def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
                  deliverer: Deliverer | None = None, suppression: Suppression | None = None,
-                 cadence: Cadence | None = None):
+                 cadence: Cadence | None = None,
+                 preferences: PreferenceSnapshot | None = None):
         self.plan = plan
         self.cadence = cadence   # holdout, frequency cap, send window (run/cadence.py)
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
         self.suppression = suppression
+        # the customers' preference-center choices, read once (audience/preferences.py)
+        self.preferences = preferences if preferences is not None else \
+            PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
         # html, text and eml share one UTF-8 encoding of the documents per customer
         self._documents = bool({"html", "text", "eml"} & set(plan.formats))
 
@@ -143,6 +150,9 @@ class Pipeline:
         edition = Edition(row, dict(row.fields or {}))
         if row.rejected:
             return edition
+        if (chosen := self.preferences.apply(edition.fields)) is not None:
+            edition.skipped = ("suppressed", chosen)   # paused, or every topic off
+            return edition
         try:
             segments, missing, selection, version = self.plan.version_of(edition.fields)
         except Exception as exc:  # a value no rule or selection expected: this row only
@@ -193,6 +203,11 @@ class Pipeline:
             edition.fields["unsubscribe_url"] = self.encoder.links.url(
                 str(edition.row.customer_id), edition.fields.get("email"),
                 edition.fields.get("locale"))
+            preferences = self.encoder.links.preferences_url(
+                str(edition.row.customer_id), edition.fields.get("email"),
+                edition.fields.get("locale"))
+            if preferences is not None:
+                edition.fields["preferences_url"] = preferences
 
     def _pdfs(self, editions: list[Edition]) -> None:
         """Each customer's PDF; a version's customers are laid out together."""

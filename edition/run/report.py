@@ -56,6 +56,8 @@ class Tally:
         self.missing: Counter = Counter()
         self.short: Counter = Counter()
         self.sharing: dict[str, dict[str, str]] = {}
+        self.chosen = 0                       # rows the customer's own choices changed
+        self.choices: Counter[str] = Counter()   # choice (topics, locale, ...) -> rows
 
     def add(self, rows: Iterable[ManifestRow], *, versions: Mapping[str, dict[str, Any]] = {},
             missing: Mapping[Any, int] = {}, short: Mapping[str, int] = {},
@@ -74,6 +76,9 @@ class Tally:
                 entry["customers"] += 1
             if row.reason is not None:
                 self.codes[(status, getattr(row.reason, "code", "?"))] += 1
+            if row.extra.get("choices"):
+                self.chosen += 1
+                self.choices.update(row.extra["choices"])
             if status in PROBLEMS and row.reason:
                 entry = self.problems.setdefault((status, row.reason.key), [0, []])
                 entry[0] += 1
@@ -156,6 +161,12 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
     out += _table(["status", "customers"],
                   [[s, f"{tally.status.get(s, 0):,}"] for s in STATUSES if tally.status.get(s)]
                   or [["(no customers)", 0]])
+    if tally.chosen:
+        out += ["", "## Customers' choices", "",
+                f"{tally.chosen:,} customer(s) get an edition changed by their own choices in "
+                f"the preference center: " + ", ".join(
+                    f"{text(name)} {n:,}" for name, n in sorted(tally.choices.items())) + ".",
+                "Paused customers are under Suppressed customers."]
     if info.preflight:
         # errors stop a run before its folder exists, so a report shows warnings and facts
         out += ["", "## Preflight", ""]
