@@ -380,3 +380,20 @@ def test_a_pause_ends_on_its_date() -> None:
     assert reason == ("suppressed: paused by the customer on 2026-11-01 (preference "
                       "center, web)")
     assert snapshot(None).apply({"id": "someone else"}) is None
+
+
+def test_a_customer_who_said_no_to_tracking_gets_plain_links() -> None:
+    """The preference center's tracking choice reaches render/tracking.py (design.md:
+    "A customer who opted out of tracking in the preference center gets plain links")."""
+    from edition.audience.preferences import PreferenceSnapshot
+    from edition.render.tracking import customer_opted_out
+    from edition.store.preferences import Stored
+
+    stored = Stored(NAME, "c1", Choices(tracking=False), "2026-11-01T10:00:00Z", "web")
+    snapshot = PreferenceSnapshot(NAME, ("garden",), dt.date(2026, 11, 23), {"c1": stored})
+    fields: dict = {"id": "c1"}
+    assert snapshot.apply(fields) is None
+    assert customer_opted_out(fields) and "tracking" in fields["customer_choices"]
+    other: dict = {"id": "c2"}
+    snapshot.apply(other)
+    assert not customer_opted_out(other)

@@ -113,6 +113,9 @@ class PreferenceSnapshot:
         if choices.format:
             fields["preferred_format"] = choices.format
             applied.append("format")
+        if choices.tracking is False:   # render/tracking.py leaves their links plain
+            fields["tracking"] = "off"
+            applied.append("tracking")
         if applied:   # the manifest row and the report say what the customer's choices did
             fields[APPLIED] = applied
         return None
