@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import read_manifest
 
 from edition.audience.customers import read_customers
 from edition.render.editions import EditionRenderer, RenderFailure
@@ -142,9 +144,13 @@ def test_empty_cell_is_undefined_and_default_applies(plans_run) -> None:
     assert "customer has no field 'first_name'" in rows["c4"]["reason"]
 
 
-def test_report_says_which_templates_render_whole(content_tree, cli) -> None:
+def test_report_says_how_many_customers_took_the_shared_path_and_why_not(content_tree,
+                                                                        cli) -> None:
+    # a condition on the customer is shared now; a value first in a <pre> is not (the
+    # HTML parser drops its leading newline), and the report names its line
     page = PAGE.replace("<p>Hello {{ customer.first_name | default('there') }}</p>",
-                        "<p>{% if customer.plan_name == 'Gold' %}Gold!{% endif %}</p>")
+                        "<p>{% if customer.plan_name == 'Gold' %}Gold!{% endif %}</p>\n"
+                        "<pre>{{ customer.first_name | default('') }}</pre>")
     root = content_tree(campaigns={"plans.yaml": CAMPAIGN},
                         templates={"plans.html.j2": page, "plans.txt.j2": TEXT},
                         articles=MODULES["articles"], greetings=MODULES["greetings"],
@@ -153,7 +159,16 @@ def test_report_says_which_templates_render_whole(content_tree, cli) -> None:
                         cwd=root)
     assert rc == 3, stderr  # finished, with failed customers (the campaign allows none)
     report = (root / "out" / "report.md").read_text(encoding="utf-8")
-    assert "Rendered whole per customer" in report
+    rendering = json.loads((root / "out" / "run.json").read_text())["rendering"]["html"]
+    rendered = sum(1 for r in read_manifest(root / "out") if r["status"] == "rendered")
+    assert rendering["customers"] == rendered and rendering["shared"] == 0
+    (reason,) = rendering["reasons"]
+    assert reason["customers"] == rendered
+    assert "starts a <pre>" in reason["reason"] and "templates/plans.html.j2:5" in reason["reason"]
+    assert f"html, text and eml: 0 of {rendered} customers" in report
+    assert "templates/plans.html.j2:5" in report
+    versions = json.loads((root / "out" / "versions.json").read_text())["versions"]
+    assert all(v["rendering"]["page"] == "shared" for v in versions)
 
 
 def test_every_run_file_equals_the_whole_render(plans_root: Path, plans_run) -> None:

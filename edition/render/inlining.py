@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from edition.render.personal import MARKER
+from edition.render.personal import MARKER, SharedDocument
+from renderers.html import inline
 
 # CSS that could style a hole differently than the customer's value (":empty", attribute
 # selectors); with it the version is rendered whole per customer.
@@ -82,7 +83,13 @@ def _as_attribute(jinja_output: str) -> str | None:
 
 
 def placement_problem(page: str) -> str | None:
-    """Why some hole's place in the parsed page depends on its value, or None.
+    """Why some hole's place in the parsed page depends on its value, or None."""
+    found = placement(page)
+    return found[0] if found else None
+
+
+def placement(page: str) -> tuple[str, int] | None:
+    """Why some hole's place in the parsed page depends on its value, and which hole.
 
     Checked on the template's output before inlining. A value must sit in a quoted
     attribute or in text inside an element that keeps text where it is: not at the top
@@ -96,11 +103,12 @@ def placement_problem(page: str) -> str | None:
     pos = 0
     for match in (*_PAGE_TOKEN.finditer(page), None):
         text = page[pos:match.start() if match else len(page)]
-        if not raw_until and MARKER.search(text):
+        hole = MARKER.search(text) if not raw_until else None
+        if hole:
             if not stack or stack[-1] in _MOVES_TEXT:
-                return "a customer value sits where the HTML parser moves text"
+                return "a customer value sits where the HTML parser moves text", int(hole[1])
             if after in _DROPS_FIRST_NEWLINE and MARKER.match(text):
-                return "a customer value starts a <pre> or <textarea>"
+                return "a customer value starts a <pre> or <textarea>", int(hole[1])
         if match is None:
             break
         pos, after = match.end(), None
@@ -108,8 +116,10 @@ def placement_problem(page: str) -> str | None:
         if raw_until:
             raw_until = None if end == raw_until else raw_until
         elif start:
-            if MARKER.search(start) or MARKER.search(_QUOTED.sub("", match.group(3))):
-                return "a customer value sits in a tag name or an unquoted attribute"
+            hole = MARKER.search(start) or MARKER.search(_QUOTED.sub("", match.group(3)))
+            if hole:
+                return "a customer value sits in a tag name or an unquoted attribute", int(
+                    hole[1])
             if start in _RAW_TEXT:
                 raw_until = None if match.group(0).endswith("/>") else start
             elif start not in _VOID and not match.group(0).endswith("/>"):
@@ -118,6 +128,31 @@ def placement_problem(page: str) -> str | None:
         elif end in stack:
             del stack[len(stack) - 1 - stack[::-1].index(end):]
     return None
+
+
+def inlined(page: str, where: list[str]) -> SharedDocument | str:
+    """A page whose values are marked (0 … n-1), inlined once: its parts, and per value
+    how it is written in the inlined document; or why that cannot be done (with the
+    template line of the value at fault, `where[i]`)."""
+    count = len(where)
+    if css_is_value_sensitive(page):
+        return "the CSS selects on attribute values or :empty"
+    problem = placement(page)
+    if problem:
+        reason, index = problem
+        return f"{reason} ({where[index]})" if 0 <= index < count and where[index] else reason
+    result = inline(page)
+    found = MARKER.findall(result)
+    if sorted(found) != sorted(MARKER.findall(page)):
+        return "a customer value sits where CSS inlining drops it"
+    finish = finishers(result)
+    if finish is None:
+        return "a customer value sits in a tag name, comment, <style> or <script>"
+    pieces = MARKER.split(result)
+    order = [int(i) for i in pieces[1::2]]
+    if any(not 0 <= i < count for i in order):
+        return "content already holds edition's hole markers"
+    return SharedDocument(pieces[0::2], order, finish)
 
 
 def finishers(inlined: str) -> list[Callable[[str], str | None]] | None:
