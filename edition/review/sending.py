@@ -37,7 +37,7 @@ from typing import Any
 from edition.addresses import AddressError, normalize
 from edition.audience.suppression import Suppression
 from edition.content.campaign import Campaign, load_campaign
-from edition.content.config import has_credentials, target_problem
+from edition.content.plugins import has_credentials, target_problem
 from edition.errors import (
     ApprovalError,
     DeliveryError,

@@ -36,9 +36,8 @@ from edition.audience.customers import (
     encoding_problem,
     read_customers,
 )
-from edition.audience.sources import TypedSource, customer_source
+from edition.audience.sources import CustomerSource, customer_source
 from edition.audience.suppression import Suppression
-from edition.audience.text_files import TextFile
 from edition.content.campaign import Campaign
 from edition.databases import masked
 from edition.errors import ApprovalError, ContentError, RunError, UsageError, collect
@@ -80,11 +79,12 @@ from edition.send.delivery import (
 from edition.send.dkim import DkimSigner
 from edition.send.dkim import applies_to as dkim_applies
 from edition.send.ledger.location import for_workers, in_worker, this_machine
+from edition.send.targets import needs_email as target_needs_email
 
 __all__ = ["DEFAULT_BATCH", "Repair", "Run", "RunOptions", "RunSummary", "execute", "repair"]
 
 INTERRUPTED = "interrupted"
-Source = Path | TypedSource | TextFile   # where customers come from
+Source = CustomerSource   # where customers come from
 
 
 def refuse_direct_send(campaign: str) -> ApprovalError:
@@ -111,9 +111,7 @@ def customers_file(options: RunOptions, campaign: Campaign) -> Source:
 
 def source_name(source: Source) -> str:
     """How a source is shown and compared (a SQL source without its password)."""
-    if isinstance(source, TextFile):
-        return f"{source.path.resolve()} ({source.encoding})"
-    return str(Path(source).resolve()) if isinstance(source, Path) else str(source)
+    return source.label
 
 
 def out_folder(options: RunOptions, campaign: Campaign) -> Path | str:
@@ -130,7 +128,8 @@ def target_of(options: RunOptions, campaign: Campaign) -> str:
 
 def need_email(options: RunOptions, plan: Plan) -> bool:
     """Rows without an address are rejected when the run makes or sends e-mail."""
-    return "eml" in plan.formats or (options.send and target_of(options, plan.campaign) != "local")
+    return "eml" in plan.formats or (options.send and
+                                     target_needs_email(target_of(options, plan.campaign)))
 
 
 def estimate_rows(source: Source, options: RunOptions) -> int:
@@ -464,9 +463,7 @@ class Run:
 
         Nothing is written (not even the folder) when preflight finds an error.
         """
-        path = self.source.path if isinstance(self.source, TextFile) else self.source
-        if isinstance(path, Path) and not path.is_file():
-            raise RunError(f"customer file not found: {path}", path)
+        self.source.check()
         try:
             choice = None
             if self.options.send:

@@ -247,7 +247,8 @@ class Pipeline:
             return edition.manifest("rendered", None, paths)
         sent = self.deliverer.deliver(customer_id=customer_id,
                                       recipient=edition.fields.get("email"), digest=digest,
-                                      message_id=self.encoder.message_id(digest), files=files)
+                                      message_id=self.encoder.message_id(digest), files=files,
+                                      subject=edition.rendered.subject)
         return edition.manifest(sent.status, sent.reason, paths, **sent.extra)
 
     def close(self) -> None:
