@@ -173,6 +173,18 @@ FORMERLY_UNSHAREABLE = {  # the probe alone could not share these; partial evalu
     "defined": page("<p>{{ customer.first_name is defined }} "
                     "{{ customer.first_name | default('?') }}</p>"),
 }
+# Values in class and id attributes, next to the template's own words, with CSS that
+# selects on classes, ids and (Apple Mail's) attribute selectors that name no held attribute.
+CLASSES = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><style>.points { color: red; } "
+           ".vip { font-weight: bold; } .pointsgold { color: gold; } #hero { margin: 0; } "
+           "a[x-apple-data-detectors] { color: inherit; } div[style*=\"margin: 16px 0\"] "
+           "{ margin: 0; }</style></head><body>\n"
+           "<p class=\"points{{ customer.tier | default('') }}\">a</p>"
+           "<p class=\"x {{ customer.tier | default('') }} y\">b</p>"
+           "<p class=\"{% if customer.vip %}vip{% else %}plain{% endif %}\">c</p>"
+           "<p id=\"{{ customer.nickname | default('top') }}\">d</p>"
+           "<a href=\"https://shop.example/?id={{ customer.id | urlencode }}\">e</a>\n"
+           "{% for a in articles %}<div>{{ a.html }}</div>{% endfor %}\n</body></html>\n")
 PLACEMENT = page("<pre>{{ customer.first_name | default('') }}</pre>"
                  "<p title={{ customer.last_name | default('x') }}>unquoted</p>")
 
@@ -263,11 +275,12 @@ class Own:
 def own(shared_content_tree) -> dict[str, Own]:
     templates = {"holes.html.j2": HOLES, "holes.txt.j2": HOLES_TEXT,
                  "idioms.html.j2": IDIOMS, "idioms.txt.j2": IDIOMS_TEXT, "store.html.j2": STORE,
-                 "placement.html.j2": PLACEMENT}
+                 "placement.html.j2": PLACEMENT, "classes.html.j2": CLASSES}
     campaigns = {"holes.yaml": campaign("holes", "holes.html.j2", "holes.txt.j2"),
                  "idioms.yaml": campaign("idioms", "idioms.html.j2", "idioms.txt.j2",
                                          IDIOMS_SUBJECT),
-                 "placement.yaml": campaign("placement", "placement.html.j2")}
+                 "placement.yaml": campaign("placement", "placement.html.j2"),
+                 "classes.yaml": campaign("classes", "classes.html.j2")}
     for name, source in FORMERLY_UNSHAREABLE.items():
         templates[f"{name}.html.j2"] = source
         campaigns[f"{name}.yaml"] = campaign(name, f"{name}.html.j2")
@@ -276,7 +289,7 @@ def own(shared_content_tree) -> dict[str, Own]:
     return {name: Own(root, name) for name in [*OWN]}
 
 
-OWN = ["holes", "idioms", "placement", *FORMERLY_UNSHAREABLE]
+OWN = ["holes", "idioms", "placement", "classes", *FORMERLY_UNSHAREABLE]
 
 
 @pytest.mark.parametrize("name", ["holes", "idioms", *FORMERLY_UNSHAREABLE])
@@ -309,8 +322,9 @@ def mostly(usual: st.SearchStrategy, odd: st.SearchStrategy) -> st.SearchStrateg
 
 CUSTOMER = st.fixed_dictionaries(
     {"id": TEXT.filter(str.strip), "first_name": mostly(TEXT, st.none())},
-    optional={"last_name": TEXT, "bio": TEXT, "nickname": TEXT,
+    optional={"last_name": TEXT, "bio": TEXT, "nickname": TEXT | st.sampled_from(["hero", "a hero"]),
               "city": TEXT, "points": mostly(NUMBER, TEXT | st.none()),
+              "tier": st.sampled_from(["", "gold", " vip", "vip x", "points", "hero"]) | TEXT,
               "balance": NUMBER | TEXT,
               "vip": st.booleans() | TEXT,
               "orders": mostly(st.lists(ORDER, max_size=4), TEXT)},
@@ -382,3 +396,85 @@ def test_module_body_reading_a_missing_field_fails_the_same_way(own: dict[str, O
     result = assert_same(subject.plan, subject.renderer, {"id": "x", "locale": "en",
                                                           "interests": []})
     assert isinstance(result, str) and "customer has no field 'first_name'" in result
+
+
+def test_values_in_class_and_id_share_unless_they_name_what_the_css_selects(
+        own: dict[str, Own]) -> None:
+    """Cerberus-style CSS (attribute selectors for Apple Mail) no longer sends every
+    customer down the per-customer inlining; a value that makes a selected class or id
+    (`points` + `gold` = `.pointsgold`, ` vip`, `hero`) is inlined alone, byte-identical."""
+    subject = own["classes"]
+    base = {"id": "c1", "first_name": "Ann", "locale": "en", "interests": []}
+    for values, path in [({"tier": "-plain"}, "shared"),
+                         ({}, "html inlined per customer"),  # `points` alone is selected
+                         ({"tier": "-x", "vip": False}, "shared"),
+                         ({"tier": "-x", "vip": True}, "html inlined per customer"),
+                         ({"tier": "gold"}, "html inlined per customer"),
+                         ({"tier": " vip"}, "html inlined per customer"),
+                         ({"nickname": "hero"}, "html inlined per customer")]:
+        fields = base | values
+        version = subject.plan.version_of(fields)[3]
+        rendered = subject.renderer.render(version, fields)
+        whole = subject.renderer.whole(version, fields)
+        assert rendered.html == whole.html, values
+        assert rendered.paths["html"].startswith(path), (values, rendered.paths)
+    assert 'class="pointsgold" style="color: gold' in subject.renderer.whole(
+        version, base | {"tier": "gold"}).html
+
+
+# -- the outside corpus: popular open-source layouts (tests/corpus/templates) -------------
+
+
+class Corpus:
+    def __init__(self, root: Path, name: str, customers: list[dict[str, Any]]):
+        self.plan = Plan.load(root / "campaigns" / f"{name}.yaml", as_of=AS_OF)
+        self.renderer = EditionRenderer(self.plan.campaign, AS_OF, kinds=KINDS)
+        self.customers = customers
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Corpus]:
+    from fixtures_corpus import NAMES, corpus_customers, corpus_site
+
+    root = corpus_site(tmp_path_factory.mktemp("corpus") / "site")
+    customers = list(corpus_customers(120))
+    return {name: Corpus(root, name, customers) for name in NAMES}
+
+
+def test_the_corpus_is_rendered_once_and_byte_identical(corpus: dict[str, Corpus]) -> None:
+    """Every layout, every customer: the shared render equals the whole one, and every
+    customer took the shared path for the page, the inlined html, the text and subject."""
+    from fixtures_corpus import NAMES
+
+    assert len(NAMES) >= 4
+    for name, subject in corpus.items():
+        paths: dict[str, int] = {}
+        for fields in subject.customers:
+            result = assert_same(subject.plan, subject.renderer, fields)
+            assert not isinstance(result, str), (name, result)
+            rendered = subject.renderer.render(subject.plan.version_of(fields)[3], fields)
+            for how in rendered.paths.values():
+                paths[how] = paths.get(how, 0) + 1
+        assert set(paths) == {"shared"}, (name, paths)
+
+
+CORPUS_CUSTOMER = st.fixed_dictionaries(
+    {"id": TEXT.filter(str.strip), "first_name": mostly(TEXT, st.none()),
+     "locale": st.sampled_from(["en", "es", "en-GB", "fr"])},
+    optional={"last_name": TEXT, "city": TEXT | st.sampled_from(["", "Leeds"]),
+              "points": mostly(NUMBER, TEXT | st.none()), "vip": st.booleans() | TEXT,
+              "orders": mostly(st.lists(st.fixed_dictionaries(
+                  {"number": TEXT | st.integers(0, 10**6)},
+                  optional={"description": TEXT, "amount": NUMBER}), max_size=3), TEXT),
+              "total": NUMBER | TEXT, "card_last_four": TEXT, "receipt_id": TEXT,
+              "life_stage": st.sampled_from(["expecting", "family", "single"]),
+              "age": st.integers(18, 99), "lifetime_value": NUMBER, "tenure_months": NUMBER},
+).map(lambda d: {k: v for k, v in d.items() if v is not None or k == "points"}
+      | {"interests": ["travel"]})
+
+
+@CHECK
+@given(fields=CORPUS_CUSTOMER)
+def test_corpus_shared_equals_whole(corpus: dict[str, Corpus], fields: dict[str, Any]) -> None:
+    for subject in corpus.values():
+        assert_same(subject.plan, subject.renderer, fields)

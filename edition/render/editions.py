@@ -416,12 +416,7 @@ class EditionRenderer:
                 continue
             residuals[kind] = split(output, holes)
         page = residuals.get("page")
-        if page is not None:
-            if inlining.css_is_value_sensitive(outputs["page"] or ""):
-                whole["html"] = "the CSS selects on attribute values or :empty"
-            elif not page.slots:
-                pass  # nothing personal: one inlined page for every customer
-        else:
+        if page is None:
             whole["html"] = whole.get("page", "no page")
         if "html" not in whole and page is not None:
             residuals["html"] = page
@@ -567,8 +562,9 @@ class EditionRenderer:
         if html is None:
             index = shape.failing(layout.values)
             where = layout.where[index] if index is not None else ""
-            return inline(page), ("html inlined per customer: a value with markup or raw "
-                                  "characters" + (f" ({where})" if where else ""))
+            return inline(page), ("html inlined per customer: a value with markup, raw "
+                                  "characters or a class or id the CSS selects"
+                                  + (f" ({where})" if where else ""))
         return html, SHARED
 
     def _shape(self, layout: Layout, page: str) -> SharedDocument | str:
