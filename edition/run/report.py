@@ -102,8 +102,14 @@ def rendering(tally: Tally) -> dict[str, Any]:
         total = sum(counts.values())
         out[path] = {"customers": total, good: counts.get(good, 0),
                      "other": total - counts.get(good, 0),
+                     "fraction": round(counts.get(good, 0) / total, 4),
                      "reasons": [{"reason": how, "customers": n}
                                  for how, n in counts.most_common() if how != good]}
+    if tally.sharing:  # a version is shared when every kind of it is rendered once
+        shared = sum(1 for kinds in tally.sharing.values()
+                     if kinds and set(kinds.values()) == {"shared"})
+        out["versions"] = {"total": len(tally.sharing), "shared": shared,
+                           "fraction": round(shared / len(tally.sharing), 4)}
     return out
 
 
@@ -239,6 +245,8 @@ def _rendering_lines(tally: Tally) -> list[str]:
     facts = rendering(tally)
     lines: list[str] = []
     for path, info in facts.items():
+        if path not in PATHS:
+            continue
         words, good = PATHS[path]
         where = ("from their version's shared rendering" if good == "shared"
                  else "on the fast path (the version laid out once)")
@@ -250,6 +258,10 @@ def _rendering_lines(tally: Tally) -> list[str]:
         if len(info["reasons"]) > TOP_REASONS:
             rest = sum(i["customers"] for i in info["reasons"][TOP_REASONS:])
             lines.append(f"  - {rest:,} × other reasons (run.json lists them all)")
+    versions = facts.get("versions")
+    if lines and versions:
+        lines.insert(0, f"- versions: {versions['shared']:,} of {versions['total']:,} "
+                        "rendered once for all their customers")
     return ["", "How the editions were made (rendered whole: correct, slower):", "", *lines] \
         if lines else []
 
