@@ -210,7 +210,9 @@ class Pipeline:
             parts = layout.statics if layout is not None else []
             pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
             locale = group[0].version.locale  # type: ignore[union-attr]
-            pdfs = self.encoder.pdf_version(parts, pages, locale)
+            pdfs = self.encoder.pdf_version(parts, pages, locale, values=[
+                e.rendered.layout.values if e.rendered.layout is not None else []  # type: ignore[union-attr]
+                for e in group] if layout is not None else None)
             for edition, data in zip(group, pdfs, strict=True):
                 edition.pdf = data
         result.paths[("pdf", "fast")] += stats.fast - fast
