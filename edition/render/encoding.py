@@ -148,9 +148,35 @@ class Encoder:
                                               locale=locale)
 
     def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
-                    locale: str | None = None) -> list[bytes]:
-        """The PDFs of one version's customers, laid out together (same order as `pages`)."""
-        return self.pdf_renderer().render_filled(list(parts), list(pages), locale=locale)
+                    locale: str | None = None,
+                    values: Sequence[Sequence[str]] | None = None) -> list[bytes]:
+        """The PDFs of one version's customers, laid out together (same order as `pages`).
+
+        `values`: each page's values between `parts`, when known. A value that is empty
+        for a customer (a condition on the customer that printed nothing, an empty
+        field) is no hole for the layout: laid out with a placeholder there, the version
+        would hold a line the customer's page does not. Customers are laid out together
+        with those who leave the same values empty, those values folded into the parts.
+        """
+        renderer = self.pdf_renderer()
+        if not values or len(parts) < 2:
+            return renderer.render_filled(list(parts), list(pages), locale=locale)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, own in enumerate(values):
+            empty = tuple(j for j, value in enumerate(own) if value == "")
+            groups.setdefault(empty, []).append(i)
+        out: list[bytes] = [b""] * len(pages)
+        for empty, members in groups.items():
+            folded = [parts[0]]
+            for j, part in enumerate(parts[1:]):
+                if j in empty:
+                    folded[-1] += part
+                else:
+                    folded.append(part)
+            pdfs = renderer.render_filled(folded, [pages[i] for i in members], locale=locale)
+            for i, pdf in zip(members, pdfs, strict=True):
+                out[i] = pdf
+        return out
 
 
 def pdf_options(campaign: Campaign) -> dict[str, Any]:

@@ -346,7 +346,18 @@ class LinkTracker:
         return replace(rendered, **changes) if changes else rendered
 
 
-__all__ = ["CLICK_PATH", "SECRET_ENV", "TEMPLATE", "Click", "InvalidClick", "LinkTracker",
-           "customer_opted_out",
-           "TrackingSecretError", "is_web_link", "make_token", "module_links",
-           "secrets_from_env", "verify"]
+__all__ = [
+    "CLICK_PATH",
+    "SECRET_ENV",
+    "TEMPLATE",
+    "Click",
+    "InvalidClick",
+    "LinkTracker",
+    "TrackingSecretError",
+    "customer_opted_out",
+    "is_web_link",
+    "make_token",
+    "module_links",
+    "secrets_from_env",
+    "verify",
+]

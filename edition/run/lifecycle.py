@@ -70,7 +70,7 @@ from edition.run.manifest import MANIFEST_NAME, ManifestWriter, read_rows, trunc
 from edition.run.options import DEFAULT_BATCH, RunOptions
 from edition.run.pipeline import BatchResult, Pipeline
 from edition.run.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
-from edition.run.report import RunInfo, Tally, sent_words, write_report
+from edition.run.report import RunInfo, Tally, rendering, sent_words, write_report
 from edition.run.sender_health import health_or_nothing
 from edition.send.delivery import (
     EMAIL_CHANNEL,
@@ -640,7 +640,7 @@ class Run:
         assert self.manifest is not None
         self.manifest.write(result.rows)
         self.tally.add(result.rows, versions=result.versions, missing=result.missing,
-                       short=result.short, sharing=result.sharing)
+                       short=result.short, sharing=result.sharing, paths=result.paths)
 
     # -- end -------------------------------------------------------------------------
 
@@ -677,7 +677,7 @@ class Run:
                              preflight=self.preflight.table() if self.preflight else [])
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
-            "counts": summary.counts})
+            "counts": summary.counts, "rendering": rendering(self.tally)})
         if self.options.send and self.remote is None:
             # approve and diff of the campaign's next run find this one wherever it is
             problem = index_run(self.campaign.root, self.campaign.name,

@@ -21,7 +21,6 @@ from edition.errors import DeliveryError, RunError
 from edition.outcomes import ManifestRow, Reason
 from edition.render.editions import Rendered, RenderFailure
 from edition.render.encoding import Encoder
-from edition.render.personal import SharedDocument
 from edition.render.plan import Plan
 from edition.render.versions import Version
 from edition.run.cadence import Cadence
@@ -38,6 +37,9 @@ class BatchResult:
     short: Counter = field(default_factory=Counter)       # slot -> customers short of modules
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     sharing: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (path, "shared" | "fast" | why not) -> customers: how each rendered customer's
+    # html/text/eml ("html") and PDF ("pdf") were made
+    paths: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -111,8 +113,9 @@ class Pipeline:
         result = BatchResult([])
         self.writer.written.clear()  # ids are unique and names injective: a per-batch guard
         editions = [self._render(row, result) for row in batch]
+        self._count_paths(editions, result)
         if "pdf" in self.plan.formats:
-            self._pdfs(editions)
+            self._pdfs(editions, result)
         for edition in editions:
             try:
                 result.rows.append(self._finish(edition))
@@ -209,20 +212,42 @@ class Pipeline:
             if preferences is not None:
                 edition.fields["preferences_url"] = preferences
 
-    def _pdfs(self, editions: list[Edition]) -> None:
-        """Each customer's PDF; a version's customers are laid out together."""
-        groups: dict[str, list[Edition]] = {}
+    def _count_paths(self, editions: list[Edition], result: BatchResult) -> None:
+        """How many customers took the shared path for html, text and eml, and why not."""
+        kinds = [k for k in ("html", "text", "subject") if k in self.plan.renderer.kinds]
+        if not kinds:
+            return
+        for edition in editions:
+            if edition.rendered is None:
+                continue
+            paths = edition.rendered.paths
+            why = next((paths.get(k, "rendered whole") for k in kinds
+                        if paths.get(k) != "shared"), "shared")
+            result.paths[("html", why)] += 1
+
+    def _pdfs(self, editions: list[Edition], result: BatchResult) -> None:
+        """Each customer's PDF; a version's customers of one shape are laid out together."""
+        groups: dict[tuple[str, Any], list[Edition]] = {}
         for edition in editions:
             if edition.rendered is not None and edition.version is not None:
-                groups.setdefault(edition.version.digest, []).append(edition)
+                layout = edition.rendered.layout
+                key = (edition.version.digest, layout.key if layout is not None else None)
+                groups.setdefault(key, []).append(edition)
+        stats = self.encoder.pdf_renderer().stats
+        fast, full = stats.fast, Counter(stats.full)
         for group in groups.values():
-            doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
-            parts = doc.parts if isinstance(doc, SharedDocument) else []
+            layout = group[0].rendered.layout  # type: ignore[union-attr]
+            parts = layout.statics if layout is not None else []
             pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
             locale = group[0].version.locale  # type: ignore[union-attr]
-            pdfs = self.encoder.pdf_version(parts, pages, locale)
+            pdfs = self.encoder.pdf_version(parts, pages, locale, values=[
+                e.rendered.layout.values if e.rendered.layout is not None else []  # type: ignore[union-attr]
+                for e in group] if layout is not None else None)
             for edition, data in zip(group, pdfs, strict=True):
                 edition.pdf = data
+        result.paths[("pdf", "fast")] += stats.fast - fast
+        for reason, n in (stats.full - full).items():
+            result.paths[("pdf", reason)] += n
 
     def _finish(self, edition: Edition) -> ManifestRow:
         row = edition.row
