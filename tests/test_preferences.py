@@ -105,6 +105,10 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
                       timeout=60).status_code == 200
     di = link(tmp_path / "before", rows["c4"], "prefs")
     assert httpx.post(di, data={"format": "pdf"}, timeout=60).status_code == 200
+    # the page offers the tracking choice and shows the one recorded
+    assert 'id="tracking-on" checked' in httpx.get(di, timeout=60).text
+    assert httpx.post(di, data={"tracking": "off"}, timeout=60).status_code == 200
+    assert 'id="tracking-off" checked' in httpx.get(di, timeout=60).text
 
     after = dry_run(root, customers, tmp_path / "after")
     assert after["c1"]["status"] == "rendered"
@@ -137,7 +141,7 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     assert "every topic switched off" in after[LONG_ID]["reason"]
     assert after["c4"]["status"] == "rendered"
     assert after["c1"]["choices"] == ["topics", "locale", "large_type", "format"]
-    assert after["c4"]["choices"] == ["format"] and "choices" not in rows["c4"]
+    assert after["c4"]["choices"] == ["format", "tracking"] and "choices" not in rows["c4"]
     report = (tmp_path / "after" / "report.md").read_text(encoding="utf-8")
     assert "## Customers' choices" in report
     assert ("2 customer(s) get an edition changed by their own choices in the preference "

@@ -85,6 +85,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
                 "paused_until": chosen.paused_until or "",
                 "format": chosen.format or "html",
                 "large_type": bool(chosen.large_type),
+                "tracking": "off" if chosen.tracking is False else "on",
                 "locale": (chosen.locale or who.locale or language).split("-")[0],
                 "languages": [{"tag": tag, "name": Locale.parse(tag).get_display_name(tag)}
                               for tag in languages()],
