@@ -145,7 +145,7 @@ def test_preferences_url_page_and_next_run(served, tmp_path: Path) -> None:
     report = (tmp_path / "after" / "report.md").read_text(encoding="utf-8")
     assert "## Customers' choices" in report
     assert ("2 customer(s) get an edition changed by their own choices in the preference "
-            "center: format 2, large_type 1, locale 1, topics 1.") in report
+            "center: format 2, large_type 1, locale 1, topics 1, tracking 1.") in report
     assert "suppressed: paused by the customer" in report
     assert after["c4"]["modules"] == {"articles": ["travel-es", "garden-es"]}   # unchanged
     code, out, err = run_edition("preview", "campaigns/garden-news.yaml", "--customer", "c1",
