@@ -19,6 +19,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
+from edition.send.rate import SharedRate
 from publishers.aws import TARGET_ERRORS, AwsPublisher, error_parts
 from publishers.base import (
     Delivery,
@@ -48,6 +49,9 @@ class SesOptions(TargetOptions):
     configuration_set: str | None = None
     rate: float = 0.0          # messages per second (your SES sending rate); 0 = unlimited
     burst: int = 1
+    # one rate for every worker of the send: a postgresql:// URL (workers on many
+    # machines) or a file (processes of one machine) holding the shared bucket
+    rate_store: str | None = None
     attempts: int = 5
     backoff: Delays = (0.5, 1.0, 2.0, 4.0)
     connections: int = 10
@@ -78,8 +82,16 @@ class SesPublisher(AwsPublisher):
         self.endpoint_url = opts.endpoint_url or os.environ.get(ENDPOINT_ENV)
         self.attempts: int = max(1, opts.attempts)
         self.backoff: tuple[float, ...] = opts.backoff
-        self.limiter = RateLimiter(opts.rate, opts.burst)
+        self.limiter: RateLimiter | SharedRate = RateLimiter(opts.rate, opts.burst)
+        if opts.rate_store and opts.rate > 0:
+            self.limiter = SharedRate(opts.rate_store, opts.rate, burst=opts.burst,
+                                      name=self.target)
         self.client = None
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self.limiter, SharedRate):
+            self.limiter.close()
 
     def publish(self, delivery: Delivery) -> Outcome:
         """Send the raw message to the delivery's recipient; never raises for one bad message."""

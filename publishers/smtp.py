@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
+from edition.send.rate import SharedRate
 from publishers.base import (
     BasePublisher,
     Delivery,
@@ -101,6 +102,9 @@ class SmtpOptions(TargetOptions):
     starttls: bool = False
     rate: float = 0.0          # messages per second over all connections; 0 = unlimited
     burst: int = 1
+    # one rate for every worker of the send: a postgresql:// URL (workers on many
+    # machines) or a file (processes of one machine) holding the shared bucket
+    rate_store: str | None = None
     connections: int = 1
     timeout: float = 30.0      # seconds, per socket operation
     attempts: int = 3          # tries per message, the first included
@@ -150,7 +154,10 @@ class SmtpPublisher(BasePublisher):
         self.local_hostname: str | None = opts.local_hostname
         self.cafile: str | None = opts.cafile
         self.connections: int = max(1, opts.connections)
-        self.limiter = RateLimiter(opts.rate, opts.burst)
+        self.limiter: RateLimiter | SharedRate = RateLimiter(opts.rate, opts.burst)
+        if opts.rate_store and opts.rate > 0:
+            self.limiter = SharedRate(opts.rate_store, opts.rate, burst=opts.burst,
+                                      name=self.target)
         self._plaintext_auth: bool = opts.plaintext_auth
         if self.mail_from is not None and clean_address(self.mail_from) is None:
             raise DeliveryError("option mail_from is not a valid address", self.target)
@@ -172,6 +179,8 @@ class SmtpPublisher(BasePublisher):
             idle, self._idle = self._idle, []
         for conn in idle:
             _quit(conn)
+        if isinstance(self.limiter, SharedRate):
+            self.limiter.close()
 
     def _credentials(self) -> tuple[str, str] | None:
         user = os.environ.get(USERNAME_ENV)

@@ -313,3 +313,105 @@ def test_kill_9_during_windows_leaves_at_most_one_window_unknown(tmp_path: Path,
         again = Counter(handler.received) - before
         assert {rcpt.split("@")[0] for rcpt in again} == unknown
         assert set(states(location).values()) == {"sent"}
+
+
+# --- one send rate for every worker -----------------------------------------------------
+
+@dataclass
+class ClockedSink(SinkHandler):
+    """Notes when each message arrived (the server's clock: one clock for all senders)."""
+
+    arrivals: list[float] | None = None
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.arrivals is None:
+            self.arrivals = []
+        self.arrivals.append(time.monotonic())
+        return await super().handle_DATA(server, session, envelope)
+
+
+RATED_SENDER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    sys.path[:0] = [".", "tests"]
+    from fixtures_delivery import make_delivery
+    from publishers.smtp import SmtpPublisher
+
+    port, store, rate, n, index, go = sys.argv[1:7]
+    options = {"rate": float(rate)}
+    if store != "-":
+        options["rate_store"] = store
+    with SmtpPublisher(f"smtp://127.0.0.1:{port}", options=options) as publisher:
+        Path(go + f".ready{index}").touch()
+        deadline = time.monotonic() + 120
+        while not Path(go).exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        for i in range(int(n)):
+            outcome = publisher.publish(make_delivery(f"p{index}-{i}"))
+            assert outcome.status == "sent", outcome
+""")
+
+
+def rate_of_four_senders(tmp_path: Path, store: str, rate: float, each: int) -> float:
+    """Four processes send `each` messages through SMTP with one `rate`; the rate the
+    server saw, from the first arrival to the last."""
+    script, go = tmp_path / "rated.py", tmp_path / "go"
+    script.write_text(RATED_SENDER)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}:{ROOT / 'tests'}"}
+    with smtp_sink(ClockedSink()) as (port, handler):
+        procs = [subprocess.Popen([sys.executable, str(script), str(port), store, str(rate),
+                                   str(each), str(i), str(go)], cwd=ROOT, env=env,
+                                  stderr=subprocess.PIPE) for i in range(4)]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not all(
+                Path(f"{go}.ready{i}").exists() or procs[i].poll() is not None
+                for i in range(4)):
+            time.sleep(0.02)
+        go.touch()
+        for proc in procs:
+            _, err = proc.communicate(timeout=180)
+            assert proc.returncode == 0, err.decode()
+        arrivals = sorted(handler.arrivals or [])
+    assert len(arrivals) == 4 * each
+    return (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+
+
+def test_four_processes_share_one_send_rate(tmp_path: Path, location: Path | str) -> None:
+    store = str(tmp_path / "rate.sqlite") if isinstance(location, Path) else location
+    measured = rate_of_four_senders(tmp_path, store, rate=40.0, each=30)
+    assert 36.0 <= measured <= 44.0, measured  # within 10 % of the one limit
+
+
+def test_without_a_rate_store_each_process_has_its_own_rate(tmp_path: Path) -> None:
+    """The control: the per-process bucket lets four processes send about 4 × the rate."""
+    measured = rate_of_four_senders(tmp_path, "-", rate=10.0, each=15)
+    assert measured > 20.0, measured
+
+
+def test_domain_throttle_backs_off_on_pushback_and_paces_domains() -> None:
+    from edition.send.rate import DomainThrottle, is_throttling
+
+    now = [100.0]
+    slept: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    throttle = DomainThrottle({"gmail.com": 2.0}, backoff=1.0, longest=4.0,
+                              clock=lambda: now[0], sleep=sleep)
+    assert [throttle.wait("a@GMail.com") for _ in range(3)] == [0.0, 0.5, 0.5]
+    assert throttle.wait("b@yahoo.com") == 0.0  # no rate for yahoo: not paced
+    for reason in ("421 4.7.0 Try again later", "451 4.3.0 Temporary local problem"):
+        throttle.outcome("b@yahoo.com", "failed", reason)
+    assert throttle.pause_for("c@yahoo.com") == 2.0  # 1 s, then doubled
+    assert throttle.wait("c@yahoo.com") == 2.0
+    for _ in range(5):
+        throttle.outcome("c@yahoo.com", "failed", "ThrottlingException: Maximum sending rate "
+                                                  "exceeded. (after 5 attempts)")
+    assert throttle.pause_for("c@yahoo.com") == 4.0  # capped
+    throttle.outcome("c@yahoo.com", "sent", None)
+    assert throttle.pause_for("c@yahoo.com") == 0.0
+    assert not is_throttling("failed", "550 5.1.1 no such user")
+    assert not is_throttling("sent", "421 odd but sent")
+    assert is_throttling("failed", "TooManyRequestsException: slow down")
