@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_delivery import SinkHandler, smtp_sink
+from fixtures_delivery import SinkHandler, moto_url, smtp_sink  # noqa: F401 (moto_url: fixture)
 
 from edition.send.ledger.location import Ledger, open_ledger
 from edition.send.ledger.sqlite import Claim
@@ -415,3 +415,49 @@ def test_domain_throttle_backs_off_on_pushback_and_paces_domains() -> None:
     assert not is_throttling("failed", "550 5.1.1 no such user")
     assert not is_throttling("sent", "421 odd but sent")
     assert is_throttling("failed", "TooManyRequestsException: slow down")
+
+
+def test_ses_reads_the_account_rate_when_none_is_set(moto_url: str, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from fixtures_delivery import AWS_ENV, make_delivery, moto_reset, moto_sent_raw
+
+    from publishers import open_publisher
+
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    moto_reset(moto_url)
+    import boto3
+
+    account = boto3.client("ses", endpoint_url=moto_url, region_name="us-east-1")
+    quota = account.get_send_quota()["MaxSendRate"]  # what moto's account allows
+    boto3.client("sesv2", endpoint_url=moto_url, region_name="us-east-1").create_email_identity(
+        EmailIdentity="news@acme.example")
+    with open_publisher("ses", out_dir=tmp_path, options={
+            "endpoint_url": moto_url, "account_rate": True}) as pub:
+        assert pub.limiter.rate == quota  # type: ignore[attr-defined]
+        assert pub.publish(make_delivery("c1")).status == "sent"
+    with open_publisher("ses", out_dir=tmp_path, options={
+            "endpoint_url": moto_url, "account_rate": True, "rate": 50}) as pub:
+        assert pub.limiter.rate == 50  # type: ignore[attr-defined]  # set: kept
+    assert len(moto_sent_raw(moto_url)) == 1
+
+
+def test_smtp_pauses_a_domain_after_a_4xx_and_not_the_others(tmp_path: Path) -> None:
+    from fixtures_delivery import make_delivery
+
+    from publishers.smtp import SmtpPublisher
+
+    sink = ClockedSink(tempfail_once={"a@yahoo.example"})
+    with smtp_sink(sink) as (port, handler):
+        with SmtpPublisher(f"smtp://127.0.0.1:{port}", options={
+                "attempts": 1, "domain_backoff": 0.5}) as pub:
+            first = pub.publish(make_delivery("a", "a@yahoo.example"))
+            assert first.status == "failed" and first.reason.startswith("451")
+            assert pub.throttle.pause_for("b@yahoo.example") > 0
+            assert pub.throttle.pause_for("x@gmail.example") == 0
+            failed_at = time.monotonic()
+            assert pub.publish(make_delivery("b", "b@yahoo.example")).status == "sent"
+            # the server saw the next yahoo message only after the pause
+            assert (handler.arrivals or [0.0])[-1] - failed_at >= 0.45
+            assert pub.throttle.pause_for("c@yahoo.example") == 0  # it went through: reset
+        assert handler.received["b@yahoo.example"] == 1
