@@ -461,3 +461,49 @@ def test_smtp_pauses_a_domain_after_a_4xx_and_not_the_others(tmp_path: Path) -> 
             assert (handler.arrivals or [0.0])[-1] - failed_at >= 0.45
             assert pub.throttle.pause_for("c@yahoo.example") == 0  # it went through: reset
         assert handler.received["b@yahoo.example"] == 1
+
+
+def test_deliver_many_calls_ses_concurrently_and_sends_each_once(
+        moto_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    import boto3
+    from fixtures_delivery import AWS_ENV, moto_reset, moto_sent_raw
+
+    from edition.send.delivery import Deliverer
+
+    for name, value in AWS_ENV.items():
+        monkeypatch.setenv(name, value)
+    moto_reset(moto_url)
+    boto3.client("sesv2", endpoint_url=moto_url, region_name="us-east-1").create_email_identity(
+        EmailIdentity="news@acme.example")
+    deliverer = Deliverer(target="ses", options={"endpoint_url": moto_url, "connections": 8},
+                          ledger=tmp_path / "l.sqlite", campaign=C, mailing="m1",
+                          run_id="r1", out_dir=tmp_path)
+    lock, calls = threading.Lock(), {"now": 0, "most": 0}
+    try:
+        deliverer.publisher.open()
+        real = deliverer.publisher.client.send_email  # type: ignore[attr-defined]
+
+        def send_email(**kwargs: Any) -> Any:  # SES's latency, and who is waiting at once
+            with lock:
+                calls["now"] += 1
+                calls["most"] = max(calls["most"], calls["now"])
+            try:
+                time.sleep(0.1)
+                return real(**kwargs)
+            finally:
+                with lock:
+                    calls["now"] -= 1
+
+        monkeypatch.setattr(deliverer.publisher.client, "send_email", send_email)
+        sent = deliverer.deliver_many(messages(24), in_flight=8)
+    finally:
+        deliverer.close()
+    assert [s.status for s in sent] == ["sent"] * 24
+    assert calls["most"] >= 4, calls
+    raw = moto_sent_raw(moto_url)
+    # (moto lists a recipient once per header and envelope: count messages, not entries)
+    assert Counter(d for m in raw for d in set(m["destinations"])) == Counter(
+        {f"c{i:04d}@example.com": 1 for i in range(24)})
+    assert set(states(tmp_path / "l.sqlite").values()) == {"sent"}
