@@ -507,3 +507,26 @@ def test_deliver_many_calls_ses_concurrently_and_sends_each_once(
     assert Counter(d for m in raw for d in set(m["destinations"])) == Counter(
         {f"c{i:04d}@example.com": 1 for i in range(24)})
     assert set(states(tmp_path / "l.sqlite").values()) == {"sent"}
+
+
+def test_shared_rate_leases_and_errors(tmp_path: Path) -> None:
+    from edition.errors import DeliveryError
+    from edition.send.rate import SharedRate
+
+    rate = SharedRate(tmp_path / "rate.sqlite", 50.0, take=4)  # 4 slots per round trip
+    try:
+        times = []
+        for _ in range(41):
+            rate.acquire()
+            times.append(time.monotonic())
+    finally:
+        rate.close()
+    assert (len(times) - 1) / (times[-1] - times[0]) <= 55.0  # the lease keeps the pace
+    with pytest.raises(DeliveryError, match="above 0"):
+        SharedRate(tmp_path / "r.sqlite", 0)
+    from fixtures_postgres import free_port
+
+    dead = SharedRate(f"postgresql://u:hunter2@127.0.0.1:{free_port()}/x", 10.0)
+    with pytest.raises(DeliveryError, match="unavailable") as caught:
+        dead.acquire()
+    assert "hunter2" not in str(caught.value)

@@ -61,7 +61,7 @@ class SharedRate:
         self.take = max(1, int(take))
         self.location = masked(location)
         self._sleep = sleep
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # acquire closes a broken connection under it
         self._lease: list[float] = []  # slots reserved by this process, not yet used
         self._postgres = is_database_url(location)
         if self._postgres:
