@@ -196,6 +196,11 @@ def test_experiment_report_over_a_send_and_its_clicks(
         r["experiment"]["variant"] == HOLDOUT for r in rows)
     rc, text, err = cli("experiment", "report", "campaigns/news.yaml", cwd=root)
     assert rc == 0 and "Verdict: winner — b" in text, text + err
+    # the campaign by its name, as design.md writes it (`edition experiment report CAMPAIGN`)
+    rc, by_name, err = cli("experiment", "report", "news", "--json", cwd=root)
+    assert rc == 0 and json.loads(by_name) == data, err
+    rc, _, err = cli("experiment", "report", "nope", cwd=root)
+    assert rc == 2 and "no campaign 'nope'" in err and "Traceback" not in err
     # a campaign without an experiment: a usage error, no traceback
     plain = yaml.safe_load((root / "campaigns" / "news.yaml").read_text(encoding="utf-8"))
     plain.pop("experiment")
