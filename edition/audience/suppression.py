@@ -61,8 +61,8 @@ _SOURCES = {"one-click": "one-click unsubscribe in their mail program",
 # bounces and complaints recorded from events (edition.feedback.events): the source
 # column holds "event:<detail>|<channel>", the reason's words
 _EVENT = "event:"
-_CHANNELS = {"smtp": "the SMTP reply", "dsn": "a bounce message", "arf": "the feedback loop",
-             "ses": "SES"}
+_CHANNELS = {"ses": "SES", "smtp": "the SMTP reply", "dsn": "a bounce message",
+             "arf": "the feedback loop"}
 
 
 def event_source(detail: str, channel: str) -> str:

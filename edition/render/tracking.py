@@ -66,6 +66,7 @@ _ANCHOR = re.compile(r"""(<(?:a|area)\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""",
                      re.IGNORECASE | re.DOTALL)
 # a URL in plain text: up to whitespace or a bracket; trailing punctuation is prose
 _TEXT_URL = re.compile(r"""https?://[^\s<>"'()\[\]]+""", re.IGNORECASE)
+TRACKED_URL_SCHEMES = ("https", "http")   # the links a click token may stand for
 _URL_TAIL = re.compile(r"""[^\s<>"'()\[\]]+""")
 _TRAILING = ".,;:!?"
 _OFF = {"off", "no", "false", "0", "none"}
@@ -205,7 +206,7 @@ def text_links(text: str) -> list[tuple[int, int]]:
     at = text.find("://")
     while at != -1:
         after = at + 3
-        for scheme in ("https", "http"):
+        for scheme in TRACKED_URL_SCHEMES:
             start = at - len(scheme)
             if start >= 0 and text[start:at].lower() == scheme \
                     and not (start > 0 and text[start - 1].isalnum()):
