@@ -142,7 +142,7 @@ def campaign_deployment(file: Path, campaign: Any, *, work_pool: str | None = No
     schedules = None
     when = "no schedule: run it from the UI or the API"
     if campaign.schedule:
-        cron, tz = campaign.schedule["cron"], campaign.schedule.get("timezone") or "UTC"
+        cron, tz = campaign.schedule.cron, campaign.schedule.timezone
         schedules = [Cron(cron, timezone=tz)]
         when = f"scheduled `{cron}` ({tz})"
     description = (f"{campaign.description or 'Campaign ' + campaign.name}\n\n"
@@ -553,8 +553,8 @@ def prefect_yaml(root: Path | str = ".") -> str:
             "concurrency_limit": 1,
         }
         if campaign.schedule:
-            entry["schedules"] = [{"cron": campaign.schedule["cron"],
-                                   "timezone": campaign.schedule.get("timezone") or "UTC"}]
+            entry["schedules"] = [{"cron": campaign.schedule.cron,
+                                   "timezone": campaign.schedule.timezone}]
         entry["work_pool"] = dict(pool)
         deployments.append(entry)
     if served.campaigns:

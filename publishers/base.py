@@ -1,6 +1,10 @@
-"""What every delivery target shares: the context-manager plumbing, address and secret
-hygiene, typed options and pacing. The contract itself (Delivery, Outcome, Publisher)
-lives in edition.targets; it is re-exported here for the targets' convenience.
+"""What every delivery target shares: the declarations the engine reads (edition's
+content/plugins.py), the context-manager plumbing, address and secret hygiene, typed
+options and pacing. The contract itself (Delivery, Outcome, Publisher) lives in
+edition/send/targets.py; it is re-exported here for the targets' convenience.
+
+A target is one module with one subclass of BasePublisher, registered in the
+`edition.targets` entry-point group (pyproject.toml); see publishers/webhook.py.
 """
 
 from __future__ import annotations
@@ -12,34 +16,77 @@ import time
 from collections.abc import Callable, Mapping
 from email import policy
 from email.parser import BytesHeaderParser
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 from urllib.parse import SplitResult
 
 from edition.addresses import AddressError, parse_mailbox
-from edition.content.config import target_options
+from edition.content.plugins import TargetOptions, checked_options, scheme_of
 from edition.databases import masked
 from edition.errors import DeliveryError
 from edition.naming import safe_name
 from edition.send.targets import Delivery, Outcome, Publisher
 
 __all__ = ["BasePublisher", "Delivery", "DeliveryError", "Outcome", "Publisher", "RateLimiter",
-           "clean_address", "redact", "refuse_secrets", "safe_name", "sender_address",
-           "take_options"]
+           "TargetOptions", "clean_address", "redact", "refuse_secrets", "safe_name",
+           "sender_address", "take_options"]
+
+Options = TypeVar("Options", bound=TargetOptions)
 
 
 class BasePublisher:
-    """Context-manager plumbing: subclasses implement `open`, `close` and `publish`."""
+    """A delivery target: what it declares, and the context-manager plumbing.
+
+    Subclasses set the class attributes below and implement `__init__(target, *,
+    out_dir, options)` (parse the target, check the options; nothing opened yet),
+    `open`, `close` and `publish`.
+    """
+
+    schemes: ClassVar[tuple[str, ...]] = ()      # URL schemes it takes
+    forms: ClassVar[tuple[str, ...]] = ()        # how its targets are written, for messages
+    options_model: ClassVar[type[TargetOptions]] = TargetOptions
+    channel: ClassVar[str] = "files"             # "email" for targets that mail customers
+    needs_email: ClassVar[bool] = False          # rows without an address are rejected
+    dkim: ClassVar[bool] = False                 # the engine DKIM-signs messages for it
 
     target: str = ""
+
+    def __init__(self, target: str, *, out_dir: Path | None = None,
+                 options: Mapping[str, Any] | None = None) -> None:
+        self.target = target
+
+    @classmethod
+    def target_problem(cls, target: str) -> str | None:
+        """Why `target` cannot be used, in the words of the target's own parser: the
+        constructor parses the target and opens nothing, so it is the one check."""
+        try:
+            cls(target, out_dir=Path.cwd(), options=None)
+        except DeliveryError as exc:
+            return f"is not a usable {cls.schemes[0] if cls.schemes else ''} target: " \
+                   f"{exc.message}"
+        return None
+
+    @classmethod
+    def place(cls, target: str) -> str:
+        """Where it delivers (the ledger's channel of a target that is not e-mail): the
+        target without options (`?sse=`) or a trailing slash."""
+        return target.split("?", 1)[0].rstrip("/")
 
     def open(self) -> None:
         """Open connections/clients; called once by `__enter__`."""
 
     def close(self) -> None:
-        """Release connections/clients; called once by `__exit__`."""
+        """Release connections/clients; called once by `__exit__`, and by `__enter__`
+        when `open` fails half-way (so must cope with a half-open target)."""
 
     def __enter__(self) -> BasePublisher:
-        self.open()
+        try:
+            self.open()
+        except BaseException:
+            # what `open` did open before it failed is released, as Django's mail
+            # backends do; the caller never gets to `__exit__`
+            self.close()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -131,15 +178,17 @@ def refuse_secrets(url: SplitResult, env_hint: str) -> None:
 # --- options ------------------------------------------------------------------------------
 
 
-def take_options(target: str, options: Mapping[str, Any] | None) -> Any:
-    """The typed options of this kind of target (edition.config); a typo is refused.
+def take_options(model: type[Options], target: str,
+                 options: Mapping[str, Any] | None) -> Options:
+    """The typed options of this kind of target (its `options_model`); a typo is refused.
 
     Unknown names are refused so that a typo (`rat: 10`) cannot silently disable a limit.
+    The engine's own delivery keys (to, ledger, dkim) are not the target's and are left out.
     """
-    try:
-        return target_options(target, options)
-    except ValueError as exc:
-        raise DeliveryError(str(exc), target) from None
+    def error(message: str) -> DeliveryError:
+        return DeliveryError(message, target)
+
+    return checked_options(model, options, error=error, kind=scheme_of(target))
 
 
 # --- pacing -------------------------------------------------------------------------------

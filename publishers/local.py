@@ -16,18 +16,37 @@ from typing import Any
 
 from edition.errors import DeliveryError
 from edition.naming import relative_path, safe_name
-from publishers.base import BasePublisher, Delivery, Outcome, take_options
+from publishers.base import BasePublisher, Delivery, Outcome, TargetOptions, take_options
+
+
+class LocalOptions(TargetOptions):
+    fsync: bool = False   # flush every file to disk before it counts as written
 
 
 class LocalPublisher(BasePublisher):
     """Writes messages (or files) into a local folder."""
 
-    def __init__(self, target: str, *, out_dir: Path, options: Mapping[str, Any] | None = None):
+    schemes = ("local",)
+    forms = ("local", "local:DIR")
+    options_model = LocalOptions
+    channel = "files"
+
+    def __init__(self, target: str, *, out_dir: Path | None = None,
+                 options: Mapping[str, Any] | None = None):
+        scheme, colon, where = target.partition(":")
+        if scheme != "local" or (colon and not where.strip()):
+            raise DeliveryError("expected local or local:DIR", target)
         self.target = target
-        self.fsync: bool = take_options(target, options).fsync
-        self.out_dir = Path(out_dir)
-        _, _, where = target.partition(":")
+        self.fsync: bool = take_options(LocalOptions, target, options).fsync
+        self.out_dir = Path(out_dir) if out_dir is not None else Path.cwd()
         self.folder = Path(where).expanduser() if where else self.out_dir / "outbox"
+
+    @classmethod
+    def place(cls, target: str) -> str:
+        """`local:` + the folder's absolute path: one folder is one channel however it
+        is written; `local` (the run folder's outbox) is its own."""
+        _, colon, where = target.partition(":")
+        return "local:" + str(Path(where).expanduser().resolve()) if colon else "local"
 
     def open(self) -> None:
         try:

@@ -12,19 +12,56 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import field_validator, model_validator
+
 from edition.errors import DeliveryError
 from edition.naming import relative_path
 from publishers.aws import TARGET_ERRORS, AwsPublisher, error_parts
-from publishers.base import Delivery, Outcome, redact, refuse_secrets, take_options
+from publishers.base import (
+    Delivery,
+    Outcome,
+    TargetOptions,
+    redact,
+    refuse_secrets,
+    take_options,
+)
 
 ENDPOINT_ENV = "EDITION_S3_ENDPOINT_URL"
 
 _INLINE = {"html", "text", "txt"}
 
 
+class S3Options(TargetOptions):
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    sse: str | None = None     # AES256 or aws:kms
+    kms_key_id: str | None = None
+    max_attempts: int = 5
+    connections: int = 10      # HTTP connection pool size, for threaded callers
+    timeout: float = 60.0
+
+    @field_validator("sse")
+    @classmethod
+    def _sse(cls, value: str | None) -> str | None:
+        if value not in (None, "AES256", "aws:kms"):
+            raise ValueError("option sse must be AES256 or aws:kms")
+        return value
+
+    @model_validator(mode="after")
+    def _kms(self) -> S3Options:
+        if self.kms_key_id and self.sse != "aws:kms":
+            raise ValueError("option kms_key_id needs sse: aws:kms")
+        return self
+
+
 class S3Publisher(AwsPublisher):
     """Uploads every file of a delivery (and its message) with one shared client."""
 
+    schemes = ("s3",)
+    forms = ("s3://bucket/prefix",)
+    options_model = S3Options
+    channel = "files"
     service = "s3"
 
     def __init__(self, target: str, *, out_dir: Path | None = None,
@@ -36,7 +73,7 @@ class S3Publisher(AwsPublisher):
         self.bucket = url.netloc
         self.prefix = url.path.strip("/")
         self.target = f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
-        opts = take_options(self.target, options)
+        opts = take_options(S3Options, self.target, options)
         self.options = opts
         self.region = opts.region
         self.endpoint_url = opts.endpoint_url or os.environ.get(ENDPOINT_ENV)

@@ -17,12 +17,14 @@ from urllib.parse import urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
 from publishers.aws import TARGET_ERRORS, AwsPublisher, error_parts
 from publishers.base import (
     Delivery,
     Outcome,
     RateLimiter,
+    TargetOptions,
     backoff,
     clean_address,
     redact,
@@ -39,9 +41,27 @@ THROTTLING = {"TooManyRequestsException", "Throttling", "ThrottlingException",
               "LimitExceededException", "ServiceUnavailable", "ServiceUnavailableException"}
 
 
+class SesOptions(TargetOptions):
+    region: str | None = None
+    endpoint_url: str | None = None
+    profile: str | None = None
+    configuration_set: str | None = None
+    rate: float = 0.0          # messages per second (your SES sending rate); 0 = unlimited
+    burst: int = 1
+    attempts: int = 5
+    backoff: Delays = (0.5, 1.0, 2.0, 4.0)
+    connections: int = 10
+    timeout: float = 30.0
+
+
 class SesPublisher(AwsPublisher):
     """Sends each delivery's raw message through SES v2 `SendEmail`."""
 
+    schemes = ("ses",)
+    forms = ("ses", "ses://region")
+    options_model = SesOptions
+    channel = EMAIL
+    needs_email = True
     service = "sesv2"
     botocore_attempts = 1  # one try: botocore never resends a request SES may have taken
 
@@ -51,7 +71,7 @@ class SesPublisher(AwsPublisher):
         refuse_secrets(url, "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE")
         if target != "ses" and (url.scheme != "ses" or url.path.strip("/") or url.query):
             raise DeliveryError("expected ses or ses://region", target)
-        opts = take_options(target, options)
+        opts = take_options(SesOptions, target, options)
         self.region = url.netloc or opts.region
         self.target = f"ses://{self.region}" if url.netloc else "ses"
         self.options = opts

@@ -27,12 +27,14 @@ from urllib.parse import parse_qsl, urlsplit
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
+from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
 from publishers.base import (
     BasePublisher,
     Delivery,
     Outcome,
     RateLimiter,
+    TargetOptions,
     backoff,
     clean_address,
     redact,
@@ -95,14 +97,37 @@ class _Retry(Exception):
         self.reply = reply
 
 
+class SmtpOptions(TargetOptions):
+    starttls: bool = False
+    rate: float = 0.0          # messages per second over all connections; 0 = unlimited
+    burst: int = 1
+    connections: int = 1
+    timeout: float = 30.0      # seconds, per socket operation
+    attempts: int = 3          # tries per message, the first included
+    backoff: Delays = (0.2, 0.5, 1.0)
+    max_per_connection: int = 0    # reconnect after this many messages; 0 = never
+    mail_from: str | None = None   # envelope sender (bounce address); default: From
+    local_hostname: str | None = None
+    cafile: str | None = None      # CA bundle to verify the server's certificate
+    plaintext_auth: bool = False   # allow login without TLS to a non-loopback host
+
+
 class SmtpPublisher(BasePublisher):
     """SMTP/SMTPS delivery over a small pool of reused connections; thread-safe."""
+
+    schemes = ("smtp", "smtps")
+    forms = ("smtp://host:port", "smtps://host:port")
+    options_model = SmtpOptions
+    channel = EMAIL
+    needs_email = True
+    dkim = True     # signed here; SES signs its own
 
     def __init__(self, target: str, *, out_dir: Path | None = None,
                  options: Mapping[str, Any] | None = None):
         url = urlsplit(target)
         refuse_secrets(url, f"{USERNAME_ENV} and {PASSWORD_ENV}")
-        if url.scheme not in {"smtp", "smtps"} or not url.hostname:
+        if url.scheme not in {"smtp", "smtps"} or not url.hostname or \
+                url.path not in ("", "/") or url.fragment:
             raise DeliveryError("expected smtp://host:port or smtps://host:port", target)
         try:
             port = url.port
@@ -115,7 +140,7 @@ class SmtpPublisher(BasePublisher):
         self.target = f"{url.scheme}://{host}:{self.port}" + (f"?{url.query}" if url.query else "")
         merged = dict(parse_qsl(url.query))
         merged.update(options or {})
-        opts = take_options(self.target, merged)
+        opts = take_options(SmtpOptions, self.target, merged)
         self.starttls: bool = opts.starttls and not self.implicit_tls
         self.timeout: float = opts.timeout
         self.attempts: int = max(1, opts.attempts)

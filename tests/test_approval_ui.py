@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from email.parser import BytesHeaderParser
 from pathlib import Path
@@ -34,7 +35,7 @@ import yaml
 from fixtures_delivery import SinkHandler, smtp_sink
 from test_prefect_ui import CHROMIUM_ARGS, CONTENT, REPO, Stack, free_port, stop, wait_for
 
-pytestmark = [pytest.mark.ui, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.ui, pytest.mark.soak, pytest.mark.timeout(900)]
 
 CUSTOMERS = 12
 CAMPAIGN = "weekly-newsletter"
@@ -181,8 +182,26 @@ def answer_form(page: Any, stack: Stack, run_id: str, *, approve: bool, approver
     if shot:
         page.wait_for_timeout(800)
         page.screenshot(path=shot)
-    dialog.get_by_role("button", name="Submit").click()
-    dialog.wait_for(state="hidden")
+    page.wait_for_timeout(1000)   # the form settles (schema defaults filled in) first
+
+    def answered() -> bool:
+        state = stack.flow_run(run_id)["state"]
+        return bool(state) and state["type"] != "PAUSED"
+
+    # On a loaded machine a click can land while the form re-renders and be lost; the
+    # run's state, not the dialog, says whether the answer arrived. Bounded retries.
+    for attempt in range(3):
+        if dialog.is_visible():
+            dialog.get_by_role("button", name="Submit").click()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not answered():
+            page.wait_for_timeout(1000)
+        if answered():
+            return
+        page.screenshot(path=str(stack.home / f"answer-{run_id}-{attempt}.png"),
+                        full_page=True)
+    raise AssertionError(f"the approval form for {run_id} was not taken: see "
+                         f"{stack.home}/answer-{run_id}-*.png")
 
 
 def test_a_run_from_the_ui_waits_for_approval_in_the_browser(

@@ -20,7 +20,7 @@ import yaml
 from typer.testing import CliRunner
 
 from cli import app
-from edition.content.config import CampaignConfig
+from edition.content.campaign import Campaign as CampaignConfig
 from edition.content.yamlfile import LineDict, load_yaml
 
 REPO = Path(__file__).resolve().parents[1]

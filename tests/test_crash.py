@@ -81,6 +81,7 @@ def wait_until_quiet(count: Callable[[], int], quiet: float = 1.0, limit: float 
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.parametrize(("resend_unknown", "count"), [(False, 3000), (True, 1500)],
                          ids=["rerun", "rerun-resend-unknown"])
 def test_kill_9_while_sending_then_rerun(tmp_path: Path, resend_unknown: bool, count: int) -> None:
@@ -169,6 +170,7 @@ def test_kill_9_while_sending_then_rerun(tmp_path: Path, resend_unknown: bool, c
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 def test_five_kills_at_random_points_then_a_clean_send(tmp_path: Path) -> None:
     """kill -9 a pooled 1,500-customer send five times at random points, rerunning
     without --as-of each time (one rerun after an article was edited): every recipient

@@ -23,7 +23,7 @@ import pytest
 from conftest import CONTENT_DIRS, REPO, run_cli
 
 from edition.audience.customers import count_rows, find_customer, read_customers
-from edition.audience.sources import SqlSource
+from edition.audience.sources.postgres import SqlSource
 from edition.errors import RunError, UsageError
 
 ESCAPES = {

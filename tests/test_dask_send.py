@@ -216,6 +216,7 @@ class Tree:
 
     root: int
     seen: dict[tuple[int, float], set[str]] = dataclasses.field(default_factory=dict)
+    parents: dict[int, int] = dataclasses.field(default_factory=dict)   # pid -> ppid
     killed: list[int] = dataclasses.field(default_factory=list)
 
     def sample(self) -> list[psutil.Process]:
@@ -227,6 +228,7 @@ class Tree:
             try:   # every one: a child shows its parent's until exec, none once it exits
                 self.seen.setdefault((proc.pid, proc.create_time()), set()).add(
                     " ".join(proc.cmdline()))
+                self.parents[proc.pid] = proc.ppid()
             except psutil.Error:
                 continue
         return children
@@ -345,6 +347,7 @@ def _cmdline(proc: psutil.Process) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
 def test_dask_send_claims_in_the_runs_sqlite_ledger(dask_send: DaskSend) -> None:
     """Finding 3: the local cluster's workers claim in the run's SQLite ledger (this
@@ -365,6 +368,7 @@ def test_dask_send_claims_in_the_runs_sqlite_ledger(dask_send: DaskSend) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
 def test_a_dask_send_into_s3_that_ends_failed_exits_3(dask_send: DaskSend) -> None:
     """Finding 7: the flow run ends Failed (max_failed 0, one refused recipient); the CLI
@@ -378,13 +382,17 @@ def test_a_dask_send_into_s3_that_ends_failed_exits_3(dask_send: DaskSend) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.soak
 @pytest.mark.timeout(900)   # the first one starts the shared run: Prefect, a cluster, a send
 def test_dask_workers_report_to_the_flows_server_and_leave_no_process(
         dask_send: DaskSend) -> None:
     """Finding 8: one Prefect server in the run's process tree (the flow's temporary
     one), none per worker; after the run, with a worker killed mid-way, nothing the run
     started is left."""
-    servers = [pid for (pid, _), cmd in dask_send.tree.seen.items() if _prefect_server(cmd)]
+    # a server's own child, caught between fork and exec, still shows the server's
+    # command line (seen once on a loaded machine): it is not a second server
+    matched = {pid for (pid, _), cmd in dask_send.tree.seen.items() if _prefect_server(cmd)}
+    servers = [pid for pid in matched if dask_send.tree.parents.get(pid) not in matched]
     workers = [pid for (pid, _), cmd in dask_send.tree.seen.items() if _dask_worker(cmd)]
     assert len(workers) >= 2 and dask_send.tree.killed, workers
     assert len(servers) == 1, servers

@@ -30,7 +30,7 @@ import yaml
 from conftest import AS_OF, REPO, run_cli
 from fixtures_delivery import SinkHandler, free_port, moto_url, smtp_sink  # noqa: F401
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_harness")]
+pytestmark = [pytest.mark.slow, pytest.mark.soak, pytest.mark.usefixtures("prefect_harness")]
 
 BUCKET = "edition-runs"
 CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")

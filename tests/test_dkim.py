@@ -21,7 +21,7 @@ from fixtures_delivery import make_delivery, smtp_sink
 from fixtures_sending import CAMPAIGN, copy_site, edition, make_customers, manifest, set_delivery
 
 from edition.content.campaign import Campaign, load_campaign
-from edition.content.config import DkimConfig
+from edition.content.delivery_settings import Dkim as DkimConfig
 from edition.errors import ContentError, RunError
 from edition.render.list_headers import feedback_id, list_id, mailing_headers
 from edition.render.unsubscribe import SECRET_ENV, UnsubscribeLinks
@@ -234,7 +234,7 @@ def test_list_id_and_feedback_id(campaign: Campaign) -> None:
     assert mailing_headers(campaign, "2026-11-30") == {
         "List-Id": "<weekly-newsletter.acme.example>",
         "Feedback-ID": "weekly-newsletter:2026-11-30:marketing:acme.example"}
-    bill = replace(campaign, kind="transactional", feedback_id="acme-billing")
+    bill = campaign.model_copy(update={"kind": "transactional", "feedback_id": "acme-billing"})
     assert mailing_headers(bill, "2026-12") == {
         "Feedback-ID": "weekly-newsletter:2026-12:transactional:acme-billing"}
 

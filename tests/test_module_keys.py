@@ -75,7 +75,8 @@ def test_a_near_miss_of_a_known_key_is_a_warning_naming_the_key_it_meant(garden:
     ("summary_text", None), ("tags2", None), ("reading_time", None), ("season", None),
 ])
 def test_which_keys_read_as_typos(key: str, meant: str | None, tmp_path: Path) -> None:
-    from edition.content.config import FrontMatter, near_miss
+    from edition.content.errors_at_lines import near_miss
+    from edition.content.front_matter import FrontMatter
 
     assert near_miss(key, list(FrontMatter.model_fields)) == meant
     module = tmp_path / "articles" / "x.md"

@@ -54,7 +54,7 @@ from typing import Any
 import pytest
 
 # generous: these hold on a loaded 2-core machine (poll with deadlines of minutes)
-pytestmark = [pytest.mark.ui, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.ui, pytest.mark.soak, pytest.mark.timeout(900)]
 
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")

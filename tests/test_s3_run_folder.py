@@ -37,7 +37,7 @@ from fixtures_sending import (
     make_customers,
 )
 
-pytestmark = pytest.mark.timeout(900)
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(900)]
 
 BUCKET = "editions"
 LEASE = 2   # seconds: the killed run's lease runs out while the test looks on

@@ -27,7 +27,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")
 STOP_BOUND = 20.0   # seconds from SIGTERM to exit; serve gives itself 5, the rest is slack
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.soak, pytest.mark.timeout(600)]
 
 
 class Relay:

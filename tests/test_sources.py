@@ -22,7 +22,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from edition.audience.customers import count_rows, find_customer, read_customers
-from edition.audience.sources import ParquetSource, SqlSource, customer_source, typed_source
+from edition.audience.sources import customer_source
+from edition.audience.sources.csv_file import CsvSource
+from edition.audience.sources.jsonl_file import JsonlSource
+from edition.audience.sources.parquet_file import ParquetSource
+from edition.audience.sources.postgres import SqlSource
 from edition.errors import ContentError, RunError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -226,13 +230,14 @@ def test_campaign_syntax_and_the_cli_string(tmp_path: Path) -> None:
     assert isinstance(source, SqlSource) and source.stable_order
     assert customer_source({"url": url, "table": "crm.customers"}).statement == (
         'SELECT * FROM "crm"."customers" ORDER BY "id"')
-    from_cli = typed_source(url + "?table=customers&sslmode=require")
+    from_cli = customer_source(url + "?table=customers&sslmode=require", from_campaign=False)
     assert isinstance(from_cli, SqlSource) and from_cli.table == "customers"
     assert not SqlSource(url, query="select * from c").stable_order
     assert customer_source("data/c.parquet", root=tmp_path) == ParquetSource(
         tmp_path / "data" / "c.parquet")
-    assert customer_source("data/c.csv", root=tmp_path) == tmp_path / "data" / "c.csv"
-    assert typed_source(tmp_path / "c.jsonl") is None
+    assert customer_source("data/c.csv", root=tmp_path) == CsvSource(
+        tmp_path / "data" / "c.csv")
+    assert customer_source(tmp_path / "c.jsonl") == JsonlSource(tmp_path / "c.jsonl")
     with pytest.raises(ContentError, match="holds a password") as caught:
         customer_source({"url": "postgresql://edition:hunter22@crm/crm", "table": "c"})
     assert "hunter22" not in str(caught.value)

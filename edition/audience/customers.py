@@ -1,7 +1,7 @@
-"""Customers: streamed from CSV or JSONL, typed and checked one row at a time.
+"""Customers: streamed from a source, typed and checked one row at a time.
 
-Parquet files and SQL queries are read by edition.sources, which types their values
-from the source's own column types; the row checks here are the same for every source.
+A source (edition/audience/sources/: CSV, JSONL, Parquet, PostgreSQL, or any installed
+plugin) gives raw rows; the row checks here are the same for every source.
 
 A bad row never stops a run: it becomes a `rejected` row with its reason. Typing is
 inferred from the first rows (a column is a number column when most of its values are
@@ -11,12 +11,9 @@ rejection that names the column.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import hashlib
 import itertools
-import json
-import mmap
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
@@ -25,18 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from edition.addresses import AddressError, normalize
-from edition.audience.sources import SourceRows, TypedSource, typed_source
-from edition.audience.text_files import FileFormat, TextFile, file_format
-from edition.errors import RunError
+from edition.audience.sources import CustomerSource, SourceRows, Triple, customer_source
 from edition.locales import NotALanguageTag, language_tag
 from edition.outcomes import Reason
 
 SAMPLE_ROWS = 200
 MAX_CELL = 1 << 20          # a value longer than this (1 MiB) rejects its row
 MAX_ID_BYTES = 255          # a longer id is rejected (checked_id says why)
-# A record the CSV reader cannot close (a stray quote) is cut here and rejected, so one
-# bad quote can neither swallow the rest of the file nor the machine's memory.
-csv.field_size_limit(8 << 20)
 TEXT_COLUMNS = {"id", "email", "first_name", "last_name", "name", "locale", "phone",
                 "postal_code", "zip", "zipcode"}
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?\Z")
@@ -284,116 +276,19 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def raw_rows(path: str | Path | TypedSource | TextFile
-             ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    """(line, raw row or None, parse problem) for every data row, streaming.
-
-    The file is read as bytes: a row that is not UTF-8 (or not in the file's encoding,
-    edition.text_files), not valid JSON or too deep to parse is rejected on its own line,
-    and the rest of the file is read. Parquet and SQL sources give their row number
-    (from 1) as the line.
-    """
-    typed = typed_source(path)
-    if typed is not None:
-        with typed.open() as rows:
-            yield from rows
-        return
-    file = text_file(path)
-    json_file = _is_json(file.path)
-    try:
-        form = file_format(file.path, file.encoding, csv_file=not json_file)
-        handle = file.path.open("rb")
-    except OSError as exc:
-        raise RunError(f"cannot read the customer file: {exc.strerror}", file.path) from None
-    with handle:
-        if json_file:
-            yield from _json_rows(handle, form)
-        else:
-            yield from _csv_rows(handle, form)
+Source = CustomerSource | str | Path   # a source, or a file path / URL naming one
 
 
-def text_file(path: str | Path | TextFile) -> TextFile:
-    """A CSV/JSONL file and its encoding (None: UTF-8, or what a byte order mark says)."""
-    return path if isinstance(path, TextFile) else TextFile(Path(path))
+def source_of(source: Source) -> CustomerSource:
+    """The source itself; a path or URL is read by the source its ending or scheme
+    names (as `--customers` is)."""
+    return customer_source(source, from_campaign=False)
 
 
-def _decimal_comma(file: TextFile) -> bool:
-    """A `;`-separated file: where spreadsheets write that, `6200,50` is a number."""
-    return not _is_json(file.path) and file_format(file.path, file.encoding).separator == ";"
-
-
-def _is_json(path: Path) -> bool:
-    return path.suffix.lower() in {".jsonl", ".ndjson", ".json"}
-
-
-def _json_rows(handle: Any, form: FileFormat
-               ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    if not form.ascii_compatible:  # UTF-16/32: lines are not split at b"\n"
-        lines: Iterable[bytes | str] = form.open(handle)
-    else:
-        lines = handle
-    codec = "utf-8" if form.utf8 else form.codec
-    for number, data in enumerate(lines, start=1):
-        if isinstance(data, bytes):
-            if number == 1 and data.startswith(b"\xef\xbb\xbf"):
-                data = data[3:]
-            if not data.strip():
-                continue
-            try:
-                text = data.decode(codec)
-            except UnicodeDecodeError as exc:
-                yield number, None, Reason("not_utf8", f"byte 0x{data[exc.start]:02x} is not "
-                                           f"{form.name} text", f"not {form.name} text")
-                continue
-        elif not data.strip():
-            continue
-        else:
-            text = data
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            yield number, None, Reason("bad_json", f"not valid JSON: {exc.msg}",
-                                       "not valid JSON")
-            continue
-        except RecursionError:
-            yield number, None, Reason("too_deep", "JSON nested too deep to read",
-                                       "nested too deep")
-            continue
-        if not isinstance(value, dict):
-            yield number, None, Reason("not_an_object", "a JSONL row must be an object")
-            continue
-        yield number, value, None
-
-
-def _csv_rows(handle: Any, form: FileFormat
-              ) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    # surrogateescape: a byte the encoding cannot read survives as a marker the row
-    # check finds
-    text = form.open(handle)
-    reader = csv.reader(text, delimiter=form.separator)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return
-    except csv.Error as exc:
-        raise RunError(f"the customer file's header is not valid CSV: {exc}",
-                       getattr(handle, "name", None)) from None
-    width = len(header)
-    while True:
-        try:
-            values = next(reader)
-        except StopIteration:
-            return
-        except csv.Error as exc:
-            yield reader.line_num, None, Reason("bad_csv", f"not valid CSV: {exc}",
-                                                "not valid CSV")
-            continue
-        if not values:
-            continue
-        raw: dict[Any, Any] = dict(zip(header, values, strict=False))
-        if len(values) > width:  # as csv.DictReader does, so type_row rejects it
-            raw[None] = values[width:]
-        yield reader.line_num, raw, None
+def raw_rows(source: Source) -> Iterator[Triple]:
+    """(line, raw row or None, parse problem) for every data row, streaming."""
+    with source_of(source).open() as rows:
+        yield from rows
 
 
 class IdSet:
@@ -449,11 +344,11 @@ class IdSet:
         return isinstance(value, str) and self.first_line(value) is not None
 
 
-def read_customers(path: str | Path | TypedSource | TextFile, *, need_email: bool,
+def read_customers(path: Source, *, need_email: bool,
                    declared: Mapping[str, str] | None = None,
                    limit: int | None = None) -> Iterator[Row]:
-    """Every row of the file in order, typed and checked; repeated ids rejected."""
-    stream, schema = _rows_and_schema(path, declared or {})
+    """Every row of the source in order, typed and checked; repeated ids rejected."""
+    stream, schema = _rows_and_schema(source_of(path), declared or {})
     seen = IdSet()
     for index, (line, raw, problem) in enumerate(stream):
         if limit is not None and index >= limit:
@@ -482,27 +377,22 @@ def read_customers(path: str | Path | TypedSource | TextFile, *, need_email: boo
         yield Row(index, line, fields["id"], fields=fields)
 
 
-def _rows_and_schema(source: str | Path | TypedSource | TextFile, declared: Mapping[str, str]
-                     ) -> tuple[Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]],
-                                Schema]:
-    """The rows of a source and its column types: declared by Parquet and SQL sources,
-    inferred from the first rows of a CSV/JSONL file; the campaign's `fields` win."""
-    typed = typed_source(source)
-    if typed is not None:
-        rows = typed.open(declared)
-        return _closing(rows), Schema({**rows.types, **declared})
-    file = text_file(source)
-    if not file.path.is_file():
-        raise RunError(f"customer file not found: {file.path}", file.path)
-    stream = raw_rows(file)
+def _rows_and_schema(source: CustomerSource, declared: Mapping[str, str]
+                     ) -> tuple[Iterator[Triple], Schema]:
+    """The rows of a source and its column types: the source's own (Parquet, SQL), else
+    inferred from the first rows (CSV, JSONL); the campaign's `fields` win."""
+    rows = source.open(declared)
+    stream = _closing(rows)
+    if rows.types is not None:
+        return stream, Schema({**rows.types, **declared})
     head = list(itertools.islice(stream, SAMPLE_ROWS))
     schema = Schema.infer((raw for _, raw, _ in head if raw), declared,
-                          decimal_comma=_decimal_comma(file))
+                          decimal_comma=rows.decimal_comma)
     return itertools.chain(head, stream), schema
 
 
-def _closing(rows: SourceRows) -> Iterator[tuple[int, Mapping[str, Any] | None, Reason | None]]:
-    with rows:  # a SQL cursor or Parquet file is released when reading stops
+def _closing(rows: SourceRows) -> Iterator[Triple]:
+    with rows:  # a SQL cursor or an open file is released when reading stops
         yield from rows
 
 
@@ -520,168 +410,43 @@ def repeated(first_line: int) -> Reason:
     return Reason("repeated_id", f"repeated id (first on line {first_line})", "repeated id")
 
 
-def find_customer(path: str | Path | TypedSource | TextFile, customer_id: str, *,
-                  need_email: bool, declared: Mapping[str, str] | None = None) -> Row | None:
-    """The first row with this id, found without typing every other row."""
-    typed = typed_source(path)
-    if typed is not None:
-        return _find_typed(typed, customer_id, need_email=need_email, declared=declared or {})
-    file = text_file(path)
-    if not file.path.is_file():
-        raise RunError(f"customer file not found: {file.path}", file.path)
-    head = list(itertools.islice(raw_rows(file), SAMPLE_ROWS))
-    schema = Schema.infer((raw for _, raw, _ in head if raw), declared or {},
-                          decimal_comma=_decimal_comma(file))
-    csv_file = not _is_json(file.path)   # .csv, .tsv, .txt...: as raw_rows reads them
-    found = _scan_csv(file, customer_id) if csv_file else None
-    candidates = [found] if found is not None else (
-        ((line, raw) for line, raw, _ in raw_rows(file) if raw is not None)
-        if not csv_file else [])
-    for line, raw in candidates:
-        if str(raw.get("id", "")).strip() == customer_id:
-            try:
-                return Row(line - 2, line, customer_id,
-                           fields=type_row(raw, schema, need_email=need_email))
-            except RowError as exc:
-                return Row(line - 2, line, customer_id, reason=exc.reason)
-    return None
-
-
-def _find_typed(source: TypedSource, customer_id: str, *, need_email: bool,
-                declared: Mapping[str, str]) -> Row | None:
-    """Parquet compares the id column vectorized, SQL in the database; then one row is
-    typed with the source's column types."""
+def find_customer(path: Source, customer_id: str, *, need_email: bool,
+                  declared: Mapping[str, str] | None = None) -> Row | None:
+    """The first row with this id, found without typing every other row (the source
+    finds it as fast as it can: a byte search, a vectorized compare, a WHERE)."""
+    source = source_of(path)
+    declared = declared or {}
     found = source.find(customer_id, declared)
     if found is None:
         return None
-    number, raw, types = found
+    if found.types is not None:
+        schema = Schema({**found.types, **declared})
+    else:   # typed as read_customers types it: from the first rows
+        with source.open(declared) as rows:
+            head = [raw for _, raw, _ in itertools.islice(rows, SAMPLE_ROWS) if raw]
+        schema = Schema.infer(head, declared, decimal_comma=rows.decimal_comma)
     try:
-        fields = type_row(raw, Schema({**types, **declared}), need_email=need_email)
+        fields = type_row(found.raw, schema, need_email=need_email)
     except RowError as exc:
-        return Row(number - 1, number, customer_id, reason=exc.reason)
-    return Row(number - 1, number, customer_id, fields=fields)
+        return Row(found.index, found.line, customer_id, reason=exc.reason)
+    return Row(found.index, found.line, customer_id, fields=fields)
 
 
-def _scan_csv(file: TextFile, customer_id: str) -> tuple[int, dict[Any, Any]] | None:
-    """Find a row by id with a byte search, so a preview answers fast on a large file.
-
-    Only lines holding the id's bytes are parsed. When a candidate line could be part
-    of a multi-line quoted record the answer would be uncertain, so the whole file is
-    scanned instead (a plain csv.reader pass); so is a file whose newlines are not single
-    bytes (UTF-16).
-    """
-    path = file.path
-    form = file_format(path, file.encoding)
-    with path.open("rb") as handle:
-        header = next(csv.reader(form.open(handle), delimiter=form.separator), None)
-    if not header or "id" not in header:
-        return None
-    column = header.index("id")
-    codec = "utf-8" if form.utf8 else form.codec
-    try:
-        needle = customer_id.encode(codec)
-    except UnicodeEncodeError:
-        return None  # no row of this file can hold that id
-    if not form.ascii_compatible:
-        return _scan_csv_slowly(file, customer_id, header, column)
-    if not needle or b"\n" in needle:
-        return None
-    with path.open("rb") as handle:
-        header_end = len(handle.readline())
-        try:
-            data = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except ValueError:  # an empty file cannot be mapped
-            return None
-    with data:
-        at = data.find(needle, header_end)
-        while at != -1:
-            start = data.rfind(b"\n", 0, at) + 1
-            end = data.find(b"\n", at)
-            end = len(data) if end == -1 else end
-            text = data[start:end].decode(codec, "replace")
-            if data[:start].count(b'"') % 2 or text.count('"') % 2:
-                return _scan_csv_slowly(file, customer_id, header, column)
-            row = next(csv.reader([text], delimiter=form.separator), [])
-            if len(row) > column and row[column].strip() == customer_id:
-                return data[:start].count(b"\n") + 1, _as_raw(header, row)
-            at = data.find(needle, end)
-    return None
-
-
-def _scan_csv_slowly(file: TextFile, customer_id: str, header: list[str],
-                     column: int) -> tuple[int, dict[Any, Any]] | None:
-    form = file_format(file.path, file.encoding)
-    with file.path.open("rb") as handle:
-        reader = csv.reader(form.open(handle), delimiter=form.separator)
-        next(reader, None)
-        while True:
-            try:
-                row = next(reader)
-            except StopIteration:
-                return None
-            except csv.Error:
-                continue  # read_customers rejects that record; it is not this customer
-            if len(row) > column and row[column].strip() == customer_id:
-                return reader.line_num, _as_raw(header, row)
-
-
-def _as_raw(header: list[str], row: list[str]) -> dict[Any, Any]:
-    raw: dict[Any, Any] = dict(zip(header, row, strict=False))
-    if len(row) > len(header):  # as csv.DictReader does, so type_row rejects it
-        raw[None] = row[len(header):]
-    return raw
-
-
-def count_rows(path: str | Path | TypedSource | TextFile) -> int:
+def count_rows(path: Source) -> int:
     """A quick estimate of the number of data rows, for progress bars."""
-    typed = typed_source(path)
-    if typed is not None:
-        return typed.count()
-    path = text_file(path).path
-    lines = 0
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            lines += block.count(b"\n")
-    if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
-        return lines
-    return max(lines - 1, 0)
+    return source_of(path).count()
 
 
-def columns(path: str | Path | TypedSource | TextFile) -> list[str]:
-    """The customer file's columns: the CSV header, or the keys of the first JSONL rows
-    (a typed source: its own columns)."""
-    typed = typed_source(path)
-    if typed is not None:
-        rows = typed.open({})
-        try:
-            return list(rows.types)
-        finally:
-            rows.close()
-    file = text_file(path)
-    names: dict[str, None] = {}
-    for _, raw, _ in itertools.islice(raw_rows(file), SAMPLE_ROWS):
-        if raw is not None:
-            names.update((str(k), None) for k in raw if k is not None)
-        if not _is_json(file.path):
-            break  # every CSV row has the header's keys
-    if not names and not _is_json(file.path):
-        form = file_format(file.path, file.encoding)
-        with file.path.open("rb") as handle:
-            names.update((n, None) for n in next(
-                csv.reader(form.open(handle), delimiter=form.separator), []))
-    return list(names)
+def columns(path: Source) -> list[str]:
+    """The source's columns (a CSV header, the keys of the first JSONL rows, a typed
+    source's own)."""
+    return source_of(path).columns()
 
 
-def encoding_problem(source: str | Path | TypedSource | TextFile) -> str | None:
-    """Why a CSV/JSONL file looks like another encoding than it is read in (a run whose
-    rows were rejected as "not UTF-8 text" ends with it, exit 3), or None."""
-    if typed_source(source) is not None:
-        return None
-    file = text_file(source)
-    try:
-        return file_format(file.path, file.encoding, csv_file=False).suspect
-    except OSError:
-        return None
+def encoding_problem(source: Source) -> str | None:
+    """Why a text file looks like another encoding than it is read in (a run whose rows
+    were rejected as "not UTF-8 text" ends with it, exit 3), or None."""
+    return source_of(source).encoding_problem()
 
 
 def batches(rows: Iterable[Row], size: int) -> Iterator[list[Row]]:

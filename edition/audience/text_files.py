@@ -28,13 +28,15 @@ import codecs
 import csv
 import io
 import shlex
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from edition.audience.sources import CustomerSource, missing_file
 from edition.errors import UsageError
 
-__all__ = ["SEPARATORS", "FileFormat", "TextFile", "file_format"]
+__all__ = ["SEPARATORS", "FileFormat", "TextFileSource", "file_format"]
 
 SEPARATORS = ",;\t|"
 SAMPLE_BYTES = 1 << 20     # the encoding is judged on the first MiB
@@ -54,21 +56,54 @@ _GUESSES = (("cp1252", "WINDOWS-1252"), ("cp1250", "WINDOWS-1250"), ("cp850", "C
 
 
 @dataclass(frozen=True)
-class TextFile:
-    """A CSV/JSONL customer file read in an encoding other than the default (UTF-8)."""
+class TextFileSource(CustomerSource):
+    """A customer file of text (CSV, JSONL) and the encoding it is read in (None: UTF-8,
+    or what a byte order mark says; `--encoding` or `customers_encoding` otherwise)."""
 
     path: Path
     encoding: str | None = None
 
+    @classmethod
+    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+                     encoding: str | None) -> TextFileSource:
+        path = Path(str(value))
+        if root is not None and not path.is_absolute():
+            path = root / path
+        return cls(path, encoding or None)
+
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def label(self) -> str:
+        where = str(self.path.resolve())
+        return f"{where} ({self.encoding})" if self.encoding else where
 
     def __fspath__(self) -> str:
         return str(self.path)
 
     def __str__(self) -> str:
         return str(self.path)
+
+    def check(self) -> None:
+        if not self.path.is_file():
+            raise missing_file(self.path)
+
+    def encoding_problem(self) -> str | None:
+        """Why the file looks like another encoding than it is read in (a run whose rows
+        were rejected as "not UTF-8 text" ends with it, exit 3), or None."""
+        try:
+            return file_format(self.path, self.encoding, csv_file=False).suspect
+        except OSError:
+            return None
+
+    def count_lines(self) -> int:
+        lines = 0
+        with self.path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                lines += block.count(b"\n")
+        return lines
 
 
 @dataclass(frozen=True)

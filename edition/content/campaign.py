@@ -1,87 +1,283 @@
-"""Campaign files: load, check every key, and report every mistake at once."""
+"""Campaign files: one typed model, loaded and checked, every mistake reported at once.
+
+`Campaign` is the shape of a campaign file (design.md, "Campaign file") and the checked
+campaign the engine uses, in one pydantic model: each key's validator takes what YAML
+gave and keeps it in the form the engine reads (segments compiled, slots named,
+templates checked, `delivery` typed by its target's plugin). Validation needs the
+content root and the file's lines, passed as the `Loading` context
+(content/campaign_checks.py); `load_campaign` is the way in. pydantic validates every
+key even when another is wrong, so a file with three mistakes says three things, each
+with its file and line (content/errors_at_lines.py).
+"""
 
 from __future__ import annotations
 
 import functools
-import re
-from dataclasses import dataclass, field
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-import yaml
-
-from edition.content.config import (
-    RESERVED_SLOTS,
-    CampaignConfig,
-    DkimConfig,
-    OptionErrors,
-    SuppressionConfig,
-    check,
-    closest,
-    target_options,
-    target_problem,
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
 )
-from edition.content.environment import EditionEnvironment
+
+from edition.content import campaign_checks as checks
+from edition.content import campaign_values as values
+from edition.content.campaign_blocks import Pdf, Slot, Suppression, suppression_block
+from edition.content.campaign_checks import Loading, loading
+from edition.content.campaign_files import (
+    campaign_file,
+    find_root,
+    is_campaign_name,
+    relative_to_root,
+)
+from edition.content.campaign_values import FieldType, FooterKey, Strict
+from edition.content.delivery_settings import DeliverySettings, Dkim
+from edition.content.errors_at_lines import check, fail
 from edition.content.limits import Limits
-from edition.content.segments import REQUIRED_KINDS, Rule, Segment, compile_segment
-from edition.content.template_checks import check_source, check_template, slots_used
+from edition.content.schedule import Schedule, schedule_block
+from edition.content.segments import Rule, Segment
 from edition.content.yamlfile import LineDict, load_yaml
 from edition.errors import ContentError, collect
 from edition.locales import NotALanguageTag, language_of, language_tag
 from edition.naming import FORMATS
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
+__all__ = ["FORMATS", "Campaign", "Slot", "by_locale", "campaign_file", "find_root",
+           "is_campaign_name", "load_campaign", "relative_to_root"]
+
+PerLocale = str | dict[str, str]
 
 
-@dataclass(frozen=True)
-class Slot:
-    """A place in the template that takes `count` modules of one `kind`."""
+class Campaign(Strict):
+    """A campaign file, checked: what the engine renders and sends by."""
 
-    name: str
-    kind: str
-    count: int
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
+                              arbitrary_types_allowed=True)
 
-
-@dataclass
-class Campaign:
-    """A validated campaign file."""
-
-    name: str
-    file: str
-    root: Path
-    template: str
-    text_template: str | None
-    subject: str | dict[str, str]
-    sender: str
-    segments: list[Segment]
-    slots: list[Slot]
-    formats: tuple[str, ...]
-    customers: str | dict[str, str] | None = None
-    title: str | dict[str, str] | None = None       # display name; default: from the name
+    name: str = Field(default=None, validate_default=True)   # type: ignore[assignment]
+    # the display name (running header of PDFs): text, or per locale; default: the name
+    title: Annotated[PerLocale | None, BeforeValidator(
+        lambda v: values.per_locale(v, "title"))] = None
     description: str = ""
+    template: str
+    text_template: str | None = Field(default=None, validate_default=True)
+    formats: tuple[str, ...] = Field(default=None, validate_default=True)  # type: ignore
+    subject: PerLocale = Field(default=None, validate_default=True)       # type: ignore
+    sender: str = Field(default=None, validate_default=True)              # type: ignore
     reply_to: str | None = None
-    delivery: dict[str, Any] = field(default_factory=dict)
-    schedule: dict[str, str] | None = None
-    footer: dict[str, Any] = field(default_factory=dict)
-    unsubscribe_url: str | None = None
-    fields: dict[str, str] = field(default_factory=dict)
-    pdf: dict[str, Any] = field(default_factory=dict)
-    max_failed: tuple[int, bool] = (0, False)     # (number, is a percentage)
-    max_rejected: tuple[int, bool] | None = None  # the same for rejected rows; None: any
-    customers_encoding: str | None = None         # of a CSV/JSONL customer file
-    limits: Limits = field(default_factory=Limits)
-    currency: str | dict[str, str] | None = None
-    kind: str = "marketing"                       # or transactional: no marketing unsubscribes
-    suppression: SuppressionConfig = field(default_factory=SuppressionConfig)
-    unsubscribe_mailto: str | None = None
-    list_id: str | None = None                    # List-Id; default <name>.<sender domain>
-    feedback_id: str | None = None                # Feedback-ID sender id; default the domain
-    dkim: DkimConfig | None = None                # delivery.dkim (SMTP only; SES signs itself)
-    audience: Rule | None = None                  # who the campaign is for (None: everyone)
+    customers: Annotated[str | dict[str, str] | None, BeforeValidator(checks.customers)] = None
+    customers_encoding: Annotated[str | None, BeforeValidator(
+        lambda v: values.encoding(v, "customers_encoding"))] = None
+    segments: tuple[Segment, ...] = ()
+    slots: tuple[Slot, ...]
+    audience: Rule | None = None          # who the campaign is for (None: everyone)
     exclude: Rule | None = None
-    require: tuple[str, ...] = ()                 # slots that must be filled
-    approval: str = "optional"    # "required": only `edition send` of an approved run
+    require: tuple[str, ...] = Field(default=None, validate_default=True)  # type: ignore
+    delivery: DeliverySettings = Field(default=None, validate_default=True)  # type: ignore
+    schedule: Annotated[Schedule | None, BeforeValidator(schedule_block)] = None
+    footer: Annotated[dict[FooterKey, Any], BeforeValidator(
+        lambda v: values.mapping(v, "footer")), AfterValidator(values.footer_values)] = Field(
+        default_factory=dict)
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    kind: str = "marketing"               # or transactional: no marketing unsubscribes
+    suppression: Annotated[Suppression, BeforeValidator(suppression_block)] = Suppression()
+    list_id: str | None = None            # List-Id; default <name>.<sender domain>
+    feedback_id: str | None = None        # Feedback-ID sender id; default the domain
+    fields: dict[str, FieldType] = Field(default_factory=dict)
+    pdf: Annotated[Pdf, BeforeValidator(lambda v: values.mapping(v, "pdf"))] = Pdf()
+    max_failed: Annotated[tuple[int, bool], BeforeValidator(
+        lambda v: values.count_or_percent(v))] = (0, False)
+    # rejected rows (count or "N%") a run may have and still exit 0; absent: any number
+    max_rejected: Annotated[tuple[int, bool] | None, BeforeValidator(
+        lambda v: None if v is None else values.count_or_percent(v, "max_rejected",
+                                                                 "rows"))] = None
+    limits: Limits = Limits()
+    currency: Annotated[PerLocale | None, BeforeValidator(
+        lambda v: values.per_locale(v, "currency", values.currency))] = None
+    approval: Annotated[str, BeforeValidator(values.approval)] = "optional"
+
+    _file: str = PrivateAttr(default="")
+    _root: Path = PrivateAttr(default_factory=Path)
+
+    def model_post_init(self, context: Any) -> None:
+        if isinstance(context, Loading):
+            self._file, self._root = context.file, context.root
+
+    # -- what the file is, and where ---------------------------------------------------
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _name(cls, value: Any, info: ValidationInfo) -> Any:
+        return values.slug(value) or Path(loading(info).file).stem
+
+    @field_validator("description", mode="before")
+    @classmethod
+    def _description(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, str):
+            raise fail("description must be text")
+        return value or ""
+
+    @field_validator("template", mode="before")
+    @classmethod
+    def _template(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            raise fail("template is required (a file in templates/)")
+        return checks.template(loading(info), value, "template")
+
+    @field_validator("text_template", mode="before")
+    @classmethod
+    def _text_template(cls, value: Any, info: ValidationInfo) -> Any:
+        ctx = loading(info)
+        if value is None:
+            return checks.sibling_text_template(ctx, info.data.get("template"))
+        return checks.template(ctx, value, "text_template")
+
+    @field_validator("formats", mode="before")
+    @classmethod
+    def _formats(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is not None:
+            return values.formats(value)
+        data = loading(info).data
+        return ("html", "text", *(("eml",) if data.get("sender") and data.get("subject")
+                                  else ()))
+
+    @field_validator("subject", mode="before")
+    @classmethod
+    def _subject(cls, value: Any, info: ValidationInfo) -> Any:
+        ctx = loading(info)
+        if value is None:
+            if "eml" in info.data.get("formats", ()) and "subject" not in ctx.data:
+                raise fail("subject is required when the campaign makes email (eml)")
+            return ""
+        subject = values.per_locale(value, "subject")
+        checks.check_subject(ctx, subject)
+        return subject
+
+    @field_validator("sender", mode="before")
+    @classmethod
+    def _sender(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            if "eml" in info.data.get("formats", ()) and "sender" not in loading(info).data:
+                raise fail("sender is required when the campaign makes email (eml), "
+                           "e.g. \"Acme News <news@acme.example>\"")
+            return ""
+        return values.address("sender", value)
+
+    @field_validator("reply_to", mode="before")
+    @classmethod
+    def _reply_to(cls, value: Any) -> Any:
+        return values.address("reply_to", value)
+
+    # -- who gets what -----------------------------------------------------------------
+
+    @field_validator("segments", mode="before")
+    @classmethod
+    def _segments(cls, value: Any, info: ValidationInfo) -> Any:
+        return checks.segments(loading(info), value)
+
+    @field_validator("slots", mode="before")
+    @classmethod
+    def _slots(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None:
+            raise fail("slots is required: e.g. articles: {kind: article, count: 3}")
+        return checks.slots(loading(info), value)
+
+    @field_validator("audience", "exclude", mode="before")
+    @classmethod
+    def _rule(cls, value: Any, info: ValidationInfo) -> Any:
+        key = str(info.field_name)
+        ctx = loading(info)
+        return checks.rule(ctx, key, values.names_or_rule(value, key),
+                           checks.segment_names(ctx, info))
+
+    @field_validator("require", mode="before")
+    @classmethod
+    def _require(cls, value: Any, info: ValidationInfo) -> Any:
+        return checks.required(loading(info), values.slot_names(value), info)
+
+    # -- where it goes -----------------------------------------------------------------
+
+    @field_validator("suppression", mode="after")
+    @classmethod
+    def _suppression_lists(cls, value: Suppression, info: ValidationInfo) -> Suppression:
+        return checks.suppression_lists(loading(info), value)
+
+    @field_validator("fields", mode="before")
+    @classmethod
+    def _fields(cls, value: Any) -> Any:
+        return {str(k): v for k, v in values.mapping(value, "fields").items()}
+
+    @field_validator("unsubscribe_url", mode="before")
+    @classmethod
+    def _unsubscribe(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and value.startswith(
+                ("https://", "http://", "mailto:"))):
+            raise fail("unsubscribe_url must be an http(s) or mailto URL")
+        return value
+
+    @field_validator("unsubscribe_mailto", mode="before")
+    @classmethod
+    def _mailto(cls, value: Any) -> Any:
+        if value is not None and not (isinstance(value, str) and value.startswith("mailto:")
+                                      and "@" in value):
+            raise fail("unsubscribe_mailto must be a mailto: URL, e.g. "
+                       "mailto:unsubscribe@acme.example")
+        return value
+
+    @field_validator("kind", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value not in values.CAMPAIGN_KINDS:
+            raise fail(f"kind {value!r} must be marketing (newsletters, offers: unsubscribes "
+                       f"apply) or transactional (invoices, receipts)")
+        return value
+
+    @field_validator("list_id", mode="before")
+    @classmethod
+    def _list_id(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or len(value) > 255
+                                  or not values.DOT_ATOM.match(value)):
+            raise fail(f"list_id {value!r} must look like a domain name, e.g. "
+                       f"weekly.acme.example (RFC 2919)")
+        return value
+
+    @field_validator("feedback_id", mode="before")
+    @classmethod
+    def _feedback_id(cls, value: Any) -> Any:
+        if value is not None and (not isinstance(value, str) or not value or len(value) > 64
+                                  or any(c.isspace() or c == ":" for c in value)):
+            raise fail(f"feedback_id {value!r} must be a short sender id without spaces or "
+                       f"':' (the last field of Feedback-ID)")
+        return value
+
+    # -- what the engine asks of it ------------------------------------------------------
+
+    @property
+    def file(self) -> str:
+        """The campaign file, as messages show it (`campaigns/x.yaml`)."""
+        return self._file
+
+    @property
+    def root(self) -> Path:
+        """The content root: paths in the campaign are relative to it."""
+        return self._root
+
+    @property
+    def target(self) -> str:
+        """The campaign's own delivery target (`delivery.to`)."""
+        return self.delivery.to
+
+    @property
+    def dkim(self) -> Dkim | None:
+        """`delivery.dkim` (the key itself is read when sending)."""
+        return self.delivery.dkim
 
     @property
     def approval_required(self) -> bool:
@@ -90,11 +286,6 @@ class Campaign:
     @functools.cached_property
     def sender_domain(self) -> str:
         return parseaddr(self.sender)[1].rpartition("@")[2] or "localhost"
-
-    @property
-    def target(self) -> str:
-        """The campaign's own delivery target (`delivery.to`)."""
-        return str(self.delivery.get("to", "local"))
 
     def failure_limit(self, rows: int) -> int:
         """How many customers may fail (or be unknown) before a run exits 3."""
@@ -158,12 +349,6 @@ def _tag_or_key(key: str) -> str:
         return key
 
 
-def find_root(campaign_file: Path) -> Path:
-    """The content root is the folder holding campaigns/ (else the campaign's folder)."""
-    folder = campaign_file.resolve().parent
-    return folder.parent if folder.name == "campaigns" else folder
-
-
 def load_campaign(path: str | Path, root: Path | None = None,
                   kinds: set[str] | None = None) -> Campaign:
     """Read and validate a campaign file; raise every problem found at once."""
@@ -178,262 +363,7 @@ def load_campaign(path: str | Path, root: Path | None = None,
         raise ContentError(f"campaign is not UTF-8 text: {exc}", rel, 1) from None
     if not isinstance(data, LineDict):
         raise ContentError("a campaign file must be a mapping of keys", rel, 1)
-    return _Checker(data, rel, root, kinds or {"article", "offer", "greeting"}).campaign()
-
-
-def is_campaign_name(ref: str) -> bool:
-    """A bare name (`weekly-newsletter`), not a path to a campaign file."""
-    return bool(ref) and "/" not in ref and "\\" not in ref and \
-        Path(ref).suffix not in {".yaml", ".yml"}
-
-
-def campaign_file(ref: str, root: Path) -> Path | None:
-    """The file a campaign reference names, or None.
-
-    A name is looked up among root/campaigns/*.yaml by each file's `name:` (the file's
-    stem when it has none); a relative path is taken from the content root, then from the
-    working directory; an absolute path as it is.
-    """
-    if not ref:
-        return None
-    if not is_campaign_name(ref):
-        path = Path(ref).expanduser()
-        if not path.is_absolute() and (root / path).is_file():
-            path = root / path
-        return path if path.is_file() else None
-    folder = root / "campaigns"
-    if not folder.is_dir():
-        return None
-    files = sorted(p for p in folder.iterdir() if p.suffix in {".yaml", ".yml"}
-                   and p.is_file() and not p.name.startswith("."))
-    files.sort(key=lambda p: p.stem != ref)  # the file named after it first (stable)
-    for file in files:
-        if _declared_name(file) == ref:
-            return file
-    return None
-
-
-def _declared_name(file: Path) -> str | None:
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    name = data.get("name") if isinstance(data, dict) else None
-    return str(name) if name else file.stem
-
-
-def relative_to_root(file: Path, root: Path) -> str:
-    """`campaigns/x.yaml` for a file under the content root (else the path as given)."""
-    try:
-        return file.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(file)
-
-
-class _Checker:
-    """The shape from config.CampaignConfig, then what needs the content root."""
-
-    def __init__(self, data: LineDict, file: str, root: Path, kinds: set[str]):
-        self.data = data
-        self.file = file
-        self.root = root
-        self.kinds = kinds
-        self.errors: list[ContentError] = []
-        self.env = EditionEnvironment(root / "templates")
-
-    def error(self, message: str, line: int | None) -> None:
-        self.errors.append(ContentError(message, self.file, line))
-
-    def line(self, key: str, within: Any = None) -> int:
-        mapping = within if within is not None else self.data
-        return mapping.line_of(key) if isinstance(mapping, LineDict) else self.data.start_line
-
-    def campaign(self) -> Campaign:
-        config, self.errors = check(CampaignConfig, self.data, self.file)
-        config = config or CampaignConfig()
-        d = self.data
-        formats = config.formats or tuple(
-            ["html", "text"] + (["eml"] if d.get("sender") and d.get("subject") else []))
-        if "formats" in d and config.formats is None:
-            formats = ("html",)  # the error is reported; go on checking the rest
-        name = config.name or Path(self.file).stem
-        template = self.template(config.template, "template", required="template" not in d)
-        text_template = self.template(config.text_template, "text_template", required=False)
-        if text_template is None and template and config.text_template is None:
-            sibling = re.sub(r"\.html?(\.j2|\.jinja2?)?$", r".txt\1", template)
-            if sibling != template and (self.root / "templates" / sibling).is_file():
-                text_template = self.template(sibling, "text_template", required=False)
-        subject = config.subject
-        if subject is None and "eml" in formats and "subject" not in d:
-            self.error("subject is required when the campaign makes email (eml)",
-                       d.start_line)
-        elif subject is not None:
-            within = d.get("subject")
-            sources = subject.items() if isinstance(subject, dict) else [("", subject)]
-            for locale, source in sources:
-                line = self.line(locale, within) if locale else self.line("subject")
-                problem = check_source(self.env, source, self.file, line,
-                                       f"subject.{locale}" if locale else "subject")
-                if problem:
-                    self.errors.append(problem)
-        if config.sender is None and "eml" in formats and "sender" not in d:
-            self.error("sender is required when the campaign makes email (eml), "
-                       "e.g. \"Acme News <news@acme.example>\"", d.start_line)
-        segments = self.segments(config.segments)
-        slots = self.slots(config.slots or {})
-        names = [seg.name for seg in segments]
-        audience = self.rule("audience", config.audience, names)
-        exclude = self.rule("exclude", config.exclude, names)
-        require = self.required(config.require, slots, [t for t in (template, text_template)
-                                                        if t])
-        delivery = dict(config.delivery) | {"to": str(config.delivery.get("to", "local"))}
-        if "delivery" in d and isinstance(d.get("delivery"), dict):
-            problem = target_problem(delivery["to"])
-            if problem:
-                self.error(f"delivery.to {delivery['to']!r} {problem}",
-                           self.line("to", d["delivery"]))
-            else:
-                try:
-                    target_options(delivery["to"], delivery)
-                except OptionErrors as exc:
-                    for option, problem in exc.problems:
-                        self.error(f"delivery: {problem}", self.line(option, d["delivery"])
-                                   if option else self.line("delivery"))
-        schedule = config.schedule.model_dump() if config.schedule else None
-        dkim = self.dkim(d.get("delivery"))
-        self.suppression_lists(config.suppression)
-        collect(self.errors)
-        return Campaign(
-            name=name, file=self.file, root=self.root, template=template or "",
-            text_template=text_template, subject=subject or "", sender=config.sender or "",
-            segments=segments, slots=slots, formats=formats, customers=config.customers,
-            title=config.title, description=config.description or "",
-            reply_to=config.reply_to,
-            delivery=delivery, schedule=schedule, footer=dict(config.footer),
-            unsubscribe_url=config.unsubscribe_url, fields=dict(config.fields),
-            pdf=config.pdf.model_dump(), max_failed=config.max_failed,
-            max_rejected=config.max_rejected, customers_encoding=config.customers_encoding,
-            limits=Limits(**config.limits.model_dump()), currency=config.currency,
-            kind=config.kind, suppression=config.suppression,
-            unsubscribe_mailto=config.unsubscribe_mailto, list_id=config.list_id,
-            feedback_id=config.feedback_id, dkim=dkim, audience=audience, exclude=exclude,
-            require=require, approval=config.approval,
-        )
-
-    def dkim(self, delivery: Any) -> DkimConfig | None:
-        """`delivery.dkim`, checked with its lines (the key itself is read when sending)."""
-        if not isinstance(delivery, LineDict) or delivery.get("dkim") is None:
-            return None
-        value = delivery["dkim"]
-        if not isinstance(value, dict):
-            self.error("delivery.dkim must be a mapping: {domain, selector, key_file | key_env}",
-                       self.line("dkim", delivery))
-            return None
-        config, errors = check(DkimConfig, value, self.file)
-        for problem in errors:
-            self.errors.append(ContentError(
-                problem.message if problem.message.startswith("dkim")
-                else f"delivery.dkim: {problem.message}", self.file, problem.line))
-        return config if not errors else None
-
-    def suppression_lists(self, config: SuppressionConfig) -> None:
-        """Every suppression list must exist: a list that silently fails to load mails
-        people who asked not to be mailed."""
-        within = self.data.get("suppression")
-        line = self.line("lists", within) if isinstance(within, LineDict) \
-            else self.line("suppression")
-        for name in config.lists:
-            path = Path(name) if Path(name).is_absolute() else self.root / name
-            if not path.is_file():
-                self.error(f"suppression list {name!r} not found (paths are relative to "
-                           f"the content root {self.root})", line)
-
-    def template(self, name: str | None, key: str, *, required: bool) -> str | None:
-        if name is None:
-            if required:
-                self.error(f"{key} is required (a file in templates/)", self.data.start_line)
-            return None
-        path = self.root / "templates" / name
-        if not path.is_file():
-            self.error(f"{key}: template {name!r} not found in {self.root / 'templates'}",
-                       self.line(key))
-            return None
-        problem = check_template(self.env, name, self.root)
-        if problem:
-            self.errors.append(problem)
-            return None
-        return name
-
-    def rule(self, key: str, value: str | tuple[str, ...] | None,
-             segments: list[str]) -> Rule | None:
-        """`audience:` / `exclude:`: known segment names, or a rule compiled like a segment."""
-        if value is None:
-            return None
-        if isinstance(value, str) and value.strip() in segments:
-            value = (value.strip(),)   # `audience: senior` is that segment, not a rule
-        if isinstance(value, tuple):
-            unknown = [n for n in value if n not in segments]
-            for name in unknown:
-                hint = closest(name, segments)
-                self.error(f"{key}: {name!r} is not a segment of this campaign"
-                           + (f" (did you mean {hint!r}?)" if hint else
-                              f" (segments: {', '.join(segments) or 'none'})"), self.line(key))
-            return None if unknown else Rule(key, names=value)
-        try:
-            return Rule(key, rule=compile_segment(self.env, key, value, self.file, self.line(key)))
-        except ContentError as exc:
-            self.errors.append(exc)
-            return None
-
-    def required(self, value: tuple[str, ...] | None, slots: list[Slot],
-                 templates: list[str]) -> tuple[str, ...]:
-        """The slots that must be filled (default: the article and offer slots shown)."""
-        names = [s.name for s in slots]
-        if value is not None:
-            for name in value:
-                if name not in names:
-                    hint = closest(name, names)
-                    self.error(f"require: {name!r} is not a slot of this campaign"
-                               + (f" (did you mean {hint!r}?)" if hint else ""),
-                               self.line("require"))
-            return tuple(n for n in value if n in names)
-        try:
-            used = slots_used(self.env, names, templates)
-        except Exception:  # the template's own check reports what is wrong with it
-            used = set(names)
-        return tuple(s.name for s in slots if s.kind in REQUIRED_KINDS and s.name in used)
-
-    def segments(self, value: dict[str, Any]) -> list[Segment]:
-        within = self.data.get("segments")
-        result = []
-        for name, rule in value.items():
-            line = self.line(str(name), within)
-            if not _NAME.match(str(name)):
-                self.error(f"segment name {name!r} must be a simple name (letters, digits, _)",
-                           line)
-                continue
-            try:
-                result.append(compile_segment(self.env, str(name), rule, self.file, line))
-            except ContentError as exc:
-                self.errors.append(exc)
-        return result
-
-    def slots(self, value: dict[str, Any]) -> list[Slot]:
-        within = self.data.get("slots")
-        result = []
-        for name, spec in value.items():
-            line = self.line(str(name), within)
-            if not _NAME.match(str(name)) or name in RESERVED_SLOTS:
-                self.error(f"slot name {name!r} must be a simple name and not one of "
-                           f"{', '.join(sorted(RESERVED_SLOTS))}", line)
-                continue
-            if spec.kind not in self.kinds:
-                self.error(f"slot {name!r}: unknown kind {spec.kind!r} "
-                           f"(known: {', '.join(sorted(self.kinds))})",
-                           self.line("kind", within.get(name) if within else None))
-                continue
-            result.append(Slot(str(name), spec.kind, spec.count))
-        return result
-
-
-__all__ = ["FORMATS", "Campaign", "Slot", "find_root", "load_campaign"]
+    context = Loading(rel, root, data, kinds or {"article", "offer", "greeting"})
+    campaign, errors = check(Campaign, data, rel, context=context, salvage=False)
+    collect(errors)
+    return campaign

@@ -26,8 +26,12 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationInfo, field_validator
+
+from edition.content.campaign_values import Strict
+from edition.content.errors_at_lines import fail
 
 DOCUMENT_BYTES = 5_000_000
 RENDER_SECONDS = 10.0
@@ -45,12 +49,19 @@ class RenderTimeout(LimitExceeded):
     """A render ran longer than the limit; raised in the rendering thread."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    """The campaign's `limits:` (document_bytes, render_seconds)."""
+class Limits(Strict):
+    """The campaign's `limits: {document_bytes: 5000000, render_seconds: 10}`: what one
+    edition may take."""
 
     document_bytes: int = DOCUMENT_BYTES
     render_seconds: float = RENDER_SECONDS
+
+    @field_validator("document_bytes", "render_seconds", mode="before")
+    @classmethod
+    def _positive(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise fail(f"limits.{info.field_name} must be a positive number")
+        return value
 
 
 def _size(value: Any) -> int | None:

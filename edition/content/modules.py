@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edition.content.config import FrontMatter, check, front_matter_notes
 from edition.content.environment import EditionEnvironment
+from edition.content.errors_at_lines import check
+from edition.content.front_matter import FrontMatter, front_matter_notes
 from edition.content.markup import BodyProblem, render_body
 from edition.content.template_checks import check_source
 from edition.content.yamlfile import LineDict, load_yaml
@@ -21,6 +22,7 @@ from edition.locales import NotALanguageTag, language_tag
 KINDS = {"articles": "article", "offers": "offer", "greetings": "greeting"}
 _CHECK_ENV = EditionEnvironment()
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
+FIRST_LINE = 2   # the front matter's first line, after the opening `---`
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,7 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
     rel = _rel(file, root)
     try:
         front, body, body_line = split_front_matter(text, rel)
-        first = 2
+        first = FIRST_LINE
         meta = load_yaml(front, rel, first_line=first) or LineDict()
     except ContentError as exc:
         return None, [exc]
@@ -104,9 +106,38 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         meta.start_line = first
     matter, errors = check(FrontMatter, meta, str(rel), extra_word="front matter key")
     matter = matter or FrontMatter()
+    kind, module_id, title, locales = _identity(file, rel, meta, matter, body, errors)
+    errors += _body_problems(body, rel, body_line)
+    if errors:
+        return None, errors
+    module = Module(
+        id=module_id,
+        kind=str(kind),
+        title=title.strip(),
+        segments=matter.segments or frozenset(),
+        locales=frozenset(locales) or None,
+        interests=frozenset(i.lower() for i in matter.interests or ()),
+        priority=matter.priority,
+        valid_from=matter.valid_from,
+        valid_until=matter.valid_until,
+        campaigns=matter.campaigns or None,
+        body=body,
+        meta=_plain(meta),
+        source=str(rel),
+        line=meta.lines.get("id", FIRST_LINE),
+        body_line=body_line,
+        notes=tuple(f"{rel}:{meta.lines.get(key, FIRST_LINE)}: {note}"
+                    for key, note in front_matter_notes(meta)),
+    )
+    return module, []
+
+
+def _identity(file: Path, rel: Path, meta: LineDict, matter: FrontMatter, body: str,
+              errors: list[ContentError]) -> tuple[str | None, str, str, set[str]]:
+    """(kind, id, title, locales) with their defaults; problems go to `errors`."""
 
     def line(key: str) -> int:
-        return meta.lines.get(key, first)
+        return meta.lines.get(key, FIRST_LINE)
 
     # the kind folder is the top one (articles/travel/x.md is an article too)
     folder_kind = KINDS.get(Path(rel).parts[0] if Path(rel).parts else "",
@@ -137,37 +168,23 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
             errors.append(ContentError(f"locales: {exc}", rel, line("locales")))
     if matter.valid_from and matter.valid_until and matter.valid_from > matter.valid_until:
         errors.append(ContentError("valid_from is after valid_until", rel, line("valid_until")))
-    if "{{" in body or "{%" in body or "{#" in body:
-        problem = check_source(_CHECK_ENV, body, str(rel), body_line, "module body",
-                               module_body=True)
-        if problem:
-            errors.append(problem)
-        elif "{{" in body or "{%" in body:
-            try:
-                render_body(body)  # the sanitizer must leave every expression in place
-            except BodyProblem as exc:
-                errors.append(ContentError(f"module body: {exc}", rel, body_line))
-    if errors:
-        return None, errors
-    module = Module(
-        id=module_id,
-        kind=str(kind),
-        title=title.strip(),
-        segments=matter.segments or frozenset(),
-        locales=frozenset(locales) or None,
-        interests=frozenset(i.lower() for i in matter.interests or ()),
-        priority=matter.priority,
-        valid_from=matter.valid_from,
-        valid_until=matter.valid_until,
-        campaigns=matter.campaigns or None,
-        body=body,
-        meta=_plain(meta),
-        source=str(rel),
-        line=line("id"),
-        body_line=body_line,
-        notes=tuple(f"{rel}:{line(key)}: {note}" for key, note in front_matter_notes(meta)),
-    )
-    return module, []
+    return kind, module_id, title, locales
+
+
+def _body_problems(body: str, rel: Path, body_line: int) -> list[ContentError]:
+    """A body's template syntax, and whether the sanitizer leaves its expressions whole."""
+    if "{{" not in body and "{%" not in body and "{#" not in body:
+        return []
+    problem = check_source(_CHECK_ENV, body, str(rel), body_line, "module body",
+                           module_body=True)
+    if problem:
+        return [problem]
+    if "{{" in body or "{%" in body:
+        try:
+            render_body(body)  # the sanitizer must leave every expression in place
+        except BodyProblem as exc:
+            return [ContentError(f"module body: {exc}", rel, body_line)]
+    return []
 
 
 def _plain(value: Any) -> Any:

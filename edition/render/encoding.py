@@ -136,6 +136,6 @@ def pdf_options(campaign: Campaign) -> dict[str, Any]:
     root = campaign.root.resolve()
     title = campaign.title if isinstance(campaign.title, dict) else campaign.title_for()
     return {"base_url": (root / "templates").as_uri() + "/", "root": root,
-            "allow_hosts": tuple(campaign.pdf.get("allow_hosts", ())),
-            "page_size": str(campaign.pdf.get("page_size", "A4")),
+            "allow_hosts": campaign.pdf.allow_hosts,
+            "page_size": campaign.pdf.page_size,
             "campaign_name": title, "templates_dir": root / "templates"}

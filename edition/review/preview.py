@@ -11,6 +11,7 @@ from typing import Any
 
 from edition.audience.customers import find_customer
 from edition.audience.selection import OTHER_CAMPAIGNS
+from edition.audience.sources import CustomerSource
 from edition.errors import RunError
 from edition.render.editions import RenderFailure
 from edition.render.plan import Plan
@@ -123,7 +124,7 @@ def _subject(rendered: str | None, eml: bytes | None) -> str | None:
     return rendered
 
 
-def explain(result: PreviewResult, plan: Plan, source: Path) -> str:
+def explain(result: PreviewResult, plan: Plan, source: CustomerSource) -> str:
     """The selection in words, slot by slot."""
     lines = [f"customer {result.customer_id} ({source.name}) — campaign {plan.campaign.name}, "
              f"as of {plan.as_of.isoformat()}",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.content.campaign import Campaign, load_campaign
-from edition.content.config import has_credentials, target_problem
+from edition.content.plugins import has_credentials, target_problem
 from edition.errors import ApprovalError, EditionError, UsageError
 from edition.review.approval import (
     APPROVAL_FILE,

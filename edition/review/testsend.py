@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 from edition.addresses import normalize
 from edition.audience.customers import find_customer
-from edition.content.config import ENGINE_KEYS
 from edition.errors import RunError, UsageError
 from edition.naming import relative_path
 from edition.render.editions import RenderFailure
@@ -54,8 +53,7 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
     target = target_of(options, campaign)
     results: list[TestSent] = []
     with open_target(target, out_dir=campaign.root / "out" / campaign.name / "test-sends",
-                     options={k: v for k, v in campaign.delivery.items()
-                              if k not in ENGINE_KEYS}) as publisher:
+                     options=campaign.delivery.given_options()) as publisher:
         for customer_id in customer_ids:
             row = find_customer(source, customer_id, need_email=False, declared=campaign.fields)
             if row is None:

@@ -17,16 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from edition.audience.customers import count_rows
-from edition.audience.sources import TypedSource, customer_source
-from edition.audience.text_files import TextFile
+from edition.audience.sources import CustomerSource, customer_source
 from edition.content.campaign import Campaign
 from edition.errors import RunError, UsageError
 from edition.render.plan import Plan
 from edition.run.folder import is_remote
 from edition.run.options import RunOptions
 from edition.send.delivery import EMAIL_CHANNEL, channel_of
+from edition.send.targets import needs_email as target_needs_email
 
-Source = Path | TypedSource | TextFile   # where customers come from
+Source = CustomerSource   # where customers come from
 
 
 def customers_file(options: RunOptions, campaign: Campaign) -> Source:
@@ -42,9 +42,7 @@ def customers_file(options: RunOptions, campaign: Campaign) -> Source:
 
 def source_name(source: Source) -> str:
     """How a source is shown and compared (a SQL source without its password)."""
-    if isinstance(source, TextFile):
-        return f"{source.path.resolve()} ({source.encoding})"
-    return str(Path(source).resolve()) if isinstance(source, Path) else str(source)
+    return source.label
 
 
 def out_folder(options: RunOptions, campaign: Campaign) -> Path | str:
@@ -69,7 +67,8 @@ def target_of(options: RunOptions, campaign: Campaign) -> str:
 
 def need_email(options: RunOptions, plan: Plan) -> bool:
     """Rows without an address are rejected when the run makes or sends e-mail."""
-    return "eml" in plan.formats or (options.send and target_of(options, plan.campaign) != "local")
+    return "eml" in plan.formats or (options.send and
+                                     target_needs_email(target_of(options, plan.campaign)))
 
 
 def makes_email(options: RunOptions, plan: Plan) -> bool:

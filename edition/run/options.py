@@ -10,7 +10,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
-from edition.content.config import _encoding, fail, has_credentials
+from edition.content.campaign_values import encoding as _encoding
+from edition.content.errors_at_lines import fail
+from edition.content.plugins import has_credentials
 from edition.databases import masked
 from edition.naming import FORMATS, new_run_id
 

@@ -224,7 +224,8 @@ class Pipeline:
             return item.manifest("rendered", None, paths)
         sent = self.deliverer.deliver(customer_id=customer_id,
                                       recipient=item.fields.get("email"), digest=digest,
-                                      message_id=self.encoder.message_id(digest), files=files)
+                                      message_id=self.encoder.message_id(digest), files=files,
+                                      subject=item.rendered.subject)
         return item.manifest(sent.status, sent.reason, paths, **sent.extra)
 
     def close(self) -> None:

@@ -36,7 +36,7 @@ from jinja2 import TemplateError, meta, nodes
 
 from edition.audience.customers import Row, batches, columns, read_customers
 from edition.content.campaign import by_locale
-from edition.content.config import closest, line_of
+from edition.content.errors_at_lines import closest, line_of
 from edition.content.fields import Print, prints
 from edition.content.limits import watchdog
 from edition.content.yamlfile import load_yaml

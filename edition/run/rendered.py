@@ -140,9 +140,7 @@ class RenderedBatches:
     def decide(self, life: Lifecycle, choice: MailingChoice | None) -> RunContext:
         """The mailing and run date (a dry run's: the send it would be), the clock (a
         resumed run keeps the clock of the run it finishes: the messages' Date)."""
-        path = self.source.path if hasattr(self.source, "path") else self.source
-        if isinstance(path, Path) and not path.is_file():
-            raise RunError(f"customer file not found: {path}", path)
+        self.source.check()
         self.survey = self._survey()
         if choice is not None:
             mailing, as_of = choice.mailing, choice.as_of

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.content.campaign import Campaign
-from edition.content.config import ENGINE_KEYS, scheme_of
+from edition.content.plugins import EMAIL
 from edition.databases import is_database_url
 from edition.errors import DeliveryError, LedgerError, RunError
 from edition.outcomes import Reason
@@ -34,15 +34,15 @@ from edition.send.ledger.location import (
     show_location,
 )
 from edition.send.ledger.sqlite import Claim, send_key
-from edition.send.targets import Delivery, Outcome, open_target
+from edition.send.targets import Delivery, Outcome, channel_of, open_target
 
-EMAIL_CHANNEL = "email"
+EMAIL_CHANNEL = EMAIL
 
 
 def ledger_path(campaign: Campaign) -> str | Path:
     """`delivery.ledger` (a file or a postgresql:// URL), else EDITION_LEDGER_URL, else
     out/<campaign>/ledger.sqlite under the content root."""
-    configured = campaign.delivery.get("ledger")
+    configured = campaign.delivery.ledger
     return ledger_location(str(configured) if configured else None, root=campaign.root,
                            campaign=campaign.name)
 
@@ -62,17 +62,6 @@ def unshared_ledger(campaign: Campaign, where: str) -> str | None:
 def run_lock(location: str | Path, campaign: str | None = None) -> Ledger:
     """The ledger opened with its run lock: a second run on it waits, then fails clearly."""
     return open_ledger(location, exclusive=True, wait=5.0, scope=campaign)
-
-
-def channel_of(target: str) -> str:
-    """`email` for SMTP and SES whatever the host or port; an archive is its own channel."""
-    scheme = scheme_of(target)
-    if scheme in {"smtp", "smtps", "ses"}:
-        return EMAIL_CHANNEL
-    where = target.split("?", 1)[0].rstrip("/")  # options like ?sse= are not a place
-    if scheme == "local" and ":" in where:
-        return "local:" + str(Path(where.partition(":")[2]).expanduser().resolve())
-    return where
 
 
 @dataclass(frozen=True)
@@ -180,7 +169,7 @@ class Deliverer:
         if campaign.dkim is not None and dkim_applies(target):
             signer = DkimSigner.load(campaign.dkim, root=campaign.root)
         return cls(target=target,
-                   options={k: v for k, v in campaign.delivery.items() if k not in ENGINE_KEYS},
+                   options=campaign.delivery.given_options(),
                    ledger=ledger if ledger is not None else ledger_path(campaign),
                    campaign=campaign.name, mailing=mailing, run_id=run_id, out_dir=out_dir,
                    resend_unknown=resend_unknown,
@@ -188,7 +177,8 @@ class Deliverer:
                    joining=ledger is not None)
 
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
-                message_id: str, files: Mapping[str, tuple[str, bytes, str]]) -> Sent:
+                message_id: str, files: Mapping[str, tuple[str, bytes, str]],
+                subject: str | None = None) -> Sent:
         """Claim, publish, record."""
         campaign, key = self.campaign, self.key
         eml = files.get("eml")
@@ -213,7 +203,7 @@ class Deliverer:
             message = self.sign(message)
         delivery = Delivery(campaign=campaign, customer_id=customer_id, recipient=recipient,
                             content_hash=digest, message_id=message_id, eml=message,
-                            files=files)
+                            files=files, mailing=self.mailing, subject=subject)
         try:
             outcome = self.publisher.publish(delivery)
         except DeliveryError as exc:

@@ -24,7 +24,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edition.content.config import DkimConfig, scheme_of
+from edition.content.delivery_settings import Dkim as DkimConfig
+from edition.content.plugins import target_plugin
 from edition.errors import RunError
 
 SIGNED_HEADERS = (
@@ -50,8 +51,9 @@ class DkimSigningError(RunError):
 
 
 def applies_to(target: str) -> bool:
-    """Sign for SMTP targets only: SES adds its own DKIM signature (Easy DKIM)."""
-    return scheme_of(target) in {"smtp", "smtps"}
+    """Sign for the targets that ask for it (SMTP); SES adds its own (Easy DKIM)."""
+    plugin = target_plugin(target)
+    return plugin is not None and plugin.dkim
 
 
 def _read_key(config: DkimConfig, root: Path | None,

@@ -1,23 +1,22 @@
 """The interface between the engine and delivery targets (Django's mail backends, smaller).
 
 The engine builds one `Delivery` per customer and hands it to a `Publisher`, which
-answers with an `Outcome`. The engine never imports a publisher: targets are found by
-their scheme in the `edition.targets` entry-point group (pyproject.toml), so the
-publishers package depends on this module and not the other way round.
+answers with an `Outcome`. The engine never imports a publisher: a target describes
+itself (schemes, options model, channel, whether it needs addresses) and registers in
+the `edition.targets` entry-point group (pyproject.toml); content/plugins.py finds it
+there by the target's scheme, so the publishers package depends on this module and not
+the other way round.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from edition.content.config import scheme_of
+from edition.content.plugins import EMAIL, TargetPlugin, known_targets, target_plugin
 from edition.errors import DeliveryError
-
-ENTRY_POINTS = "edition.targets"
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,8 @@ class Delivery:
     eml: bytes | None  # the full message, CRLF line endings
     # format -> (relative key like "html/C1.html", bytes, content type)
     files: Mapping[str, tuple[str, bytes, str]] = field(default_factory=dict)
+    mailing: str | None = None  # which issue of the campaign (design.md, "Sending")
+    subject: str | None = None  # the rendered subject, when the run knows it
 
 
 @dataclass(frozen=True)
@@ -57,18 +58,38 @@ class Publisher(Protocol):
     def publish(self, delivery: Delivery) -> Outcome: ...
 
 
+def plugin_for(target: str) -> type[TargetPlugin]:
+    """The installed target that delivers to `target`, or DeliveryError."""
+    plugin = target_plugin(target)
+    if plugin is None:
+        shown = target.split("@")[-1] if "@" in target else target  # never echo userinfo
+        raise DeliveryError(f"unknown delivery target; expected {known_targets()}", shown)
+    return plugin
+
+
 def open_target(target: str, *, out_dir: Path,
                 options: Mapping[str, Any] | None = None) -> Publisher:
-    """The publisher for `target` (local, local:DIR, s3://, smtp://, smtps://, ses, ses://).
+    """The publisher for `target` (local, s3://…, smtp://…, ses, https://…: whatever
+    the installed targets take). Nothing is opened yet: use the result as a context
+    manager."""
+    factory: Any = plugin_for(target)
+    publisher: Publisher = factory(target.strip(), out_dir=out_dir, options=options)
+    return publisher
 
-    Nothing is opened yet: use the result as a context manager.
-    """
-    scheme = scheme_of(target)
-    found = [ep for ep in entry_points(group=ENTRY_POINTS) if ep.name == scheme]
-    if not found:
-        shown = target.split("@")[-1] if "@" in target else target  # never echo userinfo
-        raise DeliveryError(
-            "unknown delivery target; expected local, local:DIR, s3://bucket/prefix, "
-            "smtp://host:port, smtps://host:port, ses or ses://region", shown)
-    factory = found[0].load()
-    return factory(target.strip(), out_dir=out_dir, options=options)
+
+def channel_of(target: str) -> str:
+    """The send ledger's channel: `email` for every target that mails customers,
+    whatever the host or port (design.md, "Sending"); else where the target delivers
+    (a folder, a bucket, an endpoint: each its own)."""
+    plugin = plugin_for(target)
+    return EMAIL if plugin.channel == EMAIL else plugin.place(target.strip())
+
+
+def needs_email(target: str) -> bool:
+    """Are rows without an address rejected when sending to `target`?"""
+    return plugin_for(target).needs_email
+
+
+def mails(target: str) -> bool:
+    """Does sending to `target` mail customers (unsubscribe links and headers needed)?"""
+    return plugin_for(target).channel == EMAIL

@@ -1,0 +1,155 @@
+"""The nested blocks of a campaign file: its slots, PDF settings and suppression.
+
+Each is a Strict model (unknown keys are errors, with "did you mean"); the campaign
+(content/campaign.py) holds them as it holds its plain values. `delivery:` is in
+content/delivery_settings.py, `schedule:` in content/schedule.py, `limits:` in
+content/limits.py.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import PrivateAttr, field_validator
+
+from edition.content.campaign_values import HOSTNAME, PAGE_SIZES, PASSWORD_IN_URL, Strict
+from edition.content.errors_at_lines import fail
+
+
+class Slot(Strict):
+    """A place in the template that takes `count` modules of one `kind`
+    (`articles: {kind: article, count: 3}`); its name is the key it is written under."""
+
+    kind: str
+    count: int = 1
+    _name: str = PrivateAttr(default="")
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def named(self, name: str) -> Slot:
+        slot = self.model_copy()
+        slot._name = name
+        return slot
+
+    @field_validator("count", mode="before")
+    @classmethod
+    def _count(cls, value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise fail("count must be a whole number of at least 1")
+        return value
+
+
+class Pdf(Strict):
+    """`pdf: {page_size: A4|Letter, allow_hosts: [cdn.acme.example]}`.
+
+    A PDF render reads files under the content root only; `allow_hosts` names the hosts
+    whose https URLs (images, stylesheets, fonts) it may fetch too."""
+
+    page_size: str = "A4"
+    allow_hosts: tuple[str, ...] = ()
+
+    @field_validator("page_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> str:
+        if value not in PAGE_SIZES:
+            raise fail(f"pdf.page_size {value!r} must be A4 or Letter")
+        return str(value)
+
+    @field_validator("allow_hosts", mode="before")
+    @classmethod
+    def _hosts(cls, value: Any) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list):
+            raise fail("pdf.allow_hosts must be a list of host names, e.g. [cdn.acme.example]")
+        hosts = []
+        for entry in value:
+            text = str(entry).strip().lower()
+            host, _, port = text.partition(":")
+            if "://" in text or "/" in text:
+                raise fail(f"pdf.allow_hosts: {entry!r} is a URL; name the host only, e.g. "
+                           f"cdn.acme.example (https is implied)")
+            if not HOSTNAME.match(host) or (port and not port.isdigit()):
+                raise fail(f"pdf.allow_hosts: {entry!r} is not a host name like "
+                           f"cdn.acme.example")
+            hosts.append(text)
+        return tuple(hosts)
+
+
+
+class SuppressionColumns(Strict):
+    """`columns: {unsubscribed: unsubscribed, email_status: email_status}`: customer columns
+    that suppress a row. Absent, both are looked for under these names; given, exactly
+    the named ones are (`columns: {}` turns them off)."""
+
+    unsubscribed: str | None = "unsubscribed"   # true / yes / 1 / a date: unsubscribed
+    email_status: str | None = "email_status"   # bounced or complained: never mailed
+
+
+class Suppression(Strict):
+    """`suppression: [data/unsubscribed.csv]`, or the long form with the store and columns.
+
+    ```yaml
+    suppression:
+      lists: [data/unsubscribed.csv, data/crm-optouts.txt]
+      store: out/suppression.sqlite      # or postgresql://edition@db.internal/edition
+      columns: {unsubscribed: opted_out, email_status: email_status}
+    ```
+    """
+
+    lists: tuple[str, ...] = ()
+    store: str | None = None
+    columns: SuppressionColumns = SuppressionColumns()
+
+    @field_validator("lists", mode="before")
+    @classmethod
+    def _lists(cls, value: Any) -> Any:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip()
+                                                  for v in value):
+            raise fail("suppression lists must be file paths, e.g. [data/unsubscribed.csv]")
+        return tuple(v.strip() for v in value)
+
+    @field_validator("store", mode="before")
+    @classmethod
+    def _store(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, str) or not value.strip():
+            raise fail("suppression.store must be a file path or a database URL")
+        if PASSWORD_IN_URL.match(value):
+            raise fail("suppression.store must not hold a password; set "
+                       "EDITION_SUPPRESSION_STORE or PGPASSWORD / ~/.pgpass instead")
+        if "://" in value and not value.startswith(("sqlite", "postgresql", "postgres://")):
+            raise fail(f"suppression.store {value!r}: use a file path, sqlite:///path or "
+                       f"postgresql://user@host/db")
+        return value.strip()
+
+    @field_validator("columns", mode="before")
+    @classmethod
+    def _columns(cls, value: Any) -> Any:
+        if value is None:
+            return {"unsubscribed": None, "email_status": None}
+        if not isinstance(value, dict):
+            raise fail("suppression.columns must map unsubscribed / email_status to column "
+                       "names, e.g. {unsubscribed: opted_out}")
+        return {"unsubscribed": None, "email_status": None} | dict(value)
+
+
+def suppression_block(value: Any) -> Any:
+    """The short forms: a path, or a list of paths."""
+    if value is None:
+        return {}
+    if isinstance(value, str | list):
+        return {"lists": value}
+    if not isinstance(value, dict):
+        raise fail("suppression must be a list of files (e.g. [data/unsubscribed.csv]) or "
+                   "a mapping with lists, store and columns")
+    return value
