@@ -129,8 +129,8 @@ def scheduled_mailing(campaign: Path | str | None) -> str | None:
         when = flow_run.get_scheduled_start_time()
         from edition.content.campaign import load_campaign
 
-        schedule = load_campaign(campaign).schedule or {}
-        zone = zoneinfo.ZoneInfo(schedule.get("timezone") or "UTC")
+        schedule = load_campaign(campaign).schedule
+        zone = zoneinfo.ZoneInfo(schedule.timezone if schedule else "UTC")
         return when.astimezone(zone).date().isoformat() if when else None
     except Exception:  # a campaign that cannot load is reported by the form's check
         return None
