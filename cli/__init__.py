@@ -8,7 +8,10 @@ import flows  # noqa: F401  (first: Prefect's environment defaults, before any v
 from cli import (
     approve,
     diff,
+    events,
+    experiment,
     preview,
+    replay,
     run,
     sample_data,
     send,
@@ -26,7 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff):
+              approve, send, diff, events, experiment, replay):
     _verb.register(app)
 
 

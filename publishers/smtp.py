@@ -29,6 +29,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
+from edition.send.bounces import smtp_severity
 from publishers.base import (
     BasePublisher,
     Delivery,
@@ -372,7 +373,8 @@ def _by_code(conn: _Conn, code: int, text: bytes | str) -> Outcome:
     reason = _reply(code, text)
     if 500 <= code < 600:
         _rset(conn)
-        return Outcome("failed", reason=redact(reason))
+        # a refusal at send time is a bounce: 550 5.1.1 is a hard one (listmonk #2623)
+        return Outcome("failed", reason=redact(reason), bounce=smtp_severity(code, reason))
     _rset(conn)
     raise _Retry(reason, reply=True)
 

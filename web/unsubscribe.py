@@ -43,6 +43,9 @@ from edition.store.suppressions import (
     redacted,
     store_location_by_name,
 )
+from web.clicks import click_routes, click_service
+from web.events import SesEndpoint
+from web.events import routes as event_routes
 from web.forms import BadForm, TooLarge, read_form
 from web.pages import Pages, accepted, choose_language
 
@@ -99,13 +102,15 @@ class UnsubscribeService:
             self._stores.clear()
 
 
-def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None = None
-               ) -> Starlette:
+def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None = None,
+               events: SesEndpoint | None = None) -> Starlette:
     """The ASGI app. `root`: the content root (campaigns/, templates/ and the default
     store); `secrets`: edition.render.unsubscribe.secrets_from_env(); `store`: one store for
     every campaign instead of each campaign's own."""
     service = UnsubscribeService(Path(root), secrets, store)
     pages = Pages(Path(root))
+    # POST /events/ses (web/events.py): SES bounces and complaints through SNS
+    events = events or SesEndpoint(Path(root), secrets=secrets, store=store)
 
     async def health(request: Request) -> Response:
         return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
@@ -169,9 +174,14 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
             yield
         finally:
             service.close()
+            events.close()
+            clicks.close()
 
+    clicks = click_service(Path(root), secrets, store)   # click redirects (/c/...)
     app = Starlette(routes=[
         Route("/healthz", health, methods=["GET"]),
+        *event_routes(events),
+        *click_routes(clicks),
         Route("/{path:path}", unsubscribe, methods=["GET", "POST"]),
     ], lifespan=lifespan)
     app.state.service = service

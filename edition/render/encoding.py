@@ -17,7 +17,10 @@ from edition.content.campaign import Campaign
 from edition.naming import CONTENT_TYPES, relative_path
 from edition.render.editions import Rendered
 from edition.render.list_headers import mailing_headers
+from edition.render.message_identity import MessageIdentity
+from edition.render.tracking import LinkTracker
 from edition.render.unsubscribe import UnsubscribeLinks
+from edition.render.versions import Version
 from renderers import eml
 
 # format -> (path relative to the run folder, bytes, content type)
@@ -41,11 +44,22 @@ class Encoder:
         self.links = links
         # List-Id and Feedback-ID: the same for every message of the mailing
         self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}
+        # X-Edition-Id: a bounce of this message names its customer and mailing
+        self.identity = MessageIdentity.for_mailing(campaign.name, mailing) if mailing else None
+        # click tracking (`tracking:`): the links of each finished edition, per mailing
+        self.tracker = LinkTracker.for_campaign(campaign, mailing)
         self.writer = eml.MessageWriter(
             sender=parse_mailbox(campaign.sender or "edition <edition@localhost.localdomain>"),
             date=started,
             reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
         self._pdf: Any = None
+
+    def tracked(self, rendered: Rendered, version: Version, customer_id: str,
+                fields: Mapping[str, Any]) -> Rendered:
+        """The edition with its links through click tracking, when the campaign tracks."""
+        if self.tracker is None:
+            return rendered
+        return self.tracker.apply(rendered, version, customer_id, fields)
 
     def content_hash(self, customer_id: str, version_digest: str, rendered: Rendered,
                      documents: Documents | None = None) -> str:
@@ -83,6 +97,8 @@ class Encoder:
                    if self.links else {})
         headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
                                            "X-Edition-Version": version_id}
+        if self.identity is not None:
+            headers |= self.identity.headers(customer_id, address)
         text: str | bytes = rendered.text or ""
         html: str | bytes | None = rendered.html
         if documents is not None:

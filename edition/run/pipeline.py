@@ -23,6 +23,7 @@ from edition.render.encoding import Encoder
 from edition.render.personal import SharedDocument
 from edition.render.plan import Plan
 from edition.render.versions import Version
+from edition.run.cadence import Cadence
 from edition.run.folder import FileWriter
 from edition.send.delivery import Deliverer
 
@@ -51,9 +52,12 @@ class WorkItem:
     failure: Reason | None = None
     skipped: tuple[str, Reason] | None = None   # excluded or suppressed: no files, no send
     pdf: bytes | None = None
+    experiment: dict[str, str] | None = None   # {"name", "variant"} (audience/experiments)
 
     def manifest(self, status: str, reason: Reason | None = None,
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
+        if self.experiment is not None:
+            extra = {"experiment": self.experiment, **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
@@ -80,8 +84,10 @@ class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
     def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
-                 deliverer: Deliverer | None = None, suppression: Suppression | None = None):
+                 deliverer: Deliverer | None = None, suppression: Suppression | None = None,
+                 cadence: Cadence | None = None):
         self.plan = plan
+        self.cadence = cadence   # holdout, frequency cap, send window (run/cadence.py)
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
@@ -119,7 +125,9 @@ class Pipeline:
             return item
         try:
             with watchdog.limit(self.plan.campaign.limits.render_seconds):
-                item.rendered = self.plan.renderer.render(item.version, item.fields)
+                item.rendered = self.encoder.tracked(
+                    self.plan.renderer.render(item.version, item.fields),
+                    item.version, str(row.customer_id), item.fields)
         except RenderFailure as exc:
             item.failure = Reason("render_failed" if exc.code == "error" else exc.code,
                                      str(exc), exc.message)
@@ -141,6 +149,9 @@ class Pipeline:
             item.failure = internal_error(exc)
             return item
         item.segments, item.modules = segments, selection.ids()
+        if selection.experiment is not None:
+            item.experiment = {"name": selection.experiment.name,
+                               "variant": selection.experiment.variant}
         try:
             excluded = self.plan.audience.exclusion(item.fields, segments, selection)
             if excluded is not None:
@@ -154,6 +165,10 @@ class Pipeline:
         if suppressed is not None:  # in dry runs too, so a preview tells the truth
             item.skipped = ("suppressed", suppressed)
             return item
+        if self.cadence is not None:
+            item.skipped = self.cadence.hold(row.customer_id, item.fields)
+            if item.skipped is not None:
+                return item
         item.version = version
         if links:
             self.sign_links(item)

@@ -46,6 +46,7 @@ from edition.render.pdf_resources import page_problems, stylesheet_problems
 from edition.render.plan import Plan
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline, count_skipped
+from edition.run.sender_health import check_send
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
@@ -139,6 +140,10 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
             found.errors.append(ContentError(message, campaign.file))
         else:
             found.warnings.append(f"{campaign.file}: {message}; a send is refused")
+    if sending and makes_email:   # the last mailing's complaint rate (sender_health)
+        errors, warnings = check_send(campaign, force=options.force)
+        found.errors += [ContentError(e, campaign.file) for e in errors]
+        found.warnings += warnings
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
         found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")

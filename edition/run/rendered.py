@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from edition.audience.customers import Row, batches, encoding_problem, read_customers
 from edition.errors import ApprovalError, ContentError, RunError, UsageError, collect
 from edition.markdown_text import text
+from edition.run import digests
 from edition.run.context import (
     RunContext,
     customers_file,
@@ -255,6 +256,7 @@ class RenderedBatches:
         context = life.context
         document: dict[str, Any] = {"run_id": context.run_id, "campaign": context.campaign,
                                     "options": context.options.recorded()}
+        document |= digests.record(context.options, plan_for(context.options), self.source)
         if self.resumes:
             document["resumes"] = self.resumes
         if self.unsendable:

@@ -25,6 +25,7 @@ from edition.audience.customers import Row, read_customers
 from edition.naming import relative_path
 from edition.outcomes import ManifestRow, Reason
 from edition.render.plan import Plan
+from edition.run.click_table import previous_mailing_clicks
 from edition.run.context import customers_file, need_email
 from edition.run.folder import (
     RUN_FILE,
@@ -38,6 +39,7 @@ from edition.run.folder import (
 from edition.run.manifest import MANIFEST_NAME, ManifestWriter, read_rows, truncate_rows
 from edition.run.options import RunOptions
 from edition.run.report import RunInfo, Tally, write_report
+from edition.run.sender_health import health_or_nothing
 from edition.run.workers import plan_for
 
 INTERRUPTED = "interrupted"
@@ -120,7 +122,9 @@ def run_info(options: RunOptions, plan: Plan) -> RunInfo:
                    run_id=str(options.run_id), mode=mode, as_of=plan.as_of,
                    formats=plan.formats,
                    customers=source_name(customers_file(options, campaign)),
-                   mailing=options.mailing if options.send else None)
+                   mailing=options.mailing if options.send else None,
+                   sender_health=health_or_nothing(campaign),
+                   clicks=previous_mailing_clicks(campaign, options.mailing))
 
 
 def _run_of(document: dict[str, Any], options: RunOptions | None, plan: Plan | None

@@ -14,6 +14,8 @@ from edition import private
 from edition.databases import masked
 from edition.markdown_text import code, text
 from edition.outcomes import STATUSES, ManifestRow
+from edition.run.click_table import ClickTable
+from edition.run.sender_health import MailingHealth, report_section
 
 SAMPLES = 5
 
@@ -32,6 +34,8 @@ class RunInfo:
     mailing: str | None = None
     preflight: tuple[tuple[str, str], ...] = ()   # (level, message): Preflight.table()
     unsendable: tuple[str, ...] = ()   # why a send of this dry run would be refused
+    sender_health: tuple[MailingHealth, ...] = ()   # the last mailings' rates, newest first
+    clicks: ClickTable | None = None   # the previous mailing's clicks (run/click_table.py)
 
     def __post_init__(self) -> None:
         # the report is published (files, Prefect artifacts): a customers URL's password
@@ -138,12 +142,14 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         out += ["", "## Preflight", ""]
         out += _table(["level", "finding"], [[level, _cell(message)]
                                              for level, message in info.preflight])
+    out += report_section(info.sender_health)
     out += _segments(tally, info) + _versions(tally, info)
     if tally.short:
         out += ["", "## Slots not filled", ""]
         out += [f"- {code(slot)}: fewer eligible modules than it takes for {n:,} customer(s)"
                 for slot, n in sorted(tally.short.items())]
     out += _problems(tally)
+    out += _clicks_section(info.clicks)
     out += ["", "Every row is listed with its status and reason in `manifest.jsonl`.", ""]
     return "\n".join(out)
 
@@ -228,6 +234,22 @@ def _problems(tally: Tally) -> list[str]:
             out += _table(["reason", "count", "examples"],
                           [[_cell(r), f"{n:,}", ", ".join(_example(i) for i in ids)]
                            for r, n, ids in sorted(items, key=lambda x: -x[1])])
+    return out
+
+
+def _clicks_section(table: ClickTable | None) -> list[str]:
+    """Clicks per module and segment in the mailing before (people's clicks only)."""
+    if table is None:
+        return []
+    out = ["", f"## Clicks in the previous mailing ({text(table.mailing)})", ""]
+    out += _table(["module", "segment", "sends", "clicks", "rate"],
+                  [[code(module), code(segment), f"{sends:,}", f"{clicks:,}",
+                    f"{clicks / sends:.1%}" if sends else "-"]
+                   for module, segment, sends, clicks in table.rows]
+                  or [["(no sends)", "", 0, 0, "-"]])
+    if table.machine:
+        out += ["", f"{table.machine:,} machine click(s) (link scanners, bursts) are not "
+                    f"counted."]
     return out
 
 

@@ -16,6 +16,7 @@ its local folder (a worker claims in the run's ledger, never in one of its own).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import sys
 import threading
@@ -33,6 +34,8 @@ from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
 from edition.run.bundle import Bundle
+from edition.run.cadence import Cadence, cadence_of_run
+from edition.run.click_table import learn_from_clicks
 from edition.run.context import local_folder, makes_email, options_key, out_folder, target_of
 from edition.run.folder import open_writer
 from edition.run.options import RunOptions
@@ -74,6 +77,7 @@ class Work:
     ledger: str | None = None  # ledger.location.for_workers: a path or URL
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
+    cadence: Cadence | None = None   # house settings + send history, read here
 
     @classmethod
     def pack(cls, campaign: Campaign, campaign_file: str, *, sending: bool, local_dir: str,
@@ -90,9 +94,10 @@ class Work:
     def of(cls, options: RunOptions, plan: Plan) -> Work:
         """The work of a run with these options."""
         campaign = plan.campaign
-        return cls.pack(campaign, options.campaign, sending=options.send,
+        work = cls.pack(campaign, options.campaign, sending=options.send,
                         local_dir=str(local_folder(options, campaign).resolve()),
                         extra_lists=options.suppression)
+        return dataclasses.replace(work, cadence=cadence_of_run(options, plan))
 
     def ledger_here(self) -> Any:
         """The run's ledger as this worker reaches it (edition.send.ledger.location)."""
@@ -124,6 +129,7 @@ def plan_for(options: RunOptions) -> Plan:
     if plan is None:
         plan = _PLANS[key] = Plan.load(options.campaign, formats=options.formats,
                                        as_of=options.as_of)
+        learn_from_clicks(plan)   # `rank: learn` slots: the click snapshot (run/click_table)
     return plan
 
 
@@ -137,8 +143,12 @@ def worker_for(job: Job, work: Work | None = None) -> BatchWorker:
     return worker
 
 
-def process_batch(job: Job, batch: list[Any], work: Work | None = None) -> BatchResult:
-    """Worker entry point (process pools, Prefect tasks, Dask workers with `work`)."""
+def process_batch(job: Job | RunOptions, batch: list[Any], work: Work | None = None
+                  ) -> BatchResult:
+    """Worker entry point (process pools, Prefect tasks, Dask workers with `work`); a
+    run's options stand for the job of rendering its rows."""
+    if isinstance(job, RunOptions):
+        job = RenderJob(job)
     return worker_for(job, work).process(batch)
 
 
@@ -206,7 +216,7 @@ def open_pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
     return Pipeline(plan, open_writer(out_folder(options, campaign)), encoder, deliverer,
-                    suppression)
+                    suppression, cadence=cadence_of_run(options, plan, work))
 
 
 def pipeline_for(options: RunOptions) -> Pipeline:

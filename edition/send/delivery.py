@@ -24,6 +24,7 @@ from edition.content.plugins import EMAIL
 from edition.databases import is_database_url
 from edition.errors import DeliveryError, LedgerError, RunError
 from edition.outcomes import Reason
+from edition.send.bounces import SendBounces, SoftBounceRule
 from edition.send.dkim import DkimSigner
 from edition.send.dkim import applies_to as dkim_applies
 from edition.send.ledger.location import (
@@ -35,6 +36,7 @@ from edition.send.ledger.location import (
 )
 from edition.send.ledger.sqlite import Claim, send_key
 from edition.send.targets import Delivery, Outcome, channel_of, open_target
+from edition.store.suppressions import store_location
 
 EMAIL_CHANNEL = EMAIL
 
@@ -121,8 +123,10 @@ class Deliverer:
     def __init__(self, *, target: str, options: Mapping[str, Any], ledger: str | Path,
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
                  resend_unknown: bool = False,
-                 sign: Callable[[bytes], bytes] | None = None, joining: bool = False):
+                 sign: Callable[[bytes], bytes] | None = None, joining: bool = False,
+                 bounces: SendBounces | None = None):
         self.sign = sign  # DKIM, for SMTP (SES signs itself)
+        self.bounces = bounces  # refusals (550 5.1.1) into the house store
         self.campaign = campaign
         self.mailing = mailing
         self.channel = channel_of(target)
@@ -174,7 +178,10 @@ class Deliverer:
                    campaign=campaign.name, mailing=mailing, run_id=run_id, out_dir=out_dir,
                    resend_unknown=resend_unknown,
                    sign=signer.sign if signer is not None else None,
-                   joining=ledger is not None)
+                   joining=ledger is not None,
+                   bounces=SendBounces(store_location(campaign), campaign.name, mailing,
+                                       SoftBounceRule(campaign.suppression.soft_bounces.count,
+                                                      campaign.suppression.soft_bounces.days)))
 
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
                 message_id: str, files: Mapping[str, tuple[str, bytes, str]],
@@ -214,6 +221,9 @@ class Deliverer:
         # deferred: committed with the next claim, still before the next send; a crash
         # in between only widens the `unknown` window, it never causes a second send
         self.ledger.record(campaign, customer_id, key, outcome, self.run_id, defer=True)
+        if outcome.bounce and self.bounces is not None:
+            self.bounces.record(customer_id=customer_id, recipient=recipient,
+                                level=outcome.bounce, reply=outcome.reason or "")
         reason = None
         if outcome.reason:
             reason = Reason("delivery_failed" if outcome.status == "failed"
@@ -230,3 +240,5 @@ class Deliverer:
             self.publisher.__exit__(None, None, None)
         finally:
             self.ledger.close()
+            if self.bounces is not None:
+                self.bounces.close()
