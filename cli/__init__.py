@@ -10,15 +10,16 @@ from cli import (
     diff,
     events,
     experiment,
+    preferences,
     preview,
     replay,
     run,
     sample_data,
     send,
     serve,
-    unsubscribe_server,
     validate,
     versions,
+    web,
 )
 
 app = typer.Typer(
@@ -28,8 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff, events, experiment, replay):
+for _verb in (run, preview, validate, versions, sample_data, serve, web,
+              approve, send, diff, events, experiment, preferences, replay):
     _verb.register(app)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 # tests/ is not a package: pytest puts it on sys.path
-from cadence_content import house, people
+from cadence_content import campaign, house, people
 from conftest import read_manifest, write_customers_file
 from fixtures_delivery import smtp_sink
 
@@ -365,3 +365,23 @@ def test_an_unreadable_ledger_stops_the_capped_run_before_anything_is_sent(
     assert "cannot read the send history" in err and str(broken) in err
     assert "Traceback" not in err
     assert not (root / "out" / "a" / "manifest.jsonl").exists()
+
+
+def test_a_monthly_choice_in_the_preference_center_holds_the_next_campaign(
+        content_tree: Callable, cli: Callable, tmp_path: Path) -> None:
+    """design.md: `weekly`/`monthly` → `excluded` ("frequency: monthly, last sent D") while
+    a marketing message went out within 7/30 days; the choice comes from the store."""
+    center = {"preferences": {"url": "https://acme.example/preferences"}}
+    root = house(content_tree, people(3), **{"news-b": campaign("news-b", **center)})
+    send(cli, root, "news-a", "out/a")                      # everyone got news-a today
+    crm = tmp_path / "choices.csv"
+    crm.write_text("id,frequency\nc001,monthly\nc002,weekly\n", encoding="utf-8")
+    code, out, err = cli("preferences", "import", "news-b", str(crm), cwd=root)
+    assert code == 0, out + err
+    rows = {r["customer_id"]: r for r in send(cli, root, "news-b", "out/b")}
+    today = dt.date.today().isoformat()
+    assert rows["c000"]["status"] == "sent"                 # no choice: no hold
+    for cid, every in (("c001", "monthly"), ("c002", "weekly")):
+        assert rows[cid]["status"] == "excluded", rows[cid]
+        assert rows[cid]["reason"].startswith(f"frequency: {every}, last sent {today}"), \
+            rows[cid]

@@ -38,8 +38,8 @@ from edition.render.message_identity import HEADER, make_value
 from edition.render.unsubscribe import SECRET_ENV, secrets_from_env
 from edition.store.events import EventStore
 from edition.store.suppressions import SuppressionStore
+from web.app import create_app
 from web.events import MAX_EVENT_BODY, SesEndpoint
-from web.unsubscribe import create_app
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-events"
 THEIRS = "arn:aws:sns:eu-west-1:999999999999:attacker"

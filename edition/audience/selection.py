@@ -94,8 +94,13 @@ def _locale_ok(module: Module, locale: str) -> bool:
 
 
 def ineligibility(module: Module, *, segments: frozenset[str], locale: str, as_of: dt.date,
-                  campaign: str | None, taken: dict[str, str]) -> str | None:
-    """Why a module of the right kind cannot be chosen, or None if it can."""
+                  campaign: str | None, taken: dict[str, str],
+                  declined: frozenset[str] = frozenset()) -> str | None:
+    """Why a module of the right kind cannot be chosen, or None if it can. `declined`:
+    the topics the customer switched off in the preference center (a module all of whose
+    interests are declined is their per-topic unsubscribe)."""
+    if declined and module.interests and module.interests <= declined:
+        return f"topic switched off by the customer: {', '.join(sorted(module.interests))}"
     if module.campaigns is not None and campaign not in module.campaigns:
         return f"{OTHER_CAMPAIGNS}{', '.join(sorted(module.campaigns))} only"
     if module.segments and not (module.segments & segments):
@@ -124,11 +129,13 @@ def select(slots: Iterable[tuple[str, str, int]], modules_by_kind: dict[str, lis
            segments: Iterable[str], locale: str, interests: Iterable[str], as_of: dt.date,
            campaign: str | None = None, experiment: Steer | None = None,
            learned: Mapping[str, Sequence[str]] | None = None,
-           learner: Learner | None = None) -> Selection:
+           learner: Learner | None = None, declined: Iterable[str] = ()) -> Selection:
     """Fill each (name, kind, count) slot in order by the contract's rules; an
     experiment puts the customer's variant first in its slot and skips the others';
-    a `rank: learn` slot takes its modules in the `learned` order (audience/learning.py)."""
+    a `rank: learn` slot takes its modules in the `learned` order (audience/learning.py);
+    `declined`: topics the customer switched off, see `ineligibility`."""
     segs = frozenset(segments)
+    off = frozenset(d.lower() for d in declined)
     wanted = frozenset(i.lower() for i in interests)
     taken: dict[str, str] = {}
     results = []
@@ -138,7 +145,7 @@ def select(slots: Iterable[tuple[str, str, int]], modules_by_kind: dict[str, lis
         steered = experiment if experiment is not None and experiment.slot == name else None
         for module in modules_by_kind.get(kind, []):
             reason = ineligibility(module, segments=segs, locale=locale, as_of=as_of,
-                                   campaign=campaign, taken=taken)
+                                   campaign=campaign, taken=taken, declined=off)
             if reason is None and steered is not None and module.id in steered.others:
                 reason = f"{steered.reason} (another variant's module)"
             if reason:

@@ -43,6 +43,7 @@ from edition.content.errors_at_lines import check, fail
 from edition.content.experiment import Experiment
 from edition.content.house import FrequencyCap, SendWindow, house_errors, override
 from edition.content.limits import Limits
+from edition.content.preferences_settings import PreferenceSettings
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
 from edition.content.tracking import Tracking
@@ -89,6 +90,7 @@ class Campaign(Strict):
         default_factory=dict)
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    preferences: PreferenceSettings | None = None   # the preference center (feedback)
     kind: str = "marketing"               # or transactional: no marketing unsubscribes
     suppression: Annotated[Suppression, BeforeValidator(suppression_block)] = Suppression()
     list_id: str | None = None            # List-Id; default <name>.<sender domain>
@@ -346,6 +348,8 @@ class Campaign(Strict):
             "footer": self.footer,
             "unsubscribe_url": self.unsubscribe_url or "",
             "kind": self.kind,
+            # only when set: the context is part of every version's digest
+            **({"preferences_url": self.preferences.url} if self.preferences else {}),
         }
 
 

@@ -103,6 +103,8 @@ class Encoder:
         html: str | bytes | None = rendered.html
         if documents is not None:
             text, html = documents.text, (documents.html if rendered.html is not None else None)
+        if fields.get("preferred_format") == "text":   # chosen in the preference center
+            html = None
         return self.writer.build(
             subject=rendered.subject or "", recipient=address, recipient_name=name,
             text=text, html=html, msg_id=self.message_id(digest), extra_headers=headers)
@@ -121,6 +123,9 @@ class Encoder:
                 data = documents.text
             elif fmt == "eml":
                 data = self.message(customer_id, fields, version_id, rendered, digest, documents)
+                if fields.get("preferred_format") == "pdf":   # chosen in the preference center
+                    data = eml.with_attachment(data, pdf if pdf is not None else self.pdf_one(
+                        rendered, fields.get("locale")), f"{self.campaign.name}.pdf")
             else:
                 data = pdf if pdf is not None else self.pdf_one(rendered)
             out[fmt] = (relative_path(fmt, customer_id), data, CONTENT_TYPES[fmt])
@@ -137,13 +142,41 @@ class Encoder:
         return self._pdf
 
     def pdf_one(self, rendered: Rendered, locale: str | None = None) -> bytes:
-        """One customer's PDF on its own (a preview); ``locale``: the edition's."""
-        return self.pdf_renderer().render_one(rendered.page or "", locale=locale)
+        """One customer's PDF on its own (a preview); ``locale``: the edition's. Without a
+        print page (the run makes no pdf), the e-mail's HTML is laid out instead."""
+        return self.pdf_renderer().render_one(rendered.page or rendered.html or "",
+                                              locale=locale)
 
     def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
-                    locale: str | None = None) -> list[bytes]:
-        """The PDFs of one version's customers, laid out together (same order as `pages`)."""
-        return self.pdf_renderer().render_filled(list(parts), list(pages), locale=locale)
+                    locale: str | None = None,
+                    values: Sequence[Sequence[str]] | None = None) -> list[bytes]:
+        """The PDFs of one version's customers, laid out together (same order as `pages`).
+
+        `values`: each page's values between `parts`, when known. A value that is empty
+        for a customer (a condition on the customer that printed nothing, an empty
+        field) is no hole for the layout: laid out with a placeholder there, the version
+        would hold a line the customer's page does not. Customers are laid out together
+        with those who leave the same values empty, those values folded into the parts.
+        """
+        renderer = self.pdf_renderer()
+        if not values or len(parts) < 2:
+            return renderer.render_filled(list(parts), list(pages), locale=locale)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, own in enumerate(values):
+            empty = tuple(j for j, value in enumerate(own) if value == "")
+            groups.setdefault(empty, []).append(i)
+        out: list[bytes] = [b""] * len(pages)
+        for empty, members in groups.items():
+            folded = [parts[0]]
+            for j, part in enumerate(parts[1:]):
+                if j in empty:
+                    folded[-1] += part
+                else:
+                    folded.append(part)
+            pdfs = renderer.render_filled(folded, [pages[i] for i in members], locale=locale)
+            for i, pdf in zip(members, pdfs, strict=True):
+                out[i] = pdf
+        return out
 
 
 def pdf_options(campaign: Campaign) -> dict[str, Any]:

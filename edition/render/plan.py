@@ -89,16 +89,20 @@ class Plan:
         learned = tuple((slot, self.learner.order(slot, self.catalog.by_kind.get(kind, []),
                                                   segments, customer_id))
                         for slot, kind in self.learning.items())
-        selection, version = self.selection_of(segments, locale, known, part, learned)
+        # topics switched off in the preference center (audience/preferences.py)
+        declined = frozenset(fields.get("declined_topics") or ()) & self.interests
+        selection, version = self.selection_of(segments, locale, known, part, learned,
+                                               declined)
         return segments, missing, selection, version
 
     def _selection(self, segments: tuple[str, ...], locale: str,
                    interests: frozenset[str], experiment: Steer | None = None,
-                   learned: tuple[tuple[str, tuple[str, ...]], ...] = ()
-                   ) -> tuple[Selection, Version]:
+                   learned: tuple[tuple[str, tuple[str, ...]], ...] = (),
+                   declined: frozenset[str] = frozenset()) -> tuple[Selection, Version]:
         selection = select(self.slots, self.catalog.by_kind, segments=segments, locale=locale,
                            interests=interests, as_of=self.as_of, campaign=self.campaign.name,
-                           experiment=experiment, learned=dict(learned), learner=self.learner)
+                           experiment=experiment, learned=dict(learned), learner=self.learner,
+                           declined=declined)
         digest = version_digest(campaign=self.campaign.name,
                                 templates_digest=self.renderer.digest, locale=locale,
                                 segments=segments, selection=selection, as_of=self.as_of)

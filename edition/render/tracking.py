@@ -72,6 +72,12 @@ _OFF = {"off", "no", "false", "0", "none"}
 WEB_URL_SCHEMES = frozenset({"http", "https"})   # the links a click may lead to
 
 
+
+def customer_opted_out(fields: Mapping[str, Any]) -> bool:
+    """Whether the customer's `tracking` field says off (their preference-center choice,
+    set by audience/preferences.py, or the customer file's own column)."""
+    return str(fields.get("tracking", "")).strip().lower() in _OFF
+
 class TrackingSecretError(RunError):
     """No usable secret for click tokens (its value is never shown)."""
 
@@ -309,7 +315,7 @@ class LinkTracker:
     def apply(self, rendered: Rendered, version: Version, customer_id: str,
               fields: Mapping[str, Any]) -> Rendered:
         """The edition with its links tracked (the same object when nothing changes)."""
-        if str(fields.get("tracking", "")).strip().lower() in _OFF:
+        if customer_opted_out(fields):
             return rendered   # the customer said no in the preference center
         who = customer_id if self.level == "customer" else None
         personal = {str(fields[k]) for k in ("unsubscribe_url", "preferences_url")
@@ -340,6 +346,18 @@ class LinkTracker:
         return replace(rendered, **changes) if changes else rendered
 
 
-__all__ = ["CLICK_PATH", "SECRET_ENV", "TEMPLATE", "Click", "InvalidClick", "LinkTracker",
-           "TrackingSecretError", "is_web_link", "make_token", "module_links",
-           "secrets_from_env", "verify"]
+__all__ = [
+    "CLICK_PATH",
+    "SECRET_ENV",
+    "TEMPLATE",
+    "Click",
+    "InvalidClick",
+    "LinkTracker",
+    "TrackingSecretError",
+    "customer_opted_out",
+    "is_web_link",
+    "make_token",
+    "module_links",
+    "secrets_from_env",
+    "verify",
+]

@@ -30,6 +30,7 @@ from cachetools import LRUCache
 
 from edition.audience.frequency import PREFERENCE_DAYS, cap_reason, preference_reason
 from edition.audience.global_holdout import holdout_reason
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.windows import deferral
 from edition.content.campaign import Campaign
 from edition.content.house import FrequencyCap, GlobalHoldout, House, SendWindow, load_house
@@ -145,7 +146,17 @@ def cadence_of_run(options: Any, plan: Any, work: Any = None) -> Cadence | None:
         found = getattr(work, "cadence", None)
         return dataclasses.replace(found, mailing=options.mailing) if found else None
     return cadence_for(plan.campaign, now=options.started, sending=bool(options.send),
-                       mailing=options.mailing)
+                       mailing=options.mailing, preferences=_frequencies(plan))
+
+
+def _frequencies(plan: Any) -> dict[str, str]:
+    """customer id -> the frequency chosen in the preference center (weekly, monthly, …),
+    from the campaign's stored choices; {} when the campaign has no preference center."""
+    if getattr(plan.campaign, "preferences", None) is None:
+        return {}
+    snapshot = PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
+    return {cid: stored.choices.frequency for cid, stored in snapshot.by_id.items()
+            if stored.choices.frequency}
 
 
 def recorded(options: Any, plan: Any) -> dict[str, Any]:

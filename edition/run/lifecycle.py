@@ -38,7 +38,7 @@ from edition.run.executors import BatchExecutor, InlineExecutor, process_all
 from edition.run.folder import now, owner, write_json
 from edition.run.manifest import MANIFEST_NAME, ManifestWriter
 from edition.run.pipeline import BatchResult
-from edition.run.report import Tally
+from edition.run.report import Tally, rendering
 from edition.run.summary import RunSummary
 from edition.run.workers import Job, close_jobs
 from edition.send.delivery import MailingChoice, choose_mailing, ledger_path, run_lock
@@ -181,7 +181,7 @@ class Lifecycle:
         assert self.manifest is not None
         self.manifest.write(result.rows)
         self.tally.add(result.rows, versions=result.versions, missing=result.missing,
-                       short=result.short, sharing=result.sharing)
+                       short=result.short, sharing=result.sharing, paths=result.paths)
 
     # -- end ----------------------------------------------------------------------
 
@@ -200,7 +200,8 @@ class Lifecycle:
             resumed=self.feed.resumed, mailing=self.context.mailing, notes=self.notes,
             **fields)
         self.document |= {"status": "finished", "finished": now(),
-                          "customers": summary.customers, "counts": summary.counts}
+                          "customers": summary.customers, "counts": summary.counts,
+                          "rendering": rendering(self.tally)}
         write_json(self.folder / self.feed.document_name, self.document)
         self.feed.finished(self, summary)
         self.release()

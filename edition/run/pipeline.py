@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row
+from edition.audience.preferences import APPLIED, PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
 from edition.errors import DeliveryError, RunError
 from edition.outcomes import ManifestRow, Reason
 from edition.render.editions import Rendered, RenderFailure
 from edition.render.encoding import Encoder
-from edition.render.personal import SharedDocument
 from edition.render.plan import Plan
 from edition.render.versions import Version
 from edition.run.cadence import Cadence
@@ -37,6 +37,9 @@ class BatchResult:
     short: Counter = field(default_factory=Counter)       # slot -> customers short of modules
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     sharing: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (path, "shared" | "fast" | why not) -> customers: how each rendered customer's
+    # html/text/eml ("html") and PDF ("pdf") were made
+    paths: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -58,6 +61,8 @@ class WorkItem:
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
         if self.experiment is not None:
             extra = {"experiment": self.experiment, **extra}
+        if APPLIED in self.fields:   # what the customer's own choices changed
+            extra = {"choices": self.fields[APPLIED], **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
@@ -85,13 +90,17 @@ class Pipeline:
 
     def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
                  deliverer: Deliverer | None = None, suppression: Suppression | None = None,
-                 cadence: Cadence | None = None):
+                 cadence: Cadence | None = None,
+                 preferences: PreferenceSnapshot | None = None):
         self.plan = plan
         self.cadence = cadence   # holdout, frequency cap, send window (run/cadence.py)
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
         self.suppression = suppression
+        # the customers' preference-center choices, read once (audience/preferences.py)
+        self.preferences = preferences if preferences is not None else \
+            PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
         # html, text and eml share one UTF-8 encoding of the documents per customer
         self._documents = bool({"html", "text", "eml"} & set(plan.formats))
 
@@ -104,8 +113,9 @@ class Pipeline:
         result = BatchResult([])
         self.writer.written.clear()  # ids are unique and names injective: a per-batch guard
         items = [self._render(row, result) for row in batch]
+        self._count_paths(items, result)
         if "pdf" in self.plan.formats:
-            self._pdfs(items)
+            self._pdfs(items, result)
         for item in items:
             try:
                 result.rows.append(self._finish(item))
@@ -143,6 +153,9 @@ class Pipeline:
         item = WorkItem(row, dict(row.fields or {}))
         if row.rejected:
             return item
+        if (chosen := self.preferences.apply(item.fields)) is not None:
+            item.skipped = ("suppressed", chosen)   # paused, or every topic off
+            return item
         try:
             segments, missing, selection, version = self.plan.version_of(item.fields)
         except Exception as exc:  # a value no rule or selection expected: this row only
@@ -151,7 +164,7 @@ class Pipeline:
         item.segments, item.modules = segments, selection.ids()
         if selection.experiment is not None:
             item.experiment = {"name": selection.experiment.name,
-                               "variant": selection.experiment.variant}
+                                  "variant": selection.experiment.variant}
         try:
             excluded = self.plan.audience.exclusion(item.fields, segments, selection)
             if excluded is not None:
@@ -193,21 +206,48 @@ class Pipeline:
             item.fields["unsubscribe_url"] = self.encoder.links.url(
                 str(item.row.customer_id), item.fields.get("email"),
                 item.fields.get("locale"))
+            preferences = self.encoder.links.preferences_url(
+                str(item.row.customer_id), item.fields.get("email"),
+                item.fields.get("locale"))
+            if preferences is not None:
+                item.fields["preferences_url"] = preferences
 
-    def _pdfs(self, items: list[WorkItem]) -> None:
-        """Each customer's PDF; a version's customers are laid out together."""
-        groups: dict[str, list[WorkItem]] = {}
+    def _count_paths(self, items: list[WorkItem], result: BatchResult) -> None:
+        """How many customers took the shared path for html, text and eml, and why not."""
+        kinds = [k for k in ("html", "text", "subject") if k in self.plan.renderer.kinds]
+        if not kinds:
+            return
+        for item in items:
+            if item.rendered is None:
+                continue
+            paths = item.rendered.paths
+            why = next((paths.get(k, "rendered whole") for k in kinds
+                        if paths.get(k) != "shared"), "shared")
+            result.paths[("html", why)] += 1
+
+    def _pdfs(self, items: list[WorkItem], result: BatchResult) -> None:
+        """Each customer's PDF; a version's customers of one shape are laid out together."""
+        groups: dict[tuple[str, Any], list[WorkItem]] = {}
         for item in items:
             if item.rendered is not None and item.version is not None:
-                groups.setdefault(item.version.digest, []).append(item)
+                layout = item.rendered.layout
+                key = (item.version.digest, layout.key if layout is not None else None)
+                groups.setdefault(key, []).append(item)
+        stats = self.encoder.pdf_renderer().stats
+        fast, full = stats.fast, Counter(stats.full)
         for group in groups.values():
-            doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
-            parts = doc.parts if isinstance(doc, SharedDocument) else []
+            layout = group[0].rendered.layout  # type: ignore[union-attr]
+            parts = layout.statics if layout is not None else []
             pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
             locale = group[0].version.locale  # type: ignore[union-attr]
-            pdfs = self.encoder.pdf_version(parts, pages, locale)
+            pdfs = self.encoder.pdf_version(parts, pages, locale, values=[
+                e.rendered.layout.values if e.rendered.layout is not None else []  # type: ignore[union-attr]
+                for e in group] if layout is not None else None)
             for item, data in zip(group, pdfs, strict=True):
                 item.pdf = data
+        result.paths[("pdf", "fast")] += stats.fast - fast
+        for reason, n in (stats.full - full).items():
+            result.paths[("pdf", reason)] += n
 
     def _finish(self, item: WorkItem) -> ManifestRow:
         row = item.row

@@ -50,10 +50,15 @@ from edition.run.sender_health import check_send
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
-ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url"}
+ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url", "preferences_url",
+                 "large_type", "preferred_format", "preferred_frequency"}
 # customer fields the run adds, and when
 MADE_BY_THE_RUN = {"unsubscribe_url": "the signed unsubscribe link: the run makes it for "
-                                      "e-mail, when the campaign sets unsubscribe_url"}
+                                      "e-mail, when the campaign sets unsubscribe_url",
+                   "preferences_url": "the signed preference-center link: the run makes it "
+                                      "for e-mail, when the campaign sets preferences.url",
+                   "large_type": "the customer's large-type choice (preference center)",
+                   "preferred_format": "the customer's format choice (preference center)"}
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r"\balt\s*=", re.I)
 _HTML_LANG = re.compile(r"<html\b[^>]*\blang\s*=\s*[\"']?[A-Za-z]", re.I)
@@ -181,6 +186,8 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
     # adds the unsubscribe link to every customer's fields just before rendering
     links = pipeline is None or pipeline.encoder.links is not None
     provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
+    if links and getattr(plan.campaign, "preferences", None) is not None:
+        provided.add("preferences_url")
     places: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[str, int, str],
                                                         list[Print]]]] = {}
     for row in rows:

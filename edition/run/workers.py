@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from cachetools import LRUCache
 
 from edition.audience.customers import Row
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.campaign import Campaign
 from edition.errors import ContentError
@@ -78,6 +79,7 @@ class Work:
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
     cadence: Cadence | None = None   # house settings + send history, read here
+    preferences: PreferenceSnapshot | None = None   # the customers' choices, read here
 
     @classmethod
     def pack(cls, campaign: Campaign, campaign_file: str, *, sending: bool, local_dir: str,
@@ -97,7 +99,8 @@ class Work:
         work = cls.pack(campaign, options.campaign, sending=options.send,
                         local_dir=str(local_folder(options, campaign).resolve()),
                         extra_lists=options.suppression)
-        return dataclasses.replace(work, cadence=cadence_of_run(options, plan))
+        return dataclasses.replace(work, cadence=cadence_of_run(options, plan),
+                                   preferences=PreferenceSnapshot.load(campaign, plan.as_of))
 
     def ledger_here(self) -> Any:
         """The run's ledger as this worker reaches it (edition.send.ledger.location)."""
@@ -216,7 +219,8 @@ def open_pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
     return Pipeline(plan, open_writer(out_folder(options, campaign)), encoder, deliverer,
-                    suppression, cadence=cadence_of_run(options, plan, work))
+                    suppression, cadence=cadence_of_run(options, plan, work),
+                    preferences=work.preferences if work is not None else None)
 
 
 def pipeline_for(options: RunOptions) -> Pipeline:
