@@ -37,7 +37,8 @@ def digest(path: Path) -> str:
 
 
 def run_cli(data: Path, out: Path, batch_size: int, workers: int) -> float:
-    from edition.run.lifecycle import Pool, execute
+    from edition.run.executors import Pool
+    from edition.run.lifecycle import execute
     from edition.run.options import RunOptions
 
     options = RunOptions(campaign=str(CAMPAIGN), customers=str(data), out=str(out),

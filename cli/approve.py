@@ -12,7 +12,7 @@ from cli.console import err, out, user_errors
 from edition.errors import ApprovalError, UsageError
 from edition.review.approval import Review, RunFacts, default_approver, earlier_run, summary_lines
 from edition.review.diff import diff_runs
-from edition.review.sending import mailing_lines
+from edition.review.send_plan import mailing_lines
 
 
 def register(app: typer.Typer) -> None:

@@ -12,20 +12,12 @@ from cli.console import counts_text, err, exit_if_too_many_failed, user_errors
 from cli.console import out as console
 from cli.options import CUSTOMERS_HELP, parse_date
 from edition.errors import EditionError, RunError, UsageError
-from edition.run.lifecycle import (
-    Pool,
-    Run,
-    RunSummary,
-    customers_file,
-    default_workers,
-    estimate_rows,
-    execute,
-    plan_for,
-    refuse_direct_send,
-    target_of,
-    unsendable_as_is,
-)
+from edition.run.context import customers_file, estimate_rows, target_of
+from edition.run.executors import Pool, pool_size
+from edition.run.lifecycle import Lifecycle, execute, refuse_direct_send, stopping_on_sigterm
 from edition.run.options import DEFAULT_BATCH, RunOptions
+from edition.run.summary import RunSummary
+from edition.run.workers import plan_for, unsendable_as_is
 
 
 def register(app: typer.Typer) -> None:
@@ -115,20 +107,26 @@ def run(
             summary = _run_in_prefect(options, overwrite, task_runner, workers or 0,
                                       dask_address, batch_size)
         else:
-            summary = _run_locally(options, workers, overwrite)
-        counts = counts_text(summary.counts, summary.already_sent)
-        for note in summary.notes:
-            err.print(note, markup=False)
-        if summary.resumed:
-            console.print(f"resumed an interrupted run: {summary.resumed:,} rows were done "
-                          f"before", markup=False)
-        console.print(f"[bold]{plan.campaign.name}[/]: {summary.customers:,} customers "
-                      f"({counts}) in {summary.seconds:.1f} s, {summary.versions:,} versions")
-        if send:
-            console.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)
-        console.print(f"report:   {summary.out_dir}/report.md", markup=False)
-        console.print(f"manifest: {summary.out_dir}/manifest.jsonl", markup=False)
-        exit_if_too_many_failed(summary)
+            with stopping_on_sigterm():   # SIGTERM stops like Ctrl-C: the folder repaired
+                summary = _run_locally(options, workers, overwrite)
+        show_summary(summary, send)
+
+
+def show_summary(summary: RunSummary, send: bool) -> None:
+    """What a run did, the same whether it ran here or through Prefect."""
+    for note in summary.notes:
+        err.print(note, markup=False)
+    if summary.resumed:
+        console.print(f"resumed an interrupted run: {summary.resumed:,} rows were done "
+                      f"before", markup=False)
+    console.print(f"[bold]{summary.campaign}[/]: {summary.customers:,} customers "
+                  f"({counts_text(summary.counts, summary.already_sent)}) in "
+                  f"{summary.seconds:.1f} s, {summary.versions:,} versions")
+    if send:
+        console.print(f"mailing {summary.mailing}: {summary.sent_line()}", markup=False)
+    console.print(f"report:   {summary.out_dir}/report.md", markup=False)
+    console.print(f"manifest: {summary.out_dir}/manifest.jsonl", markup=False)
+    exit_if_too_many_failed(summary)
 
 
 def _test_send(options: RunOptions, customers: list[str], address: str, yes: bool) -> None:
@@ -164,14 +162,13 @@ def _run_in_prefect(options: RunOptions, overwrite: bool, task_runner: str, work
 
 
 def _run_locally(options: RunOptions, workers: int | None, overwrite: bool) -> RunSummary:
-    count = workers if workers is not None else default_workers()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("{task.fields[rate]}"), TimeElapsedColumn(),
                   console=err, disable=not err.is_terminal) as progress:
         task = progress.add_task(plan_for(options).campaign.name, total=None, rate="")
         state = {"total": 0, "logged": 0}
 
-        def started(run: Run) -> None:
+        def started(run: Lifecycle) -> None:
             state["total"] = run.estimate()
             progress.update(task, total=state["total"] or None)
 
@@ -185,9 +182,7 @@ def _run_locally(options: RunOptions, workers: int | None, overwrite: bool) -> R
                 state["logged"] = int(done.completed * 10 // total)
                 err.print(f"progress: {int(done.completed):,}/{total:,} customers")
 
-        # a pool pays off only when there are several batches to spread
         total = estimate_rows(customers_file(options, plan_for(options).campaign), options)
-        use = count if total > options.batch_size * 2 else 1
-        with Pool(use) as executor:
+        with Pool(pool_size(workers, total, options.batch_size)) as executor:
             return execute(options, executor=executor, on_progress=advance, on_start=started,
                            overwrite=overwrite)

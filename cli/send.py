@@ -10,7 +10,11 @@ import typer
 
 from cli.console import counts_text, err, exit_if_too_many_failed, out, user_errors
 from edition.errors import UsageError
-from edition.review.sending import mailing_lines, plan_send, send_approved
+from edition.review.approval import read_approval
+from edition.review.send_plan import mailing_lines, plan_send
+from edition.review.sending import SEND_BATCH, send_approved
+from edition.run.executors import Pool, pool_size
+from edition.run.lifecycle import stopping_on_sigterm
 
 
 def register(app: typer.Typer) -> None:
@@ -29,6 +33,8 @@ def send(
         "--new-mailing", help="Start this mailing while another one is unfinished")] = False,
     resend_unknown: Annotated[bool, typer.Option(
         "--resend-unknown", help="Re-send editions whose outcome is unknown")] = False,
+    workers: Annotated[int | None, typer.Option(
+        help="Worker processes delivering batches (default: CPUs)")] = None,
 ) -> None:
     """Send the approved editions (checked byte for byte against approval.json)."""
     with user_errors():
@@ -46,11 +52,15 @@ def send(
             # the run and the approval shown, nothing else: a folder re-rendered or
             # re-approved while the question was open is refused
             confirmed = {"run_id": plan.facts.run_id, "approval_sha256": plan.approval_sha256}
-        # verified (again) under the run folder's lock before the first message leaves
-        summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
-                                resend_unknown=resend_unknown, **confirmed)
+        # approval.json's count sizes the pool; the files are verified (again) under the
+        # run folder's lock before the first message leaves
+        editions = int((read_approval(run_dir).get("counts") or {}).get("rendered") or 0)
+        with stopping_on_sigterm(), Pool(pool_size(workers, editions, SEND_BATCH)) as executor:
+            summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
+                                    resend_unknown=resend_unknown, executor=executor,
+                                    **confirmed)
         err.print(f"{summary.verified:,} approved files verified against approval.json "
-                  f"(run {summary.run_id}); send {summary.send_id} to {summary.target}",
+                  f"(run {summary.approved_run}); send {summary.send_id} to {summary.target}",
                   markup=False)
         for note in summary.notes:
             err.print(note, markup=False)

@@ -1,4 +1,5 @@
-"""`edition serve`: every campaign becomes a Prefect deployment (Prefect loaded lazily)."""
+"""`edition serve`: every campaign becomes a Prefect deployment (Prefect loaded lazily),
+and the output folder is published read-only over HTTP on loopback (web/outputs.py)."""
 
 from __future__ import annotations
 
@@ -31,5 +32,7 @@ def serve(
     """
     with user_errors():
         from flows.serve import serve_campaigns
+        from web.outputs import start_output_server
 
-        serve_campaigns(root, allow=tuple(allow or ()), work_pool=work_pool)
+        serve_campaigns(root, allow=tuple(allow or ()), work_pool=work_pool,
+                        publish=start_output_server)

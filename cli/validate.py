@@ -11,9 +11,11 @@ from cli.console import err, out, user_errors
 from edition.audience.customers import encoding_problem
 from edition.errors import collect
 from edition.render.plan import Plan
-from edition.run.lifecycle import Source, customers_file, plan_for, preflight_for
+from edition.run.context import Source, customers_file
 from edition.run.options import RunOptions
 from edition.run.preflight import Preflight, content_notes
+from edition.run.rendered import preflight_for
+from edition.run.workers import plan_for
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +47,7 @@ def validate(
             out.print("[yellow]warning[/]: ", end="")
             out.print(warning, markup=False, highlight=False)
         if customers or c.customers:
-            found = preflight_for(options.replace(as_of=options.as_of or dt.date.today()), plan)
+            found = preflight_for(options.replace(as_of=options.as_of or dt.date.today()))
             out.print(f"[green]ok[/]: {found.rows:,} customer rows, {found.rejected:,} would be "
                       f"rejected")
             out.print(f"[green]ok[/]: audience: {found.audience:,} customers "

@@ -54,11 +54,6 @@ def normalize(address: str) -> str:
     return checked.ascii_email or unicodedata.normalize("NFC", checked.normalized)
 
 
-def needs_smtputf8(address: str) -> bool:
-    """Only a server that offers SMTPUTF8 can take this (normalized) address."""
-    return not address.isascii()
-
-
 def clean_name(name: str) -> str:
     """A display name fit for a header: controls and line breaks become spaces."""
     return _CONTROLS.sub(" ", name).strip(" ")

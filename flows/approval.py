@@ -7,8 +7,9 @@ a table, the changes since the campaign's last approved or sent run, a link to b
 the editions — and pauses the flow run with an `ApprovalForm`. The approver resumes it
 from the UI (**Resume**) and fills in the form: approved, the run folder gets its
 approval.json (with the approver's name) and its files are sent exactly as in
-`edition send` (edition/review/sending.py); rejected, or not answered within the timeout, the
-run ends Cancelled with the reason and nothing leaves.
+`edition send` (edition/review/sending.py: the same lifecycle as a run, its batches as
+`send-batch` task runs on the form's task runner); rejected, or not answered within the
+timeout, the run ends Cancelled with the reason and nothing leaves.
 
 The pause can last a day, so the run folder stays held for its review (an
 `edition.review.approval.Review`: the folder's lock, from the summary to the record) and the
@@ -23,20 +24,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
     create_table_artifact,
 )
-from prefect.cache_policies import NO_CACHE
 from prefect.input import RunInput
 from pydantic import Field
 
 from edition.content.campaign import Campaign
-from edition.errors import EditionError
+from edition.errors import EditionError, UsageError
 from edition.markdown_text import code, fenced, text
-from edition.naming import artifact_key
+from edition.naming import artifact_key, new_run_id
 from edition.review.approval import (
     APPROVAL_FILE,
     Review,
@@ -46,8 +46,15 @@ from edition.review.approval import (
     table_rows,
 )
 from edition.review.diff import RunDiff, diff_runs
-from edition.review.sending import mailing_lines, send_approved
+from edition.review.send_plan import mailing_lines
+from edition.review.sending import SENDS_FOLDER, SendSummary, send_approved
+from edition.run.context import out_folder, target_of
+from edition.run.folder import is_remote
 from edition.run.options import RunOptions
+from edition.run.summary import RunSummary
+from edition.run.workers import Work
+from flows.form import RunSettings
+from flows.tasks import executor_for
 
 PAUSE_KEY = "approval"
 ASK = ("Click **Resume** to answer: switch on *approve* and give your name to send these "
@@ -167,17 +174,6 @@ def rendered_here(review: Review) -> str | None:
 # -- the pause and the send ---------------------------------------------------------------
 
 
-@task(name="send-approved", cache_policy=NO_CACHE)
-def send_approved_task(run_dir: str, to: str | None, mailing: str | None, new_mailing: bool,
-                       resend_unknown: bool, run_id: str | None = None,
-                       approval_sha256: str | None = None) -> dict[str, Any]:
-    """The approved files, sent as in `edition send` (suppression asked again)."""
-    summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
-                            resend_unknown=resend_unknown, run_id=run_id,
-                            approval_sha256=approval_sha256)
-    return summary.to_dict() | {"report": summary.report, "notes": summary.notes}
-
-
 def _cancel_expired_pause(message: str) -> Any:
     """Cancelled, although the pause has expired.
 
@@ -196,8 +192,23 @@ def _cancel_expired_pause(message: str) -> Any:
     return Cancelled(message=message)
 
 
-def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | str, *,
-                     timeout_hours: float, link: Callable[[Path], str]) -> Any:
+def render_then_review(options: RunOptions, campaign: Campaign, settings: RunSettings, *,
+                       run: Callable[[RunOptions, RunSettings], RunSummary],
+                       link: Callable[[Path], str]) -> Any:
+    """Render the run as a dry run (`run`: the flow's), then review, pause and send."""
+    out = out_folder(options, campaign)
+    if is_remote(out):
+        # the approval hashes and the approved send read the run folder on this machine
+        raise UsageError(f"review_before_send needs a run folder on this machine, not "
+                         f"{out}; set out to a local folder, or turn review_before_send off")
+    get_run_logger().warning("rendering as a dry run; it is sent to %s only once an approver "
+                             "resumes this run", target_of(options, campaign))
+    rendered = run(dry_run_of(options), settings)
+    return review_then_send(options, campaign, Path(rendered.out_dir), settings, link=link)
+
+
+def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
+                     settings: RunSettings, *, link: Callable[[Path], str]) -> Any:
     """Publish the review, pause for the ApprovalForm, then send or cancel.
 
     The run folder is held (its lock) from the review to the approval: nothing re-renders
@@ -206,49 +217,68 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path | st
     from prefect.states import Failed
 
     logger = get_run_logger()
-    out_dir = Path(out_dir)
     try:
         with Review(out_dir, kind=campaign.kind) as review:
             other = rendered_here(review)
             if other:
-                message = f"{other}; nothing was sent"
-                logger.error(message)
-                return Failed(message=message)
-            answer = _review_and_pause(review, campaign, link, timeout_hours, options.to)
+                logger.error(f"{other}; nothing was sent")
+                return Failed(message=f"{other}; nothing was sent")
+            answer = _review_and_pause(review, campaign, link, settings.approval_timeout_hours,
+                                       options.to)
             if not isinstance(answer, dict):
                 return answer   # Failed, or Cancelled (rejected, unanswered, refused)
             run_id = review.facts.run_id
             approval_sha256 = file_digest(out_dir / APPROVAL_FILE)
     except EditionError as exc:
-        message = f"{exc}; nothing was sent"
-        logger.error(message)
-        return Failed(message=message)
-    who = answer["approved_by"]
-    logger.info("approved by %s; sending %s", who, out_dir)
+        logger.error(f"{exc}; nothing was sent")
+        return Failed(message=f"{exc}; nothing was sent")
+    logger.info("approved by %s; sending %s", answer["approved_by"], out_dir)
     # exactly the run and the approval recorded under the lock: a folder re-rendered or
     # re-approved between the record and the send is refused
-    result = send_approved_task(str(out_dir), options.to, options.mailing,
-                                options.new_mailing, options.resend_unknown, run_id,
-                                approval_sha256)
-    name = campaign.name
-    report = result.pop("report")
-    create_markdown_artifact(report, key=artifact_key("send-report", name),
-                             description=f"{name}: what was sent (approved by {who})")
-    send_dir = Path(result["send_dir"])
-    create_link_artifact(link(send_dir), link_text=f"Send {result['send_id']}",
+    summary = send_reviewed(options, campaign, out_dir, settings, run_id=run_id,
+                            approval_sha256=approval_sha256,
+                            rendered=int(answer["counts"].get("rendered", 0)))
+    _send_artifacts(summary, campaign.name, link)
+    if summary.exit_code:
+        return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
+                              f"than the campaign allows ({summary.failure_limit:,})",
+                      data=summary)
+    return summary
+
+
+def send_reviewed(options: RunOptions, campaign: Campaign, out_dir: Path,
+                  settings: RunSettings, *, run_id: str, approval_sha256: str,
+                  rendered: int) -> SendSummary:
+    """The approved send, its batches as send-batch task runs on the form's task runner."""
+    from prefect.runtime import flow_run
+
+    send_id = new_run_id()
+    work = None
+    if settings.task_runner == "dask":   # a Dask worker has no content root: a bundle
+        work = Work.pack(campaign, options.campaign, sending=True,
+                         local_dir=str((out_dir / SENDS_FOLDER / send_id).resolve()))
+    with executor_for(settings, rows=rendered, batch_size=settings.batch_size,
+                      work=work) as executor:
+        return send_approved(out_dir, to=options.to, mailing=options.mailing,
+                             new_mailing=options.new_mailing,
+                             resend_unknown=options.resend_unknown, run_id=run_id,
+                             approval_sha256=approval_sha256, send_id=send_id,
+                             executor=executor, batch_size=settings.batch_size,
+                             marker={"flow_run_id": flow_run.get_id()})
+
+
+def _send_artifacts(summary: SendSummary, name: str, link: Callable[[Path], str]) -> None:
+    """What was sent, for the UI: the send's report, a link to its folder; and the log."""
+    logger = get_run_logger()
+    create_markdown_artifact(summary.report, key=artifact_key("send-report", name),
+                             description=f"{name}: what was sent (approved by "
+                                         f"{summary.approved_by})")
+    create_link_artifact(link(Path(summary.send_dir)), link_text=f"Send {summary.send_id}",
                          key=artifact_key("send", name),
                          description=f"{name}: manifest.jsonl and report.md of the send")
-    logger.info("mailing %s: %s sent now, %s already sent", result["mailing"],
-                result["counts"].get("sent", 0) - result["already_sent"],
-                result["already_sent"])
-    for note in result.get("notes") or []:
+    logger.info("mailing %s: %s", summary.mailing, summary.sent_line())
+    for note in summary.notes:
         logger.warning(note)
-    result["approved_by"] = who
-    if result["exit_code"]:
-        return Failed(message=f"{result['failed']:,} customer(s) failed or are unknown, "
-                              f"more than the campaign allows ({result['failure_limit']:,})",
-                      data=result)
-    return result
 
 
 def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path], str],

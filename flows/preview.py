@@ -20,7 +20,8 @@ from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key, safe_name
 from edition.review.preview import PreviewResult
 from edition.review.preview import preview_customer as preview
-from flows.campaign import AsOf, Text, output_link, resolve_customers, run_date
+from flows.campaign import output_link
+from flows.form import AsOf, Text, resolve_customers, run_date
 from flows.refusals import refused
 from flows.roots import Roots, campaign_problem, resolve_campaign
 

@@ -1,14 +1,15 @@
 """What a run that died leaves in Prefect, made right.
 
-The run folder is the engine's to repair (edition/run/lifecycle.py: `repair`, `recover_runs`):
+The run folder is the engine's to repair (edition/run/repair.py: `repair`, `recover_runs`):
 every run of a campaign, from the CLI or a flow, first repairs the folders of its
-campaign whose run is gone. This module adds the Prefect side:
+campaign whose run is gone, once. This module adds the Prefect side, as hooks:
 
-- a flow run still shown as running whose folder was repaired is set to Crashed;
+- a flow run still shown as running whose folder was repaired is set to Crashed
+  (`crashed`);
+- a folder owned by another host is repaired once the Prefect API says its flow run is
+  over (`over_elsewhere`);
 - `on_stopped` (the flow's on_cancellation / on_crashed hook) repairs the folder of a
   run that Prefect cancelled or saw crash, once its process is gone;
-- folders owned by another host are repaired once the Prefect API says their flow run
-  is over;
 - `edition serve` holds a lock per content root (two serves would take each other's
   runs for dead ones) and, at start-up, fixes the flow runs the previous serve left in
   Pending or Running.
@@ -34,11 +35,9 @@ from edition.run.folder import (
     now,
     owner,
     read_json,
-    read_run_file,
     write_json,
 )
-from edition.run.lifecycle import Repair, repair
-from edition.run.lifecycle import recover_runs as recover_folders
+from edition.run.repair import Repair, recover_runs
 
 logger = logging.getLogger("prefect.edition.recovery")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -81,18 +80,15 @@ def crashed(info: dict[str, Any], summary: Repair) -> None:
                        f"{summary}")
 
 
-def recover_runs(campaign: Campaign) -> list[Repair]:
+def over_elsewhere(info: dict[str, Any]) -> bool:
+    """Whether the flow run of another host's run is over, as the Prefect API says."""
+    return bool(info.get("flow_run_id")) and _flow_run_state(str(info["flow_run_id"])) in FINAL
+
+
+def recover_campaign(campaign: Campaign) -> list[Repair]:
     """Repair the campaign's run folders whose run died; crash their flow runs."""
-    out = campaign.root / "out" / campaign.name
-    repaired = recover_folders(out, on_repaired=crashed)
-    if out.is_dir():  # runs of another host: trust the API only when it says they are over
-        for folder in sorted(p for p in out.iterdir() if p.is_dir()):
-            info = read_run_file(folder)
-            if (info and info.get("status") == "running" and alive_here(info) is None
-                    and info.get("flow_run_id")
-                    and _flow_run_state(str(info["flow_run_id"])) in FINAL):
-                repaired.append(repair(folder))
-    return repaired
+    return recover_runs(campaign.root / "out" / campaign.name, on_repaired=crashed,
+                        over_elsewhere=over_elsewhere)
 
 
 def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
@@ -114,7 +110,7 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
         if not _still_running(out, str(flow_run.id)):
             break
         time.sleep(0.5)
-    for summary in recover_folders(out):
+    for summary in recover_runs(out, over_elsewhere=over_elsewhere):
         logger.warning("%s: output folder repaired: %s", state.name, summary)
 
 

@@ -10,8 +10,9 @@ are served. Restarting serve picks up added and edited campaign files.
 
 At start-up, run folders left behind by runs that died (serve or the machine stopped
 mid-run) are repaired (flows/recovery.py), and the output folder (content root's out/)
-is published read-only over HTTP on 127.0.0.1 so the links in the runs' artifacts open
-in the browser next to the Prefect UI.
+is published read-only over HTTP on 127.0.0.1 (`publish`: web/outputs.py, which
+`edition serve` passes in) so the links in the runs' artifacts open in the browser next
+to the Prefect UI.
 
 `python -m flows.serve --prefect-yaml [ROOT]` prints the equivalent prefect.yaml for
 teams that deploy with `prefect deploy` and a process work pool.
@@ -20,25 +21,24 @@ teams that deploy with `prefect deploy` and a process work pool.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
-import html
-import http.server
 import os
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
-from urllib.parse import quote
+from typing import Any
 
 from edition.databases import masked
 from edition.errors import ContentError, ContentErrors, EditionError, UsageError
 from flows.roots import ALLOW_ENV, ROOT_ENV, Roots
 
 OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
-DEFAULT_OUTPUT_PORT = 4280
 PREVIEW = "preview-customer"
+# Publishes a folder read-only over HTTP on loopback: (folder, port or None for the
+# default) -> (a server with shutdown(), its URL)
+Publish = Callable[[Path, "int | None"], tuple[Any, str]]
 
 
 def _logger() -> Any:
@@ -226,105 +226,18 @@ def build_deployments(root: Path | str = ".", *, work_pool: str | None = None,
     return deployments, served
 
 
-# -- the output folder over HTTP (loopback only) -----------------------------------
-
-# What the output folder's index lists first, in this order; then folders, then files.
-FIRST = ("report.md", "manifest.jsonl", "versions.json")
-
-
-def hidden(name: str) -> bool:
-    """Files that are the tool's state, not a run's output: locks, dot files (serve's own
-    record), the ledger and suppression databases. Neither listed nor served."""
-    return name.startswith(".") or name.endswith((".lock", ".sqlite", ".sqlite-journal",
-                                                  ".sqlite-wal", ".sqlite-shm"))
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    # Text without a charset is read as Windows-1252 by browsers ("â€”" for "—").
-    extensions_map: ClassVar[dict[str, str]] = {
-                      **http.server.SimpleHTTPRequestHandler.extensions_map,
-                      ".md": "text/markdown; charset=utf-8",
-                      ".txt": "text/plain; charset=utf-8",
-                      ".html": "text/html; charset=utf-8",
-                      ".json": "application/json; charset=utf-8",
-                      ".jsonl": "application/x-ndjson; charset=utf-8",
-                      ".eml": "message/rfc822"}
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def send_head(self) -> Any:
-        target = Path(self.translate_path(self.path))
-        try:
-            parts = target.relative_to(Path(self.directory).resolve()).parts
-        except ValueError:
-            parts = ("..",)
-        if any(hidden(part) for part in parts):
-            self.send_error(404, "File not found")
-            return None
-        return super().send_head()
-
-    def list_directory(self, path: str | os.PathLike[str]) -> Any:
-        """A run folder's index: the report first, then the manifest and versions, the
-        format folders, the other files; no locks, dot files or databases."""
-        import io
-        from urllib.parse import unquote, urlsplit
-
-        try:
-            entries = [e for e in os.scandir(path) if not hidden(e.name)]
-        except OSError:
-            self.send_error(404, "No permission to list directory")
-            return None
-        order = {name: n for n, name in enumerate(FIRST)}
-        entries.sort(key=lambda e: (order.get(e.name, len(FIRST)),
-                                    0 if e.name in order else (1 if e.is_dir() else 2),
-                                    e.name.lower()))
-        shown = unquote(urlsplit(self.path).path)
-        rows = [] if shown in {"", "/"} else ['<li><a href="../">../</a> (up)</li>']
-        for entry in entries:
-            name = entry.name + ("/" if entry.is_dir() else "")
-            detail = ""
-            if entry.is_file():
-                with contextlib.suppress(OSError):
-                    detail = f" <small>{entry.stat().st_size:,} bytes</small>"
-            rows.append(f'<li><a href="{quote(name)}">{html.escape(name)}</a>{detail}</li>')
-        title = html.escape(shown)
-        page = (f'<!doctype html><html><head><meta charset="utf-8"><title>{title}</title>'
-                '<style>body{font:16px/1.5 system-ui,sans-serif;margin:2em}</style>'
-                f"</head><body><h1>{title}</h1><ul>{''.join(rows)}</ul></body></html>")
-        data = page.encode("utf-8")
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        return io.BytesIO(data)
-
-
-def start_output_server(folder: Path, port: int | None = None) -> tuple[Any, str]:
-    """Serve `folder` read-only on 127.0.0.1 (the given port, else any free one)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    handler = functools.partial(_Quiet, directory=str(folder))
-    wanted = DEFAULT_OUTPUT_PORT if port is None else port
-    try:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", wanted), handler)
-    except OSError:
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="edition-output", daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}/"
-
-
 # -- serve -------------------------------------------------------------------------
 
 def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
                     limit: int | None = None, allow: tuple[str, ...] = (),
-                    work_pool: str | None = None) -> None:
+                    work_pool: str | None = None, publish: Publish | None = None) -> None:
     """Register every valid campaign (and the preview) with Prefect and run them.
 
     The runs' `customers` and `out` are confined to the content root (and `allow`): a
     form anyone with UI access can fill must not read or write elsewhere on this machine.
     With `work_pool`, the deployments go to that pool (its workers run them, with the
-    same confinement in their job's environment) and serve returns.
+    same confinement in their job's environment) and serve returns. `publish` serves
+    the output folder over HTTP (without it, the artifacts' links are file:// links).
     """
     from prefect.settings import PREFECT_API_URL
 
@@ -351,9 +264,10 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     recover(root, served, log)
     if output_port is None and os.environ.get(OUTPUT_PORT_ENV):
         output_port = int(os.environ[OUTPUT_PORT_ENV])
-    server, url = start_output_server(root / "out", output_port)
-    os.environ[OUTPUT_URL_ENV] = url        # inherited by the flow-run processes
-    os.environ[OUTPUT_ROOT_ENV] = str(root / "out")
+    server, url = publish(root / "out", output_port) if publish else (None, "(not published)")
+    if server is not None:
+        os.environ[OUTPUT_URL_ENV] = url        # inherited by the flow-run processes
+        os.environ[OUTPUT_ROOT_ENV] = str(root / "out")
     os.environ.update(environment)
     log.info("serving %d campaign(s) from %s: %s (+ %s); output folder at %s",
              len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
@@ -364,7 +278,8 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
             run_deployments(deployments, limit=limit, stopper=stopper)
     finally:
         stopper.arm()   # whatever stopped serve, it is gone within STOP_SECONDS
-        server.shutdown()
+        if server is not None:
+            server.shutdown()
         # Prefect's runner kills the flow-run processes it started when it stops; put
         # their folders and states right now rather than at the next start.
         _wait_for_children(2.0)
@@ -568,10 +483,10 @@ def deployment_names(served: Served) -> list[str]:
 
 def recover(root: Path, served: Served, log: Any) -> None:
     """Repair run folders whose run died; fix the states of runs left behind."""
-    from flows.recovery import recover_flow_runs, recover_runs
+    from flows.recovery import recover_campaign, recover_flow_runs
 
     for _file, campaign in served.campaigns:
-        for repaired in recover_runs(campaign):
+        for repaired in recover_campaign(campaign):
             log.warning("interrupted run repaired: %s", repaired)
     try:
         orphans = recover_flow_runs(deployment_names(served), root / "out")

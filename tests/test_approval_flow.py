@@ -254,3 +254,29 @@ def test_a_rerender_during_the_pause_is_refused(prefect_harness: None, site: Pat
         changes = artifacts["changes-weekly-newsletter"].data
         assert "No earlier approved or sent run" not in changes
         assert str(earlier) in changes, changes
+
+
+def test_an_approved_send_is_batched_into_task_runs(prefect_harness: None, site: Path,
+                                                    customers: Callable, tmp_path: Path) -> None:
+    """Issue 18, item 1: the approval flow's send goes through the same lifecycle as a
+    run, its batches `send-batch` task runs on the form's task runner (it was one task
+    for the whole send), and every customer is sent once."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    path, out = customers(25), tmp_path / "batched"
+    with smtp_sink() as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
+        state, seen = sending_run(site, path, out, {"approve": True, "approver": "Dee"},
+                                  dry_run=False, confirm_send=True,
+                                  advanced={"batch_size": 10, "workers": 2})
+        assert state.is_completed(), state
+        assert state.result()["counts"] == {"sent": 25}
+        assert len(sink.messages) == 25 and len(set(sink.received)) == 25
+    with get_client(sync_client=True) as client:
+        tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[seen["id"]])))
+    sends = sorted(t.name for t in tasks if t.name.startswith("send-"))
+    assert sends == ["send-batch-1", "send-batch-2", "send-batch-3"], sends
+    assert all(t.state is not None and t.state.is_completed() for t in tasks
+               if t.name.startswith("send-batch")), [(t.name, t.state) for t in tasks]

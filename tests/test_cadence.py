@@ -296,21 +296,21 @@ def test_cap_travels_with_the_work_to_a_worker_without_the_content_root(
     import pickle
 
     from edition.audience.customers import read_customers
-    from edition.run import lifecycle
+    from edition.run import context, workers
     from edition.run.options import RunOptions
 
     root = house(content_tree, people(5), edition_yaml=CAP)
     send(cli, root, "news-a", "out/a")
     options = RunOptions.build(campaign=str(root / "campaigns" / "news-b.yaml"),
                                out=str(root / "out" / "b")).resolved()
-    work = pickle.loads(pickle.dumps(lifecycle.Work.of(options, lifecycle.plan_for(options))))
-    rows = list(read_customers(lifecycle.customers_file(options,
-                                                        lifecycle.plan_for(options).campaign),
+    work = pickle.loads(pickle.dumps(workers.Work.of(options, workers.plan_for(options))))
+    rows = list(read_customers(context.customers_file(options,
+                                                      workers.plan_for(options).campaign),
                                need_email=True))
     try:
-        result = lifecycle.process_batch(options.replace(mailing="m1"), rows, work)
+        result = workers.process_batch(options.replace(mailing="m1"), rows, work)
     finally:
-        lifecycle.close_pipelines()
+        workers.close_jobs()
     assert [r.status for r in result.rows] == ["excluded"] * 5
     assert {r.reason.code for r in result.rows if r.reason} == {"frequency_cap"}
 

@@ -44,15 +44,10 @@ from fixtures_delivery import SinkHandler, free_port, moto_url, smtp_sink  # noq
 
 from edition.audience.customers import Row
 from edition.errors import LedgerError
-from edition.run.lifecycle import (
-    RunSummary,
-    Work,
-    close_pipelines,
-    execute,
-    plan_for,
-    process_batch,
-)
+from edition.run.lifecycle import execute
 from edition.run.options import RunOptions
+from edition.run.summary import RunSummary
+from edition.run.workers import Work, close_jobs, plan_for, process_batch
 from edition.send.ledger.sqlite import SendLedger
 
 BUCKET = "edition-dask-runs"
@@ -112,7 +107,7 @@ def send_with_bundle(root: Path, out: Path, **change: Any) -> RunSummary:
     try:
         return execute(options, executor=BundledExecutor(dataclasses.replace(work, **change)))
     finally:
-        close_pipelines()
+        close_jobs()
 
 
 def test_a_bundled_worker_claims_in_the_runs_ledger(content_tree: Callable[..., Path],

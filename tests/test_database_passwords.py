@@ -222,7 +222,8 @@ def test_masked_hides_the_password_in_any_spelling(url: str, shown: str) -> None
 def test_run_json_masks_every_url_it_records(customers_url: str, tmp_path: Path) -> None:
     """The customers URL and a marker URL (the flow records its Prefect API's) go into
     run.json masked; the run still reads its customers with the password it was given."""
-    from edition.run.lifecycle import RunOptions, execute
+    from edition.run.lifecycle import execute
+    from edition.run.options import RunOptions
 
     site = copy_site(tmp_path / "site")
     out = tmp_path / "run"

@@ -331,14 +331,9 @@ def test_a_bundled_worker_honours_the_choices_read_by_the_main_process(tmp_path:
     rendered, and with --send mailed)."""
     from concurrent.futures import Future
 
-    from edition.run.lifecycle import (
-        RunOptions,
-        Work,
-        close_pipelines,
-        execute,
-        plan_for,
-        process_batch,
-    )
+    from edition.run.lifecycle import execute
+    from edition.run.options import RunOptions
+    from edition.run.workers import Work, close_jobs, plan_for, process_batch
 
     root = make_site(tmp_path / "site", "https://news.garden.example")
     with Database(root / "out" / "suppression.sqlite") as database:
@@ -361,7 +356,7 @@ def test_a_bundled_worker_honours_the_choices_read_by_the_main_process(tmp_path:
     try:
         summary = execute(options, executor=Bundled())
     finally:
-        close_pipelines()
+        close_jobs()
     rows = {json.loads(line)["customer_id"]: json.loads(line) for line in
             (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()}
     assert rows["c2"]["status"] == "suppressed", summary.report

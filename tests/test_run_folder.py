@@ -123,3 +123,31 @@ def test_a_killed_run_is_repaired_and_finished_by_the_next_run_on_its_folder(
     assert on_disk == named  # no file without a row, no row without its files
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
     assert "6,000 customer rows" in (out / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_killed_run_is_resumed_through_prefect_and_says_so(
+        site: Path, customers: Callable, tmp_path: Path) -> None:
+    """`edition run --via-prefect` on a killed run's folder repairs it once, finishes it,
+    and prints what a local run prints: the summary crosses Prefect unchanged (its
+    `resumed` was dropped on the way back before)."""
+    path = customers(3_000)
+    out = tmp_path / "out"
+    proc = start(site, "--customers", path, "--out", out, "--batch-size", 100,
+                 log=tmp_path / "first.log")
+    try:
+        wait_for_rows(out, 300, proc, tmp_path / "first.log")
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(60)
+    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    code, stdout, stderr = edition(*RUN, "--customers", path, "--out", out, "--via-prefect",
+                                   cwd=site, env={"PREFECT_HOME": str(tmp_path / "prefect")},
+                                   timeout=600)
+    assert code == 0, stdout + stderr
+    assert "resumed an interrupted run" in stdout, stdout
+    rows = manifest(out)
+    assert [r["line"] for r in rows] == list(range(2, 3_002))
+    assert {r["status"] for r in rows} == {"rendered"}
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"

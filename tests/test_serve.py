@@ -221,8 +221,9 @@ def _dead_pid() -> int:
 @pytest.mark.parametrize("send", [False, True], ids=["dry-run", "sending"])
 def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool) -> None:
     from edition.run.folder import read_run_file, write_run_file
-    from edition.run.lifecycle import execute, recover_runs
+    from edition.run.lifecycle import execute
     from edition.run.options import RunOptions
+    from edition.run.repair import recover_runs
 
     out = site / "out" / "weekly-newsletter" / "run-1"
     options = RunOptions(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
@@ -269,8 +270,8 @@ def test_a_run_folder_killed_mid_batch_is_made_consistent(site: Path, send: bool
 
 def test_a_live_run_is_left_alone(site: Path) -> None:
     from edition.run.folder import owner, read_run_file, write_run_file
-    from edition.run.lifecycle import recover_runs
     from edition.run.options import RunOptions
+    from edition.run.repair import recover_runs
 
     out = site / "out" / "weekly-newsletter" / "live"
     out.mkdir(parents=True)
@@ -318,7 +319,7 @@ def test_the_output_links_show_an_index_with_the_report_first_and_no_locks(
     served."""
     import httpx
 
-    from flows.serve import start_output_server
+    from web.outputs import start_output_server
 
     out = tmp_path / "out"
     run = out / "weekly-newsletter" / "20261102-080000-ab12"

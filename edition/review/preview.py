@@ -15,9 +15,10 @@ from edition.audience.sources import CustomerSource
 from edition.errors import RunError
 from edition.render.editions import RenderFailure
 from edition.render.plan import Plan
-from edition.run.lifecycle import customers_file, pipeline_for, plan_for
+from edition.run.context import customers_file
 from edition.run.options import RunOptions
-from edition.run.pipeline import BatchResult, Edition, Pipeline
+from edition.run.pipeline import BatchResult, Pipeline, WorkItem
+from edition.run.workers import pipeline_for, plan_for
 
 
 @dataclass
@@ -67,11 +68,11 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
         result.explanation = f"customer {customer_id}: rejected — {row.reason}"
         return result
     pipeline = pipeline_for(options)  # the run's own steps: audience, suppression, links
-    edition = pipeline.prepare(row, BatchResult([]))
-    segments, missing, selection, version = plan.version_of(edition.fields)
+    item = pipeline.prepare(row, BatchResult([]))
+    segments, missing, selection, version = plan.version_of(item.fields)
     result = PreviewResult(customer_id, "rendered", None, plan.campaign.name, plan.campaign.root,
                            list(segments), missing, version.id)
-    chosen_by = edition.fields.get("chosen_topics") or {}   # audience/preferences.py
+    chosen_by = item.fields.get("chosen_topics") or {}   # audience/preferences.py
     kept = frozenset(chosen_by.get("topics") or ())
     for slot in selection.slots:
         # modules of other campaigns are not candidates a reader weighs: count them only
@@ -86,28 +87,28 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
                         if not s.reason.startswith(OTHER_CAMPAIGNS)],
             "other_campaigns": len(others),
         })
-    if edition.skipped is not None:
-        result.status, result.reason = edition.skipped[0], str(edition.skipped[1])
-    elif edition.failure is not None:
-        result.status, result.reason = "failed", str(edition.failure)
+    if item.skipped is not None:
+        result.status, result.reason = item.skipped[0], str(item.skipped[1])
+    elif item.failure is not None:
+        result.status, result.reason = "failed", str(item.failure)
     else:
-        _render(result, pipeline, edition, fmt)
+        _render(result, pipeline, item, fmt)
     result.explanation = explain(result, plan, source)
     return result
 
 
-def _render(result: PreviewResult, pipeline: Pipeline, edition: Edition, fmt: str) -> None:
-    encoder, version = pipeline.encoder, edition.version
+def _render(result: PreviewResult, pipeline: Pipeline, item: WorkItem, fmt: str) -> None:
+    encoder, version = pipeline.encoder, item.version
     assert version is not None
-    customer_id = str(edition.row.customer_id)
+    customer_id = str(item.row.customer_id)
     try:
         # one customer: the whole render is the reference and cheaper than sharing
-        rendered = pipeline.plan.renderer.whole(version, edition.fields)
+        rendered = pipeline.plan.renderer.whole(version, item.fields)
         if fmt == "pdf":
             result.document = encoder.pdf_one(rendered, version.locale)
         elif fmt == "eml":
             digest = encoder.content_hash(customer_id, version.digest, rendered)
-            result.document = encoder.message(customer_id, edition.fields, version.id,
+            result.document = encoder.message(customer_id, item.fields, version.id,
                                               rendered, digest)
         else:
             result.document = (getattr(rendered, fmt) or "").encode("utf-8")

@@ -18,8 +18,9 @@ from edition.errors import RunError, UsageError
 from edition.naming import relative_path
 from edition.render.editions import RenderFailure
 from edition.render.encoding import Encoder
-from edition.run.lifecycle import customers_file, plan_for, target_of, unsubscribe_links
+from edition.run.context import customers_file, target_of
 from edition.run.options import RunOptions
+from edition.run.workers import plan_for, unsubscribe_links
 from edition.send.targets import Delivery, open_target
 
 

@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row, read_customers
-from edition.run.lifecycle import customers_file, need_email, pipeline_for, plan_for
+from edition.run.context import customers_file, need_email
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline, count_skipped
+from edition.run.workers import pipeline_for, plan_for
 
 
 @dataclass
@@ -82,18 +83,18 @@ def take_census(rows: Iterable[Row], pipeline: Pipeline) -> Census:
         if row.rejected:
             census.rejected += 1
             continue
-        edition = pipeline.prepare(row, scratch)
-        if edition.skipped is not None:
-            count_skipped(census, edition.skipped)
+        item = pipeline.prepare(row, scratch)
+        if item.skipped is not None:
+            count_skipped(census, item.skipped)
             continue
-        version = edition.version
+        version = item.version
         if version is None:
             census.failed += 1
             continue
         counted = census.versions.get(version.digest)
         if counted is None:
             counted = census.versions[version.digest] = VersionCount(
-                version.id, version.locale, list(edition.segments), edition.modules,
+                version.id, version.locale, list(item.segments), item.modules,
                 digest=version.digest)
         counted.customers += 1
     return census

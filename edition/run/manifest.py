@@ -32,6 +32,12 @@ class ManifestWriter:
         except OSError as exc:  # a full disk: name the file (the write does not)
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
+    def __enter__(self) -> ManifestWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
         if self.handle.closed:
             return

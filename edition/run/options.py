@@ -21,6 +21,16 @@ RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}\Z")
 MAILING = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,79}\Z")
 
 
+def parse_run_date(value: dt.date | str | None) -> dt.date | None:
+    """A run date: a date, ISO text (YYYY-MM-DD), or empty; ValueError in words."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return dt.date.fromisoformat(value.strip()) if value.strip() else None
+    except ValueError:
+        raise ValueError(f"as_of {value!r} is not a date (YYYY-MM-DD)") from None
+
+
 class RunOptions(BaseModel):
     """Everything that defines a run; small, frozen and picklable, so workers rebuild a Plan.
 
@@ -60,6 +70,19 @@ class RunOptions(BaseModel):
             raise fail(f"formats {','.join(map(str, names)) or '(none)'}: choose from "
                        f"{', '.join(FORMATS)}")
         return tuple(f for f in FORMATS if f in names)
+
+    @field_validator("as_of", mode="before")
+    @classmethod
+    def _as_of(cls, value: Any) -> Any:
+        try:
+            return parse_run_date(value)
+        except ValueError as exc:
+            raise fail(str(exc)) from None
+
+    @field_validator("started", mode="before")
+    @classmethod
+    def _started(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator("limit")
     @classmethod

@@ -43,7 +43,7 @@ class BatchResult:
 
 
 @dataclass
-class Edition:
+class WorkItem:
     """A row on its way through the batch."""
 
     row: Row
@@ -112,79 +112,79 @@ class Pipeline:
         """
         result = BatchResult([])
         self.writer.written.clear()  # ids are unique and names injective: a per-batch guard
-        editions = [self._render(row, result) for row in batch]
-        self._count_paths(editions, result)
+        items = [self._render(row, result) for row in batch]
+        self._count_paths(items, result)
         if "pdf" in self.plan.formats:
-            self._pdfs(editions, result)
-        for edition in editions:
+            self._pdfs(items, result)
+        for item in items:
             try:
-                result.rows.append(self._finish(edition))
+                result.rows.append(self._finish(item))
             except DeliveryError:
                 raise  # the target is unusable: the run stops (the rest is repaired)
             except Exception as exc:  # one customer's encoding bug is that customer's
-                result.rows.append(edition.manifest("failed", internal_error(exc)))
+                result.rows.append(item.manifest("failed", internal_error(exc)))
         self.writer.flush()  # an object store's uploads: a batch is done when its files are
         if self.deliverer is not None:
             self.deliverer.flush()
         result.sharing = self.plan.renderer.sharing_of(result.versions)
         return result
 
-    def _render(self, row: Row, result: BatchResult) -> Edition:
-        edition = self.prepare(row, result)
-        if edition.version is None or edition.failure is not None:
-            return edition
+    def _render(self, row: Row, result: BatchResult) -> WorkItem:
+        item = self.prepare(row, result)
+        if item.version is None or item.failure is not None:
+            return item
         try:
             with watchdog.limit(self.plan.campaign.limits.render_seconds):
-                edition.rendered = self.encoder.tracked(
-                    self.plan.renderer.render(edition.version, edition.fields),
-                    edition.version, str(row.customer_id), edition.fields)
+                item.rendered = self.encoder.tracked(
+                    self.plan.renderer.render(item.version, item.fields),
+                    item.version, str(row.customer_id), item.fields)
         except RenderFailure as exc:
-            edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
+            item.failure = Reason("render_failed" if exc.code == "error" else exc.code,
                                      str(exc), exc.message)
         except Exception as exc:  # a bug must fail this customer, never the whole run
-            edition.failure = internal_error(exc)
-        return edition
+            item.failure = internal_error(exc)
+        return item
 
-    def prepare(self, row: Row, result: BatchResult, *, links: bool = True) -> Edition:
+    def prepare(self, row: Row, result: BatchResult, *, links: bool = True) -> WorkItem:
         """Everything before rendering: version, audience, suppression, personal links.
 
         `links=False` leaves the unsubscribe link to `sign_links` (preflight signs only the
         customers it renders)."""
-        edition = Edition(row, dict(row.fields or {}))
+        item = WorkItem(row, dict(row.fields or {}))
         if row.rejected:
-            return edition
-        if (chosen := self.preferences.apply(edition.fields)) is not None:
-            edition.skipped = ("suppressed", chosen)   # paused, or every topic off
-            return edition
+            return item
+        if (chosen := self.preferences.apply(item.fields)) is not None:
+            item.skipped = ("suppressed", chosen)   # paused, or every topic off
+            return item
         try:
-            segments, missing, selection, version = self.plan.version_of(edition.fields)
+            segments, missing, selection, version = self.plan.version_of(item.fields)
         except Exception as exc:  # a value no rule or selection expected: this row only
-            edition.failure = internal_error(exc)
-            return edition
-        edition.segments, edition.modules = segments, selection.ids()
+            item.failure = internal_error(exc)
+            return item
+        item.segments, item.modules = segments, selection.ids()
         if selection.experiment is not None:
-            edition.experiment = {"name": selection.experiment.name,
+            item.experiment = {"name": selection.experiment.name,
                                   "variant": selection.experiment.variant}
         try:
-            excluded = self.plan.audience.exclusion(edition.fields, segments, selection)
+            excluded = self.plan.audience.exclusion(item.fields, segments, selection)
             if excluded is not None:
-                edition.skipped = ("excluded", excluded)
-                return edition
-            suppressed = (self.suppression.reason_for(edition.fields)
+                item.skipped = ("excluded", excluded)
+                return item
+            suppressed = (self.suppression.reason_for(item.fields)
                           if self.suppression is not None else None)
         except Exception as exc:  # a value no rule expected: this row only
-            edition.failure = internal_error(exc)
-            return edition
+            item.failure = internal_error(exc)
+            return item
         if suppressed is not None:  # in dry runs too, so a preview tells the truth
-            edition.skipped = ("suppressed", suppressed)
-            return edition
+            item.skipped = ("suppressed", suppressed)
+            return item
         if self.cadence is not None:
-            edition.skipped = self.cadence.hold(row.customer_id, edition.fields)
-            if edition.skipped is not None:
-                return edition
-        edition.version = version
+            item.skipped = self.cadence.hold(row.customer_id, item.fields)
+            if item.skipped is not None:
+                return item
+        item.version = version
         if links:
-            self.sign_links(edition)
+            self.sign_links(item)
         for segment, name in missing.items():
             result.missing[(segment, name)] += 1
         for slot in selection.slots:
@@ -194,45 +194,45 @@ class Pipeline:
             # module digests: `edition diff` tells an edited module from another module
             digests = {slot: {m.id: m.digest for m in modules}
                        for slot, modules in selection.modules().items()}
-            result.versions[version.digest] = {"id": version.id, "modules": edition.modules,
+            result.versions[version.digest] = {"id": version.id, "modules": item.modules,
                                                "locale": version.locale,
                                            "segments": list(version.segments),
                                            "digests": digests}
-        return edition
+        return item
 
-    def sign_links(self, edition: Edition) -> None:
+    def sign_links(self, item: WorkItem) -> None:
         """The personal layer's one-click link: signed, never the bare customer id."""
         if self.encoder.links is not None:
-            edition.fields["unsubscribe_url"] = self.encoder.links.url(
-                str(edition.row.customer_id), edition.fields.get("email"),
-                edition.fields.get("locale"))
+            item.fields["unsubscribe_url"] = self.encoder.links.url(
+                str(item.row.customer_id), item.fields.get("email"),
+                item.fields.get("locale"))
             preferences = self.encoder.links.preferences_url(
-                str(edition.row.customer_id), edition.fields.get("email"),
-                edition.fields.get("locale"))
+                str(item.row.customer_id), item.fields.get("email"),
+                item.fields.get("locale"))
             if preferences is not None:
-                edition.fields["preferences_url"] = preferences
+                item.fields["preferences_url"] = preferences
 
-    def _count_paths(self, editions: list[Edition], result: BatchResult) -> None:
+    def _count_paths(self, items: list[WorkItem], result: BatchResult) -> None:
         """How many customers took the shared path for html, text and eml, and why not."""
         kinds = [k for k in ("html", "text", "subject") if k in self.plan.renderer.kinds]
         if not kinds:
             return
-        for edition in editions:
-            if edition.rendered is None:
+        for item in items:
+            if item.rendered is None:
                 continue
-            paths = edition.rendered.paths
+            paths = item.rendered.paths
             why = next((paths.get(k, "rendered whole") for k in kinds
                         if paths.get(k) != "shared"), "shared")
             result.paths[("html", why)] += 1
 
-    def _pdfs(self, editions: list[Edition], result: BatchResult) -> None:
+    def _pdfs(self, items: list[WorkItem], result: BatchResult) -> None:
         """Each customer's PDF; a version's customers of one shape are laid out together."""
-        groups: dict[tuple[str, Any], list[Edition]] = {}
-        for edition in editions:
-            if edition.rendered is not None and edition.version is not None:
-                layout = edition.rendered.layout
-                key = (edition.version.digest, layout.key if layout is not None else None)
-                groups.setdefault(key, []).append(edition)
+        groups: dict[tuple[str, Any], list[WorkItem]] = {}
+        for item in items:
+            if item.rendered is not None and item.version is not None:
+                layout = item.rendered.layout
+                key = (item.version.digest, layout.key if layout is not None else None)
+                groups.setdefault(key, []).append(item)
         stats = self.encoder.pdf_renderer().stats
         fast, full = stats.fast, Counter(stats.full)
         for group in groups.values():
@@ -243,45 +243,45 @@ class Pipeline:
             pdfs = self.encoder.pdf_version(parts, pages, locale, values=[
                 e.rendered.layout.values if e.rendered.layout is not None else []  # type: ignore[union-attr]
                 for e in group] if layout is not None else None)
-            for edition, data in zip(group, pdfs, strict=True):
-                edition.pdf = data
+            for item, data in zip(group, pdfs, strict=True):
+                item.pdf = data
         result.paths[("pdf", "fast")] += stats.fast - fast
         for reason, n in (stats.full - full).items():
             result.paths[("pdf", reason)] += n
 
-    def _finish(self, edition: Edition) -> ManifestRow:
-        row = edition.row
+    def _finish(self, item: WorkItem) -> ManifestRow:
+        row = item.row
         if row.rejected:
             return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
                                reason=row.reason)
-        if edition.skipped is not None:
-            return edition.manifest(*edition.skipped)
-        if edition.rendered is None or edition.version is None:
-            return edition.manifest("failed", edition.failure)
+        if item.skipped is not None:
+            return item.manifest(*item.skipped)
+        if item.rendered is None or item.version is None:
+            return item.manifest("failed", item.failure)
         customer_id = str(row.customer_id)
         try:
-            documents = (self.encoder.documents(edition.rendered)
+            documents = (self.encoder.documents(item.rendered)
                          if self._documents else None)
-            digest = (self.encoder.content_hash(customer_id, edition.version.digest,
-                                                edition.rendered, documents)
+            digest = (self.encoder.content_hash(customer_id, item.version.digest,
+                                                item.rendered, documents)
                       if "eml" in self.plan.formats or self.deliverer else "")
-            files = self.encoder.files(customer_id, edition.fields, edition.version.id,
-                                       edition.rendered, digest, edition.pdf, documents)
+            files = self.encoder.files(customer_id, item.fields, item.version.id,
+                                       item.rendered, digest, item.pdf, documents)
             for rel, data, _ in files.values():
                 self.writer.write(rel, data)
         except RunError as exc:
-            return edition.manifest("failed", Reason("write_failed", exc.message))
+            return item.manifest("failed", Reason("write_failed", exc.message))
         except UnicodeError as exc:
-            return edition.manifest("failed", Reason("encoding_failed", (
+            return item.manifest("failed", Reason("encoding_failed", (
                 f"cannot encode this customer's edition: {exc}"), "cannot encode"))
         paths = {fmt: rel for fmt, (rel, _, _) in files.items()}
         if self.deliverer is None:
-            return edition.manifest("rendered", None, paths)
+            return item.manifest("rendered", None, paths)
         sent = self.deliverer.deliver(customer_id=customer_id,
-                                      recipient=edition.fields.get("email"), digest=digest,
+                                      recipient=item.fields.get("email"), digest=digest,
                                       message_id=self.encoder.message_id(digest), files=files,
-                                      subject=edition.rendered.subject)
-        return edition.manifest(sent.status, sent.reason, paths, **sent.extra)
+                                      subject=item.rendered.subject)
+        return item.manifest(sent.status, sent.reason, paths, **sent.extra)
 
     def close(self) -> None:
         if self.deliverer is not None:

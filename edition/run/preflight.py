@@ -12,7 +12,7 @@ limits, and every problem is reported at once:
   missing file), naming the module or template and the URL (edition.pdf_resources);
 - errors too: a customer field that a template, the subject or a module body prints
   (with nothing to fall back on) and that no customer it reaches has: every one of them
-  would fail (edition.fields finds those places in Jinja's AST);
+  would fail (item.fields finds those places in Jinja's AST);
 - warnings (listed; fatal with --strict): a printed field that some customers lack
   (how many, and the template line); fields that rules and templates read but the
   customer file lacks (with "did you mean"); module front matter keys that look like
@@ -119,12 +119,13 @@ class Scan:
 
 
 # Scanning a batch yields rows of preflight's tally; `absorb` adds scans up in input order.
-Scanner = Callable[[RunOptions, Iterator[list[Row]]], Iterable[Scan]]
+# (job: edition.run.workers.RenderJob, the dry run's, batches) -> scans
+Scanner = Callable[[Any, Iterator[list[Row]]], Iterable[Scan]]
 
 
 def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pipeline,
                   email: bool, makes_email: bool, scanner: Scanner | None = None,
-                  scan_options: RunOptions | None = None) -> Preflight:
+                  scan_job: Any = None) -> Preflight:
     """The whole preflight for a run over its customer file (see the module docstring).
 
     `pipeline` is the run's dry pipeline (audience, suppression, links); `email` says
@@ -158,10 +159,10 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
         return found  # a file without its id or email column: reading it tells nothing more
     rows = read_customers(source, need_email=email, declared=campaign.fields,
                           limit=options.limit)
-    if scanner is None or scan_options is None:
+    if scanner is None or scan_job is None:
         absorb(found, [scan_rows(plan, pipeline, rows, set())])
     else:  # the pool's workers scan batches side by side; their renders stay cached there
-        absorb(found, scanner(scan_options, batches(rows, options.batch_size)))
+        absorb(found, scanner(scan_job, batches(rows, options.batch_size)))
     told = _printed_fields(found, header)
     found.warnings += [w for name, w in reads.items() if name not in told]
     return found
@@ -173,13 +174,6 @@ def content_notes(plan: Plan) -> list[str]:
     return [note for module in plan.catalog
             if module.campaigns is None or plan.campaign.name in module.campaigns
             for note in module.notes]
-
-
-def check_versions(plan: Plan, rows: Iterable[Row]) -> Preflight:
-    """Render each version once for its first customer (no audience or suppression)."""
-    found = Preflight()
-    absorb(found, [scan_rows(plan, None, rows, set())])
-    return found
 
 
 def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]) -> Scan:
@@ -202,11 +196,11 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             scan.rejected += 1
             continue
         if pipeline is not None:
-            edition = pipeline.prepare(row, BatchResult([]), links=False)
-            if edition.skipped is not None:
-                count_skipped(scan, edition.skipped)
+            item = pipeline.prepare(row, BatchResult([]), links=False)
+            if item.skipped is not None:
+                count_skipped(scan, item.skipped)
                 continue
-            fields, version = edition.fields, edition.version
+            fields, version = item.fields, item.version
             if version is None:
                 continue
         else:
@@ -224,7 +218,7 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             continue
         rendered.add(version.digest)
         if pipeline is not None:
-            pipeline.sign_links(edition)  # only the customers preflight renders need one
+            pipeline.sign_links(item)  # only the customers preflight renders need one
         try:
             # render, not whole: the version's shared documents are made and self-checked
             # here, once, and the run that follows (in this process) reuses them

@@ -62,7 +62,7 @@ def replay(run_dir: Path | str, out: Path | str) -> Replay:
     from edition.audience.customers import batches, read_customers
     from edition.audience.suppression import Suppression
     from edition.render.encoding import Encoder
-    from edition.run import lifecycle
+    from edition.run import context, workers
     from edition.run.folder import open_writer
     from edition.run.options import RunOptions
     from edition.run.pipeline import Pipeline
@@ -90,8 +90,8 @@ def replay(run_dir: Path | str, out: Path | str) -> Replay:
                               out=str(out), customers=customers or options.customers,
                               suppression=tuple(p for p in options.suppression
                                                 if Path(p).is_file()))
-    plan = lifecycle.plan_for(options)
-    source = lifecycle.customers_file(options, plan.campaign)
+    plan = workers.plan_for(options)
+    source = context.customers_file(options, plan.campaign)
     result = Replay(str(run_dir), str(out), unrecorded=not recorded)
     now = record(options, plan, source)["replay"]
     result.changed = changes(recorded, now) if recorded else [
@@ -99,13 +99,13 @@ def replay(run_dir: Path | str, out: Path | str) -> Replay:
 
     # cadence off: the run's own decisions (from its manifest) stand in for today's history
     encoder = Encoder(plan.campaign, plan.formats, options.started,
-                                links=lifecycle.unsubscribe_links(options, plan),
+                                links=workers.unsubscribe_links(options, plan),
                                 mailing=options.mailing)
     suppression = Suppression.load(plan.campaign, extra_lists=options.suppression)
     pipeline = Pipeline(plan, open_writer(out), encoder, None, suppression)
     made: dict[str, dict[str, Any]] = {}
     try:
-        rows = read_customers(source, need_email=lifecycle.need_email(options, plan),
+        rows = read_customers(source, need_email=context.need_email(options, plan),
                               declared=plan.campaign.fields, limit=options.limit)
         for batch in batches(rows, options.batch_size):
             for row in pipeline.process(batch).rows:

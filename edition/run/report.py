@@ -168,26 +168,7 @@ def _cell(message: str) -> str:
 
 def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -> str:
     """The Markdown report."""
-    rate = f"{tally.rows / seconds:,.0f} customers/s" if seconds > 0 and tally.rows else "-"
-    cannot = ([f"> **Cannot be sent as it is.** {'; '.join(info.unsendable)}. Fix that and "
-               f"run again before approving: `edition approve` and `edition send` refuse "
-               f"this run.", ""] if info.unsendable else [])
-    out = [
-        f"# Run report: {info.campaign}",
-        "",
-        *cannot,
-        *([note, ""] if note else []),
-        f"- run: {code(info.run_id)} — {text(info.mode)}",
-        f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",
-        f"- customers file: {code(info.customers)}",
-        *([f"- mailing: {code(info.mailing)} — {text(sent_line(tally, info.mailing))}"]
-          if info.mailing else []),
-        f"- {tally.rows:,} customer rows in {seconds:.1f} s ({rate}); "
-        f"{len(tally.versions):,} versions",
-        "",
-        "## Status",
-        "",
-    ]
+    out = _heading(tally, info, seconds, note)
     out += _table(["status", "customers"],
                   [[s, f"{tally.status.get(s, 0):,}"] for s in STATUSES if tally.status.get(s)]
                   or [["(no customers)", 0]])
@@ -203,7 +184,44 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         out += _table(["level", "finding"], [[level, _cell(message)]
                                              for level, message in info.preflight])
     out += report_section(info.sender_health)
-    out += ["", "## Segments", ""]
+    out += _segments(tally, info) + _versions(tally, info)
+    if tally.short:
+        out += ["", "## Slots not filled", ""]
+        out += [f"- {code(slot)}: fewer eligible modules than it takes for {n:,} customer(s)"
+                for slot, n in sorted(tally.short.items())]
+    out += _problems(tally)
+    out += _clicks_section(info.clicks)
+    out += ["", "Every row is listed with its status and reason in `manifest.jsonl`.", ""]
+    return "\n".join(out)
+
+
+def _heading(tally: Tally, info: RunInfo, seconds: float, note: str) -> list[str]:
+    """The title, what cannot be sent, the run's facts, and the status section's title."""
+    rate = f"{tally.rows / seconds:,.0f} customers/s" if seconds > 0 and tally.rows else "-"
+    cannot = ([f"> **Cannot be sent as it is.** {'; '.join(info.unsendable)}. Fix that and "
+               f"run again before approving: `edition approve` and `edition send` refuse "
+               f"this run.", ""] if info.unsendable else [])
+    return [
+        f"# Run report: {info.campaign}",
+        "",
+        *cannot,
+        *([note, ""] if note else []),
+        f"- run: {code(info.run_id)} — {text(info.mode)}",
+        f"- as of: {info.as_of.isoformat()}; formats: {', '.join(info.formats)}",
+        f"- customers file: {code(info.customers)}",
+        *([f"- mailing: {code(info.mailing)} — {text(sent_line(tally, info.mailing))}"]
+          if info.mailing else []),
+        f"- {tally.rows:,} customer rows in {seconds:.1f} s ({rate}); "
+        f"{len(tally.versions):,} versions",
+        "",
+        "## Status",
+        "",
+    ]
+
+
+def _segments(tally: Tally, info: RunInfo) -> list[str]:
+    """Customers per segment and status, and the rules a missing field made false."""
+    out = ["", "## Segments", ""]
     rules = dict(info.segments)
     segment_names = [*rules, "(none)"]
     shown = [s for s in STATUSES if tally.status.get(s) and s != "rejected"]
@@ -218,7 +236,12 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         out += ["", "Rules that were false because a field was missing:", ""]
         out += [f"- {code(seg)}: field {code(field)} missing for {n:,} customer(s)"
                 for (seg, field), n in sorted(tally.missing.items())]
-    out += ["", "## Versions", ""]
+    return out
+
+
+def _versions(tally: Tally, info: RunInfo) -> list[str]:
+    """The first 50 versions, and why some were rendered whole per customer."""
+    out = ["", "## Versions", ""]
     doc = versions_document(tally, info.campaign)["versions"]
     vrows = []
     for v in doc[:50]:
@@ -236,10 +259,12 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
         out += ["", "Rendered whole per customer (correct, slower):", ""]
         out += [f"- {text(reason)} ({n} version/format pair(s))"
                 for reason, n in whole.most_common()]
-    if tally.short:
-        out += ["", "## Slots not filled", ""]
-        out += [f"- {code(slot)}: fewer eligible modules than it takes for {n:,} customer(s)"
-                for slot, n in sorted(tally.short.items())]
+    return out
+
+
+def _problems(tally: Tally) -> list[str]:
+    """Rejected, failed, unknown, excluded and suppressed rows: reasons, counts, examples."""
+    out: list[str] = []
     for status, title in (("rejected", "Rejected rows"), ("failed", "Failed customers"),
                           ("unknown", "Delivery outcome unknown"),
                           ("excluded", "Excluded customers"),
@@ -251,9 +276,7 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
             out += _table(["reason", "count", "examples"],
                           [[_cell(r), f"{n:,}", ", ".join(_example(i) for i in ids)]
                            for r, n, ids in sorted(items, key=lambda x: -x[1])])
-    out += _clicks_section(info.clicks)
-    out += ["", "Every row is listed with its status and reason in `manifest.jsonl`.", ""]
-    return "\n".join(out)
+    return out
 
 
 def _clicks_section(table: ClickTable | None) -> list[str]:

@@ -1,0 +1,299 @@
+"""Runs that stopped: a folder made consistent, and where the next run picks up.
+
+A run that dies (kill -9, a machine gone) leaves its folder marked `running`; the next
+run of its campaign repairs it (`recover_runs`): a torn last manifest line is cut,
+customer files no row names are removed, every input row the manifest does not cover
+gets a row (`failed`, or `unknown` when the run was sending and that customer's files
+had been written: the provider may have the message, and the send ledger decides on
+the rerun), report.md and versions.json are written with a note, and run.json says
+`interrupted`. A run stopped in its own process (Ctrl-C, SIGTERM, an error) repairs its
+folder itself before it exits. A rerun on the same folder resumes it (`resume_point`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edition import private
+from edition.audience.customers import Row, read_customers
+from edition.naming import relative_path
+from edition.outcomes import ManifestRow, Reason
+from edition.render.plan import Plan
+from edition.run.click_table import previous_mailing_clicks
+from edition.run.context import customers_file, need_email
+from edition.run.folder import (
+    RUN_FILE,
+    FolderLock,
+    alive_here,
+    now,
+    read_run_file,
+    remove_unlisted,
+    write_run_file,
+)
+from edition.run.manifest import MANIFEST_NAME, ManifestWriter, read_rows, truncate_rows
+from edition.run.options import RunOptions
+from edition.run.report import RunInfo, Tally, write_report
+from edition.run.sender_health import health_or_nothing
+from edition.run.workers import plan_for
+
+INTERRUPTED = "interrupted"
+
+# Whether a run that another host started is over, when this host cannot tell (a flow
+# run's state in the Prefect API): (run.json) -> bool.
+OverElsewhere = Callable[[dict[str, Any]], bool]
+OnRepaired = Callable[[dict[str, Any], "Repair"], None]
+
+
+@dataclass
+class Repair:
+    """What `repair` did to one run folder."""
+
+    folder: str
+    kept: int = 0                                       # manifest rows that were there
+    added: Counter[str] = field(default_factory=Counter)   # status -> rows added
+    removed: list[str] = field(default_factory=list)    # files no row named
+    torn_line: bool = False
+    note: str = ""
+
+    def describe(self) -> str:
+        added = ", ".join(f"{n:,} {s}" for s, n in sorted(self.added.items())) or "none"
+        return (f"{self.folder}: {self.kept:,} manifest rows kept, rows added: {added}, "
+                f"{len(self.removed):,} unlisted file(s) removed"
+                + (", torn last manifest line cut" if self.torn_line else "")
+                + (f" ({self.note})" if self.note else ""))
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | None = None,
+           options: RunOptions | None = None, info: RunInfo | None = None) -> Repair:
+    """Make an interrupted run folder consistent; return what was done, in words (see the
+    module docstring). `info` is the report's header for the run (made from run.json's
+    options when not given)."""
+    folder = Path(folder)
+    document = read_run_file(folder) or {}
+    manifest = folder / MANIFEST_NAME
+    rows, torn = read_rows(manifest, cut_torn=True)
+    if not manifest.exists():
+        private.create_file(manifest)
+    named = {rel for r in rows for rel in (r.get("files") or {}).values()}
+    result = Repair(str(folder), kept=len(rows), torn_line=torn,
+                    removed=remove_unlisted(folder, named))
+    options, plan, result.note = _run_of(document, options, plan)
+    added: list[ManifestRow] = []
+    if plan is not None and options is not None:
+        added, problem = _rows_not_done(rows, reason, options, plan, set(result.removed))
+        result.note = problem or result.note
+    if added:
+        with ManifestWriter(manifest, append=True) as writer:
+            writer.write(added)
+    result.added.update(r.status for r in added)
+    if plan is not None and options is not None:
+        tally = Tally()
+        kept = [ManifestRow.from_dict(r) for r in rows]
+        tally.add(kept + added, versions={r.version_digest or r.version: {
+            "modules": r.modules, "segments": r.segments} for r in kept if r.version})
+        text = (f"> **{reason.capitalize()}.** {len(rows):,} customer rows were done before "
+                f"the run stopped; the other {len(added):,} are listed with reason code "
+                f"`{INTERRUPTED}`. Run the campaign again on this folder to finish them.")
+        write_report(tally, info or run_info(options, plan), folder, seconds_since(document),
+                     note=text)
+    write_run_file(folder, document | {"status": INTERRUPTED, "reason": reason,
+                                       "repaired": now(), "repair": result.describe()})
+    return result
+
+
+def run_info(options: RunOptions, plan: Plan) -> RunInfo:
+    """The report's header for a run (a repaired one: without preflight)."""
+    from edition.run.context import source_name, target_of
+
+    campaign = plan.campaign
+    mode = (f"sent (--send) to {target_of(options, campaign)}" if options.send
+            else "dry run (nothing sent)")
+    return RunInfo(campaign=campaign.name,
+                   segments=tuple((s.name, s.expression) for s in campaign.segments),
+                   run_id=str(options.run_id), mode=mode, as_of=plan.as_of,
+                   formats=plan.formats,
+                   customers=source_name(customers_file(options, campaign)),
+                   mailing=options.mailing if options.send else None,
+                   sender_health=health_or_nothing(campaign),
+                   clicks=previous_mailing_clicks(campaign, options.mailing))
+
+
+def _run_of(document: dict[str, Any], options: RunOptions | None, plan: Plan | None
+            ) -> tuple[RunOptions | None, Plan | None, str]:
+    """The dead run's options and plan (from run.json when not given), or why not."""
+    if options is None and document.get("options"):
+        try:
+            options = RunOptions.model_validate(document["options"])
+        except ValueError as exc:
+            return None, None, f"rows not completed: the run's options cannot be read ({exc})"
+    if plan is None and options is not None:
+        try:
+            plan = plan_for(options)
+        except Exception as exc:  # campaign edited or broken since: account for what we can
+            return options, None, f"rows not completed: cannot read the campaign ({exc})"
+    return options, plan, ""
+
+
+def _rows_not_done(rows: list[dict[str, Any]], reason: str, options: RunOptions, plan: Plan,
+                   removed: set[str]) -> tuple[list[ManifestRow], str]:
+    """A row for every input row after the manifest's last, or why none could be made."""
+    last = max((int(r.get("line") or 0) for r in rows), default=0)
+    try:
+        source = read_customers(customers_file(options, plan.campaign),
+                                need_email=need_email(options, plan),
+                                declared=plan.campaign.fields, limit=options.limit)
+        return [_interrupted_row(row, reason, options, removed) for row in source
+                if row.line > last], ""
+    except Exception as exc:
+        return [], f"customer file unreadable ({exc}); manifest left as it was"
+
+
+def _interrupted_row(row: Row, reason: str, options: RunOptions,
+                     removed: set[str]) -> ManifestRow:
+    if row.rejected:
+        return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
+                           reason=row.reason)
+    rendered = any(relative_path(f, str(row.customer_id)) in removed
+                   for f in ("html", "text", "eml", "pdf"))
+    if options.send and rendered:
+        # its batch ran, so it may have been delivered: the ledger knows
+        return ManifestRow(customer_id=row.customer_id, status="unknown", line=row.line,
+                           reason=Reason(INTERRUPTED, f"{reason}; delivery outcome not "
+                                                      f"recorded", "run interrupted"))
+    return ManifestRow(customer_id=row.customer_id, status="failed", line=row.line,
+                       reason=Reason(INTERRUPTED, reason, "run interrupted"))
+
+
+def seconds_since(document: dict[str, Any]) -> float:
+    """Seconds since a run document's `started` (0 when it does not say)."""
+    try:
+        started = dt.datetime.fromisoformat(document["started"])
+        return max(0.0, (dt.datetime.now(dt.UTC) - started).total_seconds())
+    except (KeyError, ValueError, TypeError):
+        return 0.0
+
+
+# -- finding the runs that died ---------------------------------------------------------
+
+
+def is_dead(info: dict[str, Any], folder: Path, over_elsewhere: OverElsewhere | None = None
+            ) -> bool:
+    """Whether the run that owns a folder marked running is gone.
+
+    The folder's lock answers for runs on this machine (the OS drops it when the holder
+    dies); the pid check covers folders written before the lock existed. A run of
+    another host is over only when `over_elsewhere` says so (its orchestrator knows).
+    """
+    here = alive_here(info)
+    if here is None:
+        return over_elsewhere is not None and over_elsewhere(info)
+    if here:
+        return False
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except Exception:
+        return False
+    lock.release()
+    return True
+
+
+def recover_runs(campaign_out: Path | str, *, skip: Path | None = None,
+                 on_repaired: OnRepaired | None = None,
+                 over_elsewhere: OverElsewhere | None = None) -> list[Repair]:
+    """Repair every run folder under `out/<campaign>/` whose run died mid-way."""
+    campaign_out = Path(campaign_out)
+    repaired: list[Repair] = []
+    if not campaign_out.is_dir():
+        return repaired
+    for folder in sorted(p for p in campaign_out.iterdir() if p.is_dir()):
+        if skip is not None and folder.resolve() == Path(skip).resolve():
+            continue
+        info = read_run_file(folder)
+        if not info or info.get("status") != "running" or not is_dead(info, folder,
+                                                                       over_elsewhere):
+            continue
+        summary = _repair_held(folder)
+        if summary is None:
+            continue
+        if on_repaired is not None:
+            on_repaired(info, summary)
+        repaired.append(summary)
+    return repaired
+
+
+def _repair_held(folder: Path) -> Repair | None:
+    """Repair a dead run's folder under its lock (None: someone else holds it now)."""
+    lock = FolderLock(folder)
+    try:
+        lock.acquire()
+    except Exception:
+        return None
+    try:
+        return repair(folder)
+    except Exception as exc:  # never let one folder stop a run or serve
+        return Repair(str(folder), note=f"could not repair: {exc}")
+    finally:
+        lock.release()
+
+
+# -- resuming a run on its own folder -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Where a run picks up in its folder."""
+
+    after_line: int = 0
+    kept: int = 0
+
+
+def resume_point(folder: Path) -> Resume:
+    """Cut what an interrupted run left half-done; where the next run picks up."""
+    path = folder / MANIFEST_NAME
+    rows, _ = read_rows(path, cut_torn=True)
+    keep = len(rows)
+    while keep and rows[keep - 1].get("reason_code") == INTERRUPTED:
+        keep -= 1
+    if keep < len(rows):  # rows the repair added for the rest of the input: redone now
+        truncate_rows(path, keep)
+    rows = rows[:keep]
+    remove_unlisted(folder, {rel for r in rows for rel in (r.get("files") or {}).values()})
+    return Resume(after_line=max((int(r.get("line") or 0) for r in rows), default=0),
+                  kept=keep)
+
+
+def kept_rows(folder: Path, resume: Resume) -> list[ManifestRow]:
+    """The rows a resumed run kept from the run it finishes."""
+    rows, _ = read_rows(folder / MANIFEST_NAME)
+    return [ManifestRow.from_dict(r) for r in rows[:resume.kept]]
+
+
+def clear_folder(folder: Path) -> None:
+    """What a run wrote, gone (for --overwrite): manifest, report, run.json, files."""
+    for name in (MANIFEST_NAME, "report.md", "versions.json", RUN_FILE):
+        (folder / name).unlink(missing_ok=True)
+    for fmt in ("html", "text", "eml", "pdf", "outbox"):
+        path = folder / fmt
+        if path.is_symlink():
+            path.unlink()
+        elif path.is_dir():
+            shutil.rmtree(path)
+
+
+def listed(rows: Iterable[dict[str, Any]]) -> set[str]:
+    """The files a manifest's rows name."""
+    return {rel for r in rows for rel in (r.get("files") or {}).values()}
+
+
+__all__ = ["INTERRUPTED", "Repair", "Resume", "clear_folder", "is_dead", "kept_rows",
+           "listed", "recover_runs", "repair", "resume_point", "run_info", "seconds_since"]

@@ -1,0 +1,308 @@
+"""The send-campaign form: what the Prefect UI draws, and the run options it makes.
+
+`RunForm` is the form, field for field; `send_campaign`'s parameters are generated
+from it (`form_parameters`), so the UI, the API and Python callers see the same fields,
+defaults and help. Its fields are the run options' (edition/run/options.py) in the
+form's words: empty means the campaign's or the default (the UI needs a value it can
+show), `dry_run` plus `confirm_send` instead of `send`, the rarely changed ones in
+`advanced`. `RunForm.options()` turns it into `RunOptions` by name; `RunOptions.build`
+is the one check of the values. The form adds only what a form needs: the campaign by
+its name, paths relative to the content root, the confinement of a served run
+(flows/roots.py), the two switches to send, and the task runner's settings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+
+from edition.content.campaign import find_root
+from edition.databases import held, is_database_url
+from edition.errors import UsageError
+from edition.run.options import RunOptions, parse_run_date
+from edition.run.workers import plan_for
+from edition.send.delivery import unshared_ledger
+from flows.roots import Roots, campaign_problem, resolve_campaign
+
+Format = Literal["html", "text", "eml", "pdf"]
+Runner = Literal["thread", "process", "dask"]
+
+# The form draws a field from its JSON schema: `str | None` would be "Property is type
+# None" until a type is picked, so the schema says string (integer, array) with a default
+# the form can show, while Python callers may still pass None.
+Text = Annotated[str | None, WithJsonSchema({"type": "string"})]
+Formats = Annotated[list[Format] | None, WithJsonSchema(
+    {"type": "array", "items": {"type": "string", "enum": list(get_args(Format))},
+     "uniqueItems": True})]
+# Dates are plain strings in the form: with `format: date` the UI's own check refuses the
+# empty default ("'' is not a 'date-time'") and Submit does nothing; the pattern allows
+# empty or the ISO form, and RunOptions says what is wrong with anything else.
+DATE_PATTERN = r"^(\d{4}-\d{2}-\d{2})?$"
+TIME_PATTERN = (r"^(\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?"
+                r"(Z|[+-]\d{2}:?\d{2})?)?)?$")
+AsOf = Annotated[dt.date | str | None, WithJsonSchema({"type": "string",
+                                                       "pattern": DATE_PATTERN})]
+# schema only: RunOptions refuses a negative limit, in its own words
+Limit = Annotated[int | None, WithJsonSchema({"type": "integer", "minimum": 0})]
+RunId = Annotated[str, WithJsonSchema({"type": "string",
+                                       "pattern": r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$"})]
+# Plain text, not format date-time: the form fills in the whole `advanced` default, and
+# the server's check of the form refuses "" as a date-time.
+Started = Annotated[dt.datetime | Literal[""], WithJsonSchema(
+    {"type": "string", "pattern": TIME_PATTERN})]
+
+# A flow's batches are bigger than edition run's 500: each is a task run whose state
+# changes and logs go through the API (~0.1 s here). 20,000 customers through the thread
+# runner took 9.1 s of flow run at 500 a batch, 8.3 s at 1,000, 7.1 s at 2,000.
+FLOW_BATCH = 2000
+SOURCES = ("a CSV, JSONL or Parquet file, or a `postgresql://` URL "
+           "(`postgresql://host/db?table=customers`)")
+
+
+class RunSettings(BaseModel):
+    """Options most runs leave alone."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = Field(FLOW_BATCH, ge=1, description=(
+        "Customers per render-batch task (thousands: every task run is a few round trips "
+        "to the Prefect API)."))
+    task_runner: Runner = Field("thread", description=(
+        "Where batches render: threads of the flow's process, a process pool, or Dask."))
+    workers: int = Field(0, ge=0, description=(
+        "Threads, processes or Dask workers; 0 means one per CPU."))
+    dask_address: str = Field("", description=(
+        "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
+        "Only with task_runner dask."))
+    out: str = Field("", description=(
+        "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root."))
+    run_id: RunId = Field("", description="Run id; empty makes one from the time.")
+    started: Started = Field("", description=(
+        "The run's clock (the e-mails' Date header); set it with run_id to reproduce a run "
+        "byte for byte; ISO 8601 (2026-11-02T08:00:00+00:00); empty means now."))
+    resend_unknown: bool = Field(False, description=(
+        "When sending: send again to customers whose earlier delivery outcome is unknown."))
+    overwrite: bool = Field(False, description=(
+        "Replace an earlier run's output when `out` names a folder that holds one."))
+    new_mailing: bool = Field(False, description=(
+        "When sending: start this mailing even though an earlier one is unfinished."))
+    review_before_send: bool = Field(True, description=(
+        "When sending: render as a dry run first, then wait for an approver to resume the "
+        "run from the UI; only then send exactly what was rendered. Campaigns with "
+        "`approval: required` always wait."))
+    approval_timeout_hours: float = Field(24.0, gt=0, description=(
+        "How long a run waits for its approver; unanswered, it ends Cancelled and nothing "
+        "is sent."))
+
+    @field_validator("dask_address", "out", "run_id", "started", mode="before")
+    @classmethod
+    def _empty(cls, value: Any) -> Any:
+        return "" if value is None else value  # None, as before the form had defaults
+
+
+class RunForm(BaseModel):
+    """send-campaign's parameters (see the module docstring); field order is the form's."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    campaign: str
+    customers: Text = Field("", description=(
+        f"Customers instead of the campaign's: {SOURCES}; a relative path is looked up "
+        f"from the content root, then from the working directory. Empty means the "
+        f"campaign's."))
+    formats: Formats = Field((), description=(
+        "What to make for each customer; empty means the campaign's formats."))
+    as_of: AsOf = Field("", description=(
+        "The run date (YYYY-MM-DD) modules' valid_from/valid_until are checked against; "
+        "empty means today."))
+    limit: Limit = Field(0, description="Only the first N customer rows; 0 means every row.")
+    dry_run: bool = Field(True, description=(
+        "On (the default) nothing leaves the machine: files are written only."))
+    confirm_send: bool = Field(False, description=(
+        "Must also be on to really send (with dry_run off)."))
+    to: Text = Field("", description=(
+        "Delivery target instead of the campaign's (local, s3://bucket/prefix, "
+        "smtp://host:port, ses); empty means the campaign's."))
+    mailing: Text = Field("", description=(
+        "Which issue of the campaign a send is; empty means the scheduled date (in the "
+        "campaign's time zone) for a scheduled run, else the run date. A customer is sent "
+        "at most once per mailing, whatever reruns or crashes."))
+    advanced: RunSettings = Field(RunSettings(), description=(
+        "Batch size, task runner (thread, process, Dask), output folder, run id."))
+
+    # the run options the form sets by name; "empty" (None, "", [], a limit of 0) is unset
+    OPTIONS: ClassVar[tuple[str, ...]] = ("formats", "as_of", "limit", "to", "mailing")
+    ADVANCED: ClassVar[tuple[str, ...]] = ("batch_size", "run_id", "started", "resend_unknown",
+                                           "new_mailing")
+
+    def options(self, *, scheduled: str | None = None) -> RunOptions:
+        """The run's options, or every problem in one UsageError (nothing read or written).
+
+        `scheduled` is a scheduled run's mailing (its date), used when none is named."""
+        problems: list[str] = []
+        path = resolve_campaign(self.campaign)
+        if path is None:
+            problems.append(campaign_problem(self.campaign))
+        root = find_root(path) if path else None
+        customers, missing = resolve_customers(self.customers, root)
+        problems += missing
+        out = self.advanced.out
+        if out and "://" not in out and not Path(out).is_absolute() and root:
+            out = str(root / out)  # relative to the content root, like customers
+        problems += self.confinement(path, customers, out or None)
+        if not self.dry_run and not self.confirm_send:
+            problems.append("sending needs two switches: dry_run off AND confirm_send on "
+                            "(nothing was rendered or sent)")
+        values = {name: getattr(self, name) for name in self.OPTIONS}
+        values |= {name: getattr(self.advanced, name) for name in self.ADVANCED}
+        values = {name: value for name, value in values.items() if not _empty(name, value)}
+        values.setdefault("mailing", scheduled)
+        try:
+            options = RunOptions.build(campaign=str(path), customers=customers, out=out or None,
+                                       send=not self.dry_run, **values)
+        except UsageError as exc:
+            problems.append(exc.message)
+        if problems:
+            raise UsageError("; ".join(problems))
+        options = options.resolved()
+        plan_for(options)  # campaign, catalog and templates: a ContentError names file and line
+        problems = dask_problems(options, self.advanced.task_runner,
+                                 self.advanced.dask_address or None)
+        if problems:
+            raise UsageError("; ".join(problems))
+        return options
+
+    def confinement(self, campaign: Path | None, customers: str | None, out: str | None
+                    ) -> list[str]:
+        """What a served run may not do (flows/roots.py), and settings that do not fit."""
+        problems = []
+        roots = Roots.from_env()
+        settings = self.advanced
+        if roots is not None:
+            problems += roots.problems(campaign=campaign, customers=customers, out=out,
+                                       to=self.to or None, own_target=_own_target(campaign),
+                                       dask_address=settings.dask_address or None)
+        if settings.dask_address and settings.task_runner != "dask":
+            problems.append("dask_address needs task_runner dask")
+        return problems
+
+    @classmethod
+    def of(cls, options: RunOptions, settings: dict[str, Any]) -> RunForm:
+        """The form that makes these options (`edition run --via-prefect`); a customers
+        URL goes without its password: Prefect stores a flow run's parameters (this
+        process keeps it to connect with)."""
+        given = {k: v for k, v in options.model_dump().items() if v is not None}
+        advanced = {name: given[name] for name in cls.ADVANCED if name in given}
+        return cls(campaign=options.campaign,
+                   customers=held(options.customers) if options.customers else "",
+                   dry_run=not options.send, confirm_send=options.send,
+                   **{name: given[name] for name in cls.OPTIONS if name in given},
+                   advanced=RunSettings(**{"out": options.out or "", **advanced, **settings}))
+
+
+def _empty(name: str, value: Any) -> bool:
+    return value is None or value == "" or (name == "limit" and value == 0) or (
+        name == "formats" and not value)
+
+
+def check_parameters(campaign: str, **parameters: Any) -> RunOptions:
+    """The options send-campaign's parameters make, or every problem in one UsageError
+    (None for a parameter means its default, as older callers send it)."""
+    return RunForm(campaign=campaign, **{k: v for k, v in parameters.items()
+                                         if v is not None}).options()
+
+
+def resolve_customers(customers: str | None, root: Path | None) -> tuple[str | None, list[str]]:
+    """A customer file relative to the content root first, then the working directory;
+    a SQL source as it is (checked when it is read). (location, problems)"""
+    if not customers:
+        return None, []
+    if is_database_url(customers):
+        return customers, []
+    candidate = Path(customers).expanduser()
+    if not candidate.is_absolute() and root is not None:
+        in_root = root / candidate
+        candidate = in_root if in_root.exists() or not candidate.exists() else candidate
+    problems = [] if candidate.is_file() else [f"customer file not found: {customers!r}"]
+    return str(candidate.resolve()), problems
+
+
+def run_date(as_of: dt.date | str | None) -> tuple[dt.date | None, list[str]]:
+    """The form's `as_of` ("" or YYYY-MM-DD; a date from Python): (date or None, problems)."""
+    try:
+        return parse_run_date(as_of), []
+    except ValueError as exc:
+        return None, [str(exc)]
+
+
+def _own_target(path: Path | None) -> str | None:
+    """The campaign's delivery target (a `to` equal to it needs no --allow)."""
+    if path is None:
+        return None
+    from edition.content.campaign import load_campaign
+
+    try:
+        return load_campaign(path).target
+    except Exception:  # an invalid campaign is reported by plan_for, with file and line
+        return None
+
+
+def dask_problems(options: RunOptions, runner: str, dask_address: str | None) -> list[str]:
+    """What stops a run on a Dask scheduler's workers before any work, in words.
+
+    They may run on other machines: they cannot reach Prefect's temporary server (no
+    PREFECT_API_URL), and a send cannot share a SQLite ledger with them (finding its
+    claims in a file of their own, they would send everyone again on the next send).
+    A local cluster (no address) runs on this machine: it may use both.
+    """
+    if runner != "dask" or not dask_address:
+        return []
+    from prefect.settings import PREFECT_API_URL
+
+    problems = []
+    if not PREFECT_API_URL.value():
+        problems.append(
+            f"the Dask scheduler {dask_address}'s workers report their task runs to the "
+            f"flow's Prefect server, and without PREFECT_API_URL that is Prefect's "
+            f"temporary server on this machine's loopback, which they cannot reach: start "
+            f"a server (prefect server start) and set PREFECT_API_URL, or leave the Dask "
+            f"address empty to run on a local cluster")
+    if options.send:
+        problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
+                                                              f"{dask_address}")
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def form_parameters(form: type[BaseModel]) -> Callable[[F], F]:
+    """Give a flow function the form's fields as its parameters, in the form's order,
+    with their types, defaults and help (Prefect draws the UI's form from them)."""
+
+    def give(fn: F) -> F:
+        parameters = []
+        for name, field in form.model_fields.items():
+            default: Any = inspect.Parameter.empty
+            if not field.is_required():
+                default = Field(field.default, description=field.description)
+            parameters.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY,
+                                                default=default,
+                                                annotation=field.rebuild_annotation()))
+        fn.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            parameters, return_annotation=inspect.signature(fn).return_annotation)
+        return fn
+
+    return give
+
+
+__all__ = ["DATE_PATTERN", "FLOW_BATCH", "TIME_PATTERN", "RunForm", "RunSettings", "Runner",
+           "check_parameters", "dask_problems", "form_parameters", "resolve_customers",
+           "run_date"]
