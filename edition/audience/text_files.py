@@ -127,7 +127,7 @@ class FileFormat:
         except UnicodeError:
             return False
 
-    def open(self, handle: io.BufferedIOBase) -> io.TextIOWrapper:
+    def open(self, handle: io.BufferedReader) -> io.TextIOWrapper:
         """Text from a binary handle: bytes the encoding cannot read survive as markers
         (surrogateescape) that the row checks reject, naming the column."""
         return io.TextIOWrapper(handle, encoding=self.codec, errors="surrogateescape",

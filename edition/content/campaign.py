@@ -60,16 +60,16 @@ class Campaign(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
                               arbitrary_types_allowed=True)
 
-    name: str = Field(default=None, validate_default=True)   # type: ignore[assignment]
+    name: str = Field(default=None, validate_default=True)
     # the display name (running header of PDFs): text, or per locale; default: the name
     title: Annotated[PerLocale | None, BeforeValidator(
         lambda v: values.per_locale(v, "title"))] = None
     description: str = ""
     template: str
     text_template: str | None = Field(default=None, validate_default=True)
-    formats: tuple[str, ...] = Field(default=None, validate_default=True)  # type: ignore
-    subject: PerLocale = Field(default=None, validate_default=True)       # type: ignore
-    sender: str = Field(default=None, validate_default=True)              # type: ignore
+    formats: tuple[str, ...] = Field(default=None, validate_default=True)
+    subject: PerLocale = Field(default=None, validate_default=True)
+    sender: str = Field(default=None, validate_default=True)
     reply_to: str | None = None
     customers: Annotated[str | dict[str, str] | None, BeforeValidator(checks.customers)] = None
     customers_encoding: Annotated[str | None, BeforeValidator(
@@ -78,8 +78,8 @@ class Campaign(Strict):
     slots: tuple[Slot, ...]
     audience: Rule | None = None          # who the campaign is for (None: everyone)
     exclude: Rule | None = None
-    require: tuple[str, ...] = Field(default=None, validate_default=True)  # type: ignore
-    delivery: DeliverySettings = Field(default=None, validate_default=True)  # type: ignore
+    require: tuple[str, ...] = Field(default=None, validate_default=True)
+    delivery: DeliverySettings = Field(default=None, validate_default=True)
     schedule: Annotated[Schedule | None, BeforeValidator(schedule_block)] = None
     footer: Annotated[dict[FooterKey, Any], BeforeValidator(
         lambda v: values.mapping(v, "footer")), AfterValidator(values.footer_values)] = Field(
@@ -366,4 +366,5 @@ def load_campaign(path: str | Path, root: Path | None = None,
     context = Loading(rel, root, data, kinds or {"article", "offer", "greeting"})
     campaign, errors = check(Campaign, data, rel, context=context, salvage=False)
     collect(errors)
+    assert campaign is not None   # no error, so validated
     return campaign

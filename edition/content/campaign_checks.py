@@ -144,7 +144,7 @@ def slots(ctx: Loading, value: Any) -> tuple[Slot, ...]:
                                            at="kind", says_where=True)))
             continue
         result.append(slot.named(str(name)))
-    fail_all(problems, value)  # type: ignore[arg-type]
+    fail_all(problems, value)
     return tuple(result)
 
 
@@ -242,4 +242,4 @@ def customers(value: Any) -> str | dict[str, str] | None:
         fail_all([((), fail(f"customers: {text}", at=key, says_where=True))
                   for key, text in problems], value)
         return {str(k): str(v) for k, v in value.items()}
-    return value
+    return url   # the value itself: a mapping returned above

@@ -189,14 +189,14 @@ def _field_type(value: Any) -> str:
 FieldType = Annotated[str, BeforeValidator(_field_type)]
 
 
-def _footer_key(key: Any) -> str:
+def _footer_key(key: object) -> str:
     """A footer key of the team's own is fine; a misspelt known one (the template would
     print nothing, or fail every customer) is not."""
-    key = str(key)
-    hint = near_miss(key, FOOTER_KEYS)
+    name = str(key)
+    hint = near_miss(name, FOOTER_KEYS)
     if hint:
-        raise fail(f"footer: unknown key {key!r} (did you mean {hint!r}?)")
-    return key
+        raise fail(f"footer: unknown key {name!r} (did you mean {hint!r}?)")
+    return name
 
 
 def footer_values(footer: dict[str, Any]) -> dict[str, Any]:

@@ -135,7 +135,7 @@ class DeliverySettings(Strict):
             raise fail("delivery must be a mapping like {to: local}")
         given = {k: v for k, v in value.items() if k not in ENGINE_KEYS and v is not None}
         errors: list[tuple[tuple[Any, ...], Any]] = []
-        settings = None
+        settings: DeliverySettings | None = None
         try:
             settings = handler({k: v for k, v in value.items() if k in ENGINE_KEYS})
         except ValidationError as exc:

@@ -16,13 +16,15 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from edition.content.yamlfile import LineDict
 from edition.errors import ContentError
+
+M = TypeVar("M", bound=BaseModel)
 
 AT = "edition_at"            # an error's context key: the key inside the value it is about
 ERROR = "edition_error"      # an error's context key: a ContentError shown as it is
@@ -80,12 +82,11 @@ def fail_all(errors: Iterable[tuple[tuple[Any, ...], PydanticCustomError | Mappi
             kind = error["type"]
             if kind == "edition":
                 kind = PydanticCustomError("edition", str(error["msg"]), error.get("ctx"))
-            details.append(InitErrorDetails(type=kind, loc=(*loc, *error["loc"]),
-                                            input=error.get("input"),
-                                            **({"ctx": error["ctx"]} if error.get("ctx")
-                                               and not isinstance(kind,
-                                                                  PydanticCustomError)
-                                               else {})))
+            detail = InitErrorDetails(type=kind, loc=(*loc, *error["loc"]),
+                                      input=error.get("input"))
+            if error.get("ctx") and not isinstance(kind, PydanticCustomError):
+                detail["ctx"] = error["ctx"]
+            details.append(detail)
     if details:
         raise ValidationError.from_exception_data("edition", details)
 
@@ -247,9 +248,9 @@ def content_errors(model: type[BaseModel], data: Any, errors: list[Any], file: s
     return found
 
 
-def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
+def check(model: type[M], data: Mapping[str, Any], file: str, *,
           extra_word: str = "key", context: Any = None,
-          salvage: bool = True) -> tuple[Any, list[ContentError]]:
+          salvage: bool = True) -> tuple[M | None, list[ContentError]]:
     """Validate `data` against `model`; (instance or None, every error with its line).
 
     When some keys are wrong the others are still validated: with `salvage` the
@@ -264,8 +265,8 @@ def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
     return (_salvage(model, data, errors) if salvage else None), found
 
 
-def _salvage(model: type[BaseModel], data: Mapping[str, Any],
-             errors: list[Any]) -> BaseModel | None:
+def _salvage(model: type[M], data: Mapping[str, Any],
+             errors: list[Any]) -> M | None:
     """The instance without the wrong values: each is dropped (its default takes its
     place; a mapping that misses a required key goes as a whole), again until it holds."""
     partial = _copy(data)
@@ -303,11 +304,11 @@ def _drop(data: dict[str, Any], errors: list[Any]) -> bool:
         if path:    # for `missing`, the mapping without the required key
             paths.add(tuple(path))
     dropped = False
-    for path in sorted(paths, key=len, reverse=True):
+    for where in sorted(paths, key=len, reverse=True):
         node: Any = data
-        for part in path[:-1]:
+        for part in where[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path[-1] in node:
-            del node[path[-1]]
+        if isinstance(node, dict) and where[-1] in node:
+            del node[where[-1]]
             dropped = True
     return dropped

@@ -16,9 +16,10 @@ render would not reach, never the other way round.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from jinja2 import nodes
 
@@ -29,18 +30,21 @@ EMPTY_FILTERS = frozenset({"length", "count", "join"})
 EQUALITY = frozenset({"eq", "ne", "in", "notin"})
 
 
-class _Sentinel:
-    def __init__(self, name: str):
-        self.name = name
+class _Sentinel(enum.Enum):
+    # an enum, so that the type checker narrows `value is MISSING`
+    MISSING = "MISSING"   # the customer has no such field (or its cell is empty)
+    UNKNOWN = "UNKNOWN"   # the analysis cannot tell (segments, locale, a module…)
 
     def __repr__(self) -> str:
         return self.name
 
 
-MISSING = _Sentinel("MISSING")   # the customer has no such field (or its cell is empty)
-UNKNOWN = _Sentinel("UNKNOWN")   # the analysis cannot tell (segments, locale, a module…)
+MISSING: Final = _Sentinel.MISSING
+UNKNOWN: Final = _Sentinel.UNKNOWN
 
-Guard = tuple[nodes.Expr, bool]   # (a test, the value it has where the print happens)
+# (a test, the value it has where the print happens); None: a `{% filter default %}` block's
+# filter, which has no node and so tells nothing
+Guard = tuple[nodes.Node | None, bool]
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def prints(tree: nodes.Template, file: str, *, first_line: int = 1,
     return walker.found
 
 
-def _customer_read(expr: nodes.Node, whole: Iterable[str] = ()) -> str | None:
+def _customer_read(expr: nodes.Node | None, whole: Iterable[str] = ()) -> str | None:
     """`customer.x` or `customer['x']`: the field's name."""
     if isinstance(expr, nodes.Getattr | nodes.Getitem) and isinstance(expr.node, nodes.Name) \
             and (expr.node.name == CUSTOMER or expr.node.name in whole):
@@ -166,7 +170,7 @@ class _Walker:
                 elif isinstance(child, nodes.Expr):
                     self.value(child, guards)
 
-    def assign(self, target: nodes.Node, value: nodes.Expr, guards: tuple[Guard, ...]) -> None:
+    def assign(self, target: nodes.Node, value: nodes.Node, guards: tuple[Guard, ...]) -> None:
         self.forget(target)
         if not isinstance(target, nodes.Name):
             self.value(value, guards)
@@ -303,7 +307,7 @@ def _fallback(default: nodes.Filter) -> Guard:
 # -- three-valued evaluation of a guard for one customer --------------------------------
 
 
-def _holds(test: nodes.Expr, wanted: bool, lookup: Callable[[str], Any],
+def _holds(test: nodes.Node | None, wanted: bool, lookup: Callable[[str], Any],
            aliases: Mapping[str, str]) -> bool:
     """False only when the test surely does not have the wanted value."""
     value = _evaluate(test, lookup, aliases)
@@ -322,7 +326,7 @@ def _truth(value: Any) -> Any:
         return UNKNOWN
 
 
-def _evaluate(expr: nodes.Node, lookup: Callable[[str], Any],
+def _evaluate(expr: nodes.Node | None, lookup: Callable[[str], Any],
               aliases: Mapping[str, str]) -> Any:
     """The value of a test for a customer (MISSING for a missing field), or UNKNOWN."""
     field = _customer_read(expr)

@@ -262,6 +262,12 @@ def render(template: Any, context: Any, limit: int) -> str:
     return "".join(parts)
 
 
+class _Depth(threading.local):
+    """Per thread: 1 while a limit watches it (an inner limit then leaves it alone)."""
+
+    depth = 0
+
+
 class _Watchdog:
     """One thread per process that stops renders running past their deadline."""
 
@@ -270,7 +276,7 @@ class _Watchdog:
         self._deadlines: dict[int, float] = {}    # thread id -> monotonic deadline
         self._fired: set[int] = set()
         self._thread: threading.Thread | None = None
-        self._local = threading.local()
+        self._local = _Depth()
         # a forked child has no watchdog thread: it starts its own on first use (asking
         # os.getpid() on every render instead cost ~1 % of a worker's time)
         os.register_at_fork(after_in_child=self._forget_thread)
@@ -301,7 +307,7 @@ class _Watchdog:
     @contextmanager
     def limit(self, seconds: float) -> Iterator[None]:
         """Raise RenderTimeout in this thread if the block runs longer than `seconds`."""
-        if seconds <= 0 or getattr(self._local, "depth", 0):
+        if seconds <= 0 or self._local.depth:
             yield  # an inner limit: the outer one already watches this thread
             return
         thread_id = threading.get_ident()

@@ -36,6 +36,8 @@ def check_template(env: EditionEnvironment, name: str, root: Path,
     if problem:
         return problem
     for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        assert isinstance(node, nodes.Extends | nodes.Include | nodes.Import
+                          | nodes.FromImport)   # what find_all found: for the type checker
         target = node.template
         if getattr(node, "ignore_missing", False):
             continue  # `{% include 'x' ignore missing %}`: missing is allowed

@@ -10,7 +10,9 @@ import yaml
 from edition.errors import ContentError
 
 
-class LineDict(dict):
+# keys and values as PyYAML builds them (untyped: whatever the file says); the pydantic
+# models check them
+class LineDict(dict[Any, Any]):
     """A mapping from YAML that knows the 1-based line of each key (`.lines`)."""
 
     def __init__(self, *args: Any, **kwargs: Any):

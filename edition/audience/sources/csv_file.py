@@ -11,6 +11,7 @@ inferred from the first rows, or declared in the campaign's `fields`.
 from __future__ import annotations
 
 import csv
+import io
 import mmap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -66,7 +67,7 @@ class CsvSource(TextFileSource):
         return list(dict.fromkeys(str(name) for name in header))
 
 
-def _csv_rows(handle: Any, form: FileFormat) -> Iterator[Triple]:
+def _csv_rows(handle: io.BufferedReader, form: FileFormat) -> Iterator[Triple]:
     # surrogateescape: a byte the encoding cannot read survives as a marker the row
     # check finds
     text = form.open(handle)

@@ -161,7 +161,8 @@ class ParquetSource(CustomerSource):
 
 def _batch_rows(batch: Any) -> list[dict[str, Any] | Reason]:
     try:
-        return batch.to_pylist()
+        whole: list[dict[str, Any] | Reason] = batch.to_pylist()
+        return whole
     except UnicodeDecodeError:
         # one bad string must not lose the batch: row by row, the bad one(s) rejected
         rows: list[dict[str, Any] | Reason] = []

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -46,6 +46,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     Table,
     Text,
     and_,
@@ -196,7 +197,7 @@ class _Precompiled:
 
 _CLAIM = _Precompiled(_claim_statement())
 _LOCK_ROW = select(sends.c.state, sends.c.run_id).where(_KEY).with_for_update()
-_SENT_TO_CUSTOMER = (select(literal_column("1")).select_from(sends)
+_SENT_TO_CUSTOMER: Select[tuple[int]] = (select(literal_column("1", Integer)).select_from(sends)
                      .where(sends.c.campaign == bindparam("campaign"),
                             sends.c.customer_id == bindparam("customer_id"),
                             sends.c.state == "sent").limit(1))
@@ -258,7 +259,8 @@ _NO_IDLE_TIMEOUTS = text(
     "('idle_session_timeout', 'idle_in_transaction_session_timeout')")
 _ENTRY_COLUMNS = [sends.c[name] for name in LedgerEntry.__dataclass_fields__]
 
-_Op = Callable[[Connection, set[tuple[str, str, str]]], Any]
+_Op = Callable[[Connection, set[tuple[str, str, str]]], object]
+_T = TypeVar("_T")
 
 
 class _Victim(LedgerBusy):
@@ -274,7 +276,7 @@ class _Request:
         self.op = op
         self.order = order  # claims run in key order: fewer lock-order deadlocks
         self.done = False
-        self.result: Any = None
+        self.result: object = None
         self.error: BaseException | None = None
 
 
@@ -282,11 +284,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
-    """Timestamps read back in the SQLite ledger's form (UTC, milliseconds)."""
-    if value is None:
-        return None
+def _when(value: datetime) -> str:
+    """A timestamp read back in the SQLite ledger's form (UTC, milliseconds)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _iso(value: datetime | None) -> str | None:
+    """A timestamp of a column that may be NULL, in the same form."""
+    return None if value is None else _when(value)
 
 
 def _lock_key(scope: str) -> int:
@@ -466,7 +471,8 @@ class PostgresLedger:
                 self._in_flight.discard(row[:3])
             self._in_flight |= tentative
 
-    def _grouped(self, op: _Op, order: tuple[str, ...] = ()) -> Any:
+    def _grouped(self, op: Callable[[Connection, set[tuple[str, str, str]]], _T],
+                 order: tuple[str, ...] = ()) -> _T:
         """Run `op` in a write transaction whose commit it shares with the ops other
         threads queued meanwhile (one round of commits for several claims)."""
         request = _Request(op, order)
@@ -486,7 +492,7 @@ class PostgresLedger:
                     r.done = True
         if request.error is not None:
             raise request.error
-        return request.result
+        return cast(_T, request.result)   # what `op` returned: it did not raise
 
     # --- the protocol --------------------------------------------------------------------
 
@@ -607,7 +613,8 @@ class PostgresLedger:
     def _entries(self, where: Any, *order: Any,
                  params: dict[str, Any] | None = None) -> list[LedgerEntry]:
         rows = self._read(select(*_ENTRY_COLUMNS).where(where).order_by(*order), params)
-        return [LedgerEntry(*row[:9], _iso(row[9]), _iso(row[10])) for row in rows]
+        return [LedgerEntry(c, cid, key, h, state, run, n, pid, why, _when(at), _when(upd))
+                for c, cid, key, h, state, run, n, pid, why, at, upd in rows]
 
     def lookup(self, campaign: str, customer_id: str, send_key: str) -> LedgerEntry | None:
         """The row for this key (state, provider_id, run, when), or None."""
@@ -673,7 +680,7 @@ class PostgresLedger:
                  .where(mailings.c.campaign == campaign).order_by(mailings.c.started_at))
         if channel is not None:
             query = query.where(mailings.c.channel == channel)
-        return [Mailing(m, ch, as_of, status, run, int(expected), _iso(started),
+        return [Mailing(m, ch, as_of, status, run, int(expected), _when(started),
                         _iso(finished), int(n))
                 for m, ch, as_of, status, run, expected, started, finished, n
                 in self._read(query)]

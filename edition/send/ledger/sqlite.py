@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from filelock import FileLock, Timeout
 
@@ -153,10 +153,10 @@ class _Request:
 
     __slots__ = ("done", "error", "op", "result")
 
-    def __init__(self, op: Callable[[sqlite3.Connection], Any]):
+    def __init__(self, op: Callable[[sqlite3.Connection], object]):
         self.op = op
         self.done = False
-        self.result: Any = None
+        self.result: object = None
         self.error: BaseException | None = None
 
 
@@ -305,7 +305,7 @@ class SendLedger:
                     r.done = True
         if request.error is not None:
             raise request.error
-        return request.result  # type: ignore[return-value]
+        return cast(_T, request.result)   # what `op` returned: it did not raise
 
     # --- the protocol --------------------------------------------------------------------
 
