@@ -21,7 +21,7 @@ from pydantic_core import PydanticCustomError
 from edition.content.campaign_blocks import Slot, Suppression
 from edition.content.campaign_values import NAME, RESERVED_SLOTS
 from edition.content.environment import EditionEnvironment
-from edition.content.errors_at_lines import closest, fail, fail_all, failed
+from edition.content.errors_at_lines import Loc, closest, fail, fail_all, failed
 from edition.content.plugins import known_sources, option_problems, source_plugin
 from edition.content.segments import REQUIRED_KINDS, Rule, Segment, compile_segment
 from edition.content.template_checks import check_source, check_template, slots_used
@@ -29,7 +29,7 @@ from edition.content.yamlfile import LineDict
 from edition.databases import has_password, masked
 from edition.errors import ContentError
 
-Problems = list[tuple[tuple[Any, ...], PydanticCustomError]]
+Problems = list[tuple[Loc, PydanticCustomError]]
 
 
 @dataclass
