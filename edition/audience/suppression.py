@@ -233,7 +233,7 @@ class Suppression:
                    store=snapshot, unsubscribed_column=columns.unsubscribed,
                    status_column=columns.email_status, store_name=_store_name(handle))
 
-    def reason_for(self, fields: Mapping[str, Any]) -> Reason | None:
+    def reason_for(self, fields: Mapping[str, object]) -> Reason | None:
         """None if this customer may be mailed, else why not (a Reason: a str with a code).
 
         `fields` are the customer's fields (`id`, `email`, columns).
@@ -251,7 +251,7 @@ class Suppression:
 
         entries: list[Entry] = []
         if self.store is not None and (self.store.by_id or self.store.by_address):
-            hashed = address_hash(email) if self.store.by_address and email else ""
+            hashed = address_hash(str(email)) if self.store.by_address and email else ""
             entries = list(self.store.find(customer_id, hashed))
         for entry in entries:
             if entry.kind != "unsubscribed":

@@ -31,7 +31,6 @@ import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edition.audience.sources import CustomerSource, missing_file
 from edition.errors import UsageError
@@ -64,7 +63,7 @@ class TextFileSource(CustomerSource):
     encoding: str | None = None
 
     @classmethod
-    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+    def from_setting(cls, value: str | Path | Mapping[str, object], *, root: Path | None,
                      encoding: str | None) -> TextFileSource:
         path = Path(str(value))
         if root is not None and not path.is_absolute():

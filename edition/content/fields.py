@@ -57,7 +57,7 @@ class Print:
     guards: tuple[Guard, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()   # `{% set name = customer.first_name %}`
 
-    def reaches(self, fields: Mapping[str, Any]) -> bool:
+    def reaches(self, fields: Mapping[str, object]) -> bool:
         """Whether a customer with these fields may get here (no test rules it out)."""
         if not self.guards:
             return True   # most places: called once per customer and place
@@ -68,7 +68,7 @@ class Print:
 
         return all(_holds(test, wanted, lookup, aliases) for test, wanted in self.guards)
 
-    def fails(self, fields: Mapping[str, Any]) -> bool:
+    def fails(self, fields: Mapping[str, object]) -> bool:
         """Whether printing here fails the customer with these fields."""
         return self.field not in fields and self.reaches(fields)
 

@@ -95,7 +95,7 @@ class FrontMatter(BaseModel):
         return value
 
 
-def front_matter_notes(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+def front_matter_notes(meta: Mapping[str, object]) -> list[tuple[str, str]]:
     """(key, warning) for each key of the module's own that looks like a misspelt engine
     key: `valid_untill` is kept in meta, but the module would never expire."""
     known = list(FrontMatter.model_fields)

@@ -77,7 +77,7 @@ class Segmenter:
     def __init__(self, segments: list[Segment]):
         self.segments = segments
 
-    def assign(self, fields: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+    def assign(self, fields: Mapping[str, object]) -> tuple[tuple[str, ...], dict[str, str]]:
         """The customer's segments (campaign order) and, per failed rule, the missing field."""
         members: list[str] = []
         missing: dict[str, str] = {}
@@ -106,7 +106,7 @@ class Rule:
     names: tuple[str, ...] = ()
     rule: Segment | None = None
 
-    def matches(self, fields: Mapping[str, Any], segments: Sequence[str],
+    def matches(self, fields: Mapping[str, object], segments: Sequence[str],
                 segmenter: Segmenter | None) -> tuple[bool, str | None]:
         """(matches?, the missing field that made the rule false, if one did)."""
         if self.rule is None:

@@ -27,7 +27,7 @@ import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from edition.audience.sources import (
     BATCH_ROWS,
@@ -96,10 +96,12 @@ class SqlSource(CustomerSource):
                            "crm.customers", masked(self.url))
 
     @classmethod
-    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+    def from_setting(cls, value: str | Path | Mapping[str, object], *, root: Path | None,
                      encoding: str | None) -> SqlSource:
         if isinstance(value, Mapping):
-            return cls(str(value["url"]), query=value.get("query"), table=value.get("table"))
+            # text, as the options model checked them (the customers: block)
+            return cls(str(value["url"]), query=cast("str | None", value.get("query")),
+                       table=cast("str | None", value.get("table")))
         return cls.from_url(str(value))
 
     @classmethod
@@ -153,7 +155,7 @@ class SqlSource(CustomerSource):
         return engine, conn
 
     @staticmethod
-    def _execute(conn: Any, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+    def _execute(conn: Any, sql: str, params: Mapping[str, object] | None = None) -> Any:
         """Run one statement of ours around the customer query, on a server-side cursor:
         its DECLARE goes through the extended protocol, which takes exactly one
         statement. (psycopg sends a statement without parameters through the simple
@@ -182,7 +184,7 @@ class SqlSource(CustomerSource):
             raise self._fail(exc, "the customer query failed") from None
         return SourceRows(types, rows_of(self._records(result), declared), close)
 
-    def _records(self, result: Any) -> Iterator[dict[str, Any]]:
+    def _records(self, result: Any) -> Iterator[dict[str, object]]:
         try:
             for row in result.mappings():
                 yield dict(row)
