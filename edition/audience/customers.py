@@ -19,7 +19,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import TypeGuard
 
 from edition.addresses import AddressError, normalize
 from edition.audience.sources import (
@@ -233,7 +233,7 @@ def checked_id(value: str | int | float) -> str:
     return text
 
 
-def _check_value(key: str, value: Any, depth: int = 0) -> None:
+def _check_value(key: str, value: object, depth: int = 0) -> None:
     """Values a row may not hold: bytes that are not UTF-8, lone surrogates, huge cells."""
     if isinstance(value, str):
         if len(value) > MAX_CELL:

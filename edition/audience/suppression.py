@@ -33,7 +33,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edition.addresses import address_hash, match_address
 from edition.errors import ContentError
@@ -161,7 +161,7 @@ def read_list(path: Path, name: str | None = None) -> SuppressionList:
 # -- the answer per customer ---------------------------------------------------------
 
 
-def _truthy(value: Any) -> bool:
+def _truthy(value: object) -> bool:
     if value is None or value is False:
         return False
     if isinstance(value, int | float) and not isinstance(value, bool):

@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
@@ -45,7 +44,7 @@ class Loading:
     def __post_init__(self) -> None:
         self.env = EditionEnvironment(self.root / "templates")
 
-    def line(self, key: str, within: Any = None) -> int:
+    def line(self, key: str, within: object = None) -> int:
         mapping = within if within is not None else self.data
         return mapping.line_of(key) if isinstance(mapping, LineDict) else self.data.start_line
 
@@ -60,7 +59,7 @@ def loading(info: ValidationInfo) -> Loading:
 # -- templates ------------------------------------------------------------------------
 
 
-def template(ctx: Loading, name: Any, key: str) -> str:
+def template(ctx: Loading, name: object, key: str) -> str:
     """A template in templates/ that exists and compiles; its name."""
     if not isinstance(name, str):
         raise fail(f"{key} must be text")
@@ -99,7 +98,7 @@ def check_subject(ctx: Loading, subject: str | dict[str, str]) -> None:
 # -- segments, slots, audience ----------------------------------------------------------
 
 
-def segments(ctx: Loading, value: Any) -> tuple[Segment, ...]:
+def segments(ctx: Loading, value: object) -> tuple[Segment, ...]:
     """`segments: {mvc: "lifetime_value >= 5000"}`, each rule compiled in the sandbox."""
     if value is None:
         return ()
@@ -121,7 +120,7 @@ def segments(ctx: Loading, value: Any) -> tuple[Segment, ...]:
     return tuple(result)
 
 
-def slots(ctx: Loading, value: Any) -> tuple[Slot, ...]:
+def slots(ctx: Loading, value: object) -> tuple[Slot, ...]:
     """`slots: {articles: {kind: article, count: 3}}`, in the order written."""
     if not isinstance(value, dict) or not value:
         raise fail("slots must map slot names to a kind and a count, e.g. "
@@ -219,7 +218,7 @@ def suppression_lists(ctx: Loading, suppression: Suppression) -> Suppression:
     return suppression
 
 
-def customers(value: Any) -> str | dict[str, str] | None:
+def customers(value: object) -> str | dict[str, str] | None:
     """`customers:` names a file or a URL, or a source's mapping (`{url: postgresql://…,
     query: …}`), that an installed source reads; never a password."""
     if value is None:

@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
@@ -251,7 +251,7 @@ def content_errors(model: type[BaseModel], data: object, errors: list[ErrorDetai
     return found
 
 
-def check(model: type[M], data: Mapping[str, Any], file: str, *,
+def check(model: type[M], data: Mapping[str, object], file: str, *,
           extra_word: str = "key", context: object = None,
           salvage: bool = True) -> tuple[M | None, list[ContentError]]:
     """Validate `data` against `model`; (instance or None, every error with its line).
@@ -268,7 +268,7 @@ def check(model: type[M], data: Mapping[str, Any], file: str, *,
     return (_salvage(model, data, errors) if salvage else None), found
 
 
-def _salvage(model: type[M], data: Mapping[str, Any],
+def _salvage(model: type[M], data: Mapping[str, object],
              errors: list[ErrorDetails]) -> M | None:
     """The instance without the wrong values: each is dropped (its default takes its
     place; a mapping that misses a required key goes as a whole), again until it holds."""
@@ -287,7 +287,7 @@ def _salvage(model: type[M], data: Mapping[str, Any],
         return None
 
 
-def _copy(data: Any) -> Any:
+def _copy(data: object) -> object:
     if isinstance(data, dict):
         return {k: _copy(v) for k, v in data.items()}
     if isinstance(data, list):

@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
@@ -66,7 +66,7 @@ class SourceOptions(PluginOptions):
     url: str
 
 
-def _delays(value: Any) -> tuple[float, ...]:
+def _delays(value: str | Iterable[str | float]) -> tuple[float, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     delays = tuple(float(v) for v in items)
     if any(d < 0 for d in delays):

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from jinja2 import TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context
 
@@ -20,7 +19,7 @@ class Segment:
 
     name: str
     expression: str
-    compiled: Any
+    compiled: Template
 
     def evaluate(self, context: Context) -> tuple[bool, str | None]:
         """Run the rule in a Jinja context that holds the customer's fields and `customer`."""
@@ -48,7 +47,7 @@ def _field_of(exc: UndefinedError) -> str:
     return message
 
 
-def compile_segment(env: EditionEnvironment, name: str, expression: Any, file: str,
+def compile_segment(env: EditionEnvironment, name: str, expression: object, file: str,
                     line: int) -> Segment:
     """Compile one rule; a syntax error or a sandbox escape names the campaign line."""
     if not isinstance(expression, str | bool | int) or isinstance(expression, bool):
