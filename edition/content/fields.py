@@ -17,7 +17,7 @@ render would not reach, never the other way round.
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -63,7 +63,7 @@ class Print:
             return True   # most places: called once per customer and place
         aliases = dict(self.aliases)
 
-        def lookup(name: str) -> Any:
+        def lookup(name: str) -> object:
             return fields.get(name, MISSING)
 
         return all(_holds(test, wanted, lookup, aliases) for test, wanted in self.guards)
@@ -204,7 +204,7 @@ class _Walker:
         found = Print(field, self.file, self.offset + (node.lineno or 1), guards,
                       tuple(sorted(self.aliases.items())))
 
-        def alone(name: str) -> Any:   # this field missing, everything else unknown
+        def alone(name: str) -> object:   # this field missing, everything else unknown
             return MISSING if name == field else UNKNOWN
 
         aliases = dict(found.aliases)
@@ -307,7 +307,7 @@ def _fallback(default: nodes.Filter) -> Guard:
 # -- three-valued evaluation of a guard for one customer --------------------------------
 
 
-def _holds(test: nodes.Node | None, wanted: bool, lookup: Callable[[str], Any],
+def _holds(test: nodes.Node | None, wanted: bool, lookup: Callable[[str], object],
            aliases: Mapping[str, str]) -> bool:
     """False only when the test surely does not have the wanted value."""
     value = _evaluate(test, lookup, aliases)
@@ -317,7 +317,7 @@ def _holds(test: nodes.Node | None, wanted: bool, lookup: Callable[[str], Any],
     return truth is UNKNOWN or truth == wanted
 
 
-def _truth(value: Any) -> Any:
+def _truth(value: object) -> bool | _Sentinel:
     if value is MISSING:
         return False
     try:
@@ -326,8 +326,8 @@ def _truth(value: Any) -> Any:
         return UNKNOWN
 
 
-def _evaluate(expr: nodes.Node | None, lookup: Callable[[str], Any],
-              aliases: Mapping[str, str]) -> Any:
+def _evaluate(expr: nodes.Node | None, lookup: Callable[[str], object],
+              aliases: Mapping[str, str]) -> object:
     """The value of a test for a customer (MISSING for a missing field), or UNKNOWN."""
     field = _customer_read(expr)
     if field is not None:
@@ -370,7 +370,7 @@ def _evaluate(expr: nodes.Node | None, lookup: Callable[[str], Any],
             if value is MISSING:
                 return 0
             try:
-                return len(value)
+                return len(value) if isinstance(value, Sized) else UNKNOWN
             except TypeError:
                 return UNKNOWN
         return UNKNOWN
@@ -385,8 +385,8 @@ def _evaluate(expr: nodes.Node | None, lookup: Callable[[str], Any],
     return UNKNOWN
 
 
-def _compare(expr: nodes.Compare, lookup: Callable[[str], Any],
-             aliases: Mapping[str, str]) -> Any:
+def _compare(expr: nodes.Compare, lookup: Callable[[str], object],
+             aliases: Mapping[str, str]) -> object:
     left = _evaluate(expr.expr, lookup, aliases)
     for operand in expr.ops:
         right = _evaluate(operand.expr, lookup, aliases)
@@ -404,12 +404,13 @@ def _compare(expr: nodes.Compare, lookup: Callable[[str], Any],
     return True
 
 
-def _contains(container: Any, item: Any) -> bool:
+def _contains(container: Any, item: object) -> bool:   # untyped: `in` on a customer value
     if container is MISSING or item is MISSING:
         return False   # a missing field is empty, and is in nothing
     return item in container
 
 
+# untyped: comparisons of whatever two customer values are (one that fails is UNKNOWN)
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": lambda a, b: a is b if MISSING in (a, b) else a == b,
     "ne": lambda a, b: a is not b if MISSING in (a, b) else a != b,
