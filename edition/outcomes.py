@@ -31,7 +31,7 @@ class Reason(str):
         self.group = group or detail
         return self
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[Reason], tuple[str, str, str]]:
         return (Reason, (self.code, str(self), self.group))
 
     @property

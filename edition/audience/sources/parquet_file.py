@@ -30,6 +30,7 @@ from edition.errors import RunError
 from edition.outcomes import Reason
 
 
+# pyarrow ships no types: its objects are untyped here (pyproject ignores its imports)
 def _arrow_kind(kind: Any) -> str | None:
     import pyarrow as pa
 
