@@ -31,7 +31,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -75,6 +75,8 @@ from edition.send.ledger.sqlite import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from sqlalchemy import ColumnElement, CursorResult, Executable, Row
     from sqlalchemy.engine import Dialect
     from sqlalchemy.sql.dml import Insert, ReturningInsert
@@ -610,13 +612,12 @@ class PostgresLedger:
             else:
                 self._open_db()
 
-    def _write_records(self, db: Connection, rows: list[_Record]) -> None:
+    def _write_records(self, db: Connection, rows: list[Any]) -> None:
         if not rows:
             return
-        params: list[dict[str, object]] = [
-            {"campaign": c, "customer_id": cid, "send_key": k, "state": s,
-             "provider_id": p, "reason": r, "run_id": run, "now": now}
-            for c, cid, k, s, p, r, run, now in rows]
+        params = [{"campaign": c, "customer_id": cid, "send_key": k, "state": s,
+                   "provider_id": p, "reason": r, "run_id": run, "now": now}
+                  for c, cid, k, s, p, r, run, now in rows]
         _RECORD(db, params)
 
     # --- reading -------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from filelock import FileLock, Timeout
 
@@ -510,7 +510,7 @@ class SendLedger:
             rows = db.execute(f"SELECT {_COLUMNS} FROM sends {where}", args).fetchall()
         return [LedgerEntry(*row) for row in rows]
 
-    def _write_records(self, db: sqlite3.Connection, rows: list[_Record]) -> None:
+    def _write_records(self, db: sqlite3.Connection, rows: list[Any]) -> None:
         for campaign, customer_id, send_key, state, provider_id, reason, run_id, now in rows:
             key = (campaign, customer_id, send_key)
             # Never let a later failure overwrite an acknowledged send: a `failed` row
