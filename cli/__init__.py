@@ -8,14 +8,18 @@ import flows  # noqa: F401  (first: Prefect's environment defaults, before any v
 from cli import (
     approve,
     diff,
+    events,
+    experiment,
+    preferences,
     preview,
+    replay,
     run,
     sample_data,
     send,
     serve,
-    unsubscribe_server,
     validate,
     versions,
+    web,
 )
 
 app = typer.Typer(
@@ -25,8 +29,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for _verb in (run, preview, validate, versions, sample_data, serve, unsubscribe_server,
-              approve, send, diff):
+for _verb in (run, preview, validate, versions, sample_data, serve, web,
+              approve, send, diff, events, experiment, preferences, replay):
     _verb.register(app)
 
 

@@ -71,6 +71,9 @@ def run(
     ] = None,
     batch_size: Annotated[int | None, typer.Option(
         help="Customers per batch (default 500; 2,000 with --via-prefect)")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --send: send although the last mailing's complaint rate "
+                        "reached 0.3 %")] = False,
 ) -> None:
     """Render (and with --send, deliver) one edition per customer."""
     with user_errors():
@@ -83,7 +86,8 @@ def run(
                                    send=send, to=to, resend_unknown=resend_unknown,
                                    batch_size=batch_size or DEFAULT_BATCH, mailing=mailing,
                                    new_mailing=new_mailing, encoding=encoding,
-                                   suppression=tuple(suppression or ())).resolved()
+                                   suppression=tuple(suppression or ()),
+                                   force=force).resolved()
         if test_to:
             _test_send(options, customer or [], test_to, yes)
             return

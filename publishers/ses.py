@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
-from publishers.aws import TARGET_ERRORS, AwsPublisher, error_parts
+from edition.send.rate import DomainThrottle, SharedRate
+from publishers.aws import TARGET_ERRORS, AwsPublisher, error_parts, make_client, retries
 from publishers.base import (
     Delivery,
     Outcome,
@@ -48,6 +50,12 @@ class SesOptions(TargetOptions):
     configuration_set: str | None = None
     rate: float = 0.0          # messages per second (your SES sending rate); 0 = unlimited
     burst: int = 1
+    # one rate for every worker of the send: a postgresql:// URL (workers on many
+    # machines) or a file (processes of one machine) holding the shared bucket
+    rate_store: str | None = None
+    domain_rates: dict[str, float] = Field(default_factory=dict)  # messages/s per domain
+    domain_backoff: float = 1.0    # first pause (s) of the account after throttling; doubles
+    account_rate: bool = False     # no `rate`: send at the account's MaxSendRate (GetAccount)
     attempts: int = 5
     backoff: Delays = (0.5, 1.0, 2.0, 4.0)
     connections: int = 10
@@ -78,8 +86,57 @@ class SesPublisher(AwsPublisher):
         self.endpoint_url = opts.endpoint_url or os.environ.get(ENDPOINT_ENV)
         self.attempts: int = max(1, opts.attempts)
         self.backoff: tuple[float, ...] = opts.backoff
-        self.limiter = RateLimiter(opts.rate, opts.burst)
+        self.limiter: RateLimiter | SharedRate = RateLimiter(opts.rate, opts.burst)
+        if opts.rate_store and opts.rate > 0:
+            self.limiter = SharedRate(opts.rate_store, opts.rate, burst=opts.burst,
+                                      name=self.target)
+        self.throttle = DomainThrottle(opts.domain_rates, backoff=opts.domain_backoff)
         self.client = None
+
+    def open(self) -> None:
+        """The client; with `account_rate` and no `rate`, the account's own sending rate
+        (SES drops what goes over it with a ThrottlingException, it does not queue it)."""
+        new = self.client is None
+        super().open()
+        if new and self.options.account_rate and self.options.rate <= 0 \
+                and isinstance(self.limiter, RateLimiter) and self.limiter.rate <= 0:
+            quota = self.account_rate()
+            if quota:
+                if self.options.rate_store:
+                    self.limiter = SharedRate(self.options.rate_store, quota,
+                                              burst=self.options.burst, name=self.target)
+                else:
+                    self.limiter = RateLimiter(quota, self.options.burst)
+                log.info("%s: sending at the account's rate, %g messages/s", self.target,
+                         quota)
+
+    def account_rate(self) -> float:
+        """MaxSendRate of the account (SES v2 GetAccount; SES v1 GetSendQuota where v2's
+        call is not answered); 0 when neither says."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return float(self.client.get_account()["SendQuota"]["MaxSendRate"])
+        except (BotoCoreError, ClientError, KeyError, TypeError, ValueError) as exc:
+            log.debug("%s: GetAccount: %s", self.target, exc)
+        try:
+            v1 = make_client("ses", target=self.target, region=self.region,
+                             endpoint_url=self.endpoint_url, profile=self.options.profile,
+                             config={"retries": retries(1)})
+            try:
+                return float(v1.get_send_quota()["MaxSendRate"])
+            finally:
+                v1.close()
+        except (BotoCoreError, ClientError, DeliveryError, KeyError, TypeError,
+                ValueError) as exc:
+            log.warning("%s: cannot read the account's sending rate (%s); no rate set, "
+                        "sending unthrottled", self.target, redact(str(exc)))
+            return 0.0
+
+    def close(self) -> None:
+        super().close()
+        if isinstance(self.limiter, SharedRate):
+            self.limiter.close()
 
     def publish(self, delivery: Delivery) -> Outcome:
         """Send the raw message to the delivery's recipient; never raises for one bad message."""
@@ -100,6 +157,8 @@ class SesPublisher(AwsPublisher):
         }
         if self.options.configuration_set:
             request["ConfigurationSetName"] = self.options.configuration_set
+        self.throttle.wait(to)     # its domain's own pace
+        self.throttle.wait(None)   # the account's pause after a throttling error
         self.limiter.acquire()
 
         def log_retry(state: Any) -> None:
@@ -113,11 +172,14 @@ class SesPublisher(AwsPublisher):
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._send(request)
+                    outcome = self._send(request)
         except _Retry as exc:
             if exc.unreachable:
                 raise DeliveryError(exc.reason, self.target) from None
-            return Outcome("failed", reason=f"{exc.reason} (after {self.attempts} attempts)")
+            outcome = Outcome("failed", reason=f"{exc.reason} (after {self.attempts} attempts)")
+        # SES throttles the account, not a domain: its pushback pauses every send here
+        self.throttle.outcome(None, outcome.status, outcome.reason)
+        return outcome
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _send(self, request: dict[str, Any]) -> Outcome:

@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from pydantic import Field
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt
 
 from edition.content.plugins import EMAIL, Delays
 from edition.errors import DeliveryError
+from edition.send.bounces import smtp_severity
+from edition.send.rate import DomainThrottle, SharedRate
 from publishers.base import (
     BasePublisher,
     Delivery,
@@ -101,6 +104,11 @@ class SmtpOptions(TargetOptions):
     starttls: bool = False
     rate: float = 0.0          # messages per second over all connections; 0 = unlimited
     burst: int = 1
+    # one rate for every worker of the send: a postgresql:// URL (workers on many
+    # machines) or a file (processes of one machine) holding the shared bucket
+    rate_store: str | None = None
+    domain_rates: dict[str, float] = Field(default_factory=dict)  # messages/s per domain
+    domain_backoff: float = 1.0    # first pause (s) of a domain after a 421/4xx; doubles
     connections: int = 1
     timeout: float = 30.0      # seconds, per socket operation
     attempts: int = 3          # tries per message, the first included
@@ -150,7 +158,11 @@ class SmtpPublisher(BasePublisher):
         self.local_hostname: str | None = opts.local_hostname
         self.cafile: str | None = opts.cafile
         self.connections: int = max(1, opts.connections)
-        self.limiter = RateLimiter(opts.rate, opts.burst)
+        self.limiter: RateLimiter | SharedRate = RateLimiter(opts.rate, opts.burst)
+        if opts.rate_store and opts.rate > 0:
+            self.limiter = SharedRate(opts.rate_store, opts.rate, burst=opts.burst,
+                                      name=self.target)
+        self.throttle = DomainThrottle(opts.domain_rates, backoff=opts.domain_backoff)
         self._plaintext_auth: bool = opts.plaintext_auth
         if self.mail_from is not None and clean_address(self.mail_from) is None:
             raise DeliveryError("option mail_from is not a valid address", self.target)
@@ -172,6 +184,8 @@ class SmtpPublisher(BasePublisher):
             idle, self._idle = self._idle, []
         for conn in idle:
             _quit(conn)
+        if isinstance(self.limiter, SharedRate):
+            self.limiter.close()
 
     def _credentials(self) -> tuple[str, str] | None:
         user = os.environ.get(USERNAME_ENV)
@@ -270,6 +284,7 @@ class SmtpPublisher(BasePublisher):
         if sender is None:
             return Outcome("failed", reason="the message has no valid From address")
         body = _LINE_ENDS.sub(b"\r\n", delivery.eml)
+        self.throttle.wait(to)  # the recipient's domain: its own pace, or a pause
         self.limiter.acquire()
         self._slots.acquire()
         keep: _Conn | None = None
@@ -277,6 +292,7 @@ class SmtpPublisher(BasePublisher):
             conn = self._idle.pop() if self._idle else None
         try:
             outcome, keep = self._send(conn, sender, to, body, delivery)
+            self.throttle.outcome(to, outcome.status, outcome.reason)
             return outcome
         except BaseException:
             _drop(conn)  # it may be mid-transaction: never hand it to the next message
@@ -372,7 +388,8 @@ def _by_code(conn: _Conn, code: int, text: bytes | str) -> Outcome:
     reason = _reply(code, text)
     if 500 <= code < 600:
         _rset(conn)
-        return Outcome("failed", reason=redact(reason))
+        # a refusal at send time is a bounce: 550 5.1.1 is a hard one (listmonk #2623)
+        return Outcome("failed", reason=redact(reason), bounce=smtp_severity(code, reason))
     _rset(conn)
     raise _Retry(reason, reply=True)
 

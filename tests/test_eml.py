@@ -23,7 +23,9 @@ from hypothesis import strategies as st
 
 from edition.audience.customers import read_customers
 from edition.render.encoding import Encoder
+from edition.render.message_identity import read_value
 from edition.render.plan import Plan
+from edition.render.unsubscribe import secrets_from_env
 from renderers.eml import MessageWriter
 
 AS_OF = "2026-11-02"
@@ -32,7 +34,7 @@ UNSUBSCRIBE = "https://acme.example/unsubscribe"
 SUBJECT = "{{ customer.first_name | default('Hello') }}, your news from Acme"
 HEADERS = {"Subject", "From", "To", "Date", "Message-ID", "List-Unsubscribe",
            "List-Unsubscribe-Post", "List-Id", "Feedback-ID", "X-Edition-Campaign",
-           "X-Edition-Version", "MIME-Version", "Content-Type"}
+           "X-Edition-Version", "X-Edition-Id", "MIME-Version", "Content-Type"}
 BREAKS = re.compile(r"[\r\n\x00\x0b\x0c\x1c-\x1e\x85\u2028\u2029]+")
 CUSTOMERS = [
     {"id": "c1", "email": "ann@example.com", "first_name": "Ann", "last_name": "Smith"},
@@ -128,6 +130,10 @@ def test_message_structure_and_headers(eml_run: dict[str, Any], cid: str) -> Non
     assert msg["List-Id"] == "<news.acme.example>"
     assert msg["Feedback-ID"].startswith(f"news:{AS_OF}:marketing:")
     assert msg["X-Edition-Version"] == eml_run["rows"][cid]["version"]
+    # who it was for, as a bounce of it will say (signed, the id not readable)
+    who = read_value(msg["X-Edition-Id"], secrets_from_env())
+    assert who is not None and (who.campaign, who.mailing, who.customer_id) == \
+        ("news", AS_OF, cid) and cid not in msg["X-Edition-Id"]
     # the bodies are the run's own html and text files
     row = eml_run["rows"][cid]
     text = msg.get_body(("plain",)).get_content()
@@ -172,6 +178,7 @@ def reference(msg: email.message.EmailMessage, *, subject: str, name: str, addre
     ref["Feedback-ID"] = msg["Feedback-ID"]
     ref["X-Edition-Campaign"] = "news"
     ref["X-Edition-Version"] = version
+    ref["X-Edition-Id"] = msg["X-Edition-Id"]
     ref.set_content(text)
     ref.add_alternative(html, subtype="html")
     return parse(ref.as_bytes(policy=email.policy.SMTP))
@@ -192,6 +199,10 @@ def test_same_as_the_stdlib_message(eml_run: dict[str, Any], cid: str) -> None:
         if key in {"From", "To"}:
             assert [(a.display_name, a.addr_spec) for a in msg[key].addresses] == \
                    [(a.display_name, a.addr_spec) for a in ref[key].addresses], key
+        elif key == "X-Edition-Id":
+            # one word longer than a line: the stdlib folds it onto a line of its own and
+            # reads the fold's space back; ours keeps it on one line (under 998 octets)
+            assert str(msg[key]) == str(ref[key]).lstrip(), key
         elif key != "Content-Type":
             assert str(msg[key]) == str(ref[key]), key
     assert msg.get_content_type() == ref.get_content_type()
@@ -219,7 +230,8 @@ def test_no_value_adds_or_changes_a_header(subject: str, name: str) -> None:
                         extra_headers={"List-Unsubscribe": f"<{UNSUBSCRIBE}?token=1>",
                                        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"})
     msg = parse(data)
-    expected = HEADERS - {"X-Edition-Campaign", "X-Edition-Version", "List-Id", "Feedback-ID"}
+    expected = HEADERS - {"X-Edition-Campaign", "X-Edition-Version", "X-Edition-Id", "List-Id",
+                          "Feedback-ID"}
     assert set(msg.keys()) == expected
     assert len(msg.items()) == len(expected)
     assert msg["Subject"] == one_line(subject)

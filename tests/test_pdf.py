@@ -601,3 +601,25 @@ def test_shipped_fonts_have_their_licence_and_coverage() -> None:
     assert files <= {path.name for path in FONTS_DIR.glob("*.ttf")}
     assert "Bitstream Vera" in (FONTS_DIR / "LICENSE").read_text(encoding="utf-8")
     assert json.loads(COVERAGE.read_text(encoding="utf-8")) == coverage()
+
+
+def test_another_weasyprint_renders_whole_with_a_warning(
+    no_print_css: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast path reads WeasyPrint's internals: on a release it was not written for it
+    must not run. The renderer warns once and renders every customer whole (issue 19, 7)."""
+    from renderers.pdf import pin
+
+    assert pin.fast_path_problem() is None  # the pinned release is the one installed here
+    monkeypatch.setattr(pin, "installed_weasyprint", lambda: "71.0")
+    monkeypatch.setattr(pin, "_warned", set())
+    with pytest.warns(RuntimeWarning, match="WeasyPrint 71.0 is installed"):
+        renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc, customers = newsletter(0), customers_for(0)[:3]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.fast == 0
+    assert renderer.stats.full == {pin.fast_path_problem(): 3}
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        assert f"Dear {customer['first_name']}," in text_of(pdf)
+    naive = render_pdf(doc.fill(customers[1]), base_url=None, templates_dir=no_print_css)
+    assert_same_pages(pdfs[1], naive, tmp_path, "unguarded")

@@ -7,10 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import email
 import email.policy
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import read_manifest
 
 from edition.audience.customers import read_customers
 from edition.render.editions import EditionRenderer, RenderFailure
@@ -142,9 +144,13 @@ def test_empty_cell_is_undefined_and_default_applies(plans_run) -> None:
     assert "customer has no field 'first_name'" in rows["c4"]["reason"]
 
 
-def test_report_says_which_templates_render_whole(content_tree, cli) -> None:
+def test_report_says_how_many_customers_took_the_shared_path_and_why_not(content_tree,
+                                                                        cli) -> None:
+    # a condition on the customer is shared now; a value first in a <pre> is not (the
+    # HTML parser drops its leading newline), and the report names its line
     page = PAGE.replace("<p>Hello {{ customer.first_name | default('there') }}</p>",
-                        "<p>{% if customer.plan_name == 'Gold' %}Gold!{% endif %}</p>")
+                        "<p>{% if customer.plan_name == 'Gold' %}Gold!{% endif %}</p>\n"
+                        "<pre>{{ customer.first_name | default('') }}</pre>")
     root = content_tree(campaigns={"plans.yaml": CAMPAIGN},
                         templates={"plans.html.j2": page, "plans.txt.j2": TEXT},
                         articles=MODULES["articles"], greetings=MODULES["greetings"],
@@ -153,7 +159,16 @@ def test_report_says_which_templates_render_whole(content_tree, cli) -> None:
                         cwd=root)
     assert rc == 3, stderr  # finished, with failed customers (the campaign allows none)
     report = (root / "out" / "report.md").read_text(encoding="utf-8")
-    assert "Rendered whole per customer" in report
+    rendering = json.loads((root / "out" / "run.json").read_text())["rendering"]["html"]
+    rendered = sum(1 for r in read_manifest(root / "out") if r["status"] == "rendered")
+    assert rendering["customers"] == rendered and rendering["shared"] == 0
+    (reason,) = rendering["reasons"]
+    assert reason["customers"] == rendered
+    assert "starts a <pre>" in reason["reason"] and "templates/plans.html.j2:5" in reason["reason"]
+    assert f"html, text and eml: 0 of {rendered} customers" in report
+    assert "templates/plans.html.j2:5" in report
+    versions = json.loads((root / "out" / "versions.json").read_text())["versions"]
+    assert all(v["rendering"]["page"] == "shared" for v in versions)
 
 
 def test_every_run_file_equals_the_whole_render(plans_root: Path, plans_run) -> None:
@@ -171,3 +186,66 @@ def test_every_run_file_equals_the_whole_render(plans_root: Path, plans_run) -> 
         assert (out / manifest["files"]["html"]).read_text(encoding="utf-8") == whole.html
         assert (out / manifest["files"]["text"]).read_text(encoding="utf-8") == whole.text
         assert manifest["version"] == version.id
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_a_personal_lang_keeps_the_pdf_fast_path(content_tree, cli, tmp_path: Path,
+                                                 conditional: bool) -> None:
+    """Issue 19: a campaign whose only personal value outside the text was
+    `lang="{{ customer.locale | default('en') }}"` had 0 customers on the PDF fast path.
+    The locale is the version's: folded into the page. A paragraph that a condition on
+    the customer adds or drops makes two shapes, each laid out once (the dropped one
+    used to leave a placeholder line in the layout: every customer fell back). Pages
+    equal the whole render's."""
+    import io
+    import subprocess
+
+    from PIL import Image, ImageChops
+    from pypdf import PdfReader
+
+    from edition.content.campaign import load_campaign
+    from edition.render.encoding import pdf_options
+    from renderers.pdf import render_pdf
+
+    page = PAGE.replace("<html>", "<html lang=\"{{ customer.locale | default('en') }}\">") \
+        .replace("<p class=\"plan\">Your plan: {{ customer.plan_name }}</p>",
+                 "{% if customer.city %}<p>Visit us in {{ customer.city }}.</p>{% endif %}"
+                 if conditional else "")
+    text = TEXT.replace(", plan {{ customer.plan_name }}", "")
+    campaign = dict(CAMPAIGN, formats=["html", "pdf"],
+                    subject="{{ customer.first_name | default('Hello') }}, news")
+    names = ["Ann", "Bob", "Maribel", "Jo", "Bartholomew", "Zoë", "Ingrid", "Kai"]
+    customers = [{"id": f"p{i}", "email": f"p{i}@example.com", "first_name": name,
+                  "locale": "en", "spend": 5, "age": 30,
+                  "city": "Leeds" if conditional and i % 2 else ""}
+                 for i, name in enumerate(names)]
+    root = content_tree(campaigns={"plans.yaml": campaign},
+                        templates={"plans.html.j2": page, "plans.txt.j2": text},
+                        articles=MODULES["articles"], greetings=MODULES["greetings"],
+                        customers={"customers.csv": customers})
+    rc, stdout, stderr = cli("run", "campaigns/plans.yaml", "--out", "out", "--as-of", AS_OF,
+                             "--workers", "1", cwd=root, timeout=600)
+    assert rc == 0, stdout + stderr
+    pdf = json.loads((root / "out" / "run.json").read_text())["rendering"]["pdf"]
+    assert pdf["customers"] == 8
+    # at most the first customer of each shape is rendered whole
+    assert pdf["fast"] >= 8 - (1 + conditional), pdf["reasons"]
+    files = {r["customer_id"]: r["files"] for r in read_manifest(root / "out")}
+    options = pdf_options(load_campaign(root / "campaigns" / "plans.yaml"))
+    for customer in ("p6", "p7"):  # one of each shape
+        html = (root / "out" / files[customer]["html"]).read_text(encoding="utf-8")
+        assert 'lang="en"' in html
+        assert ("Visit us in Leeds" in html) == (conditional and customer == "p7")
+        fast = (root / "out" / files[customer]["pdf"]).read_bytes()
+        whole = render_pdf(html, **options, locale="en")  # a run without sharing writes it
+        assert len(PdfReader(io.BytesIO(fast)).pages) == len(
+            PdfReader(io.BytesIO(whole)).pages)
+        images = []
+        for name, data in (("fast", fast), ("whole", whole)):
+            (tmp_path / f"{customer}{name}.pdf").write_bytes(data)
+            subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", "1", "-l", "1",
+                            str(tmp_path / f"{customer}{name}.pdf"),
+                            str(tmp_path / f"{customer}{name}")], check=True)
+            images.append(Image.open(next(tmp_path.glob(f"{customer}{name}-*.png")))
+                          .convert("RGB"))
+        assert ImageChops.difference(*images).getbbox() is None, customer

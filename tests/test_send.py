@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import pty
+import re
 import select
 import signal
 import subprocess
@@ -118,9 +119,10 @@ def test_permanent_and_temporary_smtp_failures(site: Path, customers: Callable,
                                                tmp_path: Path) -> None:
     path = customers(300)
     people = customer_rows(path, 30)
-    gone, busy = people[3], people[7]
+    gone, busy, full = people[3], people[7], people[11]
     handler = SinkHandler(
-        reject={gone["email"]: f"550 5.1.1 <{gone['email']}>: Recipient address rejected"},
+        reject={gone["email"]: f"550 5.1.1 <{gone['email']}>: Recipient address rejected",
+                full["email"]: "552 5.2.2 Mailbox full"},
         tempfail_once={busy["email"]})
     with smtp_sink(handler) as (port, sink):
         # retry settings from the campaign's delivery mapping (tiny backoff)
@@ -128,32 +130,36 @@ def test_permanent_and_temporary_smtp_failures(site: Path, customers: Callable,
                             "backoff": [0.01, 0.02], "timeout": 10})
         code, out, err = edition(*run_args(path, tmp_path / "run1"), "--limit", 30, "--send",
                                  "--yes", cwd=site)
-        # exit 3: the run finished, every row is accounted for, and one customer failed
+        # exit 3: the run finished, every row is accounted for, and two customers failed
         assert code == 3, out + err
         rows = {r["customer_id"]: r for r in manifest(tmp_path / "run1")}
         assert len(rows) == 30
-        assert rows[gone["id"]]["status"] == "failed"
+        assert rows[gone["id"]]["status"] == rows[full["id"]]["status"] == "failed"
         assert "550" in rows[gone["id"]]["reason"]
         assert rows[busy["id"]]["status"] == "sent"
-        others = [r for cid, r in rows.items() if cid != gone["id"]]
+        others = [r for cid, r in rows.items() if cid not in (gone["id"], full["id"])]
         assert {r["status"] for r in others} == {"sent"}
-        assert gone["email"] not in sink.received
+        assert gone["email"] not in sink.received and full["email"] not in sink.received
         assert sink.received[busy["email"]] == 1
-        assert sink_total(sink) == 29 and set(sink.received.values()) == {1}
-        assert sink.commands["MAIL"] == 31  # one retry, for the 451; the 550 is final
+        assert sink_total(sink) == 28 and set(sink.received.values()) == {1}
+        assert sink.commands["MAIL"] == 31  # one retry, for the 451; the 5xx are final
         assert "550" in (tmp_path / "run1" / "report.md").read_text(encoding="utf-8")
 
-        # the mailbox is back: a rerun sends the failed one, and nobody else again
+        # the server lets everyone in again: a rerun sends the full mailbox's edition; the
+        # 550 5.1.1 was a hard bounce (listmonk #2623), suppressed from then on
         handler.reject.clear()
         code, out, err = edition(*run_args(path, tmp_path / "run2"), "--limit", 30, "--send",
                                  "--yes", cwd=site)
         assert code == 0, out + err
         rows = {r["customer_id"]: r for r in manifest(tmp_path / "run2")}
-        assert rows[gone["id"]]["status"] == "sent" and rows[gone["id"]]["reason"] is None
+        assert rows[full["id"]]["status"] == "sent" and rows[full["id"]]["reason"] is None
+        assert rows[gone["id"]]["status"] == "suppressed"
+        assert re.fullmatch(r"suppressed: bounced \(hard, 5\.1\.1\) on \d{4}-\d\d-\d\d via "
+                            r"the SMTP reply", rows[gone["id"]]["reason"])
         assert all(r["reason"].startswith("already sent")
-                   for cid, r in rows.items() if cid != gone["id"])
-        assert sink.received[gone["email"]] == 1
-        assert sink_total(sink) == 30 and set(sink.received.values()) == {1}
+                   for cid, r in rows.items() if cid not in (gone["id"], full["id"]))
+        assert sink.received[full["email"]] == 1 and gone["email"] not in sink.received
+        assert sink_total(sink) == 29 and set(sink.received.values()) == {1}
 
 
 def test_retry_options_in_the_target_query_string(site: Path, customers: Callable,

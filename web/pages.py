@@ -168,6 +168,22 @@ class Pages:
         return Brand(campaign, display_name(data.get("title"), data.get("sender"), campaign,
                                             language))
 
+    def campaign_data(self, campaign: str) -> dict[str, Any]:
+        """The campaign file's keys as written (empty when it is gone or broken)."""
+        return self._campaign_file(campaign)
+
+    def version(self, name: str, language: str) -> str:
+        """The version of a page's text the recipient saw: a digest of the template in
+        force (the team's or ours) and the language (the consent record's "what text")."""
+        import hashlib
+
+        env = self.environment(language)
+        try:
+            source = env.loader.get_source(env, name)[0]  # type: ignore[union-attr]
+        except TemplateError:
+            source = ""
+        return hashlib.sha256(f"{language}\0{source}".encode()).hexdigest()[:16]
+
     def _campaign_file(self, campaign: str) -> dict[str, Any]:
         for file in sorted((self.root / "campaigns").glob("*.y*ml")):
             data = self._read(file)

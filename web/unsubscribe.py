@@ -1,4 +1,4 @@
-"""The unsubscribe server: an ASGI app (Starlette) behind the campaign's `unsubscribe_url`.
+"""The one-click unsubscribe of `edition web` (web/app.py), behind the campaign's `unsubscribe_url`.
 
 - `POST <any path>?token=...` with the RFC 8058 body `List-Unsubscribe=One-Click`
   (form-urlencoded or multipart, as mail programs send it) records the unsubscribe in
@@ -10,7 +10,7 @@
 - A token that does not verify (edited, cut, another secret) → 400, nothing recorded.
 - A body that is not one of those small forms (web/forms.py: bounded, parsed in a worker
   thread, never on the event loop) → 400; one over 64 KB → 413. Nothing recorded.
-- `GET /healthz` → 200 `{"status": "ok"}` (for the proxy's and the tests' health checks).
+- `GET /healthz` (web/app.py) → 200 `{"status": "ok"}`.
 
 The pages (web/pages.py) come from `templates/unsubscribe.html.j2` in the content root
 when the team has one, else ours, in the customer's language (the token carries their
@@ -23,24 +23,29 @@ scope, never the customer.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
-from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from edition.render.unsubscribe import ONE_CLICK, TOKEN_PARAM, InvalidToken, Subscriber, verify
+from edition.feedback.preferences import client_hash, log_unsubscribe
+from edition.render.unsubscribe import (
+    ONE_CLICK,
+    TOKEN_PARAM,
+    InvalidToken,
+    Subscriber,
+    verify,
+    with_token,
+)
 from edition.store.suppressions import (
     ALL_MARKETING,
     StoreError,
     SuppressionStore,
-    redacted,
     store_location_by_name,
 )
 from web.forms import BadForm, TooLarge, read_form
@@ -49,7 +54,7 @@ from web.pages import Pages, accepted, choose_language
 log = logging.getLogger("edition.unsubscribe")
 
 PAGE = "unsubscribe.html.j2"   # templates/unsubscribe.html.j2 in the content root wins
-_HEADERS = {
+HEADERS = {
     "Cache-Control": "no-store",
     "Referrer-Policy": "no-referrer",
     "X-Robots-Tag": "noindex, nofollow",
@@ -87,10 +92,18 @@ class UnsubscribeService:
         return any(e.kind == "unsubscribed"
                    for e in store.lookup(who.campaign, who.customer_id))
 
-    def record(self, who: Subscriber, *, everything: bool, source: str) -> bool:
+    def record(self, who: Subscriber, *, everything: bool, source: str,
+               client: str = "") -> bool:
+        """Record the unsubscribe, and its consent record when it is new."""
         store = self.store_for(who.campaign)
-        return store.record(who.campaign, who.customer_id, who.address_hash, source,
-                            scope=ALL_MARKETING if everything else who.campaign)
+        scope = ALL_MARKETING if everything else who.campaign
+        new = store.record(who.campaign, who.customer_id, who.address_hash, source,
+                           scope=scope)
+        if new:
+            log_unsubscribe(store.database, campaign=who.campaign,
+                            customer_id=who.customer_id, scope=scope, source=source,
+                            client=client)
+        return new
 
     def close(self) -> None:
         with self._lock:
@@ -99,16 +112,9 @@ class UnsubscribeService:
             self._stores.clear()
 
 
-def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None = None
-               ) -> Starlette:
-    """The ASGI app. `root`: the content root (campaigns/, templates/ and the default
-    store); `secrets`: edition.render.unsubscribe.secrets_from_env(); `store`: one store for
-    every campaign instead of each campaign's own."""
-    service = UnsubscribeService(Path(root), secrets, store)
-    pages = Pages(Path(root))
-
-    async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
+    """The unsubscribe's route: any path (the proxy forwards the public URL's as it is),
+    so it goes last in the app's routes."""
 
     def page(request: Request, state: str, who: Subscriber | None = None, *,
              status: int = 200, everything: bool = False) -> Response:
@@ -118,9 +124,10 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
         brand = pages.brand(who.campaign, language).display_name if who else ""
         text = pages.render(PAGE, language, {"state": state, "brand": brand,
                                              "campaign": who.campaign if who else "",
-                                             "everything": everything})
+                                             "everything": everything,
+                                             "preferences": _center(request, who)})
         return HTMLResponse(text, status_code=status,
-                            headers=_HEADERS | {"Content-Language": language})
+                            headers=HEADERS | {"Content-Language": language})
 
     async def unsubscribe(request: Request) -> Response:
         try:
@@ -141,7 +148,7 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
             fields = dict(reversed(await read_form(request)))   # the first of a name wins
         except TooLarge as exc:
             log.info("refused an unsubscribe request for %s: %s", who.campaign, exc)
-            return Response("request body too large", status_code=413, headers=_HEADERS)
+            return Response("request body too large", status_code=413, headers=HEADERS)
         except BadForm as exc:
             log.info("refused an unsubscribe request for %s: %s", who.campaign, exc)
             return await run_in_threadpool(page, request, "bad", who, status=400)
@@ -151,7 +158,7 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
         source = "page" if fields.get("via") == "page" else "one-click"
         try:
             new = await run_in_threadpool(service.record, who, everything=everything,
-                                          source=source)
+                                          source=source, client=client_of(request))
         except StoreError as exc:
             log.error("could not record an unsubscribe for %s: %s", who.campaign, exc)
             return await run_in_threadpool(page, request, "failed", who, status=503)
@@ -160,31 +167,24 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
                  "all marketing" if everything else "campaign", source)
         return await run_in_threadpool(page, request, "done", who, everything=everything)
 
-    @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        for problem in await run_in_threadpool(pages.warm, PAGE):
-            log.error("the content root's page template fails, the built-in one is shown "
-                      "instead: %s", problem)
-        try:
-            yield
-        finally:
-            service.close()
+    def _center(request: Request, who: Subscriber | None) -> str:
+        """The customer's preference-center link (the same token), when the campaign
+        has one: "fewer, not none" is offered before the unsubscribe."""
+        if who is None:
+            return ""
+        block = pages.campaign_data(who.campaign).get("preferences")
+        url = block.get("url") if isinstance(block, dict) else None
+        if not (isinstance(url, str) and url.startswith(("https://", "http://"))):
+            return ""
+        return with_token(url, request.query_params.get(TOKEN_PARAM, ""))
 
-    app = Starlette(routes=[
-        Route("/healthz", health, methods=["GET"]),
-        Route("/{path:path}", unsubscribe, methods=["GET", "POST"]),
-    ], lifespan=lifespan)
-    app.state.service = service
-    return app
+    return [Route("/{path:path}", unsubscribe, methods=["GET", "POST"])]
 
 
-def describe(app: Starlette) -> str:
-    """Where the server writes, for its start-up message (a password in a URL hidden)."""
-    service: UnsubscribeService = app.state.service
-    if service.store:
-        return f"writing to {redacted(service.store)}"
-    return (f"writing to each campaign's suppression store under {service.root} "
-            f"(default {service.root / 'out' / 'suppression.sqlite'})")
+def client_of(request: Request) -> str:
+    """The consent record's hash of the client (IP and user agent, never kept as such)."""
+    host = request.client.host if request.client else ""
+    return client_hash(host, request.headers.get("user-agent", "")[:512])
 
 
-__all__ = ["UnsubscribeService", "create_app", "describe"]
+__all__ = ["HEADERS", "PAGE", "UnsubscribeService", "client_of", "routes"]

@@ -40,6 +40,9 @@ class Audience:
             if out:
                 return Reason("excluded", f"excluded by {self.exclude.words()}",
                               f"excluded by {self.exclude.words()}")
+        if selection.held_out and selection.experiment is not None:
+            name = selection.experiment.name
+            return Reason("holdout", f"holdout (experiment {name})", f"holdout ({name})")
         for slot in selection.slots:
             if slot.slot in self.require and not slot.chosen:
                 # the report counts them together; each row names the modules it missed

@@ -58,6 +58,25 @@ SUPPRESSING_STATUSES = frozenset({"bounced", "complained"})
 NOT_UNSUBSCRIBED = frozenset({"", "0", "false", "f", "no", "n", "off", "none", "null"})
 _SOURCES = {"one-click": "one-click unsubscribe in their mail program",
             "page": "the unsubscribe link", "mailto": "the unsubscribe e-mail address"}
+# bounces and complaints recorded from events (edition.feedback.events): the source
+# column holds "event:<detail>|<channel>", the reason's words
+_EVENT = "event:"
+_CHANNELS = {"smtp": "the SMTP reply", "dsn": "a bounce message", "arf": "the feedback loop",
+             "ses": "SES"}
+
+
+def event_source(detail: str, channel: str) -> str:
+    """The store's source for a suppression from an event (`hard, 5.1.1` + `smtp`)."""
+    return f"{_EVENT}{detail}|{channel}"[:40]
+
+
+def _event_words(entry: Entry) -> str | None:
+    """`bounced (hard, 5.1.1) on 2026-11-30 via the SMTP reply`, for an event's row."""
+    if not entry.source.startswith(_EVENT):
+        return None
+    detail, _, channel = entry.source.removeprefix(_EVENT).partition("|")
+    words = f"{entry.kind} ({detail})" if detail else entry.kind
+    return f"{words} on {entry.day} via {_CHANNELS.get(channel, channel or 'an event')}"
 
 
 # -- lists ---------------------------------------------------------------------------
@@ -255,6 +274,11 @@ class Suppression:
             entries = list(self.store.find(customer_id, hashed))
         for entry in entries:
             if entry.kind != "unsubscribed":
+                said = _event_words(entry)
+                if said is not None:
+                    return Reason(f"suppressed_{entry.kind}", f"suppressed: {said}"
+                                  f"{self._as_other(entry, customer_id)}",
+                                  f"suppressed: {entry.kind}")
                 return Reason(f"suppressed_{entry.kind}", (
                     f"suppressed: {entry.kind} (recorded {entry.day}"
                     f"{self._as_other(entry, customer_id)})"), f"suppressed: {entry.kind}")
@@ -286,6 +310,8 @@ class Suppression:
     @staticmethod
     def _as_other(entry: Entry, customer_id: str | None) -> str:
         """Matched by address under another id: say so, or it looks like a wrong match."""
+        if entry.customer_id.startswith("@"):   # known by address only (a bounce)
+            return ""
         if customer_id is not None and entry.customer_id != customer_id:
             return f"; same address as customer {entry.customer_id}"
         return ""
@@ -320,4 +346,5 @@ def no_suppression(campaign: str, kind: str = "marketing") -> Suppression:
                        status_column=None)
 
 
-__all__ = ["Suppression", "SuppressionList", "no_suppression", "parse_list", "read_list"]
+__all__ = ["Suppression", "SuppressionList", "event_source", "no_suppression", "parse_list",
+           "read_list"]

@@ -40,9 +40,13 @@ from edition.content.campaign_files import (
 from edition.content.campaign_values import FieldType, FooterKey, Strict
 from edition.content.delivery_settings import DeliverySettings, Dkim
 from edition.content.errors_at_lines import check, fail
+from edition.content.experiment import Experiment
+from edition.content.house import FrequencyCap, SendWindow, house_errors, override
 from edition.content.limits import Limits
+from edition.content.preferences_settings import PreferenceSettings
 from edition.content.schedule import Schedule, schedule_block
 from edition.content.segments import Rule, Segment
+from edition.content.tracking import Tracking
 from edition.content.yamlfile import LineDict, load_yaml
 from edition.errors import ContentError, collect
 from edition.locales import NotALanguageTag, language_of, language_tag
@@ -86,6 +90,7 @@ class Campaign(Strict):
         default_factory=dict)
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    preferences: PreferenceSettings | None = None   # the preference center (feedback)
     kind: str = "marketing"               # or transactional: no marketing unsubscribes
     suppression: Annotated[Suppression, BeforeValidator(suppression_block)] = Suppression()
     list_id: str | None = None            # List-Id; default <name>.<sender domain>
@@ -102,6 +107,13 @@ class Campaign(Strict):
     currency: Annotated[PerLocale | None, BeforeValidator(
         lambda v: values.per_locale(v, "currency", values.currency))] = None
     approval: Annotated[str, BeforeValidator(values.approval)] = "optional"
+    tracking: Tracking | None = None      # click tracking (content/tracking.py)
+    experiment: Experiment | None = None  # a test of one slot (content/experiment.py)
+    # the house's (edition.yaml) unless the campaign has its own, or `off` (.off)
+    frequency_cap: Annotated[FrequencyCap | None, BeforeValidator(
+        lambda v: override(v, "frequency_cap"))] = None
+    send_window: Annotated[SendWindow | None, BeforeValidator(
+        lambda v: override(v, "send_window"))] = None
 
     _file: str = PrivateAttr(default="")
     _root: Path = PrivateAttr(default_factory=Path)
@@ -188,6 +200,15 @@ class Campaign(Strict):
         if value is None:
             raise fail("slots is required: e.g. articles: {kind: article, count: 3}")
         return checks.slots(loading(info), value)
+
+    @field_validator("experiment", mode="after")
+    @classmethod
+    def _experiment_slot(cls, value: Experiment | None, info: ValidationInfo) -> Any:
+        slots = {s.name for s in info.data.get("slots") or ()}
+        if value is not None and slots and value.slot not in slots:
+            raise fail(f"experiment.slot {value.slot!r} is not a slot of this campaign "
+                       f"({', '.join(sorted(slots))})")
+        return value
 
     @field_validator("audience", "exclude", mode="before")
     @classmethod
@@ -327,6 +348,8 @@ class Campaign(Strict):
             "footer": self.footer,
             "unsubscribe_url": self.unsubscribe_url or "",
             "kind": self.kind,
+            # only when set: the context is part of every version's digest
+            **({"preferences_url": self.preferences.url} if self.preferences else {}),
         }
 
 
@@ -365,6 +388,6 @@ def load_campaign(path: str | Path, root: Path | None = None,
         raise ContentError("a campaign file must be a mapping of keys", rel, 1)
     context = Loading(rel, root, data, kinds or {"article", "offer", "greeting"})
     campaign, errors = check(Campaign, data, rel, context=context, salvage=False)
-    collect(errors)
+    collect(errors + house_errors(root))
     assert campaign is not None   # no error, so validated
     return campaign

@@ -20,6 +20,7 @@ class Slot(Strict):
 
     kind: str
     count: int = 1
+    rank: str = "rules"   # or learn: Thompson sampling on click rates (audience/learning.py)
     _name: str = PrivateAttr(default="")
 
     @property
@@ -30,6 +31,14 @@ class Slot(Strict):
         slot = self.model_copy()
         slot._name = name
         return slot
+
+    @field_validator("rank", mode="before")
+    @classmethod
+    def _rank(cls, value: object) -> str:
+        if value not in ("rules", "learn"):
+            raise fail(f"rank {value!r} must be rules (priority, interests, id) or learn "
+                       f"(the modules' click rates, with tracking:)")
+        return str(value)
 
     @field_validator("count", mode="before")
     @classmethod
@@ -88,6 +97,21 @@ class SuppressionColumns(Strict):
     email_status: str | None = "email_status"   # bounced or complained: never mailed
 
 
+class SoftBounces(Strict):
+    """`soft_bounces: {count: 3, days: 14}`: a soft bounce suppresses once `count` of them
+    came back within `days` days (edition events ingest; hard bounces suppress at once)."""
+
+    count: int = 3
+    days: int = 14
+
+    @field_validator("count", "days", mode="after")
+    @classmethod
+    def _positive(cls, value: int) -> int:
+        if value < 1:
+            raise fail("suppression.soft_bounces: count and days must be 1 or more")
+        return value
+
+
 class Suppression(Strict):
     """`suppression: [data/unsubscribed.csv]`, or the long form with the store and columns.
 
@@ -96,12 +120,14 @@ class Suppression(Strict):
       lists: [data/unsubscribed.csv, data/crm-optouts.txt]
       store: out/suppression.sqlite      # or postgresql://edition@db.internal/edition
       columns: {unsubscribed: opted_out, email_status: email_status}
+      soft_bounces: {count: 3, days: 14}   # suppress after 3 soft bounces within 14 days
     ```
     """
 
     lists: tuple[str, ...] = ()
     store: str | None = None
     columns: SuppressionColumns = SuppressionColumns()
+    soft_bounces: SoftBounces = SoftBounces()
 
     @field_validator("lists", mode="before")
     @classmethod

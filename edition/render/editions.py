@@ -1,9 +1,14 @@
 """Editions: a version rendered once, each customer's edition filled in from it.
 
-`EditionRenderer.render` gives one customer's documents. It uses the version's shared
-documents when the templates allow it and falls back to rendering the whole template
-for that customer otherwise; both paths give the same bytes (the first customer of each
-version is rendered both ways and compared, as a standing self-check).
+`EditionRenderer.render` gives one customer's documents. Each template (page, text,
+subject, module bodies) is rendered once per version as a skeleton (edition.render.
+residual, .personal); per customer its holes and pieces are filled, and the page is
+inlined through its *shape* (the text the customer's statements wrote: a branch taken,
+a loop's length), inlined once per shape. Whatever cannot be shared is rendered whole
+for that customer, for a reason `Rendered.paths` names. Both paths give the same bytes:
+the first customer of each version, and of each shape, is rendered both ways and
+compared, as a standing self-check; tests/test_shared_equals_whole.py checks every path.
+Whether a version is shared never depends on the formats asked for.
 """
 
 from __future__ import annotations
@@ -14,8 +19,9 @@ import threading
 import traceback
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from cachetools import LRUCache
@@ -31,11 +37,16 @@ from edition.content.modules import Module
 from edition.errors import EditionError
 from edition.render import inlining
 from edition.render.personal import (
+    CLOSE,
     MARKER,
     OPEN,
+    PRIVATE,
+    Ambiguous,
     CustomerProbe,
+    Layout,
     NotShareable,
     ProbeEnvironment,
+    Residual,
     SharedDocument,
     Tainted,
     split,
@@ -71,36 +82,88 @@ CONTENT_LIMITS = (LimitExceeded, RecursionError, MemoryError)
 CACHED_VERSIONS = 1024
 CACHED_LOCALES = 32
 CACHED_SHARING = 16 * CACHED_VERSIONS   # a few hundred bytes each; a batch's versions fit
+# inlined pages, one per version and shape (tens of KB each), and at most this many
+# shapes a version builds: past it, a new shape's customers are inlined one by one
+CACHED_SHAPES = 512
+SHAPES_PER_VERSION = 64
 # what a render may raise for one customer (everything else is a bug, reported as such)
 RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
                  AttributeError, LimitExceeded, RecursionError, MemoryError)
 
 
+SHARED = "shared"
+
+
 @dataclass
 class Rendered:
-    """One customer's documents: `page` is the template's HTML, `html` has CSS inlined."""
+    """One customer's documents: `page` is the template's HTML, `html` has CSS inlined.
+
+    `paths` says per kind how it was made: "shared" (from the version's skeleton) or why
+    it was rendered whole for this customer; `layout` is the page cut into the template's
+    text and the customer's values (PDF lays out each shape once)."""
 
     page: str | None = None
     html: str | None = None
     text: str | None = None
     subject: str | None = None
+    paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    layout: Layout | None = field(default=None, compare=False, repr=False)
 
 
 class ModuleView:
-    """A module as templates see it: id, kind, title, html, text, meta."""
+    """A module as templates see it: id, kind, title, html, text, meta.
 
-    __slots__ = ("html", "id", "kind", "meta", "text", "title")
+    A module whose body reads the customer has two bodies: the skeleton's (with the
+    customer's holes) while a version is laid out, and the customer's while that
+    customer's pieces run (`personal_layer`): a piece may print it under a test."""
 
-    def __init__(self, module: Module, html: str, text: str):
+    __slots__ = ("_html", "_module", "_text", "id", "kind", "meta", "title")
+
+    def __init__(self, module: Module, html: str, text: str, personal: bool = False):
         self.id = module.id
         self.kind = module.kind
         self.title = module.title
         self.meta = module.meta
-        self.html = html
-        self.text = text
+        self._html = html
+        self._text = text
+        self._module = module if personal else None
+
+    @property
+    def html(self) -> str:
+        layer = _layer.current
+        if layer is not None and self._module is not None:
+            return layer(self._module, "html")
+        return self._html
+
+    @property
+    def text(self) -> str:
+        layer = _layer.current
+        if layer is not None and self._module is not None:
+            return layer(self._module, "text")
+        return self._text
 
     def __repr__(self) -> str:
         return f"<module {self.kind}/{self.id}>"
+
+
+class _Layer(threading.local):
+    current: Any = None   # (module, fmt) -> that customer's body, while pieces run
+
+
+_layer = _Layer()
+
+
+@dataclass
+class VersionDocs:
+    """A version's skeletons per kind, why a kind renders whole, and its html shapes."""
+
+    residuals: dict[str, Residual]
+    whole: dict[str, str]
+    shapes: int = 0          # shapes this version built (bounded: SHAPES_PER_VERSION)
+
+    def sharing(self) -> dict[str, str]:
+        entry = {kind: SHARED for kind in self.residuals} | dict(self.whole)
+        return {k: entry[k] for k in KINDS if k in entry}
 
 
 class EditionRenderer:
@@ -118,13 +181,15 @@ class EditionRenderer:
             CACHED_LOCALES)
         self._envs_lock = threading.Lock()
         self.env, self.probe = self.envs("en")
-        self._shared: OrderedDict[str, dict[str, SharedDocument | str]] = OrderedDict()
+        self._shared: OrderedDict[str, VersionDocs] = OrderedDict()
+        self._shared_lock = threading.Lock()
+        self._shapes: LRUCache[tuple[str, Any], SharedDocument | str] = LRUCache(CACHED_SHAPES)
         self._checked: LRUCache[str, bool] = LRUCache(CACHED_VERSIONS)
         # digest -> (id, per kind 'shared' or why not)
         self._all_sharing: LRUCache[str, tuple[str, dict[str, str]]] = LRUCache(CACHED_SHARING)
         self._sharing_lock = threading.Lock()
         self._broken: LRUCache[str, RenderFailure] = LRUCache(CACHED_VERSIONS)
-        self._marks_lock = threading.Lock()   # _checked and _broken, across task threads
+        self._marks_lock = threading.Lock()   # _checked, _broken, _shapes across task threads
         self.template_files = {str((templates / n).resolve()): f"templates/{n}"
                                for n in filter(None, [campaign.template, campaign.text_template])}
         self.digest = self._digest(templates)
@@ -138,14 +203,23 @@ class EditionRenderer:
                             "currency": self.campaign.currency_for(locale)}
                 pair = self._envs[locale] = (
                     EditionEnvironment(self._templates_dir, **settings),
-                    ProbeEnvironment(self._templates_dir, **settings))
+                    ProbeEnvironment(self._templates_dir, where=self._where, **settings))
         return pair
+
+    def _where(self, name: str | None, filename: str | None) -> str:
+        """How reports name a template: `templates/x.html.j2`, a module file, the subject."""
+        if filename and filename.endswith(".md"):
+            return filename
+        if name is None:
+            return f"{self.campaign.file} (subject)"
+        return f"templates/{name}"
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:
         """Per cache: (entries, bound). Memory stays flat whatever the customers hold."""
         return {"shared versions": (len(self._shared), CACHED_VERSIONS),
                 "checked versions": (len(self._checked), CACHED_VERSIONS),
                 "broken versions": (len(self._broken), CACHED_VERSIONS),
+                "html shapes": (len(self._shapes), CACHED_SHAPES),
                 "locale environments": (len(self._envs), CACHED_LOCALES),
                 "version sharing": (len(self._all_sharing), CACHED_SHARING)}
 
@@ -204,45 +278,50 @@ class EditionRenderer:
                         text = Tainted(text)
                 else:
                     html, text = Markup(module.html), module.text
-                views.append(ModuleView(module, html, text))
+                views.append(ModuleView(module, html, text, personal=probing and module.personal))
             slots[slot] = views
         return slots
 
-    def context(self, env: EditionEnvironment, version: Version, customer: Any) -> dict[str, Any]:
-        """The template context of the contract, plus `locale` and `run`."""
-        base = {
+    def _base(self, version: Version, customer: Any) -> dict[str, Any]:
+        return {
             "customer": customer,
             "segments": list(version.segments),
             "campaign": self.campaign.context(version.locale),
             "locale": version.locale,
             "run": {"as_of": self.as_of},
         }
+
+    def context(self, env: EditionEnvironment, version: Version, customer: Any) -> dict[str, Any]:
+        """The template context of the contract, plus `locale` and `run`."""
+        base = self._base(version, customer)
         return base | self._modules(env, version, base)
 
     # -- whole render (the reference) ----------------------------------------------
 
-    def whole(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
+    def whole(self, version: Version, fields: Mapping[str, Any],
+              kinds: tuple[str, ...] | None = None) -> Rendered:
         """Render every template for this customer alone."""
+        kinds = self.kinds if kinds is None else kinds
         view = CustomerView(fields)
         env = self.envs(version.locale)[0]
         limit = env.limits.document_bytes
         try:
             ctx = self.context(env, version, view)
             out = Rendered()
-            needs_page = any(k in self.kinds for k in ("page", "html")) or (
-                "text" in self.kinds and not self.campaign.text_template)
+            needs_page = any(k in kinds for k in ("page", "html")) or (
+                "text" in kinds and not self.campaign.text_template)
             if needs_page:
                 page_template = self._template(env, "page")
                 assert page_template is not None
                 out.page = bounded_render(page_template, ctx, limit)
-                if "html" in self.kinds:
+                if "html" in kinds:
                     out.html = inline(out.page)
-            if "text" in self.kinds:
+            if "text" in kinds:
                 text_template = self._template(env, "text")
                 out.text = (bounded_render(text_template, ctx, limit)
                             if text_template is not None
                             else from_html(out.page or ""))
-            if "subject" in self.kinds:
+            if "subject" in kinds:
                 subject_template = self._template(env, "subject")
                 assert subject_template is not None
                 out.subject = bounded_render(subject_template, ctx, limit)
@@ -277,81 +356,78 @@ class EditionRenderer:
             message = f"{type(exc).__name__}: {exc}"
         return RenderFailure(message, where, line, code)
 
-    # -- shared render -------------------------------------------------------------
+    # -- the skeleton, once per version --------------------------------------------
 
-    def shared(self, version: Version) -> dict[str, SharedDocument | str]:
-        """The version's documents with holes, or per kind the reason it renders whole."""
-        if version.digest in self._shared:
-            self._shared.move_to_end(version.digest)
-            return self._shared[version.digest]
-        docs: dict[str, SharedDocument | str] = {}
+    def shared(self, version: Version) -> VersionDocs:
+        """The version's skeletons (per kind), or why a kind renders whole per customer.
+
+        Every kind is made whatever the formats asked for: whether a version is shared
+        never depends on them."""
+        with self._shared_lock:
+            docs = self._shared.get(version.digest)
+            if docs is not None:
+                self._shared.move_to_end(version.digest)
+                return docs
+        docs = self._skeleton(version)
+        with self._shared_lock:
+            self._shared[version.digest] = docs
+            while len(self._shared) > CACHED_VERSIONS:
+                old, _ = self._shared.popitem(last=False)
+                with self._marks_lock:
+                    self._checked.pop(old, None)
+        self._note_sharing(version, docs)
+        return docs
+
+    def _skeleton(self, version: Version) -> VersionDocs:
+        residuals: dict[str, Residual] = {}
+        whole: dict[str, str] = {}
         probe = self.envs(version.locale)[1]
         limit = probe.limits.document_bytes
         holes = probe.record()
+        outputs: dict[str, str | None] = {}
         try:
-            ctx = self.context(probe, version, CustomerProbe())
-            outputs: dict[str, str | None] = {}
+            customer = CustomerProbe({"locale": version.locale})
+            ctx = self.context(probe, version, customer)
             for kind in ("page", "text", "subject"):
                 template = self._template(probe, kind)
                 try:
                     outputs[kind] = (bounded_render(template, ctx, limit)
                                      if template is not None else None)
                 except NotShareable as exc:
-                    docs[kind] = f"{kind} template: {exc}"
+                    whole[kind] = self._located(exc, f"{kind} template")
                 except CONTENT_LIMITS:
                     raise  # the version itself is too big, too slow or too deep
                 except Exception as exc:  # the whole render reports it per customer
-                    docs[kind] = f"{kind} template fails: {type(exc).__name__}"
+                    whole[kind] = f"{kind} template fails: {type(exc).__name__}"
         except NotShareable as exc:
-            return self._keep(version, {k: f"a module body: {exc}" for k in KINDS})
+            reason = self._located(exc, "a module body")
+            return VersionDocs({}, {k: reason for k in KINDS})
         except CONTENT_LIMITS:
             raise
         except Exception as exc:
-            return self._keep(version, {k: f"fails: {type(exc).__name__}" for k in KINDS})
+            return VersionDocs({}, {k: f"fails: {type(exc).__name__}" for k in KINDS})
         finally:
             probe.stop()
         for kind, output in outputs.items():
             if output is None:
                 continue
             if not _markers_intact(output, len(holes)):
-                docs[kind] = "content already holds edition's hole markers"
+                whole[kind] = "content already holds edition's hole markers"
                 continue
-            docs[kind] = split(output, holes)
-        page = docs.get("page")
-        if isinstance(page, SharedDocument):
-            docs["html"] = self._inlined(outputs["page"] or "", holes)
-        else:
-            docs["html"] = page if isinstance(page, str) else "no page"
-        if "text" not in docs and not self.campaign.text_template:
-            docs["text"] = "text is derived from the HTML per customer"
-        return self._keep(version, docs)
+            residuals[kind] = split(output, holes)
+        page = residuals.get("page")
+        if page is None:
+            whole["html"] = whole.get("page", "no page")
+        if "html" not in whole and page is not None:
+            residuals["html"] = page
+        if "text" not in residuals and "text" not in whole and not self.campaign.text_template:
+            if page is not None:
+                residuals["text"] = page   # derived from each customer's page
+            else:
+                whole["text"] = whole.get("page", "no page")
+        return VersionDocs(residuals, whole)
 
-    def _keep(self, version: Version, docs: dict[str, SharedDocument | str]
-              ) -> dict[str, SharedDocument | str]:
-        """Cache a version's documents; the least recently used go first (flat memory)."""
-        self._shared[version.digest] = docs
-        self._note_sharing(version, docs)
-        while len(self._shared) > CACHED_VERSIONS:
-            old, _ = self._shared.popitem(last=False)
-            with self._marks_lock:
-                self._checked.pop(old, None)
-        return docs
-
-    def _inlined(self, page: str, holes: list) -> SharedDocument | str:
-        if inlining.css_is_value_sensitive(page):
-            return "the CSS selects on attribute values or :empty"
-        placement = inlining.placement_problem(page)
-        if placement:
-            return placement
-        inlined = inline(page)
-        if sorted(MARKER.findall(inlined)) != sorted(MARKER.findall(page)):
-            return "a customer value sits where CSS inlining drops it"
-        finish = inlining.finishers(inlined)
-        if finish is None:
-            return "a customer value sits in a tag name, comment, <style> or <script>"
-        doc = split(inlined, holes)
-        doc.finish = finish
-        return doc
+    # -- per customer ------------------------------------------------------------------
 
     def render(self, version: Version, fields: Mapping[str, Any]) -> Rendered:
         """One customer's documents (shared path when possible, whole otherwise)."""
@@ -375,44 +451,167 @@ class EditionRenderer:
         with self._marks_lock:
             first = version.digest not in self._checked
             self._checked[version.digest] = True
-        if first:
-            self._self_check(version, fields, docs)
-            self._note_sharing(version, docs)
-        view = CustomerView(fields)
-        out = Rendered()
-        whole: Rendered | None = None
-        for kind in self.kinds:
-            doc = docs.get(kind)
-            value = None
-            if isinstance(doc, SharedDocument):
-                try:
-                    value = doc.fill(fields, view, self.envs(version.locale)[0])
-                except CONTENT_LIMITS:
-                    raise
-                except RENDER_ERRORS:
-                    value = None  # the whole render says exactly what failed
-            if value is None:
-                whole = whole or self.whole(version, fields)
-                value = getattr(whole, kind)
-            setattr(out, kind, value)
+        if first and not self._self_check(version, fields, docs):
+            with self._marks_lock:  # this customer could not tell: the next one checks
+                self._checked.pop(version.digest, None)
+        out, reason = self._from_residuals(version, fields, docs, self.kinds)
+        if reason is not None:  # this customer's values: the whole render decides
+            whole = self.whole(version, fields)
+            whole.paths = {kind: reason for kind in self.kinds}
+            return whole
+        missing = [k for k in self.kinds if k not in docs.residuals]
+        if missing:
+            whole = self.whole(version, fields, tuple(missing))
+            for kind in missing:
+                setattr(out, kind, getattr(whole, kind))
         return out
 
-    def _self_check(self, version: Version, fields: Mapping[str, Any],
-                    docs: dict[str, SharedDocument | str]) -> None:
-        try:
-            reference = self.whole(version, fields)
-        except RenderFailure:
-            return  # this customer fails either way; the next version check will tell
+    def _from_residuals(self, version: Version, fields: Mapping[str, Any], docs: VersionDocs,
+                        kinds: tuple[str, ...]) -> tuple[Rendered, str | None]:
+        """The kinds that render once, filled for this customer; the paths of all.
+
+        The reason is set when this customer's values cannot take the shared path at
+        all (the caller renders whole)."""
+        out = Rendered()
+        for kind in kinds:
+            if kind in docs.whole:
+                out.paths[kind] = docs.whole[kind]
+        wanted = [k for k in kinds if k in docs.residuals]
+        if not wanted:
+            return out, None
+        if fields.get("locale") != version.locale:
+            return out, "the customer's locale field is not the version's"
+        env = self.envs(version.locale)[0]
+        limit = env.limits.document_bytes
         view = CustomerView(fields)
-        for kind, doc in list(docs.items()):
-            if not isinstance(doc, SharedDocument):
-                continue
-            try:
-                filled = doc.fill(fields, view, self.envs(version.locale)[0])
-            except Exception:
-                filled = None
-            if filled is not None and filled != getattr(reference, kind):
-                docs[kind] = "self-check: shared and whole renders differ"
+        layer = self._personal_layer(version, view, env)
+        _layer.current = layer
+        try:
+            page_outputs: list[str] | None = None
+            page = docs.residuals.get("page")
+            if page is not None and ({"page", "html"} & set(wanted) or (
+                    "text" in wanted and docs.residuals["text"] is page)):
+                page_outputs = page.outputs(fields, view, env)
+                out.page = page.text(page_outputs, limit)
+            for kind in ("text", "subject"):
+                residual = docs.residuals.get(kind)
+                if kind not in wanted or residual is None:
+                    continue
+                if residual is page:
+                    setattr(out, kind, from_html(out.page or ""))
+                else:
+                    setattr(out, kind, residual.text(residual.outputs(fields, view, env),
+                                                     limit))
+        except CONTENT_LIMITS:
+            raise
+        except (NotShareable, Ambiguous) as exc:
+            return out, f"this customer's values: {exc}"
+        except RENDER_ERRORS:
+            return out, "fails for this customer (the whole render says why)"
+        finally:
+            _layer.current = None
+        for kind in wanted:
+            out.paths[kind] = SHARED
+        if page is not None and page_outputs is not None:
+            out.layout = page.layout(page_outputs)
+            if "html" in wanted:
+                out.html, how = self._html(version, docs, out.layout, out.page or "")
+                out.paths["html"] = how
+        if "page" not in kinds:
+            out.page = None
+        return out, None
+
+    def _personal_layer(self, version: Version, view: CustomerView,
+                        env: EditionEnvironment) -> Any:
+        """A personal module's body for this customer, when a piece prints it."""
+        bodies: dict[tuple[str, str], str] = {}
+
+        def body(module: Module, fmt: str) -> str:
+            key = (module.source, fmt)
+            if key not in bodies:
+                _layer.current = None   # the body renders as in the whole render
+                try:
+                    rendered = bounded_render(self._body(env, module, fmt),
+                                              self._base(version, view),
+                                              env.limits.document_bytes)
+                finally:
+                    _layer.current = body
+                bodies[key] = Markup(rendered) if fmt == "html" else rendered
+            return bodies[key]
+
+        return body
+
+    def _html(self, version: Version, docs: VersionDocs, layout: Layout,
+              page: str) -> tuple[str, str]:
+        """The inlined page from its shape's inlined skeleton, or inlined for this customer
+        alone (correct, slower), with the reason."""
+        key = (version.digest, layout.key)
+        with self._marks_lock:
+            shape = self._shapes.get(key)
+        if shape is None:
+            if docs.shapes >= SHAPES_PER_VERSION:
+                return inline(page), (f"html inlined per customer: more than "
+                                      f"{SHAPES_PER_VERSION} shapes in one version")
+            docs.shapes += 1
+            shape = self._shape(layout, page)
+            with self._marks_lock:
+                self._shapes[key] = shape
+        if isinstance(shape, str):
+            return inline(page), f"html inlined per customer: {shape}"
+        html = shape.fill(layout.values)
+        if html is None:
+            index = shape.failing(layout.values)
+            where = layout.where[index] if index is not None else ""
+            return inline(page), ("html inlined per customer: a value with markup, raw "
+                                  "characters or a class or id the CSS selects"
+                                  + (f" ({where})" if where else ""))
+        return html, SHARED
+
+    def _shape(self, layout: Layout, page: str) -> SharedDocument | str:
+        """A shape's inlined skeleton, checked against inlining this customer's page."""
+        marked = [layout.statics[0]]
+        for i, static in enumerate(layout.statics[1:]):
+            marked += (f"{OPEN}{i}{CLOSE}", static)
+        if any(PRIVATE.search(static) for static in layout.statics):
+            return "content already holds edition's hole markers"
+        doc = inlining.inlined("".join(marked), layout.where)
+        if isinstance(doc, str):
+            return doc
+        filled = doc.fill(layout.values)
+        if filled is not None and filled != inline(page):
+            return "self-check: shared and whole renders differ"
+        return doc
+
+    def _self_check(self, version: Version, fields: Mapping[str, Any],
+                    docs: VersionDocs) -> bool:
+        """The first customer of a version: every kind both ways, whatever the formats.
+        False when this customer could not tell (it fails, or takes the whole path)."""
+        try:
+            reference = self.whole(version, fields, KINDS)
+        except RenderFailure:
+            return False
+        out, reason = self._from_residuals(version, fields, docs, KINDS)
+        if reason is not None:
+            return False
+        for kind in KINDS:
+            if kind in docs.residuals and getattr(out, kind) != getattr(reference, kind):
+                docs.residuals.pop(kind, None)
+                docs.whole[kind] = "self-check: shared and whole renders differ"
+        self._note_sharing(version, docs)
+        return True
+
+    def _located(self, exc: NotShareable, what: str) -> str:
+        """`templates/x.html.j2:12: customer.x is used in an expression`."""
+        message = str(exc)
+        if getattr(exc, "located", False) or ":" in message.split(" ", 1)[0]:
+            return message   # the residualizer's reasons name their line already
+        where = ""
+        for frame, lineno in _frames(exc.__traceback__):
+            template = frame.f_globals.get("__jinja_template__")
+            if template is not None:
+                line = template.get_corresponding_lineno(lineno)
+                where = f"{self._where(template.name, template.filename)}:{line}"
+        return f"{where}: {message}" if where else f"{what}: {message}"
 
     def sharing(self) -> dict[str, dict[str, str]]:
         """Per version id and kind: 'shared' or the reason it renders whole (for people)."""
@@ -429,10 +628,15 @@ class EditionRenderer:
             return {v: dict(self._all_sharing[v][1]) for v in versions
                     if v in self._all_sharing}
 
-    def _note_sharing(self, version: Version, docs: dict[str, SharedDocument | str]) -> None:
-        entry = {k: ("shared" if isinstance(d, SharedDocument) else d) for k, d in docs.items()}
+    def _note_sharing(self, version: Version, docs: VersionDocs) -> None:
         with self._sharing_lock:
-            self._all_sharing[version.digest] = (version.id, entry)
+            self._all_sharing[version.digest] = (version.id, docs.sharing())
+
+
+def _frames(tb: TracebackType | None) -> Iterable[tuple[Any, int]]:
+    while tb is not None:
+        yield tb.tb_frame, tb.tb_lineno
+        tb = tb.tb_next
 
 
 def _markers_intact(output: str, count: int) -> bool:

@@ -17,7 +17,10 @@ from edition.content.campaign import Campaign
 from edition.naming import CONTENT_TYPES, relative_path
 from edition.render.editions import Rendered
 from edition.render.list_headers import mailing_headers
+from edition.render.message_identity import MessageIdentity
+from edition.render.tracking import LinkTracker
 from edition.render.unsubscribe import UnsubscribeLinks
+from edition.render.versions import Version
 from renderers import eml
 
 # format -> (path relative to the run folder, bytes, content type)
@@ -41,11 +44,22 @@ class Encoder:
         self.links = links
         # List-Id and Feedback-ID: the same for every message of the mailing
         self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}
+        # X-Edition-Id: a bounce of this message names its customer and mailing
+        self.identity = MessageIdentity.for_mailing(campaign.name, mailing) if mailing else None
+        # click tracking (`tracking:`): the links of each finished edition, per mailing
+        self.tracker = LinkTracker.for_campaign(campaign, mailing)
         self.writer = eml.MessageWriter(
             sender=parse_mailbox(campaign.sender or "edition <edition@localhost.localdomain>"),
             date=started,
             reply_to=parse_mailbox(campaign.reply_to) if campaign.reply_to else None)
         self._pdf: Any = None
+
+    def tracked(self, rendered: Rendered, version: Version, customer_id: str,
+                fields: Mapping[str, Any]) -> Rendered:
+        """The edition with its links through click tracking, when the campaign tracks."""
+        if self.tracker is None:
+            return rendered
+        return self.tracker.apply(rendered, version, customer_id, fields)
 
     def content_hash(self, customer_id: str, version_digest: str, rendered: Rendered,
                      documents: Documents | None = None) -> str:
@@ -83,10 +97,14 @@ class Encoder:
                    if self.links else {})
         headers |= self.mailing_headers | {"X-Edition-Campaign": self.campaign.name,
                                            "X-Edition-Version": version_id}
+        if self.identity is not None:
+            headers |= self.identity.headers(customer_id, address)
         text: str | bytes = rendered.text or ""
         html: str | bytes | None = rendered.html
         if documents is not None:
             text, html = documents.text, (documents.html if rendered.html is not None else None)
+        if fields.get("preferred_format") == "text":   # chosen in the preference center
+            html = None
         return self.writer.build(
             subject=rendered.subject or "", recipient=address, recipient_name=name,
             text=text, html=html, msg_id=self.message_id(digest), extra_headers=headers)
@@ -105,6 +123,9 @@ class Encoder:
                 data = documents.text
             elif fmt == "eml":
                 data = self.message(customer_id, fields, version_id, rendered, digest, documents)
+                if fields.get("preferred_format") == "pdf":   # chosen in the preference center
+                    data = eml.with_attachment(data, pdf if pdf is not None else self.pdf_one(
+                        rendered, fields.get("locale")), f"{self.campaign.name}.pdf")
             else:
                 data = pdf if pdf is not None else self.pdf_one(rendered)
             out[fmt] = (relative_path(fmt, customer_id), data, CONTENT_TYPES[fmt])
@@ -121,13 +142,41 @@ class Encoder:
         return self._pdf
 
     def pdf_one(self, rendered: Rendered, locale: str | None = None) -> bytes:
-        """One customer's PDF on its own (a preview); ``locale``: the edition's."""
-        return self.pdf_renderer().render_one(rendered.page or "", locale=locale)
+        """One customer's PDF on its own (a preview); ``locale``: the edition's. Without a
+        print page (the run makes no pdf), the e-mail's HTML is laid out instead."""
+        return self.pdf_renderer().render_one(rendered.page or rendered.html or "",
+                                              locale=locale)
 
     def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
-                    locale: str | None = None) -> list[bytes]:
-        """The PDFs of one version's customers, laid out together (same order as `pages`)."""
-        return self.pdf_renderer().render_filled(list(parts), list(pages), locale=locale)
+                    locale: str | None = None,
+                    values: Sequence[Sequence[str]] | None = None) -> list[bytes]:
+        """The PDFs of one version's customers, laid out together (same order as `pages`).
+
+        `values`: each page's values between `parts`, when known. A value that is empty
+        for a customer (a condition on the customer that printed nothing, an empty
+        field) is no hole for the layout: laid out with a placeholder there, the version
+        would hold a line the customer's page does not. Customers are laid out together
+        with those who leave the same values empty, those values folded into the parts.
+        """
+        renderer = self.pdf_renderer()
+        if not values or len(parts) < 2:
+            return renderer.render_filled(list(parts), list(pages), locale=locale)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, own in enumerate(values):
+            empty = tuple(j for j, value in enumerate(own) if value == "")
+            groups.setdefault(empty, []).append(i)
+        out: list[bytes] = [b""] * len(pages)
+        for empty, members in groups.items():
+            folded = [parts[0]]
+            for j, part in enumerate(parts[1:]):
+                if j in empty:
+                    folded[-1] += part
+                else:
+                    folded.append(part)
+            pdfs = renderer.render_filled(folded, [pages[i] for i in members], locale=locale)
+            for i, pdf in zip(members, pdfs, strict=True):
+                out[i] = pdf
+        return out
 
 
 def pdf_options(campaign: Campaign) -> dict[str, Any]:

@@ -10,14 +10,27 @@ is rendered whole per customer instead.
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Callable
 
-from edition.render.personal import MARKER
+from edition.render.personal import MARKER, OPEN, SharedDocument
+from renderers.html import inline
 
-# CSS that could style a hole differently than the customer's value (":empty", attribute
-# selectors); with it the version is rendered whole per customer.
-_VALUE_SENSITIVE_CSS = re.compile(r"\[|:empty|:blank|:has\(|:contains")
+# CSS that could style a hole differently by the customer's value: ":empty" and the like
+# whatever the hole; an attribute selector (`[style*=...]`, `a[x-apple-data-detectors]`)
+# only when it names an attribute a hole sits in; class and id selectors when a hole sits
+# in `class` or `id`. With it the version is rendered whole per customer.
+_CONTENT_SENSITIVE_CSS = re.compile(r":empty|:blank|:has\(|:contains")
+_ATTRIBUTE_SELECTOR = re.compile(r"\[\s*(?:[\w-]*\|)?([\w-]+)")
+_SELECTED_BY_NAME = {"style"}  # merged with the rules' declarations
+# class and id holes are fine as long as a customer's value names no class or id the CSS
+# selects on: checked per customer (`_guarded`), a customer whose value does is inlined alone
+_SELECTED_TOKENS = {"class": re.compile(r"\.(-?[_a-zA-Z][\w-]*)"),
+                    "id": re.compile(r"#(-?[_a-zA-Z][\w-]*)")}
+_COMMENT = re.compile(r"/\*.*?\*/", re.S)
+_OPEN_ATTRIBUTE = re.compile(r"([^\s\"'=<>/]+)=\"[^\"]*$")
+_HOLE_ATTRIBUTE = re.compile(r"([^\s\"'=<>/]+)\s*=\s*(\"[^\"]*\"|'[^']*')")
 _STYLE = re.compile(r"<style[^>]*>(.*?)</style\s*>", re.S | re.I)
 _RAW_TEXT = {"style", "script", "xmp", "iframe", "noembed", "noframes", "plaintext", "noscript"}
 _TOKEN = re.compile(
@@ -44,8 +57,34 @@ _DROPS_FIRST_NEWLINE = {"pre", "textarea", "listing"}
 
 
 def css_is_value_sensitive(html: str) -> bool:
-    """Does the page's CSS select on content or attribute values?"""
-    return any(_VALUE_SENSITIVE_CSS.search(css) for css in _STYLE.findall(html))
+    """Could the page's CSS style a hole differently by its value?
+
+    `html` is the page with its holes marked. Cerberus, Foundation and Mailchimp's
+    layouts all carry attribute selectors (`a[x-apple-data-detectors]`,
+    `div[style*="margin: 16px 0"]`) for Apple Mail and Android: they decide nothing about
+    a customer's id in an href, so they only count when they name an attribute that
+    holds a hole.
+    """
+    styles = _STYLE.findall(html)
+    if not styles:
+        return False
+    if any(_CONTENT_SENSITIVE_CSS.search(css) for css in styles):
+        return True
+    held = hole_attributes(html)
+    if held & _SELECTED_BY_NAME:
+        return True
+    return any(name.lower() in held for css in styles
+               for name in _ATTRIBUTE_SELECTOR.findall(css))
+
+
+def hole_attributes(html: str) -> set[str]:
+    """The names (lower case) of the attributes whose values hold a hole."""
+    held: set[str] = set()
+    for match in _PAGE_TOKEN.finditer(html):
+        if match.group(2) and MARKER.search(match.group(3) or ""):
+            held.update(name.lower() for name, value in _HOLE_ATTRIBUTE.findall(match.group(3))
+                        if MARKER.search(value))
+    return held
 
 
 def _unescape(jinja_output: str) -> str:
@@ -82,7 +121,13 @@ def _as_attribute(jinja_output: str) -> str | None:
 
 
 def placement_problem(page: str) -> str | None:
-    """Why some hole's place in the parsed page depends on its value, or None.
+    """Why some hole's place in the parsed page depends on its value, or None."""
+    found = placement(page)
+    return found[0] if found else None
+
+
+def placement(page: str) -> tuple[str, int] | None:
+    """Why some hole's place in the parsed page depends on its value, and which hole.
 
     Checked on the template's output before inlining. A value must sit in a quoted
     attribute or in text inside an element that keeps text where it is: not at the top
@@ -96,11 +141,12 @@ def placement_problem(page: str) -> str | None:
     pos = 0
     for match in (*_PAGE_TOKEN.finditer(page), None):
         text = page[pos:match.start() if match else len(page)]
-        if not raw_until and MARKER.search(text):
+        hole = MARKER.search(text) if not raw_until else None
+        if hole:
             if not stack or stack[-1] in _MOVES_TEXT:
-                return "a customer value sits where the HTML parser moves text"
+                return "a customer value sits where the HTML parser moves text", int(hole[1])
             if after in _DROPS_FIRST_NEWLINE and MARKER.match(text):
-                return "a customer value starts a <pre> or <textarea>"
+                return "a customer value starts a <pre> or <textarea>", int(hole[1])
         if match is None:
             break
         pos, after = match.end(), None
@@ -108,8 +154,10 @@ def placement_problem(page: str) -> str | None:
         if raw_until:
             raw_until = None if end == raw_until else raw_until
         elif start:
-            if MARKER.search(start) or MARKER.search(_QUOTED.sub("", match.group(3))):
-                return "a customer value sits in a tag name or an unquoted attribute"
+            hole = MARKER.search(start) or MARKER.search(_QUOTED.sub("", match.group(3)))
+            if hole:
+                return "a customer value sits in a tag name or an unquoted attribute", int(
+                    hole[1])
             if start in _RAW_TEXT:
                 raw_until = None if match.group(0).endswith("/>") else start
             elif start not in _VOID and not match.group(0).endswith("/>"):
@@ -120,7 +168,68 @@ def placement_problem(page: str) -> str | None:
     return None
 
 
-def finishers(inlined: str) -> list[Callable[[str], str | None]] | None:
+def inlined(page: str, where: list[str]) -> SharedDocument | str:
+    """A page whose values are marked (0 … n-1), inlined once: its parts, and per value
+    how it is written in the inlined document; or why that cannot be done (with the
+    template line of the value at fault, `where[i]`)."""
+    count = len(where)
+    if css_is_value_sensitive(page):
+        return ("the CSS selects on what a customer writes (:empty, or an attribute a value "
+                "sits in)")
+    problem = placement(page)
+    if problem:
+        reason, index = problem
+        return f"{reason} ({where[index]})" if 0 <= index < count and where[index] else reason
+    result = inline(page)
+    found = MARKER.findall(result)
+    if sorted(found) != sorted(MARKER.findall(page)):
+        return "a customer value sits where CSS inlining drops it"
+    finish = finishers(result, selected_tokens(page))
+    if finish is None:
+        return "a customer value sits in a tag name, comment, <style> or <script>"
+    pieces = MARKER.split(result)
+    order = [int(i) for i in pieces[1::2]]
+    if any(not 0 <= i < count for i in order):
+        return "content already holds edition's hole markers"
+    return SharedDocument(pieces[0::2], order, finish)
+
+
+def selected_tokens(html: str) -> dict[str, frozenset[str]]:
+    """The class names and ids the page's CSS selects on (`.vip`, `#hero`)."""
+    css = _COMMENT.sub("", " ".join(_STYLE.findall(html)))
+    css = re.sub(r"\{[^{}]*\}", "{}", css)  # selectors only, not `0.5em` or `#fff`
+    return {attribute: frozenset(pattern.findall(css))
+            for attribute, pattern in _SELECTED_TOKENS.items()}
+
+
+def _guarded(selected: frozenset[str], left: str, right: str) -> Callable[[str], str | None]:
+    """An attribute finisher that gives up (None: this customer is inlined alone) when a
+    class or id the CSS selects on is among the words the value makes with the text
+    touching it (`left`, `right`: `points` in `class="points{{ x }}"`). In the skeleton
+    those words hold the marker and match nothing; for this customer they must not either.
+    """
+    def finish(jinja_output: str) -> str | None:
+        value = _parsed(jinja_output)
+        if value is None or selected.intersection((left + value + right).split()):
+            return None
+        return _as_attribute(jinja_output)
+    return finish
+
+
+def _touching(tag: str, start: int, end: int) -> tuple[str, str] | None:
+    """The attribute text touching a hole at tag[start:end] up to whitespace or the quote
+    on each side; None if another hole touches it too (then the customer is inlined alone)."""
+    before = tag[:start]
+    after = tag[end:]
+    left = re.split(r"[\s\"]", before)[-1]
+    right = re.split(r"[\s\"]", after)[0]
+    if MARKER.search(left) or MARKER.search(right) or OPEN in left + right:
+        return None
+    return html.unescape(left), html.unescape(right)
+
+
+def finishers(inlined: str, selected: dict[str, frozenset[str]] | None = None,
+              ) -> list[Callable[[str], str | None]] | None:
     """Per hole (in order), how its Jinja output is written in the inlined document.
 
     None when a hole sits where its value cannot be predicted (a tag or attribute
@@ -161,5 +270,19 @@ def finishers(inlined: str) -> list[Callable[[str], str | None]] | None:
             span_index += 1
         inside = (span_index < len(in_tag_spans)
                   and in_tag_spans[span_index][0] <= hole.start() < in_tag_spans[span_index][1])
-        result.append(_as_attribute if inside else _as_text)
+        if not inside:
+            result.append(_as_text)
+            continue
+        tag_start, tag_end = in_tag_spans[span_index]
+        name = _OPEN_ATTRIBUTE.search(inlined[tag_start:hole.start()])
+        attribute = name[1].lower() if name else ""
+        if attribute not in _SELECTED_TOKENS:
+            result.append(_as_attribute)
+            continue
+        touching = _touching(inlined[tag_start:tag_end], hole.start() - tag_start,
+                             hole.end() - tag_start)
+        if touching is None:
+            result.append(lambda _: None)
+        else:
+            result.append(_guarded((selected or {}).get(attribute, frozenset()), *touching))
     return result

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from edition.audience.eligibility import Audience
+from edition.audience.experiments import Steer, experiment_problems, steer
+from edition.audience.learning import ClickHistory, Learner
 from edition.audience.selection import Selection, select
 from edition.content.campaign import Campaign, find_root, load_campaign
 from edition.content.catalog import Catalog, load_catalog
@@ -47,6 +49,10 @@ class Plan:
         # bounded too (a locale per customer would still make a key each).
         self.interests = frozenset(i for m in catalog for i in m.interests)
         self.selection_of = functools.lru_cache(maxsize=CACHED_SELECTIONS)(self._selection)
+        # `rank: learn` slots: the run attaches a learner with its click snapshot
+        # (run/click_table.py); without one the prior alone ranks, seeded by the run date
+        self.learning = {s.name: s.kind for s in campaign.slots if s.rank == "learn"}
+        self.learner = Learner(campaign.name, as_of.isoformat(), ClickHistory())
 
     @classmethod
     def load(cls, campaign_file: str | Path, *, formats: tuple[str, ...] | None = None,
@@ -62,6 +68,7 @@ class Plan:
             errors[:0] = getattr(exc, "errors", [exc])
             collect(errors)
             raise
+        errors += experiment_problems(campaign, catalog)
         collect(errors)
         formats = formats or campaign.formats
         if "eml" in formats and not campaign.sender:
@@ -77,13 +84,25 @@ class Plan:
         if not isinstance(interests, list):
             interests = [str(interests)]
         known = frozenset(str(i).lower() for i in interests) & self.interests
-        selection, version = self.selection_of(segments, locale, known)
+        customer_id = str(fields.get("id", ""))
+        part = steer(self.campaign.name, self.campaign.experiment, customer_id)
+        learned = tuple((slot, self.learner.order(slot, self.catalog.by_kind.get(kind, []),
+                                                  segments, customer_id))
+                        for slot, kind in self.learning.items())
+        # topics switched off in the preference center (audience/preferences.py)
+        declined = frozenset(fields.get("declined_topics") or ()) & self.interests
+        selection, version = self.selection_of(segments, locale, known, part, learned,
+                                               declined)
         return segments, missing, selection, version
 
     def _selection(self, segments: tuple[str, ...], locale: str,
-                   interests: frozenset[str]) -> tuple[Selection, Version]:
+                   interests: frozenset[str], experiment: Steer | None = None,
+                   learned: tuple[tuple[str, tuple[str, ...]], ...] = (),
+                   declined: frozenset[str] = frozenset()) -> tuple[Selection, Version]:
         selection = select(self.slots, self.catalog.by_kind, segments=segments, locale=locale,
-                           interests=interests, as_of=self.as_of, campaign=self.campaign.name)
+                           interests=interests, as_of=self.as_of, campaign=self.campaign.name,
+                           experiment=experiment, learned=dict(learned), learner=self.learner,
+                           declined=declined)
         digest = version_digest(campaign=self.campaign.name,
                                 templates_digest=self.renderer.digest, locale=locale,
                                 segments=segments, selection=selection, as_of=self.as_of)

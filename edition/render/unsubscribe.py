@@ -308,6 +308,7 @@ class UnsubscribeLinks:
     mailto: str | None = None
     signed: bool = True
     _secret: bytes = field(default=b"", repr=False, compare=False)
+    preferences: str | None = None   # the preference center's URL (campaign.preferences.url)
 
     @classmethod
     def for_campaign(cls, campaign: Campaign, environ: Mapping[str, str] | None = None, *,
@@ -325,20 +326,24 @@ class UnsubscribeLinks:
             raise ContentError("unsubscribe_url is required for marketing e-mail (an https "
                                "URL where the unsubscribe server answers), or set kind: "
                                "transactional", campaign.file)
+        center = getattr(campaign, "preferences", None)   # a stand-in campaign may lack it
         return cls.build(campaign.name, campaign.unsubscribe_url, campaign.unsubscribe_mailto,
-                         environ, allow_unsigned=allow_unsigned)
+                         environ, allow_unsigned=allow_unsigned,
+                         preferences=center.url if center is not None else None)
 
     @classmethod
     def build(cls, campaign: str, base: str, mailto: str | None = None,
               environ: Mapping[str, str] | None = None, *,
-              allow_unsigned: bool = False) -> UnsubscribeLinks:
+              allow_unsigned: bool = False, preferences: str | None = None
+              ) -> UnsubscribeLinks:
         try:
             secret = secrets_from_env(environ)[0]
         except UnsubscribeSecretError:
             if not allow_unsigned:
                 raise
-            return cls(campaign, base, mailto, signed=False)
-        return cls(campaign, base, mailto, signed=True, _secret=secret)
+            return cls(campaign, base, mailto, signed=False, preferences=preferences)
+        return cls(campaign, base, mailto, signed=True, _secret=secret,
+                   preferences=preferences)
 
     def token(self, customer_id: str, address: str | None, locale: str | None = None) -> str:
         if not self.signed:
@@ -350,6 +355,14 @@ class UnsubscribeLinks:
         """The link for the message body (the page then speaks the customer's `locale`)."""
         return _tokened(self.base, self.token(customer_id, address, locale))
 
+    def preferences_url(self, customer_id: str, address: str | None,
+                        locale: str | None = None) -> str | None:
+        """The customer's preference-center link: the same signed token (same secret,
+        same rotation) on the campaign's `preferences.url`; None without one."""
+        if not self.preferences:
+            return None
+        return _tokened(self.preferences, self.token(customer_id, address, locale))
+
     def headers(self, customer_id: str, address: str | None,
                 locale: str | None = None) -> dict[str, str]:
         """List-Unsubscribe (+ List-Unsubscribe-Post when the link is https)."""
@@ -358,11 +371,14 @@ class UnsubscribeLinks:
         return list_unsubscribe_headers(_tokened(self.base, token), extra)
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (self.campaign, self.base, self.mailto, self.signed))
+        return (_rebuild, (self.campaign, self.base, self.mailto, self.signed,
+                           self.preferences))
 
 
-def _rebuild(campaign: str, base: str, mailto: str | None, signed: bool) -> UnsubscribeLinks:
-    return UnsubscribeLinks.build(campaign, base, mailto, allow_unsigned=not signed)
+def _rebuild(campaign: str, base: str, mailto: str | None, signed: bool,
+             preferences: str | None = None) -> UnsubscribeLinks:
+    return UnsubscribeLinks.build(campaign, base, mailto, allow_unsigned=not signed,
+                                  preferences=preferences)
 
 
 __all__ = ["ONE_CLICK", "SECRET_ENV", "TOKEN_PARAM", "InvalidToken", "Subscriber",

@@ -71,13 +71,17 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
     segments, missing, selection, version = plan.version_of(edition.fields)
     result = PreviewResult(customer_id, "rendered", None, plan.campaign.name, plan.campaign.root,
                            list(segments), missing, version.id)
+    chosen_by = edition.fields.get("chosen_topics") or {}   # audience/preferences.py
+    kept = frozenset(chosen_by.get("topics") or ())
     for slot in selection.slots:
         # modules of other campaigns are not candidates a reader weighs: count them only
         others = [s for s in slot.skipped if s.reason.startswith(OTHER_CAMPAIGNS)]
         result.slots.append({
             "slot": slot.slot, "kind": slot.kind, "count": slot.count,
             "chosen": [{"id": c.module.id, "title": c.module.title, "rank": c.rank,
-                        "reason": c.reason} for c in slot.chosen],
+                        "reason": c.reason + (
+                            f" (chosen by the customer on {chosen_by.get('on')})"
+                            if c.module.interests & kept else "")} for c in slot.chosen],
             "skipped": [{"id": s.module_id, "reason": s.reason} for s in slot.skipped
                         if not s.reason.startswith(OTHER_CAMPAIGNS)],
             "other_campaigns": len(others),

@@ -65,6 +65,10 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
             if encoder.links is not None:
                 fields["unsubscribe_url"] = encoder.links.url(customer_id, to,
                                                               fields.get("locale"))
+                preferences = encoder.links.preferences_url(customer_id, to,
+                                                            fields.get("locale"))
+                if preferences is not None:
+                    fields["preferences_url"] = preferences
             try:
                 rendered = plan.renderer.whole(version, fields)
             except RenderFailure as exc:

@@ -36,6 +36,7 @@ from edition.audience.customers import (
     encoding_problem,
     read_customers,
 )
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.sources import CustomerSource, customer_source
 from edition.audience.suppression import Suppression
 from edition.content.campaign import Campaign
@@ -46,7 +47,10 @@ from edition.outcomes import ManifestRow, Reason
 from edition.render.encoding import Encoder
 from edition.render.plan import Plan
 from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
+from edition.run import digests
 from edition.run.bundle import Bundle
+from edition.run.cadence import Cadence, cadence_of_run
+from edition.run.click_table import learn_from_clicks, previous_mailing_clicks
 from edition.run.folder import (
     LOCK_FILE,
     RUN_FILE,
@@ -66,7 +70,8 @@ from edition.run.manifest import MANIFEST_NAME, ManifestWriter, read_rows, trunc
 from edition.run.options import DEFAULT_BATCH, RunOptions
 from edition.run.pipeline import BatchResult, Pipeline
 from edition.run.preflight import Preflight, Scan, Scanner, run_preflight, scan_rows
-from edition.run.report import RunInfo, Tally, sent_words, write_report
+from edition.run.report import RunInfo, Tally, rendering, sent_words, write_report
+from edition.run.sender_health import health_or_nothing
 from edition.send.delivery import (
     EMAIL_CHANNEL,
     Deliverer,
@@ -158,7 +163,9 @@ def run_info(options: RunOptions, plan: Plan,
                    customers=source_name(customers_file(options, plan.campaign)),
                    mailing=options.mailing if options.send else None,
                    preflight=tuple(preflight.table()) if preflight is not None else (),
-                   unsendable=tuple(unsendable))
+                   unsendable=tuple(unsendable),
+                   sender_health=health_or_nothing(plan.campaign),
+                   clicks=previous_mailing_clicks(plan.campaign, options.mailing))
 
 
 # -- one process per CPU: each worker keeps its own Plan and Pipeline -------------------
@@ -177,6 +184,7 @@ def plan_for(options: RunOptions) -> Plan:
     if plan is None:
         plan = _PLANS[key] = Plan.load(options.campaign, formats=options.formats,
                                        as_of=options.as_of)
+        learn_from_clicks(plan)   # `rank: learn` slots: the click snapshot (run/click_table)
     return plan
 
 
@@ -192,6 +200,8 @@ class Work:
     ledger: str | None = None  # ledger.location.for_workers: a path or URL
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
+    cadence: Cadence | None = None   # house settings + send history, read here
+    preferences: PreferenceSnapshot | None = None   # the customers' choices, read here
 
     @classmethod
     def of(cls, options: RunOptions, plan: Plan) -> Work:
@@ -204,7 +214,9 @@ class Work:
                    ledger=for_workers(ledger_path(campaign)) if options.send else None,
                    machine=this_machine(),
                    local_dir=str(_local(out_folder(options, campaign), campaign,
-                                        options).resolve()))
+                                        options).resolve()),
+                   cadence=cadence_of_run(options, plan),
+                   preferences=PreferenceSnapshot.load(campaign, plan.as_of))
 
 
 def pipeline_for(options: RunOptions, work: Work | None = None) -> Pipeline:
@@ -236,7 +248,9 @@ def _pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
-    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression)
+    return Pipeline(plan, open_writer(out_dir), encoder, deliverer, suppression,
+                    cadence=cadence_of_run(options, plan, work),
+                    preferences=work.preferences if work is not None else None)
 
 
 def _local(out: Path | str, campaign: Campaign, options: RunOptions) -> Path:
@@ -507,6 +521,7 @@ class Run:
                              # a marker may be a URL (the Prefect API's): never its password
                              **{k: masked(v) if isinstance(v, str) else v
                                 for k, v in marker.items()}}
+            self.document |= digests.record(self.options, self.plan, self.source)
             if self.resumes:
                 self.document["resumes"] = self.resumes
             if self.unsendable:
@@ -625,7 +640,7 @@ class Run:
         assert self.manifest is not None
         self.manifest.write(result.rows)
         self.tally.add(result.rows, versions=result.versions, missing=result.missing,
-                       short=result.short, sharing=result.sharing)
+                       short=result.short, sharing=result.sharing, paths=result.paths)
 
     # -- end -------------------------------------------------------------------------
 
@@ -662,7 +677,7 @@ class Run:
                              preflight=self.preflight.table() if self.preflight else [])
         write_run_file(self.out_dir, self.document | {
             "status": "finished", "finished": now(), "customers": summary.customers,
-            "counts": summary.counts})
+            "counts": summary.counts, "rendering": rendering(self.tally)})
         if self.options.send and self.remote is None:
             # approve and diff of the campaign's next run find this one wherever it is
             problem = index_run(self.campaign.root, self.campaign.name,

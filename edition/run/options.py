@@ -45,6 +45,8 @@ class RunOptions(BaseModel):
     new_mailing: bool = False        # start another mailing while one is unfinished
     suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
     encoding: str | None = None      # --encoding of a CSV/JSONL customer file
+    force: bool = False              # --force: send although the last mailing's complaint
+                                     # rate crossed 0.3 % (edition.run.sender_health)
 
     @field_validator("formats", mode="before")
     @classmethod

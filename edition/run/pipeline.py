@@ -14,15 +14,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row
+from edition.audience.preferences import APPLIED, PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
 from edition.errors import DeliveryError, RunError
 from edition.outcomes import ManifestRow, Reason
 from edition.render.editions import Rendered, RenderFailure
 from edition.render.encoding import Encoder
-from edition.render.personal import SharedDocument
 from edition.render.plan import Plan
 from edition.render.versions import Version
+from edition.run.cadence import Cadence
 from edition.run.folder import FileWriter
 from edition.send.delivery import Deliverer
 
@@ -36,6 +37,9 @@ class BatchResult:
     short: Counter = field(default_factory=Counter)       # slot -> customers short of modules
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     sharing: dict[str, dict[str, str]] = field(default_factory=dict)
+    # (path, "shared" | "fast" | why not) -> customers: how each rendered customer's
+    # html/text/eml ("html") and PDF ("pdf") were made
+    paths: Counter = field(default_factory=Counter)
 
 
 @dataclass
@@ -51,9 +55,14 @@ class Edition:
     failure: Reason | None = None
     skipped: tuple[str, Reason] | None = None   # excluded or suppressed: no files, no send
     pdf: bytes | None = None
+    experiment: dict[str, str] | None = None   # {"name", "variant"} (audience/experiments)
 
     def manifest(self, status: str, reason: Reason | None = None,
                  files: dict[str, str] | None = None, **extra: Any) -> ManifestRow:
+        if self.experiment is not None:
+            extra = {"experiment": self.experiment, **extra}
+        if APPLIED in self.fields:   # what the customer's own choices changed
+            extra = {"choices": self.fields[APPLIED], **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
@@ -80,12 +89,18 @@ class Pipeline:
     """Renders (and, with a deliverer, delivers) batches for one run, in one process."""
 
     def __init__(self, plan: Plan, writer: FileWriter | Any, encoder: Encoder,
-                 deliverer: Deliverer | None = None, suppression: Suppression | None = None):
+                 deliverer: Deliverer | None = None, suppression: Suppression | None = None,
+                 cadence: Cadence | None = None,
+                 preferences: PreferenceSnapshot | None = None):
         self.plan = plan
+        self.cadence = cadence   # holdout, frequency cap, send window (run/cadence.py)
         self.writer = writer
         self.encoder = encoder
         self.deliverer = deliverer
         self.suppression = suppression
+        # the customers' preference-center choices, read once (audience/preferences.py)
+        self.preferences = preferences if preferences is not None else \
+            PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
         # html, text and eml share one UTF-8 encoding of the documents per customer
         self._documents = bool({"html", "text", "eml"} & set(plan.formats))
 
@@ -98,8 +113,9 @@ class Pipeline:
         result = BatchResult([])
         self.writer.written.clear()  # ids are unique and names injective: a per-batch guard
         editions = [self._render(row, result) for row in batch]
+        self._count_paths(editions, result)
         if "pdf" in self.plan.formats:
-            self._pdfs(editions)
+            self._pdfs(editions, result)
         for edition in editions:
             try:
                 result.rows.append(self._finish(edition))
@@ -119,7 +135,9 @@ class Pipeline:
             return edition
         try:
             with watchdog.limit(self.plan.campaign.limits.render_seconds):
-                edition.rendered = self.plan.renderer.render(edition.version, edition.fields)
+                edition.rendered = self.encoder.tracked(
+                    self.plan.renderer.render(edition.version, edition.fields),
+                    edition.version, str(row.customer_id), edition.fields)
         except RenderFailure as exc:
             edition.failure = Reason("render_failed" if exc.code == "error" else exc.code,
                                      str(exc), exc.message)
@@ -135,12 +153,18 @@ class Pipeline:
         edition = Edition(row, dict(row.fields or {}))
         if row.rejected:
             return edition
+        if (chosen := self.preferences.apply(edition.fields)) is not None:
+            edition.skipped = ("suppressed", chosen)   # paused, or every topic off
+            return edition
         try:
             segments, missing, selection, version = self.plan.version_of(edition.fields)
         except Exception as exc:  # a value no rule or selection expected: this row only
             edition.failure = internal_error(exc)
             return edition
         edition.segments, edition.modules = segments, selection.ids()
+        if selection.experiment is not None:
+            edition.experiment = {"name": selection.experiment.name,
+                                  "variant": selection.experiment.variant}
         try:
             excluded = self.plan.audience.exclusion(edition.fields, segments, selection)
             if excluded is not None:
@@ -154,6 +178,10 @@ class Pipeline:
         if suppressed is not None:  # in dry runs too, so a preview tells the truth
             edition.skipped = ("suppressed", suppressed)
             return edition
+        if self.cadence is not None:
+            edition.skipped = self.cadence.hold(row.customer_id, edition.fields)
+            if edition.skipped is not None:
+                return edition
         edition.version = version
         if links:
             self.sign_links(edition)
@@ -178,21 +206,48 @@ class Pipeline:
             edition.fields["unsubscribe_url"] = self.encoder.links.url(
                 str(edition.row.customer_id), edition.fields.get("email"),
                 edition.fields.get("locale"))
+            preferences = self.encoder.links.preferences_url(
+                str(edition.row.customer_id), edition.fields.get("email"),
+                edition.fields.get("locale"))
+            if preferences is not None:
+                edition.fields["preferences_url"] = preferences
 
-    def _pdfs(self, editions: list[Edition]) -> None:
-        """Each customer's PDF; a version's customers are laid out together."""
-        groups: dict[str, list[Edition]] = {}
+    def _count_paths(self, editions: list[Edition], result: BatchResult) -> None:
+        """How many customers took the shared path for html, text and eml, and why not."""
+        kinds = [k for k in ("html", "text", "subject") if k in self.plan.renderer.kinds]
+        if not kinds:
+            return
+        for edition in editions:
+            if edition.rendered is None:
+                continue
+            paths = edition.rendered.paths
+            why = next((paths.get(k, "rendered whole") for k in kinds
+                        if paths.get(k) != "shared"), "shared")
+            result.paths[("html", why)] += 1
+
+    def _pdfs(self, editions: list[Edition], result: BatchResult) -> None:
+        """Each customer's PDF; a version's customers of one shape are laid out together."""
+        groups: dict[tuple[str, Any], list[Edition]] = {}
         for edition in editions:
             if edition.rendered is not None and edition.version is not None:
-                groups.setdefault(edition.version.digest, []).append(edition)
+                layout = edition.rendered.layout
+                key = (edition.version.digest, layout.key if layout is not None else None)
+                groups.setdefault(key, []).append(edition)
+        stats = self.encoder.pdf_renderer().stats
+        fast, full = stats.fast, Counter(stats.full)
         for group in groups.values():
-            doc = self.plan.renderer.shared(group[0].version).get("page")  # type: ignore[arg-type]
-            parts = doc.parts if isinstance(doc, SharedDocument) else []
+            layout = group[0].rendered.layout  # type: ignore[union-attr]
+            parts = layout.statics if layout is not None else []
             pages = [e.rendered.page or "" for e in group]  # type: ignore[union-attr]
             locale = group[0].version.locale  # type: ignore[union-attr]
-            pdfs = self.encoder.pdf_version(parts, pages, locale)
+            pdfs = self.encoder.pdf_version(parts, pages, locale, values=[
+                e.rendered.layout.values if e.rendered.layout is not None else []  # type: ignore[union-attr]
+                for e in group] if layout is not None else None)
             for edition, data in zip(group, pdfs, strict=True):
                 edition.pdf = data
+        result.paths[("pdf", "fast")] += stats.fast - fast
+        for reason, n in (stats.full - full).items():
+            result.paths[("pdf", reason)] += n
 
     def _finish(self, edition: Edition) -> ManifestRow:
         row = edition.row

@@ -46,13 +46,19 @@ from edition.render.pdf_resources import page_problems, stylesheet_problems
 from edition.render.plan import Plan
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline, count_skipped
+from edition.run.sender_health import check_send
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
 GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
-ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url"}
+ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url", "preferences_url",
+                 "large_type", "preferred_format", "preferred_frequency"}
 # customer fields the run adds, and when
 MADE_BY_THE_RUN = {"unsubscribe_url": "the signed unsubscribe link: the run makes it for "
-                                      "e-mail, when the campaign sets unsubscribe_url"}
+                                      "e-mail, when the campaign sets unsubscribe_url",
+                   "preferences_url": "the signed preference-center link: the run makes it "
+                                      "for e-mail, when the campaign sets preferences.url",
+                   "large_type": "the customer's large-type choice (preference center)",
+                   "preferred_format": "the customer's format choice (preference center)"}
 _IMG = re.compile(r"<img\b[^>]*>", re.I)
 _ALT = re.compile(r"\balt\s*=", re.I)
 _HTML_LANG = re.compile(r"<html\b[^>]*\blang\s*=\s*[\"']?[A-Za-z]", re.I)
@@ -138,6 +144,10 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pi
             found.errors.append(ContentError(message, campaign.file))
         else:
             found.warnings.append(f"{campaign.file}: {message}; a send is refused")
+    if sending and makes_email:   # the last mailing's complaint rate (sender_health)
+        errors, warnings = check_send(campaign, force=options.force)
+        found.errors += [ContentError(e, campaign.file) for e in errors]
+        found.warnings += warnings
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
         found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")
@@ -182,6 +192,8 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
     # adds the unsubscribe link to every customer's fields just before rendering
     links = pipeline is None or pipeline.encoder.links is not None
     provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
+    if links and getattr(plan.campaign, "preferences", None) is not None:
+        provided.add("preferences_url")
     places: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[str, int, str],
                                                         list[Print]]]] = {}
     for row in rows:

@@ -14,7 +14,8 @@ root) first checks that it is the run's: it holds the mailing this run opened.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from edition.content.plugins import EMAIL
 from edition.databases import is_database_url
 from edition.errors import DeliveryError, LedgerError, RunError
 from edition.outcomes import Reason
+from edition.send.bounces import SendBounces, SoftBounceRule
 from edition.send.dkim import DkimSigner
 from edition.send.dkim import applies_to as dkim_applies
 from edition.send.ledger.location import (
@@ -34,6 +36,7 @@ from edition.send.ledger.location import (
 )
 from edition.send.ledger.sqlite import Claim, send_key
 from edition.send.targets import Delivery, Outcome, channel_of, open_target
+from edition.store.suppressions import store_location
 
 EMAIL_CHANNEL = EMAIL
 
@@ -106,6 +109,18 @@ def choose_mailing(ledger: Ledger, campaign: str, channel: str, *, mailing: str 
 
 
 @dataclass(frozen=True)
+class Message:
+    """One customer's edition, ready to send (what `deliver` takes, as one value)."""
+
+    customer_id: str
+    recipient: str | None
+    digest: str
+    message_id: str
+    files: Mapping[str, tuple[str, bytes, str]]
+    subject: str | None = None
+
+
+@dataclass(frozen=True)
 class Sent:
     """What delivery made of one customer: manifest status, reason, extra fields."""
 
@@ -120,8 +135,12 @@ class Deliverer:
     def __init__(self, *, target: str, options: Mapping[str, object], ledger: str | Path,
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
                  resend_unknown: bool = False,
-                 sign: Callable[[bytes], bytes] | None = None, joining: bool = False):
+                 sign: Callable[[bytes], bytes] | None = None, joining: bool = False,
+                 bounces: SendBounces | None = None):
         self.sign = sign  # DKIM, for SMTP (SES signs itself)
+        self.bounces = bounces  # refusals (550 5.1.1) into the house store
+        self._pool: ThreadPoolExecutor | None = None  # deliver_many's senders
+        self._pool_size = 0
         self.campaign = campaign
         self.mailing = mailing
         self.channel = channel_of(target)
@@ -173,19 +192,108 @@ class Deliverer:
                    campaign=campaign.name, mailing=mailing, run_id=run_id, out_dir=out_dir,
                    resend_unknown=resend_unknown,
                    sign=signer.sign if signer is not None else None,
-                   joining=ledger is not None)
+                   joining=ledger is not None,
+                   bounces=SendBounces(store_location(campaign), campaign.name, mailing,
+                                       SoftBounceRule(campaign.suppression.soft_bounces.count,
+                                                      campaign.suppression.soft_bounces.days)))
 
     def deliver(self, *, customer_id: str, recipient: str | None, digest: str,
                 message_id: str, files: Mapping[str, tuple[str, bytes, str]],
                 subject: str | None = None) -> Sent:
         """Claim, publish, record."""
+        message = Message(customer_id=customer_id, recipient=recipient, digest=digest,
+                          message_id=message_id, files=files, subject=subject)
+        claim = self.ledger.claim(self.campaign, customer_id, self.key, self.run_id,
+                                  content_hash=digest, resend_unknown=self.resend_unknown)
+        if not claim.may_send:
+            return self._not_sent(claim, message)
+        try:
+            outcome = self._publish(message)
+        except DeliveryError as exc:
+            # the target is unusable: this edition did not leave; say so, then stop the run
+            self.ledger.record(self.campaign, customer_id, self.key,
+                               Outcome("failed", reason=str(exc)), self.run_id)
+            raise
+        # deferred: committed with the next claim, still before the next send; a crash
+        # in between only widens the `unknown` window, it never causes a second send
+        self.ledger.record(self.campaign, customer_id, self.key, outcome, self.run_id,
+                           defer=True)
+        self._bounced(message, outcome)
+        return self._sent(outcome)
+
+    def deliver_many(self, messages: Sequence[Message], *,
+                     in_flight: int = 16) -> list[Sent]:
+        """`deliver` for many customers, `in_flight` messages at a time (their transport
+        waits overlap on the target's threads and connections), results in order.
+
+        Each window of `in_flight` keys is claimed in ONE commit, which also commits the
+        previous window's outcomes; then the window is published concurrently and its
+        outcomes are deferred to the next commit. So at any moment at most `in_flight`
+        keys of this deliverer are claimed without a committed outcome: a crash leaves at
+        most that many `unknown`, and never a duplicate (docs/scale.md).
+        """
+        window = max(1, in_flight)
+        results: list[Sent] = []
+        for start in range(0, len(messages), window):
+            results.extend(self._window(messages[start:start + window], window))
+        return results
+
+    def _window(self, messages: Sequence[Message], threads: int) -> list[Sent]:
         campaign, key = self.campaign, self.key
-        eml = files.get("eml")
-        claim = self.ledger.claim(campaign, customer_id, key, self.run_id, content_hash=digest,
-                                  resend_unknown=self.resend_unknown)
+        claims = self.ledger.claim_many(
+            campaign, [(m.customer_id, key, m.digest) for m in messages], self.run_id,
+            resend_unknown=self.resend_unknown)
+        results: list[Sent | None] = [None] * len(messages)
+        chosen = []
+        for i, (message, claim) in enumerate(zip(messages, claims, strict=True)):
+            if claim.may_send:
+                chosen.append(i)
+            else:
+                results[i] = self._not_sent(claim, message)
+        if self._pool is None or self._pool_size < threads:
+            if self._pool is not None:
+                self._pool.shutdown()
+            self._pool = ThreadPoolExecutor(max_workers=threads,
+                                            thread_name_prefix="edition-send")
+            self._pool_size = threads
+        futures = [(i, self._pool.submit(self._publish, messages[i])) for i in chosen]
+        recorded: list[tuple[str, str, Outcome]] = []
+        broken: list[tuple[str, str, Outcome]] = []
+        first_error: BaseException | None = None
+        for i, future in futures:  # every message in flight comes back before deciding
+            try:
+                outcome = future.result()
+            except DeliveryError as exc:
+                broken.append((messages[i].customer_id, key,
+                               Outcome("failed", reason=str(exc))))
+                first_error = first_error or exc
+                continue
+            except BaseException as exc:  # left `sending`: a rerun says unknown
+                first_error = first_error or exc
+                continue
+            recorded.append((messages[i].customer_id, key, outcome))
+            results[i] = self._sent(outcome)
+            self._bounced(messages[i], outcome)
+        if broken:  # the target is unusable: these did not leave; then stop the run
+            self.ledger.record_many(campaign, recorded + broken, self.run_id)
+        elif recorded:
+            self.ledger.record_many(campaign, recorded, self.run_id, defer=True)
+        if first_error is not None:
+            raise first_error
+        return [r for r in results if r is not None]
+
+    def _bounced(self, message: Message, outcome: Outcome) -> None:
+        """A refusal at send time (550 5.1.1, a full mailbox) is a bounce: into the store."""
+        if outcome.bounce and self.bounces is not None:
+            self.bounces.record(customer_id=message.customer_id, recipient=message.recipient,
+                                level=outcome.bounce, reply=outcome.reason or "")
+
+    def _not_sent(self, claim: Claim, message: Message) -> Sent:
+        """What a claim that may not send means for the manifest."""
         if claim is Claim.ALREADY_SENT:
-            previous = self.ledger.lookup(campaign, customer_id, key)
-            changed = previous is not None and previous.content_hash not in ("", digest)
+            previous = self.ledger.lookup(self.campaign, message.customer_id, self.key)
+            changed = previous is not None and previous.content_hash not in ("",
+                                                                              message.digest)
             when = previous.updated_at if previous is not None else "?"
             detail = (f"already sent in mailing {self.mailing} at {when}; not sent again"
                       + ("; the content has changed since" if changed else ""))
@@ -193,26 +301,22 @@ class Deliverer:
                                        f"already sent in mailing {self.mailing}"),
                         {"provider_id": getattr(previous, "provider_id", None),
                          "mailing": self.mailing, "content_changed": changed})
-        if claim is Claim.UNKNOWN:
-            return Sent("unknown", Reason("outcome_unknown", (
-                "an earlier run stopped while sending this edition; not sent again (use "
-                "--resend-unknown to send it)"), "outcome unknown"), {"mailing": self.mailing})
-        message = eml[1] if eml else None
-        if message is not None and self.sign is not None:
-            message = self.sign(message)
-        delivery = Delivery(campaign=campaign, customer_id=customer_id, recipient=recipient,
-                            content_hash=digest, message_id=message_id, eml=message,
-                            files=files, mailing=self.mailing, subject=subject)
-        try:
-            outcome = self.publisher.publish(delivery)
-        except DeliveryError as exc:
-            # the target is unusable: this edition did not leave; say so, then stop the run
-            self.ledger.record(campaign, customer_id, key,
-                               Outcome("failed", reason=str(exc)), self.run_id)
-            raise
-        # deferred: committed with the next claim, still before the next send; a crash
-        # in between only widens the `unknown` window, it never causes a second send
-        self.ledger.record(campaign, customer_id, key, outcome, self.run_id, defer=True)
+        return Sent("unknown", Reason("outcome_unknown", (
+            "an earlier run stopped while sending this edition; not sent again (use "
+            "--resend-unknown to send it)"), "outcome unknown"), {"mailing": self.mailing})
+
+    def _publish(self, message: Message) -> Outcome:
+        eml = message.files.get("eml")
+        body = eml[1] if eml else None
+        if body is not None and self.sign is not None:
+            body = self.sign(body)
+        delivery = Delivery(campaign=self.campaign, customer_id=message.customer_id,
+                            recipient=message.recipient, content_hash=message.digest,
+                            message_id=message.message_id, eml=body, files=message.files,
+                            mailing=self.mailing, subject=message.subject)
+        return self.publisher.publish(delivery)
+
+    def _sent(self, outcome: Outcome) -> Sent:
         reason = None
         if outcome.reason:
             reason = Reason("delivery_failed" if outcome.status == "failed"
@@ -226,6 +330,11 @@ class Deliverer:
 
     def close(self) -> None:
         try:
+            if self._pool is not None:
+                self._pool.shutdown()
+                self._pool = None
             self.publisher.__exit__(None, None, None)
         finally:
             self.ledger.close()
+            if self.bounces is not None:
+                self.bounces.close()

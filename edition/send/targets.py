@@ -43,6 +43,9 @@ class Outcome:
     # SMTP: the server's reply text or our Message-ID; SES: MessageId; S3: ETag/VersionId
     provider_id: str | None = None
     reason: str | None = None  # failed/unknown: human-readable, with the server reply
+    # failed: the server refused the recipient, `hard` (550 5.1.1: no such address) or
+    # `soft`; recorded as a bounce in the house store (edition.send.bounces)
+    bounce: str = ""
 
 
 @runtime_checkable

@@ -13,7 +13,8 @@ font subsets (which embed the glyphs names are likely to need). Otherwise, or wh
 customer's text needs more, the blocks are laid out in a cut-down document (everything
 else hidden, everything after them cut) written to PDF and read back.
 
-It leans on WeasyPrint 70 internals (page boxes, line layout, drawing, fonts,
+It leans on WeasyPrint 70.0 internals (pinned; on any other release `pin` warns and
+every PDF is rendered whole) (page boxes, line layout, drawing, fonts,
 ``find_stylesheets``) and on pypdf's raw stream data; tests/test_pdf.py compares its
 pages pixel by pixel with whole renders, so an upgrade that breaks it shows there.
 A PdfBatchRenderer renders one document at a time (a lock); use one per process.
@@ -41,6 +42,7 @@ Modules, each importing only those listed before it:
 - model: a version prepared for sharing, and its customers' stamps
 - renderer: PdfBatchRenderer and render_pdf (the naive path)
 - pool: render_versions, the batch renderer on a process pool
+- pin: the WeasyPrint release the fast path was written for, and the guard on others
 """
 
 from renderers.pdf.css import PAGE_SIZES, print_rules, print_stylesheet, with_print_css

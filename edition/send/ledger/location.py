@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -53,6 +53,10 @@ class Ledger(Protocol):
     def claim(self, campaign: str, customer_id: str, send_key: str, run_id: str, *,
               content_hash: str = "", resend_unknown: bool = False,
               once_per_customer: bool = False) -> Claim: ...
+
+    def claim_many(self, campaign: str, items: Sequence[tuple[str, str, str]], run_id: str,
+                   *, resend_unknown: bool = False,
+                   once_per_customer: bool = False) -> list[Claim]: ...
 
     def record(self, campaign: str, customer_id: str, send_key: str, outcome: Outcome,
                run_id: str, *, defer: bool = False) -> None: ...

@@ -31,7 +31,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -212,6 +212,44 @@ class _Precompiled:
 
 
 _CLAIM = _Precompiled(_claim_statement())
+# Many fresh keys in one statement (claim_many): the rows and their `sending` events,
+# nothing for keys that exist (those are decided one by one, as `claim` does).
+_CLAIM_MANY = text(
+    "WITH claimed AS ("
+    " INSERT INTO edition_sends (campaign, customer_id, send_key, content_hash, state,"
+    " run_id, attempts, claimed_at, updated_at)"
+    " SELECT :campaign, t.c, t.k, t.h, 'sending', :run_id, 1, :now, :now"
+    " FROM unnest(CAST(:cids AS text[]), CAST(:keys AS text[]), CAST(:hashes AS text[]))"
+    " AS t(c, k, h)"
+    " ON CONFLICT (campaign, customer_id, send_key) DO NOTHING"
+    " RETURNING campaign, customer_id, send_key, run_id, claimed_at),"
+    " logged AS ("
+    " INSERT INTO edition_events (campaign, customer_id, send_key, run_id, state, at)"
+    " SELECT campaign, customer_id, send_key, run_id, 'sending', claimed_at FROM claimed)"
+    " SELECT customer_id, send_key FROM claimed")
+# Many outcomes in one statement: what `_RECORD` does row after row, over arrays (one
+# round trip for a whole window of outcomes); of one key's rows, a `sent` wins, else the last.
+_RECORD_MANY = text(
+    "WITH rows AS ("
+    " SELECT * FROM unnest(CAST(:campaigns AS text[]), CAST(:cids AS text[]),"
+    " CAST(:keys AS text[]), CAST(:states AS text[]), CAST(:providers AS text[]),"
+    " CAST(:reasons AS text[]), CAST(:runs AS text[]), CAST(:ats AS timestamptz[]))"
+    " WITH ORDINALITY AS t(campaign, customer_id, send_key, state, provider_id, reason,"
+    " run_id, at, n)),"
+    " recorded AS ("
+    " INSERT INTO edition_sends AS s (campaign, customer_id, send_key, state, run_id,"
+    " attempts, provider_id, reason, claimed_at, updated_at)"
+    " SELECT DISTINCT ON (campaign, customer_id, send_key) campaign, customer_id, send_key,"
+    " state, run_id, 1, provider_id, reason, at, at FROM rows"
+    " ORDER BY campaign, customer_id, send_key, (state = 'sent') DESC, n DESC"
+    " ON CONFLICT (campaign, customer_id, send_key) DO UPDATE SET"
+    " state = excluded.state, run_id = excluded.run_id, provider_id = excluded.provider_id,"
+    " reason = excluded.reason, updated_at = excluded.updated_at"
+    " WHERE s.state != 'sent')"
+    " INSERT INTO edition_events (campaign, customer_id, send_key, run_id, state,"
+    " provider_id, reason, at)"
+    " SELECT campaign, customer_id, send_key, run_id, state, provider_id, reason, at FROM rows"
+    " ORDER BY n")
 _LOCK_ROW = select(sends.c.state, sends.c.run_id).where(_KEY).with_for_update()
 _SENT_TO_CUSTOMER: Select[tuple[int]] = (select(literal_column("1", Integer)).select_from(sends)
                      .where(sends.c.campaign == bindparam("campaign"),
@@ -530,6 +568,47 @@ class PostgresLedger:
                                                  resend_unknown, once_per_customer,
                                                  content_hash), key)
 
+    def claim_many(self, campaign: str, items: Sequence[tuple[str, str, str]],
+                   run_id: str, *, resend_unknown: bool = False,
+                   once_per_customer: bool = False) -> list[Claim]:
+        """`claim` for many keys at once: (customer_id, send_key, content_hash) each, the
+        decisions in the same order, all durable on return in ONE commit (with the
+        deferred records). Claim only what is about to be sent: after a crash every key
+        claimed here and not yet recorded is `unknown` (docs/scale.md)."""
+        if not items:
+            return []
+        now = _now()
+        order = min((campaign, c, k) for c, k, _ in items)
+        return self._grouped(
+            lambda db, tentative: self._claim_batch(db, tentative, campaign, list(items),
+                                                    run_id, now, resend_unknown,
+                                                    once_per_customer), order)
+
+    def _claim_batch(self, db: Connection, tentative: set[tuple[str, str, str]],
+                     campaign: str, items: list[tuple[str, str, str]], run_id: str,
+                     now: datetime, resend_unknown: bool,
+                     once_per_customer: bool) -> list[Claim]:
+        decided: dict[int, Claim] = {}
+        # key order, as `claim` takes its locks: two workers never wait on each other crosswise
+        ranked = sorted(range(len(items)), key=lambda i: items[i][:2])
+        if not once_per_customer:
+            fresh = {(c, k) for c, k in db.execute(_CLAIM_MANY, {
+                "campaign": campaign, "run_id": run_id, "now": now,
+                "cids": [items[i][0] for i in ranked], "keys": [items[i][1] for i in ranked],
+                "hashes": [items[i][2] for i in ranked]}).all()}
+            for i in ranked:
+                key = (campaign, *items[i][:2])
+                if items[i][:2] in fresh and key not in tentative:
+                    tentative.add(key)
+                    decided[i] = Claim.SEND
+        for i in ranked:  # keys that existed (or repeat within the batch): one by one
+            if i not in decided:
+                customer_id, one_key, content_hash = items[i]
+                decided[i] = self._claim_in(db, tentative, (campaign, customer_id, one_key),
+                                            run_id, now, resend_unknown, once_per_customer,
+                                            content_hash)
+        return [decided[i] for i in range(len(items))]
+
     def _claim_in(self, db: Connection, tentative: set[tuple[str, str, str]],
                   key: tuple[str, str, str], run_id: str, now: datetime,
                   resend_unknown: bool, once_per_customer: bool, content_hash: str) -> Claim:
@@ -615,10 +694,15 @@ class PostgresLedger:
     def _write_records(self, db: Connection, rows: list[Any]) -> None:
         if not rows:
             return
-        params = [{"campaign": c, "customer_id": cid, "send_key": k, "state": s,
-                   "provider_id": p, "reason": r, "run_id": run, "now": now}
-                  for c, cid, k, s, p, r, run, now in rows]
-        _RECORD(db, params)
+        if len(rows) == 1:
+            c, cid, k, s, p, r, run, now = rows[0]
+            _RECORD(db, {"campaign": c, "customer_id": cid, "send_key": k, "state": s,
+                         "provider_id": p, "reason": r, "run_id": run, "now": now})
+            return
+        columns = list(zip(*rows, strict=True))
+        db.execute(_RECORD_MANY, dict(zip(
+            ("campaigns", "cids", "keys", "states", "providers", "reasons", "runs", "ats"),
+            (list(col) for col in columns), strict=True)))
 
     # --- reading -------------------------------------------------------------------------
 

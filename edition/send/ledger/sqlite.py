@@ -24,7 +24,7 @@ import enum
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -338,6 +338,22 @@ class SendLedger:
         return self._grouped(lambda db: self._claim_in(db, key, run_id, now, resend_unknown,
                                                        once_per_customer, content_hash))
 
+    def claim_many(self, campaign: str, items: Sequence[tuple[str, str, str]],
+                   run_id: str, *, resend_unknown: bool = False,
+                   once_per_customer: bool = False) -> list[Claim]:
+        """`claim` for many keys at once: (customer_id, send_key, content_hash) each, the
+        decisions in the same order, all durable on return in ONE commit (with the
+        deferred records). Claim only what is about to be sent: after a crash every key
+        claimed here and not yet recorded is `unknown` (docs/scale.md)."""
+        if not items:
+            return []
+        now = _now()
+        batch = list(items)
+        return self._grouped(lambda db: [
+            self._claim_in(db, (campaign, customer_id, key), run_id, now, resend_unknown,
+                           once_per_customer, content_hash)
+            for customer_id, key, content_hash in batch])
+
     def _claim_in(self, db: sqlite3.Connection, key: tuple[str, str, str], run_id: str,
                   now: str, resend_unknown: bool, once_per_customer: bool,
                   content_hash: str) -> Claim:
@@ -511,20 +527,26 @@ class SendLedger:
         return [LedgerEntry(*row) for row in rows]
 
     def _write_records(self, db: sqlite3.Connection, rows: list[Any]) -> None:
-        for campaign, customer_id, send_key, state, provider_id, reason, run_id, now in rows:
-            key = (campaign, customer_id, send_key)
-            # Never let a later failure overwrite an acknowledged send: a `failed` row
-            # may be claimed again, and that would send it twice.
-            db.execute(
-                "INSERT INTO sends (campaign, customer_id, send_key, state, run_id, "
-                "attempts, provider_id, reason, claimed_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
-                "ON CONFLICT (campaign, customer_id, send_key) DO UPDATE SET "
-                "state=excluded.state, run_id=excluded.run_id, "
-                "provider_id=excluded.provider_id, reason=excluded.reason, "
-                "updated_at=excluded.updated_at WHERE sends.state != 'sent'",
-                (*key, state, run_id, provider_id, reason, now, now))
-            self._event(db, key, run_id, state, provider_id, reason, now)
+        if not rows:
+            return
+        # Never let a later failure overwrite an acknowledged send: a `failed` row
+        # may be claimed again, and that would send it twice. (executemany: one
+        # prepared statement for a whole window of outcomes.)
+        db.executemany(
+            "INSERT INTO sends (campaign, customer_id, send_key, state, run_id, "
+            "attempts, provider_id, reason, claimed_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?, ?, ?, ?) "
+            "ON CONFLICT (campaign, customer_id, send_key) DO UPDATE SET "
+            "state=excluded.state, run_id=excluded.run_id, "
+            "provider_id=excluded.provider_id, reason=excluded.reason, "
+            "updated_at=excluded.updated_at WHERE sends.state != 'sent'",
+            [(c, cid, k, state, run, provider, reason, now, now)
+             for c, cid, k, state, provider, reason, run, now in rows])
+        db.executemany(
+            "INSERT INTO events (campaign, customer_id, send_key, run_id, state, "
+            "provider_id, reason, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(c, cid, k, run, state, provider, reason, now)
+             for c, cid, k, state, provider, reason, run, now in rows])
 
     def _reclaim(self, db: sqlite3.Connection, key: tuple[str, str, str], run_id: str,
                  now: str, content_hash: str) -> None:

@@ -1,0 +1,89 @@
+"""Experiment assignment: which variant of the campaign's experiment a customer gets.
+
+The variant is a pure function of (campaign, experiment name, customer id): the first 8
+bytes of their SHA-256, as a number in [0, 1), fall into one variant's share of the
+split (in the order the campaign lists them) or past them all into the holdout. No
+state, no seed, no order: the same customer gets the same variant in every run and
+mailing, in a reordered or grown customer file, on any machine; another experiment
+name reshuffles everyone independently.
+
+A slot experiment steers selection (audience/selection.py): in the experiment's slot,
+the customer's variant module comes first when it is eligible for them, and the other
+variants' modules are skipped ("experiment NAME: variant K"). Holdout customers are
+excluded (audience/eligibility.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from edition.errors import ContentError
+
+if TYPE_CHECKING:
+    from edition.content.campaign import Campaign
+    from edition.content.catalog import Catalog
+    from edition.content.experiment import Experiment
+
+HOLDOUT = "holdout"
+_SCALE = float(1 << 64)
+
+
+@dataclass(frozen=True)
+class Steer:
+    """What an experiment does to one customer's selection."""
+
+    name: str             # the experiment
+    variant: str          # a variant key, or HOLDOUT
+    slot: str
+    module: str | None    # the variant's module (None for the holdout)
+    others: frozenset[str]   # the other variants' modules: not for this customer
+
+    @property
+    def reason(self) -> str:
+        return f"experiment {self.name}: variant {self.variant}"
+
+
+def position(campaign: str, experiment: str, customer_id: str) -> float:
+    """Where the customer falls in [0, 1) for this experiment (stable everywhere)."""
+    key = "\0".join((campaign, experiment, customer_id)).encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / _SCALE
+
+
+def variant_of(campaign: str, experiment: Experiment, customer_id: str) -> str:
+    """The customer's variant key, or HOLDOUT."""
+    point = position(campaign, experiment.name, customer_id) * 100.0
+    edge = 0.0
+    for key, share in experiment.split.items():
+        edge += share
+        if point < edge:
+            return key
+    return HOLDOUT
+
+
+def steer(campaign: str, experiment: Experiment | None, customer_id: str) -> Steer | None:
+    """The customer's part in the campaign's experiment (None without one)."""
+    if experiment is None:
+        return None
+    variant = variant_of(campaign, experiment, customer_id)
+    module = experiment.variants.get(variant)
+    return Steer(experiment.name, variant, experiment.slot, module,
+                 frozenset(m for k, m in experiment.variants.items() if k != variant))
+
+
+
+
+def experiment_problems(campaign: Campaign, catalog: Catalog) -> list[ContentError]:
+    """What is wrong with the campaign's experiment given its modules (empty: nothing)."""
+    experiment = campaign.experiment
+    if experiment is None:
+        return []
+    kind = next((s.kind for s in campaign.slots if s.name == experiment.slot), None)
+    known = {m.id for m in catalog.by_kind.get(kind or "", [])}
+    return [ContentError(f"experiment variant {key}: no {kind} module {module!r} for slot "
+                         f"{experiment.slot!r}", campaign.file)
+            for key, module in experiment.variants.items() if module not in known]
+
+
+__all__ = ["HOLDOUT", "Steer", "experiment_problems", "position", "steer", "variant_of"]

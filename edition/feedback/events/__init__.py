@@ -1,0 +1,74 @@
+"""Bounces and complaints coming back (issue 20): read, normalised into events, stored,
+and turned into suppressions.
+
+- `mail`: RFC 3464 DSNs and RFC 5965 complaints (stdlib `email`, flufl.bounce for
+  bounces in other formats);
+- `ses`: SES notifications (through SNS, SQS or a file);
+- `identify`: who a returned message was for (X-Edition-Id, the List-Unsubscribe token,
+  Feedback-ID, the recipient address);
+- edition.send.bounces: hard or soft (the same rules as at send time);
+- `ingest`: into the store, suppressing hard bounces and complaints at once, soft
+  bounces after N within D days;
+- `sources`, `sqs`: where they are read from (`edition events ingest SOURCE...`);
+- `sns`: the SNS signature, for `POST /events/ses` on `edition web`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from edition.feedback.events.ingest import Ingested, Ingester
+from edition.feedback.events.mail import events_from_mail
+from edition.feedback.events.ses import NotAnEvent, events_from_ses
+from edition.feedback.events.sources import Item, read
+from edition.store.events import Event
+
+
+def events_of(item: Item, secrets: tuple[bytes, ...]) -> list[Event]:
+    """The events one item holds (NotAnEvent for JSON that is no SES notification)."""
+    if item.kind == "mail":
+        return events_from_mail(item.data, secrets, received=item.received)
+    return events_from_ses(item.data, secrets)
+
+
+def ingest_items(items: Iterable[Item], ingester: Ingester,
+                 secrets: tuple[bytes, ...]) -> Ingested:
+    """Every item's events into the store; items that report nothing are counted."""
+    result = Ingested()
+    for item in items:
+        try:
+            found = events_of(item, secrets)
+        except NotAnEvent:
+            result.counts["not an event"] += 1
+            continue
+        except RecursionError:   # MIME or JSON nested thousands deep: nobody's report
+            result.counts["unreadable"] += 1
+            continue
+        if not found:
+            result.counts["not a report"] += 1
+            continue
+        result.add(ingester.ingest(found))
+    return result
+
+
+def ingest_sources(sources: Iterable[str], ingester: Ingester,
+                   secrets: tuple[bytes, ...]) -> Ingested:
+    """`edition events ingest`'s work: files, folders, Maildirs, mboxes and sqs:// queues."""
+    from edition.feedback.events.sqs import drain
+
+    result = Ingested()
+    for source in sources:
+        if source.startswith("sqs://"):
+            def handle(document: object, where: str = source) -> None:
+                if document is None:
+                    result.counts["not an event"] += 1
+                    return
+                result.add(ingest_items([Item("ses", document, where)], ingester, secrets))
+
+            drain(source, handle)
+        else:
+            result.add(ingest_items(read(source), ingester, secrets))
+    return result
+
+
+__all__ = ["Ingested", "Ingester", "events_of", "ingest_items", "ingest_sources"]

@@ -1,0 +1,112 @@
+"""The CRM's side of the preference center: choices in and out as CSV.
+
+Export: one row per (campaign, customer) with the current choices — `campaign`, `id`,
+`topics` (`;`-separated, like the customer file's interests), `frequency`,
+`paused_until`, `format`, `large_type`, `locale`, `tracking`, `updated_at`, `source`.
+
+Import: the same columns (`campaign`, `updated_at` and `source` are ignored: the
+campaign is named on the command line and the source is `crm`); `id` (or `customer_id`)
+is required, every other column optional, an empty cell leaves that choice as it is.
+CRM files come as they come: UTF-8 with or without BOM, else Windows-1252; comma,
+semicolon or tab. Each row is checked like the page's form (feedback/preferences.py); a
+bad row is reported with its line and reason and the rest go in, each change with its
+consent record (form `crm-import`, version: a digest of the file, source `crm`).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edition.feedback.preferences import BadChoice, Offer, choices_from_form, record
+from edition.store.database import Database
+from edition.store.preferences import PreferenceStore
+
+COLUMNS = ("campaign", "id", "topics", "frequency", "paused_until", "format", "large_type",
+           "locale", "tracking", "updated_at", "source")
+_CHOICE_COLUMNS = ("frequency", "paused_until", "format", "large_type", "locale", "tracking")
+_ID_COLUMNS = ("id", "customer_id")
+_MAX_ID = 1024
+
+
+def export_csv(database: Database, campaign: str | None = None) -> str:
+    """Every stored choice (of one campaign, or all) as CSV text."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for stored in PreferenceStore(database).all(campaign):
+        c = stored.choices
+        flag = {True: "on", False: "off", None: ""}
+        writer.writerow([
+            stored.campaign, stored.customer_id,
+            "" if c.topics is None else ";".join(c.topics),
+            c.frequency or "", c.paused_until or "", c.format or "", flag[c.large_type],
+            c.locale or "", flag[c.tracking], stored.updated_at, stored.source])
+    return buffer.getvalue()
+
+
+@dataclass
+class ImportResult:
+    changed: int = 0
+    unchanged: int = 0
+    rejected: list[tuple[int, str]] = field(default_factory=list)   # (line, reason)
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return data.decode("cp1252", errors="replace")
+
+
+def _rows(text: str) -> Iterable[tuple[int, dict[str, str]]]:
+    first = text.split("\n", 1)[0]
+    delimiter = max((",", ";", "\t"), key=first.count)
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    if reader.fieldnames is None:
+        return
+    reader.fieldnames = [(name or "").strip().lower() for name in reader.fieldnames]
+    if not set(reader.fieldnames) & set(_ID_COLUMNS):
+        raise BadChoice(f"the file has no id column (found: {', '.join(reader.fieldnames)})")
+    for row in reader:
+        yield reader.line_num, {k: (v or "").strip() for k, v in row.items()
+                                if isinstance(k, str)}
+
+
+def import_csv(database: Database, path: Path, *, campaign: str, offer: Offer
+               ) -> ImportResult:
+    """Import a CRM file's choices into `campaign` (see the module docstring)."""
+    data = path.read_bytes()
+    version = "sha256:" + hashlib.sha256(data).hexdigest()[:16]
+    result = ImportResult()
+    for line, row in _rows(_text(data)):
+        customer_id = next((row[c] for c in _ID_COLUMNS if row.get(c)), "")
+        if not customer_id:
+            result.rejected.append((line, "no id"))
+            continue
+        if len(customer_id) > _MAX_ID:
+            result.rejected.append((line, f"an id over {_MAX_ID} characters"))
+            continue
+        fields = [(name, row[name]) for name in _CHOICE_COLUMNS if row.get(name)]
+        if row.get("topics"):
+            fields += [("topics", t.strip()) for t in row["topics"].split(";") if t.strip()]
+        try:
+            choices = choices_from_form(fields, offer)
+        except BadChoice as exc:
+            result.rejected.append((line, str(exc)))
+            continue
+        changed = record(database, campaign=campaign, customer_id=customer_id,
+                         choices=choices, source="crm", form="crm-import",
+                         form_version=version)
+        if changed:
+            result.changed += 1
+        else:
+            result.unchanged += 1
+    return result
+
+
+__all__ = ["COLUMNS", "ImportResult", "export_csv", "import_csv"]

@@ -1,0 +1,165 @@
+"""A run's cadence: who is held back from this mailing by what spans campaigns.
+
+The house settings (edition.yaml, overridden by the campaign) and one snapshot of the
+send history are read once when the run's pipeline is made; `hold(customer_id, fields)`
+then answers per customer, in memory:
+
+1. the global holdout (marketing only) -> `excluded`, "holdout (global, …)";
+2. the customer's weekly/monthly choice, when a preference snapshot is given, and the
+   frequency cap (marketing only) -> `excluded`, "frequency: monthly, last sent D" /
+   "frequency cap: …";
+3. the send window (when sending) -> `excluded`, "deferred until T (…)": not sent now;
+   a later run of the same mailing sends them once their window is open, exactly once
+   through the send ledger.
+
+Dry runs apply 1 and 2, so preflight and the report show what the cap takes; a dry run
+is not a send, so it defers nobody.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cachetools import LRUCache
+
+from edition.audience.frequency import PREFERENCE_DAYS, cap_reason, preference_reason
+from edition.audience.global_holdout import holdout_reason
+from edition.audience.preferences import PreferenceSnapshot
+from edition.audience.windows import deferral
+from edition.content.campaign import Campaign
+from edition.content.house import FrequencyCap, GlobalHoldout, House, SendWindow, load_house
+from edition.outcomes import Reason
+from edition.send.history import SendHistory, read_history
+
+Held = tuple[str, Reason]   # (manifest status, reason), as Pipeline's `skipped`
+
+
+@dataclass(frozen=True)
+class Cadence:
+    """The run's settings and snapshots; `hold` is pure and cheap per customer."""
+
+    now: dt.datetime
+    campaign: str = ""
+    mailing: str | None = None   # the mailing being sent: its sends do not count
+    cap: FrequencyCap | None = None
+    window: SendWindow | None = None
+    holdout: GlobalHoldout | None = None
+    history: SendHistory | None = None
+    preferences: Mapping[str, str] = field(default_factory=dict)   # id -> weekly|monthly…
+
+    def hold(self, customer_id: Any, fields: Mapping[str, Any]) -> Held | None:
+        cid = str(customer_id)
+        if self.holdout is not None:
+            reason = holdout_reason(self.holdout.percent, self.holdout.salt, cid)
+            if reason is not None:
+                return "excluded", reason
+        if self.history is not None:
+            # this mailing's own messages are the ledger's business ("already sent")
+            sends = [s.at for s in self.history.of(cid)
+                     if (s.campaign, s.mailing) != (self.campaign, self.mailing)]
+            reason = (preference_reason(self.preferences.get(cid), sends, self.now)
+                      or cap_reason(self.cap, sends, self.now))
+            if reason is not None:
+                return "excluded", reason
+        deferred = deferral(self.window, fields, self.now)
+        if deferred is not None:
+            return "excluded", deferred[1]
+        return None
+
+    def facts(self) -> dict[str, Any]:
+        """What run.json records of it."""
+        return {"now": self.now.isoformat(),
+                "frequency_cap": self.cap.model_dump() if self.cap else None,
+                "send_window": self.window.model_dump(mode="json") if self.window else None,
+                "global_holdout": ({"percent": self.holdout.percent}
+                                   if self.holdout else None),
+                "history": ({"since": self.history.since.isoformat(),
+                             "sends": len(self.history), "ledgers": list(self.history.ledgers)}
+                            if self.history is not None else None)}
+
+
+def settings(campaign: Campaign, house: House) -> tuple[FrequencyCap | None,
+                                                         SendWindow | None,
+                                                         GlobalHoldout | None]:
+    """The cap, window and holdout this campaign runs under: its own block, else the
+    house's; `off` turns one off. Transactional mail is never capped nor held out, and
+    waits for a window only when its campaign sets one."""
+    marketing = campaign.kind != "transactional"
+    cap = campaign.frequency_cap if campaign.frequency_cap is not None else (
+        house.frequency_cap if marketing else None)
+    window = campaign.send_window if campaign.send_window is not None else (
+        house.send_window if marketing else None)
+    return ((cap if cap is not None and not cap.off and marketing else None),
+            (window if window is not None and not window.off else None),
+            (house.global_holdout if marketing and house.global_holdout
+             and house.global_holdout.percent > 0 else None))
+
+
+def cadence_for(campaign: Campaign, *, now: dt.datetime | None, sending: bool,
+                mailing: str | None, preferences: Mapping[str, str] | None = None
+                ) -> Cadence | None:
+    """The run's cadence, or None when nothing spans campaigns for it (no house settings,
+    a transactional campaign): the run then reads no history at all."""
+    now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+    cap, window, holdout = settings(campaign, load_house(campaign.root))
+    preferences = {k: v for k, v in (preferences or {}).items() if v in PREFERENCE_DAYS}
+    if campaign.kind == "transactional":
+        preferences = {}
+    if not sending:
+        window = None
+    if cap is None and window is None and holdout is None and not preferences:
+        return None
+    history = None
+    if cap is not None or preferences:
+        days = max([cap.days if cap is not None else 0,
+                    *(PREFERENCE_DAYS[v] for v in set(preferences.values()))])
+        history = _history(campaign.root, now, days)
+    return Cadence(now, campaign.name, mailing, cap, window, holdout, history, preferences)
+
+
+# A run reads the history once: its preflight (a dry pipeline), its sending pipeline and
+# run.json's record ask for the same snapshot (same root, clock, days and mailing).
+_HISTORIES: LRUCache[tuple[Any, ...], SendHistory] = LRUCache(4)
+_HISTORIES_LOCK = threading.Lock()
+
+
+def _history(root: Path, now: dt.datetime, days: int) -> SendHistory:
+    key = (str(Path(root).resolve()), now, days)
+    with _HISTORIES_LOCK:
+        found = _HISTORIES.get(key)
+        if found is None:
+            found = _HISTORIES[key] = read_history(root, now=now, days=days)
+    return found
+
+
+def cadence_of_run(options: Any, plan: Any, work: Any = None) -> Cadence | None:
+    """The run lifecycle's one call: this run's cadence (RunOptions, Plan). A worker with
+    the run's Work takes the snapshot the main process read (a worker elsewhere has
+    neither the ledgers nor edition.yaml), for the mailing its options name now."""
+    if work is not None:
+        found = getattr(work, "cadence", None)
+        return dataclasses.replace(found, mailing=options.mailing) if found else None
+    return cadence_for(plan.campaign, now=options.started, sending=bool(options.send),
+                       mailing=options.mailing, preferences=_frequencies(plan))
+
+
+def _frequencies(plan: Any) -> dict[str, str]:
+    """customer id -> the frequency chosen in the preference center (weekly, monthly, …),
+    from the campaign's stored choices; {} when the campaign has no preference center."""
+    if getattr(plan.campaign, "preferences", None) is None:
+        return {}
+    snapshot = PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
+    return {cid: stored.choices.frequency for cid, stored in snapshot.by_id.items()
+            if stored.choices.frequency}
+
+
+def recorded(options: Any, plan: Any) -> dict[str, Any]:
+    """run.json's record of the run's cadence (settings, the history snapshot's size)."""
+    found = cadence_of_run(options, plan)
+    return {"cadence": found.facts() if found is not None else None}

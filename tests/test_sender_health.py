@@ -1,0 +1,96 @@
+"""Sender health (issue 20, part 2): a mailing's complaint and bounce rates in the report,
+and preflight refusing the next send once the last mailing's complaint rate reached 0.3 %
+(Gmail's and Yahoo's line), unless --force.
+
+End to end: a real send to an aiosmtpd sink (one address answered 550 5.1.1), a
+complaint about one of the messages the sink received (an ARF report made from its
+bytes) ingested with `edition events ingest`, then the next mailing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from fixtures_delivery import SinkHandler, smtp_sink
+from fixtures_returned_mail import arf
+from fixtures_sending import CAMPAIGN, copy_site, customer_rows, edition, make_customers, manifest
+
+from edition.run.sender_health import MailingHealth, preflight_findings, report_section
+
+DAY = dt.datetime(2026, 11, 24, 9, 0, tzinfo=dt.UTC)
+
+
+def test_the_lines_are_gmails_and_yahoos() -> None:
+    ok = MailingHealth("a", sent=1000, complaints=0, hard_bounces=20)
+    warn = MailingHealth("b", sent=1000, complaints=1)        # 0.10 %
+    refuse = MailingHealth("c", sent=1000, complaints=3)      # 0.30 %
+    assert (ok.level, warn.level, refuse.level) == ("ok", "warn", "refuse")
+    assert MailingHealth("d", sent=1000, complaints=2).level == "warn"
+    assert preflight_findings((ok, refuse), force=False) == ([], [])  # the last one counts
+    errors, warnings = preflight_findings((refuse, ok), force=False)
+    assert len(errors) == 1 and "0.30 %" in errors[0] and "--force" in errors[0] and not warnings
+    errors, warnings = preflight_findings((refuse,), force=True)
+    assert not errors and "sending anyway (--force)" in warnings[0]
+    assert "0.10 %" in preflight_findings((warn,), force=False)[1][0]
+    assert report_section(()) == []
+    table = report_section((refuse, ok))
+    assert "## Sender health" in table
+    assert "| `c` | 1,000 | 0 | 0 | 0.00 % | 3 | 0.30 % | at or over 0.3 %: sends refused |" \
+        in table
+    assert "| `a` | 1,000 | 20 | 0 | 2.00 % | 0 | 0.00 % | ok |" in table
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    root = copy_site(tmp_path / "site")
+    make_customers(40, root / "customers.csv")
+    return root
+
+
+def test_a_complained_mailing_stops_the_next_send(site: Path, tmp_path: Path) -> None:
+    people = customer_rows(site / "customers.csv")
+    gone = people[5]
+    handler = SinkHandler(reject={gone["email"]: f"550 5.1.1 <{gone['email']}>: no such user"})
+    with smtp_sink(handler) as (port, sink):
+        send = ["--send", "--yes", "--to", f"smtp://127.0.0.1:{port}"]
+        base = ["run", CAMPAIGN, "--customers", "customers.csv"]
+        code, out, err = edition(*base, "--out", tmp_path / "one", "--as-of", "2026-11-23",
+                                 *send, cwd=site)
+        assert code == 3, out + err    # one failed: more than max_failed 0
+        assert len(sink.messages) == 39
+        complainer = people[9]["email"]
+        message = next(data for _, rcpts, data in sink.messages if rcpts == [complainer])
+        report = tmp_path / "complaint.eml"
+        report.write_bytes(arf(message, when=DAY))
+        code, out, err = edition("events", "ingest", report, cwd=site)
+        assert code == 0 and "1 complaint" in out and "1 suppressed" in out, out + err
+
+        # the next mailing: 1 complaint in 39 sent is 2.56 %, over 0.3 %: refused (exit 2)
+        code, out, err = edition(*base, "--out", tmp_path / "two", "--as-of", "2026-11-30",
+                                 *send, cwd=site)
+        assert code == 2, out + err
+        assert "sender health: mailing 2026-11-23: 1 complaint(s) in 39 sent (2.56 %)" in err
+        assert "--force" in err and "Traceback" not in err
+        assert len(sink.messages) == 39 and not (tmp_path / "two").exists()
+
+        # a dry run is not refused, and its report shows the rates
+        code, out, err = edition(*base, "--out", tmp_path / "dry", "--as-of", "2026-11-30",
+                                 cwd=site)
+        assert code == 0, out + err
+        text = (tmp_path / "dry" / "report.md").read_text(encoding="utf-8")
+        assert "## Sender health" in text
+        assert "| `2026-11-23` | 39 | 1 | 0 | 2.56 % | 1 | 2.56 % | at or over 0.3 %: " \
+               "sends refused |" in text
+
+        # --force sends, without the complainer and the hard bounce (suppressed)
+        code, out, err = edition(*base, "--out", tmp_path / "two", "--as-of", "2026-11-30",
+                                 *send, "--force", cwd=site)
+        assert code == 0, out + err
+        rows = {r["customer_id"]: r for r in manifest(tmp_path / "two")}
+        assert rows[people[9]["id"]]["reason"].startswith("suppressed: complained on 2026-11-24")
+        assert rows[gone["id"]]["reason"].startswith("suppressed: bounced (hard, 5.1.1) on ")
+        assert len(sink.messages) == 39 + 38
+        assert "sending anyway (--force)" in (tmp_path / "two" / "report.md").read_text(
+            encoding="utf-8")

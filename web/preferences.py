@@ -1,0 +1,147 @@
+"""The preference center: `GET <path ending in /preferences>?token=...` shows the
+customer's choices, a POST of the page's form records them (design.md, "When customers
+answer").
+
+- The token is the one the unsubscribe link carries (same secret, same rotation): a
+  token that does not verify gets 400 and nothing is read or recorded.
+- GET never changes anything (mail scanners open every link).
+- A POST is read bounded and parsed off the event loop (web/forms.py); a field or value
+  the page does not offer is 400 with nothing recorded; the choices and their consent
+  record are written in one transaction (edition/feedback/preferences.py).
+- The page is `templates/preferences.html.j2` of the content root when the team has
+  one, else ours, in the customer's language (their choice, else the token's locale,
+  else Accept-Language); it needs no JavaScript.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from babel import Locale
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from edition.content.campaign import by_locale
+from edition.feedback.preferences import (
+    BadChoice,
+    Offer,
+    choices_from_form,
+    current,
+    record,
+)
+from edition.render.unsubscribe import TOKEN_PARAM, InvalidToken, Subscriber
+from edition.store.database import StoreError
+from edition.store.preferences import Choices
+from web.forms import BadForm, TooLarge, read_form
+from web.pages import Pages, accepted, choose_language, languages
+from web.unsubscribe import HEADERS, UnsubscribeService, client_of
+
+log = logging.getLogger("edition.unsubscribe")
+
+PAGE = "preferences.html.j2"
+
+
+def topics_of(data: dict[str, Any], language: str) -> list[tuple[str, str]]:
+    """The campaign's topics as (key, label in the language), as its file lists them."""
+    block = data.get("preferences")
+    topics = block.get("topics") if isinstance(block, dict) else None
+    if not isinstance(topics, dict):
+        return []
+    found = []
+    for key, label in topics.items():
+        if isinstance(label, dict):
+            label = by_locale({str(k): str(v) for k, v in label.items()}, language)
+        found.append((str(key), str(label or key)))
+    return found
+
+
+def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
+    """The preference center's routes: `/preferences` and any path ending in it."""
+
+    def language_for(request: Request, who: Subscriber | None,
+                     choices: Choices | None = None) -> str:
+        wanted = [choices.locale] if choices is not None and choices.locale else []
+        wanted += [who.locale] if who is not None and who.locale else []
+        return choose_language(wanted + accepted(request.headers.get("accept-language", "")))
+
+    def page(request: Request, state: str, who: Subscriber | None = None, *,
+             choices: Choices | None = None, status: int = 200) -> Response:
+        language = language_for(request, who, choices)
+        context: dict[str, Any] = {"state": state, "brand": ""}
+        if who is not None:
+            data = pages.campaign_data(who.campaign)
+            chosen = choices or Choices()
+            offered = topics_of(data, language)
+            context |= {
+                "brand": pages.brand(who.campaign, language).display_name,
+                "campaign": who.campaign,
+                "topics": [{"key": k, "label": label,
+                            "checked": chosen.topics is None or k in chosen.topics}
+                           for k, label in offered],
+                "frequency": chosen.frequency or "every",
+                "paused_until": chosen.paused_until or "",
+                "format": chosen.format or "html",
+                "large_type": bool(chosen.large_type),
+                "tracking": "off" if chosen.tracking is False else "on",
+                "locale": (chosen.locale or who.locale or language).split("-")[0],
+                "languages": [{"tag": tag, "name": Locale.parse(tag).get_display_name(tag)}
+                              for tag in languages()],
+                "action": f"?{TOKEN_PARAM}={request.query_params.get(TOKEN_PARAM, '')}",
+            }
+        text = pages.render(PAGE, language, context)
+        return HTMLResponse(text, status_code=status,
+                            headers=HEADERS | {"Content-Language": language})
+
+    def show(request: Request, who: Subscriber) -> Response:
+        store = service.store_for(who.campaign)
+        stored = current(store.database, who.campaign, who.customer_id)
+        return page(request, "show", who, choices=stored.choices if stored else None)
+
+    def save(request: Request, who: Subscriber, fields: list[tuple[str, str]]) -> Response:
+        data = pages.campaign_data(who.campaign)
+        offer = Offer(tuple(k for k, _ in topics_of(data, "en")), languages())
+        try:
+            choices = choices_from_form(fields, offer)
+        except BadChoice as exc:
+            log.info("refused preferences for %s: %s", who.campaign, exc)
+            return page(request, "refused", status=400)
+        language = language_for(request, who, choices)
+        store = service.store_for(who.campaign)
+        changed = record(store.database, campaign=who.campaign, customer_id=who.customer_id,
+                         choices=choices, source="web", form="preferences",
+                         form_version=pages.version(PAGE, language),
+                         client=client_of(request))
+        log.info("preferences %s for campaign %s", "changed" if changed else "unchanged",
+                 who.campaign)
+        stored = current(store.database, who.campaign, who.customer_id)
+        return page(request, "saved", who, choices=stored.choices if stored else choices)
+
+    async def preferences(request: Request) -> Response:
+        try:
+            who = service.subscriber(request)
+        except InvalidToken:
+            log.info("refused a preferences request: the token does not verify")
+            return await run_in_threadpool(page, request, "bad", status=400)
+        try:
+            if request.method != "POST":
+                return await run_in_threadpool(show, request, who)
+            try:
+                fields = await read_form(request)
+            except TooLarge:
+                return Response("request body too large", status_code=413, headers=HEADERS)
+            except BadForm as exc:
+                log.info("refused preferences for %s: %s", who.campaign, exc)
+                return await run_in_threadpool(page, request, "refused", status=400)
+            return await run_in_threadpool(save, request, who, fields)
+        except StoreError as exc:
+            log.error("the preference store failed for %s: %s", who.campaign, exc)
+            return await run_in_threadpool(page, request, "failed", status=503)
+
+    return [Route("/preferences", preferences, methods=["GET", "POST"]),
+            Route("/{prefix:path}/preferences", preferences, methods=["GET", "POST"])]
+
+
+__all__ = ["PAGE", "routes", "topics_of"]
