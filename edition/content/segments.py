@@ -73,7 +73,7 @@ def compile_segment(env: EditionEnvironment, name: str, expression: object, file
 class Segmenter:
     """Evaluates every segment of a campaign for one customer."""
 
-    def __init__(self, segments: list[Segment]):
+    def __init__(self, segments: Sequence[Segment]):
         self.segments = segments
 
     def assign(self, fields: Mapping[str, object]) -> tuple[tuple[str, ...], dict[str, str]]:
