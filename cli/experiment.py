@@ -20,17 +20,24 @@ def register(app: typer.Typer) -> None:
 
 
 def report(
-    campaign: Annotated[Path, typer.Argument(help="The campaign file (campaigns/x.yaml)")],
+    campaign: Annotated[str, typer.Argument(
+        help="The campaign: its file (campaigns/x.yaml) or its name")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """The campaign's experiment: variants, clicks and the verdict (winner, keep testing,
     no difference) by the rule the campaign fixed before sending."""
     with user_errors():
         from edition.content.campaign import load_campaign
+        from edition.content.campaign_files import campaign_file
+        from edition.errors import UsageError
         from edition.feedback.experiments import report as experiment_report
         from edition.feedback.experiments import report_text
 
-        data = experiment_report(load_campaign(campaign))
+        file = campaign_file(campaign, Path.cwd())
+        if file is None:
+            raise UsageError(f"no campaign {campaign!r}: give its file (campaigns/x.yaml) "
+                             f"or its name")
+        data = experiment_report(load_campaign(file))
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         else:

@@ -10,6 +10,8 @@ import json
 import random
 from collections import Counter
 from collections.abc import Callable
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +128,8 @@ def test_a_run_records_variants_and_excludes_the_holdout(
     ({"variants": {"a": "o-vip", "b": "o-missing"}}, "no offer module 'o-missing'"),
     ({"split": {"a": 60, "b": 50}}, "more than 100 percent"),
     ({"split": {"a": 50}}, "exactly the keys"),
-    ({"slot": "subject"}, "subject lines cannot be tested yet"),
+    ({"slot": "subject", "variants": {"a": "Hi {{ customer.first_name", "b": "Hello"}},
+     "experiment variant a: the subject line is not a template"),
     ({"decide": {"min_per_variant": 0}}, "min_per_variant"),
 ])
 def test_a_wrong_experiment_stops_the_run_naming_the_file(
@@ -193,9 +196,50 @@ def test_experiment_report_over_a_send_and_its_clicks(
         r["experiment"]["variant"] == HOLDOUT for r in rows)
     rc, text, err = cli("experiment", "report", "campaigns/news.yaml", cwd=root)
     assert rc == 0 and "Verdict: winner — b" in text, text + err
+    # the campaign by its name, as design.md writes it (`edition experiment report CAMPAIGN`)
+    rc, by_name, err = cli("experiment", "report", "news", "--json", cwd=root)
+    assert rc == 0 and json.loads(by_name) == data, err
+    rc, _, err = cli("experiment", "report", "nope", cwd=root)
+    assert rc == 2 and "no campaign 'nope'" in err and "Traceback" not in err
     # a campaign without an experiment: a usage error, no traceback
     plain = yaml.safe_load((root / "campaigns" / "news.yaml").read_text(encoding="utf-8"))
     plain.pop("experiment")
     (root / "campaigns" / "plain.yaml").write_text(yaml.safe_dump(plain), encoding="utf-8")
     rc, _, err = cli("experiment", "report", "campaigns/plain.yaml", cwd=root)
     assert rc == 2 and "declares no experiment" in err and "Traceback" not in err
+
+
+def test_a_subject_line_experiment_gives_each_variant_its_subject(
+        content_tree: Callable[..., Path], cli: Callable[..., Any]) -> None:
+    """design.md: `experiment: {slot: SLOT | subject, variants: {KEY: module id | subject
+    text}}`: a subject-line test; each variant its own version, the holdout excluded."""
+    subjects = {"a": "{{ customer.first_name | default('Friend') }}, this week's offer",
+                "b": "Your offer is waiting"}
+    test = EXPERIMENT | {"name": "subject-test", "slot": "subject", "variants": subjects}
+    people = [{"id": c, "email": f"p{i}@example.com", "first_name": "Zoë" if i % 2 else ""}
+              for i, c in enumerate(ids(200))]
+    root = content_tree(campaigns={"news.yaml": campaign(experiment=test)},
+                        templates={"news.html.j2": PAGE}, offers=OFFERS,
+                        customers={"customers.csv": people})
+    rc, _, err = cli("run", "campaigns/news.yaml", "--out", "out/one", "--as-of", AS_OF,
+                     cwd=root)
+    assert rc == 0, err
+    rows = list(read_manifest(root / "out" / "one"))
+    by_variant: dict[str, set[str]] = {}
+    for row in rows:
+        variant = row["experiment"]["variant"]
+        assert row["experiment"]["name"] == "subject-test"
+        if variant == HOLDOUT:
+            assert row["status"] == "excluded" and row["files"] == {}
+            continue
+        by_variant.setdefault(variant, set()).add(row["version"])
+        message = BytesParser(policy=policy.default).parsebytes(
+            (root / "out" / "one" / row["files"]["eml"]).read_bytes())
+        subject = str(message["Subject"])
+        if variant == "b":
+            assert subject == "Your offer is waiting"
+        else:
+            who = next(p for p in people if p["id"] == row["customer_id"])["first_name"]
+            assert subject == f"{who or 'Friend'}, this week's offer", subject
+    assert set(by_variant) == {"a", "b"}
+    assert not by_variant["a"] & by_variant["b"]   # never one version for two subjects

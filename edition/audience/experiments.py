@@ -19,6 +19,10 @@ import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from jinja2 import TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from edition.content.experiment import SUBJECT
 from edition.errors import ContentError
 
 if TYPE_CHECKING:
@@ -67,9 +71,18 @@ def steer(campaign: str, experiment: Experiment | None, customer_id: str) -> Ste
     if experiment is None:
         return None
     variant = variant_of(campaign, experiment, customer_id)
+    if experiment.of_subject:   # the subject varies (render/editions.py), not a slot
+        return Steer(experiment.name, variant, experiment.slot, None, frozenset())
     module = experiment.variants.get(variant)
     return Steer(experiment.name, variant, experiment.slot, module,
                  frozenset(m for k, m in experiment.variants.items() if k != variant))
+
+
+def subject_variant(steer: Steer | None) -> str | None:
+    """The variant key whose subject line this customer gets (None: the campaign's)."""
+    if steer is None or steer.slot != SUBJECT or steer.variant == HOLDOUT:
+        return None
+    return steer.variant
 
 
 
@@ -79,6 +92,8 @@ def experiment_problems(campaign: Campaign, catalog: Catalog) -> list[ContentErr
     experiment = campaign.experiment
     if experiment is None:
         return []
+    if experiment.of_subject:
+        return _subject_problems(campaign, experiment)
     kind = next((s.kind for s in campaign.slots if s.name == experiment.slot), None)
     known = {m.id for m in catalog.by_kind.get(kind or "", [])}
     return [ContentError(f"experiment variant {key}: no {kind} module {module!r} for slot "
@@ -86,4 +101,17 @@ def experiment_problems(campaign: Campaign, catalog: Catalog) -> list[ContentErr
             for key, module in experiment.variants.items() if module not in known]
 
 
-__all__ = ["HOLDOUT", "Steer", "experiment_problems", "position", "steer", "variant_of"]
+def _subject_problems(campaign: Campaign, experiment: Experiment) -> list[ContentError]:
+    """Each variant's subject line must be a template (Jinja syntax), like `subject:`."""
+    problems = []
+    for key, text in experiment.variants.items():
+        try:
+            SandboxedEnvironment().parse(text)
+        except TemplateSyntaxError as exc:
+            problems.append(ContentError(f"experiment variant {key}: the subject line is "
+                                         f"not a template: {exc.message}", campaign.file))
+    return problems
+
+
+__all__ = ["HOLDOUT", "Steer", "experiment_problems", "position", "steer", "subject_variant",
+           "variant_of"]

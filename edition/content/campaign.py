@@ -205,9 +205,9 @@ class Campaign(Strict):
     @classmethod
     def _experiment_slot(cls, value: Experiment | None, info: ValidationInfo) -> Any:
         slots = {s.name for s in info.data.get("slots") or ()}
-        if value is not None and slots and value.slot not in slots:
+        if value is not None and slots and not value.of_subject and value.slot not in slots:
             raise fail(f"experiment.slot {value.slot!r} is not a slot of this campaign "
-                       f"({', '.join(sorted(slots))})")
+                       f"({', '.join(sorted(slots))}) nor `subject`")
         return value
 
     @field_validator("audience", "exclude", mode="before")

@@ -4,7 +4,8 @@ before anything is sent.
 ```yaml
 experiment:
   name: offer-test                 # a slug; with the campaign, what assignment hashes
-  slot: offer                      # the slot whose module varies
+  slot: offer                      # the slot whose module varies, or `subject`
+                                   # (then each variant is a subject line, a template)
   variants: {a: o-vip, b: o-generic}
   split: {a: 45, b: 45}            # percent; what is left (10) is the holdout
   metric: clicks
@@ -78,11 +79,8 @@ class Experiment(Strict):
     @field_validator("slot", mode="before")
     @classmethod
     def _slot(cls, value: Any) -> str:
-        if value == SUBJECT:
-            raise fail("experiment.slot: subject lines cannot be tested yet; test the "
-                       "modules of one slot")
         if not isinstance(value, str) or not value:
-            raise fail("experiment.slot must name one of the campaign's slots")
+            raise fail("experiment.slot must name one of the campaign's slots, or `subject`")
         return value
 
     @field_validator("variants", mode="before")
@@ -90,14 +88,15 @@ class Experiment(Strict):
     def _variants(cls, value: Any) -> dict[str, str]:
         if not isinstance(value, dict) or not 2 <= len(value) <= MAX_VARIANTS:
             raise fail(f"experiment.variants must map 2 to {MAX_VARIANTS} keys to module "
-                       f"ids, e.g. {{a: o-vip, b: o-generic}}")
+                       f"ids (or, for slot: subject, subject lines), e.g. "
+                       f"{{a: o-vip, b: o-generic}}")
         for key, module in value.items():
             if not isinstance(key, str) or not VARIANT_KEY.match(key) or key == "holdout":
                 raise fail(f"experiment variant {key!r} must be a slug other than 'holdout'")
             if not isinstance(module, str) or not module:
-                raise fail(f"experiment variant {key}: give a module id")
+                raise fail(f"experiment variant {key}: give a module id (or a subject line)")
         if len(set(value.values())) != len(value):
-            raise fail("experiment.variants must name different modules")
+            raise fail("experiment.variants must name different modules (or subject lines)")
         return {str(k): str(v) for k, v in value.items()}
 
     @field_validator("split", mode="before")
@@ -126,6 +125,11 @@ class Experiment(Strict):
             raise fail("experiment.split must give a percent for exactly the keys of "
                        f"experiment.variants ({', '.join(self.variants)})")
         return self
+
+    @property
+    def of_subject(self) -> bool:
+        """A test of subject lines: each variant is the subject's template text."""
+        return self.slot == SUBJECT
 
     @property
     def holdout(self) -> float:

@@ -171,8 +171,8 @@ def gather(campaign: Campaign, experiment: Experiment) -> tuple[list[Arm], dict[
             elif variant in arms and row.get("status") == "sent":
                 exposed[variant].add((str(folder), customer))
                 module = experiment.variants[variant]
-                if module in (row.get("modules") or {}).get(experiment.slot, []) \
-                        and row.get("version"):
+                if row.get("version") and (experiment.of_subject or module in (
+                        row.get("modules") or {}).get(experiment.slot, [])):
                     version_variant[str(row["version"])] = variant
     for variant, sends in exposed.items():
         arms[variant].sends = len(sends)

@@ -29,6 +29,7 @@ from jinja2 import Template
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from markupsafe import Markup
 
+from edition.audience.experiments import subject_variant
 from edition.content.campaign import Campaign
 from edition.content.environment import CustomerView, EditionEnvironment
 from edition.content.limits import DocumentTooLarge, LimitExceeded, RenderTimeout
@@ -230,16 +231,28 @@ class EditionRenderer:
             if path.is_file():
                 h.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
         h.update(repr(self.campaign.subject).encode())
+        if self.campaign.experiment is not None and self.campaign.experiment.of_subject:
+            h.update(repr(self.campaign.experiment.variants).encode())   # subject lines
         h.update(repr(self.campaign.currency).encode())
         h.update(repr(sorted(self.campaign.context().items(), key=str)).encode())
         return h.hexdigest()
 
     # -- templates -------------------------------------------------------------------
 
-    def _template(self, env: EditionEnvironment, kind: str) -> Template | None:
+    def _template(self, env: EditionEnvironment, kind: str,
+                  version: Version | None = None) -> Template | None:
         # compiled per environment (one per locale: the subject is the locale's), and kept
         # on it, so that they go when a locale's environments leave the cache
         templates = env.compiled
+        experiment = self.campaign.experiment
+        variant = subject_variant(version.selection.experiment) if (
+            kind == "subject" and version is not None and experiment is not None) else None
+        if variant is not None and experiment is not None:
+            # a subject-line test: the variant's line is the subject (its own version)
+            key = f"subject:{variant}"
+            if key not in templates:
+                templates[key] = env.from_string(experiment.variants[variant])
+            return templates[key]
         if kind not in templates:
             if kind == "page":
                 templates[kind] = env.get_template(self.campaign.template)
@@ -322,7 +335,7 @@ class EditionRenderer:
                             if text_template is not None
                             else from_html(out.page or ""))
             if "subject" in kinds:
-                subject_template = self._template(env, "subject")
+                subject_template = self._template(env, "subject", version)
                 assert subject_template is not None
                 out.subject = bounded_render(subject_template, ctx, limit)
             return out
@@ -389,7 +402,7 @@ class EditionRenderer:
             customer = CustomerProbe({"locale": version.locale})
             ctx = self.context(probe, version, customer)
             for kind in ("page", "text", "subject"):
-                template = self._template(probe, kind)
+                template = self._template(probe, kind, version)
                 try:
                     outputs[kind] = (bounded_render(template, ctx, limit)
                                      if template is not None else None)

@@ -17,6 +17,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+from edition.audience.experiments import subject_variant
 from edition.audience.selection import Selection
 
 
@@ -47,6 +48,8 @@ def version_digest(*, campaign: str, templates_digest: str, locale: str,
         "slots": [[s.slot, [[c.module.id, c.module.digest] for c in s.chosen]]
                   for s in selection.slots],
     }
+    if (variant := subject_variant(selection.experiment)) is not None:
+        key["subject"] = variant   # a subject-line test: one version per variant
     payload = json.dumps(key, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(payload).hexdigest()
 
