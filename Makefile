@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export DO_NOT_TRACK := 1
 
-.PHONY: install demo test soak lint bench golden clean
+.PHONY: install demo test typecheck soak lint bench golden clean
 
 $(BIN)/edition: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,12 @@ demo: install
 
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest -q -n 2 -m "not soak"
+
+# mypy --strict on edition/ (pyproject.toml's [tool.mypy] says what and which overrides)
+typecheck: install
+	$(BIN)/mypy
 
 # The long end-to-end runs (Dask clusters, kill -9 soaks, the browser tests, S3 leases):
 # CI runs them after `make test`, so that the everyday suite stays short.

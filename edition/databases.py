@@ -12,7 +12,7 @@ run.json, reports, manifests, logs, artifacts), so it never reaches a file or a 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote, quote_plus, unquote_plus
 
 if TYPE_CHECKING:  # SQLAlchemy is imported only by the code that connects
@@ -126,7 +126,7 @@ def scrub(message: str, location: str | URL) -> str:
 
 
 def create_engine_for(url: URL, *, application_name: str, connect_timeout: float = 30.0,
-                      **options: Any) -> Engine:
+                      **options: object) -> Engine:
     """An engine without a pool: edition holds its few connections for a run's length,
     so a pool would only keep dead ones. TCP keepalives make a vanished peer an error
     within a minute or two instead of a hang."""

@@ -24,7 +24,8 @@ class EditionError(Exception):
         self.file = str(file) if file is not None else None
         self.line = line
 
-    def __reduce__(self):  # keep file/line across pickling (process pools, Prefect)
+    # keep file/line across pickling (process pools, Prefect)
+    def __reduce__(self) -> tuple[type[EditionError], tuple[object, ...]]:
         return (type(self), (self.message, self.file, self.line))
 
     @property
@@ -55,7 +56,7 @@ class ContentErrors(ContentError):
             first.line if first else None,
         )
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[type[EditionError], tuple[object, ...]]:
         return (type(self), (self.errors,))
 
 

@@ -31,7 +31,7 @@ class Reason(str):
         self.group = group or detail
         return self
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[Reason], tuple[str, str, str]]:
         return (Reason, (self.code, str(self), self.group))
 
     @property
@@ -55,10 +55,10 @@ class ManifestRow:
     modules: dict[str, list[str]] = field(default_factory=dict)
     reason: Reason | None = None
     files: dict[str, str] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)   # provider_id, mailing, ...
+    extra: dict[str, object] = field(default_factory=dict)   # provider_id, mailing, ...
     version_digest: str | None = None   # the version's whole sha256: what counts key by
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, object]:
         return {
             "customer_id": self.customer_id, "version": self.version,
             "segments": list(self.segments), "modules": self.modules, "status": self.status,
@@ -73,7 +73,7 @@ class ManifestRow:
         return _LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ManifestRow:
+    def from_dict(cls, data: dict[str, Any]) -> ManifestRow:   # a line as json.loads gives it
         known = {"customer_id", "version", "segments", "modules", "status", "reason",
                  "reason_code", "files", "line", "version_digest"}
         reason = None

@@ -19,10 +19,16 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TypeGuard
 
 from edition.addresses import AddressError, normalize
-from edition.audience.sources import CustomerSource, SourceRows, Triple, customer_source
+from edition.audience.sources import (
+    CustomerSource,
+    RawRow,
+    SourceRows,
+    Triple,
+    customer_source,
+)
 from edition.locales import NotALanguageTag, language_tag
 from edition.outcomes import Reason
 
@@ -49,7 +55,7 @@ class Row:
     index: int                       # 0-based position among data rows (manifest order)
     line: int                        # line in the file, for messages
     customer_id: str | None
-    fields: Mapping[str, Any] | None = None
+    fields: Mapping[str, object] | None = None
     reason: Reason | None = None
 
     @property
@@ -69,7 +75,7 @@ class Schema:
     decimal_comma: bool = False
 
     @classmethod
-    def infer(cls, sample: Iterable[Mapping[str, Any]], declared: Mapping[str, str],
+    def infer(cls, sample: Iterable[RawRow], declared: Mapping[str, str],
               *, decimal_comma: bool = False) -> Schema:
         votes: dict[str, list[int]] = {}
         for raw in sample:
@@ -96,7 +102,7 @@ class Schema:
         return cls(types, decimal_comma)
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: object) -> bool:
     if isinstance(value, bool):
         return False
     if isinstance(value, int | float):
@@ -105,12 +111,12 @@ def _is_number(value: Any) -> bool:
             and not _LEADING_ZERO.match(value.strip()))
 
 
-def _is_decimal_comma(value: Any) -> bool:
+def _is_decimal_comma(value: object) -> TypeGuard[str]:
     return (isinstance(value, str) and bool(_DECIMAL_COMMA.match(value.strip()))
             and not _LEADING_ZERO.match(value.strip()))
 
 
-def _is_date(value: Any) -> bool:
+def _is_date(value: object) -> TypeGuard[dt.date | str]:
     if isinstance(value, dt.date):
         return True
     if not (isinstance(value, str) and _DATE.match(value.strip())):
@@ -122,7 +128,7 @@ def _is_date(value: Any) -> bool:
     return True
 
 
-def _number(value: Any) -> int | float:
+def _number(value: object) -> int | float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return value
     text = str(value).strip()
@@ -144,9 +150,9 @@ class RowError(ValueError):
         self.reason = Reason(code, detail, group)
 
 
-def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dict[str, Any]:
+def type_row(raw: RawRow, schema: Schema, *, need_email: bool) -> dict[str, object]:
     """Check and type one row; raise RowError with the reason."""
-    fields: dict[str, Any] = {}
+    fields: dict[str, object] = {}
     for key, value in raw.items():
         if key is None:
             raise RowError("extra_values", "more values than columns in the header")
@@ -186,8 +192,8 @@ def type_row(raw: Mapping[str, Any], schema: Schema, *, need_email: bool) -> dic
         raise RowError("missing_id", "missing id")
     if isinstance(customer_id, bool) or not isinstance(customer_id, str | int | float):
         raise RowError("bad_id", "id must be text or a number")
-    fields["id"] = checked_id(customer_id)
-    if _CONTROL.search(fields["id"]) or "\n" in fields["id"]:
+    fields["id"] = text_id = checked_id(customer_id)
+    if _CONTROL.search(text_id) or "\n" in text_id:
         raise RowError("bad_id", "id contains control characters")
     fields["locale"] = _locale(fields.get("locale"))
     fields.setdefault("interests", [])
@@ -227,7 +233,7 @@ def checked_id(value: str | int | float) -> str:
     return text
 
 
-def _check_value(key: str, value: Any, depth: int = 0) -> None:
+def _check_value(key: str, value: object, depth: int = 0) -> None:
     """Values a row may not hold: bytes that are not UTF-8, lone surrogates, huge cells."""
     if isinstance(value, str):
         if len(value) > MAX_CELL:
@@ -253,7 +259,7 @@ def _check_value(key: str, value: Any, depth: int = 0) -> None:
                 _check_value(key, str(name), depth + 1)
 
 
-def _locale(value: Any) -> str:
+def _locale(value: object) -> str:
     """The row's locale as a language tag (`en_GB` → `en-GB`; none → `en`), or a rejection.
 
     The locale keys versions, subjects and currencies: free text there would make every
@@ -266,12 +272,12 @@ def _locale(value: Any) -> str:
         raise RowError("bad_locale", f"locale: {exc}", "locale: not a language tag") from None
 
 
-def _interests(value: Any) -> list[str]:
+def _interests(value: object) -> list[str]:
     items = value if isinstance(value, list) else str(value).split(";")
     return [clean_text(str(i)).strip().lower() for i in items if str(i).strip()]
 
 
-def _show(value: Any) -> str:
+def _show(value: object) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
@@ -369,12 +375,13 @@ def read_customers(path: Source, *, need_email: bool,
                 seen.add(shown_id, line)
             yield Row(index, line, shown_id, reason=reason)
             continue
-        first = seen.first_line(fields["id"])
+        customer_id = str(fields["id"])   # type_row made it text
+        first = seen.first_line(customer_id)
         if first is not None:
-            yield Row(index, line, fields["id"], reason=repeated(first))
+            yield Row(index, line, customer_id, reason=repeated(first))
             continue
-        seen.add(fields["id"], line)
-        yield Row(index, line, fields["id"], fields=fields)
+        seen.add(customer_id, line)
+        yield Row(index, line, customer_id, fields=fields)
 
 
 def _rows_and_schema(source: CustomerSource, declared: Mapping[str, str]
@@ -396,7 +403,7 @@ def _closing(rows: SourceRows) -> Iterator[Triple]:
         yield from rows
 
 
-def _shown_id(raw_id: Any) -> str | None:
+def _shown_id(raw_id: object) -> str | None:
     """The id as the manifest shows it, for a row rejected before it was typed."""
     if raw_id in (None, "") or not isinstance(raw_id, str | int | float):
         return None

@@ -9,7 +9,6 @@ slot the template uses) is `excluded`, with the reason, and gets no files and no
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from edition.audience.selection import Selection
 from edition.content.segments import Rule, Segmenter
@@ -26,7 +25,7 @@ class Audience:
         self._segmenters = {r.key: Segmenter([r.rule]) for r in (audience, exclude)
                             if r is not None and r.rule is not None}
 
-    def exclusion(self, fields: Mapping[str, Any], segments: Sequence[str],
+    def exclusion(self, fields: Mapping[str, object], segments: Sequence[str],
                   selection: Selection) -> Reason | None:
         """Why this customer gets nothing, or None when the campaign is for them."""
         if self.audience is not None:

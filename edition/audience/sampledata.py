@@ -38,7 +38,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date
 from itertools import accumulate
 from pathlib import Path
-from typing import Any
+from typing import cast
 
 __all__ = ["COLUMNS", "INTERESTS", "REFERENCE_DATE", "iter_customers", "write_customers"]
 
@@ -196,7 +196,7 @@ _ID, _EMAIL, _FIRST, _INTERESTS, _AGE = (
 _MONEY_COLS = (COLUMNS.index("lifetime_value"), COLUMNS.index("total"))
 
 
-def _rows(count: int, seed: int, messy: bool) -> Iterator[list[Any]]:
+def _rows(count: int, seed: int, messy: bool) -> Iterator[list[object]]:
     """Yield one list per customer, values in :data:`COLUMNS` order.
 
     A missing value (only with ``messy``) is ``None``. Everything is built on
@@ -263,7 +263,7 @@ def _rows(count: int, seed: int, messy: bool) -> Iterator[list[Any]]:
 
         customer_id = f"C{n:06d}"
         domain = EMAIL_DOMAINS[int(rand() * len(EMAIL_DOMAINS))]
-        row: list[Any] = [
+        row: list[object] = [
             customer_id,
             f"{_ASCII[first]}.{email_last}.{n}@{domain}",
             first,
@@ -289,7 +289,7 @@ def _rows(count: int, seed: int, messy: bool) -> Iterator[list[Any]]:
         yield row
 
 
-def _spoil(row: list[Any], rng: random.Random, recent_ids: Sequence[str]) -> None:
+def _spoil(row: list[object], rng: random.Random, recent_ids: Sequence[str]) -> None:
     """Give one row a realistic flaw, in place."""
     flaw = rng.choice(_FLAWS)
     if flaw == "repeated_id" and not recent_ids:
@@ -297,7 +297,7 @@ def _spoil(row: list[Any], rng: random.Random, recent_ids: Sequence[str]) -> Non
     if flaw == "missing_email":
         row[_EMAIL] = None
     elif flaw == "malformed_email":
-        email = row[_EMAIL]
+        email = str(row[_EMAIL])   # the row's one flaw: its address is still there
         row[_EMAIL] = rng.choice(
             (
                 email.replace("@", ".at."),
@@ -314,7 +314,7 @@ def _spoil(row: list[Any], rng: random.Random, recent_ids: Sequence[str]) -> Non
         row[_FIRST] = ""
 
 
-def iter_customers(count: int, seed: int = 0, messy: bool = False) -> Iterator[dict[str, Any]]:
+def iter_customers(count: int, seed: int = 0, messy: bool = False) -> Iterator[dict[str, object]]:
     """Yield ``count`` customer records as dicts (typed values, ``interests`` a list).
 
     These are the records :func:`write_customers` writes. A flawed record
@@ -353,7 +353,7 @@ def write_customers(path: str | Path, count: int, seed: int = 0, messy: bool = F
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(COLUMNS)
             for row in _rows(count, seed, messy):
-                row[_INTERESTS] = ";".join(row[_INTERESTS])
+                row[_INTERESTS] = ";".join(cast("list[str]", row[_INTERESTS]))
                 for i in _MONEY_COLS:
                     row[i] = f"{row[i]:.2f}"
                 writer.writerow(row)  # None (a missing value) is written as ""

@@ -33,7 +33,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edition.addresses import address_hash, match_address
 from edition.errors import ContentError
@@ -180,7 +180,7 @@ def read_list(path: Path, name: str | None = None) -> SuppressionList:
 # -- the answer per customer ---------------------------------------------------------
 
 
-def _truthy(value: Any) -> bool:
+def _truthy(value: object) -> bool:
     if value is None or value is False:
         return False
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -252,7 +252,7 @@ class Suppression:
                    store=snapshot, unsubscribed_column=columns.unsubscribed,
                    status_column=columns.email_status, store_name=_store_name(handle))
 
-    def reason_for(self, fields: Mapping[str, Any]) -> Reason | None:
+    def reason_for(self, fields: Mapping[str, object]) -> Reason | None:
         """None if this customer may be mailed, else why not (a Reason: a str with a code).
 
         `fields` are the customer's fields (`id`, `email`, columns).
@@ -270,7 +270,7 @@ class Suppression:
 
         entries: list[Entry] = []
         if self.store is not None and (self.store.by_id or self.store.by_address):
-            hashed = address_hash(email) if self.store.by_address and email else ""
+            hashed = address_hash(str(email)) if self.store.by_address and email else ""
             entries = list(self.store.find(customer_id, hashed))
         for entry in entries:
             if entry.kind != "unsubscribed":

@@ -31,7 +31,6 @@ import shlex
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edition.audience.sources import CustomerSource, missing_file
 from edition.errors import UsageError
@@ -64,7 +63,7 @@ class TextFileSource(CustomerSource):
     encoding: str | None = None
 
     @classmethod
-    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+    def from_setting(cls, value: str | Path | Mapping[str, object], *, root: Path | None,
                      encoding: str | None) -> TextFileSource:
         path = Path(str(value))
         if root is not None and not path.is_absolute():
@@ -127,7 +126,7 @@ class FileFormat:
         except UnicodeError:
             return False
 
-    def open(self, handle: io.BufferedIOBase) -> io.TextIOWrapper:
+    def open(self, handle: io.BufferedReader) -> io.TextIOWrapper:
         """Text from a binary handle: bytes the encoding cannot read survive as markers
         (surrogateescape) that the row checks reject, naming the column."""
         return io.TextIOWrapper(handle, encoding=self.codec, errors="surrogateescape",

@@ -64,16 +64,16 @@ class Campaign(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True,
                               arbitrary_types_allowed=True)
 
-    name: str = Field(default=None, validate_default=True)   # type: ignore[assignment]
+    name: str = Field(default=None, validate_default=True)
     # the display name (running header of PDFs): text, or per locale; default: the name
     title: Annotated[PerLocale | None, BeforeValidator(
         lambda v: values.per_locale(v, "title"))] = None
     description: str = ""
     template: str
     text_template: str | None = Field(default=None, validate_default=True)
-    formats: tuple[str, ...] = Field(default=None, validate_default=True)  # type: ignore
-    subject: PerLocale = Field(default=None, validate_default=True)       # type: ignore
-    sender: str = Field(default=None, validate_default=True)              # type: ignore
+    formats: tuple[str, ...] = Field(default=None, validate_default=True)
+    subject: PerLocale = Field(default=None, validate_default=True)
+    sender: str = Field(default=None, validate_default=True)
     reply_to: str | None = None
     customers: Annotated[str | dict[str, str] | None, BeforeValidator(checks.customers)] = None
     customers_encoding: Annotated[str | None, BeforeValidator(
@@ -82,8 +82,8 @@ class Campaign(Strict):
     slots: tuple[Slot, ...]
     audience: Rule | None = None          # who the campaign is for (None: everyone)
     exclude: Rule | None = None
-    require: tuple[str, ...] = Field(default=None, validate_default=True)  # type: ignore
-    delivery: DeliverySettings = Field(default=None, validate_default=True)  # type: ignore
+    require: tuple[str, ...] = Field(default=None, validate_default=True)
+    delivery: DeliverySettings = Field(default=None, validate_default=True)
     schedule: Annotated[Schedule | None, BeforeValidator(schedule_block)] = None
     footer: Annotated[dict[FooterKey, Any], BeforeValidator(
         lambda v: values.mapping(v, "footer")), AfterValidator(values.footer_values)] = Field(
@@ -126,26 +126,26 @@ class Campaign(Strict):
 
     @field_validator("name", mode="before")
     @classmethod
-    def _name(cls, value: Any, info: ValidationInfo) -> Any:
+    def _name(cls, value: object, info: ValidationInfo) -> object:
         return values.slug(value) or Path(loading(info).file).stem
 
     @field_validator("description", mode="before")
     @classmethod
-    def _description(cls, value: Any) -> Any:
+    def _description(cls, value: object) -> object:
         if value is not None and not isinstance(value, str):
             raise fail("description must be text")
         return value or ""
 
     @field_validator("template", mode="before")
     @classmethod
-    def _template(cls, value: Any, info: ValidationInfo) -> Any:
+    def _template(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             raise fail("template is required (a file in templates/)")
         return checks.template(loading(info), value, "template")
 
     @field_validator("text_template", mode="before")
     @classmethod
-    def _text_template(cls, value: Any, info: ValidationInfo) -> Any:
+    def _text_template(cls, value: object, info: ValidationInfo) -> object:
         ctx = loading(info)
         if value is None:
             return checks.sibling_text_template(ctx, info.data.get("template"))
@@ -153,7 +153,7 @@ class Campaign(Strict):
 
     @field_validator("formats", mode="before")
     @classmethod
-    def _formats(cls, value: Any, info: ValidationInfo) -> Any:
+    def _formats(cls, value: object, info: ValidationInfo) -> object:
         if value is not None:
             return values.formats(value)
         data = loading(info).data
@@ -162,19 +162,19 @@ class Campaign(Strict):
 
     @field_validator("subject", mode="before")
     @classmethod
-    def _subject(cls, value: Any, info: ValidationInfo) -> Any:
+    def _subject(cls, value: object, info: ValidationInfo) -> object:
         ctx = loading(info)
         if value is None:
             if "eml" in info.data.get("formats", ()) and "subject" not in ctx.data:
                 raise fail("subject is required when the campaign makes email (eml)")
             return ""
-        subject = values.per_locale(value, "subject")
+        subject = values.texts_per_locale(value, "subject")
         checks.check_subject(ctx, subject)
         return subject
 
     @field_validator("sender", mode="before")
     @classmethod
-    def _sender(cls, value: Any, info: ValidationInfo) -> Any:
+    def _sender(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             if "eml" in info.data.get("formats", ()) and "sender" not in loading(info).data:
                 raise fail("sender is required when the campaign makes email (eml), "
@@ -184,19 +184,19 @@ class Campaign(Strict):
 
     @field_validator("reply_to", mode="before")
     @classmethod
-    def _reply_to(cls, value: Any) -> Any:
+    def _reply_to(cls, value: object) -> object:
         return values.address("reply_to", value)
 
     # -- who gets what -----------------------------------------------------------------
 
     @field_validator("segments", mode="before")
     @classmethod
-    def _segments(cls, value: Any, info: ValidationInfo) -> Any:
+    def _segments(cls, value: object, info: ValidationInfo) -> object:
         return checks.segments(loading(info), value)
 
     @field_validator("slots", mode="before")
     @classmethod
-    def _slots(cls, value: Any, info: ValidationInfo) -> Any:
+    def _slots(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
             raise fail("slots is required: e.g. articles: {kind: article, count: 3}")
         return checks.slots(loading(info), value)
@@ -212,7 +212,7 @@ class Campaign(Strict):
 
     @field_validator("audience", "exclude", mode="before")
     @classmethod
-    def _rule(cls, value: Any, info: ValidationInfo) -> Any:
+    def _rule(cls, value: object, info: ValidationInfo) -> object:
         key = str(info.field_name)
         ctx = loading(info)
         return checks.rule(ctx, key, values.names_or_rule(value, key),
@@ -220,7 +220,7 @@ class Campaign(Strict):
 
     @field_validator("require", mode="before")
     @classmethod
-    def _require(cls, value: Any, info: ValidationInfo) -> Any:
+    def _require(cls, value: object, info: ValidationInfo) -> object:
         return checks.required(loading(info), values.slot_names(value), info)
 
     # -- where it goes -----------------------------------------------------------------
@@ -232,12 +232,12 @@ class Campaign(Strict):
 
     @field_validator("fields", mode="before")
     @classmethod
-    def _fields(cls, value: Any) -> Any:
+    def _fields(cls, value: object) -> object:
         return {str(k): v for k, v in values.mapping(value, "fields").items()}
 
     @field_validator("unsubscribe_url", mode="before")
     @classmethod
-    def _unsubscribe(cls, value: Any) -> Any:
+    def _unsubscribe(cls, value: object) -> object:
         if value is not None and not (isinstance(value, str) and value.startswith(
                 ("https://", "http://", "mailto:"))):
             raise fail("unsubscribe_url must be an http(s) or mailto URL")
@@ -245,7 +245,7 @@ class Campaign(Strict):
 
     @field_validator("unsubscribe_mailto", mode="before")
     @classmethod
-    def _mailto(cls, value: Any) -> Any:
+    def _mailto(cls, value: object) -> object:
         if value is not None and not (isinstance(value, str) and value.startswith("mailto:")
                                       and "@" in value):
             raise fail("unsubscribe_mailto must be a mailto: URL, e.g. "
@@ -254,7 +254,7 @@ class Campaign(Strict):
 
     @field_validator("kind", mode="before")
     @classmethod
-    def _kind(cls, value: Any) -> Any:
+    def _kind(cls, value: object) -> object:
         if value not in values.CAMPAIGN_KINDS:
             raise fail(f"kind {value!r} must be marketing (newsletters, offers: unsubscribes "
                        f"apply) or transactional (invoices, receipts)")
@@ -262,7 +262,7 @@ class Campaign(Strict):
 
     @field_validator("list_id", mode="before")
     @classmethod
-    def _list_id(cls, value: Any) -> Any:
+    def _list_id(cls, value: object) -> object:
         if value is not None and (not isinstance(value, str) or len(value) > 255
                                   or not values.DOT_ATOM.match(value)):
             raise fail(f"list_id {value!r} must look like a domain name, e.g. "
@@ -271,7 +271,7 @@ class Campaign(Strict):
 
     @field_validator("feedback_id", mode="before")
     @classmethod
-    def _feedback_id(cls, value: Any) -> Any:
+    def _feedback_id(cls, value: object) -> object:
         if value is not None and (not isinstance(value, str) or not value or len(value) > 64
                                   or any(c.isspace() or c == ":" for c in value)):
             raise fail(f"feedback_id {value!r} must be a short sender id without spaces or "
@@ -337,7 +337,7 @@ class Campaign(Strict):
         """The currency `money` uses by default for a locale (`currency:`, else USD)."""
         return by_locale(self.currency, locale) or "USD"
 
-    def context(self, locale: str = "en") -> dict[str, Any]:
+    def context(self, locale: str = "en") -> dict[str, object]:
         """What templates see as `campaign`."""
         return {
             "name": self.name,
@@ -389,4 +389,5 @@ def load_campaign(path: str | Path, root: Path | None = None,
     context = Loading(rel, root, data, kinds or {"article", "offer", "greeting"})
     campaign, errors = check(Campaign, data, rel, context=context, salvage=False)
     collect(errors + house_errors(root))
+    assert campaign is not None   # no error, so validated
     return campaign

@@ -8,8 +8,6 @@ content/limits.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import PrivateAttr, field_validator
 
 from edition.content.campaign_values import HOSTNAME, PAGE_SIZES, PASSWORD_IN_URL, Strict
@@ -36,7 +34,7 @@ class Slot(Strict):
 
     @field_validator("rank", mode="before")
     @classmethod
-    def _rank(cls, value: Any) -> str:
+    def _rank(cls, value: object) -> str:
         if value not in ("rules", "learn"):
             raise fail(f"rank {value!r} must be rules (priority, interests, id) or learn "
                        f"(the modules' click rates, with tracking:)")
@@ -44,7 +42,7 @@ class Slot(Strict):
 
     @field_validator("count", mode="before")
     @classmethod
-    def _count(cls, value: Any) -> int:
+    def _count(cls, value: object) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise fail("count must be a whole number of at least 1")
         return value
@@ -61,14 +59,14 @@ class Pdf(Strict):
 
     @field_validator("page_size", mode="before")
     @classmethod
-    def _size(cls, value: Any) -> str:
+    def _size(cls, value: object) -> str:
         if value not in PAGE_SIZES:
             raise fail(f"pdf.page_size {value!r} must be A4 or Letter")
         return str(value)
 
     @field_validator("allow_hosts", mode="before")
     @classmethod
-    def _hosts(cls, value: Any) -> tuple[str, ...]:
+    def _hosts(cls, value: object) -> tuple[str, ...]:
         if value is None:
             return ()
         if isinstance(value, str):
@@ -133,7 +131,7 @@ class Suppression(Strict):
 
     @field_validator("lists", mode="before")
     @classmethod
-    def _lists(cls, value: Any) -> Any:
+    def _lists(cls, value: object) -> object:
         if value is None:
             return ()
         if isinstance(value, str):
@@ -145,7 +143,7 @@ class Suppression(Strict):
 
     @field_validator("store", mode="before")
     @classmethod
-    def _store(cls, value: Any) -> Any:
+    def _store(cls, value: object) -> object:
         if value is None:
             return None
         if not isinstance(value, str) or not value.strip():
@@ -160,7 +158,7 @@ class Suppression(Strict):
 
     @field_validator("columns", mode="before")
     @classmethod
-    def _columns(cls, value: Any) -> Any:
+    def _columns(cls, value: object) -> object:
         if value is None:
             return {"unsubscribed": None, "email_status": None}
         if not isinstance(value, dict):
@@ -169,7 +167,7 @@ class Suppression(Strict):
         return {"unsubscribed": None, "email_status": None} | dict(value)
 
 
-def suppression_block(value: Any) -> Any:
+def suppression_block(value: object) -> object:
     """The short forms: a path, or a list of paths."""
     if value is None:
         return {}

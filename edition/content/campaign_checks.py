@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError, ValidationInfo
 from pydantic_core import PydanticCustomError
@@ -21,7 +20,7 @@ from pydantic_core import PydanticCustomError
 from edition.content.campaign_blocks import Slot, Suppression
 from edition.content.campaign_values import NAME, RESERVED_SLOTS
 from edition.content.environment import EditionEnvironment
-from edition.content.errors_at_lines import closest, fail, fail_all, failed
+from edition.content.errors_at_lines import Loc, closest, fail, fail_all, failed
 from edition.content.plugins import known_sources, option_problems, source_plugin
 from edition.content.segments import REQUIRED_KINDS, Rule, Segment, compile_segment
 from edition.content.template_checks import check_source, check_template, slots_used
@@ -29,7 +28,7 @@ from edition.content.yamlfile import LineDict
 from edition.databases import has_password, masked
 from edition.errors import ContentError
 
-Problems = list[tuple[tuple[Any, ...], PydanticCustomError]]
+Problems = list[tuple[Loc, PydanticCustomError]]
 
 
 @dataclass
@@ -45,7 +44,7 @@ class Loading:
     def __post_init__(self) -> None:
         self.env = EditionEnvironment(self.root / "templates")
 
-    def line(self, key: str, within: Any = None) -> int:
+    def line(self, key: str, within: object = None) -> int:
         mapping = within if within is not None else self.data
         return mapping.line_of(key) if isinstance(mapping, LineDict) else self.data.start_line
 
@@ -60,7 +59,7 @@ def loading(info: ValidationInfo) -> Loading:
 # -- templates ------------------------------------------------------------------------
 
 
-def template(ctx: Loading, name: Any, key: str) -> str:
+def template(ctx: Loading, name: object, key: str) -> str:
     """A template in templates/ that exists and compiles; its name."""
     if not isinstance(name, str):
         raise fail(f"{key} must be text")
@@ -99,7 +98,7 @@ def check_subject(ctx: Loading, subject: str | dict[str, str]) -> None:
 # -- segments, slots, audience ----------------------------------------------------------
 
 
-def segments(ctx: Loading, value: Any) -> tuple[Segment, ...]:
+def segments(ctx: Loading, value: object) -> tuple[Segment, ...]:
     """`segments: {mvc: "lifetime_value >= 5000"}`, each rule compiled in the sandbox."""
     if value is None:
         return ()
@@ -121,7 +120,7 @@ def segments(ctx: Loading, value: Any) -> tuple[Segment, ...]:
     return tuple(result)
 
 
-def slots(ctx: Loading, value: Any) -> tuple[Slot, ...]:
+def slots(ctx: Loading, value: object) -> tuple[Slot, ...]:
     """`slots: {articles: {kind: article, count: 3}}`, in the order written."""
     if not isinstance(value, dict) or not value:
         raise fail("slots must map slot names to a kind and a count, e.g. "
@@ -144,7 +143,7 @@ def slots(ctx: Loading, value: Any) -> tuple[Slot, ...]:
                                            at="kind", says_where=True)))
             continue
         result.append(slot.named(str(name)))
-    fail_all(problems, value)  # type: ignore[arg-type]
+    fail_all(problems, value)
     return tuple(result)
 
 
@@ -219,7 +218,7 @@ def suppression_lists(ctx: Loading, suppression: Suppression) -> Suppression:
     return suppression
 
 
-def customers(value: Any) -> str | dict[str, str] | None:
+def customers(value: object) -> str | dict[str, str] | None:
     """`customers:` names a file or a URL, or a source's mapping (`{url: postgresql://…,
     query: …}`), that an installed source reads; never a password."""
     if value is None:
@@ -242,4 +241,4 @@ def customers(value: Any) -> str | dict[str, str] | None:
         fail_all([((), fail(f"customers: {text}", at=key, says_where=True))
                   for key, text in problems], value)
         return {str(k): str(v) for k, v in value.items()}
-    return value
+    return url   # the value itself: a mapping returned above

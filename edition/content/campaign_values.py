@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict
 
@@ -45,13 +45,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
-def slug(value: Any) -> str | None:
+def slug(value: object) -> str | None:
     if value is not None and not SLUG.match(str(value)):
         raise fail(f"name {value!r} must be a slug: lowercase letters, digits and '-'")
     return None if value is None else str(value)
 
 
-def address(key: str, value: Any) -> str | None:
+def address(key: str, value: object) -> str | None:
     """`"Acme News <news@acme.example>"`, checked."""
     if value is None:
         return None
@@ -64,7 +64,7 @@ def address(key: str, value: Any) -> str | None:
     return text
 
 
-def formats(value: Any) -> tuple[str, ...]:
+def formats(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",")]
     if not isinstance(value, list) or not value:
@@ -75,10 +75,17 @@ def formats(value: Any) -> tuple[str, ...]:
     return tuple(f for f in FORMATS if f in value)
 
 
-def per_locale(value: Any, key: str, check: Callable[[str, str], None] | None = None) -> Any:
+def per_locale(value: object, key: str, check: Callable[[str, str], None] | None = None
+               ) -> str | dict[str, str] | None:
     """Text, or a mapping of locale to text (`subject: {en: ..., es: ...}`)."""
     if value is None:
         return None
+    return texts_per_locale(value, key, check)
+
+
+def texts_per_locale(value: object, key: str, check: Callable[[str, str], None] | None = None
+                     ) -> str | dict[str, str]:
+    """`per_locale` of a value that is there."""
     items = value.items() if isinstance(value, dict) else [(None, value)]
     for locale, text in items:
         if not isinstance(text, str) or (locale is not None and not isinstance(locale, str)):
@@ -86,7 +93,10 @@ def per_locale(value: Any, key: str, check: Callable[[str, str], None] | None = 
                        f"{{en: ..., es: ...}}")
         if check is not None:
             check(text, key if locale is None else f"{key}.{locale}")
-    return {str(k): v for k, v in value.items()} if isinstance(value, dict) else value
+    if isinstance(value, dict):
+        return {str(k): v for k, v in value.items()}
+    assert isinstance(value, str)   # checked above
+    return value
 
 
 def currency(code: str, where: str) -> None:
@@ -96,7 +106,7 @@ def currency(code: str, where: str) -> None:
         raise fail(f"{where} {code!r} is not an ISO 4217 currency code like EUR or USD")
 
 
-def count_or_percent(value: Any, key: str = "max_failed", what: str = "customers"
+def count_or_percent(value: object, key: str = "max_failed", what: str = "customers"
                      ) -> tuple[int, bool]:
     """`max_failed: 3` (customers) or `"1%"` (of the customer rows): (number, percent?);
     `max_rejected` the same, in rows."""
@@ -124,7 +134,7 @@ def checked_encoding(name: str | None) -> str | None:
     return str(name).strip()
 
 
-def encoding(value: Any, key: str) -> str | None:
+def encoding(value: object, key: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
@@ -135,7 +145,7 @@ def encoding(value: Any, key: str) -> str | None:
         raise fail(f"{key}: {exc.message}") from None
 
 
-def approval(value: Any) -> str:
+def approval(value: object) -> str:
     """`approval: required`: only an approved dry run may be sent (`edition send`)."""
     if value is None:
         return "optional"
@@ -144,7 +154,7 @@ def approval(value: Any) -> str:
     return str(value)
 
 
-def names_or_rule(value: Any, key: str) -> str | tuple[str, ...] | None:
+def names_or_rule(value: object, key: str) -> str | tuple[str, ...] | None:
     """`[mvc, senior]` (segment names: a customer in any of them) or a rule like a segment's."""
     if value is None or isinstance(value, str):
         return value
@@ -154,7 +164,7 @@ def names_or_rule(value: Any, key: str) -> str | tuple[str, ...] | None:
                f"\"lifetime_value >= 1000\"")
 
 
-def slot_names(value: Any) -> tuple[str, ...] | None:
+def slot_names(value: object) -> tuple[str, ...] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -164,7 +174,7 @@ def slot_names(value: Any) -> tuple[str, ...] | None:
     raise fail("require must be a list of slot names, e.g. [articles]")
 
 
-def mapping(value: Any, key: str) -> dict[Any, Any]:
+def mapping(value: object, key: str) -> dict[object, object]:
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -173,14 +183,14 @@ def mapping(value: Any, key: str) -> dict[Any, Any]:
 
 
 def optional_text(name: str) -> BeforeValidator:
-    def check(value: Any) -> Any:
+    def check(value: object) -> object:
         if value is not None and not isinstance(value, str):
             raise fail(f"{name} must be text")
         return value
     return BeforeValidator(check)
 
 
-def _field_type(value: Any) -> str:
+def _field_type(value: object) -> str:
     if value not in FIELD_TYPES:
         raise fail(f"unknown type {value!r} (known: {', '.join(sorted(FIELD_TYPES))})")
     return str(value)
@@ -189,17 +199,17 @@ def _field_type(value: Any) -> str:
 FieldType = Annotated[str, BeforeValidator(_field_type)]
 
 
-def _footer_key(key: Any) -> str:
+def _footer_key(key: object) -> str:
     """A footer key of the team's own is fine; a misspelt known one (the template would
     print nothing, or fail every customer) is not."""
-    key = str(key)
-    hint = near_miss(key, FOOTER_KEYS)
+    name = str(key)
+    hint = near_miss(name, FOOTER_KEYS)
     if hint:
-        raise fail(f"footer: unknown key {key!r} (did you mean {hint!r}?)")
-    return key
+        raise fail(f"footer: unknown key {name!r} (did you mean {hint!r}?)")
+    return name
 
 
-def footer_values(footer: dict[str, Any]) -> dict[str, Any]:
+def footer_values(footer: dict[str, object]) -> dict[str, object]:
     for key in FOOTER_KEYS:
         value = footer.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):

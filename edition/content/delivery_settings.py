@@ -25,9 +25,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, PydanticCustomError
 
 from edition.content.campaign_values import ENV_NAME, HOSTNAME, Strict
-from edition.content.errors_at_lines import fail, fail_all
+from edition.content.errors_at_lines import Loc, fail, fail_all
 from edition.content.plugins import (
     ENGINE_KEYS,
     TargetOptions,
@@ -54,7 +55,7 @@ class Dkim(Strict):
 
     @field_validator("domain", mode="before")
     @classmethod
-    def _domain(cls, value: Any) -> Any:
+    def _domain(cls, value: object) -> object:
         if not isinstance(value, str) or not HOSTNAME.match(value) or "." not in value:
             raise fail(f"dkim.domain {value!r} must be a domain name, e.g. acme.example",
                        says_where=True)
@@ -62,7 +63,7 @@ class Dkim(Strict):
 
     @field_validator("selector", mode="before")
     @classmethod
-    def _selector(cls, value: Any) -> Any:
+    def _selector(cls, value: object) -> object:
         text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) \
             else None
         if text is None or not HOSTNAME.match(text):
@@ -72,7 +73,7 @@ class Dkim(Strict):
 
     @field_validator("key_env", mode="before")
     @classmethod
-    def _env(cls, value: Any) -> Any:
+    def _env(cls, value: object) -> object:
         if value is not None and (not isinstance(value, str) or not ENV_NAME.match(value)):
             raise fail(f"dkim.key_env {value!r} must be the name of an environment variable",
                        says_where=True)
@@ -96,7 +97,7 @@ class DeliverySettings(Strict):
 
     @field_validator("to", mode="before")
     @classmethod
-    def _to(cls, value: Any) -> Any:
+    def _to(cls, value: object) -> object:
         if not isinstance(value, str):
             raise fail("delivery.to must be text, e.g. local or smtp://host:port",
                        says_where=True)
@@ -107,7 +108,7 @@ class DeliverySettings(Strict):
 
     @field_validator("ledger", mode="before")
     @classmethod
-    def _ledger(cls, value: Any) -> Any:
+    def _ledger(cls, value: object) -> object:
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise fail("delivery.ledger must be a file path or a postgresql:// URL",
                        says_where=True)
@@ -115,7 +116,7 @@ class DeliverySettings(Strict):
 
     @field_validator("dkim", mode="before")
     @classmethod
-    def _dkim(cls, value: Any) -> Any:
+    def _dkim(cls, value: object) -> object:
         if value is not None and not isinstance(value, dict):
             raise fail("delivery.dkim must be a mapping: {domain, selector, key_file | "
                        "key_env}", says_where=True)
@@ -123,7 +124,7 @@ class DeliverySettings(Strict):
 
     @model_validator(mode="wrap")
     @classmethod
-    def _with_target_options(cls, value: Any, handler: ValidatorFunctionWrapHandler
+    def _with_target_options(cls, value: object, handler: ValidatorFunctionWrapHandler
                              ) -> DeliverySettings:
         """The engine's keys by this model, every other key by the target's own model;
         every problem of both at once."""
@@ -134,8 +135,8 @@ class DeliverySettings(Strict):
         if not isinstance(value, dict):
             raise fail("delivery must be a mapping like {to: local}")
         given = {k: v for k, v in value.items() if k not in ENGINE_KEYS and v is not None}
-        errors: list[tuple[tuple[Any, ...], Any]] = []
-        settings = None
+        errors: list[tuple[Loc, PydanticCustomError | ErrorDetails]] = []
+        settings: DeliverySettings | None = None
         try:
             settings = handler({k: v for k, v in value.items() if k in ENGINE_KEYS})
         except ValidationError as exc:

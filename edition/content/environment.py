@@ -93,15 +93,17 @@ class MissingField(StrictField):
     field: never "Hello ,". edition.fields finds those places before a run.
     """
 
+    # Jinja's stubs type StrictUndefined's dunders as its failing method: these put
+    # Undefined's back, which the type checker cannot see as the same signature.
     __slots__ = ()
-    __bool__ = Undefined.__bool__
-    __iter__ = Undefined.__iter__
-    __len__ = Undefined.__len__
-    __eq__ = Undefined.__eq__
-    __ne__ = Undefined.__ne__
-    __hash__ = Undefined.__hash__
+    __bool__ = Undefined.__bool__   # type: ignore[assignment]
+    __iter__ = Undefined.__iter__   # type: ignore[assignment]
+    __len__ = Undefined.__len__     # type: ignore[assignment]
+    __eq__ = Undefined.__eq__       # type: ignore[assignment]
+    __ne__ = Undefined.__ne__       # type: ignore[assignment]
+    __hash__ = Undefined.__hash__   # type: ignore[assignment]
 
-    def __contains__(self, item: object) -> bool:
+    def __contains__(self, item: object) -> bool:   # type: ignore[override]
         return False
 
 
@@ -239,7 +241,7 @@ class EditionEnvironment(SandboxedEnvironment):
                 self.filters[name] = _bounded(name, self.filters[name],
                                               self.limits.document_bytes)
         limit = self.limits.document_bytes
-        self.concat = functools.partial(bounded_join, limit=limit)  # type: ignore[assignment]
+        self.concat = functools.partial(bounded_join, limit=limit)  # type: ignore[method-assign]
         self.finalize = self.bounded_output
 
     def bounded_output(self, value: Any) -> Any:
@@ -264,11 +266,12 @@ class EditionEnvironment(SandboxedEnvironment):
     def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
         limit = __self.limits.document_bytes
         inner = getattr(__obj, "__wrapped__", None)  # the sandbox's str.format wrapper
-        if isinstance(getattr(inner, "__self__", None), str) and getattr(
-                inner, "__name__", "") in {"format", "format_map"}:
-            values, names = (((), args[0]) if inner.__name__ == "format_map" and args
+        owner = getattr(inner, "__self__", None)
+        method = getattr(inner, "__name__", "")
+        if isinstance(owner, str) and method in {"format", "format_map"}:
+            values, names = (((), args[0]) if method == "format_map" and args
                              else (args, kwargs))
-            check_format(__self, inner.__self__, values, names, limit)
+            check_format(__self, owner, values, names, limit)
         else:
             args = check_call(__obj, args, kwargs, limit)
         return super().call(__context, __obj, *args, **kwargs)

@@ -16,13 +16,16 @@ import re
 import types
 import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from edition.content.yamlfile import LineDict
 from edition.errors import ContentError
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[int | str, ...]   # where in a value: keys and list indexes, as pydantic says
 
 AT = "edition_at"            # an error's context key: the key inside the value it is about
 ERROR = "edition_error"      # an error's context key: a ContentError shown as it is
@@ -54,7 +57,7 @@ def fail(message: str, *, at: str | None = None, says_where: bool = False
     """A validation error whose text is shown as it is; `at` names the key inside the
     checked value the error is about, so its line is that key's line. Unless
     `says_where`, the message is prefixed with where it is when it does not say so."""
-    context: dict[str, Any] = {}
+    context: dict[str, str | bool] = {}
     if at is not None:
         context[AT] = at
     if says_where:
@@ -68,8 +71,8 @@ def failed(error: ContentError) -> PydanticCustomError:
     return PydanticCustomError("edition", error.message, {ERROR: error})
 
 
-def fail_all(errors: Iterable[tuple[tuple[Any, ...], PydanticCustomError | Mapping[str, Any]]],
-             value: Any) -> None:
+def fail_all(errors: Iterable[tuple[Loc, PydanticCustomError | ErrorDetails]],
+             value: object) -> None:
     """Raise every (location inside the value, error) at once; pydantic puts the
     location of the value being validated in front of each."""
     details = []
@@ -77,15 +80,14 @@ def fail_all(errors: Iterable[tuple[tuple[Any, ...], PydanticCustomError | Mappi
         if isinstance(error, PydanticCustomError):
             details.append(InitErrorDetails(type=error, loc=loc, input=value))
         else:   # an error dict of another validation, passed on
-            kind = error["type"]
+            kind: str | PydanticCustomError = error["type"]
             if kind == "edition":
                 kind = PydanticCustomError("edition", str(error["msg"]), error.get("ctx"))
-            details.append(InitErrorDetails(type=kind, loc=(*loc, *error["loc"]),
-                                            input=error.get("input"),
-                                            **({"ctx": error["ctx"]} if error.get("ctx")
-                                               and not isinstance(kind,
-                                                                  PydanticCustomError)
-                                               else {})))
+            detail = InitErrorDetails(type=kind, loc=(*loc, *error["loc"]),
+                                      input=error.get("input"))
+            if error.get("ctx") and not isinstance(kind, PydanticCustomError):
+                detail["ctx"] = error["ctx"]
+            details.append(detail)
     if details:
         raise ValidationError.from_exception_data("edition", details)
 
@@ -115,28 +117,30 @@ def near_miss(word: str, known: Sequence[str] | set[str]) -> str | None:
     return closest(word, known, cutoff=0.8)
 
 
-def _location(error: Mapping[str, Any]) -> tuple[Any, ...]:
+def _location(error: ErrorDetails) -> Loc:
     """Where in the data an error is: its loc, and the key inside the value it names."""
     at = (error.get("ctx") or {}).get(AT)
     return (*error["loc"], at) if at is not None else tuple(error["loc"])
 
 
-def _in_data(data: Any, loc: Sequence[Any]) -> list[Any]:
+def _in_data(data: object, loc: Sequence[int | str]) -> list[int | str]:
     """The part of `loc` that names keys of the data (pydantic adds union tags and
     `[key]` markers that the YAML does not have)."""
-    path: list[Any] = []
+    path: list[int | str] = []
     node = data
     for part in loc:
-        inside = (part in node) if isinstance(node, dict) else (
-            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node))
-        if not inside:
+        # two branches with one body, so that the type checker narrows each
+        if isinstance(node, dict) and part in node:  # noqa: SIM114
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
             break
-        node = node[part]
         path.append(part)
     return path
 
 
-def line_of(data: Any, loc: Sequence[Any], *, inside: bool = False) -> int:
+def line_of(data: object, loc: Sequence[int | str], *, inside: bool = False) -> int:
     """The YAML line of the deepest key of `loc` that the data knows; with `inside`, a
     location that is a whole nested mapping is its first line (a block's own check:
     `dkim needs exactly one of …` points into the dkim block)."""
@@ -155,7 +159,7 @@ def line_of(data: Any, loc: Sequence[Any], *, inside: bool = False) -> int:
     return line
 
 
-def _unwrap(annotation: Any) -> tuple[Any, bool]:
+def _unwrap(annotation: object) -> tuple[object, bool]:
     """(the model inside `X | None`, `dict[str, X]` or `tuple[X, ...]`, whether a key of
     the mapping comes next in a location)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -171,9 +175,9 @@ def _unwrap(annotation: Any) -> tuple[Any, bool]:
     return annotation, False
 
 
-def _nested(model: type[BaseModel], loc: Sequence[Any]) -> type[BaseModel] | None:
+def _nested(model: type[BaseModel], loc: Sequence[int | str]) -> type[BaseModel] | None:
     """The model class that validates the value at `loc` (for its list of known keys)."""
-    current: Any = model
+    current: object = model
     skip_key = False
     for part in loc:
         if skip_key:
@@ -197,7 +201,7 @@ def _own_message(message: str, path: list[str], says_where: bool) -> str:
     return f"{'.'.join(path)}: {message}"
 
 
-def _unknown_key(model: type[BaseModel], loc: list[Any], path: list[str],
+def _unknown_key(model: type[BaseModel], loc: list[int | str], path: list[str],
                  extra_word: str) -> str:
     key = path[-1] if path else str(loc[-1])
     parent = _nested(model, loc[:-1]) if len(loc) > 1 else model
@@ -213,7 +217,7 @@ def _unknown_key(model: type[BaseModel], loc: list[Any], path: list[str],
         f" (known: {', '.join(known)})" if known else "")
 
 
-def message(model: type[BaseModel], data: Any, error: Mapping[str, Any],
+def message(model: type[BaseModel], data: object, error: ErrorDetails,
             extra_word: str = "key") -> str:
     """One error in the words of someone editing the file: where (`slots.offer`), what,
     and for a misspelt key the key it most likely meant."""
@@ -235,7 +239,7 @@ def message(model: type[BaseModel], data: Any, error: Mapping[str, Any],
     return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
 
 
-def content_errors(model: type[BaseModel], data: Any, errors: list[Any], file: str,
+def content_errors(model: type[BaseModel], data: object, errors: list[ErrorDetails], file: str,
                    extra_word: str = "key") -> list[ContentError]:
     """Every pydantic error as a ContentError with its file and line."""
     found = []
@@ -247,9 +251,9 @@ def content_errors(model: type[BaseModel], data: Any, errors: list[Any], file: s
     return found
 
 
-def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
-          extra_word: str = "key", context: Any = None,
-          salvage: bool = True) -> tuple[Any, list[ContentError]]:
+def check(model: type[M], data: Mapping[str, object], file: str, *,
+          extra_word: str = "key", context: object = None,
+          salvage: bool = True) -> tuple[M | None, list[ContentError]]:
     """Validate `data` against `model`; (instance or None, every error with its line).
 
     When some keys are wrong the others are still validated: with `salvage` the
@@ -264,8 +268,8 @@ def check(model: type[BaseModel], data: Mapping[str, Any], file: str, *,
     return (_salvage(model, data, errors) if salvage else None), found
 
 
-def _salvage(model: type[BaseModel], data: Mapping[str, Any],
-             errors: list[Any]) -> BaseModel | None:
+def _salvage(model: type[M], data: Mapping[str, object],
+             errors: list[ErrorDetails]) -> M | None:
     """The instance without the wrong values: each is dropped (its default takes its
     place; a mapping that misses a required key goes as a whole), again until it holds."""
     partial = _copy(data)
@@ -283,7 +287,7 @@ def _salvage(model: type[BaseModel], data: Mapping[str, Any],
         return None
 
 
-def _copy(data: Any) -> Any:
+def _copy(data: object) -> object:
     if isinstance(data, dict):
         return {k: _copy(v) for k, v in data.items()}
     if isinstance(data, list):
@@ -291,7 +295,7 @@ def _copy(data: Any) -> Any:
     return data
 
 
-def _drop(data: dict[str, Any], errors: list[Any]) -> bool:
+def _drop(data: object, errors: list[ErrorDetails]) -> bool:
     """Remove from `data` what the errors are about; False when nothing could be."""
     paths = set()
     for error in errors:
@@ -303,11 +307,11 @@ def _drop(data: dict[str, Any], errors: list[Any]) -> bool:
         if path:    # for `missing`, the mapping without the required key
             paths.add(tuple(path))
     dropped = False
-    for path in sorted(paths, key=len, reverse=True):
-        node: Any = data
-        for part in path[:-1]:
+    for where in sorted(paths, key=len, reverse=True):
+        node: object = data
+        for part in where[:-1]:
             node = node.get(part) if isinstance(node, dict) else None
-        if isinstance(node, dict) and path[-1] in node:
-            del node[path[-1]]
+        if isinstance(node, dict) and where[-1] in node:
+            del node[where[-1]]
             dropped = True
     return dropped

@@ -16,9 +16,10 @@ render would not reach, never the other way round.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sized
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from jinja2 import nodes
 
@@ -29,18 +30,21 @@ EMPTY_FILTERS = frozenset({"length", "count", "join"})
 EQUALITY = frozenset({"eq", "ne", "in", "notin"})
 
 
-class _Sentinel:
-    def __init__(self, name: str):
-        self.name = name
+class _Sentinel(enum.Enum):
+    # an enum, so that the type checker narrows `value is MISSING`
+    MISSING = "MISSING"   # the customer has no such field (or its cell is empty)
+    UNKNOWN = "UNKNOWN"   # the analysis cannot tell (segments, locale, a module…)
 
     def __repr__(self) -> str:
         return self.name
 
 
-MISSING = _Sentinel("MISSING")   # the customer has no such field (or its cell is empty)
-UNKNOWN = _Sentinel("UNKNOWN")   # the analysis cannot tell (segments, locale, a module…)
+MISSING: Final = _Sentinel.MISSING
+UNKNOWN: Final = _Sentinel.UNKNOWN
 
-Guard = tuple[nodes.Expr, bool]   # (a test, the value it has where the print happens)
+# (a test, the value it has where the print happens); None: a `{% filter default %}` block's
+# filter, which has no node and so tells nothing
+Guard = tuple[nodes.Node | None, bool]
 
 
 @dataclass(frozen=True)
@@ -53,18 +57,18 @@ class Print:
     guards: tuple[Guard, ...] = ()
     aliases: tuple[tuple[str, str], ...] = ()   # `{% set name = customer.first_name %}`
 
-    def reaches(self, fields: Mapping[str, Any]) -> bool:
+    def reaches(self, fields: Mapping[str, object]) -> bool:
         """Whether a customer with these fields may get here (no test rules it out)."""
         if not self.guards:
             return True   # most places: called once per customer and place
         aliases = dict(self.aliases)
 
-        def lookup(name: str) -> Any:
+        def lookup(name: str) -> object:
             return fields.get(name, MISSING)
 
         return all(_holds(test, wanted, lookup, aliases) for test, wanted in self.guards)
 
-    def fails(self, fields: Mapping[str, Any]) -> bool:
+    def fails(self, fields: Mapping[str, object]) -> bool:
         """Whether printing here fails the customer with these fields."""
         return self.field not in fields and self.reaches(fields)
 
@@ -83,7 +87,7 @@ def prints(tree: nodes.Template, file: str, *, first_line: int = 1,
     return walker.found
 
 
-def _customer_read(expr: nodes.Node, whole: Iterable[str] = ()) -> str | None:
+def _customer_read(expr: nodes.Node | None, whole: Iterable[str] = ()) -> str | None:
     """`customer.x` or `customer['x']`: the field's name."""
     if isinstance(expr, nodes.Getattr | nodes.Getitem) and isinstance(expr.node, nodes.Name) \
             and (expr.node.name == CUSTOMER or expr.node.name in whole):
@@ -166,7 +170,7 @@ class _Walker:
                 elif isinstance(child, nodes.Expr):
                     self.value(child, guards)
 
-    def assign(self, target: nodes.Node, value: nodes.Expr, guards: tuple[Guard, ...]) -> None:
+    def assign(self, target: nodes.Node, value: nodes.Node, guards: tuple[Guard, ...]) -> None:
         self.forget(target)
         if not isinstance(target, nodes.Name):
             self.value(value, guards)
@@ -200,7 +204,7 @@ class _Walker:
         found = Print(field, self.file, self.offset + (node.lineno or 1), guards,
                       tuple(sorted(self.aliases.items())))
 
-        def alone(name: str) -> Any:   # this field missing, everything else unknown
+        def alone(name: str) -> object:   # this field missing, everything else unknown
             return MISSING if name == field else UNKNOWN
 
         aliases = dict(found.aliases)
@@ -303,7 +307,7 @@ def _fallback(default: nodes.Filter) -> Guard:
 # -- three-valued evaluation of a guard for one customer --------------------------------
 
 
-def _holds(test: nodes.Expr, wanted: bool, lookup: Callable[[str], Any],
+def _holds(test: nodes.Node | None, wanted: bool, lookup: Callable[[str], object],
            aliases: Mapping[str, str]) -> bool:
     """False only when the test surely does not have the wanted value."""
     value = _evaluate(test, lookup, aliases)
@@ -313,7 +317,7 @@ def _holds(test: nodes.Expr, wanted: bool, lookup: Callable[[str], Any],
     return truth is UNKNOWN or truth == wanted
 
 
-def _truth(value: Any) -> Any:
+def _truth(value: object) -> bool | _Sentinel:
     if value is MISSING:
         return False
     try:
@@ -322,8 +326,8 @@ def _truth(value: Any) -> Any:
         return UNKNOWN
 
 
-def _evaluate(expr: nodes.Node, lookup: Callable[[str], Any],
-              aliases: Mapping[str, str]) -> Any:
+def _evaluate(expr: nodes.Node | None, lookup: Callable[[str], object],
+              aliases: Mapping[str, str]) -> object:
     """The value of a test for a customer (MISSING for a missing field), or UNKNOWN."""
     field = _customer_read(expr)
     if field is not None:
@@ -366,7 +370,7 @@ def _evaluate(expr: nodes.Node, lookup: Callable[[str], Any],
             if value is MISSING:
                 return 0
             try:
-                return len(value)
+                return len(value) if isinstance(value, Sized) else UNKNOWN
             except TypeError:
                 return UNKNOWN
         return UNKNOWN
@@ -381,8 +385,8 @@ def _evaluate(expr: nodes.Node, lookup: Callable[[str], Any],
     return UNKNOWN
 
 
-def _compare(expr: nodes.Compare, lookup: Callable[[str], Any],
-             aliases: Mapping[str, str]) -> Any:
+def _compare(expr: nodes.Compare, lookup: Callable[[str], object],
+             aliases: Mapping[str, str]) -> object:
     left = _evaluate(expr.expr, lookup, aliases)
     for operand in expr.ops:
         right = _evaluate(operand.expr, lookup, aliases)
@@ -400,12 +404,13 @@ def _compare(expr: nodes.Compare, lookup: Callable[[str], Any],
     return True
 
 
-def _contains(container: Any, item: Any) -> bool:
+def _contains(container: Any, item: object) -> bool:   # untyped: `in` on a customer value
     if container is MISSING or item is MISSING:
         return False   # a missing field is empty, and is in nothing
     return item in container
 
 
+# untyped: comparisons of whatever two customer values are (one that fails is UNKNOWN)
 _OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "eq": lambda a, b: a is b if MISSING in (a, b) else a == b,
     "ne": lambda a, b: a is not b if MISSING in (a, b) else a != b,

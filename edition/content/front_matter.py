@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator
 
 from edition.content.errors_at_lines import fail, near_miss
 
@@ -20,7 +20,7 @@ MODULE_KINDS = ("article", "offer", "greeting")
 _MODULE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")
 
 
-def _date(value: Any, info: Any) -> dt.date | None:
+def _date(value: object, info: ValidationInfo) -> dt.date | None:
     if value is None:
         return None
     if isinstance(value, dt.datetime):
@@ -33,7 +33,7 @@ def _date(value: Any, info: Any) -> dt.date | None:
         raise fail(f"{info.field_name}: {value!r} is not a date (use YYYY-MM-DD)") from None
 
 
-def _names(value: Any, info: Any) -> frozenset[str] | None:
+def _names(value: object, info: ValidationInfo) -> frozenset[str] | None:
     if value is None:
         return None
     if isinstance(value, str):
@@ -75,27 +75,27 @@ class FrontMatter(BaseModel):
 
     @field_validator("id", mode="before")
     @classmethod
-    def _id(cls, value: Any) -> Any:
+    def _id(cls, value: object) -> object:
         if value is not None and not _MODULE_ID.match(str(value)):
             raise fail(f"id {str(value)!r} may only use letters, digits, '.', '_' and '-'")
         return None if value is None else str(value)
 
     @field_validator("kind", mode="before")
     @classmethod
-    def _kind(cls, value: Any) -> Any:
+    def _kind(cls, value: object) -> object:
         if value is not None and value not in MODULE_KINDS:
             raise fail(f"unknown kind {value!r} (expected one of: {', '.join(MODULE_KINDS)})")
         return value
 
     @field_validator("priority", mode="before")
     @classmethod
-    def _priority(cls, value: Any) -> Any:
+    def _priority(cls, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int):
             raise fail(f"priority: {value!r} is not a whole number")
         return value
 
 
-def front_matter_notes(meta: Mapping[str, Any]) -> list[tuple[str, str]]:
+def front_matter_notes(meta: Mapping[str, object]) -> list[tuple[str, str]]:
     """(key, warning) for each key of the module's own that looks like a misspelt engine
     key: `valid_untill` is kept in meta, but the module would never expire."""
     known = list(FrontMatter.model_fields)

@@ -195,6 +195,7 @@ def load_house(root: Path) -> House:
                            f"{EXAMPLES['frequency_cap']}", HOUSE_FILE, 1)
     house, errors = check(House, data, HOUSE_FILE, salvage=False)
     collect(errors)
+    assert house is not None   # no error, so validated
     return house
 
 

@@ -24,14 +24,17 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pydantic import ValidationInfo, field_validator
 
 from edition.content.campaign_values import Strict
 from edition.content.errors_at_lines import fail
+
+if TYPE_CHECKING:
+    from jinja2 import Template
 
 DOCUMENT_BYTES = 5_000_000
 RENDER_SECONDS = 10.0
@@ -58,19 +61,19 @@ class Limits(Strict):
 
     @field_validator("document_bytes", "render_seconds", mode="before")
     @classmethod
-    def _positive(cls, value: Any, info: ValidationInfo) -> Any:
+    def _positive(cls, value: object, info: ValidationInfo) -> object:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise fail(f"limits.{info.field_name} must be a positive number")
         return value
 
 
-def _size(value: Any) -> int | None:
+def _size(value: object) -> int | None:
     if isinstance(value, str | bytes | list | tuple):
         return len(value)
     return None
 
 
-def text_size(value: Any, limit: int, depth: int = 0) -> int:
+def text_size(value: object, limit: int, depth: int = 0) -> int:
     """About how long `str(value)` is, without making it; stops counting past `limit`.
 
     A list of 5,000 references to one 5 MB string is small until something prints or
@@ -87,7 +90,7 @@ def text_size(value: Any, limit: int, depth: int = 0) -> int:
     if depth > 20:  # a list that holds itself prints as [...]
         return 5
     if isinstance(value, dict):
-        items: Any = (x for kv in value.items() for x in kv)
+        items: Iterator[object] = (x for kv in value.items() for x in kv)
     elif isinstance(value, list | tuple | set | frozenset):
         items = iter(value)
     else:
@@ -106,6 +109,8 @@ def _refuse_over(size: int, limit: int, what: str) -> None:
                                f"{limit:,})")
 
 
+# What a template computes with is untyped to Jinja's sandbox, which calls these hooks;
+# their checks narrow by isinstance and _ints, which the type checker cannot follow.
 def check_binop(operator: str, left: Any, right: Any, limit: int) -> None:
     """Refuse `'x' * 10**9`, `10 ** 10**10`, `'%9999999999d' % 1` and concatenations
     past the limit, up front."""
@@ -132,20 +137,24 @@ def check_binop(operator: str, left: Any, right: Any, limit: int) -> None:
 
 
 def _ints(*values: Any) -> bool:
-    return all(isinstance(v, int) and not isinstance(v, bool) for v in values)
+    return all(_int(v) for v in values)
+
+
+def _int(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _PERCENT = re.compile(r"%(?:\((?P<key>[^)]*)\))?[-+ #0]*(?P<width>\*|\d+)?"
                       r"(?:\.(?P<precision>\*|\d+))?[hlL]?(?P<type>[diouxXeEfFgGcrsa%])")
 
 
-def percent_size(template: str, values: Any, limit: int) -> int:
+def percent_size(template: str, values: object, limit: int) -> int:
     """About how long `template % values` is (each conversion: its value or its width)."""
     positional = list(values) if isinstance(values, tuple) else [values]
     mapping = values if isinstance(values, dict) else None
     total, index = len(template), 0
 
-    def take() -> Any:
+    def take() -> object:
         nonlocal index
         index += 1
         return positional[index - 1] if index <= len(positional) else None
@@ -153,11 +162,11 @@ def percent_size(template: str, values: Any, limit: int) -> int:
     for match in _PERCENT.finditer(template):
         if match["type"] == "%":
             continue
-        numbers = []
+        numbers: list[int] = []
         for part in ("width", "precision"):
             text = match[part]
             value = take() if text == "*" else int(text) if text else 0
-            numbers.append(value if _ints(value) else 0)
+            numbers.append(value if _int(value) else 0)
         if mapping is not None and match["key"] is not None:
             value = mapping.get(match["key"])
         else:
@@ -169,7 +178,7 @@ def percent_size(template: str, values: Any, limit: int) -> int:
     return total
 
 
-def check_concat(values: tuple[Any, ...], limit: int) -> tuple[Any, ...]:
+def check_concat(values: tuple[object, ...], limit: int) -> tuple[object, ...]:
     """`a ~ b ~ c`: refused when the joined text would pass the limit."""
     total = 0
     for value in values:
@@ -189,7 +198,7 @@ def bounded_join(parts: Any, limit: int) -> str:
     return "".join(buffer)
 
 
-def join_size(separator: str, items: list[Any], limit: int) -> int:
+def join_size(separator: str, items: list[object], limit: int) -> int:
     total = len(separator) * max(len(items) - 1, 0)
     for item in items:
         total += text_size(item, limit)
@@ -241,7 +250,7 @@ def check_call(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any],
     return args
 
 
-def check_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
+def check_arguments(name: str, args: tuple[object, ...], kwargs: dict[str, object],
                     limit: int) -> None:
     """A filter asked for a width or count past the limit (`center(10**9)`) is refused."""
     for value in (*args, *kwargs.values()):
@@ -250,7 +259,7 @@ def check_arguments(name: str, args: tuple[Any, ...], kwargs: dict[str, Any],
                                    f"{limit:,})")
 
 
-def render(template: Any, context: Any, limit: int) -> str:
+def render(template: Template, context: Mapping[str, object], limit: int) -> str:
     """Render a Jinja template, stopping as soon as its output passes `limit` characters."""
     parts: list[str] = []
     size = 0
@@ -262,6 +271,12 @@ def render(template: Any, context: Any, limit: int) -> str:
     return "".join(parts)
 
 
+class _Depth(threading.local):
+    """Per thread: 1 while a limit watches it (an inner limit then leaves it alone)."""
+
+    depth = 0
+
+
 class _Watchdog:
     """One thread per process that stops renders running past their deadline."""
 
@@ -270,7 +285,7 @@ class _Watchdog:
         self._deadlines: dict[int, float] = {}    # thread id -> monotonic deadline
         self._fired: set[int] = set()
         self._thread: threading.Thread | None = None
-        self._local = threading.local()
+        self._local = _Depth()
         # a forked child has no watchdog thread: it starts its own on first use (asking
         # os.getpid() on every render instead cost ~1 % of a worker's time)
         os.register_at_fork(after_in_child=self._forget_thread)
@@ -301,7 +316,7 @@ class _Watchdog:
     @contextmanager
     def limit(self, seconds: float) -> Iterator[None]:
         """Raise RenderTimeout in this thread if the block runs longer than `seconds`."""
-        if seconds <= 0 or getattr(self._local, "depth", 0):
+        if seconds <= 0 or self._local.depth:
             yield  # an inner limit: the outer one already watches this thread
             return
         thread_id = threading.get_ident()

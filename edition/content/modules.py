@@ -8,7 +8,6 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from edition.content.environment import EditionEnvironment
 from edition.content.errors_at_lines import check
@@ -40,7 +39,7 @@ class Module:
     valid_until: dt.date | None = None
     campaigns: frozenset[str] | None = None
     body: str = ""             # the Markdown source; may hold Jinja for the personal layer
-    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+    meta: dict[str, object] = field(default_factory=dict, compare=False)
     source: str = ""
     line: int = 1
     body_line: int = 1         # the file's line where the body starts
@@ -122,7 +121,7 @@ def parse_module(file: Path, root: Path) -> tuple[Module | None, list[ContentErr
         valid_until=matter.valid_until,
         campaigns=matter.campaigns or None,
         body=body,
-        meta=_plain(meta),
+        meta={str(k): _plain(v) for k, v in meta.items()},
         source=str(rel),
         line=meta.lines.get("id", FIRST_LINE),
         body_line=body_line,
@@ -187,7 +186,7 @@ def _body_problems(body: str, rel: Path, body_line: int) -> list[ContentError]:
     return []
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """Front matter as plain dicts/lists (LineDict carries line numbers we don't expose)."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}

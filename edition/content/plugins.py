@@ -25,12 +25,13 @@ from __future__ import annotations
 import functools
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic_core import ErrorDetails
 
 from edition.content.errors_at_lines import TYPE_WORDS, closest
 from edition.errors import UsageError
@@ -65,7 +66,7 @@ class SourceOptions(PluginOptions):
     url: str
 
 
-def _delays(value: Any) -> tuple[float, ...]:
+def _delays(value: str | Iterable[str | float]) -> tuple[float, ...]:
     items = value.split(",") if isinstance(value, str) else list(value)
     delays = tuple(float(v) for v in items)
     if any(d < 0 for d in delays):
@@ -114,6 +115,8 @@ class _Registry:
 
     def __init__(self, group: str):
         self.group = group
+        # what the packages registered (EntryPoint.load() is untyped); the protocols above
+        # say what the engine reads of them
         self.plugins: list[Any] = []
         self.broken: list[str] = []
         for point in sorted(entry_points(group=group), key=lambda p: p.name):
@@ -142,7 +145,7 @@ class _Registry:
         return [form for plugin in self.plugins for form in getattr(plugin, "forms", ())]
 
 
-def _name(plugin: Any) -> str:
+def _name(plugin: type) -> str:
     return f"{plugin.__module__}.{plugin.__qualname__}"
 
 
@@ -196,7 +199,7 @@ def source_plugins() -> list[type[SourcePlugin]]:
     return list(_registry(SOURCES).plugins)
 
 
-def source_plugin(value: str | Path | Mapping[str, Any]) -> type[SourcePlugin] | None:
+def source_plugin(value: str | Path | Mapping[str, object]) -> type[SourcePlugin] | None:
     """The source that reads what `customers:` (or `--customers`) names: a mapping or a
     URL by its scheme, a file by its ending (else the source that reads any file)."""
     registry = _registry(SOURCES)
@@ -227,7 +230,7 @@ def _either(forms: list[str]) -> str:
 M = TypeVar("M", bound=PluginOptions)
 
 
-def option_problems(model: type[PluginOptions], given: Mapping[str, Any], *,
+def option_problems(model: type[PluginOptions], given: Mapping[str, object], *,
                     word: str = "delivery option", also: frozenset[str] = frozenset(),
                     kind: str = "") -> list[tuple[str | None, str]]:
     """Every problem with a plugin's options as (option or None, message); [] when none.
@@ -240,7 +243,7 @@ def option_problems(model: type[PluginOptions], given: Mapping[str, Any], *,
     return []
 
 
-def _problem(error: Any, model: type[PluginOptions], word: str, also: frozenset[str],
+def _problem(error: ErrorDetails, model: type[PluginOptions], word: str, also: frozenset[str],
              kind: str) -> tuple[str | None, str]:
     name = str(error["loc"][0]) if error["loc"] else None
     text = str(error["msg"]).removeprefix("Value error, ")
@@ -258,7 +261,7 @@ def _problem(error: Any, model: type[PluginOptions], word: str, also: frozenset[
     return name, f"bad value for {word} {name!r}: {TYPE_WORDS.get(error['type'], text)}"
 
 
-def checked_options(model: type[M], given: Mapping[str, Any] | None, *,
+def checked_options(model: type[M], given: Mapping[str, object] | None, *,
                     error: Callable[[str], Exception], kind: str = "",
                     word: str = "delivery option", skip: frozenset[str] = ENGINE_KEYS) -> M:
     """The plugin's options, or `error(every problem in one message)`; None values and

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import zoneinfo
-from typing import Any
 
 from cronsim import CronSim, CronSimError
 from pydantic import field_validator
@@ -26,7 +25,7 @@ class Schedule(Strict):
 
     @field_validator("cron", mode="before")
     @classmethod
-    def _cron(cls, value: Any) -> str:
+    def _cron(cls, value: object) -> str:
         text = str(value)
         try:
             CronSim(text, dt.datetime(2026, 1, 1))
@@ -36,7 +35,7 @@ class Schedule(Strict):
 
     @field_validator("timezone", mode="before")
     @classmethod
-    def _timezone(cls, value: Any) -> str:
+    def _timezone(cls, value: object) -> str:
         text = str(value)
         try:
             zoneinfo.ZoneInfo(text)
@@ -46,7 +45,7 @@ class Schedule(Strict):
         return text
 
 
-def schedule_block(value: Any) -> Any:
+def schedule_block(value: object) -> object:
     if value is not None and not isinstance(value, dict):
         raise fail("schedule must be {cron: \"0 8 * * MON\", timezone: Europe/London}")
     return value

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from jinja2 import TemplateSyntaxError
+from jinja2 import Template, TemplateSyntaxError
 from jinja2.exceptions import SecurityError, UndefinedError
 from jinja2.runtime import Context
 
@@ -20,7 +19,7 @@ class Segment:
 
     name: str
     expression: str
-    compiled: Any
+    compiled: Template
 
     def evaluate(self, context: Context) -> tuple[bool, str | None]:
         """Run the rule in a Jinja context that holds the customer's fields and `customer`."""
@@ -48,7 +47,7 @@ def _field_of(exc: UndefinedError) -> str:
     return message
 
 
-def compile_segment(env: EditionEnvironment, name: str, expression: Any, file: str,
+def compile_segment(env: EditionEnvironment, name: str, expression: object, file: str,
                     line: int) -> Segment:
     """Compile one rule; a syntax error or a sandbox escape names the campaign line."""
     if not isinstance(expression, str | bool | int) or isinstance(expression, bool):
@@ -74,10 +73,10 @@ def compile_segment(env: EditionEnvironment, name: str, expression: Any, file: s
 class Segmenter:
     """Evaluates every segment of a campaign for one customer."""
 
-    def __init__(self, segments: list[Segment]):
+    def __init__(self, segments: Sequence[Segment]):
         self.segments = segments
 
-    def assign(self, fields: Mapping[str, Any]) -> tuple[tuple[str, ...], dict[str, str]]:
+    def assign(self, fields: Mapping[str, object]) -> tuple[tuple[str, ...], dict[str, str]]:
         """The customer's segments (campaign order) and, per failed rule, the missing field."""
         members: list[str] = []
         missing: dict[str, str] = {}
@@ -106,7 +105,7 @@ class Rule:
     names: tuple[str, ...] = ()
     rule: Segment | None = None
 
-    def matches(self, fields: Mapping[str, Any], segments: Sequence[str],
+    def matches(self, fields: Mapping[str, object], segments: Sequence[str],
                 segmenter: Segmenter | None) -> tuple[bool, str | None]:
         """(matches?, the missing field that made the rule false, if one did)."""
         if self.rule is None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from jinja2 import TemplateNotFound, TemplateSyntaxError, meta, nodes
+from jinja2 import Environment, TemplateNotFound, TemplateSyntaxError, meta, nodes
 
 from edition.content.environment import EditionEnvironment, refused_attributes, syntax_error
 from edition.errors import ContentError
@@ -21,7 +20,8 @@ def check_template(env: EditionEnvironment, name: str, root: Path,
     seen.add(name)
     file = f"templates/{name}"
     try:
-        source, _, _ = env.loader.get_source(env, name)  # type: ignore[union-attr]
+        assert env.loader is not None   # an edition environment always has one
+        source, _, _ = env.loader.get_source(env, name)
     except TemplateNotFound:
         return ContentError(f"template {name!r} not found", file)
     try:
@@ -36,6 +36,8 @@ def check_template(env: EditionEnvironment, name: str, root: Path,
     if problem:
         return problem
     for node in tree.find_all((nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)):
+        assert isinstance(node, nodes.Extends | nodes.Include | nodes.Import
+                          | nodes.FromImport)   # what find_all found: for the type checker
         target = node.template
         if getattr(node, "ignore_missing", False):
             continue  # `{% include 'x' ignore missing %}`: missing is allowed
@@ -93,10 +95,11 @@ def _compiles(env: EditionEnvironment, source: str, name: str | None, file: str,
     return None
 
 
-def slots_used(env: Any, names: Sequence[str], template_names: Sequence[str]) -> set[str]:
+def slots_used(env: Environment, names: Sequence[str], template_names: Sequence[str]) -> set[str]:
     """Which of the slot names the templates read (a slot no template shows is not required)."""
     used: set[str] = set()
     for name in template_names:
+        assert env.loader is not None   # an edition environment always has one
         source, _, _ = env.loader.get_source(env, name)
         used |= meta.find_undeclared_variables(env.parse(source)) & set(names)
     return used

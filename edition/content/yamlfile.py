@@ -10,7 +10,9 @@ import yaml
 from edition.errors import ContentError
 
 
-class LineDict(dict):
+# keys and values as PyYAML builds them (untyped: whatever the file says); the pydantic
+# models check them
+class LineDict(dict[Any, Any]):
     """A mapping from YAML that knows the 1-based line of each key (`.lines`)."""
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -62,7 +64,7 @@ _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _con
 _LineLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
 
 
-def load_yaml(text: str, file: str | Path, first_line: int = 1) -> Any:
+def load_yaml(text: str, file: str | Path, first_line: int = 1) -> object:
     """Parse YAML; syntax errors become ContentError with the file and line.
 
     `first_line` offsets line numbers when the YAML is embedded (front matter).
@@ -80,7 +82,7 @@ def load_yaml(text: str, file: str | Path, first_line: int = 1) -> Any:
     return data
 
 
-def _shift(data: Any, offset: int) -> None:
+def _shift(data: object, offset: int) -> None:
     if isinstance(data, LineDict):
         data.start_line += offset
         data.lines = {k: v + offset for k, v in data.lines.items()}

@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from edition.content.campaign import Campaign
 from edition.content.plugins import EMAIL
@@ -127,13 +126,13 @@ class Sent:
 
     status: str
     reason: Reason | None
-    extra: dict[str, Any]
+    extra: dict[str, object]
 
 
 class Deliverer:
     """One target connection and one ledger handle, per process."""
 
-    def __init__(self, *, target: str, options: Mapping[str, Any], ledger: str | Path,
+    def __init__(self, *, target: str, options: Mapping[str, object], ledger: str | Path,
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
                  resend_unknown: bool = False,
                  sign: Callable[[bytes], bytes] | None = None, joining: bool = False,

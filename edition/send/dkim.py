@@ -163,7 +163,7 @@ class DkimSigner:
         import dkim
 
         try:
-            signature = dkim.sign(
+            signature: bytes = dkim.sign(   # dkimpy has no types
                 message, self.config.selector.encode("ascii"),
                 self.config.domain.encode("ascii"), self._key,
                 canonicalize=(b"relaxed", b"relaxed"),

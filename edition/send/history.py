@@ -76,7 +76,7 @@ def house_campaigns(root: Path) -> list[HouseCampaign]:
     """Every campaign file under campaigns/, read lightly (a broken one is its own run's
     problem: here its name, kind and ledger are taken when they can be)."""
     folder = Path(root) / "campaigns"
-    found = []
+    found: list[HouseCampaign] = []
     if not folder.is_dir():
         return found
     for path in sorted(p for p in folder.iterdir() if p.suffix in CAMPAIGN_SUFFIXES):
@@ -86,7 +86,9 @@ def house_campaigns(root: Path) -> list[HouseCampaign]:
             continue
         if not isinstance(data, dict):
             continue
-        delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
+        delivery = data.get("delivery")
+        if not isinstance(delivery, dict):
+            delivery = {}
         ledger = delivery.get("ledger")
         found.append(HouseCampaign(str(data.get("name") or path.stem),
                                    str(data.get("kind") or "marketing"),

@@ -71,7 +71,7 @@ def plugin_for(target: str) -> type[TargetPlugin]:
 
 
 def open_target(target: str, *, out_dir: Path,
-                options: Mapping[str, Any] | None = None) -> Publisher:
+                options: Mapping[str, object] | None = None) -> Publisher:
     """The publisher for `target` (local, s3://…, smtp://…, ses, https://…: whatever
     the installed targets take). Nothing is opened yet: use the result as a context
     manager."""

@@ -22,15 +22,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from edition import private
 from edition.databases import masked
 from edition.errors import RunError
 
 if TYPE_CHECKING:
-    from sqlalchemy import Table
-    from sqlalchemy.engine import Engine
+    import sqlite3
+
+    from sqlalchemy import ColumnElement, Table
+    from sqlalchemy.engine import Dialect, Engine
+    from sqlalchemy.sql.dml import ReturningInsert
 
     from edition.content.campaign import Campaign
 
@@ -92,7 +95,7 @@ def store_location_by_name(root: Path, campaign: str,
     return database_url(DEFAULT_STORE, root)
 
 
-def _read_yaml(file: Path) -> dict[str, Any]:
+def _read_yaml(file: Path) -> dict[str, object]:
     from edition.content.yamlfile import load_yaml
     from edition.errors import ContentError
 
@@ -176,7 +179,7 @@ class Database:
             engine = create_engine(self.url, connect_args={"timeout": 30})
 
             @event.listens_for(engine, "connect")
-            def _pragmas(connection: Any, _record: Any) -> None:
+            def _pragmas(connection: sqlite3.Connection, _record: object) -> None:
                 cursor = connection.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA busy_timeout=30000")
@@ -217,19 +220,21 @@ def _declared(make: Callable[[], Table]) -> Table:
     return make()
 
 
-def insert_ignoring_duplicates(dialect: Any, table: Table, row: Mapping[str, Any],
-                               returning: Any) -> Any:
+def insert_ignoring_duplicates(dialect: Dialect, table: Table, row: Mapping[str, object],
+                               returning: ColumnElement[str]
+                               ) -> ReturningInsert[tuple[str]] | None:
     """INSERT ... ON CONFLICT DO NOTHING RETURNING, where the database has both (None
     elsewhere: then insert and catch IntegrityError)."""
+    if dialect.name not in ("sqlite", "postgresql") \
+            or not getattr(dialect, "insert_returning", False):
+        return None
     if dialect.name == "sqlite":
-        from sqlalchemy.dialects.sqlite import insert
-    elif dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        return None
-    if not getattr(dialect, "insert_returning", False):
-        return None
-    return insert(table).values(**row).on_conflict_do_nothing().returning(returning)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).values(**row).on_conflict_do_nothing().returning(returning)
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+
+    return postgresql_insert(table).values(**row).on_conflict_do_nothing().returning(returning)
 
 
 __all__ = ["DEFAULT_STORE", "STORE_ENVS", "Database", "StoreError", "database_url",

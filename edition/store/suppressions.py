@@ -28,7 +28,7 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from edition.databases import masked
 from edition.store.database import (
@@ -41,6 +41,10 @@ from edition.store.database import (
     store_location,
     store_location_by_name,
 )
+
+if TYPE_CHECKING:   # SQLAlchemy itself is imported only when a store is used
+    from sqlalchemy import Table
+    from sqlalchemy.engine import Engine
 
 STORE_ENV = "EDITION_SUPPRESSION_STORE"   # still read; EDITION_STORE is the new name
 ALL_MARKETING = "*"
@@ -82,7 +86,7 @@ class Snapshot:
             yield from self.by_address.get(hashed, ())
 
 
-def _declare_table() -> Any:
+def _declare_table() -> Table:
     from sqlalchemy import Column, Index, MetaData, String, Table
 
     metadata = MetaData()
@@ -113,7 +117,7 @@ class SuppressionStore:
         self.url = self.database.url
 
     @property
-    def _table(self) -> Any:
+    def _table(self) -> Table:
         return self.database.table(_declare_table)
 
     def __repr__(self) -> str:
@@ -133,7 +137,7 @@ class SuppressionStore:
         """False for a SQLite file nobody has written yet (a run then reads nothing)."""
         return self.database.exists()
 
-    def engine(self) -> Any:
+    def engine(self) -> Engine:
         engine = self.database.engine()
         self._table   # noqa: B018 (created on first use)
         return engine

@@ -41,7 +41,9 @@ __all__ = ["BATCH_ROWS", "CustomerSource", "Found", "SourceRows", "Triple", "cus
 
 BATCH_ROWS = 2_000  # rows per Parquet batch / SQL fetch: small enough to stay flat
 
-Triple = tuple[int, Mapping[str, Any] | None, Reason | None]
+# a raw row: column -> value; the key None holds values past the header (CSV)
+RawRow = Mapping[str | None, object]
+Triple = tuple[int, RawRow | None, Reason | None]
 
 
 class SourceRows:
@@ -75,7 +77,7 @@ class Found:
 
     index: int                       # 0-based position among data rows
     line: int                        # line (or row number) for messages
-    raw: Mapping[str, Any]
+    raw: RawRow
     types: Mapping[str, str] | None  # the source's column types; None: inferred
 
 
@@ -92,7 +94,7 @@ class CustomerSource:
     credentials: ClassVar[str] = "the environment"
 
     @classmethod
-    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+    def from_setting(cls, value: str | Path | Mapping[str, object], *, root: Path | None,
                      encoding: str | None) -> CustomerSource:
         """The source `customers:` or `--customers` names (its keys already checked);
         a relative path is taken from the content root."""
@@ -139,7 +141,7 @@ class CustomerSource:
 # --- values ------------------------------------------------------------------------------
 
 
-def plain(value: Any) -> Any:
+def plain(value: object) -> object:
     """A source's value as the row checks know them (str, int, float, bool, date,
     datetime, list, dict, None)."""
     if value is None or isinstance(value, bool | int | str | dt.date):
@@ -166,7 +168,7 @@ def plain(value: Any) -> Any:
     return str(value)
 
 
-def _as_text(value: Any) -> Any:
+def _as_text(value: object) -> object:
     if value is None or isinstance(value, str):
         return value
     if isinstance(value, dt.date):
@@ -174,16 +176,17 @@ def _as_text(value: Any) -> Any:
     return str(value)
 
 
-def plain_row(raw: Mapping[str, Any], declared: Mapping[str, str] | None) -> dict[str, Any]:
+def plain_row(raw: Mapping[str, object], declared: Mapping[str, str] | None
+              ) -> dict[str | None, object]:
     """One typed row's values made plain; columns the campaign declares `text` as text."""
-    row = {str(key): plain(value) for key, value in raw.items()}
+    row: dict[str | None, object] = {str(key): plain(value) for key, value in raw.items()}
     for key, kind in (declared or {}).items():
         if kind == "text" and key in row:
             row[key] = _as_text(row[key])
     return row
 
 
-def rows_of(raws: Iterator[dict[str, Any] | Reason],
+def rows_of(raws: Iterator[dict[str, object] | Reason],
             declared: Mapping[str, str] | None) -> Iterator[Triple]:
     """Triples numbered from 1, from a typed source's rows (or the Reason one is bad)."""
     for number, raw in enumerate(raws, start=1):
@@ -196,7 +199,7 @@ def rows_of(raws: Iterator[dict[str, Any] | Reason],
 # --- choosing the source -----------------------------------------------------------------
 
 
-def customer_source(value: str | Path | Mapping[str, Any] | CustomerSource, *,
+def customer_source(value: str | Path | Mapping[str, object] | CustomerSource, *,
                     root: Path | None = None, from_campaign: bool = True,
                     encoding: str | None = None) -> CustomerSource:
     """The source a campaign's `customers:` (or `--customers`) names, by the installed

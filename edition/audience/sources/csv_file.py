@@ -11,12 +11,12 @@ inferred from the first rows, or declared in the campaign's `fields`.
 from __future__ import annotations
 
 import csv
+import io
 import mmap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from edition.audience.sources import Found, SourceRows, Triple
+from edition.audience.sources import Found, RawRow, SourceRows, Triple
 from edition.audience.text_files import FileFormat, TextFileSource, file_format
 from edition.errors import RunError
 from edition.outcomes import Reason
@@ -66,7 +66,7 @@ class CsvSource(TextFileSource):
         return list(dict.fromkeys(str(name) for name in header))
 
 
-def _csv_rows(handle: Any, form: FileFormat) -> Iterator[Triple]:
+def _csv_rows(handle: io.BufferedReader, form: FileFormat) -> Iterator[Triple]:
     # surrogateescape: a byte the encoding cannot read survives as a marker the row
     # check finds
     text = form.open(handle)
@@ -90,13 +90,13 @@ def _csv_rows(handle: Any, form: FileFormat) -> Iterator[Triple]:
             continue
         if not values:
             continue
-        raw: dict[Any, Any] = dict(zip(header, values, strict=False))
+        raw: dict[str | None, object] = dict(zip(header, values, strict=False))
         if len(values) > width:  # as csv.DictReader does, so type_row rejects it
             raw[None] = values[width:]
         yield reader.line_num, raw, None
 
 
-def _scan_csv(file: TextFileSource, customer_id: str) -> tuple[int, dict[Any, Any]] | None:
+def _scan_csv(file: TextFileSource, customer_id: str) -> tuple[int, RawRow] | None:
     """Find a row by id with a byte search, so a preview answers fast on a large file.
 
     Only lines holding the id's bytes are parsed. When a candidate line could be part
@@ -143,7 +143,7 @@ def _scan_csv(file: TextFileSource, customer_id: str) -> tuple[int, dict[Any, An
 
 
 def _scan_csv_slowly(file: TextFileSource, customer_id: str, header: list[str],
-                     column: int) -> tuple[int, dict[Any, Any]] | None:
+                     column: int) -> tuple[int, RawRow] | None:
     form = file_format(file.path, file.encoding)
     with file.path.open("rb") as handle:
         reader = csv.reader(form.open(handle), delimiter=form.separator)
@@ -159,8 +159,8 @@ def _scan_csv_slowly(file: TextFileSource, customer_id: str, header: list[str],
                 return reader.line_num, _as_raw(header, row)
 
 
-def _as_raw(header: list[str], row: list[str]) -> dict[Any, Any]:
-    raw: dict[Any, Any] = dict(zip(header, row, strict=False))
+def _as_raw(header: list[str], row: list[str]) -> dict[str | None, object]:
+    raw: dict[str | None, object] = dict(zip(header, row, strict=False))
     if len(row) > len(header):  # as csv.DictReader does, so type_row rejects it
         raw[None] = row[len(header):]
     return raw

@@ -10,11 +10,11 @@ columns given as text (numbers, dates) are inferred from the first rows, as for 
 
 from __future__ import annotations
 
+import io
 import itertools
 import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from edition.audience.sources import Found, SourceRows, Triple
 from edition.audience.text_files import FileFormat, TextFileSource, file_format
@@ -62,7 +62,7 @@ class JsonlSource(TextFileSource):
         return list(names)
 
 
-def _json_rows(handle: Any, form: FileFormat) -> Iterator[Triple]:
+def _json_rows(handle: io.BufferedReader, form: FileFormat) -> Iterator[Triple]:
     if not form.ascii_compatible:  # UTF-16/32: lines are not split at b"\n"
         lines: Iterable[bytes | str] = form.open(handle)
     else:

@@ -30,6 +30,7 @@ from edition.errors import RunError
 from edition.outcomes import Reason
 
 
+# pyarrow ships no types: its objects are untyped here (pyproject ignores its imports)
 def _arrow_kind(kind: Any) -> str | None:
     import pyarrow as pa
 
@@ -58,7 +59,7 @@ class ParquetSource(CustomerSource):
     path: Path
 
     @classmethod
-    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+    def from_setting(cls, value: str | Path | Mapping[str, object], *, root: Path | None,
                      encoding: str | None) -> ParquetSource:
         path = Path(str(value))
         return cls(root / path if root is not None and not path.is_absolute() else path)
@@ -98,7 +99,7 @@ class ParquetSource(CustomerSource):
         types = self._types(parquet)
         return SourceRows(types, rows_of(self._records(parquet), declared), parquet.close)
 
-    def _records(self, parquet: Any) -> Iterator[dict[str, Any] | Reason]:
+    def _records(self, parquet: Any) -> Iterator[dict[str, object] | Reason]:
         try:
             # one thread: the rows are turned into Python one at a time anyway, and each
             # decoding thread's allocator would keep its own tens of MB
@@ -159,12 +160,13 @@ class ParquetSource(CustomerSource):
             parquet.close()
 
 
-def _batch_rows(batch: Any) -> list[dict[str, Any] | Reason]:
+def _batch_rows(batch: Any) -> list[dict[str, object] | Reason]:
     try:
-        return batch.to_pylist()
+        whole: list[dict[str, object] | Reason] = batch.to_pylist()
+        return whole
     except UnicodeDecodeError:
         # one bad string must not lose the batch: row by row, the bad one(s) rejected
-        rows: list[dict[str, Any] | Reason] = []
+        rows: list[dict[str, object] | Reason] = []
         for index in range(batch.num_rows):
             try:
                 rows.extend(batch.slice(index, 1).to_pylist())

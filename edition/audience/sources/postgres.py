@@ -24,10 +24,10 @@ syntax error, not a second statement, and a query that modifies data is refused.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from edition.audience.sources import (
     BATCH_ROWS,
@@ -40,6 +40,10 @@ from edition.audience.sources import (
 from edition.content.plugins import SourceOptions
 from edition.databases import DATABASE_SCHEMES, masked, scrub, sqlalchemy_url
 from edition.errors import RunError
+
+if TYPE_CHECKING:   # SQLAlchemy itself is imported only when a query runs
+    from psycopg import Column
+    from sqlalchemy import Connection, CursorResult, Engine
 
 _SOURCE_PARAMS = ("table", "query")  # edition's own URL parameters, never sent to the server
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?\Z")
@@ -61,6 +65,14 @@ _PG_KINDS = {
     "date": "date",
     "text": "text", "varchar": "text", "bpchar": "text", "name": "text",
 }
+
+
+def _column_types(result: CursorResult[Any]) -> dict[str, str]:
+    """The edition types of a query's columns that have one."""
+    # psycopg's own Column objects, which SQLAlchemy types as DB-API tuples
+    columns = cast("Sequence[Column]", result.cursor.description)
+    return {column.name: kind for column in columns
+            if (kind := _pg_kind(column.type_code)) is not None}
 
 
 def _pg_kind(type_code: int) -> str | None:
@@ -96,10 +108,12 @@ class SqlSource(CustomerSource):
                            "crm.customers", masked(self.url))
 
     @classmethod
-    def from_setting(cls, value: str | Path | Mapping[str, Any], *, root: Path | None,
+    def from_setting(cls, value: str | Path | Mapping[str, object], *, root: Path | None,
                      encoding: str | None) -> SqlSource:
         if isinstance(value, Mapping):
-            return cls(str(value["url"]), query=value.get("query"), table=value.get("table"))
+            # text, as the options model checked them (the customers: block)
+            return cls(str(value["url"]), query=cast("str | None", value.get("query")),
+                       table=cast("str | None", value.get("table")))
         return cls.from_url(str(value))
 
     @classmethod
@@ -137,7 +151,7 @@ class SqlSource(CustomerSource):
         return RunError(f"{doing}: {scrub(text[0] if text else type(orig).__name__, self.url)}",
                         masked(self.url))
 
-    def _connect(self) -> tuple[Any, Any]:
+    def _connect(self) -> tuple[Engine, Connection]:
         from edition.databases import create_engine_for
 
         engine = create_engine_for(sqlalchemy_url(self.url, drop=_SOURCE_PARAMS),
@@ -153,7 +167,8 @@ class SqlSource(CustomerSource):
         return engine, conn
 
     @staticmethod
-    def _execute(conn: Any, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+    def _execute(conn: Connection, sql: str, params: Mapping[str, object] | None = None
+                 ) -> CursorResult[Any]:   # SQLAlchemy types a row's columns as Any
         """Run one statement of ours around the customer query, on a server-side cursor:
         its DECLARE goes through the extended protocol, which takes exactly one
         statement. (psycopg sends a statement without parameters through the simple
@@ -175,14 +190,13 @@ class SqlSource(CustomerSource):
         try:
             # a server-side cursor, fetched BATCH_ROWS at a time
             result = self._execute(conn, self._sql)
-            types = {column.name: kind for column in result.cursor.description
-                     if (kind := _pg_kind(column.type_code)) is not None}
+            types = _column_types(result)
         except Exception as exc:
             close()
             raise self._fail(exc, "the customer query failed") from None
         return SourceRows(types, rows_of(self._records(result), declared), close)
 
-    def _records(self, result: Any) -> Iterator[dict[str, Any]]:
+    def _records(self, result: CursorResult[Any]) -> Iterator[dict[str, object]]:
         try:
             for row in result.mappings():
                 yield dict(row)
@@ -201,8 +215,7 @@ class SqlSource(CustomerSource):
                 f"FROM ({self._sql}) AS q) AS n "
                 "WHERE btrim(n.id::text) = :id ORDER BY edition_row_number_ LIMIT 1",
                 {"id": customer_id})
-            types = {column.name: kind for column in found.cursor.description
-                     if (kind := _pg_kind(column.type_code)) is not None}
+            types = _column_types(found)
             row = found.mappings().first()
         except Exception as exc:
             raise self._fail(exc, "the customer query failed") from None

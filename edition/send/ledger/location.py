@@ -22,11 +22,11 @@ import os
 import socket
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from edition.databases import has_password, is_database_url, masked
 from edition.errors import ContentError, LedgerError
-from edition.send.ledger.sqlite import Claim, LedgerEntry, Mailing, SendLedger
+from edition.send.ledger.sqlite import Claim, HistoryEvent, LedgerEntry, Mailing, SendLedger
 
 if TYPE_CHECKING:
     from edition.send.targets import Outcome
@@ -40,7 +40,8 @@ LEDGER_URL_ENV = "EDITION_LEDGER_URL"
 class Ledger(Protocol):
     """The send ledger's protocol (ledger.py documents the guarantees)."""
 
-    path: Any
+    @property
+    def path(self) -> Path | str: ...   # a file, or a URL with its password masked
     exclusive: bool
     readonly: bool
 
@@ -71,7 +72,7 @@ class Ledger(Protocol):
                 states: Iterable[str] | None = None) -> list[LedgerEntry]: ...
 
     def counts(self, campaign: str) -> dict[str, int]: ...
-    def history(self, campaign: str, customer_id: str) -> list[dict[str, Any]]: ...
+    def history(self, campaign: str, customer_id: str) -> list[HistoryEvent]: ...
 
     def open_mailing(self, campaign: str, mailing: str, channel: str, *, as_of: str,
                      run_id: str, expected: int) -> None: ...

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -46,6 +46,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     PrimaryKeyConstraint,
+    Select,
     Table,
     Text,
     and_,
@@ -64,9 +65,23 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from edition.databases import create_engine_for, masked, scrub, sqlalchemy_url
 from edition.errors import LedgerBusy, LedgerError
-from edition.send.ledger.sqlite import KEY_JOIN, STATES, Claim, LedgerEntry, Mailing
+from edition.send.ledger.sqlite import (
+    KEY_JOIN,
+    STATES,
+    Claim,
+    HistoryEvent,
+    LedgerEntry,
+    Mailing,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from sqlalchemy import ColumnElement, CursorResult, Executable, Row
+    from sqlalchemy.engine import Dialect
+    from sqlalchemy.sql.dml import Insert, ReturningInsert
+    from sqlalchemy.sql.elements import ClauseElement
+
     from edition.send.targets import Outcome
 
 __all__ = ["PostgresLedger"]
@@ -145,14 +160,15 @@ def _key_params(campaign: str, customer_id: str, send_key: str) -> dict[str, str
             "k_campaign": campaign, "k_customer_id": customer_id, "k_send_key": send_key}
 
 
-def _event_values(state: Any, provider_id: Any = None, reason: Any = None) -> dict[str, Any]:
+def _event_values(state: object, provider_id: object = None,
+                  reason: object = None) -> dict[str, object]:
     return {"campaign": bindparam("campaign"), "customer_id": bindparam("customer_id"),
             "send_key": bindparam("send_key"), "run_id": bindparam("run_id"),
             "state": state, "provider_id": provider_id, "reason": reason,
             "at": bindparam("now")}
 
 
-def _claim_statement() -> Any:
+def _claim_statement() -> ReturningInsert[tuple[int]]:
     """The new row and its `sending` event, or nothing when the key exists: one statement."""
     claimed = (
         insert(sends)
@@ -178,12 +194,13 @@ class _Precompiled:
     CONFLICT is built afresh on every execute, about a millisecond of Python): compiled
     once per dialect, then sent as its SQL string with the bound values merged in."""
 
-    def __init__(self, statement: Any):
+    def __init__(self, statement: ClauseElement):
         self.statement = statement
-        self._compiled: dict[type, tuple[str, dict[str, Any]]] = {}
+        self._compiled: dict[type[Dialect], tuple[str, dict[str, object]]] = {}
 
     def __call__(self, db: Connection,
-                 params: dict[str, Any] | list[dict[str, Any]]) -> Any:
+                 params: dict[str, object] | list[dict[str, object]]
+                 ) -> CursorResult[tuple[int]]:
         kind = type(db.dialect)
         if kind not in self._compiled:
             compiled = self.statement.compile(dialect=db.dialect)
@@ -234,7 +251,7 @@ _RECORD_MANY = text(
     " SELECT campaign, customer_id, send_key, run_id, state, provider_id, reason, at FROM rows"
     " ORDER BY n")
 _LOCK_ROW = select(sends.c.state, sends.c.run_id).where(_KEY).with_for_update()
-_SENT_TO_CUSTOMER = (select(literal_column("1")).select_from(sends)
+_SENT_TO_CUSTOMER: Select[tuple[int]] = (select(literal_column("1", Integer)).select_from(sends)
                      .where(sends.c.campaign == bindparam("campaign"),
                             sends.c.customer_id == bindparam("customer_id"),
                             sends.c.state == "sent").limit(1))
@@ -250,7 +267,7 @@ _EVENT = sa_insert(events).values(**_event_values(bindparam("state"), bindparam(
                                                   bindparam("reason")))
 
 
-def _record_statement() -> Any:
+def _record_statement() -> Insert:
     """An outcome and its event: one statement, so a group of records is one round trip."""
     upsert = insert(sends).values(
         campaign=bindparam("campaign"), customer_id=bindparam("customer_id"),
@@ -296,7 +313,11 @@ _NO_IDLE_TIMEOUTS = text(
     "('idle_session_timeout', 'idle_in_transaction_session_timeout')")
 _ENTRY_COLUMNS = [sends.c[name] for name in LedgerEntry.__dataclass_fields__]
 
-_Op = Callable[[Connection, set[tuple[str, str, str]]], Any]
+_Op = Callable[[Connection, set[tuple[str, str, str]]], object]
+_T = TypeVar("_T")
+# an outcome waiting for the next commit: campaign, customer_id, send_key, state,
+# provider_id, reason, run_id, when
+_Record = tuple[str, str, str, str, str | None, str | None, str, datetime]
 
 
 class _Victim(LedgerBusy):
@@ -312,7 +333,7 @@ class _Request:
         self.op = op
         self.order = order  # claims run in key order: fewer lock-order deadlocks
         self.done = False
-        self.result: Any = None
+        self.result: object = None
         self.error: BaseException | None = None
 
 
@@ -320,11 +341,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _iso(value: datetime | None) -> str | None:
-    """Timestamps read back in the SQLite ledger's form (UTC, milliseconds)."""
-    if value is None:
-        return None
+def _when(value: datetime) -> str:
+    """A timestamp read back in the SQLite ledger's form (UTC, milliseconds)."""
     return value.astimezone(UTC).isoformat(timespec="milliseconds")
+
+
+def _iso(value: datetime | None) -> str | None:
+    """A timestamp of a column that may be NULL, in the same form."""
+    return None if value is None else _when(value)
 
 
 def _lock_key(scope: str) -> int:
@@ -359,8 +383,7 @@ class PostgresLedger:
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._in_flight: set[tuple[str, str, str]] = set()  # claimed by this object
-        self._pending: list[tuple[str, str, str, str, str | None, str | None, str,
-                                  datetime]] = []
+        self._pending: list[_Record] = []
         self._queue: list[_Request] = []
         self._queue_lock = threading.Lock()
         self._engine: Engine | None = None
@@ -504,7 +527,8 @@ class PostgresLedger:
                 self._in_flight.discard(row[:3])
             self._in_flight |= tentative
 
-    def _grouped(self, op: _Op, order: tuple[str, ...] = ()) -> Any:
+    def _grouped(self, op: Callable[[Connection, set[tuple[str, str, str]]], _T],
+                 order: tuple[str, ...] = ()) -> _T:
         """Run `op` in a write transaction whose commit it shares with the ops other
         threads queued meanwhile (one round of commits for several claims)."""
         request = _Request(op, order)
@@ -524,7 +548,7 @@ class PostgresLedger:
                     r.done = True
         if request.error is not None:
             raise request.error
-        return request.result
+        return cast(_T, request.result)   # what `op` returned: it did not raise
 
     # --- the protocol --------------------------------------------------------------------
 
@@ -579,8 +603,8 @@ class PostgresLedger:
                     decided[i] = Claim.SEND
         for i in ranked:  # keys that existed (or repeat within the batch): one by one
             if i not in decided:
-                customer_id, key, content_hash = items[i]
-                decided[i] = self._claim_in(db, tentative, (campaign, customer_id, key),
+                customer_id, one_key, content_hash = items[i]
+                decided[i] = self._claim_in(db, tentative, (campaign, customer_id, one_key),
                                             run_id, now, resend_unknown, once_per_customer,
                                             content_hash)
         return [decided[i] for i in range(len(items))]
@@ -588,8 +612,8 @@ class PostgresLedger:
     def _claim_in(self, db: Connection, tentative: set[tuple[str, str, str]],
                   key: tuple[str, str, str], run_id: str, now: datetime,
                   resend_unknown: bool, once_per_customer: bool, content_hash: str) -> Claim:
-        params = _key_params(*key) | {"run_id": run_id, "now": now,
-                                      "content_hash": content_hash}
+        params: dict[str, object] = _key_params(*key) | {"run_id": run_id, "now": now,
+                                                         "content_hash": content_hash}
         if once_per_customer and db.execute(_SENT_TO_CUSTOMER, params).first():
             return Claim.ALREADY_SENT
         if _CLAIM(db, params).first() is not None:
@@ -603,7 +627,7 @@ class PostgresLedger:
         if state == "sent":
             return Claim.ALREADY_SENT
         if state == "failed":
-            self._reclaim(db, tentative, params)
+            self._reclaim(db, tentative, key, params)
             return Claim.FAILED_BEFORE
         if state == "sending":
             # Someone is sending it right now: this object, or (in shared mode) a
@@ -620,14 +644,14 @@ class PostgresLedger:
                 return Claim.UNKNOWN
         elif state == "unknown" and not resend_unknown:
             return Claim.UNKNOWN
-        self._reclaim(db, tentative, params)
+        self._reclaim(db, tentative, key, params)
         return Claim.SEND
 
     def _reclaim(self, db: Connection, tentative: set[tuple[str, str, str]],
-                 params: dict[str, Any]) -> None:
+                 key: tuple[str, str, str], params: dict[str, object]) -> None:
         db.execute(_RECLAIM, params)
         db.execute(_EVENT, params | {"state": "sending", "provider_id": None, "reason": None})
-        tentative.add((params["campaign"], params["customer_id"], params["send_key"]))
+        tentative.add(key)
 
     def record(self, campaign: str, customer_id: str, send_key: str, outcome: Outcome,
                run_id: str, *, defer: bool = False) -> None:
@@ -682,16 +706,19 @@ class PostgresLedger:
 
     # --- reading -------------------------------------------------------------------------
 
-    def _read(self, statement: Any, params: dict[str, Any] | None = None) -> list[Any]:
+    def _read(self, statement: Executable, params: Mapping[str, object] | None = None
+              ) -> list[Row[Any]]:   # SQLAlchemy types the columns of a row as Any
         with self._lock:
             db = self._open_db()
             with self._errors("cannot read the send ledger"), db.begin():
                 return list(db.execute(statement, params or {}).all())
 
-    def _entries(self, where: Any, *order: Any,
-                 params: dict[str, Any] | None = None) -> list[LedgerEntry]:
+    def _entries(self, where: ColumnElement[bool],
+                 *order: ColumnElement[str] | ColumnElement[datetime],
+                 params: Mapping[str, object] | None = None) -> list[LedgerEntry]:
         rows = self._read(select(*_ENTRY_COLUMNS).where(where).order_by(*order), params)
-        return [LedgerEntry(*row[:9], _iso(row[9]), _iso(row[10])) for row in rows]
+        return [LedgerEntry(c, cid, key, h, state, run, n, pid, why, _when(at), _when(upd))
+                for c, cid, key, h, state, run, n, pid, why, at, upd in rows]
 
     def lookup(self, campaign: str, customer_id: str, send_key: str) -> LedgerEntry | None:
         """The row for this key (state, provider_id, run, when), or None."""
@@ -717,15 +744,15 @@ class PostgresLedger:
             sends.c.campaign == campaign).group_by(sends.c.state))
         return {state: 0 for state in STATES} | {state: int(n) for state, n in rows}
 
-    def history(self, campaign: str, customer_id: str) -> list[dict[str, Any]]:
+    def history(self, campaign: str, customer_id: str) -> list[HistoryEvent]:
         """Every claim and outcome of one customer, oldest first (for audits)."""
         rows = self._read(
             select(events.c.send_key, events.c.run_id, events.c.state, events.c.provider_id,
                    events.c.reason, events.c.at)
             .where(events.c.campaign == campaign, events.c.customer_id == customer_id)
             .order_by(events.c.seq))
-        return [{"send_key": k, "run_id": run, "state": s, "provider_id": p, "reason": r,
-                 "at": _iso(at)} for k, run, s, p, r, at in rows]
+        return [HistoryEvent(send_key=k, run_id=run, state=s, provider_id=p, reason=r,
+                             at=_iso(at)) for k, run, s, p, r, at in rows]
 
     # --- mailings ------------------------------------------------------------------------
 
@@ -757,7 +784,7 @@ class PostgresLedger:
                  .where(mailings.c.campaign == campaign).order_by(mailings.c.started_at))
         if channel is not None:
             query = query.where(mailings.c.channel == channel)
-        return [Mailing(m, ch, as_of, status, run, int(expected), _iso(started),
+        return [Mailing(m, ch, as_of, status, run, int(expected), _when(started),
                         _iso(finished), int(n))
                 for m, ch, as_of, status, run, expected, started, finished, n
                 in self._read(query)]

@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
 
 from filelock import FileLock, Timeout
 
@@ -117,6 +117,21 @@ class LedgerEntry:
     updated_at: str
 
 
+class HistoryEvent(TypedDict):
+    """One claim or outcome of a customer's send, as `history` gives it."""
+
+    send_key: str
+    run_id: str
+    state: str
+    provider_id: str | None
+    reason: str | None
+    at: str | None
+
+
+# an outcome waiting for the next commit: campaign, customer_id, send_key, state,
+# provider_id, reason, run_id, when
+_Record = tuple[str, str, str, str, str | None, str | None, str, str]
+
 _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
 KEY_JOIN = "\x1f"  # between mailing and channel in the engine's send key
 
@@ -153,10 +168,10 @@ class _Request:
 
     __slots__ = ("done", "error", "op", "result")
 
-    def __init__(self, op: Callable[[sqlite3.Connection], Any]):
+    def __init__(self, op: Callable[[sqlite3.Connection], object]):
         self.op = op
         self.done = False
-        self.result: Any = None
+        self.result: object = None
         self.error: BaseException | None = None
 
 
@@ -182,7 +197,7 @@ class SendLedger:
         self._busy_timeout = busy_timeout
         self._lock = threading.RLock()
         self._in_flight: set[tuple[str, str, str]] = set()  # claimed by this object
-        self._pending: list[tuple[str, str, str, str, str | None, str | None, str, str]] = []
+        self._pending: list[_Record] = []
         self._queue: list[_Request] = []  # ops waiting for the next group commit
         self._queue_lock = threading.Lock()
         self._run_lock: FileLock | None = None
@@ -305,7 +320,7 @@ class SendLedger:
                     r.done = True
         if request.error is not None:
             raise request.error
-        return request.result  # type: ignore[return-value]
+        return cast(_T, request.result)   # what `op` returned: it did not raise
 
     # --- the protocol --------------------------------------------------------------------
 
@@ -451,15 +466,15 @@ class SendLedger:
                               "GROUP BY state", (campaign,)).fetchall()
         return {state: 0 for state in STATES} | dict(rows)
 
-    def history(self, campaign: str, customer_id: str) -> list[dict[str, Any]]:
+    def history(self, campaign: str, customer_id: str) -> list[HistoryEvent]:
         """Every claim and outcome of one customer, oldest first (for audits)."""
         with self._lock:
             db = self._open_db()
             cur = db.execute(
                 "SELECT send_key, run_id, state, provider_id, reason, at FROM events "
                 "WHERE campaign=? AND customer_id=? ORDER BY seq", (campaign, customer_id))
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return [HistoryEvent(send_key=k, run_id=run, state=s, provider_id=p, reason=r,
+                                 at=at) for k, run, s, p, r, at in cur.fetchall()]
 
     # --- mailings ------------------------------------------------------------------------
 
@@ -505,7 +520,7 @@ class SendLedger:
             raise LedgerError("the ledger is not open", str(self.path))
         return self._db
 
-    def _select(self, where: str, args: tuple[Any, ...]) -> list[LedgerEntry]:
+    def _select(self, where: str, args: tuple[str, ...]) -> list[LedgerEntry]:
         with self._lock:
             db = self._open_db()
             rows = db.execute(f"SELECT {_COLUMNS} FROM sends {where}", args).fetchall()
