@@ -530,3 +530,45 @@ def test_shared_rate_leases_and_errors(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="unavailable") as caught:
         dead.acquire()
     assert "hunter2" not in str(caught.value)
+
+
+def test_a_campaigns_in_flight_overlaps_run_send_and_approved_send(
+        content_tree: Any, cli: Any) -> None:
+    """`delivery.in_flight` reaches real sends: `edition run --send` and `edition send` of
+    an approved run keep several messages in flight, each recipient mailed once."""
+    from cadence_content import campaign, house, people
+    from conftest import read_manifest
+
+    with smtp_sink(SlowSink(delay=0.3)) as (port, handler):
+        delivery = {"to": f"smtp://127.0.0.1:{port}", "in_flight": 6, "connections": 6}
+        root = house(content_tree, people(24), **{
+            "news-a": campaign("news-a", delivery=delivery),
+            "news-b": campaign("news-b", delivery=delivery)})
+        code, out, err = cli("run", "campaigns/news-a.yaml", "--send", "--yes", "--out",
+                             "out/a", cwd=root)
+        assert code == 0, out + err
+        assert {r["status"] for r in read_manifest(root / "out" / "a")} == {"sent"}
+        assert handler.most >= 2, handler.most          # the waits overlapped
+        assert sum(handler.received.values()) == 24
+        handler.most = 0
+        code, out, err = cli("run", "campaigns/news-b.yaml", "--out", "out/b", cwd=root)
+        assert code == 0, out + err
+        code, out, err = cli("approve", "out/b", "--by", "Ann", "--yes", cwd=root)
+        assert code == 0, out + err
+        code, out, err = cli("send", "out/b", "--yes", cwd=root)
+        assert code == 0, out + err
+        assert handler.most >= 2, handler.most
+        assert handler.received == Counter({f"c{i:03d}@example.com": 2 for i in range(24)})
+        # again: the ledger says already sent, nobody is mailed a third time
+        code, out, err = cli("send", "out/b", "--yes", cwd=root)
+        assert sum(handler.received.values()) == 48, out + err
+
+
+def test_in_flight_out_of_range_is_a_campaign_error(content_tree: Any, cli: Any) -> None:
+    from cadence_content import campaign, house, people
+
+    root = house(content_tree, people(2), **{
+        "news-a": campaign("news-a", delivery={"to": "local", "in_flight": 0})})
+    code, _, err = cli("validate", "campaigns/news-a.yaml", cwd=root)
+    assert code == 2 and "delivery.in_flight must be a whole number from 1 to 256" in err
+    assert "news-a.yaml" in err and "Traceback" not in err

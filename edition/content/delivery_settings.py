@@ -5,6 +5,7 @@ target's own options, typed by the target's plugin.
       to: smtp://mail.acme.example:587     # local, s3://…, smtp://…, ses, https://… (webhook)
       ledger: postgresql://edition@db/edition    # optional: the send ledger
       dkim: {domain: acme.example, selector: s2026, key_file: keys/dkim.pem}
+      in_flight: 16                         # optional: messages sent at once per worker
       starttls: true                        # …and the target's options
       rate: 20
 
@@ -38,6 +39,8 @@ from edition.content.plugins import (
     target_problem,
 )
 from edition.databases import masked
+
+MAX_IN_FLIGHT = 256
 
 
 class Dkim(Strict):
@@ -93,6 +96,9 @@ class DeliverySettings(Strict):
     to: str = "local"
     ledger: str | None = None     # a file or postgresql:// URL (default: see send/delivery.py)
     dkim: Dkim | None = None      # SMTP only; SES signs itself
+    # messages in flight per worker: above 1 their transport waits overlap (pooled SMTP
+    # connections, SES's HTTP pool), and a crash can leave up to that many `unknown`
+    in_flight: int = 1
     options: SerializeAsAny[TargetOptions] = TargetOptions()
 
     @field_validator("to", mode="before")
@@ -112,6 +118,14 @@ class DeliverySettings(Strict):
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise fail("delivery.ledger must be a file path or a postgresql:// URL",
                        says_where=True)
+        return value
+
+    @field_validator("in_flight", mode="before")
+    @classmethod
+    def _in_flight(cls, value: object) -> object:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_IN_FLIGHT:
+            raise fail(f"delivery.in_flight must be a whole number from 1 to {MAX_IN_FLIGHT} "
+                       "(messages sent at once per worker)", says_where=True)
         return value
 
     @field_validator("dkim", mode="before")

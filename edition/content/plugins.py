@@ -40,7 +40,7 @@ TARGETS = "edition.targets"
 SOURCES = "edition.sources"
 EMAIL = "email"   # the channel of every target that mails customers (design.md, "Sending")
 # Keys of a campaign's `delivery:` block read by the engine, not by the target.
-ENGINE_KEYS = frozenset({"to", "ledger", "dkim"})
+ENGINE_KEYS = frozenset({"to", "ledger", "dkim", "in_flight"})
 
 log = logging.getLogger("edition.plugins")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")

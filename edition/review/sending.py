@@ -60,7 +60,7 @@ from edition.run.pipeline import BatchResult
 from edition.run.report import RunInfo, Tally, render_report
 from edition.run.summary import RunSummary
 from edition.run.workers import Work
-from edition.send.delivery import Deliverer, MailingChoice
+from edition.send.delivery import Deliverer, MailingChoice, Message
 
 SEND_BATCH = 200   # approved rows per batch: deliveries between ledger flushes
 
@@ -144,9 +144,31 @@ class ApprovedSender:
             ledger=work.ledger_here() if work is not None else None)
 
     def process(self, batch: list[Approved]) -> BatchResult:
-        rows = [self._one(item) for item in batch]
+        if self.deliverer.in_flight > 1:
+            rows = self._in_flight(batch)
+        else:
+            rows = [self._one(item) for item in batch]
         self.deliverer.flush()  # outcomes committed before the manifest says so
         return BatchResult(rows)
+
+    def _in_flight(self, batch: list[Approved]) -> list[ManifestRow]:
+        """The batch's messages sent `delivery.in_flight` at a time (deliver_many)."""
+        rows: list[ManifestRow | None] = []
+        pending: list[tuple[int, Approved]] = []
+        for item in batch:
+            if item.carried or item.outcome is not None:
+                rows.append(self._one(item))
+            else:
+                pending.append((len(rows), item))
+                rows.append(None)
+        messages = [Message(customer_id=str(item.row.get("customer_id")),
+                            recipient=item.recipient, digest=item.digest,
+                            message_id=item.message_id, files=item.files)
+                    for _, item in pending]
+        for (at, item), sent in zip(pending, self.deliverer.deliver_many(
+                messages, in_flight=self.deliverer.in_flight), strict=True):
+            rows[at] = item.manifest(sent.status, sent.reason, self.send_id, **sent.extra)
+        return [row for row in rows if row is not None]
 
     def _one(self, item: Approved) -> ManifestRow:
         if item.carried:

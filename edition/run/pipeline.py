@@ -25,7 +25,7 @@ from edition.render.plan import Plan
 from edition.render.versions import Version
 from edition.run.cadence import Cadence
 from edition.run.folder import FileWriter
-from edition.send.delivery import Deliverer
+from edition.send.delivery import Deliverer, Message
 
 
 @dataclass
@@ -116,13 +116,24 @@ class Pipeline:
         self._count_paths(items, result)
         if "pdf" in self.plan.formats:
             self._pdfs(items, result)
+        pending: list[tuple[int, WorkItem, dict[str, str], Message]] = []
         for item in items:
             try:
-                result.rows.append(self._finish(item))
+                done = self._finish(item)
             except DeliveryError:
                 raise  # the target is unusable: the run stops (the rest is repaired)
             except Exception as exc:  # one customer's encoding bug is that customer's
-                result.rows.append(item.manifest("failed", internal_error(exc)))
+                done = item.manifest("failed", internal_error(exc))
+            if isinstance(done, ManifestRow):
+                result.rows.append(done)
+            else:   # written, to be sent with the others in flight (delivery.in_flight)
+                pending.append((len(result.rows), item, *done))
+                result.rows.append(item.manifest("failed", None))   # replaced below
+        if pending and self.deliverer is not None:
+            sent_all = self.deliverer.deliver_many([m for *_, m in pending],
+                                                   in_flight=self.deliverer.in_flight)
+            for (at, item, paths, _), sent in zip(pending, sent_all, strict=True):
+                result.rows[at] = item.manifest(sent.status, sent.reason, paths, **sent.extra)
         self.writer.flush()  # an object store's uploads: a batch is done when its files are
         if self.deliverer is not None:
             self.deliverer.flush()
@@ -249,7 +260,9 @@ class Pipeline:
         for reason, n in (stats.full - full).items():
             result.paths[("pdf", reason)] += n
 
-    def _finish(self, item: WorkItem) -> ManifestRow:
+    def _finish(self, item: WorkItem) -> ManifestRow | tuple[dict[str, str], Message]:
+        """The customer's manifest row; or, when messages go several in flight, the
+        written files' paths and the message to send with the batch's others."""
         row = item.row
         if row.rejected:
             return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
@@ -277,6 +290,10 @@ class Pipeline:
         paths = {fmt: rel for fmt, (rel, _, _) in files.items()}
         if self.deliverer is None:
             return item.manifest("rendered", None, paths)
+        if self.deliverer.in_flight > 1:
+            return paths, Message(customer_id=customer_id, recipient=item.fields.get("email"),
+                                  digest=digest, message_id=self.encoder.message_id(digest),
+                                  files=files, subject=item.rendered.subject)
         sent = self.deliverer.deliver(customer_id=customer_id,
                                       recipient=item.fields.get("email"), digest=digest,
                                       message_id=self.encoder.message_id(digest), files=files,

@@ -136,8 +136,9 @@ class Deliverer:
                  campaign: str, mailing: str, run_id: str, out_dir: Path,
                  resend_unknown: bool = False,
                  sign: Callable[[bytes], bytes] | None = None, joining: bool = False,
-                 bounces: SendBounces | None = None):
+                 bounces: SendBounces | None = None, in_flight: int = 1):
         self.sign = sign  # DKIM, for SMTP (SES signs itself)
+        self.in_flight = max(1, in_flight)   # above 1: deliver_many (docs/scale.md)
         self.bounces = bounces  # refusals (550 5.1.1) into the house store
         self._pool: ThreadPoolExecutor | None = None  # deliver_many's senders
         self._pool_size = 0
@@ -192,7 +193,7 @@ class Deliverer:
                    campaign=campaign.name, mailing=mailing, run_id=run_id, out_dir=out_dir,
                    resend_unknown=resend_unknown,
                    sign=signer.sign if signer is not None else None,
-                   joining=ledger is not None,
+                   joining=ledger is not None, in_flight=campaign.delivery.in_flight,
                    bounces=SendBounces(store_location(campaign), campaign.name, mailing,
                                        SoftBounceRule(campaign.suppression.soft_bounces.count,
                                                       campaign.suppression.soft_bounces.days)))
