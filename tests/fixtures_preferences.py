@@ -9,14 +9,13 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 from fixtures_delivery import free_port
 from fixtures_sending import cli_env, edition_command
+from fixtures_web import running_web
 
 NAME = "garden-news"
 CAMPAIGN = f"campaigns/{NAME}.yaml"
@@ -99,30 +98,8 @@ def web_server(root: Path, port: int, verb: str = "web") -> Iterator[str]:
     """`edition web` (or its alias) on 127.0.0.1:port for the content root; stopped after."""
     url = f"http://127.0.0.1:{port}"
     log = root.parent / f"web-{port}.log"
-    with log.open("w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [*edition_command(), verb, "--host", "127.0.0.1", "--port", str(port),
-             "--root", str(root)], cwd=root, env=cli_env(), stdout=handle,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
+    with running_web(root, port, cli_env(), log, verb=verb, command=edition_command()) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=60)
 
 
 __all__ = ["AS_OF", "CAMPAIGN", "LONG_ID", "NAME", "dry_run", "free_port", "make_site",

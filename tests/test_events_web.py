@@ -31,6 +31,7 @@ from cryptography.x509.oid import NameOID
 from fixtures_delivery import AWS_ENV, free_port, moto_server
 from fixtures_returned_mail import ses_notification
 from fixtures_sending import copy_site, edition
+from fixtures_web import running_web
 
 from edition.addresses import address_hash
 from edition.feedback.events.sns import SnsRefused, SnsVerifier, canonical, sns_url
@@ -249,40 +250,14 @@ def test_the_real_server_refuses_unnamed_topics(tmp_path: Path,
     """`edition unsubscribe-server` (the real CLI) serves POST /events/ses; with no topic
     named in EDITION_SNS_TOPIC_ARNS it takes nothing, and fetches nothing."""
     import os
-    import subprocess
-    import sys
 
     root = copy_site(tmp_path / "site")
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("EDITION_SNS_TOPIC_ARNS",
                                                             "EDITION_STORE")}
     log = tmp_path / "server.log"
-    with log.open("w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "unsubscribe-server", "--host", "127.0.0.1",
-             "--port", str(port), "--root", str(root)], cwd=root, env=env, stdout=handle,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5,
-                             trust_env=False).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
-        answer = post(f"http://127.0.0.1:{port}/events/ses",
-                      notification(signer[0], "C1", "ann@example.com"))
+    with running_web(root, port, env, log, verb="unsubscribe-server") as url:
+        answer = post(f"{url}/events/ses", notification(signer[0], "C1", "ann@example.com"))
         assert answer.status_code == 403
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=60)
     assert "EDITION_SNS_TOPIC_ARNS" in log.read_text(errors="replace")
     assert not (root / "out" / "suppression.sqlite").exists()

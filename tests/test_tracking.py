@@ -12,9 +12,6 @@ import base64
 import html
 import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fixtures_delivery import free_port
+from fixtures_web import running_web
 
 from edition.render.tracking import Click, InvalidClick, make_token, secrets_from_env, verify
 from edition.store.clicks import ClickStore
@@ -162,30 +160,8 @@ def server(content_tree: Callable[..., Path]) -> Iterator[tuple[Path, str]]:
     env |= {"PYTHONPATH": str(REPO), "NO_COLOR": "1", "NO_PROXY": "127.0.0.1",
             "no_proxy": "127.0.0.1"}
     log = root.parent / "server.log"
-    with log.open("w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "unsubscribe-server", "--host", "127.0.0.1",
-             "--port", str(port), "--root", str(root)], cwd=root, env=env, stdout=handle,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
+    with running_web(root, port, env, log, verb="unsubscribe-server") as url:
         yield root, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=60)
 
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"}

@@ -15,9 +15,6 @@ import email
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from email import policy
 from email.message import EmailMessage
@@ -28,6 +25,7 @@ import pytest
 import yaml
 from fixtures_delivery import free_port, smtp_sink
 from fixtures_sending import CAMPAIGN, copy_site, customer_rows, edition, make_customers, manifest
+from fixtures_web import running_web
 
 from edition.store.suppressions import SuppressionStore
 
@@ -50,30 +48,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]
             "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost"}
     assert env.get("EDITION_UNSUBSCRIBE_SECRET")  # conftest sets it: the run's and the server's
     log = root.parent / "server.log"
-    with log.open("w", encoding="utf-8") as handle:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "unsubscribe-server", "--host", "127.0.0.1",
-             "--port", str(port), "--root", str(root)], cwd=root, env=env, stdout=handle,
-            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, log.read_text(errors="replace")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text(errors="replace")
-            time.sleep(0.2)
+    with running_web(root, port, env, log, verb="unsubscribe-server") as url:
         yield root, url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=60)
 
 
 def message(path: Path) -> EmailMessage:
