@@ -19,14 +19,12 @@ people's clicks only.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from edition.store.database import Database, StoreError, first_line
+from edition.store.database import RecordStore, StoreError, first_line
 
 TABLE = "clicks"
 BURST_LINKS = 3         # different links of one version ...
@@ -96,24 +94,10 @@ def _iso(when: dt.datetime) -> str:
     return when.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-class ClickStore:
+class ClickStore(RecordStore):
     """The clicks of the house store at one location (thread-safe)."""
 
-    def __init__(self, location: str | os.PathLike[str], root: Path | None = None):
-        self.database = Database(location, root)
-
-    def __enter__(self) -> ClickStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.database.close()
-
-    @property
-    def _table(self) -> Any:
-        return self.database.table(_declare_table)
+    declare = staticmethod(_declare_table)
 
     def record(self, *, campaign: str, mailing: str, version: str, module: str, url: str,
                segments: Sequence[str], customer_id: str | None, client: str,
@@ -123,7 +107,7 @@ class ClickStore:
         from sqlalchemy.exc import SQLAlchemyError
 
         when = at or dt.datetime.now(dt.UTC)
-        t = self._table
+        t = self.table
         row = {"campaign": campaign[:255], "mailing": mailing[:255], "version": version[:64],
                "module": module[:255], "url": url, "segments": _SEPARATOR.join(segments),
                "customer_id": customer_id, "client": client[:32], "clicked_at": _iso(when),
@@ -154,7 +138,7 @@ class ClickStore:
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
-        t = self._table
+        t = self.table
         query = select(t.c.campaign, t.c.mailing, t.c.version, t.c.module, t.c.url,
                        t.c.segments, t.c.customer_id, t.c.clicked_at, t.c.machine,
                        t.c.why).where(t.c.campaign == campaign)

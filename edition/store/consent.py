@@ -12,14 +12,12 @@ updates or deletes one.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from edition.databases import masked
-from edition.store.database import Database, StoreError, first_line
+from edition.store.database import RecordStore, StoreError, first_line
 
 TABLE = "consent"
 
@@ -65,15 +63,10 @@ def _declare_table() -> Any:
     )
 
 
-class ConsentLog:
+class ConsentLog(RecordStore):
     """The consent log of the house store at one location (thread-safe)."""
 
-    def __init__(self, location: str | os.PathLike[str] | Database, root: Path | None = None):
-        self.database = location if isinstance(location, Database) else Database(location, root)
-
-    @property
-    def table(self) -> Any:
-        return self.database.table(_declare_table)
+    declare = staticmethod(_declare_table)
 
     def append(self, connection: Any, record: ConsentRecord) -> None:
         """Add one record inside the caller's transaction."""

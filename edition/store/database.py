@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from edition import private
 from edition.databases import masked
@@ -237,6 +237,37 @@ def insert_ignoring_duplicates(dialect: Dialect, table: Table, row: Mapping[str,
     return postgresql_insert(table).values(**row).on_conflict_do_nothing().returning(returning)
 
 
-__all__ = ["DEFAULT_STORE", "STORE_ENVS", "Database", "StoreError", "database_url",
-           "first_line", "insert_ignoring_duplicates", "store_location",
+class RecordStore:
+    """One record kind's table in the house store at one location (thread-safe): the
+    store classes (suppressions, preferences, consent, events, clicks) declare their table
+    with `declare` and share the rest. `location` may be an open Database to share it."""
+
+    declare: ClassVar[Callable[[], Table]]
+
+    def __init__(self, location: str | os.PathLike[str] | Database,
+                 root: Path | None = None):
+        self.database = location if isinstance(location, Database) else Database(location,
+                                                                                   root)
+
+    @property
+    def url(self) -> str:
+        return self.database.url
+
+    @property
+    def table(self) -> Table:
+        """The kind's table, created on first use."""
+        return self.database.table(type(self).declare)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.database.close()
+
+
+__all__ = ["DEFAULT_STORE", "STORE_ENVS", "Database", "RecordStore", "StoreError",
+           "database_url", "first_line", "insert_ignoring_duplicates", "store_location",
            "store_location_by_name"]

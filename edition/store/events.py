@@ -16,14 +16,12 @@ suppression store.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from edition.store.database import (
-    Database,
+    RecordStore,
     StoreError,
     first_line,
     insert_ignoring_duplicates,
@@ -111,28 +109,13 @@ class MailingCounts:
     deliveries: int = 0
 
 
-class EventStore:
+class EventStore(RecordStore):
     """The events of the house store at one location; `with EventStore(url) as s: ...`."""
 
-    def __init__(self, location: str | os.PathLike[str], root: Path | None = None):
-        self.database = Database(location, root)
-        self.url = self.database.url
+    declare = staticmethod(_declare_table)
 
     def __repr__(self) -> str:
         return f"EventStore({self.database.shown!r})"
-
-    def __enter__(self) -> EventStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.database.close()
-
-    @property
-    def _table(self) -> Any:
-        return self.database.table(_declare_table)
 
     def _error(self, doing: str, exc: BaseException) -> StoreError:
         return StoreError(f"cannot {doing} the events in the store {self.database.shown}: "
@@ -151,7 +134,7 @@ class EventStore:
             raise ValueError("an event needs its provider's id")
         row = event.row() | {"recorded_at": utc_text(at)}
         engine = self.database.engine()
-        table = self._table
+        table = self.table
         try:
             with engine.begin() as connection:
                 statement = insert_ignoring_duplicates(engine.dialect, table, row,
@@ -173,7 +156,7 @@ class EventStore:
 
         if not self.database.exists():
             return []
-        t = self._table
+        t = self.table
         columns = [t.c[name] for name in Event.__dataclass_fields__]
         query = select(*columns).where(*conditions).order_by(t.c.occurred_at, t.c.event_id)
         try:
@@ -190,7 +173,7 @@ class EventStore:
         """This recipient's soft bounces since `since` (ISO 8601), by id or address hash."""
         from sqlalchemy import or_
 
-        t = self._table
+        t = self.table
         who = [t.c.customer_id == customer_id] if customer_id else []
         if recipient_hash:
             who.append(t.c.recipient_hash == recipient_hash)
@@ -208,7 +191,7 @@ class EventStore:
 
         if not self.database.exists():
             return {}
-        t = self._table
+        t = self.table
         query = (select(t.c.mailing, t.c.kind, t.c.severity, func.count())
                  .where(t.c.campaign == campaign)
                  .group_by(t.c.mailing, t.c.kind, t.c.severity))

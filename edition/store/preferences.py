@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from edition.databases import masked
-from edition.store.database import Database, StoreError, first_line
+from edition.store.database import RecordStore, StoreError, first_line
 
 TABLE = "preferences"
 FREQUENCIES = ("every", "weekly", "monthly", "paused")
@@ -98,24 +96,10 @@ def now_text(at: dt.datetime | None = None) -> str:
     return when.isoformat().replace("+00:00", "Z")
 
 
-class PreferenceStore:
+class PreferenceStore(RecordStore):
     """The preferences of the house store at one location (thread-safe)."""
 
-    def __init__(self, location: str | os.PathLike[str] | Database, root: Path | None = None):
-        self.database = location if isinstance(location, Database) else Database(location, root)
-
-    @property
-    def table(self) -> Any:
-        return self.database.table(_declare_table)
-
-    def __enter__(self) -> PreferenceStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.database.close()
+    declare = staticmethod(_declare_table)
 
     def _failed(self, verb: str, exc: Exception) -> StoreError:
         return StoreError(f"cannot {verb} the preference store {masked(self.database.url)}: "

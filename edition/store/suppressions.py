@@ -23,7 +23,6 @@ record of a person in a scope wins and keeps its date).
 from __future__ import annotations
 
 import datetime as dt
-import os
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ from typing import TYPE_CHECKING
 from edition.databases import masked
 from edition.store.database import (
     DEFAULT_STORE,
-    Database,
+    RecordStore,
     StoreError,
     database_url,
     first_line,
@@ -108,26 +107,14 @@ def redacted(url: str) -> str:
     return masked(url)
 
 
-class SuppressionStore:
+class SuppressionStore(RecordStore):
     """The suppressions of the house store at one location;
     `with SuppressionStore(url) as store: ...` (thread-safe)."""
 
-    def __init__(self, location: str | os.PathLike[str], root: Path | None = None):
-        self.database = Database(location, root)
-        self.url = self.database.url
-
-    @property
-    def _table(self) -> Table:
-        return self.database.table(_declare_table)
+    declare = staticmethod(_declare_table)
 
     def __repr__(self) -> str:
         return f"SuppressionStore({redacted(self.url)!r})"
-
-    def __enter__(self) -> SuppressionStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def sqlite_path(self) -> Path | None:
@@ -139,11 +126,8 @@ class SuppressionStore:
 
     def engine(self) -> Engine:
         engine = self.database.engine()
-        self._table   # noqa: B018 (created on first use)
+        self.table   # noqa: B018 (created on first use)
         return engine
-
-    def close(self) -> None:
-        self.database.close()
 
     # -- writing ----------------------------------------------------------------------
 
@@ -168,13 +152,13 @@ class SuppressionStore:
         engine = self.engine()
         try:
             with engine.begin() as connection:
-                statement = insert_ignoring_duplicates(engine.dialect, self._table, row,
-                                                       self._table.c.scope)
+                statement = insert_ignoring_duplicates(engine.dialect, self.table, row,
+                                                       self.table.c.scope)
                 if statement is not None:
                     # a row comes back only when it was inserted (rowcount is -1 here
                     # with psycopg)
                     return connection.execute(statement).first() is not None
-                connection.execute(self._table.insert().values(**row))
+                connection.execute(self.table.insert().values(**row))
                 return True
         except IntegrityError:
             return False     # another dialect: the duplicate raised instead of being ignored
@@ -191,7 +175,7 @@ class SuppressionStore:
         from sqlalchemy import select
         from sqlalchemy.exc import SQLAlchemyError
 
-        t = self._table
+        t = self.table
         query = select(t.c.scope, t.c.customer_id, t.c.kind, t.c.address_hash, t.c.source,
                        t.c.recorded_at).where(t.c.scope.in_([campaign, ALL_MARKETING]))
         by_id: dict[str, list[Entry]] = {}
@@ -219,7 +203,7 @@ class SuppressionStore:
 
         if not self.exists():
             return []
-        t = self._table
+        t = self.table
         query = select(t.c.kind, t.c.scope, t.c.customer_id, t.c.source, t.c.recorded_at).where(
             t.c.customer_id == customer_id, t.c.scope.in_([campaign, ALL_MARKETING]))
         try:
@@ -236,7 +220,7 @@ class SuppressionStore:
 
         if not self.exists():
             return []
-        t = self._table
+        t = self.table
         with self.engine().connect() as connection:
             rows = connection.execute(select(t.c.kind, t.c.scope, t.c.customer_id,
                                              t.c.source, t.c.recorded_at))
