@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 from fixtures_preferences import (
+    AS_OF,
+    CAMPAIGN,
     LONG_ID,
     NAME,
     dry_run,
@@ -396,3 +398,62 @@ def test_a_customer_who_said_no_to_tracking_gets_plain_links() -> None:
     other: dict = {"id": "c2"}
     snapshot.apply(other)
     assert not customer_opted_out(other)
+
+
+def test_preferred_day_and_hour_in_pure_logic() -> None:
+    from edition.audience.preferred_time import preferred_time_deferral
+
+    monday_8 = dt.datetime(2026, 12, 7, 8, 0, tzinfo=dt.UTC)   # a Monday
+    assert preferred_time_deferral({}, monday_8) is None
+    assert preferred_time_deferral({"preferred_day": "mon"}, monday_8) is None
+    late = preferred_time_deferral({"preferred_day": "mon", "preferred_hour": 9}, monday_8)
+    assert late is not None and late.detail.startswith("deferred until 2026-12-07T09:00:00+00:00")
+    # later on the day than the hour: at once (late beats never)
+    assert preferred_time_deferral({"preferred_day": "7", "preferred_hour": 6}, monday_8) is None
+    first = preferred_time_deferral({"preferred_day": "1"}, monday_8)
+    assert first is not None and first.detail.startswith("deferred until 2027-01-01T00:00:00")
+    friday = preferred_time_deferral({"preferred_day": "fri", "preferred_hour": 18,
+                                      "timezone": "Europe/Madrid"}, monday_8)
+    assert friday is not None
+    assert friday.detail.startswith("deferred until 2026-12-11T18:00:00+01:00"), friday.detail
+    assert "Europe/Madrid" in friday.detail and friday.code == "deferred"
+    odd = preferred_time_deferral({"preferred_day": "tue", "timezone": "Mars/Base"}, monday_8)
+    assert odd is not None and "timezone 'Mars/Base' unknown, UTC used" in odd.detail
+
+
+def test_a_preferred_day_holds_the_send_and_not_the_dry_run(tmp_path: Path) -> None:
+    """preferences.time: the page offers a day and an hour; a send on another day waits
+    for it (`excluded`, "deferred until …"), a dry run shows the edition as usual."""
+    port = free_port()
+    root = make_site(tmp_path / "site", f"http://127.0.0.1:{port}")
+    data = json.loads((root / CAMPAIGN).read_text(encoding="utf-8"))
+    data["preferences"]["time"] = True
+    (root / CAMPAIGN).write_text(json.dumps(data), encoding="utf-8")
+    customers = write_customers(tmp_path / "customers.csv")
+    rows = dry_run(root, customers, tmp_path / "before")
+    tomorrow = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[
+        (dt.datetime.now(dt.UTC).weekday() + 1) % 7]
+    with web_server(root, port) as url:
+        ann = link(tmp_path / "before", rows["c1"], "prefs")
+        assert url in ann
+        page = httpx.get(ann, timeout=60).text
+        assert '<label for="day">' in page and '<option value="fri">Friday</option>' in page
+        es = httpx.get(link(tmp_path / "before", rows["c4"], "prefs"), timeout=60).text
+        assert "Día preferido" in es and "viernes" in es
+        saved = httpx.post(ann, data={"day": tomorrow, "hour": "9"}, timeout=60)
+        assert saved.status_code == 200, saved.text
+        assert f'<option value="{tomorrow}" selected>' in httpx.get(ann, timeout=60).text
+        for bad in ({"day": "31"}, {"hour": "24"}, {"day": "someday"}):
+            assert httpx.post(ann, data=bad, timeout=60).status_code == 400
+    again = dry_run(root, customers, tmp_path / "dry")
+    assert again["c1"]["status"] == "rendered"          # a dry run shows it
+    code, out, err = run_edition("run", CAMPAIGN, "--customers", customers, "--out",
+                                 tmp_path / "sent", "--as-of", AS_OF, "--send", "--yes",
+                                 cwd=root)
+    assert code == 0, out + err
+    sent = {json.loads(line)["customer_id"]: json.loads(line) for line in
+            (tmp_path / "sent" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()}
+    assert sent["c1"]["status"] == "excluded", sent["c1"]
+    assert sent["c1"]["reason"].startswith("deferred until ")
+    assert f"the customer's preferred day {tomorrow}, 09:00 UTC" in sent["c1"]["reason"]
+    assert sent["c2"]["status"] == "sent"

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from edition.content.campaign import by_locale
 from edition.feedback.preferences import (
+    WEEKDAYS,
     BadChoice,
     Offer,
     choices_from_form,
@@ -42,6 +43,12 @@ from web.unsubscribe import HEADERS, UnsubscribeService, client_of
 log = logging.getLogger("edition.unsubscribe")
 
 PAGE = "preferences.html.j2"
+
+
+def time_offered(data: dict[str, Any]) -> bool:
+    """Whether the campaign's page offers a preferred day and hour (preferences.time)."""
+    block = data.get("preferences")
+    return isinstance(block, dict) and block.get("time") is True
 
 
 def topics_of(data: dict[str, Any], language: str) -> list[tuple[str, str]]:
@@ -86,6 +93,11 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
                 "format": chosen.format or "html",
                 "large_type": bool(chosen.large_type),
                 "tracking": "off" if chosen.tracking is False else "on",
+                "time_offered": time_offered(data),
+                "day": chosen.day or "",
+                "hour": "" if chosen.hour is None else str(chosen.hour),
+                "weekdays": [(key, Locale.parse(language).days["format"]["wide"][i])
+                             for i, key in enumerate(WEEKDAYS)],
                 "locale": (chosen.locale or who.locale or language).split("-")[0],
                 "languages": [{"tag": tag, "name": Locale.parse(tag).get_display_name(tag)}
                               for tag in languages()],
@@ -102,7 +114,8 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
 
     def save(request: Request, who: Subscriber, fields: list[tuple[str, str]]) -> Response:
         data = pages.campaign_data(who.campaign)
-        offer = Offer(tuple(k for k, _ in topics_of(data, "en")), languages())
+        offer = Offer(tuple(k for k, _ in topics_of(data, "en")), languages(),
+                      time_offered(data))
         try:
             choices = choices_from_form(fields, offer)
         except BadChoice as exc:

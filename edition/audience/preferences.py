@@ -47,6 +47,7 @@ class PreferenceSnapshot:
     topics: tuple[str, ...] = ()         # the campaign's topic keys (preferences.topics)
     as_of: dt.date = field(default_factory=dt.date.today)
     by_id: Mapping[str, Stored] = field(default_factory=dict)
+    time: bool = False                   # preferences.time: a preferred day and hour
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -64,7 +65,8 @@ class PreferenceSnapshot:
             return cls(campaign.name, (), day)
         topics = tuple(center.topics)
         with PreferenceStore(store_location(campaign, environ), campaign.root) as store:
-            return cls(campaign.name, topics, day, store.snapshot(campaign.name))
+            return cls(campaign.name, topics, day, store.snapshot(campaign.name),
+                       center.time)
 
     def apply(self, fields: dict[str, Any]) -> Reason | None:
         """Change this customer's fields by their choices (in place); the reason they get
@@ -113,6 +115,11 @@ class PreferenceSnapshot:
         if choices.format:
             fields["preferred_format"] = choices.format
             applied.append("format")
+        if self.time and (choices.day or choices.hour is not None):
+            # audience/preferred_time.py holds a send until then (preferences.time)
+            fields["preferred_day"] = choices.day or ""
+            fields["preferred_hour"] = choices.hour
+            applied.append("time")
         if choices.tracking is False:   # render/tracking.py leaves their links plain
             fields["tracking"] = "off"
             applied.append("tracking")

@@ -24,10 +24,13 @@ TOPIC_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}\Z")
 
 
 class PreferenceSettings(Strict):
-    """`preferences: {url: URL, topics: {key: label}}`."""
+    """`preferences: {url: URL, topics: {key: label}, time: true|false}`."""
 
     url: str
     topics: dict[str, str | dict[str, str]] = Field(default_factory=dict)
+    # the page offers a preferred day (of the month, or of the week) and hour, and a send
+    # waits for them (audience/preferred_time.py): "send my invoice on the 1st"
+    time: bool = False
 
     @field_validator("url", mode="before")
     @classmethod

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from edition.audience.preferred_time import WEEKDAYS
 from edition.errors import EditionError
 from edition.locales import NotALanguageTag, language_tag
 from edition.store.consent import ConsentLog, ConsentRecord
@@ -50,6 +51,7 @@ class Offer:
 
     topics: tuple[str, ...] = ()
     languages: tuple[str, ...] = ("en", "es")
+    time: bool = False   # a preferred day and hour (preferences.time)
 
 
 def client_hash(ip: str | None, user_agent: str | None) -> str:
@@ -68,6 +70,21 @@ def _flag(name: str, value: str) -> bool:
     raise BadChoice(f"{name} must be on or off")
 
 
+def _day(value: str) -> str:
+    """"" (any day), "1".."28" (of the month), or a weekday's first three letters."""
+    day = value.strip().lower()
+    if day in ("",) or day in WEEKDAYS or (day.isdigit() and 1 <= int(day) <= 28):
+        return day
+    raise BadChoice("day must be a day of the month from 1 to 28, or mon to sun")
+
+
+def _hour(value: str) -> int:
+    text = value.strip()
+    if text.isdigit() and 0 <= int(text) <= 23:
+        return int(text)
+    raise BadChoice("hour must be a whole hour from 0 to 23")
+
+
 def choices_from_form(fields: Iterable[tuple[str, str]], offer: Offer) -> Choices:
     """The choices a POST makes (BadChoice for anything not offered)."""
     pairs = list(fields)
@@ -82,7 +99,7 @@ def choices_from_form(fields: Iterable[tuple[str, str]], offer: Offer) -> Choice
             if value not in topics:
                 topics.append(value)
         elif name in {"frequency", "format", "large_type", "locale", "tracking",
-                      "paused_until"}:
+                      "paused_until"} or (offer.time and name in {"day", "hour"}):
             single.setdefault(name, value)
         elif name not in {"form", "token"}:
             raise BadChoice(f"{name[:40]!r} is not a field of the preference page")
@@ -112,6 +129,10 @@ def choices_from_form(fields: Iterable[tuple[str, str]], offer: Offer) -> Choice
         values["large_type"] = False
     if "tracking" in single:
         values["tracking"] = _flag("tracking", single["tracking"])
+    if "day" in single:
+        values["day"] = _day(single["day"])
+    if "hour" in single:
+        values["hour"] = _hour(single["hour"])
     if single.get("locale"):
         try:
             tag = language_tag(single["locale"])
@@ -200,9 +221,10 @@ def offer_for(root: Path, campaign: str) -> Offer | None:
             continue
         block = data.get("preferences")
         topics = block.get("topics") if isinstance(block, dict) else None
-        return Offer(tuple(str(k) for k in topics) if isinstance(topics, dict) else (), ())
+        return Offer(tuple(str(k) for k in topics) if isinstance(topics, dict) else (), (),
+                     bool(block.get("time")) if isinstance(block, dict) else False)
     return None
 
 
-__all__ = ["PAGE_FORM", "BadChoice", "Offer", "choices_from_form", "client_hash", "current",
-           "export", "log_unsubscribe", "offer_for", "record"]
+__all__ = ["PAGE_FORM", "WEEKDAYS", "BadChoice", "Offer", "choices_from_form", "client_hash",
+           "current", "export", "log_unsubscribe", "offer_for", "record"]

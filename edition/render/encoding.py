@@ -41,6 +41,7 @@ class Encoder:
                  links: UnsubscribeLinks | None = None, mailing: str | None = None):
         self.campaign = campaign
         self.formats = formats
+        self.started = started   # the run's clock (the customer's preferred time reads it)
         self.links = links
         # List-Id and Feedback-ID: the same for every message of the mailing
         self.mailing_headers = mailing_headers(campaign, mailing) if mailing else {}

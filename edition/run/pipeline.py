@@ -15,6 +15,7 @@ from typing import Any
 
 from edition.audience.customers import Row
 from edition.audience.preferences import APPLIED, PreferenceSnapshot
+from edition.audience.preferred_time import preferred_time_deferral
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
 from edition.errors import DeliveryError, RunError
@@ -166,6 +167,10 @@ class Pipeline:
             return item
         if (chosen := self.preferences.apply(item.fields)) is not None:
             item.skipped = ("suppressed", chosen)   # paused, or every topic off
+            return item
+        if self.deliverer is not None and (wait := preferred_time_deferral(
+                item.fields, self.encoder.started)) is not None:
+            item.skipped = ("excluded", wait)   # sent by a later run of the mailing
             return item
         try:
             segments, missing, selection, version = self.plan.version_of(item.fields)

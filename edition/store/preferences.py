@@ -39,6 +39,8 @@ class Choices:
     large_type: bool | None = None
     locale: str | None = None
     tracking: bool | None = None
+    day: str | None = None              # "1".."28" (of the month) or mon..sun
+    hour: int | None = None             # 0..23, in the customer's time zone
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready, the unchosen left out."""
