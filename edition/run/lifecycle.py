@@ -52,8 +52,13 @@ class Feed(Protocol):
     campaign: Campaign
     sending: bool
     document_name: str      # run.json, send.json
-    summary_type: type[RunSummary]
-    resumed: int            # rows kept from an interrupted run of the same folder
+
+    @property
+    def summary_type(self) -> type[RunSummary]: ...
+
+    @property
+    def resumed(self) -> int:
+        """Rows kept from an interrupted run of the same folder."""
 
     def wanted(self) -> tuple[str, str | None, Any, bool]:
         """(channel, mailing, run date, new mailing) as asked, for the mailing choice."""
