@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 from edition.content.campaign import Campaign
@@ -264,7 +265,7 @@ def stopping_on_sigterm() -> Iterator[None]:
         yield
         return
 
-    def stop(signum: int, frame: Any) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         if not _STOPPING.is_set():
             _STOPPING.set()
             raise Terminated
