@@ -180,12 +180,12 @@ def gather(campaign: Campaign, experiment: Experiment) -> tuple[list[Arm], dict[
     clicks: dict[str, int] = defaultdict(int)
     with ClickStore(store_location(campaign), campaign.root) as store:
         for click in store.clicks(campaign.name):
-            variant = version_variant.get(click.version)
-            if click.machine or variant is None:
+            clicked = version_variant.get(click.version)
+            if click.machine or clicked is None:
                 continue
-            clicks[variant] += 1
+            clicks[clicked] += 1
             if click.customer_id is not None:
-                clickers[variant].add(click.customer_id)
+                clickers[clicked].add(click.customer_id)
     for variant, arm in arms.items():
         counted = len(clickers[variant]) if clickers[variant] else clicks[variant]
         arm.clicks = min(counted, arm.sends)

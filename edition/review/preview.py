@@ -54,8 +54,8 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
     formats = ("html", "text", "eml") if fmt != "pdf" else ("pdf",)
     options = RunOptions.build(campaign=campaign, customers=customers, formats=formats,
                                as_of=as_of, encoding=encoding).resolved()
-    options = options.replace(as_of=options.as_of or dt.date.today())
-    options = options.replace(mailing=options.as_of.isoformat())
+    as_of = options.as_of or dt.date.today()
+    options = options.replace(as_of=as_of, mailing=as_of.isoformat())
     plan = plan_for(options)
     source = customers_file(options, plan.campaign)
     row = find_customer(source, customer_id, need_email=fmt == "eml",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from email import policy
+from email.headerregistry import Address
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,8 @@ def message_headers(eml: bytes) -> tuple[str | None, str]:
     headers = BytesHeaderParser(policy=policy.default).parsebytes(eml)
     message_id = str(headers.get("Message-ID") or "").strip()
     try:
-        found = headers["To"].addresses if headers.get("To") is not None else ()
+        to = headers["To"] if headers.get("To") is not None else None
+        found: tuple[Address, ...] = to.addresses if to is not None else ()
     except (AttributeError, ValueError, IndexError):
         return None, message_id
     if len(found) != 1:

@@ -27,9 +27,10 @@ from edition.review.approval import (
 )
 from edition.review.sendable import MessageCheck
 from edition.run.options import MAILING
-from edition.send.delivery import channel_of, ledger_path
+from edition.send.delivery import ledger_path
 from edition.send.ledger.location import open_ledger
 from edition.send.ledger.sqlite import Mailing
+from edition.send.targets import channel_of
 
 # -- what a send will do ---------------------------------------------------------------
 
@@ -176,8 +177,8 @@ def customers_of(facts: RunFacts) -> str:
             named = line[len("- customers file: `"):-1]
             if named:
                 return named
-    named = facts.options.get("customers")
-    return str(named) if named else "the campaign's customers file"
+    given = facts.options.get("customers")
+    return str(given) if given else "the campaign's customers file"
 
 
 __all__ = ["SendPlan", "approved_mailing", "customers_of", "ledger_mailings",

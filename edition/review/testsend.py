@@ -42,14 +42,14 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
     except ValueError as exc:
         raise UsageError(f"--test-to {address!r} is not an e-mail address: {exc}") from None
     options = options.resolved()
-    options = options.replace(as_of=options.as_of or dt.date.today(), formats=("html", "text",
-                                                                               "eml"))
+    as_of = options.as_of or dt.date.today()
+    options = options.replace(as_of=as_of, formats=("html", "text", "eml"))
     plan = plan_for(options)
     campaign = plan.campaign
     source = customers_file(options, campaign)
     encoder = Encoder(campaign, plan.formats, options.started or dt.datetime.now(dt.UTC),
                       links=unsubscribe_links(options.replace(send=False), plan),
-                      mailing=options.mailing or options.as_of.isoformat())
+                      mailing=options.mailing or as_of.isoformat())
     target = target_of(options, campaign)
     results: list[TestSent] = []
     with open_target(target, out_dir=campaign.root / "out" / campaign.name / "test-sends",
@@ -64,10 +64,11 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
             fields = dict(row.fields or {}) | {"email": to}
             version = plan.version_of(fields)[3]
             if encoder.links is not None:
-                fields["unsubscribe_url"] = encoder.links.url(customer_id, to,
-                                                              fields.get("locale"))
-                preferences = encoder.links.preferences_url(customer_id, to,
-                                                            fields.get("locale"))
+                # a token carries str(locale), and nothing for an empty one
+                given = fields.get("locale")
+                locale = str(given) if given else None
+                fields["unsubscribe_url"] = encoder.links.url(customer_id, to, locale)
+                preferences = encoder.links.preferences_url(customer_id, to, locale)
                 if preferences is not None:
                     fields["preferences_url"] = preferences
             try:

@@ -23,7 +23,8 @@ from edition.errors import RunError, UsageError
 from edition.render.plan import Plan
 from edition.run.folder import is_remote
 from edition.run.options import RunOptions
-from edition.send.delivery import EMAIL_CHANNEL, channel_of
+from edition.send.delivery import EMAIL_CHANNEL
+from edition.send.targets import channel_of
 from edition.send.targets import needs_email as target_needs_email
 
 Source = CustomerSource   # where customers come from

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -61,7 +61,7 @@ class PoolExecutor:
                         self.workers)
 
 
-def in_order(futures: Iterable[Any], workers: int) -> Iterator[Any]:
+def in_order(futures: Iterable[Any], workers: int) -> Generator[Any, None, None]:
     """The futures' results in the order they were made, at most 2 × workers in flight
     (the rest are not even made yet); the ones left are cancelled when the caller stops."""
     window: deque[Any] = deque()

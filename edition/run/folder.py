@@ -132,7 +132,8 @@ def read_from(location: str | Path, relative: str) -> bytes | None:
     turns `s3://bucket/x` into the local path `s3:/bucket/x`."""
     folder = open_writer(location)
     try:
-        return folder.get(relative)
+        data: bytes | None = folder.get(relative)
+        return data
     finally:
         folder.close()
 

@@ -28,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any, Protocol
 
 from edition.content.campaign import Campaign
@@ -52,8 +53,13 @@ class Feed(Protocol):
     campaign: Campaign
     sending: bool
     document_name: str      # run.json, send.json
-    summary_type: type[RunSummary]
-    resumed: int            # rows kept from an interrupted run of the same folder
+
+    @property
+    def summary_type(self) -> type[RunSummary]: ...
+
+    @property
+    def resumed(self) -> int:
+        """Rows kept from an interrupted run of the same folder."""
 
     def wanted(self) -> tuple[str, str | None, Any, bool]:
         """(channel, mailing, run date, new mailing) as asked, for the mailing choice."""
@@ -259,7 +265,7 @@ def stopping_on_sigterm() -> Iterator[None]:
         yield
         return
 
-    def stop(signum: int, frame: Any) -> None:
+    def stop(signum: int, frame: FrameType | None) -> None:
         if not _STOPPING.is_set():
             _STOPPING.set()
             raise Terminated

@@ -34,13 +34,14 @@ class BatchResult:
     """What one batch gives back: its manifest rows and what the report counts."""
 
     rows: list[ManifestRow]
-    missing: Counter = field(default_factory=Counter)     # (segment, field) -> customers
-    short: Counter = field(default_factory=Counter)       # slot -> customers short of modules
+    # (segment, field) -> customers
+    missing: Counter[tuple[str, str]] = field(default_factory=Counter)
+    short: Counter[str] = field(default_factory=Counter)   # slot -> customers short of modules
     versions: dict[str, dict[str, Any]] = field(default_factory=dict)
     sharing: dict[str, dict[str, str]] = field(default_factory=dict)
     # (path, "shared" | "fast" | why not) -> customers: how each rendered customer's
     # html/text/eml ("html") and PDF ("pdf") were made
-    paths: Counter = field(default_factory=Counter)
+    paths: Counter[tuple[str, str]] = field(default_factory=Counter)
 
 
 @dataclass

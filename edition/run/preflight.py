@@ -29,12 +29,11 @@ import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateError, meta, nodes
+from jinja2 import Environment, TemplateError, meta, nodes
 
-from edition.audience.customers import Row, batches, columns, read_customers
+from edition.audience.customers import Row, Source, batches, columns, read_customers
 from edition.content.campaign import by_locale
 from edition.content.errors_at_lines import closest, line_of
 from edition.content.fields import Print, prints
@@ -123,7 +122,7 @@ class Scan:
 Scanner = Callable[[Any, Iterator[list[Row]]], Iterable[Scan]]
 
 
-def run_preflight(options: RunOptions, plan: Plan, *, source: Path, pipeline: Pipeline,
+def run_preflight(options: RunOptions, plan: Plan, *, source: Source, pipeline: Pipeline,
                   email: bool, makes_email: bool, scanner: Scanner | None = None,
                   scan_job: Any = None) -> Preflight:
     """The whole preflight for a run over its customer file (see the module docstring).
@@ -238,8 +237,8 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             for warning in _html(plan, rendered_doc.html, fields):
                 scan.html.setdefault(warning, []).append(version.id)
         if rendered_doc.page is not None and "pdf" in plan.formats:
-            modules = [c.module for s in version.selection.slots for c in s.chosen]
-            for problem in page_problems(plan.campaign, modules, rendered_doc.page):
+            chosen = [c.module for s in version.selection.slots for c in s.chosen]
+            for problem in page_problems(plan.campaign, chosen, rendered_doc.page):
                 scan.errors.append((str(problem), problem.message, problem.file, problem.line))
     return scan
 
@@ -454,7 +453,9 @@ def _fields_read(plan: Plan, header: list[str]) -> dict[str, str]:
     return found
 
 
-def _template_source(env: Any, name: str) -> str:
+def _template_source(env: Environment, name: str) -> str:
+    if env.loader is None:
+        return ""
     try:
         return env.loader.get_source(env, name)[0]
     except Exception:
@@ -464,6 +465,7 @@ def _template_source(env: Any, name: str) -> str:
 def _customer_reads(tree: nodes.Node) -> set[str]:
     found = set()
     for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, (nodes.Getattr, nodes.Getitem))   # find_all's own filter
         if isinstance(node.node, nodes.Name) and node.node.name == "customer":
             if isinstance(node, nodes.Getattr):
                 found.add(node.attr)

@@ -69,7 +69,8 @@ from edition.run.workers import (
     send_checks,
     unsendable_as_is,
 )
-from edition.send.delivery import MailingChoice, channel_of
+from edition.send.delivery import MailingChoice
+from edition.send.targets import channel_of
 
 if TYPE_CHECKING:
     from edition.run.lifecycle import Lifecycle
@@ -209,7 +210,7 @@ class RenderedBatches:
         collect(self.preflight.errors)
         life.notes += [f"preflight: {w}" for w in self.preflight.warnings[:20]]
         if self.remote is not None:
-            self._take_remote(life)
+            self._take_remote(life, self.remote)
         else:
             self._take_local(life)
         return self.folder
@@ -230,11 +231,11 @@ class RenderedBatches:
             self.resume = resume_point(self.folder)
         refuse_links(self.folder)
 
-    def _take_remote(self, life: Lifecycle) -> None:
+    # Any: open_writer's folder, a plugin's (edition.folders entry point) for s3://…
+    def _take_remote(self, life: Lifecycle, remote: Any) -> None:
         """An object-store run folder: its lock (a dead run's is taken over); a resumed
         run makes every row again (its manifest went up only at its end; the send
         ledger keeps every customer at one message), stray files go at the end."""
-        remote = self.remote
         remote.lock({"run_id": life.context.run_id, **owner()})
         self.remote_locked = True
         if remote.taken_over:

@@ -98,6 +98,8 @@ def replay(run_dir: Path | str, out: Path | str) -> Replay:
         "the run recorded no digests (made before replayable runs): what changed is unknown"]
 
     # cadence off: the run's own decisions (from its manifest) stand in for today's history
+    if options.started is None:   # every run records it; a hand-edited run.json may not
+        raise RunError(f"{run_dir}/{RUN_FILE}: the run's options name no start time")
     encoder = Encoder(plan.campaign, plan.formats, options.started,
                                 links=workers.unsubscribe_links(options, plan),
                                 mailing=options.mailing)

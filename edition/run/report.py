@@ -53,15 +53,15 @@ class Tally:
         self.by_segment: dict[str, Counter[str]] = defaultdict(Counter)
         self.versions: dict[str, dict[str, Any]] = {}
         self.problems: dict[tuple[str, str], list[Any]] = {}   # (status, reason) -> [n, ids]
-        self.missing: Counter = Counter()
-        self.short: Counter = Counter()
+        self.missing: Counter[tuple[str, str]] = Counter()   # (segment, field) -> customers
+        self.short: Counter[str] = Counter()
         self.sharing: dict[str, dict[str, str]] = {}
         self.chosen = 0                       # rows the customer's own choices changed
         self.choices: Counter[str] = Counter()   # choice (topics, locale, ...) -> rows
         self.paths: Counter[tuple[str, str]] = Counter()   # (html|pdf, how) -> customers
 
     def add(self, rows: Iterable[ManifestRow], *, versions: Mapping[str, dict[str, Any]] = {},
-            missing: Mapping[Any, int] = {}, short: Mapping[str, int] = {},
+            missing: Mapping[tuple[str, str], int] = {}, short: Mapping[str, int] = {},
             sharing: Mapping[str, dict[str, str]] = {},
             paths: Mapping[tuple[str, str], int] = {}) -> None:
         """Count a batch's rows, and what the batch learnt about versions and rules."""
@@ -78,14 +78,16 @@ class Tally:
                 entry["customers"] += 1
             if row.reason is not None:
                 self.codes[(status, getattr(row.reason, "code", "?"))] += 1
-            if row.extra.get("choices"):
+            choices = row.extra.get("choices")
+            if choices:
                 self.chosen += 1
-                self.choices.update(row.extra["choices"])
+                # the names audience/preferences.py applied (a list); anything else counts whole
+                self.choices.update(choices if isinstance(choices, list) else [str(choices)])
             if status in PROBLEMS and row.reason:
-                entry = self.problems.setdefault((status, row.reason.key), [0, []])
-                entry[0] += 1
-                if len(entry[1]) < SAMPLES:
-                    entry[1].append(row.customer_id or f"line {row.line}")
+                sample = self.problems.setdefault((status, row.reason.key), [0, []])
+                sample[0] += 1
+                if len(sample[1]) < SAMPLES:
+                    sample[1].append(row.customer_id or f"line {row.line}")
         for vid, info in versions.items():
             if vid in self.versions:
                 self.versions[vid].update({k: v for k, v in info.items() if k != "customers"})

@@ -4,7 +4,7 @@ crosses Prefect unchanged (a flow run's result, or a Failed state's data)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, Self
 
 from edition.run.report import Tally, sent_words
 
@@ -71,10 +71,11 @@ class RunSummary:
         return [f.name for f in fields(self)]
 
     @classmethod
-    def of(cls, tally: Tally, **given: Any) -> Any:
+    def of(cls, tally: Tally, **given: Any) -> Self:
         """The summary of a tally (counts, failures, rejections); `given` the rest, and
         what it says instead of the tally."""
-        counted = {"counts": dict(tally.status), "customers": tally.rows,
+        # Any: mixed field types, each checked where the summary type declares it
+        counted: dict[str, Any] = {"counts": dict(tally.status), "customers": tally.rows,
                    "versions": len(tally.versions),
                    "already_sent": tally.codes.get(("sent", "already_sent"), 0),
                    "failed": tally.status.get("failed", 0) + tally.status.get("unknown", 0),

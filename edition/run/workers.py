@@ -58,7 +58,9 @@ class BatchWorker(Protocol):
 class Job(Protocol):
     """What a worker needs besides the rows; small, frozen and picklable."""
 
-    kind: str                  # "render" or "send": how a task runner names its tasks
+    @property
+    def kind(self) -> str:
+        """"render" or "send": how a task runner names its tasks."""
 
     @property
     def key(self) -> str: ...
@@ -150,9 +152,8 @@ def process_batch(job: Job | RunOptions, batch: list[Any], work: Work | None = N
                   ) -> BatchResult:
     """Worker entry point (process pools, Prefect tasks, Dask workers with `work`); a
     run's options stand for the job of rendering its rows."""
-    if isinstance(job, RunOptions):
-        job = RenderJob(job)
-    return worker_for(job, work).process(batch)
+    doing = RenderJob(job) if isinstance(job, RunOptions) else job
+    return worker_for(doing, work).process(batch)
 
 
 def close_jobs(job: Job | None = None) -> None:

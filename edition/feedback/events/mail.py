@@ -96,6 +96,8 @@ def _dsn(status: Message, parts: list[Message], secrets: tuple[bytes, ...], iden
     if not isinstance(blocks, list) or len(blocks) < 2:
         return
     per_message, recipients = blocks[0], blocks[1:]
+    if not isinstance(per_message, Message):
+        return
     arrived = _date(per_message.get("Arrival-Date")) or when
     returned = original_headers(parts)
     identity = from_headers(returned, secrets)

@@ -57,7 +57,8 @@ def events_from_ses(document: Any, secrets: tuple[bytes, ...], *,
     if not envelope_id and isinstance(document, Mapping):
         envelope_id = str(document.get("MessageId") or "")
     kind = _kind(note)
-    mail = note.get("mail") if isinstance(note.get("mail"), Mapping) else {}
+    found = note.get("mail")
+    mail: Mapping[str, Any] = found if isinstance(found, Mapping) else {}
     headers = [(str(h.get("name", "")), str(h.get("value", "")))
                for h in mail.get("headers") or [] if isinstance(h, Mapping)]
     identity = from_headers(headers, secrets)
