@@ -17,7 +17,7 @@ import datetime as dt
 import inspect
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
@@ -64,6 +64,12 @@ SOURCES = ("a CSV, JSONL or Parquet file, or a `postgresql://` URL "
            "(`postgresql://host/db?table=customers`)")
 
 
+def option(name: str, default: Any) -> Any:
+    """A form field for the run option `name`: the form's default (a value the UI can
+    show; empty means unset), the option's own help (edition/run/options.py)."""
+    return Field(default, description=RunOptions.model_fields[name].description)
+
+
 class RunSettings(BaseModel):
     """Options most runs leave alone."""
 
@@ -81,16 +87,12 @@ class RunSettings(BaseModel):
         "Only with task_runner dask."))
     out: str = Field("", description=(
         "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root."))
-    run_id: RunId = Field("", description="Run id; empty makes one from the time.")
-    started: Started = Field("", description=(
-        "The run's clock (the e-mails' Date header); set it with run_id to reproduce a run "
-        "byte for byte; ISO 8601 (2026-11-02T08:00:00+00:00); empty means now."))
-    resend_unknown: bool = Field(False, description=(
-        "When sending: send again to customers whose earlier delivery outcome is unknown."))
+    run_id: RunId = option("run_id", "")
+    started: Started = option("started", "")
+    resend_unknown: bool = option("resend_unknown", False)
     overwrite: bool = Field(False, description=(
         "Replace an earlier run's output when `out` names a folder that holds one."))
-    new_mailing: bool = Field(False, description=(
-        "When sending: start this mailing even though an earlier one is unfinished."))
+    new_mailing: bool = option("new_mailing", False)
     review_before_send: bool = Field(True, description=(
         "When sending: render as a dry run first, then wait for an approver to resume the "
         "run from the UI; only then send exactly what was rendered. Campaigns with "
@@ -115,30 +117,17 @@ class RunForm(BaseModel):
         f"Customers instead of the campaign's: {SOURCES}; a relative path is looked up "
         f"from the content root, then from the working directory. Empty means the "
         f"campaign's."))
-    formats: Formats = Field((), description=(
-        "What to make for each customer; empty means the campaign's formats."))
-    as_of: AsOf = Field("", description=(
-        "The run date (YYYY-MM-DD) modules' valid_from/valid_until are checked against; "
-        "empty means today."))
-    limit: Limit = Field(0, description="Only the first N customer rows; 0 means every row.")
+    formats: Formats = option("formats", ())
+    as_of: AsOf = option("as_of", "")
+    limit: Limit = option("limit", 0)
     dry_run: bool = Field(True, description=(
         "On (the default) nothing leaves the machine: files are written only."))
     confirm_send: bool = Field(False, description=(
         "Must also be on to really send (with dry_run off)."))
-    to: Text = Field("", description=(
-        "Delivery target instead of the campaign's (local, s3://bucket/prefix, "
-        "smtp://host:port, ses); empty means the campaign's."))
-    mailing: Text = Field("", description=(
-        "Which issue of the campaign a send is; empty means the scheduled date (in the "
-        "campaign's time zone) for a scheduled run, else the run date. A customer is sent "
-        "at most once per mailing, whatever reruns or crashes."))
+    to: Text = option("to", "")
+    mailing: Text = option("mailing", "")
     advanced: RunSettings = Field(RunSettings(), description=(
         "Batch size, task runner (thread, process, Dask), output folder, run id."))
-
-    # the run options the form sets by name; "empty" (None, "", [], a limit of 0) is unset
-    OPTIONS: ClassVar[tuple[str, ...]] = ("formats", "as_of", "limit", "to", "mailing")
-    ADVANCED: ClassVar[tuple[str, ...]] = ("batch_size", "run_id", "started", "resend_unknown",
-                                           "new_mailing")
 
     def options(self, *, scheduled: str | None = None) -> RunOptions:
         """The run's options, or every problem in one UsageError (nothing read or written).
@@ -158,8 +147,8 @@ class RunForm(BaseModel):
         if not self.dry_run and not self.confirm_send:
             problems.append("sending needs two switches: dry_run off AND confirm_send on "
                             "(nothing was rendered or sent)")
-        values = {name: getattr(self, name) for name in self.OPTIONS}
-        values |= {name: getattr(self.advanced, name) for name in self.ADVANCED}
+        values = {name: getattr(self, name) for name in shared(RunForm)}
+        values |= {name: getattr(self.advanced, name) for name in shared(RunSettings)}
         values = {name: value for name, value in values.items() if not _empty(name, value)}
         values.setdefault("mailing", scheduled)
         try:
@@ -197,12 +186,23 @@ class RunForm(BaseModel):
         URL goes without its password: Prefect stores a flow run's parameters (this
         process keeps it to connect with)."""
         given = {k: v for k, v in options.model_dump().items() if v is not None}
-        advanced = {name: given[name] for name in cls.ADVANCED if name in given}
+        advanced = {name: given[name] for name in shared(RunSettings) if name in given}
         return cls(campaign=options.campaign,
                    customers=held(options.customers) if options.customers else "",
                    dry_run=not options.send, confirm_send=options.send,
-                   **{name: given[name] for name in cls.OPTIONS if name in given},
+                   **{name: given[name] for name in shared(cls) if name in given},
                    advanced=RunSettings(**{"out": options.out or "", **advanced, **settings}))
+
+
+def shared(form: type[BaseModel]) -> tuple[str, ...]:
+    """The run options a form model sets by name, in its order (the campaign, customers
+    and out are resolved against the content root first); "empty" (None, "", [], a limit
+    of 0) is unset."""
+    return tuple(name for name in form.model_fields
+                 if name in RunOptions.model_fields and name not in RESOLVED)
+
+
+RESOLVED = ("campaign", "customers", "out")
 
 
 def _empty(name: str, value: Any) -> bool:

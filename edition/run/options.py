@@ -8,7 +8,14 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from edition.content.campaign_values import encoding as _encoding
 from edition.content.errors_at_lines import fail
@@ -34,7 +41,9 @@ def parse_run_date(value: dt.date | str | None) -> dt.date | None:
 class RunOptions(BaseModel):
     """Everything that defines a run; small, frozen and picklable, so workers rebuild a Plan.
 
-    The CLI's flags and the flow's form both end up here: one place checks them.
+    The CLI's flags and the flow's form both end up here: one place checks them. The
+    descriptions are the options' help, declared once: the flow's form (flows/form.py)
+    takes its fields' help from here by name.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -42,17 +51,30 @@ class RunOptions(BaseModel):
     campaign: str
     customers: str | None = None
     out: str | None = None
-    formats: tuple[str, ...] | None = None
-    as_of: dt.date | None = None
-    limit: int | None = None
+    formats: tuple[str, ...] | None = Field(None, description=(
+        "What to make for each customer; empty means the campaign's formats."))
+    as_of: dt.date | None = Field(None, description=(
+        "The run date (YYYY-MM-DD) modules' valid_from/valid_until are checked against; "
+        "empty means today."))
+    limit: int | None = Field(None, description=(
+        "Only the first N customer rows; 0 means every row."))
     send: bool = False
-    to: str | None = None
-    resend_unknown: bool = False
+    to: str | None = Field(None, description=(
+        "Delivery target instead of the campaign's (local, s3://bucket/prefix, "
+        "smtp://host:port, ses); empty means the campaign's."))
+    resend_unknown: bool = Field(False, description=(
+        "When sending: send again to customers whose earlier delivery outcome is unknown."))
     batch_size: int = DEFAULT_BATCH
-    run_id: str | None = None
-    started: dt.datetime | None = None
-    mailing: str | None = None       # which issue of the campaign a send belongs to
-    new_mailing: bool = False        # start another mailing while one is unfinished
+    run_id: str | None = Field(None, description="Run id; empty makes one from the time.")
+    started: dt.datetime | None = Field(None, description=(
+        "The run's clock (the e-mails' Date header); set it with run_id to reproduce a run "
+        "byte for byte; ISO 8601 (2026-11-02T08:00:00+00:00); empty means now."))
+    mailing: str | None = Field(None, description=(
+        "Which issue of the campaign a send is; empty means the scheduled date (in the "
+        "campaign's time zone) for a scheduled run, else the run date. A customer is sent "
+        "at most once per mailing, whatever reruns or crashes."))
+    new_mailing: bool = Field(False, description=(
+        "When sending: start this mailing even though an earlier one is unfinished."))
     suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
     encoding: str | None = None      # --encoding of a CSV/JSONL customer file
     force: bool = False              # --force: send although the last mailing's complaint
