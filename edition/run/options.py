@@ -51,29 +51,29 @@ class RunOptions(BaseModel):
     campaign: str
     customers: str | None = None
     out: str | None = None
-    formats: tuple[str, ...] | None = Field(None, description=(
+    formats: tuple[str, ...] | None = Field(default=None, description=(
         "What to make for each customer; empty means the campaign's formats."))
-    as_of: dt.date | None = Field(None, description=(
+    as_of: dt.date | None = Field(default=None, description=(
         "The run date (YYYY-MM-DD) modules' valid_from/valid_until are checked against; "
         "empty means today."))
-    limit: int | None = Field(None, description=(
+    limit: int | None = Field(default=None, description=(
         "Only the first N customer rows; 0 means every row."))
     send: bool = False
-    to: str | None = Field(None, description=(
+    to: str | None = Field(default=None, description=(
         "Delivery target instead of the campaign's (local, s3://bucket/prefix, "
         "smtp://host:port, ses); empty means the campaign's."))
-    resend_unknown: bool = Field(False, description=(
+    resend_unknown: bool = Field(default=False, description=(
         "When sending: send again to customers whose earlier delivery outcome is unknown."))
     batch_size: int = DEFAULT_BATCH
-    run_id: str | None = Field(None, description="Run id; empty makes one from the time.")
-    started: dt.datetime | None = Field(None, description=(
+    run_id: str | None = Field(default=None, description="Run id; empty makes one from the time.")
+    started: dt.datetime | None = Field(default=None, description=(
         "The run's clock (the e-mails' Date header); set it with run_id to reproduce a run "
         "byte for byte; ISO 8601 (2026-11-02T08:00:00+00:00); empty means now."))
-    mailing: str | None = Field(None, description=(
+    mailing: str | None = Field(default=None, description=(
         "Which issue of the campaign a send is; empty means the scheduled date (in the "
         "campaign's time zone) for a scheduled run, else the run date. A customer is sent "
         "at most once per mailing, whatever reruns or crashes."))
-    new_mailing: bool = Field(False, description=(
+    new_mailing: bool = Field(default=False, description=(
         "When sending: start this mailing even though an earlier one is unfinished."))
     suppression: tuple[str, ...] = ()  # --suppression FILE (more lists, besides the campaign's)
     encoding: str | None = None      # --encoding of a CSV/JSONL customer file
