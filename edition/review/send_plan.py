@@ -29,7 +29,7 @@ from edition.review.sendable import MessageCheck
 from edition.run.options import MAILING
 from edition.send.delivery import channel_of, ledger_path
 from edition.send.ledger.location import open_ledger
-from edition.send.ledger.sqlite import Mailing
+from edition.send.ledger.records import Mailing
 
 # -- what a send will do ---------------------------------------------------------------
 
