@@ -34,7 +34,7 @@ import math
 import random
 import unicodedata
 from bisect import bisect
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from itertools import accumulate
 from pathlib import Path
@@ -200,67 +200,20 @@ def _rows(count: int, seed: int, messy: bool) -> Iterator[list[object]]:
     """Yield one list per customer, values in :data:`COLUMNS` order.
 
     A missing value (only with ``messy``) is ``None``. Everything is built on
-    ``rng.random()`` draws and closed-form transforms, which keeps it fast.
+    ``rng.random()`` draws and closed-form transforms, which keeps it fast. The helpers
+    below draw in a fixed order: the same seed gives the same customers.
     """
     rng = random.Random(seed)
     rand = rng.random
-    log, exp, sqrt, cos, sin = math.log, math.exp, math.sqrt, math.cos, math.sin
-    tau = math.tau
     flaw_rng = random.Random(f"messy-{seed}")
     recent_ids: list[str] = []  # a small window of ids to repeat: constant memory
     member_since_cache: dict[tuple[int, int], str] = {}
 
     for n in range(1, count + 1):
-        if rand() < SPANISH_SHARE:
-            locale = "es"
-            first = ES_FIRST[int(rand() * len(ES_FIRST))]
-            last = ES_LAST[int(rand() * len(ES_LAST))]
-            email_last = _ASCII[last]
-            if rand() < 0.3:  # Spanish customers often carry two surnames
-                second = ES_LAST[int(rand() * len(ES_LAST))]
-                email_last += _ASCII[second]
-                last = f"{last} {second}"
-            city = ES_CITIES[int(rand() * len(ES_CITIES))]
-        else:
-            locale = "en"
-            first = EN_FIRST[int(rand() * len(EN_FIRST))]
-            last = EN_LAST[int(rand() * len(EN_LAST))]
-            email_last = _ASCII[last]
-            city = EN_CITIES[int(rand() * len(EN_CITIES))]
-
-        band = bisect(_AGE_CUM, rand())
-        low, high = _AGE_BANDS[band]
-        age = low + int(rand() * (high - low + 1))
-        stages, stage_cum = _STAGE_CUM[band]
-        stage = stages[bisect(stage_cum, rand())]
-
-        max_tenure = min(240, (age - 18) * 12 + 11)
-        if stage == "newcomer" or rand() < 0.08:
-            tenure = int(rand() * (min(5, max_tenure) + 1))
-        else:  # exponential, mean 45 months, on top of the first six
-            tenure = min(max_tenure, 6 + int(-45.0 * log(1.0 - rand())))
-        key = (tenure, 2 + int(rand() * 27))
-        member_since = member_since_cache.get(key)
-        if member_since is None:
-            member_since = _months_before(REFERENCE_DATE, *key).isoformat()
-            member_since_cache[key] = member_since
-
-        interests: list[str] = []
-        cum = _INTEREST_CUM[stage]
-        for _ in range(bisect(_INTEREST_COUNT_CUM, rand())):
-            interest = INTERESTS[bisect(cum, rand())]
-            while interest in interests:  # without replacement: draw again
-                interest = INTERESTS[bisect(cum, rand())]
-            interests.append(interest)
-
-        # Two independent standard normals (Box-Muller) for two log-normal amounts:
-        # lifetime value around 800 (~76 % below 2,000, ~8 % at 5,000 or more) and
-        # the invoice total around 60. Amounts are kept as whole cents.
-        radius = sqrt(-2.0 * log(1.0 - rand()))
-        angle = tau * rand()
-        value = min(25_000_000, int(exp(6.685 + 1.3 * radius * cos(angle)) * 100 + 0.5))
-        total = min(400_000, int(exp(4.1 + 0.7 * radius * sin(angle)) * 100 + 0.5))
-
+        locale, first, last, email_last, city = _name(rand)
+        age, stage, tenure, member_since = _life(rand, member_since_cache)
+        interests = _interests(rand, stage)
+        value, total = _amounts(rand)
         customer_id = f"C{n:06d}"
         domain = EMAIL_DOMAINS[int(rand() * len(EMAIL_DOMAINS))]
         row: list[object] = [
@@ -287,6 +240,70 @@ def _rows(count: int, seed: int, messy: bool) -> Iterator[list[object]]:
         else:
             recent_ids[n % 64] = customer_id
         yield row
+
+
+def _name(rand: Callable[[], float]) -> tuple[str, str, str, str, str]:
+    """Locale, first name, last name, the last name as the address has it, city."""
+    if rand() < SPANISH_SHARE:
+        first = ES_FIRST[int(rand() * len(ES_FIRST))]
+        last = ES_LAST[int(rand() * len(ES_LAST))]
+        email_last = _ASCII[last]
+        if rand() < 0.3:  # Spanish customers often carry two surnames
+            second = ES_LAST[int(rand() * len(ES_LAST))]
+            email_last += _ASCII[second]
+            last = f"{last} {second}"
+        return "es", first, last, email_last, ES_CITIES[int(rand() * len(ES_CITIES))]
+    first = EN_FIRST[int(rand() * len(EN_FIRST))]
+    last = EN_LAST[int(rand() * len(EN_LAST))]
+    return "en", first, last, _ASCII[last], EN_CITIES[int(rand() * len(EN_CITIES))]
+
+
+def _life(rand: Callable[[], float],
+          member_since_cache: dict[tuple[int, int], str]) -> tuple[int, str, int, str]:
+    """Age, life stage, tenure in months and the member-since date."""
+    band = bisect(_AGE_CUM, rand())
+    low, high = _AGE_BANDS[band]
+    age = low + int(rand() * (high - low + 1))
+    stages, stage_cum = _STAGE_CUM[band]
+    stage = stages[bisect(stage_cum, rand())]
+
+    max_tenure = min(240, (age - 18) * 12 + 11)
+    if stage == "newcomer" or rand() < 0.08:
+        tenure = int(rand() * (min(5, max_tenure) + 1))
+    else:  # exponential, mean 45 months, on top of the first six
+        tenure = min(max_tenure, 6 + int(-45.0 * math.log(1.0 - rand())))
+    key = (tenure, 2 + int(rand() * 27))
+    member_since = member_since_cache.get(key)
+    if member_since is None:
+        member_since = _months_before(REFERENCE_DATE, *key).isoformat()
+        member_since_cache[key] = member_since
+    return age, stage, tenure, member_since
+
+
+def _interests(rand: Callable[[], float], stage: str) -> list[str]:
+    """A few interests, likelier ones for the life stage, without repeats."""
+    interests: list[str] = []
+    cum = _INTEREST_CUM[stage]
+    for _ in range(bisect(_INTEREST_COUNT_CUM, rand())):
+        interest = INTERESTS[bisect(cum, rand())]
+        while interest in interests:  # without replacement: draw again
+            interest = INTERESTS[bisect(cum, rand())]
+        interests.append(interest)
+    return interests
+
+
+def _amounts(rand: Callable[[], float]) -> tuple[int, int]:
+    """Lifetime value and invoice total, in whole cents.
+
+    Two independent standard normals (Box-Muller) for two log-normal amounts: lifetime
+    value around 800 (~76 % below 2,000, ~8 % at 5,000 or more) and the invoice total
+    around 60.
+    """
+    radius = math.sqrt(-2.0 * math.log(1.0 - rand()))
+    angle = math.tau * rand()
+    value = min(25_000_000, int(math.exp(6.685 + 1.3 * radius * math.cos(angle)) * 100 + 0.5))
+    total = min(400_000, int(math.exp(4.1 + 0.7 * radius * math.sin(angle)) * 100 + 0.5))
+    return value, total
 
 
 def _spoil(row: list[object], rng: random.Random, recent_ids: Sequence[str]) -> None:

@@ -14,69 +14,52 @@ Whether a version is shared never depends on the formats asked for.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import threading
-import traceback
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from cachetools import LRUCache
-from jinja2 import Template
-from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from markupsafe import Markup
 
-from edition.audience.experiments import subject_variant
 from edition.content.campaign import Campaign
 from edition.content.environment import CustomerView, EditionEnvironment
-from edition.content.limits import DocumentTooLarge, LimitExceeded, RenderTimeout
 from edition.content.limits import render as bounded_render
 from edition.content.modules import Module
-from edition.errors import EditionError
 from edition.render import inlining
-from edition.render.personal import (
-    CLOSE,
+from edition.render.compiled import CampaignTemplates
+from edition.render.failures import (
+    CONTENT_LIMITS,
+    RENDER_ERRORS,
+    RenderFailure,
+    failure_of,
+    located,
+)
+from edition.render.module_views import ModuleView, layer
+from edition.render.personal import CustomerProbe, ProbeEnvironment, Tainted
+from edition.render.skeleton import (
     MARKER,
     OPEN,
-    PRIVATE,
     Ambiguous,
-    CustomerProbe,
     Layout,
     NotShareable,
-    ProbeEnvironment,
     Residual,
     SharedDocument,
-    Tainted,
     split,
 )
 from edition.render.versions import Version
 from renderers.html import inline
 from renderers.text import from_html
 
+# RenderFailure is imported from here by the run and review stages
+__all__ = ["CACHED_LOCALES", "CACHED_SHAPES", "CACHED_SHARING", "CACHED_VERSIONS",
+           "CONTENT_LIMITS", "KINDS", "RENDER_ERRORS", "SHAPES_PER_VERSION", "SHARED",
+           "EditionRenderer", "ModuleView", "RenderFailure", "Rendered", "VersionDocs"]
+
 KINDS = ("page", "html", "text", "subject")
 
 
-class RenderFailure(EditionError):
-    """One customer's edition could not be rendered; the reason goes to the manifest.
-
-    `code` says what kind: missing_field, too_large, too_slow, too_deep, sandbox, error.
-    Only the first of them depends on the customer alone; the others are the content's.
-    """
-
-    def __init__(self, message: str, file: str | None = None, line: int | None = None,
-                 code: str = "error"):
-        super().__init__(message, file, line)
-        self.code = code
-
-    def __reduce__(self):  # keep the code across process boundaries
-        return (type(self), (self.message, self.file, self.line, self.code))
-
-
-# a version's own limits: too big, too slow, too deep (not a customer's missing field)
-CONTENT_LIMITS = (LimitExceeded, RecursionError, MemoryError)
 # Per process, whatever the customer file holds: versions' shared documents (and whether
 # they were self-checked, or fail for everyone), locales' environments with their
 # compiled templates, and what the report says about each version's rendering.
@@ -87,9 +70,6 @@ CACHED_SHARING = 16 * CACHED_VERSIONS   # a few hundred bytes each; a batch's ve
 # shapes a version builds: past it, a new shape's customers are inlined one by one
 CACHED_SHAPES = 512
 SHAPES_PER_VERSION = 64
-# what a render may raise for one customer (everything else is a bug, reported as such)
-RENDER_ERRORS = (TemplateError, TypeError, ValueError, ArithmeticError, LookupError,
-                 AttributeError, LimitExceeded, RecursionError, MemoryError)
 
 
 SHARED = "shared"
@@ -109,49 +89,6 @@ class Rendered:
     subject: str | None = None
     paths: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
     layout: Layout | None = field(default=None, compare=False, repr=False)
-
-
-class ModuleView:
-    """A module as templates see it: id, kind, title, html, text, meta.
-
-    A module whose body reads the customer has two bodies: the skeleton's (with the
-    customer's holes) while a version is laid out, and the customer's while that
-    customer's pieces run (`personal_layer`): a piece may print it under a test."""
-
-    __slots__ = ("_html", "_module", "_text", "id", "kind", "meta", "title")
-
-    def __init__(self, module: Module, html: str, text: str, personal: bool = False):
-        self.id = module.id
-        self.kind = module.kind
-        self.title = module.title
-        self.meta = module.meta
-        self._html = html
-        self._text = text
-        self._module = module if personal else None
-
-    @property
-    def html(self) -> str:
-        layer = _layer.current
-        if layer is not None and self._module is not None:
-            return layer(self._module, "html")
-        return self._html
-
-    @property
-    def text(self) -> str:
-        layer = _layer.current
-        if layer is not None and self._module is not None:
-            return layer(self._module, "text")
-        return self._text
-
-    def __repr__(self) -> str:
-        return f"<module {self.kind}/{self.id}>"
-
-
-class _Layer(threading.local):
-    current: Any = None   # (module, fmt) -> that customer's body, while pieces run
-
-
-_layer = _Layer()
 
 
 @dataclass
@@ -174,13 +111,8 @@ class EditionRenderer:
         self.campaign = campaign
         self.as_of = as_of
         self.kinds = kinds
-        templates = campaign.root / "templates"
-        self._templates_dir = templates
-        # one pair per locale: money and longdate default to the version's locale and the
-        # campaign's currency for it, so `{{ x | money }}` stays shareable (no context)
-        self._envs: LRUCache[str, tuple[EditionEnvironment, ProbeEnvironment]] = LRUCache(
-            CACHED_LOCALES)
-        self._envs_lock = threading.Lock()
+        self.templates = CampaignTemplates(campaign, CACHED_LOCALES)
+        self.template_files = self.templates.template_files
         self.env, self.probe = self.envs("en")
         self._shared: OrderedDict[str, VersionDocs] = OrderedDict()
         self._shared_lock = threading.Lock()
@@ -191,29 +123,15 @@ class EditionRenderer:
         self._sharing_lock = threading.Lock()
         self._broken: LRUCache[str, RenderFailure] = LRUCache(CACHED_VERSIONS)
         self._marks_lock = threading.Lock()   # _checked, _broken, _shapes across task threads
-        self.template_files = {str((templates / n).resolve()): f"templates/{n}"
-                               for n in filter(None, [campaign.template, campaign.text_template])}
-        self.digest = self._digest(templates)
+        self.digest = self.templates.digest
 
     def envs(self, locale: str) -> tuple[EditionEnvironment, ProbeEnvironment]:
         """The environments for a version's locale (made on first use)."""
-        with self._envs_lock:  # a thread-pool task runner shares this renderer
-            pair = self._envs.get(locale)
-            if pair is None:
-                settings = {"limits": self.campaign.limits, "locale": locale,
-                            "currency": self.campaign.currency_for(locale)}
-                pair = self._envs[locale] = (
-                    EditionEnvironment(self._templates_dir, **settings),
-                    ProbeEnvironment(self._templates_dir, where=self._where, **settings))
-        return pair
+        return self.templates.envs(locale)
 
-    def _where(self, name: str | None, filename: str | None) -> str:
-        """How reports name a template: `templates/x.html.j2`, a module file, the subject."""
-        if filename and filename.endswith(".md"):
-            return filename
-        if name is None:
-            return f"{self.campaign.file} (subject)"
-        return f"templates/{name}"
+    def _failure(self, exc: Exception) -> RenderFailure:
+        return failure_of(exc, self.campaign.file, self.template_files,
+                          self.env.limits.render_seconds)
 
     def cache_sizes(self) -> dict[str, tuple[int, int]]:
         """Per cache: (entries, bound). Memory stays flat whatever the customers hold."""
@@ -221,59 +139,10 @@ class EditionRenderer:
                 "checked versions": (len(self._checked), CACHED_VERSIONS),
                 "broken versions": (len(self._broken), CACHED_VERSIONS),
                 "html shapes": (len(self._shapes), CACHED_SHAPES),
-                "locale environments": (len(self._envs), CACHED_LOCALES),
+                "locale environments": (self.templates.locales, CACHED_LOCALES),
                 "version sharing": (len(self._all_sharing), CACHED_SHARING)}
 
-    def _digest(self, templates: Path) -> str:
-        # every template file may be included or extended, so all of them count
-        h = hashlib.sha256()
-        for path in sorted(templates.rglob("*")) if templates.is_dir() else []:
-            if path.is_file():
-                h.update(str(path.relative_to(templates)).encode() + b"\0" + path.read_bytes())
-        h.update(repr(self.campaign.subject).encode())
-        if self.campaign.experiment is not None and self.campaign.experiment.of_subject:
-            h.update(repr(self.campaign.experiment.variants).encode())   # subject lines
-        h.update(repr(self.campaign.currency).encode())
-        h.update(repr(sorted(self.campaign.context().items(), key=str)).encode())
-        return h.hexdigest()
-
     # -- templates -------------------------------------------------------------------
-
-    def _template(self, env: EditionEnvironment, kind: str,
-                  version: Version | None = None) -> Template | None:
-        # compiled per environment (one per locale: the subject is the locale's), and kept
-        # on it, so that they go when a locale's environments leave the cache
-        templates = env.compiled
-        experiment = self.campaign.experiment
-        variant = subject_variant(version.selection.experiment) if (
-            kind == "subject" and version is not None and experiment is not None) else None
-        if variant is not None and experiment is not None:
-            # a subject-line test: the variant's line is the subject (its own version)
-            key = f"subject:{variant}"
-            if key not in templates:
-                templates[key] = env.from_string(experiment.variants[variant])
-            return templates[key]
-        if kind not in templates:
-            if kind == "page":
-                templates[kind] = env.get_template(self.campaign.template)
-            elif kind == "text":
-                if not self.campaign.text_template:
-                    return None
-                templates[kind] = env.get_template(self.campaign.text_template)
-            elif kind == "subject":
-                templates[kind] = env.from_string(self.campaign.subject_for(env.locale))
-        return templates[kind]
-
-    def _body(self, env: EditionEnvironment, module: Module, fmt: str) -> Template:
-        key = f"{module.kind}/{module.id}.{fmt}"
-        templates = env.compiled
-        if key not in templates:
-            source = module.html if fmt == "html" else module.text
-            # a name ending in .html turns autoescape on for the HTML body only
-            name = f"{module.source}.{fmt}"
-            code = env.compile(source, name=name, filename=module.source)
-            templates[key] = env.template_class.from_code(env, code, env.make_globals(None))
-        return templates[key]
 
     def _modules(self, env: EditionEnvironment, version: Version,
                  base: Mapping[str, Any]) -> dict[str, list[ModuleView]]:
@@ -284,8 +153,8 @@ class EditionRenderer:
             for module in modules:
                 if module.personal:
                     limit = env.limits.document_bytes
-                    html = bounded_render(self._body(env, module, "html"), base, limit)
-                    text = bounded_render(self._body(env, module, "text"), base, limit)
+                    html = bounded_render(self.templates.body(env, module, "html"), base, limit)
+                    text = bounded_render(self.templates.body(env, module, "text"), base, limit)
                     html = Tainted(html) if probing and OPEN in html else Markup(html)
                     if probing and OPEN in text:
                         text = Tainted(text)
@@ -324,50 +193,23 @@ class EditionRenderer:
             needs_page = any(k in kinds for k in ("page", "html")) or (
                 "text" in kinds and not self.campaign.text_template)
             if needs_page:
-                page_template = self._template(env, "page")
+                page_template = self.templates.template(env, "page")
                 assert page_template is not None
                 out.page = bounded_render(page_template, ctx, limit)
                 if "html" in kinds:
                     out.html = inline(out.page)
             if "text" in kinds:
-                text_template = self._template(env, "text")
+                text_template = self.templates.template(env, "text")
                 out.text = (bounded_render(text_template, ctx, limit)
                             if text_template is not None
                             else from_html(out.page or ""))
             if "subject" in kinds:
-                subject_template = self._template(env, "subject", version)
+                subject_template = self.templates.template(env, "subject", version)
                 assert subject_template is not None
                 out.subject = bounded_render(subject_template, ctx, limit)
             return out
         except RENDER_ERRORS as exc:
             raise self._failure(exc) from None
-
-    def _failure(self, exc: Exception) -> RenderFailure:
-        where, line = self.campaign.file, None
-        for frame in traceback.extract_tb(exc.__traceback__):
-            name = self.template_files.get(str(Path(frame.filename).resolve())) if (
-                frame.filename and not frame.filename.startswith("<")) else None
-            if name:
-                where, line = name, frame.lineno
-            elif frame.filename and frame.filename.endswith(".md"):
-                where, line = frame.filename, None
-            elif frame.filename == "<template>":
-                where, line = f"{self.campaign.file} (subject)", None
-        code = "error"
-        if isinstance(exc, UndefinedError):
-            message, code = exc.message or "undefined value", "missing_field"
-        elif isinstance(exc, SecurityError):
-            message, code = f"refused by the sandbox: {exc}", "sandbox"
-        elif isinstance(exc, DocumentTooLarge | MemoryError):
-            message, code = f"too large: {exc}", "too_large"
-        elif isinstance(exc, RenderTimeout):
-            message, code = (f"rendering took longer than {self.env.limits.render_seconds:g} "
-                             f"s"), "too_slow"
-        elif isinstance(exc, RecursionError):
-            message, code = "a macro or include calls itself too deeply (recursion)", "too_deep"
-        else:
-            message = f"{type(exc).__name__}: {exc}"
-        return RenderFailure(message, where, line, code)
 
     # -- the skeleton, once per version --------------------------------------------
 
@@ -402,18 +244,18 @@ class EditionRenderer:
             customer = CustomerProbe({"locale": version.locale})
             ctx = self.context(probe, version, customer)
             for kind in ("page", "text", "subject"):
-                template = self._template(probe, kind, version)
+                template = self.templates.template(probe, kind, version)
                 try:
                     outputs[kind] = (bounded_render(template, ctx, limit)
                                      if template is not None else None)
                 except NotShareable as exc:
-                    whole[kind] = self._located(exc, f"{kind} template")
+                    whole[kind] = located(exc, f"{kind} template", self.templates.where)
                 except CONTENT_LIMITS:
                     raise  # the version itself is too big, too slow or too deep
                 except Exception as exc:  # the whole render reports it per customer
                     whole[kind] = f"{kind} template fails: {type(exc).__name__}"
         except NotShareable as exc:
-            reason = self._located(exc, "a module body")
+            reason = located(exc, "a module body", self.templates.where)
             return VersionDocs({}, {k: reason for k in KINDS})
         except CONTENT_LIMITS:
             raise
@@ -497,8 +339,8 @@ class EditionRenderer:
         env = self.envs(version.locale)[0]
         limit = env.limits.document_bytes
         view = CustomerView(fields)
-        layer = self._personal_layer(version, view, env)
-        _layer.current = layer
+        personal = self._personal_layer(version, view, env)
+        layer.current = personal
         try:
             page_outputs: list[str] | None = None
             page = docs.residuals.get("page")
@@ -522,7 +364,7 @@ class EditionRenderer:
         except RENDER_ERRORS:
             return out, "fails for this customer (the whole render says why)"
         finally:
-            _layer.current = None
+            layer.current = None
         for kind in wanted:
             out.paths[kind] = SHARED
         if page is not None and page_outputs is not None:
@@ -542,13 +384,13 @@ class EditionRenderer:
         def body(module: Module, fmt: str) -> str:
             key = (module.source, fmt)
             if key not in bodies:
-                _layer.current = None   # the body renders as in the whole render
+                layer.current = None   # the body renders as in the whole render
                 try:
-                    rendered = bounded_render(self._body(env, module, fmt),
+                    rendered = bounded_render(self.templates.body(env, module, fmt),
                                               self._base(version, view),
                                               env.limits.document_bytes)
                 finally:
-                    _layer.current = body
+                    layer.current = body
                 bodies[key] = Markup(rendered) if fmt == "html" else rendered
             return bodies[key]
 
@@ -566,7 +408,7 @@ class EditionRenderer:
                 return inline(page), (f"html inlined per customer: more than "
                                       f"{SHAPES_PER_VERSION} shapes in one version")
             docs.shapes += 1
-            shape = self._shape(layout, page)
+            shape = inlining.shape_inlined(layout, page)
             with self._marks_lock:
                 self._shapes[key] = shape
         if isinstance(shape, str):
@@ -579,21 +421,6 @@ class EditionRenderer:
                                   "characters or a class or id the CSS selects"
                                   + (f" ({where})" if where else ""))
         return html, SHARED
-
-    def _shape(self, layout: Layout, page: str) -> SharedDocument | str:
-        """A shape's inlined skeleton, checked against inlining this customer's page."""
-        marked = [layout.statics[0]]
-        for i, static in enumerate(layout.statics[1:]):
-            marked += (f"{OPEN}{i}{CLOSE}", static)
-        if any(PRIVATE.search(static) for static in layout.statics):
-            return "content already holds edition's hole markers"
-        doc = inlining.inlined("".join(marked), layout.where)
-        if isinstance(doc, str):
-            return doc
-        filled = doc.fill(layout.values)
-        if filled is not None and filled != inline(page):
-            return "self-check: shared and whole renders differ"
-        return doc
 
     def _self_check(self, version: Version, fields: Mapping[str, Any],
                     docs: VersionDocs) -> bool:
@@ -613,19 +440,6 @@ class EditionRenderer:
         self._note_sharing(version, docs)
         return True
 
-    def _located(self, exc: NotShareable, what: str) -> str:
-        """`templates/x.html.j2:12: customer.x is used in an expression`."""
-        message = str(exc)
-        if getattr(exc, "located", False) or ":" in message.split(" ", 1)[0]:
-            return message   # the residualizer's reasons name their line already
-        where = ""
-        for frame, lineno in _frames(exc.__traceback__):
-            template = frame.f_globals.get("__jinja_template__")
-            if template is not None:
-                line = template.get_corresponding_lineno(lineno)
-                where = f"{self._where(template.name, template.filename)}:{line}"
-        return f"{where}: {message}" if where else f"{what}: {message}"
-
     def sharing(self) -> dict[str, dict[str, str]]:
         """Per version id and kind: 'shared' or the reason it renders whole (for people)."""
         with self._sharing_lock:
@@ -644,12 +458,6 @@ class EditionRenderer:
     def _note_sharing(self, version: Version, docs: VersionDocs) -> None:
         with self._sharing_lock:
             self._all_sharing[version.digest] = (version.id, docs.sharing())
-
-
-def _frames(tb: TracebackType | None) -> Iterable[tuple[Any, int]]:
-    while tb is not None:
-        yield tb.tb_frame, tb.tb_lineno
-        tb = tb.tb_next
 
 
 def _markers_intact(output: str, count: int) -> bool:

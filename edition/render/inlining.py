@@ -14,7 +14,7 @@ import html
 import re
 from collections.abc import Callable
 
-from edition.render.personal import MARKER, OPEN, SharedDocument
+from edition.render.skeleton import CLOSE, MARKER, OPEN, PRIVATE, Layout, SharedDocument
 from renderers.html import inline
 
 # CSS that could style a hole differently by the customer's value: ":empty" and the like
@@ -286,3 +286,19 @@ def finishers(inlined: str, selected: dict[str, frozenset[str]] | None = None,
         else:
             result.append(_guarded((selected or {}).get(attribute, frozenset()), *touching))
     return result
+
+
+def shape_inlined(layout: Layout, page: str) -> SharedDocument | str:
+    """A shape's inlined skeleton, checked against inlining this customer's page."""
+    marked = [layout.statics[0]]
+    for i, static in enumerate(layout.statics[1:]):
+        marked += (f"{OPEN}{i}{CLOSE}", static)
+    if any(PRIVATE.search(static) for static in layout.statics):
+        return "content already holds edition's hole markers"
+    doc = inlined("".join(marked), layout.where)
+    if isinstance(doc, str):
+        return doc
+    filled = doc.fill(layout.values)
+    if filled is not None and filled != inline(page):
+        return "self-check: shared and whole renders differ"
+    return doc

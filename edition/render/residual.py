@@ -30,9 +30,20 @@ import copy
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from jinja2 import nodes
+
+from edition.render.template_ast import (
+    assigned_names,
+    clone,
+    exported_names,
+    free_names,
+    mutated_namespaces,
+    namespaces_assigned,
+    sets_tainted,
+    setting_only,
+    walk,
+)
 
 CUSTOMER = "customer"
 RESIDUAL = "__edition_residual__"
@@ -46,11 +57,6 @@ SPECIAL = frozenset({"self", "super", "caller", "varargs", "kwargs", RESIDUAL, U
 MUTATORS = frozenset({"append", "extend", "insert", "pop", "remove", "clear", "update",
                       "setdefault", "popitem", "add", "discard", "sort", "reverse",
                       "next", "reset"})
-# statements that open a scope of their own for `{% set %}`
-SCOPES = (nodes.For, nodes.With, nodes.Macro, nodes.CallBlock, nodes.Block,
-          nodes.AssignBlock, nodes.FilterBlock, nodes.Scope, nodes.OverlayScope)
-
-
 @dataclass(eq=False)
 class Fragment:
     """One statement that reads the customer, with what it needs to run on its own."""
@@ -138,7 +144,7 @@ class Residualizer:
         """Does evaluating `node` read the customer (or a name set from it)?"""
         items = [node] if isinstance(node, nodes.Node) else list(node)
         for item in items:
-            for sub in _walk(item):
+            for sub in walk(item):
                 if isinstance(sub, nodes.Name) and sub.ctx == "load":
                     if sub.name == CUSTOMER and not self._constant_read(item, sub):
                         return True
@@ -179,7 +185,7 @@ class Residualizer:
 
     def _constant_read(self, root: nodes.Node, name: nodes.Name) -> bool:
         """Is this `customer` the object of `customer.locale` (a version constant)?"""
-        for sub in _walk(root):
+        for sub in walk(root):
             if isinstance(sub, nodes.Getattr) and sub.node is name:
                 return sub.attr in self.constants
             if isinstance(sub, nodes.Getitem) and sub.node is name:
@@ -218,7 +224,7 @@ class Residualizer:
         if isinstance(node, nodes.Import | nodes.FromImport):
             if isinstance(node, nodes.FromImport):
                 self.tainted_macros |= self._from_import_reads(node)
-            self._define(_targets(node), node, tainted=False)
+            self._define(assigned_names(node), node, tainted=False)
             return [node]
         if isinstance(node, nodes.Assign | nodes.AssignBlock):
             return self._assign(node)
@@ -229,7 +235,7 @@ class Residualizer:
         if isinstance(node, nodes.Block):
             return [self._in_scope(node, lambda: setattr(
                 node, "body", self._statements(node.body)))]
-        if not self._reads(node) and not _sets_tainted(node, self.tainted):
+        if not self._reads(node) and not sets_tainted(node, self.tainted):
             return self._constant_statement(node)
         return self._fragment(node)
 
@@ -251,7 +257,7 @@ class Residualizer:
             return [node]
         if isinstance(node, nodes.For):
             def inside() -> None:
-                self._define(_targets(node.target), None, tainted=False)
+                self._define(assigned_names(node.target), None, tainted=False)
                 node.body = self._statements(node.body)
             self._in_scope(node, inside)
             node.else_ = self._statements(node.else_)
@@ -259,7 +265,7 @@ class Residualizer:
         if isinstance(node, nodes.With):
             def with_body() -> None:
                 for target, value in zip(node.targets, node.values, strict=False):
-                    self._define(_targets(target), nodes.Assign(
+                    self._define(assigned_names(target), nodes.Assign(
                         clone(target), clone(value)), tainted=False)
                 node.body = self._statements(node.body)
             self._in_scope(node, with_body)
@@ -285,8 +291,8 @@ class Residualizer:
         return node
 
     def _assign(self, node: nodes.Assign | nodes.AssignBlock) -> list[nodes.Node]:
-        names = _targets(node.target)
-        namespaces = _namespaces(node.target)
+        names = assigned_names(node.target)
+        namespaces = namespaces_assigned(node.target)
         if not self._reads(node) and not self.tainted & namespaces:
             self._define(names | namespaces, node, tainted=False)
             return [node]
@@ -330,8 +336,8 @@ class Residualizer:
         problem = self._unsupported(node)
         if problem:
             return [self._refuse(node, problem)]
-        exported = _exported(node)
-        namespaces = _mutated_namespaces(node)
+        exported = exported_names(node)
+        namespaces = mutated_namespaces(node)
         original = clone(node)
         definitions = self._definitions_for(node)
         fragment_body = [*definitions, node]
@@ -339,7 +345,7 @@ class Residualizer:
             wrapper = copy.copy(modifier)
             wrapper.body = fragment_body
             fragment_body = [wrapper]
-        free = sorted(_free_names(fragment_body) - SPECIAL - {CUSTOMER})
+        free = sorted(free_names(fragment_body) - SPECIAL - {CUSTOMER})
         fragment = Fragment(0, fragment_body, self.name, self.filename, node.lineno or 1,
                             self._at(node))
         fragment.id = self.register(fragment)
@@ -360,7 +366,7 @@ class Residualizer:
         cut down to setting those names (what they write, and other names, dropped)."""
         needed: dict[int, _Definition] = {}
         names: set[str] = set()
-        pending = list(_free_names([node]))
+        pending = list(free_names([node]))
         chain = self.scopes[-1].chain
         while pending:
             name = pending.pop()
@@ -377,7 +383,7 @@ class Residualizer:
                                  default=-1)
                 for definition in found[last_bound + 1:]:
                     needed[definition.order] = definition
-                    pending.extend(_free_names([definition.statement]))
+                    pending.extend(free_names([definition.statement]))
                 break
         statements = []
         seen: set[int] = set()
@@ -385,7 +391,7 @@ class Residualizer:
             statement = needed[order].statement
             if statement is not None and id(statement) not in seen:
                 seen.add(id(statement))
-                statements.append(_setting_only(statement, names))
+                statements.append(setting_only(statement, names))
         macros = self._macros_for([node, *statements])
         return [*macros, *statements]
 
@@ -394,7 +400,7 @@ class Residualizer:
         inside it (so that they run in the environment the fragment runs in)."""
         wanted: list[nodes.Node] = []
         seen: set[str] = set()
-        pending = [n for n in _free_names(roots)]
+        pending = [n for n in free_names(roots)]
         while pending:
             name = pending.pop()
             if name in seen:
@@ -402,7 +408,7 @@ class Residualizer:
             seen.add(name)
             if name in self.macros:
                 wanted.append(self.macros[name])
-                pending.extend(_free_names([self.macros[name]]))
+                pending.extend(free_names([self.macros[name]]))
             elif name in self.imports and self.imports[name] not in wanted:
                 wanted.append(self.imports[name])
         order = {id(n): i for i, n in enumerate([*self.imports.values(), *self.macros.values()])}
@@ -410,7 +416,7 @@ class Residualizer:
         return [clone(unique[i]) for i in sorted(unique, key=lambda i: order.get(i, 0))]
 
     def _unsupported(self, node: nodes.Node) -> str | None:
-        for sub in _walk(node):
+        for sub in walk(node):
             if isinstance(sub, nodes.Block):
                 return "a {% block %} under a test on the customer"
             if isinstance(sub, nodes.Extends):
@@ -436,124 +442,3 @@ class Residualizer:
     def _call(name: str, args: list[nodes.Expr], lineno: int | None) -> nodes.Call:
         return nodes.Call(nodes.Name(name, "load", lineno=lineno), args, [], None, None,
                           lineno=lineno)
-
-
-# -- AST helpers -----------------------------------------------------------------------------
-
-
-def clone(node: Any) -> Any:
-    """A deep copy of nodes that shares their environment (a node points at it)."""
-    if isinstance(node, list):
-        return [clone(item) for item in node]
-    if isinstance(node, tuple):
-        return tuple(clone(item) for item in node)
-    if not isinstance(node, nodes.Node):
-        return node   # a constant's value, a name: never changed in place
-    new = object.__new__(type(node))
-    for name in node.fields:
-        setattr(new, name, clone(getattr(node, name, None)))
-    for name in node.attributes:
-        setattr(new, name, getattr(node, name, None))
-    return new
-
-
-def _walk(node: nodes.Node) -> Iterable[nodes.Node]:
-    yield node
-    for child in node.iter_child_nodes():
-        yield from _walk(child)
-
-
-def _targets(node: nodes.Node) -> set[str]:
-    if isinstance(node, nodes.Import):
-        return {node.target}
-    if isinstance(node, nodes.FromImport):
-        return {n[1] if isinstance(n, tuple) else n for n in node.names}
-    if isinstance(node, nodes.Name):
-        return {node.name}
-    return {n.name for n in node.find_all(nodes.Name) if n.ctx == "store"}
-
-
-def _namespaces(target: nodes.Node) -> set[str]:
-    if isinstance(target, nodes.NSRef):
-        return {target.name}
-    return {n.name for n in target.find_all(nodes.NSRef)}
-
-
-def _exported(node: nodes.Node) -> set[str]:
-    """Names a statement sets in the scope it stands in (not in loops or blocks it opens)."""
-    found: set[str] = set()
-
-    def visit(item: nodes.Node) -> None:
-        if isinstance(item, nodes.Assign | nodes.AssignBlock):
-            found.update(_targets(item.target))
-            return
-        if isinstance(item, nodes.Import | nodes.FromImport):
-            found.update(_targets(item))
-            return
-        if isinstance(item, nodes.Macro):
-            found.add(item.name)
-            return
-        if isinstance(item, SCOPES):
-            return
-        for child in item.iter_child_nodes():
-            if isinstance(child, nodes.Stmt):
-                visit(child)
-
-    visit(node)
-    return found
-
-
-def _mutated_namespaces(node: nodes.Node) -> set[str]:
-    return {ref.name for ref in node.find_all(nodes.NSRef)} if not isinstance(
-        node, nodes.NSRef) else {node.name}
-
-
-def _sets_tainted(node: nodes.Node, tainted: set[str]) -> bool:
-    """A statement that changes a namespace the customer already changed."""
-    return bool(_mutated_namespaces(node) & tainted)
-
-
-def _setting_only(node: nodes.Node, keep: set[str]) -> nodes.Node:
-    """A copy of the statement that only sets the names in `keep`: what it writes to the
-    document, and what it sets otherwise, dropped."""
-    copied = clone(node)
-
-    def wanted(child: nodes.Node) -> bool:
-        if isinstance(child, nodes.Output | nodes.Include | nodes.CallBlock
-                      | nodes.FilterBlock):
-            return False
-        if isinstance(child, nodes.Assign | nodes.AssignBlock):
-            return bool((_targets(child.target) | _namespaces(child.target)) & keep)
-        if isinstance(child, nodes.Import | nodes.FromImport):
-            return bool(_targets(child) & keep)
-        return True
-
-    def strip(item: nodes.Node) -> None:
-        for name in item.fields:
-            value = getattr(item, name, None)
-            if isinstance(value, list) and value and isinstance(
-                    value[0], nodes.Stmt | nodes.Helper):
-                kept = [child for child in value if not isinstance(child, nodes.Stmt)
-                        or wanted(child)]
-                for child in kept:
-                    if isinstance(child, nodes.Node) and not isinstance(
-                            child, nodes.AssignBlock | nodes.Macro):
-                        strip(child)
-                setattr(item, name, kept)
-
-    if isinstance(copied, nodes.Stmt) and not wanted(copied):
-        return nodes.Scope([], lineno=node.lineno)
-    strip(copied)
-    return copied
-
-
-def _free_names(roots: Iterable[nodes.Node | None]) -> set[str]:
-    """Names the statements load (a superset of what they read from outside)."""
-    found: set[str] = set()
-    for root in roots:
-        if root is None:
-            continue
-        for sub in _walk(root):
-            if (isinstance(sub, nodes.Name) and sub.ctx == "load") or isinstance(sub, nodes.NSRef):
-                found.add(sub.name)
-    return found

@@ -18,7 +18,7 @@ from edition.outcomes import ManifestRow, Reason
 from edition.review.send_plan import SendPlan
 from edition.run.folder import read_json, write_json
 from edition.run.manifest import MANIFEST_NAME, ManifestWriter, read_rows
-from edition.send.ledger.sqlite import send_key
+from edition.send.ledger.records import send_key
 
 if TYPE_CHECKING:
     from edition.send.ledger.location import Ledger

@@ -29,7 +29,7 @@ from edition.review.sendable import MessageCheck
 from edition.run.options import MAILING
 from edition.send.delivery import ledger_path
 from edition.send.ledger.location import open_ledger
-from edition.send.ledger.sqlite import Mailing
+from edition.send.ledger.records import Mailing
 from edition.send.targets import channel_of
 
 # -- what a send will do ---------------------------------------------------------------

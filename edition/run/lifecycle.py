@@ -44,7 +44,7 @@ from edition.run.summary import RunSummary
 from edition.run.workers import Job, close_jobs
 from edition.send.delivery import MailingChoice, choose_mailing, ledger_path, run_lock
 from edition.send.ledger.location import Ledger
-from edition.send.ledger.sqlite import Mailing
+from edition.send.ledger.records import Mailing
 
 
 class Feed(Protocol):

@@ -43,6 +43,7 @@ from edition.errors import ContentError
 from edition.render.editions import RenderFailure
 from edition.render.pdf_resources import page_problems, stylesheet_problems
 from edition.render.plan import Plan
+from edition.render.versions import Version
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline, count_skipped
 from edition.run.sender_health import check_send
@@ -181,12 +182,7 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
     template line, the customers who get there without a field it prints."""
     scan = Scan()
     printed = printed_by(plan)
-    # every row has an id, a locale and interests (the reader sees to it); the pipeline
-    # adds the unsubscribe link to every customer's fields just before rendering
-    links = pipeline is None or pipeline.encoder.links is not None
-    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
-    if links and getattr(plan.campaign, "preferences", None) is not None:
-        provided.add("preferences_url")
+    provided = _provided(plan, pipeline)
     places: dict[tuple[str, tuple[str, ...]], list[tuple[tuple[str, int, str],
                                                         list[Print]]]] = {}
     for row in rows:
@@ -218,29 +214,47 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
         rendered.add(version.digest)
         if pipeline is not None:
             pipeline.sign_links(item)  # only the customers preflight renders need one
-        try:
-            # render, not whole: the version's shared documents are made and self-checked
-            # here, once, and the run that follows (in this process) reuses them
-            with watchdog.limit(plan.campaign.limits.render_seconds):
-                rendered_doc = plan.renderer.render(version, fields)
-        except RenderFailure as exc:
-            if exc.code in CONTENT_CODES:
-                scan.errors.append((
-                    f"{exc.location}:{exc.message}",
-                    f"{exc.message} (version {version.id}, first rendered for customer "
-                    f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
-            else:
-                scan.customers.append(
-                    (version.digest, f"customer {row.customer_id} (line {row.line}): {exc}"))
-            continue
-        if rendered_doc.html is not None:
-            for warning in _html(plan, rendered_doc.html, fields):
-                scan.html.setdefault(warning, []).append(version.id)
-        if rendered_doc.page is not None and "pdf" in plan.formats:
-            chosen = [c.module for s in version.selection.slots for c in s.chosen]
-            for problem in page_problems(plan.campaign, chosen, rendered_doc.page):
-                scan.errors.append((str(problem), problem.message, problem.file, problem.line))
+        _render_first(plan, scan, version, fields, row)
     return scan
+
+
+def _provided(plan: Plan, pipeline: Any) -> set[str]:
+    """The fields every customer has when rendered, whatever the customer file holds."""
+    # every row has an id, a locale and interests (the reader sees to it); the pipeline
+    # adds the unsubscribe link to every customer's fields just before rendering
+    links = pipeline is None or pipeline.encoder.links is not None
+    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
+    if links and getattr(plan.campaign, "preferences", None) is not None:
+        provided.add("preferences_url")
+    return provided
+
+
+def _render_first(plan: Plan, scan: Scan, version: Version, fields: Mapping[str, Any],
+                  row: Row) -> None:
+    """Render a version for its first customer; note its failure, or its html and
+    PDF problems."""
+    try:
+        # render, not whole: the version's shared documents are made and self-checked
+        # here, once, and the run that follows (in this process) reuses them
+        with watchdog.limit(plan.campaign.limits.render_seconds):
+            rendered_doc = plan.renderer.render(version, fields)
+    except RenderFailure as exc:
+        if exc.code in CONTENT_CODES:
+            scan.errors.append((
+                f"{exc.location}:{exc.message}",
+                f"{exc.message} (version {version.id}, first rendered for customer "
+                f"{row.customer_id})", exc.file or plan.campaign.file, exc.line))
+        else:
+            scan.customers.append(
+                (version.digest, f"customer {row.customer_id} (line {row.line}): {exc}"))
+        return
+    if rendered_doc.html is not None:
+        for warning in _html(plan, rendered_doc.html, fields):
+            scan.html.setdefault(warning, []).append(version.id)
+    if rendered_doc.page is not None and "pdf" in plan.formats:
+        modules = [c.module for s in version.selection.slots for c in s.chosen]
+        for problem in page_problems(plan.campaign, modules, rendered_doc.page):
+            scan.errors.append((str(problem), problem.message, problem.file, problem.line))
 
 
 def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
@@ -474,7 +488,7 @@ def _customer_reads(tree: nodes.Node) -> set[str]:
     return found
 
 
-def _html(plan: Plan, html: str, fields: dict[str, Any]) -> list[str]:
+def _html(plan: Plan, html: str, fields: Mapping[str, Any]) -> list[str]:
     """What mail programs will do to this HTML: clip it, show no alt text, guess a language."""
     problems = []
     data = html.encode("utf-8")

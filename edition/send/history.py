@@ -26,7 +26,7 @@ import yaml
 from edition.databases import has_password, is_database_url, masked, scrub, sqlalchemy_url
 from edition.errors import ContentError, LedgerError
 from edition.send.ledger.location import LEDGER_URL_ENV, ledger_location
-from edition.send.ledger.sqlite import KEY_JOIN
+from edition.send.ledger.records import KEY_JOIN
 
 COUNTED_STATES = ("sent", "unknown")
 CAMPAIGN_SUFFIXES = (".yaml", ".yml")
@@ -200,7 +200,7 @@ def _postgres_rows(url: str, since: dt.datetime
     from sqlalchemy.exc import SQLAlchemyError
 
     from edition.databases import create_engine_for
-    from edition.send.ledger.postgres import sends
+    from edition.send.ledger.postgres_schema import sends
 
     engine = create_engine_for(sqlalchemy_url(url), application_name="edition-history")
     try:

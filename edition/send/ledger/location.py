@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from edition.databases import has_password, is_database_url, masked
 from edition.errors import ContentError, LedgerError
-from edition.send.ledger.sqlite import Claim, HistoryEvent, LedgerEntry, Mailing, SendLedger
+from edition.send.ledger.records import Claim, HistoryEvent, LedgerEntry, Mailing
+from edition.send.ledger.sqlite import SendLedger
 
 if TYPE_CHECKING:
     from edition.send.targets import Outcome

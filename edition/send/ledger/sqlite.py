@@ -20,21 +20,31 @@ Typical use::
 
 from __future__ import annotations
 
-import enum
-import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from filelock import FileLock, Timeout
+from filelock import FileLock
 
 from edition import private
 from edition.errors import LedgerBusy, LedgerError
+from edition.send.ledger.records import (
+    KEY_JOIN as KEY_JOIN,  # re-exported: callers import these from here too
+)
+from edition.send.ledger.records import (
+    STATES,
+    Claim,
+    HistoryEvent,
+    LedgerEntry,
+    Mailing,
+)
+from edition.send.ledger.records import send_key as send_key
+from edition.send.ledger.sqlite_lock import lock_file
+from edition.send.ledger.sqlite_schema import create_schema
 
 if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
     from edition.send.targets import Outcome
@@ -42,90 +52,8 @@ if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
 __all__ = ["Claim", "LedgerBusy", "LedgerEntry", "LedgerError", "Mailing", "SendLedger",
            "send_key"]
 
-STATES = ("sending", "sent", "failed", "unknown")
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS sends (
-    campaign     TEXT NOT NULL,
-    customer_id  TEXT NOT NULL,
-    send_key     TEXT NOT NULL,
-    content_hash TEXT NOT NULL DEFAULT '',
-    state        TEXT NOT NULL CHECK (state IN ('sending', 'sent', 'failed', 'unknown')),
-    run_id       TEXT NOT NULL,
-    attempts     INTEGER NOT NULL DEFAULT 1,
-    provider_id  TEXT,
-    reason       TEXT,
-    claimed_at   TEXT NOT NULL,
-    updated_at   TEXT NOT NULL,
-    PRIMARY KEY (campaign, customer_id, send_key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS events (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,
-    campaign     TEXT NOT NULL,
-    customer_id  TEXT NOT NULL,
-    send_key     TEXT NOT NULL,
-    run_id       TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    provider_id  TEXT,
-    reason       TEXT,
-    at           TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS mailings (
-    campaign     TEXT NOT NULL,
-    mailing      TEXT NOT NULL,
-    channel      TEXT NOT NULL,
-    as_of        TEXT NOT NULL,
-    status       TEXT NOT NULL CHECK (status IN ('open', 'finished')),
-    run_id       TEXT NOT NULL,
-    expected     INTEGER NOT NULL DEFAULT 0,
-    started_at   TEXT NOT NULL,
-    finished_at  TEXT,
-    PRIMARY KEY (campaign, mailing, channel)
-) WITHOUT ROWID;
-"""
-SCHEMA_VERSION = 2
 
 
-class Claim(enum.Enum):
-    """What `SendLedger.claim` decided for one key."""
-
-    SEND = "send"  # claimed (committed as `sending`): send it now, then `record`
-    ALREADY_SENT = "already_sent"  # acknowledged before: do not send
-    UNKNOWN = "unknown"  # an earlier attempt may have been delivered: do not send
-    FAILED_BEFORE = "failed_before"  # claimed again after a failure: send it, then `record`
-
-    @property
-    def may_send(self) -> bool:
-        """True when the caller now owns the key and must send, then record."""
-        return self in (Claim.SEND, Claim.FAILED_BEFORE)
-
-
-@dataclass(frozen=True)
-class LedgerEntry:
-    """One row of the ledger."""
-
-    campaign: str
-    customer_id: str
-    send_key: str
-    content_hash: str
-    state: str
-    run_id: str
-    attempts: int
-    provider_id: str | None
-    reason: str | None
-    claimed_at: str
-    updated_at: str
-
-
-class HistoryEvent(TypedDict):
-    """One claim or outcome of a customer's send, as `history` gives it."""
-
-    send_key: str
-    run_id: str
-    state: str
-    provider_id: str | None
-    reason: str | None
-    at: str | None
 
 
 # an outcome waiting for the next commit: campaign, customer_id, send_key, state,
@@ -133,32 +61,6 @@ class HistoryEvent(TypedDict):
 _Record = tuple[str, str, str, str, str | None, str | None, str, str]
 
 _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
-KEY_JOIN = "\x1f"  # between mailing and channel in the engine's send key
-
-
-def send_key(mailing: str, channel: str) -> str:
-    """The ledger key of one message: which mailing, on which channel."""
-    return f"{mailing}{KEY_JOIN}{channel}"
-
-
-@dataclass(frozen=True)
-class Mailing:
-    """One issue of a campaign on one channel, as the ledger knows it."""
-
-    mailing: str
-    channel: str
-    as_of: str
-    status: str          # open (started, not finished) or finished
-    run_id: str
-    expected: int        # customer rows the last run over it read
-    started_at: str
-    finished_at: str | None
-    sent: int
-
-    @property
-    def owed(self) -> int:
-        return max(0, self.expected - self.sent)
-
 
 _T = TypeVar("_T")
 
@@ -218,7 +120,7 @@ class SendLedger:
             return self
         private.make_folder(self.path.parent)
         if self.exclusive:
-            self._run_lock = _lock_file(self.path.with_name(self.path.name + ".lock"),
+            self._run_lock = lock_file(self.path.with_name(self.path.name + ".lock"),
                                         self._wait)
         try:
             # who was sent what: the owner's only (SQLite gives -wal/-shm the file's mode)
@@ -233,16 +135,7 @@ class SendLedger:
             db.execute("PRAGMA synchronous=FULL")
             db.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
             with self._tx():
-                version = db.execute("PRAGMA user_version").fetchone()[0]
-                if version == 1:
-                    # v1 keyed a send by its content: kept for audits, no longer consulted
-                    db.execute("ALTER TABLE sends RENAME TO sends_v1")
-                    db.execute("ALTER TABLE events RENAME TO events_v1")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
-                if version < SCHEMA_VERSION:
-                    db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                create_schema(db)
         except sqlite3.DatabaseError as exc:
             self.close()
             raise LedgerError(f"cannot open the send ledger: {exc}", str(self.path)) from None
@@ -416,7 +309,7 @@ class SendLedger:
         """Store several outcomes in one commit (for outcomes gathered from a thread pool)."""
         now = _now()
         rows = []
-        for customer_id, send_key, outcome in outcomes:
+        for customer_id, send_key, outcome in outcomes:  # noqa: F402 (as before the move)
             state = getattr(outcome, "status", None)
             if state not in ("sent", "failed", "unknown"):
                 raise LedgerError(f"cannot record outcome status {state!r}", str(self.path))
@@ -571,31 +464,3 @@ def _cannot_write(exc: sqlite3.OperationalError) -> bool:
     """A full disk or quota, an I/O error, a read-only file: SQLite's own words for them."""
     code = getattr(exc, "sqlite_errorcode", 0) & 0xFF   # the primary result code
     return code in {sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY}
-
-
-# --- the run lock (released by the OS when the process dies, even on kill -9) -----------
-
-
-def _lock_file(path: Path, wait: float) -> FileLock:
-    lock = FileLock(str(path), timeout=max(0.0, wait), mode=private.file_mode())
-    try:
-        lock.acquire()
-    except Timeout:
-        holder = _holder(path)
-        raise LedgerBusy(
-            f"another run is using this send ledger (pid {holder}); wait for it to "
-            "finish, then rerun: already-sent customers are skipped",
-            str(path.with_suffix(""))) from None
-    private.write_file(_holder_file(path), f"{os.getpid()}\n".encode())
-    return lock
-
-
-def _holder_file(path: Path) -> Path:
-    return path.with_name(path.name + ".pid")
-
-
-def _holder(path: Path) -> str:
-    try:
-        return _holder_file(path).read_text().strip() or "?"
-    except OSError:
-        return "?"
