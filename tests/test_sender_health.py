@@ -94,3 +94,99 @@ def test_a_complained_mailing_stops_the_next_send(site: Path, tmp_path: Path) ->
         assert len(sink.messages) == 39 + 38
         assert "sending anyway (--force)" in (tmp_path / "two" / "report.md").read_text(
             encoding="utf-8")
+
+
+def test_an_approved_send_is_refused_after_a_complained_mailing(site: Path,
+                                                                tmp_path: Path) -> None:
+    """`edition send` of an approved run asks sender health as `edition run --send` does:
+    the approval was given on the files, not on the complaints that came back since."""
+    people = customer_rows(site / "customers.csv")
+    with smtp_sink(SinkHandler()) as (port, sink):
+        to = ["--to", f"smtp://127.0.0.1:{port}"]
+        base = ["run", CAMPAIGN, "--customers", "customers.csv"]
+        code, out, err = edition(*base, "--out", tmp_path / "one", "--as-of", "2026-11-23",
+                                 "--send", "--yes", *to, cwd=site)
+        assert code == 0 and len(sink.messages) == 40, out + err
+        message = next(data for _, rcpts, data in sink.messages
+                       if rcpts == [people[3]["email"]])
+        (tmp_path / "complaint.eml").write_bytes(arf(message, when=DAY))
+        code, out, err = edition("events", "ingest", tmp_path / "complaint.eml", cwd=site)
+        assert code == 0 and "1 complaint" in out, out + err
+
+        # the next mailing, rendered and approved, then sent: refused, nothing leaves
+        two = tmp_path / "two"
+        code, out, err = edition(*base, "--out", two, "--as-of", "2026-11-30", *to, cwd=site)
+        assert code == 0, out + err
+        code, out, err = edition("approve", two, "--by", "Ann", "--yes", cwd=site)
+        assert code == 0, out + err
+        code, out, err = edition("send", two, "--yes", *to, cwd=site)
+        assert code == 2, out + err
+        assert "sender health: mailing 2026-11-23: 1 complaint(s) in 40 sent (2.50 %)" in err
+        assert "--force" in err and "Traceback" not in err
+        assert len(sink.messages) == 40 and not (two / "sends").exists()
+
+        # --force sends the approved files, the complainer suppressed at send time
+        code, out, err = edition("send", two, "--yes", "--force", *to, cwd=site)
+        assert code == 0, out + err
+        assert "sending anyway (--force)" in err
+        assert len(sink.messages) == 40 + 39
+        assert people[3]["email"] not in {r[0] for _, r, _ in sink.messages[40:]}
+
+
+def test_the_approval_flow_refuses_before_the_pause(prefect_harness: None, site: Path,
+                                                    tmp_path: Path) -> None:
+    """A send-campaign run that waits for an approver asks sender health before the pause:
+    nobody is asked to approve a send that would be refused; the run ends Failed with the
+    reason and nothing leaves."""
+    import threading
+
+    from fixtures_sending import set_delivery
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState
+    from prefect.client.schemas.filters import FlowRunFilterStateName as Name
+
+    from flows.campaign import RunSettings, send_campaign
+
+    people = customer_rows(site / "customers.csv")
+    paused: list[object] = []
+    stop = threading.Event()
+
+    def watch() -> None:   # any pause is a failure of this test: note it, never answer it
+        while not stop.wait(0.5):
+            with get_client(sync_client=True) as client:
+                runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                    state=FlowRunFilterState(name=Name(any_=["Paused"]))))
+            if runs:
+                paused.append(runs[0].id)
+                return
+
+    with smtp_sink(SinkHandler()) as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
+        code, out, err = edition("run", CAMPAIGN, "--customers", "customers.csv", "--out",
+                                 tmp_path / "one", "--as-of", "2026-11-23", "--send", "--yes",
+                                 cwd=site)
+        assert code == 0 and len(sink.messages) == 40, out + err
+        message = next(data for _, rcpts, data in sink.messages
+                       if rcpts == [people[7]["email"]])
+        (tmp_path / "complaint.eml").write_bytes(arf(message, when=DAY))
+        code, out, err = edition("events", "ingest", tmp_path / "complaint.eml", cwd=site)
+        assert code == 0 and "1 complaint" in out, out + err
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            state = send_campaign(campaign=str(site / CAMPAIGN),
+                                  customers=str(site / "customers.csv"), dry_run=False,
+                                  confirm_send=True, return_state=True,
+                                  advanced=RunSettings(out=str(tmp_path / "two"),
+                                                       approval_timeout_hours=120 / 3600))
+        finally:
+            stop.set()
+            watcher.join(30)
+        assert state.is_failed(), state
+        assert "sender health: mailing 2026-11-23: 1 complaint(s) in 40 sent (2.50 %)" \
+            in state.message and "nothing was sent" in state.message
+        assert not paused, "nobody should be asked to approve a send that is refused"
+        assert len(sink.messages) == 40
+        assert not (tmp_path / "two" / "approval.json").exists()
+        assert not (tmp_path / "two" / "sends").exists()

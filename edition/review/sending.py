@@ -85,6 +85,25 @@ def suppression_for(campaign: Any) -> SuppressionCheck:
     return is_suppressed
 
 
+def health_check(campaign: Any, channel: str, *, force: bool) -> list[str]:
+    """Sender health before an approved send, as preflight asks it before `edition run
+    --send`: the campaign's last mailing at or over the 0.3 % complaint rate refuses the
+    send (ApprovalError, exit 2, nothing sent) unless `force`; the warnings are returned.
+    The approval was given on the rendered files, not on what came back since."""
+    from edition.run.sender_health import check_send
+
+    if channel != "email":
+        return []
+    try:
+        errors, warnings = check_send(campaign, force=force)
+    except OSError as exc:
+        raise RunError(f"the send ledger or store could not be read for sender health: "
+                       f"{exc}") from None
+    if errors:
+        raise ApprovalError("; ".join(errors) + "; nothing was sent", campaign.file)
+    return warnings
+
+
 def ask_nobody(customer_id: str, fields: Mapping[str, Any]) -> str | None:
     """A suppression hook that suppresses nobody (a send whose caller checked already)."""
     return None
@@ -199,7 +218,8 @@ class ApprovedRows:
     def __init__(self, run_dir: Path | str, *, to: str | None, mailing: str | None,
                  send_id: str, new_mailing: bool, resend_unknown: bool,
                  is_suppressed: SuppressionCheck | None, run_id: str | None,
-                 approval_sha256: str | None, batch_size: int = SEND_BATCH):
+                 approval_sha256: str | None, batch_size: int = SEND_BATCH,
+                 force: bool = False):
         self.run_dir = Path(run_dir)
         self.asked = {"to": to, "mailing": mailing}
         self.send_id, self.new_mailing = send_id, new_mailing
@@ -208,6 +228,7 @@ class ApprovedRows:
         self.plan: SendPlan = plan_send(self.run_dir, run_id=run_id,
                                         approval_sha256=approval_sha256, **self.asked)
         self.campaign = self.plan.campaign
+        self.health_warnings = health_check(self.campaign, self.plan.channel, force=force)
         self.is_suppressed = is_suppressed or suppression_for(self.campaign)
         self.send_dir = self.run_dir / SENDS_FOLDER / send_id
         self.lock: FolderLock | None = None
@@ -248,6 +269,7 @@ class ApprovedRows:
                              f"finish, then send again (already-sent customers are skipped)",
                              self.run_dir) from None
         self.lock = lock
+        life.notes.extend(self.health_warnings)
         # exactly the run and the approval verified before: re-rendered or re-approved
         # meanwhile is refused
         self.plan = plan_send(self.run_dir, run_id=self.plan.facts.run_id,
@@ -425,7 +447,7 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
                   on_progress: Callable[[int], None] | None = None,
                   run_id: str | None = None, approval_sha256: str | None = None,
                   executor: BatchExecutor | None = None, batch_size: int = SEND_BATCH,
-                  marker: dict[str, Any] | None = None) -> SendSummary:
+                  marker: dict[str, Any] | None = None, force: bool = False) -> SendSummary:
     """Send an approved run's files, exactly as approved, once per mailing and channel.
 
     `to` overrides the campaign's target; `mailing` must be the approved run's mailing
@@ -433,7 +455,9 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
     customer before their edition leaves; None means the campaign's own check
     (`suppression_for`), `ask_nobody` none. `run_id` and `approval_sha256` are the run
     and the approval someone confirmed (a plan's): another run or approval in the
-    folder now is refused. `executor` processes the batches (default: this process).
+    folder now is refused. `force` sends although the last mailing's complaint rate
+    reached 0.3 % (`health_check`; otherwise refused). `executor` processes the
+    batches (default: this process).
     Raises ApprovalError (exit 2, nothing sent) when the folder differs from its
     approval or its messages cannot be sent as they are.
     """
@@ -441,7 +465,8 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
         feed = ApprovedRows(run_dir, to=to, mailing=mailing, send_id=send_id or new_run_id(),
                             new_mailing=new_mailing, resend_unknown=resend_unknown,
                             is_suppressed=is_suppressed, run_id=run_id,
-                            approval_sha256=approval_sha256, batch_size=batch_size)
+                            approval_sha256=approval_sha256, batch_size=batch_size,
+                            force=force)
         summary = Lifecycle(feed, marker=marker).run(executor, on_progress=on_progress)
     except EditionError:
         raise
@@ -452,5 +477,5 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
 
 
 __all__ = ["SENDS_FOLDER", "SEND_FILE", "ApprovedRows", "ApprovedSender", "SendJob",
-           "SendSummary", "SuppressionCheck", "ask_nobody", "message_headers",
+           "SendSummary", "SuppressionCheck", "ask_nobody", "health_check", "message_headers",
            "recover_sends", "send_approved", "suppression_for"]
