@@ -22,7 +22,11 @@ In the main process each `rendered` row's files are read once, checked against t
 approved digest, and handed to a worker as they are (the .eml is not rebuilt);
 suppression is asked again for every customer (someone may have unsubscribed since
 the approval) through a hook, `is_suppressed(customer_id, fields)`, that answers a
-reason or None. Rows that are not `rendered` are carried as the approved manifest says.
+reason or None. The house's cadence is asked again too (edition/run/cadence.py,
+`cadence_at_send`): a customer the frequency cap (or their weekly/monthly choice) holds
+back now, because another campaign reached them since the dry run, is `excluded` with
+the reason "… (at send time)"; everyone else gets exactly the approved bytes. Rows that
+are not `rendered` are carried as the approved manifest says.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from edition.review.send_folder import (
     recover_sends,
 )
 from edition.review.send_plan import SendPlan, customers_of, plan_send
+from edition.run.cadence import Cadence, cadence_at_send
 from edition.run.context import RunContext, options_key
 from edition.run.executors import BatchExecutor
 from edition.run.folder import FileWriter, FolderLock, read_json, write_json
@@ -232,6 +237,7 @@ class ApprovedRows:
         self.is_suppressed = is_suppressed or suppression_for(self.campaign)
         self.send_dir = self.run_dir / SENDS_FOLDER / send_id
         self.lock: FolderLock | None = None
+        self.cadence: Cadence | None = None   # read when the send starts (decide)
 
     @property
     def approved(self) -> dict[str, str]:
@@ -254,6 +260,10 @@ class ApprovedRows:
                              run_id=self.send_id, started=started, out=str(self.send_dir),
                              resend_unknown=self.resend_unknown, new_mailing=self.new_mailing,
                              batch_size=self.batch_size)
+        # the cap over the send history as it is now: another campaign may have reached
+        # an approved customer since the dry run
+        self.cadence = cadence_at_send(self.campaign, now=started, mailing=plan.mailing,
+                                       as_of=choice.as_of)
         return RunContext.of(options, self.campaign, mailing=plan.mailing, as_of=choice.as_of,
                              started=started)
 
@@ -326,6 +336,12 @@ class ApprovedRows:
         if why:
             return Approved(row, outcome=("suppressed", Reason(
                 "suppressed", f"suppressed at send time: {why}", "suppressed at send time")))
+        held = self.cadence.hold(customer_id, {"id": customer_id, "email": recipient}) \
+            if self.cadence is not None else None
+        if held is not None:
+            status, reason = held
+            return Approved(row, outcome=(status, Reason(
+                reason.code, f"{reason} (at send time)", reason.group or str(reason))))
         approved = self.approved
         digest = approved[eml[0]] if eml is not None else sha256(
             "\0".join(approved[rel] for rel, _, _ in files.values()).encode())
