@@ -34,6 +34,11 @@ def test_the_lines_are_gmails_and_yahoos() -> None:
     errors, warnings = preflight_findings((refuse,), force=True)
     assert not errors and "sending anyway (--force)" in warnings[0]
     assert "0.10 %" in preflight_findings((warn,), force=False)[1][0]
+    # below the minimum volume a rate over the line warns and refuses nothing
+    few = MailingHealth("e", sent=999, complaints=3)
+    errors, warnings = preflight_findings((few,), force=False)
+    assert not errors and "fewer than 1,000 sent" in warnings[0]
+    assert preflight_findings((few,), force=False, min_sent=999)[0]
     assert report_section(()) == []
     table = report_section((refuse, ok))
     assert "## Sender health" in table
@@ -44,9 +49,27 @@ def test_the_lines_are_gmails_and_yahoos() -> None:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
+    """The sample content, 40 customers; a complaint rate counts from 10 sent (the
+    default, 1,000, is checked in its own test)."""
     root = copy_site(tmp_path / "site")
     make_customers(40, root / "customers.csv")
+    min_sent(root, 10)
     return root
+
+
+def min_sent(root: Path, count: int | None) -> None:
+    """Set (or, None, remove) the campaign's suppression.complaints_min_sent."""
+    import yaml
+
+    path = root / CAMPAIGN
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    block = data.get("suppression") or {}
+    block = {"lists": block} if isinstance(block, list | str) else dict(block)
+    block.pop("complaints_min_sent", None)
+    if count is not None:
+        block["complaints_min_sent"] = count
+    data["suppression"] = block
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
 def test_a_complained_mailing_stops_the_next_send(site: Path, tmp_path: Path) -> None:
@@ -190,3 +213,34 @@ def test_the_approval_flow_refuses_before_the_pause(prefect_harness: None, site:
         assert len(sink.messages) == 40
         assert not (tmp_path / "two" / "approval.json").exists()
         assert not (tmp_path / "two" / "sends").exists()
+
+
+def test_a_small_mailing_warns_but_is_not_refused(site: Path, tmp_path: Path) -> None:
+    """One complaint in 40 sent is 2.5 %, but says little: below
+    suppression.complaints_min_sent (default 1,000) the next send warns and goes."""
+    min_sent(site, None)
+    people = customer_rows(site / "customers.csv")
+    with smtp_sink(SinkHandler()) as (port, sink):
+        send = ["--send", "--yes", "--to", f"smtp://127.0.0.1:{port}"]
+        base = ["run", CAMPAIGN, "--customers", "customers.csv"]
+        code, out, err = edition(*base, "--out", tmp_path / "one", "--as-of", "2026-11-23",
+                                 *send, cwd=site)
+        assert code == 0 and len(sink.messages) == 40, out + err
+        message = next(data for _, rcpts, data in sink.messages
+                       if rcpts == [people[2]["email"]])
+        (tmp_path / "complaint.eml").write_bytes(arf(message, when=DAY))
+        code, out, err = edition("events", "ingest", tmp_path / "complaint.eml", cwd=site)
+        assert code == 0 and "1 complaint" in out, out + err
+
+        code, out, err = edition(*base, "--out", tmp_path / "two", "--as-of", "2026-11-30",
+                                 *send, cwd=site)
+        assert code == 0, out + err
+        assert len(sink.messages) == 40 + 39     # the complainer is suppressed
+        assert "fewer than 1,000 sent (suppression.complaints_min_sent): not refused" in (
+            tmp_path / "two" / "report.md").read_text(encoding="utf-8")
+
+        # a negative minimum is a campaign mistake, named with its file
+        min_sent(site, -1)
+        code, out, err = edition(*base, "--out", tmp_path / "three", *send, cwd=site)
+        assert code == 2 and "complaints_min_sent must be 0 or more" in err, out + err
+        assert "weekly-newsletter.yaml" in err and "Traceback" not in err
