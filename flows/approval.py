@@ -54,6 +54,7 @@ from edition.run.options import RunOptions
 from edition.run.summary import RunSummary
 from edition.run.workers import Work
 from edition.send.delivery import channel_of
+from flows.experiments import publish_experiment
 from flows.form import RunSettings
 from flows.tasks import executor_for
 
@@ -250,6 +251,7 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
                      else str(exc))
         return Failed(message=str(exc))
     _send_artifacts(summary, campaign.name, link)
+    publish_experiment(campaign)
     if summary.exit_code:
         return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
                               f"than the campaign allows ({summary.failure_limit:,})",
