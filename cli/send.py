@@ -12,7 +12,7 @@ from cli.console import counts_text, err, exit_if_too_many_failed, out, user_err
 from edition.errors import UsageError
 from edition.review.approval import read_approval
 from edition.review.send_plan import mailing_lines, plan_send
-from edition.review.sending import SEND_BATCH, send_approved
+from edition.review.sending import SEND_BATCH, health_check, send_approved
 from edition.run.executors import Pool, pool_size
 from edition.run.lifecycle import stopping_on_sigterm
 
@@ -35,6 +35,9 @@ def send(
         "--resend-unknown", help="Re-send editions whose outcome is unknown")] = False,
     workers: Annotated[int | None, typer.Option(
         help="Worker processes delivering batches (default: CPUs)")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Send although the last mailing's complaint rate reached 0.3 %")
+                     ] = False,
 ) -> None:
     """Send the approved editions (checked byte for byte against approval.json)."""
     with user_errors():
@@ -43,6 +46,7 @@ def send(
             if not sys.stdin.isatty():
                 raise UsageError("not a terminal, so nobody can be asked: pass --yes to send")
             plan = plan_send(run_dir, to=to, mailing=mailing)   # a changed run: exit 2
+            health_check(plan.campaign, plan.channel, force=force)  # refused before asking
             err.print(f"Files verified against approval.json: {plan.describe()}.",
                       markup=False)
             for line in mailing_lines(plan.facts, plan.campaign, to)[1:]:
@@ -58,7 +62,7 @@ def send(
         with stopping_on_sigterm(), Pool(pool_size(workers, editions, SEND_BATCH)) as executor:
             summary = send_approved(run_dir, to=to, mailing=mailing, new_mailing=new_mailing,
                                     resend_unknown=resend_unknown, executor=executor,
-                                    **confirmed)
+                                    force=force, **confirmed)
         err.print(f"{summary.verified:,} approved files verified against approval.json "
                   f"(run {summary.approved_run}); send {summary.send_id} to {summary.target}",
                   markup=False)

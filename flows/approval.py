@@ -47,12 +47,14 @@ from edition.review.approval import (
 )
 from edition.review.diff import RunDiff, diff_runs
 from edition.review.send_plan import mailing_lines
-from edition.review.sending import SENDS_FOLDER, SendSummary, send_approved
+from edition.review.sending import SENDS_FOLDER, SendSummary, health_check, send_approved
 from edition.run.context import out_folder, target_of
 from edition.run.folder import is_remote
 from edition.run.options import RunOptions
 from edition.run.summary import RunSummary
 from edition.run.workers import Work
+from edition.send.delivery import channel_of
+from flows.experiments import publish_experiment
 from flows.form import RunSettings
 from flows.tasks import executor_for
 
@@ -223,6 +225,11 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
             if other:
                 logger.error(f"{other}; nothing was sent")
                 return Failed(message=f"{other}; nothing was sent")
+            # sender health as `edition run --send` asks it: nobody waits on an approval
+            # for a send that would be refused (the send checks again, mail may come back)
+            for warning in health_check(campaign, channel_of(target_of(options, campaign)),
+                                        force=options.force):
+                logger.warning(warning)
             answer = _review_and_pause(review, campaign, link, settings.approval_timeout_hours,
                                        options.to)
             if not isinstance(answer, dict):
@@ -235,10 +242,16 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
     logger.info("approved by %s; sending %s", answer["approved_by"], out_dir)
     # exactly the run and the approval recorded under the lock: a folder re-rendered or
     # re-approved between the record and the send is refused
-    summary = send_reviewed(options, campaign, out_dir, settings, run_id=run_id,
-                            approval_sha256=approval_sha256,
-                            rendered=int(answer["counts"].get("rendered", 0)))
+    try:
+        summary = send_reviewed(options, campaign, out_dir, settings, run_id=run_id,
+                                approval_sha256=approval_sha256,
+                                rendered=int(answer["counts"].get("rendered", 0)))
+    except EditionError as exc:   # refused before anything left (sender health ...)
+        logger.error(f"{exc}; nothing was sent" if "nothing was sent" not in str(exc)
+                     else str(exc))
+        return Failed(message=str(exc))
     _send_artifacts(summary, campaign.name, link)
+    publish_experiment(campaign)
     if summary.exit_code:
         return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
                               f"than the campaign allows ({summary.failure_limit:,})",
@@ -264,7 +277,8 @@ def send_reviewed(options: RunOptions, campaign: Campaign, out_dir: Path,
                              resend_unknown=options.resend_unknown, run_id=run_id,
                              approval_sha256=approval_sha256, send_id=send_id,
                              executor=executor, batch_size=settings.batch_size,
-                             marker={"flow_run_id": flow_run.get_id()})
+                             marker={"flow_run_id": flow_run.get_id()},
+                             force=options.force)
 
 
 def _send_artifacts(summary: SendSummary, name: str, link: Callable[[Path], str]) -> None:

@@ -41,6 +41,7 @@ from edition.run.options import RunOptions
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
+from flows.experiments import publish_experiment
 from flows.form import (
     DATE_PATTERN,
     FLOW_BATCH,
@@ -227,6 +228,7 @@ def run_batches(options: RunOptions, settings: RunSettings) -> RunSummary:
     if progress:
         update_progress_artifact(progress, 100.0)
     publish_artifacts(name, summary)
+    publish_experiment(campaign)
     for note in summary.notes:
         logger.warning(note)
     logger.info("%s: %s customers (%s) in %.1f s", name, f"{summary.customers:,}",

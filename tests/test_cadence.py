@@ -385,3 +385,53 @@ def test_a_monthly_choice_in_the_preference_center_holds_the_next_campaign(
         assert rows[cid]["status"] == "excluded", rows[cid]
         assert rows[cid]["reason"].startswith(f"frequency: {every}, last sent {today}"), \
             rows[cid]
+
+
+def test_an_approved_send_checks_the_cap_as_it_is_when_sent(content_tree: Callable,
+                                                           cli: Callable) -> None:
+    """Approved on Monday, sent on Tuesday: another campaign reached some of its customers
+    in between. `edition send` leaves them out (`excluded`, the cap's reason, at send
+    time) and sends everyone else exactly the approved bytes."""
+    import hashlib
+    import json
+
+    customers = people(6)
+    root = house(content_tree, customers, edition_yaml=CAP)
+    with smtp_sink() as (port, sink):
+        to = ("--to", f"smtp://127.0.0.1:{port}")
+        code, out, err = cli("run", "campaigns/news-a.yaml", "--out", "out/a", *to, cwd=root)
+        assert code == 0, out + err
+        assert {r["status"] for r in read_manifest(root / "out" / "a")} == {"rendered"}
+        code, out, err = cli("approve", "out/a", "--by", "Ann", "--yes", cwd=root)
+        assert code == 0, out + err
+
+        # news-b goes out to three of them in between
+        write_customers_file(root / "data" / "some.csv", customers[:3])
+        sent_b = send(cli, root, "news-b", "out/b", *to, "--customers", "data/some.csv")
+        assert set(statuses(sent_b).values()) == {"sent"} and len(sink.messages) == 3
+
+        code, out, err = cli("send", "out/a", "--yes", *to, cwd=root)
+        assert code == 0, out + err
+        sends = list((root / "out" / "a" / "sends").iterdir())
+        assert len(sends) == 1
+        rows = {r["customer_id"]: r for r in read_manifest(sends[0])}
+        for person in customers[:3]:
+            row = rows[person["id"]]
+            assert row["status"] == "excluded" and row["reason_code"] == "frequency_cap", row
+            assert row["reason"].startswith("frequency cap: 1 marketing message(s) in the "
+                                            "last 7 days (max 1), last sent ")
+            assert row["reason"].endswith("(at send time)")
+        assert {rows[p["id"]]["status"] for p in customers[3:]} == {"sent"}
+        assert len(sink.messages) == 3 + 3
+        got = {rcpts[0]: data for _, rcpts, data in sink.messages[3:]}
+        assert sorted(got) == sorted(p["email"] for p in customers[3:])
+        # the others got exactly the approved files, and the approval still verifies
+        approval = json.loads((root / "out" / "a" / "approval.json").read_text("utf-8"))
+        for rel, digest in approval["files"].items():
+            data = (root / "out" / "a" / rel).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == digest, rel
+        for person in customers[3:]:
+            eml = (root / "out" / "a" / rows[person["id"]]["files"]["eml"]).read_bytes()
+            data = got[person["email"]]
+            assert data.replace(b"\r\n", b"\n") == eml.replace(b"\r\n", b"\n")
+        assert "excluded" in (sends[0] / "report.md").read_text(encoding="utf-8")

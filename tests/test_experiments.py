@@ -243,3 +243,36 @@ def test_a_subject_line_experiment_gives_each_variant_its_subject(
             assert subject == f"{who or 'Friend'}, this week's offer", subject
     assert set(by_variant) == {"a", "b"}
     assert not by_variant["a"] & by_variant["b"]   # never one version for two subjects
+
+
+def test_the_send_campaign_flow_publishes_the_experiment_report(
+        prefect_harness: None, content_tree: Callable[..., Path],
+        cli: Callable[..., Any]) -> None:
+    """The report `edition experiment report` prints, as the flow run's markdown artifact
+    `experiment-<campaign>`, after a send from the send-campaign flow."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.campaign import RunSettings, send_campaign
+
+    people = [{"id": c, "email": f"p{i}@example.com", "first_name": "Al"}
+              for i, c in enumerate(ids(60))]
+    root = content_tree(campaigns={"news.yaml": campaign()}, templates={"news.html.j2": PAGE},
+                        offers=OFFERS, customers={"customers.csv": people})
+    state = send_campaign(campaign=str(root / "campaigns" / "news.yaml"),
+                          customers=str(root / "data" / "customers.csv"), dry_run=False,
+                          confirm_send=True, return_state=True,
+                          advanced=RunSettings(out=str(root / "out" / "m1"),
+                                               review_before_send=False))
+    assert state.is_completed(), state
+    sent = [r for r in read_manifest(root / "out" / "m1") if r["status"] == "sent"]
+    assert sent
+    with get_client(sync_client=True) as client:
+        artifacts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))
+            if a.key}
+    assert "experiment-news" in artifacts, sorted(artifacts)
+    rc, text, err = cli("experiment", "report", "campaigns/news.yaml", cwd=root)
+    assert rc == 0, err
+    assert artifacts["experiment-news"].data == text
+    assert f"| a | o-vip | {sum(r['experiment']['variant'] == 'a' for r in sent):,} |" in text

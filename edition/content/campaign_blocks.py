@@ -121,6 +121,7 @@ class Suppression(Strict):
       store: out/suppression.sqlite      # or postgresql://edition@db.internal/edition
       columns: {unsubscribed: opted_out, email_status: email_status}
       soft_bounces: {count: 3, days: 14}   # suppress after 3 soft bounces within 14 days
+      complaints_min_sent: 1000   # a complaint rate refuses a send only from 1,000 sent
     ```
     """
 
@@ -128,6 +129,16 @@ class Suppression(Strict):
     store: str | None = None
     columns: SuppressionColumns = SuppressionColumns()
     soft_bounces: SoftBounces = SoftBounces()
+    # a mailing's complaint rate refuses the next send (edition.run.sender_health) only
+    # when it counted this many sent: 1 complaint in 40 is 2.5 % and says little
+    complaints_min_sent: int = 1000
+
+    @field_validator("complaints_min_sent", mode="after")
+    @classmethod
+    def _min_sent(cls, value: int) -> int:
+        if value < 0:
+            raise fail("suppression.complaints_min_sent must be 0 or more")
+        return value
 
     @field_validator("lists", mode="before")
     @classmethod

@@ -22,7 +22,11 @@ In the main process each `rendered` row's files are read once, checked against t
 approved digest, and handed to a worker as they are (the .eml is not rebuilt);
 suppression is asked again for every customer (someone may have unsubscribed since
 the approval) through a hook, `is_suppressed(customer_id, fields)`, that answers a
-reason or None. Rows that are not `rendered` are carried as the approved manifest says.
+reason or None. The house's cadence is asked again too (edition/run/cadence.py,
+`cadence_at_send`): a customer the frequency cap (or their weekly/monthly choice) holds
+back now, because another campaign reached them since the dry run, is `excluded` with
+the reason "… (at send time)"; everyone else gets exactly the approved bytes. Rows that
+are not `rendered` are carried as the approved manifest says.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from edition.review.send_folder import (
     recover_sends,
 )
 from edition.review.send_plan import SendPlan, customers_of, plan_send
+from edition.run.cadence import Cadence, cadence_at_send
 from edition.run.context import RunContext, options_key
 from edition.run.executors import BatchExecutor
 from edition.run.folder import FileWriter, FolderLock, read_json, write_json
@@ -83,6 +88,25 @@ def suppression_for(campaign: Any) -> SuppressionCheck:
         return suppression.reason_for({"id": customer_id, "email": fields.get("email")})
 
     return is_suppressed
+
+
+def health_check(campaign: Any, channel: str, *, force: bool) -> list[str]:
+    """Sender health before an approved send, as preflight asks it before `edition run
+    --send`: the campaign's last mailing at or over the 0.3 % complaint rate refuses the
+    send (ApprovalError, exit 2, nothing sent) unless `force`; the warnings are returned.
+    The approval was given on the rendered files, not on what came back since."""
+    from edition.run.sender_health import check_send
+
+    if channel != "email":
+        return []
+    try:
+        errors, warnings = check_send(campaign, force=force)
+    except OSError as exc:
+        raise RunError(f"the send ledger or store could not be read for sender health: "
+                       f"{exc}") from None
+    if errors:
+        raise ApprovalError("; ".join(errors) + "; nothing was sent", campaign.file)
+    return warnings
 
 
 def ask_nobody(customer_id: str, fields: Mapping[str, Any]) -> str | None:
@@ -199,7 +223,8 @@ class ApprovedRows:
     def __init__(self, run_dir: Path | str, *, to: str | None, mailing: str | None,
                  send_id: str, new_mailing: bool, resend_unknown: bool,
                  is_suppressed: SuppressionCheck | None, run_id: str | None,
-                 approval_sha256: str | None, batch_size: int = SEND_BATCH):
+                 approval_sha256: str | None, batch_size: int = SEND_BATCH,
+                 force: bool = False):
         self.run_dir = Path(run_dir)
         self.asked = {"to": to, "mailing": mailing}
         self.send_id, self.new_mailing = send_id, new_mailing
@@ -208,9 +233,11 @@ class ApprovedRows:
         self.plan: SendPlan = plan_send(self.run_dir, run_id=run_id,
                                         approval_sha256=approval_sha256, **self.asked)
         self.campaign = self.plan.campaign
+        self.health_warnings = health_check(self.campaign, self.plan.channel, force=force)
         self.is_suppressed = is_suppressed or suppression_for(self.campaign)
         self.send_dir = self.run_dir / SENDS_FOLDER / send_id
         self.lock: FolderLock | None = None
+        self.cadence: Cadence | None = None   # read when the send starts (decide)
 
     @property
     def approved(self) -> dict[str, str]:
@@ -233,6 +260,10 @@ class ApprovedRows:
                              run_id=self.send_id, started=started, out=str(self.send_dir),
                              resend_unknown=self.resend_unknown, new_mailing=self.new_mailing,
                              batch_size=self.batch_size)
+        # the cap over the send history as it is now: another campaign may have reached
+        # an approved customer since the dry run
+        self.cadence = cadence_at_send(self.campaign, now=started, mailing=plan.mailing,
+                                       as_of=choice.as_of)
         return RunContext.of(options, self.campaign, mailing=plan.mailing, as_of=choice.as_of,
                              started=started)
 
@@ -248,6 +279,7 @@ class ApprovedRows:
                              f"finish, then send again (already-sent customers are skipped)",
                              self.run_dir) from None
         self.lock = lock
+        life.notes.extend(self.health_warnings)
         # exactly the run and the approval verified before: re-rendered or re-approved
         # meanwhile is refused
         self.plan = plan_send(self.run_dir, run_id=self.plan.facts.run_id,
@@ -304,6 +336,12 @@ class ApprovedRows:
         if why:
             return Approved(row, outcome=("suppressed", Reason(
                 "suppressed", f"suppressed at send time: {why}", "suppressed at send time")))
+        held = self.cadence.hold(customer_id, {"id": customer_id, "email": recipient}) \
+            if self.cadence is not None else None
+        if held is not None:
+            status, reason = held
+            return Approved(row, outcome=(status, Reason(
+                reason.code, f"{reason} (at send time)", reason.group or str(reason))))
         approved = self.approved
         digest = approved[eml[0]] if eml is not None else sha256(
             "\0".join(approved[rel] for rel, _, _ in files.values()).encode())
@@ -425,7 +463,7 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
                   on_progress: Callable[[int], None] | None = None,
                   run_id: str | None = None, approval_sha256: str | None = None,
                   executor: BatchExecutor | None = None, batch_size: int = SEND_BATCH,
-                  marker: dict[str, Any] | None = None) -> SendSummary:
+                  marker: dict[str, Any] | None = None, force: bool = False) -> SendSummary:
     """Send an approved run's files, exactly as approved, once per mailing and channel.
 
     `to` overrides the campaign's target; `mailing` must be the approved run's mailing
@@ -433,7 +471,9 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
     customer before their edition leaves; None means the campaign's own check
     (`suppression_for`), `ask_nobody` none. `run_id` and `approval_sha256` are the run
     and the approval someone confirmed (a plan's): another run or approval in the
-    folder now is refused. `executor` processes the batches (default: this process).
+    folder now is refused. `force` sends although the last mailing's complaint rate
+    reached 0.3 % (`health_check`; otherwise refused). `executor` processes the
+    batches (default: this process).
     Raises ApprovalError (exit 2, nothing sent) when the folder differs from its
     approval or its messages cannot be sent as they are.
     """
@@ -441,7 +481,8 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
         feed = ApprovedRows(run_dir, to=to, mailing=mailing, send_id=send_id or new_run_id(),
                             new_mailing=new_mailing, resend_unknown=resend_unknown,
                             is_suppressed=is_suppressed, run_id=run_id,
-                            approval_sha256=approval_sha256, batch_size=batch_size)
+                            approval_sha256=approval_sha256, batch_size=batch_size,
+                            force=force)
         summary = Lifecycle(feed, marker=marker).run(executor, on_progress=on_progress)
     except EditionError:
         raise
@@ -452,5 +493,5 @@ def send_approved(run_dir: Path | str, *, to: str | None = None, mailing: str | 
 
 
 __all__ = ["SENDS_FOLDER", "SEND_FILE", "ApprovedRows", "ApprovedSender", "SendJob",
-           "SendSummary", "SuppressionCheck", "ask_nobody", "message_headers",
+           "SendSummary", "SuppressionCheck", "ask_nobody", "health_check", "message_headers",
            "recover_sends", "send_approved", "suppression_for"]

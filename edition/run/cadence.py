@@ -149,6 +149,20 @@ def cadence_of_run(options: Any, plan: Any, work: Any = None) -> Cadence | None:
                        mailing=options.mailing, preferences=_frequencies(plan))
 
 
+def cadence_at_send(campaign: Campaign, *, now: dt.datetime, mailing: str | None,
+                    as_of: Any = None) -> Cadence | None:
+    """An approved run's cadence when it is sent (edition/review/sending.py): the
+    holdout, the weekly/monthly choices and the cap over the send history as it is now,
+    so a customer capped since the dry run (another campaign went out in between) is not
+    mailed. The send window is left out: the approved rows do not carry the customer's
+    time zone, and a wrong zone would send at 3 a.m. or hold back the wrong people."""
+    from types import SimpleNamespace
+
+    preferences = _frequencies(SimpleNamespace(campaign=campaign, as_of=as_of))
+    return cadence_for(campaign, now=now, sending=False, mailing=mailing,
+                       preferences=preferences)
+
+
 def _frequencies(plan: Any) -> dict[str, str]:
     """customer id -> the frequency chosen in the preference center (weekly, monthly, …),
     from the campaign's stored choices; {} when the campaign has no preference center."""

@@ -4,7 +4,9 @@ big mailbox providers draw.
 Gmail's and Yahoo's bulk-sender rules: keep the complaint rate under 0.1 %, never reach
 0.3 %. So a mailing at or over 0.1 % is a warning, and at or over 0.3 % a send of the
 campaign is refused by preflight (exit 2) until someone looks (`edition run --send
---force` sends anyway). Bounce rates are shown beside them; they refuse nothing (no
+--force` sends anyway). A mailing of fewer than `suppression.complaints_min_sent`
+messages (default 1,000) only warns: one complaint in 40 sent is 2.5 % and proves little.
+Bounce rates are shown beside them; they refuse nothing (no
 provider publishes a line for them, and a hard bounce already suppresses its address).
 
 The rates are the store's events of a mailing (edition.store.events: bounces and
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 COMPLAINT_WARN = 0.001     # 0.1 %: Gmail's and Yahoo's "keep under"
 COMPLAINT_REFUSE = 0.003   # 0.3 %: "never reach"; preflight refuses a send
 LAST = 5                   # mailings the report shows
+MIN_SENT = 1000            # below it a rate refuses nothing (suppression.complaints_min_sent)
 
 
 @dataclass(frozen=True)
@@ -113,16 +116,22 @@ def health_or_nothing(campaign: Campaign) -> tuple[MailingHealth, ...]:
 
 def check_send(campaign: Campaign, *, force: bool) -> tuple[list[str], list[str]]:
     """Preflight's question before a send: (errors, warnings) from the last mailing."""
-    return preflight_findings(sender_health(campaign), force=force)
+    return preflight_findings(sender_health(campaign), force=force,
+                              min_sent=campaign.suppression.complaints_min_sent)
 
 
-def preflight_findings(health: tuple[MailingHealth, ...], *,
-                       force: bool) -> tuple[list[str], list[str]]:
+def preflight_findings(health: tuple[MailingHealth, ...], *, force: bool,
+                       min_sent: int = MIN_SENT) -> tuple[list[str], list[str]]:
     """(errors, warnings) for a send: the last mailing at or over 0.3 % refuses (a
-    warning with --force); at or over 0.1 % warns."""
+    warning with --force, or when it sent fewer than `min_sent`); at or over 0.1 %
+    warns."""
     if not health:
         return [], []
     latest = health[0]
+    if latest.level == "refuse" and latest.sent < min_sent:
+        return [], [f"sender health: {latest.words()}, at or over the "
+                    f"{percent(COMPLAINT_REFUSE)} complaint rate, but from fewer than "
+                    f"{min_sent:,} sent (suppression.complaints_min_sent): not refused"]
     if latest.level == "refuse":
         message = (f"sender health: {latest.words()}, at or over the "
                    f"{percent(COMPLAINT_REFUSE)} complaint rate mailbox providers block "
@@ -155,5 +164,5 @@ def report_section(health: tuple[MailingHealth, ...]) -> list[str]:
     return out
 
 
-__all__ = ["COMPLAINT_REFUSE", "COMPLAINT_WARN", "MailingHealth", "check_send",
+__all__ = ["COMPLAINT_REFUSE", "COMPLAINT_WARN", "MIN_SENT", "MailingHealth", "check_send",
            "health_or_nothing", "preflight_findings", "report_section", "sender_health"]
