@@ -22,19 +22,34 @@ from __future__ import annotations
 
 import datetime as dt
 import getpass
-import hashlib
-import json
 import os
-import re
-import stat
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edition.errors import ApprovalError, FolderBusy
-from edition.naming import EXTENSIONS
+from edition.review.digests import (
+    RUN_DOCUMENTS,
+    Digests,
+    digest_files,
+    file_digest,
+    listed_files,
+    names_shown,
+    read_plain,
+    run_files,
+    sha256,
+)
+from edition.review.run_facts import (
+    APPROVAL_FILE,
+    BLOCKING,
+    RunFacts,
+    parse_manifest,
+    read_run,
+    report_sections,
+    summary_lines,
+    table_rows,
+)
 from edition.review.sendable import MessageCheck
 from edition.run.folder import (
     RUN_FILE,
@@ -48,212 +63,7 @@ from edition.run.index import indexed_folders
 from edition.run.index import record as index_run
 from edition.run.manifest import MANIFEST_NAME
 
-APPROVAL_FILE = "approval.json"
 SCHEMA = 1
-RUN_DOCUMENTS = ("versions.json", "report.md")   # written by the run beside the manifest
-BLOCKING = ("failed", "unknown")                  # statuses an approval must be told about
-# report.md sections a reviewer should read before approving (edition/run/report.py)
-WARNING_SECTIONS = ("Preflight", "Warnings", "Slots not filled", "Rejected rows",
-                    "Failed customers", "Delivery outcome unknown", "Excluded customers",
-                    "Suppressed customers")
-SHOWN = 20   # file names listed in a refusal before "and N more"
-_CHUNK = 1 << 20
-_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
-
-
-# -- what a run folder says about itself ----------------------------------------------
-
-
-@dataclass
-class RunFacts:
-    """A finished run folder, as a reviewer needs to see it."""
-
-    folder: Path
-    info: dict[str, Any]                        # run.json
-    manifest_bytes: bytes
-    run_bytes: bytes                            # run.json as read
-    rows: list[dict[str, Any]]
-    versions: list[dict[str, Any]]
-    report: str
-    counts: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def campaign(self) -> str:
-        return str(self.info.get("campaign") or "")
-
-    @property
-    def run_id(self) -> str:
-        return str(self.info.get("run_id") or "")
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return dict(self.info.get("options") or {})
-
-    @property
-    def mailing(self) -> str | None:
-        return self.options.get("mailing") or None
-
-    @property
-    def as_of(self) -> str | None:
-        return self.options.get("as_of") or None
-
-    @property
-    def formats(self) -> list[str]:
-        """The formats the run made (run.json's, else those its files have)."""
-        made = {fmt for r in self.rows for fmt in (r.get("files") or {})}
-        return list(self.options.get("formats") or [f for f in EXTENSIONS if f in made])
-
-    @property
-    def root(self) -> Path | None:
-        """The content root of the run's campaign (None when run.json does not say)."""
-        from edition.content.campaign import find_root
-
-        campaign_file = self.options.get("campaign")
-        return find_root(Path(str(campaign_file))) if campaign_file else None
-
-    @property
-    def sent_by_run(self) -> bool:
-        return bool(self.options.get("send"))
-
-    @property
-    def rendered(self) -> int:
-        return self.counts.get("rendered", 0)
-
-    @property
-    def blocking(self) -> int:
-        return sum(self.counts.get(s, 0) for s in BLOCKING)
-
-    def warnings(self) -> dict[str, list[str]]:
-        """The report's sections a reviewer should read (title -> Markdown lines)."""
-        return {title: lines for title, lines in report_sections(self.report).items()
-                if title.startswith(WARNING_SECTIONS)}
-
-    def preflight_errors(self) -> list[str]:
-        """Preflight errors the run recorded: run.json `preflight.errors`, or a report
-        section titled "Preflight errors"."""
-        found: list[str] = []
-        recorded = self.info.get("preflight")
-        if isinstance(recorded, Mapping):
-            found += [str(e) for e in recorded.get("errors") or []]
-        for title, lines in report_sections(self.report).items():
-            if title.lower().startswith("preflight error"):
-                found += [line.lstrip("-* ").strip() for line in lines
-                          if line.strip() and not line.startswith("|")]
-        return found
-
-
-def summary_lines(facts: RunFacts) -> list[str]:
-    """The run in a few Markdown lines: what a reviewer reads before approving."""
-    segments: Counter[str] = Counter()
-    for row in facts.rows:
-        if row.get("status") == "rendered":
-            segments.update(row.get("segments") or ["(none)"])
-    statuses = ", ".join(f"{n:,} {s}" for s, n in sorted(facts.counts.items())) or "none"
-    largest = max(facts.versions, key=lambda v: v.get("customers", 0), default=None)
-    mailing = facts.mailing or (f"{facts.as_of} (the run date)" if facts.as_of else "-")
-    files = sum(len(r.get("files") or {}) for r in facts.rows)
-    formats = facts.formats
-    lines = [
-        f"Run {facts.run_id} of {facts.campaign}: {facts.info.get('status')} "
-        f"{facts.info.get('finished') or ''}".rstrip(),
-        "",
-        f"- as of {facts.as_of or '-'}; formats {', '.join(formats) or '-'}; mailing "
-        f"{mailing}",
-        f"- customers: {len(facts.rows):,} ({statuses})",
-        "- segments (rendered customers): "
-        + (", ".join(f"{s} {n:,}" for s, n in segments.most_common()) or "-"),
-        f"- versions: {len(facts.versions):,}"
-        + (f" (largest {largest.get('id')}, {largest.get('customers', 0):,} customers)"
-           if largest else ""),
-        f"- files: {files:,} editions, plus manifest.jsonl, versions.json and report.md",
-    ]
-    approval = read_json(facts.folder / APPROVAL_FILE)
-    if approval and approval.get("approved_by"):
-        lines.append(f"- already approved by {approval['approved_by']} at "
-                     f"{approval.get('approved_at')}")
-    return lines
-
-
-def read_run(folder: Path | str) -> RunFacts:
-    """Read a run folder (run.json, manifest, versions.json, report.md) or say why not."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ApprovalError(f"{folder} is not a run folder (no such folder)", folder)
-    manifest = folder / MANIFEST_NAME
-    if not (folder / RUN_FILE).is_file() or not manifest.is_file():
-        raise ApprovalError(f"{folder} is not a run folder (no run.json or manifest.jsonl)",
-                            folder)
-    run_bytes = read_plain(folder / RUN_FILE)
-    info = _json_object(run_bytes)
-    if info is None:
-        raise ApprovalError(f"{folder / RUN_FILE} is damaged (not a JSON object)",
-                            folder / RUN_FILE)
-    data = read_plain(manifest)
-    rows = parse_manifest(data, manifest)
-    versions_doc = read_json(folder / "versions.json") or {}
-    report_path = folder / "report.md"
-    report = report_path.read_text(encoding="utf-8") if report_path.is_file() else ""
-    return RunFacts(folder=folder, info=info, manifest_bytes=data, run_bytes=run_bytes,
-                    rows=rows, versions=list(versions_doc.get("versions") or []),
-                    report=report, counts=Counter(str(r.get("status")) for r in rows))
-
-
-def _json_object(data: bytes) -> dict[str, Any] | None:
-    try:
-        value = json.loads(data)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def parse_manifest(data: bytes, where: Path) -> list[dict[str, Any]]:
-    rows = []
-    for number, line in enumerate(data.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError:
-            raise ApprovalError(f"line {number} is not JSON: the manifest is damaged",
-                                where, number) from None
-        if not isinstance(row, dict):
-            raise ApprovalError(f"line {number} is not a manifest row", where, number)
-        rows.append(row)
-    return rows
-
-
-def report_sections(text: str) -> dict[str, list[str]]:
-    """`## Title` sections of a Markdown report: title -> its lines (blank ones dropped)."""
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in text.splitlines():
-        if line.startswith("## "):
-            current = sections.setdefault(line[3:].strip(), [])
-        elif line.startswith("# "):
-            current = None
-        elif current is not None and line.strip():
-            current.append(line)
-    for lines in sections.values():  # the report's closing line belongs to no section
-        while lines and lines[-1].startswith("Every row is listed"):
-            lines.pop()
-    return sections
-
-
-def table_rows(lines: Iterable[str]) -> list[dict[str, str]]:
-    """The rows of the first Markdown table in `lines`, as dicts by column name."""
-    header: list[str] | None = None
-    rows = []
-    for line in lines:
-        if not line.startswith("|"):
-            if header is not None:
-                break
-            continue
-        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        if header is None:
-            header = cells
-        elif not all(set(c) <= {"-", " ", ":"} for c in cells):
-            rows.append(dict(zip(header, cells, strict=False)))
-    return rows
 
 
 # -- may this run be approved ---------------------------------------------------------
@@ -293,90 +103,6 @@ def check_approvable(facts: RunFacts, *, allow_failed: bool = False,
     if found:
         raise ApprovalError(f"cannot approve run {facts.run_id or facts.folder}: "
                             + "; ".join(found), facts.folder)
-
-
-# -- digests ---------------------------------------------------------------------------
-
-
-def read_plain(path: Path) -> bytes:
-    """A regular file's bytes, never through a symlink (it could lead anywhere)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-    except OSError as exc:
-        raise ApprovalError(f"cannot read {path}: {exc.strerror}", path) from None
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ApprovalError(f"{path} is not a regular file", path)
-        chunks = []
-        while chunk := os.read(fd, _CHUNK):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def file_digest(path: Path, messages: MessageCheck | None = None,
-                name: str = "") -> str | None:
-    """sha256 of a regular file, or None when it is missing, a link or unreadable; an
-    .eml (`name` under eml/) is also read by `messages`."""
-    try:
-        data = read_plain(path)
-    except ApprovalError:
-        return None
-    if messages is not None and name.startswith("eml/"):
-        messages.add(name, data)
-    return sha256(data)
-
-
-def listed_files(rows: Iterable[Mapping[str, Any]]) -> list[str]:
-    """Every file the manifest names (relative paths), checked to stay in the folder."""
-    names: set[str] = set()
-    for row in rows:
-        for fmt, rel in (row.get("files") or {}).items():
-            rel = str(rel)
-            folder, _, name = rel.partition("/")
-            if (folder not in EXTENSIONS or not name or "/" in name or "\\" in rel
-                    or name.startswith(".") or "\0" in rel or folder != fmt):
-                raise ApprovalError(f"the manifest names a file outside the run's format "
-                                    f"folders: {rel!r} (customer {row.get('customer_id')})")
-            names.add(rel)
-    return sorted(names)
-
-
-def run_files(facts: RunFacts) -> list[str]:
-    """What the approval covers besides the manifest: its files, versions.json, report.md."""
-    return [*listed_files(facts.rows), *RUN_DOCUMENTS]
-
-
-@dataclass
-class Digests:
-    """The sha256 of every file a run wrote, and what its messages say."""
-
-    files: dict[str, str]
-    messages: MessageCheck
-
-
-def digest_files(facts: RunFacts, kind: str = "marketing") -> Digests:
-    """Hash every file the approval covers, reading each .eml's links and mailing on the
-    way; ApprovalError when one is missing or unreadable."""
-    messages = MessageCheck.here(facts.campaign, kind)
-    files: dict[str, str] = {}
-    unreadable = []
-    for rel in run_files(facts):
-        digest = file_digest(facts.folder / rel, messages, rel)
-        if digest is None:
-            unreadable.append(rel)
-        else:
-            files[rel] = digest
-    if unreadable:
-        raise ApprovalError(f"cannot approve run {facts.run_id}: {len(unreadable):,} file(s) "
-                            f"the run wrote are missing or unreadable: "
-                            f"{names_shown(unreadable)}", facts.folder)
-    return Digests(files, messages)
 
 
 # -- the approval document -------------------------------------------------------------
@@ -579,11 +305,6 @@ class Verification:
         return "; ".join(parts) or "every file matches"
 
 
-def names_shown(names: list[str]) -> str:
-    shown = ", ".join(names[:SHOWN])
-    return shown + (f" and {len(names) - SHOWN:,} more" if len(names) > SHOWN else "")
-
-
 def verify(folder: Path | str, approval: Mapping[str, Any],
            manifest_bytes: bytes | None = None,
            messages: MessageCheck | None = None) -> Verification:
@@ -712,8 +433,11 @@ def earlier_run(facts: RunFacts) -> Path | None:
     return last_reviewed_run(facts.folder, facts.campaign, places, runs, before=started)
 
 
-__all__ = ["APPROVAL_FILE", "Digests", "Review", "RunFacts", "Verification",
-           "approval_document", "approve", "check_approvable", "default_approver",
-           "digest_files", "earlier_run", "last_reviewed_run", "problems", "read_approval",
-           "read_run", "report_sections", "require_approved",
-           "summary_lines", "table_rows", "verify"]
+# read_run, summary_lines, digests and the rest live in run_facts.py and digests.py; they
+# are named here too so that callers import the approval's whole vocabulary from one place
+__all__ = ["APPROVAL_FILE", "RUN_DOCUMENTS", "Digests", "Review", "RunFacts", "Verification",
+           "approval_document", "approve", "approved_or_sent_at", "check_approvable",
+           "default_approver", "digest_files", "earlier_run", "file_digest",
+           "last_reviewed_run", "listed_files", "names_shown", "parse_manifest", "problems",
+           "read_approval", "read_plain", "read_run", "report_sections", "require_approved",
+           "run_files", "sha256", "summary_lines", "table_rows", "verify"]

@@ -24,7 +24,6 @@ limits, and every problem is reported at once:
 
 from __future__ import annotations
 
-import re
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -44,12 +43,12 @@ from edition.render.editions import RenderFailure
 from edition.render.pdf_resources import page_problems, stylesheet_problems
 from edition.render.plan import Plan
 from edition.render.versions import Version
+from edition.run.mail_html import mail_program_problems
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline, count_skipped
 from edition.run.sender_health import check_send
 
 CONTENT_CODES = {"too_large", "too_slow", "too_deep", "sandbox"}
-GMAIL_CLIP = 102 * 1024          # Gmail hides what comes after 102 KB of HTML
 ENGINE_FIELDS = {"id", "email", "locale", "interests", "unsubscribe_url", "preferences_url",
                  "large_type", "preferred_format", "preferred_frequency"}
 # customer fields the run adds, and when
@@ -59,11 +58,6 @@ MADE_BY_THE_RUN = {"unsubscribe_url": "the signed unsubscribe link: the run make
                                       "for e-mail, when the campaign sets preferences.url",
                    "large_type": "the customer's large-type choice (preference center)",
                    "preferred_format": "the customer's format choice (preference center)"}
-_IMG = re.compile(r"<img\b[^>]*>", re.I)
-_ALT = re.compile(r"\balt\s*=", re.I)
-_HTML_LANG = re.compile(r"<html\b[^>]*\blang\s*=\s*[\"']?[A-Za-z]", re.I)
-_BODY = re.compile(r"<body\b[^>]*>", re.I)
-_PREHEADER = re.compile(r"preheader|display\s*:\s*none|max-height\s*:\s*0|mso-hide", re.I)
 
 
 @dataclass
@@ -249,7 +243,7 @@ def _render_first(plan: Plan, scan: Scan, version: Version, fields: Mapping[str,
                 (version.digest, f"customer {row.customer_id} (line {row.line}): {exc}"))
         return
     if rendered_doc.html is not None:
-        for warning in _html(plan, rendered_doc.html, fields):
+        for warning in mail_program_problems(plan, rendered_doc.html, fields):
             scan.html.setdefault(warning, []).append(version.id)
     if rendered_doc.page is not None and "pdf" in plan.formats:
         modules = [c.module for s in version.selection.slots for c in s.chosen]
@@ -486,29 +480,3 @@ def _customer_reads(tree: nodes.Node) -> set[str]:
             elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
                 found.add(node.arg.value)
     return found
-
-
-def _html(plan: Plan, html: str, fields: Mapping[str, Any]) -> list[str]:
-    """What mail programs will do to this HTML: clip it, show no alt text, guess a language."""
-    problems = []
-    data = html.encode("utf-8")
-    if len(data) > GMAIL_CLIP:
-        problems.append("the HTML is over 102 KB; Gmail clips it and hides the rest (footer, "
-                        "unsubscribe link)")
-        link = str(fields.get("unsubscribe_url") or plan.campaign.unsubscribe_url or "")
-        if link and data.find(link.encode("utf-8")) > GMAIL_CLIP:
-            problems.append("the unsubscribe link comes after Gmail's 102 KB clip point: "
-                            "its readers will not see it")
-    missing_alt = [tag for tag in _IMG.findall(html) if not _ALT.search(tag)]
-    if missing_alt:
-        problems.append("images without alt text (shown when images are blocked, read by "
-                        "screen readers)")
-    if not _HTML_LANG.search(html):
-        problems.append("<html> has no lang attribute (screen readers and translation guess "
-                        "the language)")
-    body = _BODY.search(html)
-    start = html[body.end():body.end() + 2000] if body else html[:2000]
-    if not _PREHEADER.search(start):
-        problems.append("no preheader (inbox previews show the first text of the page "
-                        "instead)")
-    return problems
