@@ -295,6 +295,9 @@ class ApprovedRows:
         self.send_dir.mkdir(parents=True, exist_ok=False)
         return self.send_dir
 
+    def started(self, life: Lifecycle) -> None:
+        """Nothing to publish: a send's folder is local (sends/<id>/ of the run)."""
+
     def document(self, life: Lifecycle) -> dict[str, Any]:
         plan, context = self.plan, life.context
         return {"send_id": self.send_id, "run_id": plan.facts.run_id,

@@ -71,6 +71,10 @@ class Feed(Protocol):
         """Checks, then the folder held and made ready; where the manifest goes."""
 
     def document(self, life: Lifecycle) -> dict[str, Any]: ...
+
+    def started(self, life: Lifecycle) -> None:
+        """The run's document is written: publish it where it must be seen at once."""
+
     def estimate(self) -> int: ...
     def job(self, life: Lifecycle) -> Job: ...
     def batches(self, life: Lifecycle) -> Iterable[list[Any]]: ...
@@ -154,6 +158,7 @@ class Lifecycle:
                              **{k: masked(v) if isinstance(v, str) else v
                                 for k, v in self.marker.items()}}
             write_json(self.folder / self.feed.document_name, self.document)
+            self.feed.started(self)
         except BaseException:
             self.release()
             raise

@@ -268,6 +268,12 @@ class RenderedBatches:
                 "warnings": self.preflight.warnings, "facts": self.preflight.facts()}
         return document
 
+    def started(self, life: Lifecycle) -> None:
+        """A remote run folder gets run.json at once: it says whose folder it is, should
+        this run die (the next run resumes it, or clears it with --overwrite)."""
+        if self.remote is not None:
+            self.remote.put(RUN_FILE, (self.folder / RUN_FILE).read_bytes())
+
     def estimate(self) -> int:
         return max(0, estimate_rows(self.source, self.options) - self.resume.kept)
 
