@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlalchemy import (
     and_,
@@ -46,6 +46,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from edition.databases import create_engine_for, masked, scrub, sqlalchemy_url
 from edition.errors import LedgerBusy, LedgerError
+from edition.send.ledger.group_commit import GroupCommit
 from edition.send.ledger.postgres_claims import ClaimRound, claim_batch, claim_one
 from edition.send.ledger.postgres_lock import take_run_lock
 from edition.send.ledger.postgres_schema import create_schema, events, mailings, sends
@@ -80,8 +81,6 @@ _RETRIES = 8  # deadlocks between workers' group commits are retried, then Ledge
 _RETRY_STATES = {"40P01", "40001"}  # deadlock_detected, serialization_failure
 
 
-_Op = Callable[[Connection, set[tuple[str, str, str]]], object]
-_T = TypeVar("_T")
 # an outcome waiting for the next commit: campaign, customer_id, send_key, state,
 # provider_id, reason, run_id, when
 _Record = tuple[str, str, str, str, str | None, str | None, str, datetime]
@@ -91,17 +90,12 @@ class _Victim(LedgerBusy):
     """The server rolled this transaction back to break a deadlock: run it again."""
 
 
-class _Request:
-    """One operation waiting for a group commit, and what it produced."""
+class _Tx(NamedTuple):
+    """What an operation of a group commit gets: the connection in its transaction and
+    the keys this transaction claimed so far (in flight once it commits)."""
 
-    __slots__ = ("done", "error", "op", "order", "result")
-
-    def __init__(self, op: _Op, order: tuple[str, ...]):
-        self.op = op
-        self.order = order  # claims run in key order: fewer lock-order deadlocks
-        self.done = False
-        self.result: object = None
-        self.error: BaseException | None = None
+    db: Connection
+    tentative: set[tuple[str, str, str]]
 
 
 def _now() -> datetime:
@@ -144,8 +138,7 @@ class PostgresLedger:
         self._lock = threading.RLock()
         self._in_flight: set[tuple[str, str, str]] = set()  # claimed by this object
         self._pending: list[_Record] = []
-        self._queue: list[_Request] = []
-        self._queue_lock = threading.Lock()
+        self._group: GroupCommit[_Tx] = GroupCommit(self._lock, self._tx)
         self._engine: Engine | None = None
         self._db: Connection | None = None
         self._run_lock: Connection | None = None
@@ -247,8 +240,8 @@ class PostgresLedger:
             raise LedgerError("the ledger is not open", self.path)
         return self._db
 
-    def _tx(self, ops: list[_Request]) -> None:
-        """One write transaction: deferred records first, then `ops`; retried whole
+    def _tx(self, body: Callable[[_Tx], None] | None = None) -> None:
+        """One write transaction: deferred records first, then `body`; retried whole
         when the server picks it as a deadlock victim (nothing of it took effect)."""
         db = self._open_db()
         if self.readonly:
@@ -262,8 +255,8 @@ class PostgresLedger:
                     try:
                         with self._errors("the send ledger failed"), db.begin():
                             self._write_records(db, pending)
-                            for request in ops:
-                                request.result = request.op(db, tentative)
+                            if body is not None:
+                                body(_Tx(db, tentative))
                         break
                     except _Victim:
                         if attempt == _RETRIES - 1 or db.invalidated:
@@ -275,29 +268,6 @@ class PostgresLedger:
             for row in pending:
                 self._in_flight.discard(row[:3])
             self._in_flight |= tentative
-
-    def _grouped(self, op: Callable[[Connection, set[tuple[str, str, str]]], _T],
-                 order: tuple[str, ...] = ()) -> _T:
-        """Run `op` in a write transaction whose commit it shares with the ops other
-        threads queued meanwhile (one round of commits for several claims)."""
-        request = _Request(op, order)
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._lock:  # whoever gets the lock commits everything queued so far
-            if not request.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                batch.sort(key=lambda r: r.order)
-                try:
-                    self._tx(batch)
-                except BaseException as exc:
-                    for r in batch:
-                        r.error = exc
-                for r in batch:
-                    r.done = True
-        if request.error is not None:
-            raise request.error
-        return cast(_T, request.result)   # what `op` returned: it did not raise
 
     # --- the protocol --------------------------------------------------------------------
 
@@ -312,8 +282,9 @@ class PostgresLedger:
         """
         key = (campaign, customer_id, send_key)
         now = _now()
-        return self._grouped(
-            lambda db, tentative: claim_one(db, tentative, key, content_hash, self._round(
+        # claims run in key order within a commit: fewer lock-order deadlocks
+        return self._group.run(
+            lambda tx: claim_one(tx.db, tx.tentative, key, content_hash, self._round(
                 run_id, now, resend_unknown, once_per_customer)), key)
 
     def claim_many(self, campaign: str, items: Sequence[tuple[str, str, str]],
@@ -327,8 +298,8 @@ class PostgresLedger:
             return []
         now = _now()
         order = min((campaign, c, k) for c, k, _ in items)
-        return self._grouped(
-            lambda db, tentative: claim_batch(db, tentative, campaign, list(items), self._round(
+        return self._group.run(
+            lambda tx: claim_batch(tx.db, tx.tentative, campaign, list(items), self._round(
                 run_id, now, resend_unknown, once_per_customer)), order)
 
     def _round(self, run_id: str, now: datetime, resend_unknown: bool,
@@ -363,7 +334,7 @@ class PostgresLedger:
             self._open_db()
             self._pending.extend(rows)
         if not defer:
-            self._grouped(lambda db, tentative: None)
+            self._group.run(lambda tx: None)
 
     def flush(self) -> None:
         """Commit deferred records now."""
@@ -371,7 +342,7 @@ class PostgresLedger:
             raise LedgerError("the ledger was opened read-only", self.path)
         with self._lock:
             if self._pending:
-                self._tx([])
+                self._tx()
             else:
                 self._open_db()
 
@@ -446,14 +417,14 @@ class PostgresLedger:
         self._check_run_lock()
         params = {"campaign": campaign, "mailing": mailing, "channel": channel,
                   "as_of": as_of, "run_id": run_id, "expected": expected, "now": _now()}
-        self._grouped(lambda db, tentative: OPEN_MAILING(db, params))
+        self._group.run(lambda tx: OPEN_MAILING(tx.db, params))
 
     def finish_mailing(self, campaign: str, mailing: str, channel: str) -> None:
         """The mailing's send ran to its end: nobody is owed anything by it any more."""
         self._check_run_lock()
         params = {"m_campaign": campaign, "m_mailing": mailing, "m_channel": channel,
                   "now": _now()}
-        self._grouped(lambda db, tentative: db.execute(FINISH_MAILING, params))
+        self._group.run(lambda tx: tx.db.execute(FINISH_MAILING, params))
 
     def mailings(self, campaign: str, channel: str | None = None) -> list[Mailing]:
         """The campaign's mailings (on one channel), oldest first, with what each owes."""

@@ -26,12 +26,13 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
 from edition import private
 from edition.errors import LedgerBusy, LedgerError
+from edition.send.ledger.group_commit import GroupCommit
 from edition.send.ledger.records import (
     KEY_JOIN as KEY_JOIN,  # re-exported: callers import these from here too
 )
@@ -62,19 +63,6 @@ _Record = tuple[str, str, str, str, str | None, str | None, str, str]
 
 _COLUMNS = ", ".join(LedgerEntry.__dataclass_fields__)
 
-_T = TypeVar("_T")
-
-
-class _Request:
-    """One operation waiting for a group commit, and what it produced."""
-
-    __slots__ = ("done", "error", "op", "result")
-
-    def __init__(self, op: Callable[[sqlite3.Connection], object]):
-        self.op = op
-        self.done = False
-        self.result: object = None
-        self.error: BaseException | None = None
 
 
 def _now() -> str:
@@ -100,8 +88,8 @@ class SendLedger:
         self._lock = threading.RLock()
         self._in_flight: set[tuple[str, str, str]] = set()  # claimed by this object
         self._pending: list[_Record] = []
-        self._queue: list[_Request] = []  # ops waiting for the next group commit
-        self._queue_lock = threading.Lock()
+        self._group: GroupCommit[sqlite3.Connection] = GroupCommit(self._lock,
+                                                                    self._transaction)
         self._run_lock: FileLock | None = None
         self._db: sqlite3.Connection | None = None
 
@@ -192,28 +180,10 @@ class SendLedger:
             for key in pending:
                 self._in_flight.discard(key[:3])
 
-    def _grouped(self, op: Callable[[sqlite3.Connection], _T]) -> _T:
-        """Run `op` in a write transaction whose commit it shares with the ops other
-        threads queued meanwhile (group commit: one disk flush for several claims)."""
-        request = _Request(op)
-        with self._queue_lock:
-            self._queue.append(request)
-        with self._lock:  # whoever gets the lock commits everything queued so far
-            if not request.done:
-                with self._queue_lock:
-                    batch, self._queue = self._queue, []
-                try:
-                    with self._tx() as db:
-                        for r in batch:
-                            r.result = r.op(db)
-                except BaseException as exc:
-                    for r in batch:
-                        r.error = exc
-                for r in batch:
-                    r.done = True
-        if request.error is not None:
-            raise request.error
-        return cast(_T, request.result)   # what `op` returned: it did not raise
+    def _transaction(self, body: Callable[[sqlite3.Connection], None]) -> None:
+        """`body` in one write transaction: what the group commit runs its batch in."""
+        with self._tx() as db:
+            body(db)
 
     # --- the protocol --------------------------------------------------------------------
 
@@ -228,7 +198,7 @@ class SendLedger:
         """
         key = (campaign, customer_id, send_key)
         now = _now()
-        return self._grouped(lambda db: self._claim_in(db, key, run_id, now, resend_unknown,
+        return self._group.run(lambda db: self._claim_in(db, key, run_id, now, resend_unknown,
                                                        once_per_customer, content_hash))
 
     def claim_many(self, campaign: str, items: Sequence[tuple[str, str, str]],
@@ -242,7 +212,7 @@ class SendLedger:
             return []
         now = _now()
         batch = list(items)
-        return self._grouped(lambda db: [
+        return self._group.run(lambda db: [
             self._claim_in(db, (campaign, customer_id, key), run_id, now, resend_unknown,
                            once_per_customer, content_hash)
             for customer_id, key, content_hash in batch])
@@ -321,7 +291,7 @@ class SendLedger:
                 self._open_db()
                 self._pending.extend(rows)
             return
-        self._grouped(lambda db: self._write_records(db, rows))
+        self._group.run(lambda db: self._write_records(db, rows))
         with self._lock:
             for row in rows:
                 self._in_flight.discard(row[:3])
@@ -384,12 +354,12 @@ class SendLedger:
                 "run_id=excluded.run_id, expected=MAX(mailings.expected, excluded.expected), "
                 "finished_at=NULL", (campaign, mailing, channel, as_of, run_id, expected, now))
 
-        self._grouped(op)
+        self._group.run(op)
 
     def finish_mailing(self, campaign: str, mailing: str, channel: str) -> None:
         """The mailing's send ran to its end: nobody is owed anything by it any more."""
         now = _now()
-        self._grouped(lambda db: db.execute(
+        self._group.run(lambda db: db.execute(
             "UPDATE mailings SET status='finished', finished_at=? WHERE campaign=? AND "
             "mailing=? AND channel=?", (now, campaign, mailing, channel)))
 
