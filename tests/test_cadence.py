@@ -435,3 +435,47 @@ def test_an_approved_send_checks_the_cap_as_it_is_when_sent(content_tree: Callab
             data = got[person["email"]]
             assert data.replace(b"\r\n", b"\n") == eml.replace(b"\r\n", b"\n")
         assert "excluded" in (sends[0] / "report.md").read_text(encoding="utf-8")
+
+
+def test_a_run_reads_the_house_and_the_choices_once(content_tree: Callable, cli: Callable,
+                                                    monkeypatch: Any) -> None:
+    """A sending run asks for its cadence from its preflight's dry pipeline, its sending
+    pipeline and run.json's record: edition.yaml and the preference snapshot are read
+    once for all of them (the pipeline's snapshot is the cadence's), and the holds are
+    those of a run that reads them each time."""
+    from edition.audience import preferences as prefs
+    from edition.run import cadence as cadence_module
+    from edition.run.lifecycle import execute
+    from edition.run.options import RunOptions
+
+    center = {"preferences": {"url": "https://acme.example/preferences"}}
+    root = house(content_tree, people(4), edition_yaml=CAP,
+                 **{"news-b": campaign("news-b", **center)})
+    send(cli, root, "news-a", "out/a")                      # c000..c003 got news-a today
+    crm = root / "choices.csv"
+    crm.write_text("id,frequency\nc001,monthly\n", encoding="utf-8")
+    assert cli("preferences", "import", "news-b", str(crm), cwd=root)[0] == 0
+    (root / "edition.yaml").write_text("frequency_cap: {max: 5, days: 7}\n",
+                                       encoding="utf-8")  # only c001's monthly holds now
+    reads = {"house": 0, "snapshot": 0}
+    load_house, load = cadence_module.load_house, prefs.PreferenceSnapshot.load.__func__
+
+    def counted_house(*args: Any, **kwargs: Any) -> Any:
+        reads["house"] += 1
+        return load_house(*args, **kwargs)
+
+    def counted_load(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        reads["snapshot"] += 1
+        return load(cls, *args, **kwargs)
+
+    monkeypatch.setattr(cadence_module, "load_house", counted_house)
+    monkeypatch.setattr(prefs.PreferenceSnapshot, "load", classmethod(counted_load))
+    out = root / "out" / "b"
+    summary = execute(RunOptions(campaign=str(root / "campaigns" / "news-b.yaml"),
+                                 out=str(out), send=True))
+    assert summary.exit_code == 0
+    assert statuses(read_manifest(out)) == {"c000": "sent", "c001": "excluded",
+                                            "c002": "sent", "c003": "sent"}
+    assert reads["house"] == 1, reads
+    # the dry pipeline of preflight and the sending pipeline each hold one snapshot
+    assert reads["snapshot"] <= 2, reads

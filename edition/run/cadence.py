@@ -138,15 +138,46 @@ def _history(root: Path, now: dt.datetime, days: int) -> SendHistory:
     return found
 
 
-def cadence_of_run(options: Any, plan: Any, work: Any = None) -> Cadence | None:
+def cadence_of_run(options: Any, plan: Any, work: Any = None,
+                   preferences: PreferenceSnapshot | None = None) -> Cadence | None:
     """The run lifecycle's one call: this run's cadence (RunOptions, Plan). A worker with
     the run's Work takes the snapshot the main process read (a worker elsewhere has
-    neither the ledgers nor edition.yaml), for the mailing its options name now."""
+    neither the ledgers nor edition.yaml), for the mailing its options name now.
+
+    A run asks several times in one process (its preflight's dry pipeline, its sending
+    pipeline, run.json's record): edition.yaml, the preference snapshot and the history
+    are read once per run (`_RUNS`) and the dry run's cadence is the sending one without
+    its window. `preferences` is the snapshot the caller loaded already (the pipeline's).
+    """
     if work is not None:
         found = getattr(work, "cadence", None)
         return dataclasses.replace(found, mailing=options.mailing) if found else None
-    return cadence_for(plan.campaign, now=options.started, sending=bool(options.send),
-                       mailing=options.mailing, preferences=_frequencies(plan))
+    if options.started is None or options.run_id is None:   # not a run: nothing to share
+        return cadence_for(plan.campaign, now=options.started, sending=bool(options.send),
+                           mailing=options.mailing,
+                           preferences=_frequencies(plan, preferences))
+    key = (str(Path(plan.campaign.root).resolve()), plan.campaign.name, options.run_id,
+           options.started, options.mailing, getattr(plan, "as_of", None))
+    with _RUNS_LOCK:
+        if key in _RUNS:
+            sending = _RUNS[key]
+        else:
+            sending = _RUNS[key] = cadence_for(
+                plan.campaign, now=options.started, sending=True, mailing=options.mailing,
+                preferences=_frequencies(plan, preferences))
+    return sending if options.send or sending is None else _dry(sending)
+
+
+# A run's cadence (as sent) by (root, campaign, run id, clock, mailing, run date).
+_RUNS: LRUCache[tuple[Any, ...], Cadence | None] = LRUCache(4)
+_RUNS_LOCK = threading.Lock()
+
+
+def _dry(sending: Cadence) -> Cadence | None:
+    """What `cadence_for(sending=False)` gives for the same run: a dry run defers nobody."""
+    if sending.cap is None and sending.holdout is None and not sending.preferences:
+        return None
+    return dataclasses.replace(sending, window=None)
 
 
 def cadence_at_send(campaign: Campaign, *, now: dt.datetime, mailing: str | None,
@@ -158,17 +189,19 @@ def cadence_at_send(campaign: Campaign, *, now: dt.datetime, mailing: str | None
     time zone, and a wrong zone would send at 3 a.m. or hold back the wrong people."""
     from types import SimpleNamespace
 
-    preferences = _frequencies(SimpleNamespace(campaign=campaign, as_of=as_of))
+    preferences = _frequencies(SimpleNamespace(campaign=campaign, as_of=as_of), None)
     return cadence_for(campaign, now=now, sending=False, mailing=mailing,
                        preferences=preferences)
 
 
-def _frequencies(plan: Any) -> dict[str, str]:
+def _frequencies(plan: Any, snapshot: PreferenceSnapshot | None) -> dict[str, str]:
     """customer id -> the frequency chosen in the preference center (weekly, monthly, …),
-    from the campaign's stored choices; {} when the campaign has no preference center."""
+    from the campaign's stored choices (`snapshot` when the caller loaded them already);
+    {} when the campaign has no preference center."""
     if getattr(plan.campaign, "preferences", None) is None:
         return {}
-    snapshot = PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
+    if snapshot is None:
+        snapshot = PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
     return {cid: stored.choices.frequency for cid, stored in snapshot.by_id.items()
             if stored.choices.frequency}
 

@@ -101,8 +101,10 @@ class Work:
         work = cls.pack(campaign, options.campaign, sending=options.send,
                         local_dir=str(local_folder(options, campaign).resolve()),
                         extra_lists=options.suppression)
-        return dataclasses.replace(work, cadence=cadence_of_run(options, plan),
-                                   preferences=PreferenceSnapshot.load(campaign, plan.as_of))
+        preferences = PreferenceSnapshot.load(campaign, plan.as_of)   # read once, here
+        return dataclasses.replace(work, cadence=cadence_of_run(options, plan,
+                                                                preferences=preferences),
+                                   preferences=preferences)
 
     def ledger_here(self) -> Any:
         """The run's ledger as this worker reaches it (edition.send.ledger.location)."""
@@ -219,9 +221,12 @@ def open_pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
+    # one snapshot of the customers' choices for the pipeline and its cadence
+    preferences = (work.preferences if work is not None and work.preferences is not None
+                   else PreferenceSnapshot.load(campaign, plan.as_of))
     return Pipeline(plan, open_writer(out_folder(options, campaign)), encoder, deliverer,
-                    suppression, cadence=cadence_of_run(options, plan, work),
-                    preferences=work.preferences if work is not None else None)
+                    suppression, cadence=cadence_of_run(options, plan, work, preferences),
+                    preferences=preferences)
 
 
 def pipeline_for(options: RunOptions) -> Pipeline:
