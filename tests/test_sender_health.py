@@ -72,23 +72,37 @@ def min_sent(root: Path, count: int | None) -> None:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
 
 
+BASE = ("run", CAMPAIGN, "--customers", "customers.csv")
+
+
+def first_mailing(site: Path, tmp_path: Path, *to: str) -> tuple[int, str, str]:
+    """The mailing of 2026-11-23, sent into tmp_path/one (`to`: --to URL, when given)."""
+    return edition(*BASE, "--out", tmp_path / "one", "--as-of", "2026-11-23", "--send",
+                   "--yes", *to, cwd=site)
+
+
+def complain(site: Path, tmp_path: Path, sink: SinkHandler, address: str) -> str:
+    """A complaint about the message the sink received for `address` (an ARF report made
+    from its bytes), ingested with `edition events ingest`; what the command said."""
+    message = next(data for _, rcpts, data in sink.messages if rcpts == [address])
+    report = tmp_path / "complaint.eml"
+    report.write_bytes(arf(message, when=DAY))
+    code, out, err = edition("events", "ingest", report, cwd=site)
+    assert code == 0 and "1 complaint" in out, out + err
+    return out
+
+
 def test_a_complained_mailing_stops_the_next_send(site: Path, tmp_path: Path) -> None:
     people = customer_rows(site / "customers.csv")
     gone = people[5]
     handler = SinkHandler(reject={gone["email"]: f"550 5.1.1 <{gone['email']}>: no such user"})
     with smtp_sink(handler) as (port, sink):
         send = ["--send", "--yes", "--to", f"smtp://127.0.0.1:{port}"]
-        base = ["run", CAMPAIGN, "--customers", "customers.csv"]
-        code, out, err = edition(*base, "--out", tmp_path / "one", "--as-of", "2026-11-23",
-                                 *send, cwd=site)
+        base = list(BASE)
+        code, out, err = first_mailing(site, tmp_path, "--to", f"smtp://127.0.0.1:{port}")
         assert code == 3, out + err    # one failed: more than max_failed 0
         assert len(sink.messages) == 39
-        complainer = people[9]["email"]
-        message = next(data for _, rcpts, data in sink.messages if rcpts == [complainer])
-        report = tmp_path / "complaint.eml"
-        report.write_bytes(arf(message, when=DAY))
-        code, out, err = edition("events", "ingest", report, cwd=site)
-        assert code == 0 and "1 complaint" in out and "1 suppressed" in out, out + err
+        assert "1 suppressed" in complain(site, tmp_path, sink, people[9]["email"])
 
         # the next mailing: 1 complaint in 39 sent is 2.56 %, over 0.3 %: refused (exit 2)
         code, out, err = edition(*base, "--out", tmp_path / "two", "--as-of", "2026-11-30",
@@ -126,15 +140,10 @@ def test_an_approved_send_is_refused_after_a_complained_mailing(site: Path,
     people = customer_rows(site / "customers.csv")
     with smtp_sink(SinkHandler()) as (port, sink):
         to = ["--to", f"smtp://127.0.0.1:{port}"]
-        base = ["run", CAMPAIGN, "--customers", "customers.csv"]
-        code, out, err = edition(*base, "--out", tmp_path / "one", "--as-of", "2026-11-23",
-                                 "--send", "--yes", *to, cwd=site)
+        base = list(BASE)
+        code, out, err = first_mailing(site, tmp_path, *to)
         assert code == 0 and len(sink.messages) == 40, out + err
-        message = next(data for _, rcpts, data in sink.messages
-                       if rcpts == [people[3]["email"]])
-        (tmp_path / "complaint.eml").write_bytes(arf(message, when=DAY))
-        code, out, err = edition("events", "ingest", tmp_path / "complaint.eml", cwd=site)
-        assert code == 0 and "1 complaint" in out, out + err
+        complain(site, tmp_path, sink, people[3]["email"])
 
         # the next mailing, rendered and approved, then sent: refused, nothing leaves
         two = tmp_path / "two"
@@ -185,15 +194,9 @@ def test_the_approval_flow_refuses_before_the_pause(prefect_harness: None, site:
 
     with smtp_sink(SinkHandler()) as (port, sink):
         set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
-        code, out, err = edition("run", CAMPAIGN, "--customers", "customers.csv", "--out",
-                                 tmp_path / "one", "--as-of", "2026-11-23", "--send", "--yes",
-                                 cwd=site)
+        code, out, err = first_mailing(site, tmp_path)
         assert code == 0 and len(sink.messages) == 40, out + err
-        message = next(data for _, rcpts, data in sink.messages
-                       if rcpts == [people[7]["email"]])
-        (tmp_path / "complaint.eml").write_bytes(arf(message, when=DAY))
-        code, out, err = edition("events", "ingest", tmp_path / "complaint.eml", cwd=site)
-        assert code == 0 and "1 complaint" in out, out + err
+        complain(site, tmp_path, sink, people[7]["email"])
 
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
@@ -222,15 +225,10 @@ def test_a_small_mailing_warns_but_is_not_refused(site: Path, tmp_path: Path) ->
     people = customer_rows(site / "customers.csv")
     with smtp_sink(SinkHandler()) as (port, sink):
         send = ["--send", "--yes", "--to", f"smtp://127.0.0.1:{port}"]
-        base = ["run", CAMPAIGN, "--customers", "customers.csv"]
-        code, out, err = edition(*base, "--out", tmp_path / "one", "--as-of", "2026-11-23",
-                                 *send, cwd=site)
+        base = list(BASE)
+        code, out, err = first_mailing(site, tmp_path, "--to", f"smtp://127.0.0.1:{port}")
         assert code == 0 and len(sink.messages) == 40, out + err
-        message = next(data for _, rcpts, data in sink.messages
-                       if rcpts == [people[2]["email"]])
-        (tmp_path / "complaint.eml").write_bytes(arf(message, when=DAY))
-        code, out, err = edition("events", "ingest", tmp_path / "complaint.eml", cwd=site)
-        assert code == 0 and "1 complaint" in out, out + err
+        complain(site, tmp_path, sink, people[2]["email"])
 
         code, out, err = edition(*base, "--out", tmp_path / "two", "--as-of", "2026-11-30",
                                  *send, cwd=site)

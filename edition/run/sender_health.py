@@ -26,6 +26,7 @@ from edition.render.list_headers import feedback_field
 
 if TYPE_CHECKING:
     from edition.content.campaign import Campaign
+    from edition.store.events import MailingCounts
 
 COMPLAINT_WARN = 0.001     # 0.1 %: Gmail's and Yahoo's "keep under"
 COMPLAINT_REFUSE = 0.003   # 0.3 %: "never reach"; preflight refuses a send
@@ -42,6 +43,12 @@ class MailingHealth:
     hard_bounces: int = 0
     soft_bounces: int = 0
     complaints: int = 0
+
+    @classmethod
+    def of(cls, sent: int, counts: MailingCounts) -> MailingHealth:
+        """A mailing's health from the store's counts of what came back for it."""
+        return cls(counts.mailing, sent, counts.hard_bounces, counts.soft_bounces,
+                   counts.complaints)
 
     @property
     def bounce_rate(self) -> float:
@@ -74,7 +81,7 @@ def sender_health(campaign: Campaign, *, last: int = LAST,
     """The campaign's last `last` e-mail mailings that sent something, newest first."""
     from edition.send.delivery import ledger_path
     from edition.send.ledger.location import open_ledger
-    from edition.store.events import EventStore
+    from edition.store.events import EventStore, MailingCounts
     from edition.store.suppressions import store_location
 
     location = ledger_path(campaign)
@@ -94,12 +101,11 @@ def sender_health(campaign: Campaign, *, last: int = LAST,
     found = []
     for m in mailings:
         # an event names the mailing as sent, or as its Feedback-ID field spells it
-        both = [c for c in (counts.get(m.mailing), counts.get(feedback_field(m.mailing))
-                            if feedback_field(m.mailing) != m.mailing else None) if c]
-        found.append(MailingHealth(m.mailing, m.sent,
-                                   sum(c.hard_bounces for c in both),
-                                   sum(c.soft_bounces for c in both),
-                                   sum(c.complaints for c in both)))
+        total = MailingCounts(campaign.name, m.mailing)
+        for spelling in {m.mailing, feedback_field(m.mailing)}:
+            if spelling in counts:
+                total += counts[spelling]
+        found.append(MailingHealth.of(m.sent, total))
     return tuple(found)
 
 

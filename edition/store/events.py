@@ -108,6 +108,15 @@ class MailingCounts:
     complaints: int = 0
     deliveries: int = 0
 
+    def __add__(self, other: MailingCounts) -> MailingCounts:
+        """Both counts together, under this one's names (one mailing spelled two ways:
+        as sent, and as its Feedback-ID field)."""
+        return MailingCounts(self.campaign, self.mailing,
+                             self.hard_bounces + other.hard_bounces,
+                             self.soft_bounces + other.soft_bounces,
+                             self.complaints + other.complaints,
+                             self.deliveries + other.deliveries)
+
 
 class EventStore(RecordStore):
     """The events of the house store at one location; `with EventStore(url) as s: ...`."""
