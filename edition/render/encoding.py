@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from edition.addresses import clean_name, parse_mailbox
 from edition.content.campaign import Campaign
@@ -119,9 +119,9 @@ class Encoder:
             if fmt in {"html", "text", "eml"} and documents is None:
                 documents = self.documents(rendered)
             if fmt == "html":
-                data = documents.html
+                data = cast(Documents, documents).html   # made just above
             elif fmt == "text":
-                data = documents.text
+                data = cast(Documents, documents).text
             elif fmt == "eml":
                 data = self.message(customer_id, fields, version_id, rendered, digest, documents)
                 if fields.get("preferred_format") == "pdf":   # chosen in the preference center
@@ -145,8 +145,9 @@ class Encoder:
     def pdf_one(self, rendered: Rendered, locale: str | None = None) -> bytes:
         """One customer's PDF on its own (a preview); ``locale``: the edition's. Without a
         print page (the run makes no pdf), the e-mail's HTML is laid out instead."""
-        return self.pdf_renderer().render_one(rendered.page or rendered.html or "",
-                                              locale=locale)
+        # the renderer is renderers.pdf's, imported on first use (WeasyPrint): typed Any
+        return cast(bytes, self.pdf_renderer().render_one(rendered.page or rendered.html
+                                                          or "", locale=locale))
 
     def pdf_version(self, parts: Sequence[str], pages: Sequence[str],
                     locale: str | None = None,
@@ -161,7 +162,8 @@ class Encoder:
         """
         renderer = self.pdf_renderer()
         if not values or len(parts) < 2:
-            return renderer.render_filled(list(parts), list(pages), locale=locale)
+            return cast(list[bytes], renderer.render_filled(list(parts), list(pages),
+                                                            locale=locale))
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, own in enumerate(values):
             empty = tuple(j for j, value in enumerate(own) if value == "")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 from jinja2 import nodes
 from jinja2.nodes import EvalContext
@@ -102,7 +102,7 @@ class Poison:
 
     __bool__ = __eq__ = __ne__ = __str__ = __html__ = __iter__ = __len__ = _refuse
     __contains__ = __getitem__ = __call__ = __add__ = __radd__ = __lt__ = __gt__ = _refuse
-    __getattr__ = _refuse  # type: ignore[assignment]
+    __getattr__ = _refuse
     __hash__ = None  # type: ignore[assignment]
 
 
@@ -161,7 +161,9 @@ class ProbeEnvironment(EditionEnvironment):
         self._macro_reads: dict[str, frozenset[str] | None] = {}
         self.finalize = self._finalize
         self.filters = {name: self._wrap_filter(name, f) for name, f in self.filters.items()}
-        self.tests = {name: self._wrap_test(name, t) for name, t in self.tests.items()}
+        # jinja types its tests as plain `function`s
+        self.tests = {name: self._wrap_test(name, cast(Callable[..., Any], t))
+                      for name, t in self.tests.items()}
         self.globals.update({RESIDUAL: self._residual, UNSHAREABLE: _unshareable,
                              POISON: _poison})
 

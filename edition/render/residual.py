@@ -30,6 +30,7 @@ import copy
 import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import cast
 
 from jinja2 import nodes
 
@@ -110,7 +111,8 @@ class Residualizer:
         self.imports: dict[str, nodes.Node] = {}   # name -> the import statement
         self.order = itertools.count()
         self.scopes: list[_Scope] = []
-        self.modifiers: list[nodes.Node] = []     # enclosing {% autoescape %} blocks
+        # enclosing {% autoescape %} blocks (jinja parses them as ScopedEvalContextModifier)
+        self.modifiers: list[nodes.ScopedEvalContextModifier] = []
 
     # -- entry -----------------------------------------------------------------------
 
@@ -274,9 +276,10 @@ class Residualizer:
             self._in_scope(node, lambda: setattr(node, "body", self._statements(node.body)))
             return [node]
         if isinstance(node, nodes.ScopedEvalContextModifier | nodes.EvalContextModifier):
-            self.modifiers.append(node)
+            scoped = cast(nodes.ScopedEvalContextModifier, node)   # the one with a body
+            self.modifiers.append(scoped)
             try:
-                node.body = self._statements(node.body)
+                scoped.body = self._statements(scoped.body)
             finally:
                 self.modifiers.pop()
             return [node]

@@ -38,7 +38,7 @@ import re
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
 from cachetools import LRUCache
@@ -344,7 +344,8 @@ class LinkTracker:
                 last = end
             changes["text"] = "".join(pieces) + rendered.text[last:] if pieces \
                 else rendered.text
-        return replace(rendered, **changes) if changes else rendered
+        # html and text are str fields: replace's keywords, typed by the dataclass plugin
+        return replace(rendered, **cast(dict[str, Any], changes)) if changes else rendered
 
 
 __all__ = [
