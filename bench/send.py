@@ -13,52 +13,21 @@ synchronous=FULL) and PostgreSQL (a throwaway cluster with fsync on).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import multiprocessing as mp
 import os
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from fixtures_delivery import make_eml  # noqa: E402
 from fixtures_postgres import TemporaryPostgres  # noqa: E402
+from smtp_sink import counting_sink  # noqa: E402  (bench/: one sink for both benches)
 
 from edition.send.delivery import Deliverer, Message  # noqa: E402
-
-
-def _sink(port_q: Any, stop: Any, received: Any, most: Any, latency: float) -> None:
-    """Child process: an aiosmtpd server that counts, waits `latency` s per DATA, and
-    notes the most messages it held at once."""
-    import socket
-
-    from aiosmtpd.controller import Controller
-
-    class Counting:
-        holding = 0
-
-        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-            self.holding += 1
-            most.value = max(most.value, self.holding)
-            if latency:
-                await asyncio.sleep(latency)
-            self.holding -= 1
-            with received.get_lock():
-                received.value += len(envelope.rcpt_tos)
-            return "250 2.0.0 Ok: queued"
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    controller = Controller(Counting(), hostname="127.0.0.1", port=port)
-    controller.start()
-    port_q.put(port)
-    stop.wait(3600)
-    controller.stop()
 
 
 def messages(n: int, run: str) -> list[Message]:
@@ -110,8 +79,8 @@ def main() -> None:
             for latency in [float(x) for x in args.latency.split(",") if x]:
                 port_q, stop = ctx.Queue(), ctx.Event()
                 received, most = ctx.Value("i", 0), ctx.Value("i", 0)
-                sink = ctx.Process(target=_sink, daemon=True,
-                                   args=(port_q, stop, received, most, latency / 1000))
+                sink = ctx.Process(target=counting_sink, daemon=True,
+                                   args=(port_q, stop, received, None, most, latency / 1000))
                 sink.start()
                 port = port_q.get(timeout=60)
                 # today's path is slow with latency: fewer messages keep the run short

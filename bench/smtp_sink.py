@@ -27,23 +27,38 @@ from edition.send.ledger.sqlite import SendLedger  # noqa: E402
 from publishers import Delivery, open_publisher  # noqa: E402
 
 
-def _sink(port_q: Any, stop: Any, received: Any, connections: Any) -> None:
-    """Child process: an aiosmtpd server that only counts."""
+def counting_sink(port_q: Any, stop: Any, received: Any, connections: Any = None,
+                  most: Any = None, latency: float = 0.0) -> None:
+    """Child process (bench/send.py's too): an aiosmtpd server on 127.0.0.1 that counts
+    the messages `received` and the `connections` (EHLOs), waits `latency` s per DATA (a
+    remote relay's round trip) and notes the `most` messages it held at once; it puts
+    its port on `port_q` and stops when `stop` is set (or after an hour)."""
+    import asyncio
+    import socket
+
     from aiosmtpd.controller import Controller
 
     class Counting:
-        async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        holding = 0
+
+        async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                              responses: list[str]) -> list[str]:
             session.host_name = hostname
-            with connections.get_lock():
-                connections.value += 1
+            if connections is not None:
+                with connections.get_lock():
+                    connections.value += 1
             return responses
 
-        async def handle_DATA(self, server, session, envelope):
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            self.holding += 1
+            if most is not None:
+                most.value = max(most.value, self.holding)
+            if latency:
+                await asyncio.sleep(latency)
+            self.holding -= 1
             with received.get_lock():
                 received.value += len(envelope.rcpt_tos)
             return "250 2.0.0 Ok: queued"
-
-    import socket
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -51,7 +66,7 @@ def _sink(port_q: Any, stop: Any, received: Any, connections: Any) -> None:
     controller = Controller(Counting(), hostname="127.0.0.1", port=port)
     controller.start()
     port_q.put(port)
-    stop.wait(600)
+    stop.wait(3600)
     controller.stop()
 
 
@@ -140,7 +155,8 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     port_q, stop = ctx.Queue(), ctx.Event()
     received, connections = ctx.Value("i", 0), ctx.Value("i", 0)
-    sink = ctx.Process(target=_sink, args=(port_q, stop, received, connections), daemon=True)
+    sink = ctx.Process(target=counting_sink, args=(port_q, stop, received, connections),
+                       daemon=True)
     sink.start()
     port = port_q.get(timeout=30)
     items = deliveries(args.messages)

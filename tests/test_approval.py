@@ -280,7 +280,7 @@ def test_failed_unfinished_and_self_sent_runs_are_not_approved(content_tree: Cal
 
 def test_approve_and_send_ask_on_a_terminal(site: Path, customers: Callable,
                                             tmp_path: Path) -> None:
-    from test_send import run_in_pty
+    from fixtures_terminal import run_in_pty
 
     path, out = customers(20), tmp_path / "run"
     code, stdout, stderr = edition(*run_args(path, out, "--limit", 5), cwd=site)

@@ -96,20 +96,27 @@ def test_nothing_is_written_through_a_symlink(site: Path, customers: Callable,
     assert list(elsewhere.iterdir()) == []
 
 
-def test_a_killed_run_is_repaired_and_finished_by_the_next_run_on_its_folder(
-        site: Path, customers: Callable, tmp_path: Path) -> None:
-    path = customers(6_000)
+def killed_run(site: Path, path: Path, tmp_path: Path, *, after_rows: int) -> Path:
+    """A run over `path` killed with SIGKILL once its manifest holds `after_rows` rows;
+    its folder (still marked running)."""
     out = tmp_path / "out"
     proc = start(site, "--customers", path, "--out", out, "--batch-size", 100,
                  log=tmp_path / "first.log")
     try:
-        wait_for_rows(out, 500, proc, tmp_path / "first.log")
+        wait_for_rows(out, after_rows, proc, tmp_path / "first.log")
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(60)
     assert json.loads((out / "run.json").read_text())["status"] == "running"
+    return out
+
+
+def test_a_killed_run_is_repaired_and_finished_by_the_next_run_on_its_folder(
+        site: Path, customers: Callable, tmp_path: Path) -> None:
+    path = customers(6_000)
+    out = killed_run(site, path, tmp_path, after_rows=500)
     code, stdout, stderr = edition(*RUN, "--customers", path, "--out", out, cwd=site,
                                    timeout=300)
     assert code == 0, stdout + stderr
@@ -131,17 +138,7 @@ def test_a_killed_run_is_resumed_through_prefect_and_says_so(
     and prints what a local run prints: the summary crosses Prefect unchanged (its
     `resumed` was dropped on the way back before)."""
     path = customers(3_000)
-    out = tmp_path / "out"
-    proc = start(site, "--customers", path, "--out", out, "--batch-size", 100,
-                 log=tmp_path / "first.log")
-    try:
-        wait_for_rows(out, 300, proc, tmp_path / "first.log")
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(60)
-    assert json.loads((out / "run.json").read_text())["status"] == "running"
+    out = killed_run(site, path, tmp_path, after_rows=300)
     code, stdout, stderr = edition(*RUN, "--customers", path, "--out", out, "--via-prefect",
                                    cwd=site, env={"PREFECT_HOME": str(tmp_path / "prefect")},
                                    timeout=600)

@@ -9,13 +9,7 @@ test copies the content into its own folder, so each has its own send ledger
 from __future__ import annotations
 
 import logging
-import os
-import pty
 import re
-import select
-import signal
-import subprocess
-import time
 from collections.abc import Callable, Iterator
 from email.parser import BytesHeaderParser
 from email.utils import parseaddr
@@ -42,6 +36,7 @@ from fixtures_sending import (  # noqa: F401 (fixtures)
     sink_total,
     site,
 )
+from fixtures_terminal import run_in_pty
 
 from edition.naming import safe_name
 
@@ -344,45 +339,6 @@ def test_credentials_in_the_target_are_refused(site: Path, customers: Callable,
 
 
 # --- 8. --send asks on a terminal ---------------------------------------------------------------
-
-
-def run_in_pty(args: list[Any], cwd: Path, answer: bytes | None = None,
-               timeout: float = 90) -> tuple[int, str]:
-    """Run the CLI with a terminal as stdin/stdout/stderr; answer the prompt if asked."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([*edition_command(), *map(str, args)], cwd=cwd,
-                            env=cli_env({"TERM": "dumb"}), stdin=slave, stdout=slave,
-                            stderr=slave, start_new_session=True, close_fds=True)
-    os.close(slave)
-    output = b""
-    answered = False
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-                pytest.fail(f"the CLI did not finish in {timeout} s:\n{output.decode()}")
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: every holder of the terminal has closed it
-                    chunk = b""
-                if not chunk:
-                    break
-                output += chunk
-            elif proc.poll() is not None:
-                break
-            if answer is not None and not answered and b"[y/N]" in output:
-                os.write(master, answer)
-                answered = True
-        code = proc.wait(30)
-    finally:
-        os.close(master)
-    if answer is not None:
-        assert answered, output.decode(errors="replace")
-    return code, output.decode("utf-8", errors="replace")
 
 
 def test_send_on_a_terminal_asks_first(site: Path, customers: Callable, tmp_path: Path) -> None:

@@ -17,19 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import pty
-import select
-import signal
 import sqlite3
-import subprocess
-import time
 from collections.abc import Callable
 from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from fixtures_delivery import smtp_sink
 from fixtures_sending import (  # noqa: F401 (fixtures)
@@ -47,6 +40,7 @@ from fixtures_sending import (  # noqa: F401 (fixtures)
     set_delivery,
     site,
 )
+from fixtures_terminal import run_in_pty
 
 NO_SECRET = {"EDITION_UNSUBSCRIBE_SECRET": ""}
 
@@ -93,39 +87,7 @@ def feedback_mailing(eml: bytes) -> str:
 def in_pty(args: list[Any], cwd: Path, answer: bytes, meanwhile: Callable[[], None],
            env: dict[str, str] | None = None, timeout: float = 180) -> tuple[int, str]:
     """Run the CLI on a terminal; when it asks "[y/N]", call `meanwhile`, then answer."""
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([*edition_command(), *map(str, args)], cwd=cwd,
-                            env=cli_env({"TERM": "dumb", **(env or {})}), stdin=slave,
-                            stdout=slave, stderr=slave, start_new_session=True, close_fds=True)
-    os.close(slave)
-    output, answered = b"", False
-    deadline = time.monotonic() + timeout
-    try:
-        while True:
-            if time.monotonic() > deadline:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-                pytest.fail(f"the CLI did not finish in {timeout} s:\n{output.decode()}")
-            ready, _, _ = select.select([master], [], [], 0.1)
-            if ready:
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:   # EIO: every holder of the terminal has closed it
-                    chunk = b""
-                if not chunk:
-                    break
-                output += chunk
-            elif proc.poll() is not None:
-                break
-            if not answered and b"[y/N]" in output:
-                meanwhile()   # the question is open: the summary has been shown
-                os.write(master, answer)
-                answered = True
-        code = proc.wait(30)
-    finally:
-        os.close(master)
-    assert answered, output.decode(errors="replace")
-    return code, output.decode("utf-8", errors="replace")
+    return run_in_pty(args, cwd, answer, meanwhile=meanwhile, env=env, timeout=timeout)
 
 
 # -- 1. no working unsubscribe link: not approved, not sent ------------------------------
