@@ -572,3 +572,60 @@ def test_in_flight_out_of_range_is_a_campaign_error(content_tree: Any, cli: Any)
     code, _, err = cli("validate", "campaigns/news-a.yaml", cwd=root)
     assert code == 2 and "delivery.in_flight must be a whole number from 1 to 256" in err
     assert "news-a.yaml" in err and "Traceback" not in err
+
+
+@dataclass
+class BrokenAt(SinkHandler):
+    """Drops the connection, with no reply, whenever `broken` is named at RCPT: with one
+    attempt per message the SMTP target is unusable (DeliveryError) mid-window."""
+
+    broken: str = ""
+
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
+                          rcpt_options: list[str]) -> str:
+        if address == self.broken:
+            server.transport.abort()
+            return "421 dropped"   # never reaches the client
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+
+def test_a_target_error_mid_window_leaves_no_sent_customer_shown_failed(
+        content_tree: Any, cli: Any) -> None:
+    """delivery.in_flight 4 and the target failing in the second window of the batch: the
+    pipeline's placeholder rows for the customers in flight never reach the manifest (the
+    batch raises, the lifecycle's repair lists its customers from their files): one row
+    per customer, none the sink received is shown `failed`; the rerun sends the rest,
+    each customer once."""
+    from cadence_content import campaign, house, people
+    from conftest import read_manifest
+
+    ids = [f"c{i:03d}" for i in range(12)]
+    with smtp_sink(BrokenAt(broken="c005@example.com")) as (port, first):
+        delivery = {"to": f"smtp://127.0.0.1:{port}", "in_flight": 4, "connections": 4,
+                    "attempts": 1}
+        root = house(content_tree, people(12),
+                     **{"news-a": campaign("news-a", delivery=delivery)})
+        code, out, err = cli("run", "campaigns/news-a.yaml", "--send", "--yes", "--out",
+                             "out/a", cwd=root)
+    assert code == 1 and "Traceback" not in err, out + err
+    rows = read_manifest(root / "out" / "a")
+    assert [r["customer_id"] for r in rows] == ids            # one row each, in order
+    received = {rcpt.split("@")[0] for rcpt in first.received}
+    assert received >= {"c000", "c001", "c002", "c003"}         # the first window went out
+    assert "c005" not in received
+    shown = {r["customer_id"]: r["status"] for r in rows}
+    assert all(shown[cid] in ("sent", "unknown") for cid in received), (shown, received)
+    with ledger_at(root / "out" / "news-a" / "ledger.sqlite", readonly=True) as ledger:
+        states = {e.customer_id: e.state for e in ledger.entries("news-a")}
+    assert {cid for cid, state in states.items() if state == "sent"} == received
+
+    with smtp_sink(SinkHandler()) as (port, second):
+        code, out, err = cli("run", "campaigns/news-a.yaml", "--send", "--yes", "--out",
+                             "out/a", "--to", f"smtp://127.0.0.1:{port}", cwd=root)
+    assert code == 0, out + err
+    rows = read_manifest(root / "out" / "a")
+    assert [r["customer_id"] for r in rows] == ids
+    assert {r["status"] for r in rows} == {"sent"}, rows
+    again = {rcpt.split("@")[0] for rcpt in second.received}
+    assert again == set(ids) - received and max(second.received.values()) == 1
+    assert max(first.received.values()) == 1
