@@ -66,6 +66,7 @@ from edition.send.ledger.records import (
     HistoryEvent,
     LedgerEntry,
     Mailing,
+    outcome_rows,
 )
 
 if TYPE_CHECKING:
@@ -321,15 +322,7 @@ class PostgresLedger:
     def record_many(self, campaign: str, outcomes: Iterable[tuple[str, str, Outcome]],
                     run_id: str, *, defer: bool = False) -> None:
         """Store several outcomes in one commit (for outcomes gathered from a thread pool)."""
-        now = _now()
-        rows = []
-        for customer_id, send_key, outcome in outcomes:
-            state = getattr(outcome, "status", None)
-            if state not in ("sent", "failed", "unknown"):
-                raise LedgerError(f"cannot record outcome status {state!r}", self.path)
-            rows.append((campaign, customer_id, send_key, state,
-                         getattr(outcome, "provider_id", None),
-                         getattr(outcome, "reason", None), run_id, now))
+        rows = outcome_rows(campaign, outcomes, run_id, _now(), self.path)
         with self._lock:
             self._open_db()
             self._pending.extend(rows)

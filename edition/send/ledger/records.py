@@ -8,10 +8,19 @@ which ledger they hold.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict, TypeVar
 
-__all__ = ["KEY_JOIN", "STATES", "Claim", "HistoryEvent", "LedgerEntry", "Mailing", "send_key"]
+from edition.errors import LedgerError
+
+if TYPE_CHECKING:  # only the shape (status, provider_id, reason) is used
+    from edition.send.targets import Outcome
+
+__all__ = ["KEY_JOIN", "STATES", "Claim", "HistoryEvent", "LedgerEntry", "Mailing",
+           "outcome_rows", "send_key"]
+
+_When = TypeVar("_When")   # a backend's timestamp: ISO text (SQLite), datetime (PostgreSQL)
 
 STATES = ("sending", "sent", "failed", "unknown")
 
@@ -57,6 +66,22 @@ class HistoryEvent(TypedDict):
     reason: str | None
     at: str | None
 
+
+
+def outcome_rows(campaign: str, outcomes: Iterable[tuple[str, str, Outcome]], run_id: str,
+                 now: _When, path: str
+                 ) -> list[tuple[str, str, str, str, str | None, str | None, str, _When]]:
+    """What `record_many` stores, one row an outcome: campaign, customer_id, send_key,
+    state, provider_id, reason, run_id, when. An outcome that is not sent, failed or
+    unknown is refused (LedgerError naming the ledger at `path`) before anything is."""
+    rows = []
+    for customer_id, key, outcome in outcomes:
+        state = getattr(outcome, "status", None)
+        if state not in ("sent", "failed", "unknown"):
+            raise LedgerError(f"cannot record outcome status {state!r}", path)
+        rows.append((campaign, customer_id, key, state, getattr(outcome, "provider_id", None),
+                     getattr(outcome, "reason", None), run_id, now))
+    return rows
 
 
 KEY_JOIN = "\x1f"  # between mailing and channel in the engine's send key

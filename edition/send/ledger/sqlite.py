@@ -42,6 +42,7 @@ from edition.send.ledger.records import (
     HistoryEvent,
     LedgerEntry,
     Mailing,
+    outcome_rows,
 )
 from edition.send.ledger.records import send_key as send_key
 from edition.send.ledger.sqlite_lock import lock_file
@@ -277,15 +278,7 @@ class SendLedger:
     def record_many(self, campaign: str, outcomes: Iterable[tuple[str, str, Outcome]],
                     run_id: str, *, defer: bool = False) -> None:
         """Store several outcomes in one commit (for outcomes gathered from a thread pool)."""
-        now = _now()
-        rows = []
-        for customer_id, send_key, outcome in outcomes:  # noqa: F402 (as before the move)
-            state = getattr(outcome, "status", None)
-            if state not in ("sent", "failed", "unknown"):
-                raise LedgerError(f"cannot record outcome status {state!r}", str(self.path))
-            rows.append((campaign, customer_id, send_key, state,
-                         getattr(outcome, "provider_id", None), getattr(outcome, "reason", None),
-                         run_id, now))
+        rows = outcome_rows(campaign, outcomes, run_id, _now(), str(self.path))
         if defer:
             with self._lock:
                 self._open_db()
