@@ -53,7 +53,7 @@ from edition.review.send_folder import (
     recover_sends,
 )
 from edition.review.send_plan import SendPlan, customers_of, plan_send
-from edition.run.cadence import Cadence, cadence_at_send
+from edition.run.cadence import Cadence, cadence_at_send, cap_gate
 from edition.run.context import RunContext, options_key
 from edition.run.executors import BatchExecutor
 from edition.run.folder import FileWriter, FolderLock, read_json, write_json
@@ -166,6 +166,12 @@ class ApprovedSender:
             campaign, target=str(options.to), mailing=str(options.mailing),
             run_id=self.send_id, out_dir=out, resend_unknown=options.resend_unknown,
             ledger=work.ledger_here() if work is not None else None)
+        # the cap's slots, taken atomically across campaigns as each message leaves (a
+        # worker elsewhere takes them in the run's cadence's store, never its bundle's)
+        found = getattr(work, "cadence", None) if work is not None else None
+        self.deliverer.gate = (found.gate() if found is not None else None) if work else \
+            cap_gate(campaign, mailing=str(options.mailing),
+                     now=options.started or dt.datetime.now(dt.UTC))
 
     def process(self, batch: list[Approved]) -> BatchResult:
         if self.deliverer.in_flight > 1:

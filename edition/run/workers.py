@@ -219,8 +219,11 @@ def open_pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
                       links=unsubscribe_links(options, plan), mailing=options.mailing)
     suppression = (work.suppression if work is not None
                    else Suppression.load(campaign, extra_lists=options.suppression))
+    cadence = cadence_of_run(options, plan, work)
+    if deliverer is not None and cadence is not None:
+        deliverer.gate = cadence.gate()   # the cap's slots, taken as each message leaves
     return Pipeline(plan, open_writer(out_folder(options, campaign)), encoder, deliverer,
-                    suppression, cadence=cadence_of_run(options, plan, work),
+                    suppression, cadence=cadence,
                     preferences=work.preferences if work is not None else None)
 
 
