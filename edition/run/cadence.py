@@ -38,7 +38,8 @@ from cachetools import LRUCache
 from edition.audience.frequency import PREFERENCE_DAYS, cap_reason, preference_reason
 from edition.audience.global_holdout import holdout_reason
 from edition.audience.preferences import PreferenceSnapshot
-from edition.audience.windows import deferral
+from edition.audience.preferred_time import DAY_FIELD, HOUR_FIELD, preferred_time_deferral
+from edition.audience.windows import TIMEZONE_FIELD, deferral
 from edition.content.campaign import Campaign
 from edition.content.house import FrequencyCap, GlobalHoldout, House, SendWindow, load_house
 from edition.outcomes import Reason
@@ -220,13 +221,69 @@ def cadence_at_send(campaign: Campaign, *, now: dt.datetime, mailing: str | None
     """An approved run's cadence when it is sent (edition/review/sending.py): the
     holdout, the weekly/monthly choices and the cap over the send history as it is now,
     so a customer capped since the dry run (another campaign went out in between) is not
-    mailed. The send window is left out: the approved rows do not carry the customer's
-    time zone, and a wrong zone would send at 3 a.m. or hold back the wrong people."""
+    mailed. The send window is not here: the approved rows do not carry the customer's
+    time zone, so `windows_at_send` reads it from the customer file (a wrong zone would
+    send at 3 a.m. or hold back the wrong people)."""
     from types import SimpleNamespace
 
     preferences = _frequencies(SimpleNamespace(campaign=campaign, as_of=as_of))
     return cadence_for(campaign, now=now, sending=False, mailing=mailing,
                        preferences=preferences)
+
+
+# the customer fields a send window and a preferred time read: all a send of an approved
+# run needs of the customer file (its rows do not carry them)
+WINDOW_FIELDS = (TIMEZONE_FIELD, DAY_FIELD, HOUR_FIELD)
+
+
+@dataclass(frozen=True)
+class SendTimeWindows:
+    """An approved run's send windows at the moment it is sent (review/sending.py): the
+    house's or campaign's window and the customers' preferred day and hour, in each
+    customer's `timezone`, as the customer file and the preference center say now."""
+
+    now: dt.datetime
+    window: SendWindow | None
+    fields: Mapping[str, Mapping[str, Any]]   # customer id -> WINDOW_FIELDS
+    note: str = ""                            # the customer file could not be read: why
+
+    def deferred(self, customer_id: str) -> Reason | None:
+        """Why this customer's message waits now ("deferred until T …"), or None."""
+        fields = {"id": customer_id, **self.fields.get(str(customer_id), {})}
+        found = deferral(self.window, fields, self.now)
+        if found is not None:
+            return found[1]
+        return preferred_time_deferral(fields, self.now)
+
+
+def windows_at_send(campaign: Campaign, *, now: dt.datetime, customers: Any,
+                    as_of: dt.date | None = None) -> SendTimeWindows | None:
+    """The windows an approved send of `campaign` re-checks, or None (no window, no
+    preferred times). `customers`: the run's customer source (edition.run.context.
+    customers_file); each customer's time zone and preferred time are read from it now,
+    and a customer no longer in it gets the window's own zone."""
+    from edition.audience.customers import read_customers
+
+    window = settings(campaign, load_house(campaign.root))[1]
+    preferences = PreferenceSnapshot.load(campaign, as_of)
+    timed = bool(getattr(campaign.preferences, "time", False)) and bool(preferences.by_id)
+    fields: dict[str, dict[str, Any]] = {}
+    note = ""
+    try:
+        for row in read_customers(customers, need_email=False, declared=campaign.fields):
+            if row.fields is None:
+                continue
+            found = dict(row.fields)
+            if timed:
+                preferences.apply(found)
+            kept = {k: found[k] for k in WINDOW_FIELDS if found.get(k) not in (None, "")}
+            if kept:
+                fields[str(row.customer_id)] = kept
+    except Exception as exc:  # an unreadable file: the window's own zone for everyone
+        note = f"the customer file could not be read for time zones ({exc})"
+    if window is None and not any(DAY_FIELD in f or HOUR_FIELD in f for f in fields.values()):
+        return None
+    return SendTimeWindows(now.astimezone(dt.UTC), window, fields, note)
 
 
 def _frequencies(plan: Any) -> dict[str, str]:
