@@ -167,29 +167,36 @@ class CapSlots(RecordStore):
                 else:
                     connection.begin()
                 try:
-                    for cid in wanted:
-                        if postgres:
+                    if postgres:   # sorted: two windows never wait on each other in a cycle
+                        for cid in wanted:
                             connection.exec_driver_sql(
                                 "SELECT pg_advisory_xact_lock(%(k)s)", {"k": _lock_key(cid)})
-                        rows = connection.execute(
-                            select(t.c.campaign, t.c.mailing, t.c.priority, t.c.state, t.c.at)
-                            .where(and_(t.c.customer_id == cid, t.c.at >= oldest))).all()
-                        slots = [Slot(r[0], r[1], int(r[2]), r[3], _when(r[4])) for r in rows]
-                        mine = next((s for s in slots
-                                     if (s.campaign, s.mailing) == (me.campaign, me.mailing)),
-                                    None)
-                        if mine is not None and mine.state == SENT:
+                    held: dict[str, list[Slot]] = {cid: [] for cid in wanted}
+                    # one read and one write per window, not per customer (a window of
+                    # 16 took 7-10x the ledger's claim when done one by one)
+                    for r in connection.execute(
+                            select(t.c.customer_id, t.c.campaign, t.c.mailing, t.c.priority,
+                                   t.c.state, t.c.at)
+                            .where(and_(t.c.customer_id.in_(wanted), t.c.at >= oldest))):
+                        held[r[0]].append(Slot(r[1], r[2], int(r[3]), r[4], _when(r[5])))
+                    granted: list[str] = []
+                    for cid, slots in held.items():
+                        if any((s.campaign, s.mailing, s.state) == (me.campaign, me.mailing,
+                                                                    SENT) for s in slots):
                             continue   # resumed: the ledger decides ("already sent")
                         reason = taken_by(slots, me, max_sends=max_sends, days=days, now=now)
                         if reason is not None:
                             refused[cid] = reason
-                            continue
+                        else:
+                            granted.append(cid)
+                    if granted:
                         connection.execute(delete(t).where(and_(
-                            t.c.customer_id == cid, t.c.campaign == me.campaign,
+                            t.c.customer_id.in_(granted), t.c.campaign == me.campaign,
                             t.c.mailing == me.mailing)))
-                        connection.execute(t.insert().values(
-                            customer_id=cid, campaign=me.campaign, mailing=me.mailing,
-                            priority=me.priority, state=SENT, at=_iso(now)))
+                        connection.execute(t.insert(), [
+                            {"customer_id": cid, "campaign": me.campaign,
+                             "mailing": me.mailing, "priority": me.priority, "state": SENT,
+                             "at": _iso(now)} for cid in granted])
                     if postgres:
                         connection.commit()
                     else:
