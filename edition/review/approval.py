@@ -256,18 +256,21 @@ def plan_cap_slots(facts: RunFacts, when: dt.datetime) -> int:
     campaign_file = facts.options.get("campaign")
     if not campaign_file:
         return 0
-    try:
-        campaign = load_campaign(str(campaign_file))
-    except EditionError:
-        return 0
     # the mailing its send is recorded as (send_plan.approved_mailing)
     mailing = str(facts.mailing or facts.as_of or when.date().isoformat())
-    gate = cap_gate(campaign, mailing=mailing, now=when)
-    if gate is None:
+    try:
+        campaign = load_campaign(str(campaign_file))
+        gate = cap_gate(campaign, mailing=mailing, now=when)
+        if gate is None:
+            return 0
+        with gate.open() as store:
+            return int(store.plan([str(r.get("customer_id")) for r in facts.rows
+                                   if r.get("status") == "rendered"], gate.claimant,
+                                  now=when))
+    except (EditionError, OSError):
+        # the approval stands: its send still takes each slot, atomically, as it leaves;
+        # only the hold against lower priorities is missing
         return 0
-    with gate.open() as store:
-        return int(store.plan([str(r.get("customer_id")) for r in facts.rows
-                               if r.get("status") == "rendered"], gate.claimant, now=when))
 
 
 def approve(folder: Path | str, *, by: str, note: str = "", allow_failed: bool = False,
