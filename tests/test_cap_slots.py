@@ -47,12 +47,14 @@ def _race(root: Path, port: int, env: dict[str, str]) -> dict[str, list[dict[str
     return {name: read_manifest(root / "out" / name) for name in procs}
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("store, in_flight", [("sqlite", 1), ("postgresql", 1),
+                                               ("sqlite", 4)])
 def test_two_campaigns_sending_at_once_never_pass_the_cap(
-        content_tree: Callable, request: pytest.FixtureRequest, store: str) -> None:
-    # slow enough SMTP (50 ms a message, one in flight) that both sends overlap: each
-    # read the ledgers before the other had sent much
-    slow = {"to": "local", "in_flight": 1}
+        content_tree: Callable, request: pytest.FixtureRequest, store: str,
+        in_flight: int) -> None:
+    # slow enough SMTP (50 ms a message) that both sends overlap: each read the ledgers
+    # before the other had sent much; 4 in flight: slots taken a window at a time
+    slow = {"to": "local", "in_flight": in_flight}
     customers = people(40)
     root = house(content_tree, customers, edition_yaml=CAP,
                  **{"news-a": campaign("news-a", delivery=slow),
