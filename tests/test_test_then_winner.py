@@ -145,3 +145,48 @@ def test_a_wrong_test_then_winner_is_refused(change: dict[str, Any], words: str)
     with pytest.raises(Exception) as caught:
         Experiment.model_validate(THEN_WINNER | change)
     assert words in str(caught.value)
+
+
+def test_no_winner_keeps_the_rest_waiting_until_a_default_is_declared(
+        content_tree: Callable[..., Path], cli: Callable) -> None:
+    """The real CLI, a wait of 0 minutes, no clicks: the rule says "keep testing"; the
+    rest keep waiting (the reason says so) until the campaign declares a default."""
+    import yaml
+
+    people = [{"id": c, "email": f"p{i}@example.com"} for i, c in enumerate(ids(60))]
+    email = {p["id"]: p["email"] for p in people}
+    experiment = THEN_WINNER | {"wait": "0m", "decide": {"min_per_variant": 1000}}
+    root = content_tree(campaigns={"news.yaml": campaign(experiment=experiment)},
+                        templates={"news.html.j2": PAGE}, offers=OFFERS,
+                        customers={"customers.csv": people})
+
+    def send(out: str, port: int) -> dict[str, dict[str, Any]]:
+        code, stdout, stderr = cli("run", "campaigns/news.yaml", "--send", "--yes",
+                                   "--mailing", "m1", "--out", f"out/{out}", "--to",
+                                   f"smtp://127.0.0.1:{port}", cwd=root)
+        assert code == 0, stdout + stderr
+        return {r["customer_id"]: r for r in read_manifest(root / "out" / out)}
+
+    with smtp_sink() as (port, sink):
+        first = send("one", port)
+        test = {c for c, r in first.items() if r["status"] == "sent"}
+        rest = set(email) - test
+        assert test and rest
+        assert all("no test cell sent yet" in first[c]["reason"] for c in rest)
+        second = send("two", port)
+        assert {second[c]["status"] for c in rest} == {"excluded"}
+        assert all("verdict: keep testing, no default variant" in second[c]["reason"]
+                   for c in rest), second
+        assert sorted(sink.received) == sorted(email[c] for c in test)
+
+        path = root / "campaigns" / "news.yaml"
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data["experiment"]["default"] = "a"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        third = send("three", port)
+        for cid in rest:
+            assert third[cid]["status"] == "sent", third[cid]
+            assert third[cid]["experiment"] == {"name": "offer-test", "variant": "a",
+                                                "cell": REST}
+            assert third[cid]["modules"]["offer"] == ["o-vip"]
+        assert dict(sink.received) == {e: 1 for e in email.values()}
