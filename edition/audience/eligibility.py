@@ -43,6 +43,11 @@ class Audience:
         if selection.held_out and selection.experiment is not None:
             name = selection.experiment.name
             return Reason("holdout", f"holdout (experiment {name})", f"holdout ({name})")
+        if selection.experiment is not None and selection.experiment.waiting:
+            name, note = selection.experiment.name, selection.experiment.note
+            return Reason("experiment_waiting", f"waiting for the experiment's verdict "
+                          f"({name}{'; ' + note if note else ''})",
+                          f"waiting for the experiment's verdict ({name})")
         for slot in selection.slots:
             if slot.slot in self.require and not slot.chosen:
                 # the report counts them together; each row names the modules it missed

@@ -31,7 +31,18 @@ if TYPE_CHECKING:
     from edition.content.experiment import Experiment
 
 HOLDOUT = "holdout"
+REST = "rest"          # test then winner: a customer outside the test cells ...
+WAITING = "waiting"    # ... who gets nothing until the verdict (or the default)
 _SCALE = float(1 << 64)
+
+
+@dataclass(frozen=True)
+class Rest:
+    """What the rest of a "test then winner" experiment gets in this run: the winner's
+    (or the default) variant, or None: they wait; `note` says why (the run's verdict)."""
+
+    variant: str | None
+    note: str
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,12 @@ class Steer:
     slot: str
     module: str | None    # the variant's module (None for the holdout)
     others: frozenset[str]   # the other variants' modules: not for this customer
+    cell: str = "test"    # "rest": outside a test-then-winner experiment's test cells
+    note: str = ""        # the rest's verdict in this run
+
+    @property
+    def waiting(self) -> bool:
+        return self.variant == WAITING
 
     @property
     def reason(self) -> str:
@@ -58,6 +75,10 @@ def position(campaign: str, experiment: str, customer_id: str) -> float:
 def variant_of(campaign: str, experiment: Experiment, customer_id: str) -> str:
     """The customer's variant key, or HOLDOUT."""
     point = position(campaign, experiment.name, customer_id) * 100.0
+    if experiment.then_winner:
+        if point >= experiment.test_share:
+            return REST
+        point = point * 100.0 / experiment.test_share   # spread over the split again
     edge = 0.0
     for key, share in experiment.split.items():
         edge += share
@@ -66,21 +87,33 @@ def variant_of(campaign: str, experiment: Experiment, customer_id: str) -> str:
     return HOLDOUT
 
 
-def steer(campaign: str, experiment: Experiment | None, customer_id: str) -> Steer | None:
-    """The customer's part in the campaign's experiment (None without one)."""
+def steer(campaign: str, experiment: Experiment | None, customer_id: str,
+          rest: Rest | None = None) -> Steer | None:
+    """The customer's part in the campaign's experiment (None without one). `rest`: what
+    the customers outside a test-then-winner experiment's test cells get in this run."""
     if experiment is None:
         return None
     variant = variant_of(campaign, experiment, customer_id)
+    cell, note = "test", ""
+    if variant == REST:
+        cell = REST
+        note = rest.note if rest is not None else "no verdict yet"
+        variant = rest.variant if rest is not None and rest.variant else WAITING
+        if variant == WAITING:
+            return Steer(experiment.name, WAITING, experiment.slot, None,
+                         frozenset(experiment.variants.values()) if not experiment.of_subject
+                         else frozenset(), cell, note)
     if experiment.of_subject:   # the subject varies (render/editions.py), not a slot
-        return Steer(experiment.name, variant, experiment.slot, None, frozenset())
+        return Steer(experiment.name, variant, experiment.slot, None, frozenset(), cell, note)
     module = experiment.variants.get(variant)
     return Steer(experiment.name, variant, experiment.slot, module,
-                 frozenset(m for k, m in experiment.variants.items() if k != variant))
+                 frozenset(m for k, m in experiment.variants.items() if k != variant),
+                 cell, note)
 
 
 def subject_variant(steer: Steer | None) -> str | None:
     """The variant key whose subject line this customer gets (None: the campaign's)."""
-    if steer is None or steer.slot != SUBJECT or steer.variant == HOLDOUT:
+    if steer is None or steer.slot != SUBJECT or steer.variant in (HOLDOUT, WAITING):
         return None
     return steer.variant
 

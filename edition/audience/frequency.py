@@ -41,9 +41,10 @@ def preference_reason(choice: str | None, sends: Sequence[dt.datetime],
 
 
 def cap_reason(cap: Cap | None, sends: Sequence[dt.datetime],
-               now: dt.datetime) -> Reason | None:
+               now: dt.datetime, by: str | None = None) -> Reason | None:
     """Why the house's cap holds this customer back: `max` marketing messages already
-    went out to them in the last `days` days (this one would be one more)."""
+    went out to them in the last `days` days (this one would be one more); `by`: the
+    campaign of the last one, named (the campaign that won the slot)."""
     if cap is None:
         return None
     since = now - dt.timedelta(days=cap.days)
@@ -52,6 +53,8 @@ def cap_reason(cap: Cap | None, sends: Sequence[dt.datetime],
         return None
     days = f"{cap.days} day{'s' if cap.days != 1 else ''}"
     last = f", last sent {max(recent).date().isoformat()}" if recent else ""
+    if recent and by:
+        last += f" by {by}"
     return Reason("frequency_cap", f"frequency cap: {len(recent)} marketing message(s) in "
                   f"the last {days} (max {cap.max}){last}",
                   f"frequency cap: max {cap.max} in {days}")

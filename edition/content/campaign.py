@@ -41,7 +41,13 @@ from edition.content.campaign_values import FieldType, FooterKey, Strict
 from edition.content.delivery_settings import DeliverySettings, Dkim
 from edition.content.errors_at_lines import check, fail
 from edition.content.experiment import Experiment
-from edition.content.house import FrequencyCap, SendWindow, house_errors, override
+from edition.content.house import (
+    FrequencyCap,
+    SendWindow,
+    house_errors,
+    override,
+    priority_value,
+)
 from edition.content.limits import Limits
 from edition.content.preferences_settings import PreferenceSettings
 from edition.content.schedule import Schedule, schedule_block
@@ -114,6 +120,9 @@ class Campaign(Strict):
         lambda v: override(v, "frequency_cap"))] = None
     send_window: Annotated[SendWindow | None, BeforeValidator(
         lambda v: override(v, "send_window"))] = None
+    # who wins a capped customer's slot on a crowded day; absent: edition.yaml's
+    priority: Annotated[int | None, BeforeValidator(
+        lambda v: None if v is None else priority_value(v))] = None
 
     _file: str = PrivateAttr(default="")
     _root: Path = PrivateAttr(default_factory=Path)

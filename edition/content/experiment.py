@@ -10,6 +10,13 @@ experiment:
   split: {a: 45, b: 45}            # percent; what is left (10) is the holdout
   metric: clicks
   decide: {min_per_variant: 1000, p_best: 0.95}
+  # optional, "test then winner": only `test_share` of the customers are the test cells
+  # (split as above); the rest wait ("waiting for the experiment's verdict") until a run
+  # of the mailing `wait` after the first test send finds a winner (or `default`)
+  mode: test_then_winner           # or split (the default: everyone is in a cell)
+  test_share: 0.2                  # a fraction, or "20%"
+  wait: 24h                        # h, m or d
+  default: a                       # optional: sent to the rest when there is no winner
 ```
 
 Each customer's variant is a hash of (campaign, experiment name, customer id): the same
@@ -22,6 +29,8 @@ variant whose chance to be best reaches the threshold wins, else "no difference"
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Any
 
 from pydantic import field_validator, model_validator
@@ -33,6 +42,9 @@ SUBJECT = "subject"
 METRICS = ("clicks",)
 MAX_VARIANTS = 8
 VARIANT_KEY = SLUG
+MODES = ("split", "test_then_winner")
+_WAIT = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhd])\s*\Z")
+_UNITS = {"m": 60, "h": 3600, "d": 86400}
 
 
 class Decide(Strict):
@@ -68,6 +80,39 @@ class Experiment(Strict):
     split: dict[str, float]
     metric: str = "clicks"
     decide: Decide = Decide()
+    mode: str = "split"
+    test_share: float = 100.0       # percent of customers in the test cells
+    wait: float = 24 * 3600.0        # seconds after the first test send before a verdict
+    default: str | None = None       # the rest's variant when the verdict names none
+
+    @field_validator("mode", mode="before")
+    @classmethod
+    def _mode(cls, value: Any) -> str:
+        if value not in MODES:
+            raise fail(f"experiment.mode {value!r} must be one of {', '.join(MODES)}")
+        return str(value)
+
+    @field_validator("test_share", mode="before")
+    @classmethod
+    def _test_share(cls, value: Any) -> float:
+        text = value.strip() if isinstance(value, str) else None
+        try:
+            share = (float(text[:-1]) if text and text.endswith("%") else
+                     float(value) * 100.0 if not isinstance(value, bool | str) else -1.0)
+        except (TypeError, ValueError):
+            share = -1.0
+        if not 0 < share <= 100:
+            raise fail(f"experiment.test_share {value!r} must be a fraction above 0 and at "
+                       f"most 1 (0.2), or a percent (\"20%\")")
+        return share
+
+    @field_validator("wait", mode="before")
+    @classmethod
+    def _wait(cls, value: Any) -> float:
+        match = _WAIT.match(str(value)) if isinstance(value, str) else None
+        if match is None:
+            raise fail(f"experiment.wait {value!r} must be a duration such as 24h, 90m or 2d")
+        return float(match.group(1)) * _UNITS[match.group(2)]
 
     @field_validator("name", mode="before")
     @classmethod
@@ -124,7 +169,22 @@ class Experiment(Strict):
         if set(self.split) != set(self.variants):
             raise fail("experiment.split must give a percent for exactly the keys of "
                        f"experiment.variants ({', '.join(self.variants)})")
+        if self.default is not None and self.default not in self.variants:
+            raise fail(f"experiment.default {self.default!r} must be one of the variants "
+                       f"({', '.join(self.variants)})")
+        if self.mode != "test_then_winner" and (self.test_share < 100 or self.default):
+            raise fail("experiment.test_share and experiment.default are for mode: "
+                       "test_then_winner")
         return self
+
+    @property
+    def then_winner(self) -> bool:
+        """"Test then winner": the test cells first, the winner to the rest later."""
+        return self.mode == "test_then_winner"
+
+    @property
+    def waited(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.wait)
 
     @property
     def of_subject(self) -> bool:

@@ -4,6 +4,7 @@
 frequency_cap: {max: 3, days: 7}          # marketing messages per customer, every campaign
 send_window: {start: "09:00", end: "20:00", timezone: Europe/London}
 global_holdout: {percent: 5, salt: "acme-2027"}   # never get marketing (a control group)
+priority: 5          # a campaign's default priority for the cap's slots (its own `priority:`)
 ```
 
 `send_window.timezone` is for customers whose `timezone` field is empty or unknown
@@ -151,12 +152,26 @@ class GlobalHoldout(Strict):
         return str(value)
 
 
+def priority_value(value: Any) -> int:
+    """A campaign priority: a whole number from 0 to 1000 (higher wins the cap's slot)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 1000:
+        raise fail(f"priority {value!r} must be a whole number from 0 to 1000 (a higher one "
+                   f"wins a capped customer's slot)")
+    return value
+
+
 class House(Strict):
     """The house settings (edition.yaml); empty when the file is absent."""
 
     frequency_cap: FrequencyCap | None = None
     send_window: SendWindow | None = None
     global_holdout: GlobalHoldout | None = None
+    priority: int = 0      # campaigns' default priority on a crowded day
+
+    @field_validator("priority", mode="before")
+    @classmethod
+    def _priority(cls, value: Any) -> int:
+        return priority_value(value)
 
     @field_validator("frequency_cap", "send_window", "global_holdout", mode="before")
     @classmethod

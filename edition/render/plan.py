@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.audience.eligibility import Audience
-from edition.audience.experiments import Steer, experiment_problems, steer
+from edition.audience.experiments import Rest, Steer, experiment_problems, steer
 from edition.audience.learning import ClickHistory, Learner
 from edition.audience.selection import Selection, select
 from edition.content.campaign import Campaign, find_root, load_campaign
@@ -53,6 +53,9 @@ class Plan:
         # (run/click_table.py); without one the prior alone ranks, seeded by the run date
         self.learning = {s.name: s.kind for s in campaign.slots if s.rank == "learn"}
         self.learner = Learner(campaign.name, as_of.isoformat(), ClickHistory())
+        # a "test then winner" experiment: what its rest gets in this run (the run sets it
+        # from the verdict, run/experiment_verdict.py); None: they wait
+        self.rest: Rest | None = None
 
     @classmethod
     def load(cls, campaign_file: str | Path, *, formats: tuple[str, ...] | None = None,
@@ -85,7 +88,7 @@ class Plan:
             interests = [str(interests)]
         known = frozenset(str(i).lower() for i in interests) & self.interests
         customer_id = str(fields.get("id", ""))
-        part = steer(self.campaign.name, self.campaign.experiment, customer_id)
+        part = steer(self.campaign.name, self.campaign.experiment, customer_id, self.rest)
         learned = tuple((slot, self.learner.order(slot, self.catalog.by_kind.get(kind, []),
                                                   segments, customer_id))
                         for slot, kind in self.learning.items())

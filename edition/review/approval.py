@@ -224,6 +224,7 @@ class Review:
                 f"run {self.facts.run_id} changed since its summary was shown "
                 f"({', '.join(changed)}); nothing was approved: review it again", self.folder)
         write_json(self.folder / APPROVAL_FILE, document)
+        plan_cap_slots(self.facts, dt.datetime.now(dt.UTC))   # first come: to the µs
         root = self.facts.root
         if root is not None:
             # where to find this run later (approve and diff of the next one): a hint only
@@ -241,6 +242,35 @@ class Review:
         if str(info.get("run_id") or "") != facts.run_id:
             changed.insert(0, f"run.json now names run {info.get('run_id')}")
         return changed
+
+
+def plan_cap_slots(facts: RunFacts, when: dt.datetime) -> int:
+    """An approved run holds its customers' frequency cap slots for the day
+    (edition.store.cap_slots): a campaign of lower priority sending meanwhile leaves
+    them to it. Nothing without a cap, or when the campaign no longer loads (its send
+    refuses it anyway)."""
+    from edition.content.campaign import load_campaign
+    from edition.errors import EditionError
+    from edition.run.cadence import cap_gate
+
+    campaign_file = facts.options.get("campaign")
+    if not campaign_file:
+        return 0
+    # the mailing its send is recorded as (send_plan.approved_mailing)
+    mailing = str(facts.mailing or facts.as_of or when.date().isoformat())
+    try:
+        campaign = load_campaign(str(campaign_file))
+        gate = cap_gate(campaign, mailing=mailing, now=when)
+        if gate is None:
+            return 0
+        with gate.open() as store:
+            return int(store.plan([str(r.get("customer_id")) for r in facts.rows
+                                   if r.get("status") == "rendered"], gate.claimant,
+                                  now=when))
+    except (EditionError, OSError):
+        # the approval stands: its send still takes each slot, atomically, as it leaves;
+        # only the hold against lower priorities is missing
+        return 0
 
 
 def approve(folder: Path | str, *, by: str, note: str = "", allow_failed: bool = False,

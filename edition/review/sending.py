@@ -25,8 +25,13 @@ the approval) through a hook, `is_suppressed(customer_id, fields)`, that answers
 reason or None. The house's cadence is asked again too (edition/run/cadence.py,
 `cadence_at_send`): a customer the frequency cap (or their weekly/monthly choice) holds
 back now, because another campaign reached them since the dry run, is `excluded` with
-the reason "… (at send time)"; everyone else gets exactly the approved bytes. Rows that
-are not `rendered` are carried as the approved manifest says.
+the reason "… (at send time)"; so is a customer outside their send window or before
+their preferred hour now, in their `timezone` as the customer file says it now
+(`windows_at_send`): "deferred until T (…) (at send time)", sent by a later send of the
+run, once (the ledger). Each message also takes its customer's frequency cap slot as it
+leaves (edition.store.cap_slots), atomically across campaigns. Everyone else gets
+exactly the approved bytes. Rows that are not `rendered` are carried as the approved
+manifest says.
 """
 
 from __future__ import annotations
@@ -53,7 +58,13 @@ from edition.review.send_folder import (
     recover_sends,
 )
 from edition.review.send_plan import SendPlan, customers_of, plan_send
-from edition.run.cadence import Cadence, cadence_at_send
+from edition.run.cadence import (
+    Cadence,
+    SendTimeWindows,
+    cadence_at_send,
+    cap_gate,
+    windows_at_send,
+)
 from edition.run.context import RunContext, options_key
 from edition.run.executors import BatchExecutor
 from edition.run.folder import FileWriter, FolderLock, read_json, write_json
@@ -166,6 +177,12 @@ class ApprovedSender:
             campaign, target=str(options.to), mailing=str(options.mailing),
             run_id=self.send_id, out_dir=out, resend_unknown=options.resend_unknown,
             ledger=work.ledger_here() if work is not None else None)
+        # the cap's slots, taken atomically across campaigns as each message leaves (a
+        # worker elsewhere takes them in the run's cadence's store, never its bundle's)
+        found = getattr(work, "cadence", None) if work is not None else None
+        self.deliverer.gate = (found.gate() if found is not None else None) if work else \
+            cap_gate(campaign, mailing=str(options.mailing),
+                     now=options.started or dt.datetime.now(dt.UTC))
 
     def process(self, batch: list[Approved]) -> BatchResult:
         if self.deliverer.in_flight > 1:
@@ -238,6 +255,7 @@ class ApprovedRows:
         self.send_dir = self.run_dir / SENDS_FOLDER / send_id
         self.lock: FolderLock | None = None
         self.cadence: Cadence | None = None   # read when the send starts (decide)
+        self.windows: SendTimeWindows | None = None   # the send windows, then too
 
     @property
     def approved(self) -> dict[str, str]:
@@ -264,8 +282,28 @@ class ApprovedRows:
         # an approved customer since the dry run
         self.cadence = cadence_at_send(self.campaign, now=started, mailing=plan.mailing,
                                        as_of=choice.as_of)
+        # the send window and preferred times as they are now: approved at 3 p.m., sent
+        # at 3 a.m. in the customer's zone, a message waits for the next opening
+        self.windows = windows_at_send(self.campaign, now=started,
+                                       customers=self._customers(), as_of=choice.as_of)
+        if self.windows is not None and self.windows.note:
+            life.notes.append(self.windows.note)
         return RunContext.of(options, self.campaign, mailing=plan.mailing, as_of=choice.as_of,
                              started=started)
+
+    def _customers(self) -> Any:
+        """The run's customer source as run.json recorded it (None: none to be read)."""
+        from types import SimpleNamespace
+
+        from edition.run.context import customers_file
+
+        options = self.plan.facts.options
+        try:
+            return customers_file(SimpleNamespace(  # type: ignore[arg-type]
+                customers=options.get("customers"), encoding=options.get("encoding")),
+                self.campaign)
+        except EditionError:
+            return None
 
     def hold(self, life: Lifecycle) -> Path:
         """The run folder's lock for the length of the send (no run or send changes it
@@ -345,6 +383,10 @@ class ApprovedRows:
             status, reason = held
             return Approved(row, outcome=(status, Reason(
                 reason.code, f"{reason} (at send time)", reason.group or str(reason))))
+        wait = self.windows.deferred(customer_id) if self.windows is not None else None
+        if wait is not None:   # a later send of this run sends it, once (the ledger)
+            return Approved(row, outcome=("excluded", Reason(
+                wait.code, f"{wait} (at send time)", wait.group)))
         approved = self.approved
         digest = approved[eml[0]] if eml is not None else sha256(
             "\0".join(approved[rel] for rel, _, _ in files.values()).encode())

@@ -14,6 +14,13 @@ then answers per customer, in memory:
 
 Dry runs apply 1 and 2, so preflight and the report show what the cap takes; a dry run
 is not a send, so it defers nobody.
+
+Under a cap, 2 also reads the house store's cap slots (edition.store.cap_slots) once:
+a slot another campaign took since the ledgers were read, or one an approved run of
+higher priority holds for today, excludes the customer with a reason naming that
+campaign ("frequency cap: taken by news-a" in the report's counts: how many customers
+the cap takes from this campaign, and for whom). At the moment of sending, `gate()`
+takes each slot atomically across campaigns (edition.send.delivery.CapGate).
 """
 
 from __future__ import annotations
@@ -31,11 +38,13 @@ from cachetools import LRUCache
 from edition.audience.frequency import PREFERENCE_DAYS, cap_reason, preference_reason
 from edition.audience.global_holdout import holdout_reason
 from edition.audience.preferences import PreferenceSnapshot
-from edition.audience.windows import deferral
+from edition.audience.preferred_time import DAY_FIELD, HOUR_FIELD, preferred_time_deferral
+from edition.audience.windows import TIMEZONE_FIELD, deferral
 from edition.content.campaign import Campaign
 from edition.content.house import FrequencyCap, GlobalHoldout, House, SendWindow, load_house
 from edition.outcomes import Reason
 from edition.send.history import SendHistory, read_history
+from edition.store.cap_slots import CapSlots, Claimant, Slot, house_store_location, taken_by
 
 Held = tuple[str, Reason]   # (manifest status, reason), as Pipeline's `skipped`
 
@@ -52,6 +61,31 @@ class Cadence:
     holdout: GlobalHoldout | None = None
     history: SendHistory | None = None
     preferences: Mapping[str, str] = field(default_factory=dict)   # id -> weekly|monthly…
+    priority: int = 0                 # the campaign's, on a crowded day
+    slots_at: str | None = None       # the house store holding the cap's slots
+    slots: Mapping[str, tuple[Slot, ...]] = field(default_factory=dict)
+
+    def gate(self) -> Any:
+        """The cap at the moment of sending (a CapGate), or None without a cap."""
+        if self.cap is None or self.slots_at is None:
+            return None
+        from edition.send.delivery import CapGate
+
+        return CapGate(self.slots_at, Claimant(self.campaign, str(self.mailing or ""),
+                                               self.priority),
+                       self.cap.max, self.cap.days, self.now)
+
+    def _slot_reason(self, cid: str) -> Reason | None:
+        """The cap's slots other campaigns took or hold (with priority) for today."""
+        found = self.slots.get(cid)
+        if not found or self.cap is None:
+            return None
+        mine = next((s for s in found if s.campaign == self.campaign
+                     and (self.mailing is None or s.mailing == self.mailing)), None)
+        mailing = self.mailing if self.mailing is not None else (
+            mine.mailing if mine is not None else "")
+        return taken_by(found, Claimant(self.campaign, mailing, self.priority),
+                        max_sends=self.cap.max, days=self.cap.days, now=self.now)
 
     def hold(self, customer_id: Any, fields: Mapping[str, Any]) -> Held | None:
         cid = str(customer_id)
@@ -61,10 +95,13 @@ class Cadence:
                 return "excluded", reason
         if self.history is not None:
             # this mailing's own messages are the ledger's business ("already sent")
-            sends = [s.at for s in self.history.of(cid)
-                     if (s.campaign, s.mailing) != (self.campaign, self.mailing)]
+            counted = [s for s in self.history.of(cid)
+                       if (s.campaign, s.mailing) != (self.campaign, self.mailing)]
+            sends = [s.at for s in counted]
             reason = (preference_reason(self.preferences.get(cid), sends, self.now)
-                      or cap_reason(self.cap, sends, self.now))
+                      or cap_reason(self.cap, sends, self.now,
+                                    by=counted[0].campaign if counted else None)
+                      or self._slot_reason(cid))
             if reason is not None:
                 return "excluded", reason
         deferred = deferral(self.window, fields, self.now)
@@ -79,9 +116,16 @@ class Cadence:
                 "send_window": self.window.model_dump(mode="json") if self.window else None,
                 "global_holdout": ({"percent": self.holdout.percent}
                                    if self.holdout else None),
+                "priority": self.priority,
+                "cap_slots": sum(len(v) for v in self.slots.values()),
                 "history": ({"since": self.history.since.isoformat(),
                              "sends": len(self.history), "ledgers": list(self.history.ledgers)}
                             if self.history is not None else None)}
+
+
+def priority_of(campaign: Campaign, house: House) -> int:
+    """The campaign's priority on a crowded day: its own, else edition.yaml's."""
+    return campaign.priority if campaign.priority is not None else house.priority
 
 
 def settings(campaign: Campaign, house: House) -> tuple[FrequencyCap | None,
@@ -107,7 +151,8 @@ def cadence_for(campaign: Campaign, *, now: dt.datetime | None, sending: bool,
     """The run's cadence, or None when nothing spans campaigns for it (no house settings,
     a transactional campaign): the run then reads no history at all."""
     now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
-    cap, window, holdout = settings(campaign, load_house(campaign.root))
+    house = load_house(campaign.root)
+    cap, window, holdout = settings(campaign, house)
     preferences = {k: v for k, v in (preferences or {}).items() if v in PREFERENCE_DAYS}
     if campaign.kind == "transactional":
         preferences = {}
@@ -120,7 +165,29 @@ def cadence_for(campaign: Campaign, *, now: dt.datetime | None, sending: bool,
         days = max([cap.days if cap is not None else 0,
                     *(PREFERENCE_DAYS[v] for v in set(preferences.values()))])
         history = _history(campaign.root, now, days)
-    return Cadence(now, campaign.name, mailing, cap, window, holdout, history, preferences)
+    slots_at, slots = None, {}
+    if cap is not None:
+        slots_at = house_store_location(campaign.root)
+        slots = _slots(slots_at, now, cap.days)
+    return Cadence(now, campaign.name, mailing, cap, window, holdout, history, preferences,
+                   priority_of(campaign, house), slots_at, slots)
+
+
+def cap_gate(campaign: Campaign, *, mailing: str, now: dt.datetime) -> Any:
+    """The cap at the moment of sending for this campaign's mailing (a CapGate), or None
+    (no cap: transactional, off): edition.yaml read, no history."""
+    house = load_house(campaign.root)
+    cap = settings(campaign, house)[0]
+    if cap is None:
+        return None
+    return Cadence(now.astimezone(dt.UTC), campaign.name, mailing, cap,
+                   priority=priority_of(campaign, house),
+                   slots_at=house_store_location(campaign.root)).gate()
+
+
+def _slots(location: str, now: dt.datetime, days: int) -> dict[str, tuple[Slot, ...]]:
+    with CapSlots(location) as store:
+        return store.snapshot(now=now, days=days)
 
 
 # A run reads the history once: its preflight (a dry pipeline), its sending pipeline and
@@ -185,13 +252,69 @@ def cadence_at_send(campaign: Campaign, *, now: dt.datetime, mailing: str | None
     """An approved run's cadence when it is sent (edition/review/sending.py): the
     holdout, the weekly/monthly choices and the cap over the send history as it is now,
     so a customer capped since the dry run (another campaign went out in between) is not
-    mailed. The send window is left out: the approved rows do not carry the customer's
-    time zone, and a wrong zone would send at 3 a.m. or hold back the wrong people."""
+    mailed. The send window is not here: the approved rows do not carry the customer's
+    time zone, so `windows_at_send` reads it from the customer file (a wrong zone would
+    send at 3 a.m. or hold back the wrong people)."""
     from types import SimpleNamespace
 
     preferences = _frequencies(SimpleNamespace(campaign=campaign, as_of=as_of), None)
     return cadence_for(campaign, now=now, sending=False, mailing=mailing,
                        preferences=preferences)
+
+
+# the customer fields a send window and a preferred time read: all a send of an approved
+# run needs of the customer file (its rows do not carry them)
+WINDOW_FIELDS = (TIMEZONE_FIELD, DAY_FIELD, HOUR_FIELD)
+
+
+@dataclass(frozen=True)
+class SendTimeWindows:
+    """An approved run's send windows at the moment it is sent (review/sending.py): the
+    house's or campaign's window and the customers' preferred day and hour, in each
+    customer's `timezone`, as the customer file and the preference center say now."""
+
+    now: dt.datetime
+    window: SendWindow | None
+    fields: Mapping[str, Mapping[str, Any]]   # customer id -> WINDOW_FIELDS
+    note: str = ""                            # the customer file could not be read: why
+
+    def deferred(self, customer_id: str) -> Reason | None:
+        """Why this customer's message waits now ("deferred until T …"), or None."""
+        fields = {"id": customer_id, **self.fields.get(str(customer_id), {})}
+        found = deferral(self.window, fields, self.now)
+        if found is not None:
+            return found[1]
+        return preferred_time_deferral(fields, self.now)
+
+
+def windows_at_send(campaign: Campaign, *, now: dt.datetime, customers: Any,
+                    as_of: dt.date | None = None) -> SendTimeWindows | None:
+    """The windows an approved send of `campaign` re-checks, or None (no window, no
+    preferred times). `customers`: the run's customer source (edition.run.context.
+    customers_file); each customer's time zone and preferred time are read from it now,
+    and a customer no longer in it gets the window's own zone."""
+    from edition.audience.customers import read_customers
+
+    window = settings(campaign, load_house(campaign.root))[1]
+    preferences = PreferenceSnapshot.load(campaign, as_of)
+    timed = bool(getattr(campaign.preferences, "time", False)) and bool(preferences.by_id)
+    fields: dict[str, dict[str, Any]] = {}
+    note = ""
+    try:
+        for row in read_customers(customers, need_email=False, declared=campaign.fields):
+            if row.fields is None:
+                continue
+            found = dict(row.fields)
+            if timed:
+                preferences.apply(found)
+            kept = {k: found[k] for k in WINDOW_FIELDS if found.get(k) not in (None, "")}
+            if kept:
+                fields[str(row.customer_id)] = kept
+    except Exception as exc:  # an unreadable file: the window's own zone for everyone
+        note = f"the customer file could not be read for time zones ({exc})"
+    if window is None and not any(DAY_FIELD in f or HOUR_FIELD in f for f in fields.values()):
+        return None
+    return SendTimeWindows(now.astimezone(dt.UTC), window, fields, note)
 
 
 def _frequencies(plan: Any, snapshot: PreferenceSnapshot | None) -> dict[str, str]:

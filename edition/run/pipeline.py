@@ -187,6 +187,8 @@ class Pipeline:
         if selection.experiment is not None:
             item.experiment = {"name": selection.experiment.name,
                                   "variant": selection.experiment.variant}
+            if selection.experiment.cell != "test":   # test then winner: not counted
+                item.experiment["cell"] = selection.experiment.cell
         try:
             excluded = self.plan.audience.exclusion(item.fields, segments, selection)
             if excluded is not None:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from cachetools import LRUCache
 
 from edition.audience.customers import Row
+from edition.audience.experiments import Rest
 from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.campaign import Campaign
@@ -38,6 +39,7 @@ from edition.run.bundle import Bundle
 from edition.run.cadence import Cadence, cadence_of_run
 from edition.run.click_table import learn_from_clicks
 from edition.run.context import local_folder, makes_email, options_key, out_folder, target_of
+from edition.run.experiment_verdict import rest_decision
 from edition.run.folder import open_writer
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline
@@ -81,6 +83,7 @@ class Work:
     machine: str = ""           # where the main process runs (a SQLite ledger is there)
     local_dir: str = ""         # the run's local folder (outbox), absolute
     cadence: Cadence | None = None   # house settings + send history, read here
+    rest: Rest | None = None   # a test-then-winner experiment's rest, decided here
     preferences: PreferenceSnapshot | None = None   # the customers' choices, read here
 
     @classmethod
@@ -104,7 +107,7 @@ class Work:
         preferences = PreferenceSnapshot.load(campaign, plan.as_of)   # read once, here
         return dataclasses.replace(work, cadence=cadence_of_run(options, plan,
                                                                 preferences=preferences),
-                                   preferences=preferences)
+                                   rest=plan.rest, preferences=preferences)
 
     def ledger_here(self) -> Any:
         """The run's ledger as this worker reaches it (edition.send.ledger.location)."""
@@ -123,6 +126,7 @@ class _Rendered(LRUCache[str, bool]):
 
 # Plans by (campaign file, formats, run date); open jobs by key; preflight's renders by key.
 _PLANS: LRUCache[tuple[Any, ...], Plan] = LRUCache(4)
+_REST_AT: dict[tuple[Any, ...], dt.datetime] = {}   # the clock each plan's `rest` is of
 _OPEN: dict[str, BatchWorker] = {}
 _OPEN_LOCK = threading.RLock()   # a thread-pool task runner asks from several threads
 SCANNED_VERSIONS = 65_536
@@ -137,6 +141,13 @@ def plan_for(options: RunOptions) -> Plan:
         plan = _PLANS[key] = Plan.load(options.campaign, formats=options.formats,
                                        as_of=options.as_of)
         learn_from_clicks(plan)   # `rank: learn` slots: the click snapshot (run/click_table)
+    experiment = plan.campaign.experiment
+    if experiment is not None and experiment.then_winner:
+        # the verdict as it is at the run's clock (a plan outlives one run in a flow)
+        now = options.started or dt.datetime.now(dt.UTC)
+        if _REST_AT.get(key) != now:
+            plan.rest = rest_decision(plan.campaign, now)
+            _REST_AT[key] = now
     return plan
 
 
@@ -206,6 +217,8 @@ class RenderJob:
 def open_pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     """A run's pipeline in this process: its files, encoder and deliverer."""
     plan = plan_for(options)
+    if work is not None and work.rest is not None:
+        plan.rest = work.rest   # the verdict the main process read (it has the run folders)
     campaign = plan.campaign
     deliverer = None
     if options.send:
@@ -224,9 +237,11 @@ def open_pipeline(options: RunOptions, work: Work | None = None) -> Pipeline:
     # one snapshot of the customers' choices for the pipeline and its cadence
     preferences = (work.preferences if work is not None and work.preferences is not None
                    else PreferenceSnapshot.load(campaign, plan.as_of))
+    cadence = cadence_of_run(options, plan, work, preferences)
+    if deliverer is not None and cadence is not None:
+        deliverer.gate = cadence.gate()   # the cap's slots, taken as each message leaves
     return Pipeline(plan, open_writer(out_folder(options, campaign)), encoder, deliverer,
-                    suppression, cadence=cadence_of_run(options, plan, work, preferences),
-                    preferences=preferences)
+                    suppression, cadence=cadence, preferences=preferences)
 
 
 def pipeline_for(options: RunOptions) -> Pipeline:

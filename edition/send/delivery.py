@@ -36,9 +36,26 @@ from edition.send.ledger.location import (
 )
 from edition.send.ledger.sqlite import Claim, send_key
 from edition.send.targets import Delivery, Outcome, channel_of, open_target
+from edition.store.cap_slots import CapSlots, Claimant
 from edition.store.suppressions import store_location
 
 EMAIL_CHANNEL = EMAIL
+
+
+@dataclass(frozen=True)
+class CapGate:
+    """The house's frequency cap at the moment of sending (edition.store.cap_slots): each
+    message takes its customer's slot, atomically with the count across campaigns,
+    right before its ledger claim; a refused one is `excluded` with the cap's reason."""
+
+    location: str               # the house store
+    claimant: Claimant
+    max_sends: int
+    days: int
+    now: dt.datetime
+
+    def open(self) -> CapSlots:
+        return CapSlots(self.location)
 
 
 def ledger_path(campaign: Campaign) -> str | Path:
@@ -148,6 +165,8 @@ class Deliverer:
         self.key = send_key(mailing, self.channel)
         self.run_id = run_id
         self.resend_unknown = resend_unknown
+        self.gate: CapGate | None = None   # set by the run when a cap applies (cap_gate)
+        self._slots: CapSlots | None = None
         self.publisher = open_target(target, out_dir=out_dir, options=options)
         self.publisher.__enter__()
         try:
@@ -204,6 +223,9 @@ class Deliverer:
         """Claim, publish, record."""
         message = Message(customer_id=customer_id, recipient=recipient, digest=digest,
                           message_id=message_id, files=files, subject=subject)
+        capped = self._take_slots([customer_id])
+        if customer_id in capped:
+            return Sent("excluded", capped[customer_id], {"mailing": self.mailing})
         claim = self.ledger.claim(self.campaign, customer_id, self.key, self.run_id,
                                   content_hash=digest, resend_unknown=self.resend_unknown)
         if not claim.may_send:
@@ -214,7 +236,10 @@ class Deliverer:
             # the target is unusable: this edition did not leave; say so, then stop the run
             self.ledger.record(self.campaign, customer_id, self.key,
                                Outcome("failed", reason=str(exc)), self.run_id)
+            self._give_back([customer_id])
             raise
+        if outcome.status == "failed":
+            self._give_back([customer_id])
         # deferred: committed with the next claim, still before the next send; a crash
         # in between only widens the `unknown` window, it never causes a second send
         self.ledger.record(self.campaign, customer_id, self.key, outcome, self.run_id,
@@ -241,12 +266,22 @@ class Deliverer:
 
     def _window(self, messages: Sequence[Message], threads: int) -> list[Sent]:
         campaign, key = self.campaign, self.key
-        claims = self.ledger.claim_many(
-            campaign, [(m.customer_id, key, m.digest) for m in messages], self.run_id,
-            resend_unknown=self.resend_unknown)
+        capped = self._take_slots([m.customer_id for m in messages])
         results: list[Sent | None] = [None] * len(messages)
+        for i, message in enumerate(messages):
+            if message.customer_id in capped:
+                results[i] = Sent("excluded", capped[message.customer_id],
+                                  {"mailing": self.mailing})
+        wanted = [(m.customer_id, key, m.digest)
+                  for m, r in zip(messages, results, strict=True) if r is None]
+        claims = iter(self.ledger.claim_many(campaign, wanted, self.run_id,
+                                             resend_unknown=self.resend_unknown)
+                      if wanted else [])
         chosen = []
-        for i, (message, claim) in enumerate(zip(messages, claims, strict=True)):
+        for i, message in enumerate(messages):
+            if results[i] is not None:
+                continue
+            claim = next(claims)
             if claim.may_send:
                 chosen.append(i)
             else:
@@ -275,6 +310,7 @@ class Deliverer:
             recorded.append((messages[i].customer_id, key, outcome))
             results[i] = self._sent(outcome)
             self._bounced(messages[i], outcome)
+        self._give_back([c for c, _, o in recorded + broken if o.status == "failed"])
         if broken:  # the target is unusable: these did not leave; then stop the run
             self.ledger.record_many(campaign, recorded + broken, self.run_id)
         elif recorded:
@@ -282,6 +318,20 @@ class Deliverer:
         if first_error is not None:
             raise first_error
         return [r for r in results if r is not None]
+
+    def _take_slots(self, customer_ids: list[str]) -> dict[str, Reason]:
+        """The cap's slots for these customers (none without a gate); the refused ones."""
+        if self.gate is None:
+            return {}
+        if self._slots is None:
+            self._slots = self.gate.open()
+        return self._slots.take(customer_ids, self.gate.claimant,
+                                max_sends=self.gate.max_sends, days=self.gate.days,
+                                now=self.gate.now)
+
+    def _give_back(self, customer_ids: list[str]) -> None:
+        if self.gate is not None and self._slots is not None and customer_ids:
+            self._slots.give_back(customer_ids, self.gate.claimant)
 
     def _bounced(self, message: Message, outcome: Outcome) -> None:
         """A refusal at send time (550 5.1.1, a full mailbox) is a bounce: into the store."""
@@ -339,3 +389,6 @@ class Deliverer:
             self.ledger.close()
             if self.bounces is not None:
                 self.bounces.close()
+            if self._slots is not None:
+                self._slots.close()
+                self._slots = None
