@@ -33,9 +33,12 @@ from edition.feedback.preferences import (
     current,
     record,
 )
+from edition.feedback.resubscribe import FORM as RESUBSCRIBE
+from edition.feedback.resubscribe import is_out, resubscribe
 from edition.render.unsubscribe import TOKEN_PARAM, InvalidToken, Subscriber
 from edition.store.database import StoreError
 from edition.store.preferences import Choices
+from edition.store.suppressions import ALL_MARKETING, Entry
 from web.forms import BadForm, TooLarge, read_form
 from web.pages import Pages, accepted, choose_language, languages
 from web.unsubscribe import HEADERS, UnsubscribeService, client_of
@@ -83,6 +86,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
             chosen = choices or Choices()
             offered = topics_of(data, language)
             context |= {
+                "out": out_of(who, tuple(k for k, _ in offered)),
                 "brand": pages.brand(who.campaign, language).display_name,
                 "campaign": who.campaign,
                 "topics": [{"key": k, "label": label,
@@ -107,12 +111,45 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
         return HTMLResponse(text, status_code=status,
                             headers=HEADERS | {"Content-Language": language})
 
+    def out_of(who: Subscriber, topics: tuple[str, ...]) -> dict[str, Any] | None:
+        """Whether (and why) the customer gets nothing now: the page then offers
+        "subscribe again" above the choices."""
+        store = service.store_for(who.campaign)
+        why = is_out(store.database, who.campaign, who.customer_id, topics)
+        if why is None:
+            return None
+        if isinstance(why, Entry):
+            return {"why": "unsubscribed", "since": why.day,
+                    "everything": why.scope == ALL_MARKETING}
+        return {"why": "paused" if why.frequency == "paused" else "topics", "since": ""}
+
+    def come_back(request: Request, who: Subscriber,
+                  fields: list[tuple[str, str]]) -> Response:
+        """The "subscribe again" button: its form names nothing else."""
+        if any(name not in {"form", "token"} for name, _ in fields):
+            return page(request, "refused", status=400)
+        data = pages.campaign_data(who.campaign)
+        language = language_for(request, who)
+        store = service.store_for(who.campaign)
+        done = resubscribe(store.database, campaign=who.campaign,
+                           customer_id=who.customer_id, address_hash=who.address_hash,
+                           source="web", form=RESUBSCRIBE,
+                           form_version=pages.version(PAGE, language),
+                           client=client_of(request),
+                           topics=tuple(k for k, _ in topics_of(data, "en")))
+        log.info("resubscribe %s for campaign %s",
+                 "recorded" if done.change else "changed nothing", who.campaign)
+        stored = current(store.database, who.campaign, who.customer_id)
+        return page(request, "resubscribed", who, choices=stored.choices if stored else None)
+
     def show(request: Request, who: Subscriber) -> Response:
         store = service.store_for(who.campaign)
         stored = current(store.database, who.campaign, who.customer_id)
         return page(request, "show", who, choices=stored.choices if stored else None)
 
     def save(request: Request, who: Subscriber, fields: list[tuple[str, str]]) -> Response:
+        if ("form", RESUBSCRIBE) in fields:
+            return come_back(request, who, fields)
         data = pages.campaign_data(who.campaign)
         offer = Offer(tuple(k for k, _ in topics_of(data, "en")), languages(),
                       time_offered(data))

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
 
 
 APPLIED = "customer_choices"   # the field naming the choices applied to this customer
+# the field saying a customer is mailed only because they subscribed again (the run's
+# suppression step sets it: audience/suppression.py `resubscribed`)
+RESUBSCRIBED = "customer_resubscribed"
 
 
 @dataclass(frozen=True)
@@ -140,4 +143,4 @@ def no_preferences(campaign: str) -> PreferenceSnapshot:
     return PreferenceSnapshot(campaign)
 
 
-__all__ = ["APPLIED", "PreferenceSnapshot", "no_preferences"]
+__all__ = ["APPLIED", "RESUBSCRIBED", "PreferenceSnapshot", "no_preferences"]
