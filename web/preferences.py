@@ -54,6 +54,11 @@ def time_offered(data: dict[str, Any]) -> bool:
     return isinstance(block, dict) and block.get("time") is True
 
 
+def frequency_offered(data: dict[str, Any]) -> bool:
+    """A transactional campaign (a bill) offers no "how often" and no pause: it must come."""
+    return data.get("kind") != "transactional"
+
+
 def topics_of(data: dict[str, Any], language: str) -> list[tuple[str, str]]:
     """The campaign's topics as (key, label in the language), as its file lists them."""
     block = data.get("preferences")
@@ -98,6 +103,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
                 "large_type": bool(chosen.large_type),
                 "tracking": "off" if chosen.tracking is False else "on",
                 "time_offered": time_offered(data),
+                "frequency_offered": frequency_offered(data),
                 "day": chosen.day or "",
                 "hour": "" if chosen.hour is None else str(chosen.hour),
                 "weekdays": [(key, Locale.parse(language).days["format"]["wide"][i])
@@ -114,6 +120,8 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
     def out_of(who: Subscriber, topics: tuple[str, ...]) -> dict[str, Any] | None:
         """Whether (and why) the customer gets nothing now: the page then offers
         "subscribe again" above the choices."""
+        if not frequency_offered(pages.campaign_data(who.campaign)):
+            return None   # transactional: unsubscribes and pauses do not stop it
         store = service.store_for(who.campaign)
         why = is_out(store.database, who.campaign, who.customer_id, topics)
         if why is None:
@@ -152,7 +160,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
             return come_back(request, who, fields)
         data = pages.campaign_data(who.campaign)
         offer = Offer(tuple(k for k, _ in topics_of(data, "en")), languages(),
-                      time_offered(data))
+                      time_offered(data), frequency_offered(data))
         try:
             choices = choices_from_form(fields, offer)
         except BadChoice as exc:

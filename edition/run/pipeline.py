@@ -227,9 +227,10 @@ class Pipeline:
     def sign_links(self, item: WorkItem) -> None:
         """The personal layer's one-click link: signed, never the bare customer id."""
         if self.encoder.links is not None:
-            item.fields["unsubscribe_url"] = self.encoder.links.url(
-                str(item.row.customer_id), item.fields.get("email"),
-                item.fields.get("locale"))
+            if self.encoder.links.unsubscribes:   # not for a transactional campaign
+                item.fields["unsubscribe_url"] = self.encoder.links.url(
+                    str(item.row.customer_id), item.fields.get("email"),
+                    item.fields.get("locale"))
             preferences = self.encoder.links.preferences_url(
                 str(item.row.customer_id), item.fields.get("email"),
                 item.fields.get("locale"))

@@ -144,7 +144,8 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Source, pipeline: 
         found.errors += [ContentError(e, campaign.file) for e in errors]
         found.warnings += warnings
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
-        found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
+        what = "unsubscribe" if pipeline.encoder.links.unsubscribes else "preference-center"
+        found.warnings.append(f"{what} links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")
     if "pdf" in plan.formats:
         found.errors += stylesheet_problems(campaign)
@@ -217,7 +218,8 @@ def _provided(plan: Plan, pipeline: Any) -> set[str]:
     # every row has an id, a locale and interests (the reader sees to it); the pipeline
     # adds the unsubscribe link to every customer's fields just before rendering
     links = pipeline is None or pipeline.encoder.links is not None
-    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
+    unsubscribes = links and (pipeline is None or pipeline.encoder.links.unsubscribes)
+    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if unsubscribes else set())
     if links and getattr(plan.campaign, "preferences", None) is not None:
         provided.add("preferences_url")
     return provided
