@@ -256,3 +256,30 @@ def test_crm_resubscribe_on_postgresql(tmp_path: Path, fresh_postgresql_url: str
             (tmp_path / "out" / "manifest.jsonl").read_text(encoding="utf-8").splitlines()}
     assert rows["c1"]["status"] == "rendered" and "from all marketing" in \
         rows["c1"]["resubscribed"]
+
+
+def test_preflight_and_the_report_count_what_customers_chose(tmp_path: Path) -> None:
+    from edition.feedback.preferences import record
+    from edition.store.preferences import Choices
+
+    root = make_site(tmp_path / "site", "https://news.garden.example")
+    customers = write_customers(tmp_path / "customers.csv")
+    with Database(root / "out" / "suppression.sqlite") as database:
+        for customer, choices in (("c1", Choices(format="text", large_type=True)),
+                                  ("c2", Choices(frequency="paused")),
+                                  ("c4", Choices(topics=()))):
+            record(database, campaign=NAME, customer_id=customer, choices=choices,
+                   source="crm", form="crm-import")
+    code, out, err = run_edition("validate", CAMPAIGN, "--customers", customers, cwd=root)
+    assert code == 0, out + err
+    said = ("customers' own choices (preference center): 1 get an edition they changed "
+            "(format 1, large_type 1), 2 get nothing by their choice (paused or every topic "
+            "off)")
+    assert said in " ".join(out.split()), out
+    dry_run(root, customers, tmp_path / "out")
+    report = (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
+    assert said in report, report
+    assert ("1 customer(s) get an edition changed by their own choices in the preference "
+            "center: format 1, large_type 1.") in report
+    assert ("2 customer(s) get nothing by their own choice (paused, or every topic switched "
+            "off)") in report

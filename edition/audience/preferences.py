@@ -40,6 +40,9 @@ APPLIED = "customer_choices"   # the field naming the choices applied to this cu
 # the field saying a customer is mailed only because they subscribed again (the run's
 # suppression step sets it: audience/suppression.py `resubscribed`)
 RESUBSCRIBED = "customer_resubscribed"
+# the reason codes of a customer who gets nothing by their own choice (preflight and the
+# report count them)
+DECLINED = frozenset({"suppressed_paused", "suppressed_topics"})
 
 
 @dataclass(frozen=True)
@@ -145,4 +148,4 @@ def no_preferences(campaign: str) -> PreferenceSnapshot:
     return PreferenceSnapshot(campaign)
 
 
-__all__ = ["APPLIED", "RESUBSCRIBED", "PreferenceSnapshot", "no_preferences"]
+__all__ = ["APPLIED", "DECLINED", "RESUBSCRIBED", "PreferenceSnapshot", "no_preferences"]
