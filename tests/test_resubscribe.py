@@ -30,6 +30,8 @@ from edition.feedback.resubscribe import resubscribe
 from edition.store.database import Database
 from edition.store.suppressions import ALL_MARKETING, SuppressionStore
 
+SECRET_ENV = {"EDITION_UNSUBSCRIBE_SECRET": "a-test-secret-of-at-least-32-bytes-long!"}
+
 
 def link(out: Path, row: dict, anchor: str) -> str:
     html = (out / row["files"]["html"]).read_text(encoding="utf-8")
@@ -283,3 +285,45 @@ def test_preflight_and_the_report_count_what_customers_chose(tmp_path: Path) -> 
             "center: format 1, large_type 1.") in report
     assert ("2 customer(s) get nothing by their own choice (paused, or every topic switched "
             "off)") in report
+
+
+def test_edition_send_asks_the_preference_center_again(tmp_path: Path) -> None:
+    """A customer who paused (or switched every topic off) after the approval is not
+    mailed by the approved send: "no" by another door is honoured at send time."""
+    from fixtures_delivery import smtp_sink
+    from fixtures_sending import (
+        copy_site,
+        edition,
+        make_customers,
+        manifest,
+        run_args,
+        set_delivery,
+    )
+
+    from edition.feedback.preferences import record
+    from edition.store.preferences import Choices
+
+    site = copy_site(tmp_path / "site")
+    path, out = make_customers(8, tmp_path / "customers.csv"), tmp_path / "run"
+    with smtp_sink() as (port, sink):
+        set_delivery(site, {"to": f"smtp://127.0.0.1:{port}"})
+        code, stdout, stderr = edition(*run_args(path, out), cwd=site, env=SECRET_ENV)
+        assert code == 0, stdout + stderr
+        code, stdout, stderr = edition("approve", out, "--by", "Ann Approver", "--yes",
+                                       cwd=site, env=SECRET_ENV)
+        assert code == 0, stdout + stderr
+        rows = [r for r in manifest(out) if r["status"] == "rendered"]
+        paused, quiet = rows[1]["customer_id"], rows[2]["customer_id"]
+        with Database(site / "out" / "suppression.sqlite") as database:
+            record(database, campaign="weekly-newsletter", customer_id=paused,
+                   choices=Choices(frequency="paused"), source="web", form="preferences")
+            record(database, campaign="weekly-newsletter", customer_id=quiet,
+                   choices=Choices(topics=()), source="web", form="preferences")
+        code, stdout, stderr = edition("send", out, "--yes", cwd=site, env=SECRET_ENV)
+        assert code == 0, stdout + stderr
+        assert len(sink.messages) == len(rows) - 2
+    sends = sorted((out / "sends").iterdir())
+    sent = {r["customer_id"]: r for r in manifest(sends[-1])}
+    assert sent[paused]["status"] == "suppressed"
+    assert "paused by the customer on" in sent[paused]["reason"], sent[paused]
+    assert "every topic switched off" in sent[quiet]["reason"], sent[quiet]
