@@ -84,3 +84,60 @@ def test_ses_events_without_headers_are_matched_by_message_id(
     assert after[second]["reason"] == "suppressed: complained on 2026-11-24 via SES"
     assert after[third]["status"] != "suppressed"   # an id we never sent names nobody
     assert CAMPAIGN.endswith(f"{NAME}.yaml")
+
+
+def test_an_unsubscribe_mailed_to_the_list_unsubscribe_address_is_honoured(
+        site: Path, customers: Callable[[int], Path], tmp_path: Path) -> None:
+    """The List-Unsubscribe mailto, acted on by a mail program: the message lands in the
+    Maildir `edition events ingest` reads and the customer is out of the next run; a
+    subject whose token was edited unsubscribes nobody."""
+    import mailbox
+    from email.message import EmailMessage
+    from email.parser import BytesHeaderParser
+    from urllib.parse import parse_qs, urlsplit
+
+    import yaml
+
+    campaign = site / CAMPAIGN
+    data = yaml.safe_load(campaign.read_text(encoding="utf-8"))
+    data["unsubscribe_mailto"] = "mailto:unsubscribe@acme.example?subject=unsubscribe"
+    campaign.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    path = customers(6)
+    code, out, err = edition(*run_args(path, tmp_path / "run"), cwd=site, env=SECRET)
+    assert code == 0, out + err
+    rows = {r["customer_id"]: r for r in manifest(tmp_path / "run")}
+    first, second = sorted(rows)[:2]
+
+    def request(who: str, edit: bool = False) -> bytes:
+        eml = (tmp_path / "run" / rows[who]["files"]["eml"]).read_bytes()
+        header = str(BytesHeaderParser().parsebytes(eml)["List-Unsubscribe"])
+        mailto = next(p.strip(" <>") for p in header.split(",") if "mailto:" in p)
+        subject = parse_qs(urlsplit(mailto).query)["subject"][0]
+        if edit:
+            subject = subject[:-3] + ("AAA" if not subject.endswith("AAA") else "BBB")
+        message = EmailMessage()
+        message["From"] = "someone@example.net"
+        message["To"] = "unsubscribe@acme.example"
+        message["Subject"] = f"Re: {subject}"
+        message.set_content("unsubscribe me")
+        return message.as_bytes()
+
+    box = mailbox.Maildir(tmp_path / "inbox", create=True)
+    box.add(request(first))
+    box.add(request(second, edit=True))
+    code, out, err = edition("events", "ingest", tmp_path / "inbox", cwd=site, env=SECRET)
+    assert code == 0, out + err
+    assert f"suppressed {first}: unsubscribed (mailto)" in out and second not in out, out
+    assert "1 unsubscribe request" in out and "1 not a report" in out, out
+    again = edition("events", "ingest", tmp_path / "inbox", cwd=site, env=SECRET)
+    assert again[0] == 0 and "1 duplicate" in again[1], again
+
+    code, out, err = edition(*run_args(path, tmp_path / "next"), cwd=site, env=SECRET)
+    assert code == 0, out + err
+    after = {r["customer_id"]: r for r in manifest(tmp_path / "next")}
+    assert after[first]["reason"].startswith(
+        "suppressed: unsubscribed via the unsubscribe e-mail address on "), after[first]
+    assert after[second]["status"] == "rendered"
+    code, out, err = edition("preferences", "export", "--customer", first, cwd=site)
+    assert code == 0, err
+    assert [(r["form"], r["source"]) for r in json.loads(out)] == [("unsubscribe", "mailto")]

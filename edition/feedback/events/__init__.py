@@ -10,7 +10,9 @@ and turned into suppressions.
 - `ingest`: into the store, suppressing hard bounces and complaints at once, soft
   bounces after N within D days;
 - `sources`, `sqs`: where they are read from (`edition events ingest SOURCE...`);
-- `sns`: the SNS signature, for `POST /events/ses` on `edition web`.
+- `sns`: the SNS signature, for `POST /events/ses` on `edition web`;
+- `unsubscribe_mail`: unsubscribe requests sent to the List-Unsubscribe mailto;
+- `sent_messages`: SES's message id -> the message, from the send ledgers.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from edition.feedback.events.ingest import Ingested, Ingester
 from edition.feedback.events.mail import events_from_mail
 from edition.feedback.events.ses import NotAnEvent, events_from_ses
 from edition.feedback.events.sources import Item, read
+from edition.feedback.events.unsubscribe_mail import unsubscribe_request
 from edition.render.message_identity import Identity
 from edition.store.events import Event
 
@@ -49,6 +52,11 @@ def ingest_items(items: Iterable[Item], ingester: Ingester,
             result.counts["unreadable"] += 1
             continue
         if not found:
+            who = (unsubscribe_request(item.data, secrets) if item.kind == "mail"
+                   else None)
+            if who is not None:   # the List-Unsubscribe mailto, acted on by a mail program
+                result.add(ingester.unsubscribe(who))
+                continue
             result.counts["not a report"] += 1
             continue
         result.add(ingester.ingest(found))
