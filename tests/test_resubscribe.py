@@ -109,6 +109,10 @@ def test_subscribe_again_on_the_preference_page(tmp_path: Path) -> None:
         assert re.fullmatch(r"[0-9a-f]{16}", chain[1]["form_version"])
         assert re.fullmatch(r"[0-9a-f]{64}", chain[1]["client_hash"])
         assert chain[0]["time"] <= chain[1]["time"]
+        everything = consent(root, "c4")   # unsubscribed on the page: its text's version
+        assert (everything[0]["source"], everything[0]["change"]) == (
+            "page", {"subscribed": ["*", None]})
+        assert re.fullmatch(r"[0-9a-f]{16}", everything[0]["form_version"]), everything
         paused = consent(root, "c2")
         assert paused[-1]["change"] == {"frequency": ["paused", "every"]}
         # c4's "all marketing" stays for every other campaign
