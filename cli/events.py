@@ -35,6 +35,7 @@ def ingest(
     with user_errors():
         from edition.feedback.events import Ingester, ingest_sources
         from edition.feedback.events.ingest import HouseStores, soft_bounce_rules
+        from edition.feedback.events.sent_messages import SentMessages
         from edition.render.unsubscribe import UnsubscribeSecretError, secrets_from_env
 
         content = Path(root).resolve()
@@ -45,11 +46,12 @@ def ingest(
         except UnsubscribeSecretError:
             secrets = ()
             err.print("note: EDITION_UNSUBSCRIBE_SECRET is not set: messages are matched by "
-                      "their recipient address only", style="yellow", markup=False)
+                      "SES's message id (SES events) or their recipient address only",
+                      style="yellow", markup=False)
         rules = soft_bounce_rules(content)
         with HouseStores(content, store) as stores:
             ingester = Ingester(stores, rule_for=rules.get)
-            result = ingest_sources(sources, ingester, secrets)
+            result = ingest_sources(sources, ingester, secrets, SentMessages(content))
         for line in result.suppressed:
             out.print(f"suppressed {line}", markup=False)
         summary = ", ".join(f"{n} {what}" for what, n in sorted(result.counts.items())) or \

@@ -87,6 +87,8 @@ def import_(
                 raise UsageError(f"{file}: {exc}") from None
         for line, reason in result.rejected:
             err.print(f"{file}:{line}: rejected: {reason}", markup=False)
+        for line, reason in result.kept_out:
+            err.print(f"{file}:{line}: {reason}", markup=False)
         err.print(f"{result.changed:,} customer(s) changed, {result.unchanged:,} unchanged, "
                   f"{len(result.rejected):,} rejected", markup=False)
         if result.rejected:

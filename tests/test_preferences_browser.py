@@ -117,3 +117,56 @@ def test_preference_page_by_keyboard_in_chromium(tmp_path: Path) -> None:
     assert record["change"]["frequency"] == [None, "monthly"]
     assert record["change"]["format"] == [None, "text"]
     assert record["source"] == "web" and record["form"] == "preferences"
+
+
+def test_unsubscribe_then_subscribe_again_in_chromium(tmp_path: Path) -> None:
+    """The customer unsubscribes on the unsubscribe page, then follows its link to the
+    preference page and presses "Subscribe again" by keyboard, without JavaScript: the
+    next dry run mails them again and the export shows unsubscribe → resubscribe."""
+    chromium = shutil.which("chromium")
+    assert chromium, "Debian's chromium is needed for the browser test"
+    from playwright.sync_api import sync_playwright
+
+    port = free_port()
+    root = make_site(tmp_path / "site", f"http://127.0.0.1:{port}")
+    customers = write_customers(tmp_path / "customers.csv")
+    rows = dry_run(root, customers, tmp_path / "before")
+    html = (tmp_path / "before" / rows["c4"]["files"]["html"]).read_text(encoding="utf-8")
+    url = re.search(r'id="unsub" href="([^"]+)"', html).group(1).replace("&amp;", "&")
+
+    with web_server(root, port), sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium,
+                                             args=["--no-sandbox", "--no-first-run"])
+        try:
+            context = browser.new_context(viewport={"width": 375, "height": 700},
+                                          java_script_enabled=False)
+            page = context.new_page()
+            page.set_default_timeout(120_000)
+            assert page.goto(url).status == 200
+            page.click("#unsubscribe")
+            page.wait_for_load_state()
+            assert dry_run(root, customers, tmp_path / "out")["c4"]["status"] == "suppressed"
+            page.goto(url)
+            page.click("#preferences")                  # the page's own link, same token
+            page.wait_for_selector("#resubscribe")      # in Spanish: c4's language
+            button = page.get_by_role("button", name="Volver a suscribirme")
+            for _ in range(40):
+                if button.evaluate("el => el === document.activeElement"):
+                    break
+                page.keyboard.press("Tab")
+            else:
+                raise AssertionError("Subscribe again is not reachable with Tab")
+            page.keyboard.press("Enter")
+            page.wait_for_selector("#resubscribed")
+            assert page.locator("#resubscribe").count() == 0
+        finally:
+            browser.close()
+
+    back = dry_run(root, customers, tmp_path / "back")
+    assert back["c4"]["status"] == "rendered", back["c4"]
+    assert back["c4"]["resubscribed"].startswith("subscribed again by the customer on ")
+    code, out, err = run_edition("preferences", "export", "--customer", "c4", cwd=root)
+    assert code == 0, err
+    assert [(r["form"], r["change"]) for r in json.loads(out)] == [
+        ("unsubscribe", {"subscribed": ["garden-news", None]}),
+        ("resubscribe", {"subscribed": [None, "garden-news"]})]

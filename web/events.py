@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from edition.feedback.events import Ingester
 from edition.feedback.events.ingest import HouseStores, soft_bounce_rules
+from edition.feedback.events.sent_messages import SentMessages
 from edition.feedback.events.ses import NotAnEvent, events_from_ses
 from edition.feedback.events.sns import SnsRefused, SnsVerifier, sns_url, topics_from_env
 from edition.store.database import StoreError
@@ -62,6 +63,7 @@ class SesEndpoint:
         self.verifier = verifier or SnsVerifier(topics_from_env())
         self.confirm = confirm
         self.rules = soft_bounce_rules(root)
+        self.sent = SentMessages(root)   # SES's messageId -> the message (send ledgers)
         self._ingester: Ingester | None = None
         self._lock = threading.Lock()
 
@@ -96,7 +98,7 @@ class SesEndpoint:
             log.warning("SNS says the subscription to %s ended", message["TopicArn"])
             return 200, {"unsubscribed": message["TopicArn"]}
         try:
-            found = events_from_ses(message, self.secrets)
+            found = events_from_ses(message, self.secrets, sent=self.sent)
         except NotAnEvent as exc:
             log.info("an SNS notification that is no SES event: %s", exc)
             return 200, {"ignored": "not an SES event"}   # SNS must not retry it

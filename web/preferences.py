@@ -33,9 +33,12 @@ from edition.feedback.preferences import (
     current,
     record,
 )
+from edition.feedback.resubscribe import FORM as RESUBSCRIBE
+from edition.feedback.resubscribe import is_out, resubscribe
 from edition.render.unsubscribe import TOKEN_PARAM, InvalidToken, Subscriber
 from edition.store.database import StoreError
 from edition.store.preferences import Choices
+from edition.store.suppressions import ALL_MARKETING, Entry
 from web.forms import BadForm, TooLarge, read_form
 from web.pages import Pages, accepted, choose_language, languages
 from web.unsubscribe import HEADERS, UnsubscribeService, client_of
@@ -49,6 +52,11 @@ def time_offered(data: dict[str, Any]) -> bool:
     """Whether the campaign's page offers a preferred day and hour (preferences.time)."""
     block = data.get("preferences")
     return isinstance(block, dict) and block.get("time") is True
+
+
+def frequency_offered(data: dict[str, Any]) -> bool:
+    """A transactional campaign (a bill) offers no "how often" and no pause: it must come."""
+    return data.get("kind") != "transactional"
 
 
 def topics_of(data: dict[str, Any], language: str) -> list[tuple[str, str]]:
@@ -83,6 +91,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
             chosen = choices or Choices()
             offered = topics_of(data, language)
             context |= {
+                "out": out_of(who, tuple(k for k, _ in offered)),
                 "brand": pages.brand(who.campaign, language).display_name,
                 "campaign": who.campaign,
                 "topics": [{"key": k, "label": label,
@@ -94,6 +103,7 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
                 "large_type": bool(chosen.large_type),
                 "tracking": "off" if chosen.tracking is False else "on",
                 "time_offered": time_offered(data),
+                "frequency_offered": frequency_offered(data),
                 "day": chosen.day or "",
                 "hour": "" if chosen.hour is None else str(chosen.hour),
                 "weekdays": [(key, Locale.parse(language).days["format"]["wide"][i])
@@ -107,15 +117,50 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
         return HTMLResponse(text, status_code=status,
                             headers=HEADERS | {"Content-Language": language})
 
+    def out_of(who: Subscriber, topics: tuple[str, ...]) -> dict[str, Any] | None:
+        """Whether (and why) the customer gets nothing now: the page then offers
+        "subscribe again" above the choices."""
+        if not frequency_offered(pages.campaign_data(who.campaign)):
+            return None   # transactional: unsubscribes and pauses do not stop it
+        store = service.store_for(who.campaign)
+        why = is_out(store.database, who.campaign, who.customer_id, topics)
+        if why is None:
+            return None
+        if isinstance(why, Entry):
+            return {"why": "unsubscribed", "since": why.day,
+                    "everything": why.scope == ALL_MARKETING}
+        return {"why": "paused" if why.frequency == "paused" else "topics", "since": ""}
+
+    def come_back(request: Request, who: Subscriber,
+                  fields: list[tuple[str, str]]) -> Response:
+        """The "subscribe again" button: its form names nothing else."""
+        if any(name not in {"form", "token"} for name, _ in fields):
+            return page(request, "refused", status=400)
+        data = pages.campaign_data(who.campaign)
+        language = language_for(request, who)
+        store = service.store_for(who.campaign)
+        done = resubscribe(store.database, campaign=who.campaign,
+                           customer_id=who.customer_id, address_hash=who.address_hash,
+                           source="web", form=RESUBSCRIBE,
+                           form_version=pages.version(PAGE, language),
+                           client=client_of(request),
+                           topics=tuple(k for k, _ in topics_of(data, "en")))
+        log.info("resubscribe %s for campaign %s",
+                 "recorded" if done.change else "changed nothing", who.campaign)
+        stored = current(store.database, who.campaign, who.customer_id)
+        return page(request, "resubscribed", who, choices=stored.choices if stored else None)
+
     def show(request: Request, who: Subscriber) -> Response:
         store = service.store_for(who.campaign)
         stored = current(store.database, who.campaign, who.customer_id)
         return page(request, "show", who, choices=stored.choices if stored else None)
 
     def save(request: Request, who: Subscriber, fields: list[tuple[str, str]]) -> Response:
+        if ("form", RESUBSCRIBE) in fields:
+            return come_back(request, who, fields)
         data = pages.campaign_data(who.campaign)
         offer = Offer(tuple(k for k, _ in topics_of(data, "en")), languages(),
-                      time_offered(data))
+                      time_offered(data), frequency_offered(data))
         try:
             choices = choices_from_form(fields, offer)
         except BadChoice as exc:

@@ -93,7 +93,7 @@ class UnsubscribeService:
                    for e in store.lookup(who.campaign, who.customer_id))
 
     def record(self, who: Subscriber, *, everything: bool, source: str,
-               client: str = "") -> bool:
+               client: str = "", form_version: str = "") -> bool:
         """Record the unsubscribe, and its consent record when it is new."""
         store = self.store_for(who.campaign)
         scope = ALL_MARKETING if everything else who.campaign
@@ -102,7 +102,7 @@ class UnsubscribeService:
         if new:
             log_unsubscribe(store.database, campaign=who.campaign,
                             customer_id=who.customer_id, scope=scope, source=source,
-                            client=client)
+                            client=client, form_version=form_version)
         return new
 
     def close(self) -> None:
@@ -116,11 +116,14 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
     """The unsubscribe's route: any path (the proxy forwards the public URL's as it is),
     so it goes last in the app's routes."""
 
-    def page(request: Request, state: str, who: Subscriber | None = None, *,
-             status: int = 200, everything: bool = False) -> Response:
+    def language_of(request: Request, who: Subscriber | None) -> str:
         wanted = ([who.locale] if who is not None and who.locale else []) + \
             accepted(request.headers.get("accept-language", ""))
-        language = choose_language(wanted)
+        return choose_language(wanted)
+
+    def page(request: Request, state: str, who: Subscriber | None = None, *,
+             status: int = 200, everything: bool = False) -> Response:
+        language = language_of(request, who)
         brand = pages.brand(who.campaign, language).display_name if who else ""
         text = pages.render(PAGE, language, {"state": state, "brand": brand,
                                              "campaign": who.campaign if who else "",
@@ -156,9 +159,12 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
             return await run_in_threadpool(page, request, "bad", who, status=400)
         everything = fields.get("scope") == "all"
         source = "page" if fields.get("via") == "page" else "one-click"
+        # the consent record's "what text": the page's, when the customer used the page
+        version = pages.version(PAGE, language_of(request, who)) if source == "page" else ""
         try:
             new = await run_in_threadpool(service.record, who, everything=everything,
-                                          source=source, client=client_of(request))
+                                          source=source, client=client_of(request),
+                                          form_version=version)
         except StoreError as exc:
             log.error("could not record an unsubscribe for %s: %s", who.campaign, exc)
             return await run_in_threadpool(page, request, "failed", who, status=503)

@@ -37,6 +37,12 @@ if TYPE_CHECKING:
 
 
 APPLIED = "customer_choices"   # the field naming the choices applied to this customer
+# the field saying a customer is mailed only because they subscribed again (the run's
+# suppression step sets it: audience/suppression.py `resubscribed`)
+RESUBSCRIBED = "customer_resubscribed"
+# the reason codes of a customer who gets nothing by their own choice (preflight and the
+# report count them)
+DECLINED = frozenset({"suppressed_paused", "suppressed_topics"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class PreferenceSnapshot:
     as_of: dt.date = field(default_factory=dt.date.today)
     by_id: Mapping[str, Stored] = field(default_factory=dict)
     time: bool = False                   # preferences.time: a preferred day and hour
+    # a transactional campaign (a bill) ignores a pause and "how often": it must come
+    transactional: bool = False
 
     def __len__(self) -> int:
         return len(self.by_id)
@@ -66,7 +74,7 @@ class PreferenceSnapshot:
         topics = tuple(center.topics)
         with PreferenceStore(store_location(campaign, environ), campaign.root) as store:
             return cls(campaign.name, topics, day, store.snapshot(campaign.name),
-                       center.time)
+                       center.time, getattr(campaign, "kind", "") == "transactional")
 
     def apply(self, fields: dict[str, Any]) -> Reason | None:
         """Change this customer's fields by their choices (in place); the reason they get
@@ -78,14 +86,14 @@ class PreferenceSnapshot:
             return None
         choices, day = stored.choices, stored.updated_at[:10]
         applied: list[str] = []
-        if choices.frequency == "paused":
+        if choices.frequency == "paused" and not self.transactional:
             until = _date(choices.paused_until)
             if until is None or self.as_of < until:
                 shown = f" until {until.isoformat()}" if until else ""
                 return Reason("suppressed_paused", (
                     f"suppressed: paused{shown} by the customer on {day} (preference "
                     f"center, {stored.source})"), "suppressed: paused by the customer")
-        if choices.frequency in {"weekly", "monthly"}:
+        if choices.frequency in {"weekly", "monthly"} and not self.transactional:
             # for audience/frequency.py, which holds the send history (cadence)
             fields["preferred_frequency"] = choices.frequency
         if choices.topics is not None and self.topics:
@@ -140,4 +148,4 @@ def no_preferences(campaign: str) -> PreferenceSnapshot:
     return PreferenceSnapshot(campaign)
 
 
-__all__ = ["APPLIED", "PreferenceSnapshot", "no_preferences"]
+__all__ = ["APPLIED", "DECLINED", "RESUBSCRIBED", "PreferenceSnapshot", "no_preferences"]

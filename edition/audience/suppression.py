@@ -58,6 +58,7 @@ SUPPRESSING_STATUSES = frozenset({"bounced", "complained"})
 NOT_UNSUBSCRIBED = frozenset({"", "0", "false", "f", "no", "n", "off", "none", "null"})
 _SOURCES = {"one-click": "one-click unsubscribe in their mail program",
             "page": "the unsubscribe link", "mailto": "the unsubscribe e-mail address"}
+_BACK = {"web": "preference center", "crm": "CRM import", "api": "API"}
 # bounces and complaints recorded from events (edition.feedback.events): the source
 # column holds "event:<detail>|<channel>", the reason's words
 _EVENT = "event:"
@@ -306,6 +307,24 @@ class Suppression:
             return Reason("suppressed_column", f"suppressed: {column} is {shown[:40]}",
                           f"suppressed: {column} column")
         return None
+
+    def resubscribed(self, fields: Mapping[str, object]) -> str | None:
+        """For a customer this campaign may mail: the words when they are in only because
+        they subscribed again after an unsubscribe (store/resubscriptions.py), else None."""
+        if self.store is None or not self.marketing or not (
+                self.store.lifted_by_id or self.store.lifted_by_address):
+            return None
+        customer_id = fields.get("id")
+        email = fields.get("email")
+        hashed = address_hash(str(email)) if self.store.lifted_by_address and email else ""
+        found = self.store.lifted(None if customer_id is None else str(customer_id), hashed)
+        if found is None:
+            return None
+        scope = " from all marketing" if found.unsubscribed_scope == ALL_MARKETING else ""
+        since = f" on {found.unsubscribed_at[:10]}" if found.unsubscribed_at else ""
+        return (f"subscribed again by the customer on {found.day} "
+                f"({_BACK.get(found.source, found.source)}), after unsubscribing{scope}"
+                f"{since}")
 
     @staticmethod
     def _as_other(entry: Entry, customer_id: str | None) -> str:

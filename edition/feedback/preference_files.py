@@ -2,11 +2,18 @@
 
 Export: one row per (campaign, customer) with the current choices — `campaign`, `id`,
 `topics` (`;`-separated, like the customer file's interests), `frequency`,
-`paused_until`, `format`, `large_type`, `locale`, `tracking`, `updated_at`, `source`.
+`paused_until`, `format`, `large_type`, `locale`, `tracking`, `day`, `hour`,
+`updated_at`, `source`.
 
 Import: the same columns (`campaign`, `updated_at` and `source` are ignored: the
 campaign is named on the command line and the source is `crm`); `id` (or `customer_id`)
 is required, every other column optional, an empty cell leaves that choice as it is.
+`day` (1..28 or mon..sun) and `hour` (0..23) only for a campaign with
+`preferences.time: true`. `subscribed`: `yes` subscribes a customer who unsubscribed
+again (feedback/resubscribe.py), `no` unsubscribes them from the campaign; with
+`subscribed_at` (an ISO date or time, UTC unless it says otherwise) the CRM's own time
+of that answer: the later of it and an unsubscribe already stored wins, so a CRM file
+older than the customer's click does not undo it.
 CRM files come as they come: UTF-8 with or without BOM, else Windows-1252; comma,
 semicolon or tab. Each row is checked like the page's form (feedback/preferences.py); a
 bad row is reported with its line and reason and the rest go in, each change with its
@@ -16,19 +23,33 @@ consent record (form `crm-import`, version: a digest of the file, source `crm`).
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import hashlib
 import io
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edition.feedback.preferences import BadChoice, Offer, choices_from_form, record
+from edition.feedback.preferences import (
+    BadChoice,
+    Offer,
+    choices_from_form,
+    log_unsubscribe,
+    record,
+)
+from edition.feedback.resubscribe import resubscribe
 from edition.store.database import Database
-from edition.store.preferences import PreferenceStore
+from edition.store.preferences import PreferenceStore, now_text
+from edition.store.suppressions import SuppressionStore
 
 COLUMNS = ("campaign", "id", "topics", "frequency", "paused_until", "format", "large_type",
-           "locale", "tracking", "updated_at", "source")
-_CHOICE_COLUMNS = ("frequency", "paused_until", "format", "large_type", "locale", "tracking")
+           "locale", "tracking", "day", "hour", "updated_at", "source")
+_CHOICE_COLUMNS = ("frequency", "paused_until", "format", "large_type", "locale", "tracking",
+                   "day", "hour")
+_TIME_COLUMNS = ("day", "hour")
+_YES = {"yes", "y", "true", "1", "on", "subscribed"}
+_NO = {"no", "n", "false", "0", "off", "unsubscribed"}
+_SKEW = dt.timedelta(minutes=5)   # a CRM clock a little ahead is not "the future"
 _ID_COLUMNS = ("id", "customer_id")
 _MAX_ID = 1024
 
@@ -45,7 +66,8 @@ def export_csv(database: Database, campaign: str | None = None) -> str:
             stored.campaign, stored.customer_id,
             "" if c.topics is None else ";".join(c.topics),
             c.frequency or "", c.paused_until or "", c.format or "", flag[c.large_type],
-            c.locale or "", flag[c.tracking], stored.updated_at, stored.source])
+            c.locale or "", flag[c.tracking], c.day or "",
+            "" if c.hour is None else str(c.hour), stored.updated_at, stored.source])
     return buffer.getvalue()
 
 
@@ -54,6 +76,8 @@ class ImportResult:
     changed: int = 0
     unchanged: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)   # (line, reason)
+    # (line, why): a resubscribe older than an unsubscribe stored since; it stays out
+    kept_out: list[tuple[int, str]] = field(default_factory=list)
 
 
 def _text(data: bytes) -> str:
@@ -95,18 +119,69 @@ def import_csv(database: Database, path: Path, *, campaign: str, offer: Offer
         if row.get("topics"):
             fields += [("topics", t.strip()) for t in row["topics"].split(";") if t.strip()]
         try:
+            if not offer.time and any(row.get(name) for name in _TIME_COLUMNS):
+                raise BadChoice(f"day and hour: campaign {campaign} does not offer a "
+                                f"preferred day and hour (preferences.time)")
             choices = choices_from_form(fields, offer)
+            subscribed = _subscribed(row.get("subscribed", ""))
+            at = _time(row.get("subscribed_at", ""))
         except BadChoice as exc:
             result.rejected.append((line, str(exc)))
             continue
-        changed = record(database, campaign=campaign, customer_id=customer_id,
-                         choices=choices, source="crm", form="crm-import",
-                         form_version=version)
+        changed = bool(record(database, campaign=campaign, customer_id=customer_id,
+                              choices=choices, source="crm", form="crm-import",
+                              form_version=version))
+        if subscribed is True:
+            done = resubscribe(database, campaign=campaign, customer_id=customer_id,
+                               source="crm", form="crm-import", form_version=version,
+                               topics=offer.topics, at=at)
+            changed = changed or bool(done.change)
+            if done.later is not None:
+                result.kept_out.append((line, (
+                    f"subscribed at {at} but unsubscribed later, on "
+                    f"{done.later.recorded_at} (via {done.later.source}): stays out")))
+        elif subscribed is False:
+            when = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
+            if SuppressionStore(database).record(campaign, customer_id, "", "crm",
+                                                 scope=campaign, at=when):
+                log_unsubscribe(database, campaign=campaign, customer_id=customer_id,
+                                scope=campaign, source="crm", form_version=version)
+                changed = True
         if changed:
             result.changed += 1
         else:
             result.unchanged += 1
     return result
+
+
+def _subscribed(value: str) -> bool | None:
+    """The `subscribed` cell: yes, no, or empty (leave it)."""
+    lowered = value.strip().lower()
+    if not lowered:
+        return None
+    if lowered in _YES:
+        return True
+    if lowered in _NO:
+        return False
+    raise BadChoice(f"subscribed must be yes or no, not {value[:40]!r}")
+
+
+def _time(value: str) -> str | None:
+    """The `subscribed_at` cell as the store's UTC text, None when empty."""
+    text = value.strip()
+    if not text:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        raise BadChoice(f"subscribed_at must be an ISO date or time, not {text[:40]!r}"
+                        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    if when > dt.datetime.now(dt.UTC) + _SKEW:
+        # a time ahead would beat every unsubscribe until then
+        raise BadChoice(f"subscribed_at {text[:40]} is in the future")
+    return now_text(when)
 
 
 __all__ = ["COLUMNS", "ImportResult", "export_csv", "import_csv"]

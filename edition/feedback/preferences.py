@@ -52,6 +52,8 @@ class Offer:
     topics: tuple[str, ...] = ()
     languages: tuple[str, ...] = ("en", "es")
     time: bool = False   # a preferred day and hour (preferences.time)
+    # how often (and a pause): not for a transactional campaign, whose bill must come
+    frequency: bool = True
 
 
 def client_hash(ip: str | None, user_agent: str | None) -> str:
@@ -98,8 +100,9 @@ def choices_from_form(fields: Iterable[tuple[str, str]], offer: Offer) -> Choice
                 raise BadChoice(f"topic {value[:40]!r} is not offered")
             if value not in topics:
                 topics.append(value)
-        elif name in {"frequency", "format", "large_type", "locale", "tracking",
-                      "paused_until"} or (offer.time and name in {"day", "hour"}):
+        elif name in {"format", "large_type", "locale", "tracking"} or (
+                offer.frequency and name in {"frequency", "paused_until"}) or (
+                offer.time and name in {"day", "hour"}):
             single.setdefault(name, value)
         elif name not in {"form", "token"}:
             raise BadChoice(f"{name[:40]!r} is not a field of the preference page")
@@ -110,7 +113,7 @@ def choices_from_form(fields: Iterable[tuple[str, str]], offer: Offer) -> Choice
         if single["frequency"] not in FREQUENCIES:
             raise BadChoice(f"frequency must be one of {', '.join(FREQUENCIES)}")
         values["frequency"] = single["frequency"]
-    if whole and not single.get("paused_until"):
+    if whole and offer.frequency and not single.get("paused_until"):
         values["paused_until"] = ""   # the page's date left empty: no end (record clears it)
     if single.get("paused_until"):
         import datetime as dt
@@ -222,7 +225,8 @@ def offer_for(root: Path, campaign: str) -> Offer | None:
         block = data.get("preferences")
         topics = block.get("topics") if isinstance(block, dict) else None
         return Offer(tuple(str(k) for k in topics) if isinstance(topics, dict) else (), (),
-                     bool(block.get("time")) if isinstance(block, dict) else False)
+                     bool(block.get("time")) if isinstance(block, dict) else False,
+                     data.get("kind") != "transactional")
     return None
 
 

@@ -320,13 +320,19 @@ class UnsubscribeLinks:
         gives links marked unsigned (for a dry-run preview: they cannot be verified, and
         `signed` is False so nothing made with them may be sent).
         """
+        center = getattr(campaign, "preferences", None)   # a stand-in campaign may lack it
         if campaign.kind == "transactional":
-            return None
+            # no unsubscribe and no List-Unsubscribe (a bill must come), but the
+            # preference center's signed link when it has one ("the bill as a PDF, on
+            # the 1st"): a link object with no unsubscribe base
+            if center is None:
+                return None
+            return cls.build(campaign.name, "", None, environ,
+                             allow_unsigned=allow_unsigned, preferences=center.url)
         if not campaign.unsubscribe_url:
             raise ContentError("unsubscribe_url is required for marketing e-mail (an https "
                                "URL where the unsubscribe server answers), or set kind: "
                                "transactional", campaign.file)
-        center = getattr(campaign, "preferences", None)   # a stand-in campaign may lack it
         return cls.build(campaign.name, campaign.unsubscribe_url, campaign.unsubscribe_mailto,
                          environ, allow_unsigned=allow_unsigned,
                          preferences=center.url if center is not None else None)
@@ -351,6 +357,11 @@ class UnsubscribeLinks:
         return make_token(campaign=self.campaign, customer_id=customer_id, address=address,
                           secret=self._secret, locale=locale)
 
+    @property
+    def unsubscribes(self) -> bool:
+        """False for a transactional campaign's links: a preference link only."""
+        return bool(self.base)
+
     def url(self, customer_id: str, address: str | None, locale: str | None = None) -> str:
         """The link for the message body (the page then speaks the customer's `locale`)."""
         return _tokened(self.base, self.token(customer_id, address, locale))
@@ -365,7 +376,10 @@ class UnsubscribeLinks:
 
     def headers(self, customer_id: str, address: str | None,
                 locale: str | None = None) -> dict[str, str]:
-        """List-Unsubscribe (+ List-Unsubscribe-Post when the link is https)."""
+        """List-Unsubscribe (+ List-Unsubscribe-Post when the link is https); none for
+        a transactional campaign."""
+        if not self.unsubscribes:
+            return {}
         token = self.token(customer_id, address, locale)
         extra = _tokened(self.mailto, token) if self.mailto else None
         return list_unsubscribe_headers(_tokened(self.base, token), extra)

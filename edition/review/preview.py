@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.audience.customers import find_customer
+from edition.audience.preferences import RESUBSCRIBED
 from edition.audience.selection import OTHER_CAMPAIGNS
 from edition.audience.sources import CustomerSource
 from edition.errors import RunError
@@ -38,11 +39,12 @@ class PreviewResult:
     document: bytes | None = None
     html: str | None = None
     explanation: str = ""
+    resubscribed: str | None = None   # "subscribed again by the customer on D (...)"
 
     def as_dict(self) -> dict[str, Any]:
         return {"customer_id": self.customer_id, "status": self.status, "reason": self.reason,
                 "segments": self.segments, "version": self.version, "subject": self.subject,
-                "slots": self.slots}
+                "slots": self.slots, "resubscribed": self.resubscribed}
 
 
 
@@ -87,6 +89,7 @@ def preview_customer(campaign: str, customer_id: str, *, customers: str | None =
                         if not s.reason.startswith(OTHER_CAMPAIGNS)],
             "other_campaigns": len(others),
         })
+    result.resubscribed = item.fields.get(RESUBSCRIBED)
     if item.skipped is not None:
         result.status, result.reason = item.skipped[0], str(item.skipped[1])
     elif item.failure is not None:
@@ -136,6 +139,8 @@ def explain(result: PreviewResult, plan: Plan, source: CustomerSource) -> str:
     for segment, problem in result.missing.items():
         lines.append(f"  rule {segment!r} is false: missing field {problem!r}")
     lines.append(f"version: {result.version}")
+    if result.resubscribed:
+        lines.append(f"mailed: {result.resubscribed}")
     if result.subject is not None:
         lines.append(f"subject: {result.subject}")
     for slot in result.slots:

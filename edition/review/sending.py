@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edition.audience.preferences import PreferenceSnapshot
 from edition.audience.suppression import Suppression
 from edition.content.campaign import load_campaign
 from edition.errors import ApprovalError, EditionError, FolderBusy, RunError
@@ -91,12 +92,19 @@ def suppression_for(campaign: Any) -> SuppressionCheck:
 
     Customer columns (`unsubscribed`, `email_status`) were judged when the run rendered;
     the approved row carries only the id and the address, which is what lists and the
-    store match on. The one place `edition send` and the approval flow take it from.
+    store match on. The customer's own "no" in the preference center (paused, every
+    topic switched off) is asked again too: it is an unsubscribe by another door. The
+    one place `edition send` and the approval flow take it from.
     """
     suppression = Suppression.load(campaign)
+    choices = PreferenceSnapshot.load(campaign)
 
     def is_suppressed(customer_id: str, fields: Mapping[str, Any]) -> str | None:
-        return suppression.reason_for({"id": customer_id, "email": fields.get("email")})
+        found = suppression.reason_for({"id": customer_id, "email": fields.get("email")})
+        if found is None and len(choices):
+            # apply() changes the fields it is given: a throwaway copy
+            found = choices.apply({"id": customer_id, "email": fields.get("email")})
+        return found
 
     return is_suppressed
 

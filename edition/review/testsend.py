@@ -67,7 +67,8 @@ def test_send(options: RunOptions, customer_ids: Sequence[str], address: str) ->
                 # a token carries str(locale), and nothing for an empty one
                 given = fields.get("locale")
                 locale = str(given) if given else None
-                fields["unsubscribe_url"] = encoder.links.url(customer_id, to, locale)
+                if encoder.links.unsubscribes:
+                    fields["unsubscribe_url"] = encoder.links.url(customer_id, to, locale)
                 preferences = encoder.links.preferences_url(customer_id, to, locale)
                 if preferences is not None:
                     fields["preferences_url"] = preferences

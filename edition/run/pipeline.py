@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edition.audience.customers import Row
-from edition.audience.preferences import APPLIED, PreferenceSnapshot
+from edition.audience.preferences import APPLIED, RESUBSCRIBED, PreferenceSnapshot
 from edition.audience.preferred_time import preferred_time_deferral
 from edition.audience.suppression import Suppression
 from edition.content.limits import watchdog
@@ -65,6 +65,8 @@ class WorkItem:
             extra = {"experiment": self.experiment, **extra}
         if APPLIED in self.fields:   # what the customer's own choices changed
             extra = {"choices": self.fields[APPLIED], **extra}
+        if RESUBSCRIBED in self.fields:
+            extra = {"resubscribed": self.fields[RESUBSCRIBED], **extra}
         return ManifestRow(customer_id=self.row.customer_id, status=status, line=self.row.line,
                            version=self.version.id if self.version else None,
                            version_digest=self.version.digest if self.version else None,
@@ -202,6 +204,11 @@ class Pipeline:
         if suppressed is not None:  # in dry runs too, so a preview tells the truth
             item.skipped = ("suppressed", suppressed)
             return item
+        if self.suppression is not None and (
+                back := self.suppression.resubscribed(item.fields)) is not None:
+            # in again only by their own "subscribe again": the manifest and preview say so
+            item.fields[RESUBSCRIBED] = back
+            item.fields[APPLIED] = [*item.fields.get(APPLIED, ()), "resubscribed"]
         if self.cadence is not None:
             item.skipped = self.cadence.hold(row.customer_id, item.fields)
             if item.skipped is not None:
@@ -227,9 +234,10 @@ class Pipeline:
     def sign_links(self, item: WorkItem) -> None:
         """The personal layer's one-click link: signed, never the bare customer id."""
         if self.encoder.links is not None:
-            item.fields["unsubscribe_url"] = self.encoder.links.url(
-                str(item.row.customer_id), item.fields.get("email"),
-                item.fields.get("locale"))
+            if self.encoder.links.unsubscribes:   # not for a transactional campaign
+                item.fields["unsubscribe_url"] = self.encoder.links.url(
+                    str(item.row.customer_id), item.fields.get("email"),
+                    item.fields.get("locale"))
             preferences = self.encoder.links.preferences_url(
                 str(item.row.customer_id), item.fields.get("email"),
                 item.fields.get("locale"))

@@ -19,7 +19,9 @@ limits, and every problem is reported at once:
   misspelt known ones; HTML over 102 KB, which Gmail clips, and an
   unsubscribe link after the clip point; images without alt text; no `lang` on
   <html>; no preheader; unsigned unsubscribe links; a customer whose own data fails;
-- facts: the audience, and how many customers would be excluded or suppressed.
+- facts: the audience, and how many customers would be excluded or suppressed; how
+  many customers' own choices (the preference center) change what they get, and how
+  many get nothing by their choice (paused, every topic off).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Any
 from jinja2 import Environment, TemplateError, meta, nodes
 
 from edition.audience.customers import Row, Source, batches, columns, read_customers
+from edition.audience.preferences import APPLIED, DECLINED
 from edition.content.campaign import by_locale
 from edition.content.errors_at_lines import closest, line_of
 from edition.content.fields import Print, prints
@@ -75,6 +78,9 @@ class Preflight:
     # per (file, line, field) a template prints: customers who get there, who lack it
     reached: Counter[tuple[str, int, str]] = field(default_factory=Counter)
     lacking: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    chosen: int = 0                      # customers whose own choices change their edition
+    choices: Counter[str] = field(default_factory=Counter)    # choice -> customers
+    declined: int = 0                    # customers who get nothing by their own choice
 
     @property
     def audience(self) -> int:
@@ -85,7 +91,15 @@ class Preflight:
         line = (f"{self.rows:,} customer rows: {self.audience:,} in the audience, "
                 f"{self.excluded:,} excluded, {self.suppressed:,} suppressed, "
                 f"{self.rejected:,} rejected; {len(self.versions):,} versions")
-        return [line, *(f"{n:,} × {why}" for why, n in self.reasons.most_common(10))]
+        facts = [line]
+        if self.chosen or self.declined:
+            facts.append(
+                f"customers' own choices (preference center): {self.chosen:,} get an edition "
+                f"they changed (" + (", ".join(f"{name} {n:,}" for name, n in
+                                              sorted(self.choices.items())) or "none")
+                + f"), {self.declined:,} get nothing by their choice (paused or every "
+                  f"topic off)")
+        return facts + [f"{n:,} × {why}" for why, n in self.reasons.most_common(10)]
 
     def table(self) -> list[tuple[str, str]]:
         """(level, message) rows for the report and the flow's artifacts."""
@@ -110,6 +124,9 @@ class Scan:
     html: dict[str, list[str]] = field(default_factory=dict)        # warning -> versions
     reached: Counter[tuple[str, int, str]] = field(default_factory=Counter)
     lacking: Counter[tuple[str, int, str]] = field(default_factory=Counter)
+    chosen: int = 0
+    choices: Counter[str] = field(default_factory=Counter)
+    declined: int = 0
 
 
 # Scanning a batch yields rows of preflight's tally; `absorb` adds scans up in input order.
@@ -144,7 +161,8 @@ def run_preflight(options: RunOptions, plan: Plan, *, source: Source, pipeline: 
         found.errors += [ContentError(e, campaign.file) for e in errors]
         found.warnings += warnings
     if pipeline.encoder.links is not None and not pipeline.encoder.links.signed:
-        found.warnings.append("unsubscribe links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
+        what = "unsubscribe" if pipeline.encoder.links.unsubscribes else "preference-center"
+        found.warnings.append(f"{what} links are unsigned (EDITION_UNSUBSCRIBE_SECRET is "
                               "not set): set it before sending")
     if "pdf" in plan.formats:
         found.errors += stylesheet_problems(campaign)
@@ -188,8 +206,12 @@ def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]
             item = pipeline.prepare(row, BatchResult([]), links=False)
             if item.skipped is not None:
                 count_skipped(scan, item.skipped)
+                scan.declined += getattr(item.skipped[1], "code", "") in DECLINED
                 continue
             fields, version = item.fields, item.version
+            if fields.get(APPLIED):
+                scan.chosen += 1
+                scan.choices.update(fields[APPLIED])
             if version is None:
                 continue
         else:
@@ -217,7 +239,8 @@ def _provided(plan: Plan, pipeline: Any) -> set[str]:
     # every row has an id, a locale and interests (the reader sees to it); the pipeline
     # adds the unsubscribe link to every customer's fields just before rendering
     links = pipeline is None or pipeline.encoder.links is not None
-    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if links else set())
+    unsubscribes = links and (pipeline is None or pipeline.encoder.links.unsubscribes)
+    provided = {"id", "locale", "interests"} | ({"unsubscribe_url"} if unsubscribes else set())
     if links and getattr(plan.campaign, "preferences", None) is not None:
         provided.add("preferences_url")
     return provided
@@ -263,6 +286,9 @@ def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
         found.excluded += scan.excluded
         found.suppressed += scan.suppressed
         found.reasons.update(scan.reasons)
+        found.chosen += scan.chosen
+        found.choices.update(scan.choices)
+        found.declined += scan.declined
         for vid, n in scan.versions.items():
             found.versions[vid] = found.versions.get(vid, 0) + n
         for key, message, file, line in scan.errors:

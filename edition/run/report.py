@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from edition import private
+from edition.audience.preferences import DECLINED
 from edition.databases import masked
 from edition.markdown_text import code, text
 from edition.outcomes import STATUSES, ManifestRow
@@ -174,12 +175,17 @@ def render_report(tally: Tally, info: RunInfo, seconds: float, note: str = "") -
     out += _table(["status", "customers"],
                   [[s, f"{tally.status.get(s, 0):,}"] for s in STATUSES if tally.status.get(s)]
                   or [["(no customers)", 0]])
-    if tally.chosen:
-        out += ["", "## Customers' choices", "",
-                f"{tally.chosen:,} customer(s) get an edition changed by their own choices in "
-                f"the preference center: " + ", ".join(
-                    f"{text(name)} {n:,}" for name, n in sorted(tally.choices.items())) + ".",
-                "Paused customers are under Suppressed customers."]
+    declined = sum(n for (status, reason), n in tally.codes.items()
+                   if status == "suppressed" and reason in DECLINED)
+    if tally.chosen or declined:
+        out += ["", "## Customers' choices", ""]
+        if tally.chosen:
+            out.append(f"{tally.chosen:,} customer(s) get an edition changed by their own "
+                       f"choices in the preference center: " + ", ".join(
+                           f"{text(name)} {n:,}" for name, n in sorted(tally.choices.items()))
+                       + ".")
+        out.append(f"{declined:,} customer(s) get nothing by their own choice (paused, or "
+                   f"every topic switched off): they are under Suppressed customers.")
     if info.preflight:
         # errors stop a run before its folder exists, so a report shows warnings and facts
         out += ["", "## Preflight", ""]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edition.audience.suppression import event_source
+from edition.render.unsubscribe import Subscriber
 from edition.send.bounces import SoftBounceRule
 from edition.store.events import Event, EventStore
 from edition.store.suppressions import SuppressionStore, store_location_by_name
@@ -98,6 +99,24 @@ class Ingester:
         result = Ingested()
         for event in found:
             self._one(event, result)
+        return result
+
+    def unsubscribe(self, who: Subscriber) -> Ingested:
+        """An unsubscribe request that came by mail (the List-Unsubscribe mailto): the
+        campaign's unsubscribe, as the one-click link records it, with its consent
+        record; a repeated request changes nothing."""
+        from edition.feedback.preferences import log_unsubscribe
+
+        result = Ingested()
+        _, suppressions = self.stores(who.campaign)
+        if suppressions.record(who.campaign, who.customer_id, who.address_hash, "mailto"):
+            log_unsubscribe(suppressions.database, campaign=who.campaign,
+                            customer_id=who.customer_id, scope=who.campaign,
+                            source="mailto")
+            result.counts["unsubscribe request"] += 1
+            result.suppressed.append(f"{who.customer_id}: unsubscribed (mailto)")
+        else:
+            result.counts["duplicate"] += 1
         return result
 
     def _one(self, event: Event, result: Ingested) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from edition.errors import UsageError
@@ -51,8 +51,10 @@ def _kind(document: Mapping[str, Any]) -> str:
 
 
 def events_from_ses(document: Any, secrets: tuple[bytes, ...], *,
-                    envelope_id: str = "") -> list[Event]:
-    """The events of one SES notification (one per recipient it names)."""
+                    envelope_id: str = "",
+                    sent: Callable[[str], Identity | None] | None = None) -> list[Event]:
+    """The events of one SES notification (one per recipient it names); `sent` names
+    the message by SES's messageId when its headers do not (sent_messages.py)."""
     note = unwrap(document)
     if not envelope_id and isinstance(document, Mapping):
         envelope_id = str(document.get("MessageId") or "")
@@ -69,6 +71,9 @@ def events_from_ses(document: Any, secrets: tuple[bytes, ...], *,
     # SES's own id of this feedback (bounces, complaints); else the notification's
     base = str(detail.get("feedbackId") or envelope_id or _digest(note))
     message_id = str(mail.get("messageId") or "")
+    if not identity.customer_id and sent is not None:
+        # exact: the id SES gave the message when we sent it (the ledger's provider_id)
+        identity = sent(message_id) or identity
     return list(_per_recipient(kind, detail, identity, base, message_id, when))
 
 
