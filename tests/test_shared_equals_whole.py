@@ -172,6 +172,10 @@ FORMERLY_UNSHAREABLE = {  # the probe alone could not share these; partial evalu
                    "default('') }}</p>"),
     "defined": page("<p>{{ customer.first_name is defined }} "
                     "{{ customer.first_name | default('?') }}</p>"),
+    # a module body that reads the customer, stripped to a lead paragraph (the Foundation
+    # port's <p class="lead">): striptags and truncate read the whole filled-in text
+    "striptags": page("{% for a in articles %}<p class=\"lead\">{{ a.html | striptags | "
+                      "truncate(24) }}</p><p>{{ a.html | striptags | upper }}</p>{% endfor %}"),
 }
 # Values in class and id attributes, next to the template's own words, with CSS that
 # selects on classes, ids and (Apple Mail's) attribute selectors that name no held attribute.
