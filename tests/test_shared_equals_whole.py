@@ -178,9 +178,11 @@ FORMERLY_UNSHAREABLE = {  # the probe alone could not share these; partial evalu
                       "truncate(24) }}</p><p>{{ a.html | striptags | upper }}</p>{% endfor %}"),
 }
 # Values in class and id attributes, next to the template's own words, with CSS that
-# selects on classes, ids and (Apple Mail's) attribute selectors that name no held attribute.
+# selects on classes, ids, (Apple Mail's) attribute selectors that name no held attribute,
+# and (Foundation's) attribute selectors that compare the class attribute with a value.
 CLASSES = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><style>.points { color: red; } "
            ".vip { font-weight: bold; } .pointsgold { color: gold; } #hero { margin: 0; } "
+           "p:not([class*=large-offset]) { padding: 1px; } a[href] { color: blue; } "
            "a[x-apple-data-detectors] { color: inherit; } div[style*=\"margin: 16px 0\"] "
            "{ margin: 0; }</style></head><body>\n"
            "<p class=\"points{{ customer.tier | default('') }}\">a</p>"
@@ -404,9 +406,11 @@ def test_module_body_reading_a_missing_field_fails_the_same_way(own: dict[str, O
 
 def test_values_in_class_and_id_share_unless_they_name_what_the_css_selects(
         own: dict[str, Own]) -> None:
-    """Cerberus-style CSS (attribute selectors for Apple Mail) no longer sends every
-    customer down the per-customer inlining; a value that makes a selected class or id
-    (`points` + `gold` = `.pointsgold`, ` vip`, `hero`) is inlined alone, byte-identical."""
+    """Cerberus-style CSS (attribute selectors for Apple Mail) and Foundation's
+    (`:not([class*=large-offset])`, `a[href]`) no longer send every customer down the
+    per-customer inlining; a value that makes a selected class or id (`points` + `gold` =
+    `.pointsgold`, ` vip`, `hero`) or holds a compared value (`large-offset-1`) is
+    inlined alone, byte-identical."""
     subject = own["classes"]
     base = {"id": "c1", "first_name": "Ann", "locale": "en", "interests": []}
     for values, path in [({"tier": "-plain"}, "shared"),
@@ -415,7 +419,10 @@ def test_values_in_class_and_id_share_unless_they_name_what_the_css_selects(
                          ({"tier": "-x", "vip": True}, "html inlined per customer"),
                          ({"tier": "gold"}, "html inlined per customer"),
                          ({"tier": " vip"}, "html inlined per customer"),
-                         ({"nickname": "hero"}, "html inlined per customer")]:
+                         ({"nickname": "hero"}, "html inlined per customer"),
+                         ({"tier": " large-offset-1"}, "html inlined per customer"),
+                         ({"tier": "large-"}, "shared"),
+                         ({"tier": "large-", "id": "offset"}, "shared")]:
         fields = base | values
         version = subject.plan.version_of(fields)[3]
         rendered = subject.renderer.render(version, fields)
@@ -424,6 +431,8 @@ def test_values_in_class_and_id_share_unless_they_name_what_the_css_selects(
         assert rendered.paths["html"].startswith(path), (values, rendered.paths)
     assert 'class="pointsgold" style="color: gold' in subject.renderer.whole(
         version, base | {"tier": "gold"}).html
+    offset = subject.renderer.whole(version, base | {"tier": " large-offset-1"}).html
+    assert '<p class="x  large-offset-1 y">b</p>' in offset  # no padding: not selected
 
 
 # -- the outside corpus: popular open-source layouts (tests/corpus/templates) -------------
