@@ -1,11 +1,13 @@
 """Templates we did not write, through the real command line (issue 19, item 6).
 
 Each layout of tests/corpus/templates (Cerberus, Lee Munroe's responsive template,
-Postmark's receipt, Mailchimp's simple-basic blueprint) is a campaign over the sample
-modules; its customers look like a shop's export (an empty city, no points, no orders,
-a VIP flag, a hostile name now and then). validate passes, the run renders every
-customer from the version's shared rendering in html, text and eml, and says so in
-run.json and report.md; PDF and its preflight work on the same layouts.
+Postmark's receipt, Mailchimp's simple-basic blueprint, Foundation for Emails' newsletter,
+the MJML team's newsletter as MJML compiles it) is a campaign over the sample modules;
+its customers look like a shop's export (an empty city, no points, no orders, a VIP
+flag, a hostile name now and then). validate passes, the run renders every customer
+from the version's shared rendering in html, text and eml, and says so in run.json and
+report.md; PDF and its preflight work on the same layouts; and so do the messy customer
+files of tests/corpus/customers (semicolons, BOM, UTF-16, Windows-1252...).
 """
 
 from __future__ import annotations
@@ -122,3 +124,49 @@ def test_corpus_pdfs_render_and_preflight_refuses_a_remote_image(
     assert "via.placeholder.com" in out + err and "Traceback" not in out + err
     assert not (tmp_path / "refused" / "pdf").exists() or not any(
         (tmp_path / "refused" / "pdf").iterdir())
+
+
+MESSY = Path(__file__).resolve().parent / "corpus" / "customers"
+# the six people of tests/corpus/customers (its README.md), as they must come out
+PEOPLE = {"C1": "José", "C2": "Zoë", "C3": "Françoise", "C4": "Ørjan", "C5": "Jürgen",
+          "C6": "Ana"}
+# file -> (rows, rejected); each corpus layout takes some of them in turn
+MESSY_FILES = {"excel-semicolon-bom.csv": (6, 0), "semicolon.csv": (6, 0),
+               "excel-unicode-text.txt": (6, 0), "tabs.tsv": (6, 0), "pipes.csv": (6, 0),
+               "crlf.csv": (6, 0), "quoted-newlines.csv": (12, 1), "bom-crlf.jsonl": (6, 0),
+               "excel-windows-1252.csv": (6, 0)}
+
+
+@pytest.mark.parametrize("index", range(max(len(MESSY_FILES), len(NAMES))))
+def test_corpus_campaigns_over_messy_customer_files(site: Path, cli: Cli, tmp_path: Path,
+                                                    index: int) -> None:
+    """A shop's own export, not our JSONL: semicolons and a decimal comma, a BOM, UTF-16,
+    Windows-1252 (read with --encoding), quoted newlines. Every corpus layout validates
+    (exit 0) and renders every readable row from its version's shared rendering in a dry
+    run, the names as written; a row without an address is rejected, not the run."""
+    name = NAMES[index % len(NAMES)]
+    file = sorted(MESSY_FILES)[index % len(MESSY_FILES)]
+    rows, rejected = MESSY_FILES[file]
+    extra = ("--encoding", "windows-1252") if "1252" in file else ()
+    campaign = site / "campaigns" / f"{name}.yaml"
+    code, out, err = cli("validate", campaign, "--customers", MESSY / file, *extra, cwd=site)
+    assert code == 0, out + err
+    assert f"{rows} customer rows, {rejected} would be rejected" in out + err
+    folder = tmp_path / "out"
+    code, out, err = cli("run", campaign, "--customers", MESSY / file, *extra,
+                         "--as-of", AS_OF, "--out", folder, "--workers", "1", cwd=site,
+                         timeout=600)
+    assert code == 0, out + err
+    manifest = [json.loads(line) for line in
+                (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(manifest) == rows
+    assert sum(r["status"] == "rejected" for r in manifest) == rejected
+    rendered = [r for r in manifest if r["status"] == "rendered"]
+    assert len(rendered) == rows - rejected
+    for row in rendered:
+        html = (folder / row["files"]["html"]).read_text(encoding="utf-8")
+        person = PEOPLE.get(row["customer_id"])
+        assert person is None or person in html, (name, file, row["customer_id"])
+        assert f"id={row['customer_id']}" in html
+    html_path = run_json(folder)["rendering"]["html"]
+    assert html_path["shared"] == html_path["customers"] == rows - rejected, html_path

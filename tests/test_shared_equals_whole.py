@@ -172,11 +172,17 @@ FORMERLY_UNSHAREABLE = {  # the probe alone could not share these; partial evalu
                    "default('') }}</p>"),
     "defined": page("<p>{{ customer.first_name is defined }} "
                     "{{ customer.first_name | default('?') }}</p>"),
+    # a module body that reads the customer, stripped to a lead paragraph (the Foundation
+    # port's <p class="lead">): striptags and truncate read the whole filled-in text
+    "striptags": page("{% for a in articles %}<p class=\"lead\">{{ a.html | striptags | "
+                      "truncate(24) }}</p><p>{{ a.html | striptags | upper }}</p>{% endfor %}"),
 }
 # Values in class and id attributes, next to the template's own words, with CSS that
-# selects on classes, ids and (Apple Mail's) attribute selectors that name no held attribute.
+# selects on classes, ids, (Apple Mail's) attribute selectors that name no held attribute,
+# and (Foundation's) attribute selectors that compare the class attribute with a value.
 CLASSES = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><style>.points { color: red; } "
            ".vip { font-weight: bold; } .pointsgold { color: gold; } #hero { margin: 0; } "
+           "p:not([class*=large-offset]) { padding: 1px; } a[href] { color: blue; } "
            "a[x-apple-data-detectors] { color: inherit; } div[style*=\"margin: 16px 0\"] "
            "{ margin: 0; }</style></head><body>\n"
            "<p class=\"points{{ customer.tier | default('') }}\">a</p>"
@@ -400,26 +406,38 @@ def test_module_body_reading_a_missing_field_fails_the_same_way(own: dict[str, O
 
 def test_values_in_class_and_id_share_unless_they_name_what_the_css_selects(
         own: dict[str, Own]) -> None:
-    """Cerberus-style CSS (attribute selectors for Apple Mail) no longer sends every
-    customer down the per-customer inlining; a value that makes a selected class or id
-    (`points` + `gold` = `.pointsgold`, ` vip`, `hero`) is inlined alone, byte-identical."""
+    """Cerberus-style CSS (attribute selectors for Apple Mail) and Foundation's
+    (`:not([class*=large-offset])`, `a[href]`) no longer send every customer down the
+    per-customer inlining. A value that makes a selected class or id (`points` + `gold` =
+    `.pointsgold`, ` vip`, `hero`) or holds a compared value (`large-offset-1`) decides
+    how the page is inlined: a short one becomes part of the customer's shape (inlined
+    once for all who wrote it); a long one is inlined alone. Byte-identical either way."""
     subject = own["classes"]
     base = {"id": "c1", "first_name": "Ann", "locale": "en", "interests": []}
+    long_vip = "x" * 50 + " vip"
     for values, path in [({"tier": "-plain"}, "shared"),
-                         ({}, "html inlined per customer"),  # `points` alone is selected
+                         ({}, "shared"),  # `points` alone is selected: its own shape
                          ({"tier": "-x", "vip": False}, "shared"),
-                         ({"tier": "-x", "vip": True}, "html inlined per customer"),
-                         ({"tier": "gold"}, "html inlined per customer"),
-                         ({"tier": " vip"}, "html inlined per customer"),
-                         ({"nickname": "hero"}, "html inlined per customer")]:
+                         ({"tier": "-x", "vip": True}, "shared"),
+                         ({"tier": "gold"}, "shared"),
+                         ({"tier": " vip"}, "shared"),
+                         ({"nickname": "hero"}, "shared"),
+                         ({"tier": " large-offset-1"}, "shared"),
+                         ({"tier": "large-"}, "shared"),
+                         ({"tier": "large-", "id": "offset"}, "shared"),
+                         ({"tier": long_vip}, "html inlined per customer"),
+                         ({"tier": "<b> vip"}, "shared")]:
         fields = base | values
         version = subject.plan.version_of(fields)[3]
-        rendered = subject.renderer.render(version, fields)
-        whole = subject.renderer.whole(version, fields)
-        assert rendered.html == whole.html, values
-        assert rendered.paths["html"].startswith(path), (values, rendered.paths)
+        for _ in range(2):  # the first of a shape is checked against inlining it whole
+            rendered = subject.renderer.render(version, fields)
+            whole = subject.renderer.whole(version, fields)
+            assert rendered.html == whole.html, values
+            assert rendered.paths["html"].startswith(path), (values, rendered.paths)
     assert 'class="pointsgold" style="color: gold' in subject.renderer.whole(
         version, base | {"tier": "gold"}).html
+    offset = subject.renderer.whole(version, base | {"tier": " large-offset-1"}).html
+    assert '<p class="x  large-offset-1 y">b</p>' in offset  # no padding: not selected
 
 
 # -- the outside corpus: popular open-source layouts (tests/corpus/templates) -------------

@@ -46,6 +46,7 @@ from edition.render.skeleton import (
     NotShareable,
     Residual,
     SharedDocument,
+    _plain_text,
     split,
 )
 from edition.render.versions import Version
@@ -72,7 +73,22 @@ CACHED_SHAPES = 512
 SHAPES_PER_VERSION = 64
 
 
+# A value that decides how the page is inlined is made part of its shape when it is a
+# short word (`vip`, not a customer's free text), at most this many per customer.
+FOLDS = 3
+FOLDED_VALUE = 40
+
 SHARED = "shared"
+
+
+def _folded(layout: Layout, index: int) -> Layout:
+    """The layout with value `index` made part of the template's text (its shape)."""
+    statics = [*layout.statics[:index],
+               layout.statics[index] + layout.values[index] + layout.statics[index + 1],
+               *layout.statics[index + 2:]]
+    return Layout((*layout.key, ("folded", index, layout.values[index])), statics,
+                  layout.values[:index] + layout.values[index + 1:],
+                  layout.where[:index] + layout.where[index + 1:])
 
 
 @dataclass
@@ -400,27 +416,40 @@ class EditionRenderer:
               page: str) -> tuple[str, str]:
         """The inlined page from its shape's inlined skeleton, or inlined for this customer
         alone (correct, slower), with the reason."""
-        key = (version.digest, layout.key)
-        with self._marks_lock:
-            shape = self._shapes.get(key)
-        if shape is None:
-            if docs.shapes >= SHAPES_PER_VERSION:
-                return inline(page), (f"html inlined per customer: more than "
-                                      f"{SHAPES_PER_VERSION} shapes in one version")
-            docs.shapes += 1
-            shape = inlining.shape_inlined(layout, page)
+        key: tuple[Any, ...] = (version.digest, layout.key)
+        where = ""
+        for folds in range(FOLDS + 1):
             with self._marks_lock:
-                self._shapes[key] = shape
-        if isinstance(shape, str):
-            return inline(page), f"html inlined per customer: {shape}"
-        html = shape.fill(layout.values)
-        if html is None:
+                shape = self._shapes.get(key)
+            if shape is None:
+                if docs.shapes >= SHAPES_PER_VERSION:
+                    return inline(page), (f"html inlined per customer: more than "
+                                          f"{SHAPES_PER_VERSION} shapes in one version")
+                docs.shapes += 1
+                shape = inlining.shape_inlined(layout, page)
+                with self._marks_lock:
+                    self._shapes[key] = shape
+            if isinstance(shape, str):
+                return inline(page), f"html inlined per customer: {shape}"
+            html = shape.fill(layout.values)
+            if html is not None:
+                return html, SHARED
             index = shape.failing(layout.values)
-            where = layout.where[index] if index is not None else ""
-            return inline(page), ("html inlined per customer: a value with markup, raw "
-                                  "characters or a class or id the CSS selects"
-                                  + (f" ({where})" if where else ""))
-        return html, SHARED
+            if index is None:
+                break
+            where = layout.where[index]
+            value = layout.values[index]
+            if folds == FOLDS or len(value) > FOLDED_VALUE or not _plain_text(value):
+                break
+            # The value decides how the page is inlined: `class="row{% if customer.vip %}
+            # vip{% endif %}"` glues it to `row`, a class the CSS selects (Foundation's
+            # layouts select nearly every class). A short plain value (a branch's word)
+            # is made part of the shape: customers who wrote the same share its inlining.
+            layout = _folded(layout, index)
+            key = (*key, (index, value))
+        return inline(page), ("html inlined per customer: a value with markup, raw "
+                              "characters or a class or id the CSS selects"
+                              + (f" ({where})" if where else ""))
 
     def _self_check(self, version: Version, fields: Mapping[str, Any],
                     docs: VersionDocs) -> bool:

@@ -18,11 +18,14 @@ from edition.render.skeleton import CLOSE, MARKER, OPEN, PRIVATE, Layout, Shared
 from renderers.html import inline
 
 # CSS that could style a hole differently by the customer's value: ":empty" and the like
-# whatever the hole; an attribute selector (`[style*=...]`, `a[x-apple-data-detectors]`)
-# only when it names an attribute a hole sits in; class and id selectors when a hole sits
-# in `class` or `id`. With it the version is rendered whole per customer.
+# whatever the hole, and any attribute selector on `style` that holds a hole: with it the
+# version is rendered whole per customer. Class and id selectors, and attribute selectors
+# with a value (Foundation's `:not([class*=large-offset])`), when a hole sits in that
+# attribute, are checked per customer (`_guarded`). An attribute selector without a
+# value (`a[x-apple-data-detectors]`) asks only whether the attribute is there.
 _CONTENT_SENSITIVE_CSS = re.compile(r":empty|:blank|:has\(|:contains")
-_ATTRIBUTE_SELECTOR = re.compile(r"\[\s*(?:[\w-]*\|)?([\w-]+)")
+_VALUE_SELECTOR = re.compile(
+    r"\[\s*(?:[\w-]*\|)?([\w-]+)\s*[~|^$*]?=\s*(\"[^\"]*\"|'[^']*'|[^\]\s]+)")
 _SELECTED_BY_NAME = {"style"}  # merged with the rules' declarations
 # class and id holes are fine as long as a customer's value names no class or id the CSS
 # selects on: checked per customer (`_guarded`), a customer whose value does is inlined alone
@@ -61,20 +64,17 @@ def css_is_value_sensitive(html: str) -> bool:
 
     `html` is the page with its holes marked. Cerberus, Foundation and Mailchimp's
     layouts all carry attribute selectors (`a[x-apple-data-detectors]`,
-    `div[style*="margin: 16px 0"]`) for Apple Mail and Android: they decide nothing about
-    a customer's id in an href, so they only count when they name an attribute that
-    holds a hole.
+    `div[style*="margin: 16px 0"]`, `th.columns:not([class*=large-offset])`): they decide
+    nothing about a customer's id in an href. A hole in `style` is merged with the rules'
+    declarations, so it always counts; a hole in another attribute a selector compares
+    is checked per customer (`finishers`).
     """
     styles = _STYLE.findall(html)
     if not styles:
         return False
     if any(_CONTENT_SENSITIVE_CSS.search(css) for css in styles):
         return True
-    held = hole_attributes(html)
-    if held & _SELECTED_BY_NAME:
-        return True
-    return any(name.lower() in held for css in styles
-               for name in _ATTRIBUTE_SELECTOR.findall(css))
+    return bool(hole_attributes(html) & _SELECTED_BY_NAME)
 
 
 def hole_attributes(html: str) -> set[str]:
@@ -184,7 +184,7 @@ def inlined(page: str, where: list[str]) -> SharedDocument | str:
     found = MARKER.findall(result)
     if sorted(found) != sorted(MARKER.findall(page)):
         return "a customer value sits where CSS inlining drops it"
-    finish = finishers(result, selected_tokens(page))
+    finish = finishers(result, selected_tokens(page), selected_values(page))
     if finish is None:
         return "a customer value sits in a tag name, comment, <style> or <script>"
     pieces = MARKER.split(result)
@@ -196,22 +196,44 @@ def inlined(page: str, where: list[str]) -> SharedDocument | str:
 
 def selected_tokens(html: str) -> dict[str, frozenset[str]]:
     """The class names and ids the page's CSS selects on (`.vip`, `#hero`)."""
-    css = _COMMENT.sub("", " ".join(_STYLE.findall(html)))
-    css = re.sub(r"\{[^{}]*\}", "{}", css)  # selectors only, not `0.5em` or `#fff`
+    css = _selectors(html)
     return {attribute: frozenset(pattern.findall(css))
             for attribute, pattern in _SELECTED_TOKENS.items()}
 
 
-def _guarded(selected: frozenset[str], left: str, right: str) -> Callable[[str], str | None]:
+def selected_values(html: str) -> dict[str, frozenset[str]]:
+    """Per attribute (lower case), the values the CSS's attribute selectors compare it
+    with (`large-offset` in `[class*=large-offset]`), lower case."""
+    found: dict[str, set[str]] = {}
+    for name, value in _VALUE_SELECTOR.findall(_selectors(html)):
+        value = value[1:-1] if value[:1] in "\"'" else value
+        found.setdefault(name.lower(), set()).add(value.lower())
+    return {name: frozenset(values) for name, values in found.items()}
+
+
+def _selectors(html: str) -> str:
+    css = _COMMENT.sub("", " ".join(_STYLE.findall(html)))
+    return re.sub(r"\{[^{}]*\}", "{}", css)  # selectors only, not `0.5em` or `#fff`
+
+
+def _guarded(selected: frozenset[str], left: str, right: str,
+             compared: frozenset[str] = frozenset()) -> Callable[[str], str | None]:
     """An attribute finisher that gives up (None: this customer is inlined alone) when a
     class or id the CSS selects on is among the words the value makes with the text
-    touching it (`left`, `right`: `points` in `class="points{{ x }}"`). In the skeleton
+    touching it (`left`, `right`: `points` in `class="points{{ x }}"`), or when a value an
+    attribute selector compares with (`compared`) occurs in those words. In the skeleton
     those words hold the marker and match nothing; for this customer they must not either.
+    (A selector's match that touches the value lies within those words, whatever its
+    operator, unless the compared value holds a space: then the customer is inlined alone.)
     """
     def finish(jinja_output: str) -> str | None:
         value = _parsed(jinja_output)
         if value is None or selected.intersection((left + value + right).split()):
             return None
+        if compared:
+            words = (left + value + right).lower()
+            if any(c in words or c != "".join(c.split()) for c in compared if c):
+                return None
         return _as_attribute(jinja_output)
     return finish
 
@@ -229,6 +251,7 @@ def _touching(tag: str, start: int, end: int) -> tuple[str, str] | None:
 
 
 def finishers(inlined: str, selected: dict[str, frozenset[str]] | None = None,
+              compared: dict[str, frozenset[str]] | None = None,
               ) -> list[Callable[[str], str | None]] | None:
     """Per hole (in order), how its Jinja output is written in the inlined document.
 
@@ -276,7 +299,7 @@ def finishers(inlined: str, selected: dict[str, frozenset[str]] | None = None,
         tag_start, tag_end = in_tag_spans[span_index]
         name = _OPEN_ATTRIBUTE.search(inlined[tag_start:hole.start()])
         attribute = name[1].lower() if name else ""
-        if attribute not in _SELECTED_TOKENS:
+        if attribute not in _SELECTED_TOKENS and attribute not in (compared or {}):
             result.append(_as_attribute)
             continue
         touching = _touching(inlined[tag_start:tag_end], hole.start() - tag_start,
@@ -284,7 +307,8 @@ def finishers(inlined: str, selected: dict[str, frozenset[str]] | None = None,
         if touching is None:
             result.append(lambda _: None)
         else:
-            result.append(_guarded((selected or {}).get(attribute, frozenset()), *touching))
+            result.append(_guarded((selected or {}).get(attribute, frozenset()), *touching,
+                                   (compared or {}).get(attribute, frozenset())))
     return result
 
 

@@ -39,7 +39,7 @@ from edition.render.residual import (
     Fragment,
     Residualizer,
 )
-from edition.render.skeleton import CLOSE, OPEN, Hole, NotShareable, Piece, Step
+from edition.render.skeleton import CLOSE, OPEN, Hole, NotShareable, Piece, Step, TextHole
 
 # customer fields that are part of the version key: constants for the skeleton
 CONSTANT_FIELDS = frozenset({"locale"})
@@ -70,6 +70,32 @@ class FieldProbe:
 
     def __repr__(self) -> str:
         return f"<probe customer.{self.field}>"
+
+
+class TextProbe(FieldProbe):
+    """Stands for text holding customer data (its markers) after some filters: filled
+    in and filtered per customer (skeleton.TextHole)."""
+
+    __slots__ = ("inner", "markup", "text")
+
+    def __init__(self, text: str, markup: bool, inner: tuple[Hole | Piece, ...],
+                 steps: tuple[Step, ...] = ()):
+        super().__init__("(text containing customer data)", steps)
+        self.text, self.markup, self.inner = text, markup, inner
+
+    def then(self, step: Step) -> TextProbe:
+        return TextProbe(self.text, self.markup, self.inner, (*self.steps, step))
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotShareable("text containing customer data is used in an expression")
+
+    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __str__ = __html__ = __len__ = __iter__ = __contains__ = __getitem__ = _refuse
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
+    __mod__ = __rmod__ = __truediv__ = __rtruediv__ = __floordiv__ = _refuse
+    __neg__ = __pos__ = __int__ = __float__ = __index__ = __call__ = _refuse
+    __format__ = __round__ = _refuse
+    __hash__ = None  # type: ignore[assignment]
 
 
 class CustomerProbe:
@@ -225,8 +251,13 @@ class ProbeEnvironment(EditionEnvironment):
             holes = self.recorder.holes
             if holes is None:
                 raise NotShareable("not recording")
-            holes.append(Hole(value.field, value.steps, bool(eval_ctx.autoescape),
-                              self._printing_line()))
+            if isinstance(value, TextProbe):
+                holes.append(TextHole(value.field, value.steps, bool(eval_ctx.autoescape),
+                                      self._printing_line(), value.text, value.markup,
+                                      value.inner))
+            else:
+                holes.append(Hole(value.field, value.steps, bool(eval_ctx.autoescape),
+                                  self._printing_line()))
             return f"{OPEN}{len(holes) - 1}{CLOSE}"
         if isinstance(value, Tainted):
             return Markup(str.__str__(value))
@@ -259,6 +290,17 @@ class ProbeEnvironment(EditionEnvironment):
                 autoescape = bool(lead and pass_arg is _PassArg.eval_context
                                   and lead[0].autoescape)
                 return value.then(Step(func, pass_arg, args, tuple(kwargs.items()), autoescape))
+            if (isinstance(value, str) and OPEN in str.__str__(value)
+                    and pass_arg is not _PassArg.context):
+                # a module body that reads the customer, through striptags or truncate:
+                # filled in, then filtered, per customer
+                holes = self.recorder.holes
+                if holes is None:
+                    raise NotShareable("not recording")
+                text = TextProbe(str.__str__(value), isinstance(value, Markup), tuple(holes))
+                autoescape = bool(lead and pass_arg is _PassArg.eval_context
+                                  and lead[0].autoescape)
+                return text.then(Step(func, pass_arg, args, tuple(kwargs.items()), autoescape))
             if tainted(value):
                 raise NotShareable(f"text containing customer data goes through {name!r}")
             return func(*all_args, **kwargs)

@@ -19,7 +19,7 @@ from jinja2 import nodes
 from jinja2.compiler import Frame
 from jinja2.nodes import EvalContext
 from jinja2.utils import _PassArg
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from edition.content.environment import BoundedCodeGenerator, CustomerView, EditionEnvironment
 from edition.content.limits import DocumentTooLarge
@@ -64,6 +64,10 @@ class Hole:
         """The value after the filters, before escaping (may raise UndefinedError)."""
         value = fields[self.field] if self.field in fields else env.undefined(
             obj=view, name=self.field)
+        return self.apply(value, env)
+
+    def apply(self, value: Any, env: EditionEnvironment) -> Any:
+        """The filters, as Jinja applied them where the hole stands."""
         for step in self.steps:
             kwargs = dict(step.kwargs)
             if step.pass_arg is _PassArg.environment:
@@ -80,6 +84,32 @@ class Hole:
         """What Jinja writes for this hole when rendering the whole template."""
         value = self.raw(fields, view, env)
         return str(escape(value)) if self.escaped else str(value)
+
+
+@dataclass(frozen=True)
+class TextHole(Hole):
+    """Text that holds customer data (a module body that reads the customer), through
+    filters: `{{ a.html | striptags | truncate(80) }}`. A filter such as striptags reads
+    the whole text (tags, entities, spaces across a value's edges), so it cannot go
+    value by value: per customer the text is filled in first, exactly as the whole
+    render has it, then the same filters run on it."""
+
+    text: str = ""
+    markup: bool = False                  # the text was Markup (a rendered body)
+    inner: tuple[Hole | Piece, ...] = ()  # the slots its markers point to
+
+    def raw(self, fields: Mapping[str, Any], view: CustomerView,
+            env: EditionEnvironment) -> Any:
+        limit = env.limits.document_bytes
+
+        def fill(match: re.Match[str]) -> str:
+            slot = self.inner[int(match.group(1))]
+            if isinstance(slot, Hole):
+                return slot.output(fields, view, env)
+            return unmarked(slot.output(view, env, limit))
+
+        text = MARKER.sub(fill, self.text)
+        return self.apply(Markup(text) if self.markup else text, env)
 
 
 def _autoescaping(env: EditionEnvironment) -> EvalContext:
