@@ -35,18 +35,13 @@ from pydantic import Field
 
 from edition.content.campaign import Campaign
 from edition.errors import EditionError, UsageError
-from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key, new_run_id
 from edition.review.approval import (
     APPROVAL_FILE,
     Review,
-    earlier_run,
     file_digest,
-    summary_lines,
-    table_rows,
 )
-from edition.review.diff import RunDiff, diff_runs
-from edition.review.send_plan import mailing_lines
+from edition.review.review_page import review_page
 from edition.review.sending import SENDS_FOLDER, SendSummary, health_check, send_approved
 from edition.run.context import out_folder, target_of
 from edition.run.folder import is_remote
@@ -104,61 +99,6 @@ def needs_review(options: RunOptions, campaign: Campaign, *, review: bool) -> bo
 def dry_run_of(options: RunOptions) -> RunOptions:
     """The same run rendering only (its mailing kept, for the approval)."""
     return options.replace(send=False, resend_unknown=False, new_mailing=False)
-
-
-# -- what the reviewer reads ------------------------------------------------------------
-
-
-def _previous_diff(review: Review) -> tuple[Path | None, RunDiff | None]:
-    previous = earlier_run(review.facts)
-    if previous is None:
-        return None, None
-    try:
-        return previous, diff_runs(previous, review.folder, samples=5)
-    except Exception:  # a damaged old run must not stop the review
-        return previous, None
-
-
-def review_markdown(review: Review, campaign: Campaign, link: Callable[[Path], str],
-                    timeout_hours: float, to: str | None = None
-                    ) -> tuple[str, list[dict[str, str]], str]:
-    """(the summary, the warnings table, the changes) for the artifacts and the form."""
-    facts = review.facts
-    out_dir = review.folder
-    summary = ["# Review before sending", "", *summary_lines(facts),
-               *mailing_lines(facts, campaign, to), "",
-               f"[Browse the editions]({link(out_dir)}) · "
-               f"[report.md]({link(out_dir / 'report.md')})", ""]
-    unsendable = review.unsendable()
-    refused = review.problems(allow_failed=False)
-    if unsendable:
-        summary += ["**Cannot be sent as it is:** " + "; ".join(unsendable)
-                    + ". Nothing will be sent; fix the campaign and run it again.", ""]
-    elif refused:
-        summary += ["**Cannot be sent as it is:** " + "; ".join(refused)
-                    + " (tick allow_failed to send the others)", ""]
-    summary += [ASK.format(hours=f"{timeout_hours:g}"), ""]
-    warnings: list[dict[str, str]] = []
-    for title, lines in facts.warnings().items():
-        rows = table_rows(lines)
-        if rows:
-            warnings += [{"section": title, **row} for row in rows]
-        else:
-            warnings += [{"section": title, "reason": line.lstrip("-* ")} for line in lines]
-    previous, diff = _previous_diff(review)
-    if previous is None:
-        changes = "No earlier approved or sent run of this campaign to compare with."
-    elif diff is None:
-        changes = f"Could not compare with the last approved or sent run ({previous})."
-    else:
-        changes = "\n".join(["# Changes since the last approved or sent run", "",
-                             fenced("\n".join(diff.summary_lines(limit=30)))])
-        for sample in diff.samples:
-            changes += (f"\n\nCustomer {code(sample.customer_id)} ({text(sample.reason)}):"
-                        f"\n\n{fenced(sample.diff or '(text identical)', 'diff')}")
-    summary += ["## Changes", "", changes.replace("# Changes since", "### Changes since", 1)
-                if diff else changes]
-    return "\n".join(summary), warnings, changes
 
 
 def rendered_here(review: Review) -> str | None:
@@ -305,7 +245,8 @@ def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path],
 
     logger = get_run_logger()
     out_dir = review.folder
-    summary, warnings, changes = review_markdown(review, campaign, link, timeout_hours, to)
+    summary, warnings, changes = review_page(review, campaign, link,
+                                             ASK.format(hours=f"{timeout_hours:g}"), to)
     name = campaign.name
     create_markdown_artifact(summary, key=artifact_key("review", name),
                              description=f"{name}: what will be sent, for the approver")

@@ -38,6 +38,7 @@ from edition.run.context import customers_file, estimate_rows
 from edition.run.folder import is_remote, read_from
 from edition.run.lifecycle import Lifecycle, execute
 from edition.run.options import RunOptions
+from edition.run.roots import resolve_campaign
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
@@ -55,7 +56,6 @@ from flows.form import (
     run_date,
 )
 from flows.refusals import quiet_refusals, refused
-from flows.roots import resolve_campaign
 from flows.tasks import executor_for
 
 quiet_refusals()

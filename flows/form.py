@@ -11,7 +11,7 @@ added to RunOptions appears under `advanced` by itself, and the few the form lea
 are listed with the reason (`NOT_IN_FORM`). `RunForm.options()` turns it into
 `RunOptions` by name; `RunOptions.build` is the one check of the values. The form adds
 only what a form needs: the campaign by its name, paths relative to the content root,
-the confinement of a served run (flows/roots.py), the two switches to send, and the
+the confinement of a served run (edition/run/roots.py), the two switches to send, and the
 task runner's settings.
 """
 
@@ -36,12 +36,18 @@ from pydantic import (
 )
 
 from edition.content.campaign import find_root
-from edition.databases import held, is_database_url
+from edition.databases import held
 from edition.errors import UsageError
 from edition.run.options import RunOptions, parse_run_date
+from edition.run.roots import (
+    Roots,
+    campaign_problem,
+    own_target,
+    resolve_campaign,
+    resolve_customers,
+)
 from edition.run.workers import plan_for
 from edition.send.delivery import unshared_ledger
-from flows.roots import Roots, campaign_problem, resolve_campaign
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -231,13 +237,13 @@ class _Form(BaseModel):
 
     def confinement(self, campaign: Path | None, customers: str | None, out: str | None
                     ) -> list[str]:
-        """What a served run may not do (flows/roots.py), and settings that do not fit."""
+        """What a served run may not do (edition/run/roots.py), and settings that do not fit."""
         problems = []
         roots = Roots.from_env()
         settings = self.advanced
         if roots is not None:
             problems += roots.problems(campaign=campaign, customers=customers, out=out,
-                                       to=self.to or None, own_target=_own_target(campaign),
+                                       to=self.to or None, own_target=own_target(campaign),
                                        dask_address=settings.dask_address or None)
         if settings.dask_address and settings.task_runner != "dask":
             problems.append("dask_address needs task_runner dask")
@@ -297,39 +303,12 @@ def check_parameters(campaign: str, **parameters: Any) -> RunOptions:
                                          if v is not None}).options()
 
 
-def resolve_customers(customers: str | None, root: Path | None) -> tuple[str | None, list[str]]:
-    """A customer file relative to the content root first, then the working directory;
-    a SQL source as it is (checked when it is read). (location, problems)"""
-    if not customers:
-        return None, []
-    if is_database_url(customers):
-        return customers, []
-    candidate = Path(customers).expanduser()
-    if not candidate.is_absolute() and root is not None:
-        in_root = root / candidate
-        candidate = in_root if in_root.exists() or not candidate.exists() else candidate
-    problems = [] if candidate.is_file() else [f"customer file not found: {customers!r}"]
-    return str(candidate.resolve()), problems
-
-
 def run_date(as_of: dt.date | str | None) -> tuple[dt.date | None, list[str]]:
     """The form's `as_of` ("" or YYYY-MM-DD; a date from Python): (date or None, problems)."""
     try:
         return parse_run_date(as_of), []
     except ValueError as exc:
         return None, [str(exc)]
-
-
-def _own_target(path: Path | None) -> str | None:
-    """The campaign's delivery target (a `to` equal to it needs no --allow)."""
-    if path is None:
-        return None
-    from edition.content.campaign import load_campaign
-
-    try:
-        return load_campaign(path).target
-    except Exception:  # an invalid campaign is reported by plan_for, with file and line
-        return None
 
 
 def dask_problems(options: RunOptions, runner: str, dask_address: str | None) -> list[str]:

@@ -20,10 +20,10 @@ from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key, safe_name
 from edition.review.preview import PreviewResult
 from edition.review.preview import preview_customer as preview
+from edition.run.roots import Roots, campaign_problem, resolve_campaign, resolve_customers
 from flows.campaign import output_link
-from flows.form import AsOf, Text, resolve_customers, run_date
+from flows.form import AsOf, Text, run_date
 from flows.refusals import refused
-from flows.roots import Roots, campaign_problem, resolve_campaign
 
 
 def _cell(value: Any) -> str:

@@ -98,7 +98,7 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
         return
     try:
         from edition.content.campaign import load_campaign
-        from flows.roots import resolve_campaign
+        from edition.run.roots import resolve_campaign
 
         campaign = load_campaign(resolve_campaign(str(ref)) or str(ref))  # a name or a file
     except Exception as exc:

@@ -152,8 +152,8 @@ def test_the_form_takes_dates_and_times_as_iso_text() -> None:
 
 def test_the_campaign_is_found_by_name_or_by_path(site: Path, monkeypatch) -> None:
     from edition.errors import UsageError
+    from edition.run.roots import ROOT_ENV
     from flows.campaign import check_parameters
-    from flows.roots import ROOT_ENV
 
     file = site / "campaigns" / "weekly-newsletter.yaml"
     monkeypatch.setenv(ROOT_ENV, str(site))
