@@ -20,7 +20,6 @@ marketing messages carry no working unsubscribe link is refused before the pause
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +45,9 @@ from edition.review.sending import SENDS_FOLDER, SendSummary, health_check, send
 from edition.run.context import out_folder, target_of
 from edition.run.folder import is_remote
 from edition.run.options import RunOptions
-from edition.run.summary import RunSummary
 from edition.run.workers import Work
 from edition.send.delivery import channel_of
+from flows.ending import ended, output_link
 from flows.experiments import publish_experiment
 from flows.form import RunSettings
 from flows.tasks import executor_for
@@ -96,8 +95,15 @@ def needs_review(options: RunOptions, campaign: Campaign, *, review: bool) -> bo
     return options.send and review
 
 
-def dry_run_of(options: RunOptions) -> RunOptions:
-    """The same run rendering only (its mailing kept, for the approval)."""
+def dry_run_of(options: RunOptions, campaign: Campaign) -> RunOptions:
+    """The same run rendering only (its mailing kept, for the approval); its folder must
+    be on this machine: the approval hashes it and the approved send reads it."""
+    out = out_folder(options, campaign)
+    if is_remote(out):
+        raise UsageError(f"review_before_send needs a run folder on this machine, not "
+                         f"{out}; set out to a local folder, or turn review_before_send off")
+    get_run_logger().warning("rendering as a dry run; it is sent to %s only once an approver "
+                             "resumes this run", target_of(options, campaign))
     return options.replace(send=False, resend_unknown=False, new_mailing=False)
 
 
@@ -134,23 +140,8 @@ def _cancel_expired_pause(message: str) -> Any:
     return Cancelled(message=message)
 
 
-def render_then_review(options: RunOptions, campaign: Campaign, settings: RunSettings, *,
-                       run: Callable[[RunOptions, RunSettings], RunSummary],
-                       link: Callable[[Path], str]) -> Any:
-    """Render the run as a dry run (`run`: the flow's), then review, pause and send."""
-    out = out_folder(options, campaign)
-    if is_remote(out):
-        # the approval hashes and the approved send read the run folder on this machine
-        raise UsageError(f"review_before_send needs a run folder on this machine, not "
-                         f"{out}; set out to a local folder, or turn review_before_send off")
-    get_run_logger().warning("rendering as a dry run; it is sent to %s only once an approver "
-                             "resumes this run", target_of(options, campaign))
-    rendered = run(dry_run_of(options), settings)
-    return review_then_send(options, campaign, Path(rendered.out_dir), settings, link=link)
-
-
 def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
-                     settings: RunSettings, *, link: Callable[[Path], str]) -> Any:
+                     settings: RunSettings) -> Any:
     """Publish the review, pause for the ApprovalForm, then send or cancel.
 
     The run folder is held (its lock) from the review to the approval: nothing re-renders
@@ -170,7 +161,7 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
             for warning in health_check(campaign, channel_of(target_of(options, campaign)),
                                         force=options.force):
                 logger.warning(warning)
-            answer = _review_and_pause(review, campaign, link, settings.approval_timeout_hours,
+            answer = _review_and_pause(review, campaign, settings.approval_timeout_hours,
                                        options.to)
             if not isinstance(answer, dict):
                 return answer   # Failed, or Cancelled (rejected, unanswered, refused)
@@ -190,13 +181,9 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
         logger.error(f"{exc}; nothing was sent" if "nothing was sent" not in str(exc)
                      else str(exc))
         return Failed(message=str(exc))
-    _send_artifacts(summary, campaign.name, link)
+    _send_artifacts(summary, campaign.name)
     publish_experiment(campaign)
-    if summary.exit_code:
-        return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
-                              f"than the campaign allows ({summary.failure_limit:,})",
-                      data=summary)
-    return summary
+    return ended(summary)
 
 
 def send_reviewed(options: RunOptions, campaign: Campaign, out_dir: Path,
@@ -221,13 +208,13 @@ def send_reviewed(options: RunOptions, campaign: Campaign, out_dir: Path,
                              force=options.force)
 
 
-def _send_artifacts(summary: SendSummary, name: str, link: Callable[[Path], str]) -> None:
+def _send_artifacts(summary: SendSummary, name: str) -> None:
     """What was sent, for the UI: the send's report, a link to its folder; and the log."""
     logger = get_run_logger()
     create_markdown_artifact(summary.report, key=artifact_key("send-report", name),
                              description=f"{name}: what was sent (approved by "
                                          f"{summary.approved_by})")
-    create_link_artifact(link(Path(summary.send_dir)), link_text=f"Send {summary.send_id}",
+    create_link_artifact(output_link(Path(summary.send_dir)), link_text=f"Send {summary.send_id}",
                          key=artifact_key("send", name),
                          description=f"{name}: manifest.jsonl and report.md of the send")
     logger.info("mailing %s: %s", summary.mailing, summary.sent_line())
@@ -235,8 +222,8 @@ def _send_artifacts(summary: SendSummary, name: str, link: Callable[[Path], str]
         logger.warning(note)
 
 
-def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path], str],
-                      timeout_hours: float, to: str | None) -> Any:
+def _review_and_pause(review: Review, campaign: Campaign, timeout_hours: float,
+                      to: str | None) -> Any:
     """The artifacts, the pause and the record: the approval document, or the state the
     flow run ends in (nothing sent)."""
     from prefect.exceptions import FlowPauseTimeout
@@ -245,7 +232,7 @@ def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path],
 
     logger = get_run_logger()
     out_dir = review.folder
-    summary, warnings, changes = review_page(review, campaign, link,
+    summary, warnings, changes = review_page(review, campaign, output_link,
                                              ASK.format(hours=f"{timeout_hours:g}"), to)
     name = campaign.name
     create_markdown_artifact(summary, key=artifact_key("review", name),
@@ -255,7 +242,7 @@ def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path],
                           description=f"{name}: preflight and report warnings")
     create_markdown_artifact(changes, key=artifact_key("changes", name),
                              description=f"{name}: changes since the last approved or sent run")
-    create_link_artifact(link(out_dir), link_text=f"Browse the editions of {out_dir.name}",
+    create_link_artifact(output_link(out_dir), link_text=f"Browse the editions of {out_dir.name}",
                          key=artifact_key("editions", name),
                          description=f"{name}: the rendered editions awaiting approval")
     unsendable = review.unsendable()

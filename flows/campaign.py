@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -42,6 +40,7 @@ from edition.run.roots import resolve_campaign
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
+from flows.ending import ended, output_link, quiet_refusals, refused
 from flows.experiments import publish_experiment
 from flows.form import (
     DATE_PATTERN,
@@ -55,32 +54,9 @@ from flows.form import (
     form_parameters,
     run_date,
 )
-from flows.refusals import quiet_refusals, refused
 from flows.tasks import executor_for
 
 quiet_refusals()
-
-# Where `edition serve` publishes the output folders over HTTP (loopback), so the
-# artifacts' links open in a browser; without it they are file:// links.
-OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
-OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
-
-
-def output_link(path: Path | str) -> str:
-    """A link a person can open: over `edition serve`'s HTTP server when the path is
-    under its folder, else a file:// URI."""
-    target = Path(path).resolve()
-    base, root = os.environ.get(OUTPUT_URL_ENV), os.environ.get(OUTPUT_ROOT_ENV)
-    if base and root:
-        try:
-            rel = target.relative_to(Path(root).resolve())
-        except ValueError:
-            pass
-        else:
-            suffix = "/" if target.is_dir() else ""
-            return base.rstrip("/") + "/" + quote(rel.as_posix()) + suffix
-    return target.as_uri()
-
 
 def run_name() -> str:
     """`<campaign>-dry-run` or `<campaign>-send` instead of the two words Prefect makes
@@ -125,7 +101,7 @@ def scheduled_mailing(campaign: Path | str | None) -> str | None:
     from prefect.runtime import flow_run
 
     try:
-        if campaign is None or "auto-scheduled" not in (flow_run.get_tags() or []):
+        if campaign is None or not approval.is_scheduled():
             return None
         when = flow_run.get_scheduled_start_time()
         from edition.content.campaign import load_campaign
@@ -156,8 +132,9 @@ def send_campaign(**parameters: Any) -> Any:
         options = form.options(scheduled=scheduled_mailing(resolve_campaign(form.campaign)))
         campaign = plan_for(options).campaign
         if approval.needs_review(options, campaign, review=form.advanced.review_before_send):
-            return approval.render_then_review(options, campaign, form.advanced,
-                                               run=run_batches, link=output_link)
+            rendered = run_batches(approval.dry_run_of(options, campaign), form.advanced)
+            return approval.review_then_send(options, campaign, Path(rendered.out_dir),
+                                             form.advanced)
     except EditionError as exc:
         logger.error("refused before any work: %s", exc)
         return refused(exc)
@@ -167,16 +144,6 @@ def send_campaign(**parameters: Any) -> Any:
         logger.info("dry run: nothing will be sent (turn dry_run off and confirm_send on "
                     "to deliver)")
     return ended(run_batches(options, form.advanced))
-
-
-def ended(summary: RunSummary) -> Any:
-    """The flow run's end: the summary, or a Failed state carrying it (exit 3's runs)."""
-    if summary.exit_code:
-        from prefect.states import Failed
-
-        return Failed(message="; ".join(summary.over_limits()) + "; see the report artifact",
-                      data=summary)
-    return summary
 
 
 _ARTIFACT_LOCK = threading.Lock()

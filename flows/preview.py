@@ -20,9 +20,8 @@ from edition.naming import artifact_key
 from edition.review.preview import preview_customer as preview
 from edition.review.preview_page import selection_markdown, write_page
 from edition.run.roots import Roots, campaign_problem, resolve_campaign, resolve_customers
-from flows.campaign import output_link
+from flows.ending import output_link, refused
 from flows.form import AsOf, Text, run_date
-from flows.refusals import refused
 
 
 def check_preview_parameters(campaign: str, customer_id: str, customers: str | None = None,

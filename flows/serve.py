@@ -173,7 +173,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     """
     from prefect.settings import PREFECT_API_URL
 
-    from flows.campaign import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
+    from flows.ending import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
 
     log = _logger()
     root = Path(root).resolve()
