@@ -188,7 +188,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     if work_pool:
         deploy_to_pool(root, served, work_pool, environment, log)
         return
-    from flows.recovery import ServeLock
+    from edition.run.serve_lock import ServeLock
 
     deployments, _ = build_deployments(root)
     lock = ServeLock(root / "out")
