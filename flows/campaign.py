@@ -16,7 +16,6 @@ the same summary as a local run.
 from __future__ import annotations
 
 import functools
-import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -33,10 +32,11 @@ from prefect.artifacts import (
 from edition.errors import EditionError, RunError, UsageError
 from edition.naming import artifact_key
 from edition.run.context import customers_file, estimate_rows
-from edition.run.folder import is_remote, read_from
+from edition.run.folder import is_remote
 from edition.run.lifecycle import Lifecycle, execute
 from edition.run.options import RunOptions
 from edition.run.roots import resolve_campaign
+from edition.run.run_page import report_with_samples, version_rows
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
@@ -212,28 +212,10 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     links to editions are given for a local folder only."""
     location = summary.out_dir
     remote = is_remote(location)
-    out_dir = Path(location)
-    samples = []
-    for fmt in ("html", "text", "pdf"):
-        if not remote and (out_dir / fmt).is_dir():
-            samples = sorted((out_dir / fmt).iterdir())[:3]
-            break
-    report = summary.report
-    if samples:
-        report += ("\n## Open an edition\n\n"
-                   + "\n".join(f"- [{p.parent.name}/{p.name}]({output_link(p)})"
-                               for p in samples)
-                   + f"\n\nAll files: [{out_dir.name}]({output_link(out_dir)})\n")
-    create_markdown_artifact(report, key=artifact_key("report", campaign),
+    create_markdown_artifact(report_with_samples(summary, output_link),
+                             key=artifact_key("report", campaign),
                              description=f"Run report for {campaign}")
-    try:
-        versions = json.loads(read_from(location, "versions.json") or b"{}")["versions"]
-    except (RunError, ValueError, KeyError):
-        versions = []
-    rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
-             "segments": ", ".join(v["segments"]) or "-",
-             **{slot: ", ".join(ids) for slot, ids in v["modules"].items()}}
-            for v in versions[:500]]
+    total, rows = version_rows(location)
     if summary.preflight:
         create_table_artifact([{"level": level, "finding": message}
                                for level, message in summary.preflight],
@@ -241,8 +223,8 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
                               description=f"Preflight of {campaign}: warnings and audience")
     if rows:
         create_table_artifact(rows, key=artifact_key("versions", campaign),
-                              description=f"{len(versions)} versions of {campaign}")
-    create_link_artifact(location if remote else output_link(out_dir),
+                              description=f"{total} versions of {campaign}")
+    create_link_artifact(location if remote else output_link(location),
                          link_text=f"Output folder of run {summary.run_id}",
                          key=artifact_key("output", campaign),
                          description=f"manifest.jsonl, report.md and the editions of {campaign}")
