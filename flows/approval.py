@@ -20,7 +20,6 @@ marketing messages carry no working unsubscribe link is refused before the pause
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,25 +34,20 @@ from pydantic import Field
 
 from edition.content.campaign import Campaign
 from edition.errors import EditionError, UsageError
-from edition.markdown_text import code, fenced, text
 from edition.naming import artifact_key, new_run_id
 from edition.review.approval import (
     APPROVAL_FILE,
     Review,
-    earlier_run,
     file_digest,
-    summary_lines,
-    table_rows,
 )
-from edition.review.diff import RunDiff, diff_runs
-from edition.review.send_plan import mailing_lines
+from edition.review.review_page import review_page
 from edition.review.sending import SENDS_FOLDER, SendSummary, health_check, send_approved
 from edition.run.context import out_folder, target_of
 from edition.run.folder import is_remote
 from edition.run.options import RunOptions
-from edition.run.summary import RunSummary
 from edition.run.workers import Work
 from edition.send.delivery import channel_of
+from flows.ending import ended, output_link
 from flows.experiments import publish_experiment
 from flows.form import RunSettings
 from flows.tasks import executor_for
@@ -101,64 +95,16 @@ def needs_review(options: RunOptions, campaign: Campaign, *, review: bool) -> bo
     return options.send and review
 
 
-def dry_run_of(options: RunOptions) -> RunOptions:
-    """The same run rendering only (its mailing kept, for the approval)."""
+def dry_run_of(options: RunOptions, campaign: Campaign) -> RunOptions:
+    """The same run rendering only (its mailing kept, for the approval); its folder must
+    be on this machine: the approval hashes it and the approved send reads it."""
+    out = out_folder(options, campaign)
+    if is_remote(out):
+        raise UsageError(f"review_before_send needs a run folder on this machine, not "
+                         f"{out}; set out to a local folder, or turn review_before_send off")
+    get_run_logger().warning("rendering as a dry run; it is sent to %s only once an approver "
+                             "resumes this run", target_of(options, campaign))
     return options.replace(send=False, resend_unknown=False, new_mailing=False)
-
-
-# -- what the reviewer reads ------------------------------------------------------------
-
-
-def _previous_diff(review: Review) -> tuple[Path | None, RunDiff | None]:
-    previous = earlier_run(review.facts)
-    if previous is None:
-        return None, None
-    try:
-        return previous, diff_runs(previous, review.folder, samples=5)
-    except Exception:  # a damaged old run must not stop the review
-        return previous, None
-
-
-def review_markdown(review: Review, campaign: Campaign, link: Callable[[Path], str],
-                    timeout_hours: float, to: str | None = None
-                    ) -> tuple[str, list[dict[str, str]], str]:
-    """(the summary, the warnings table, the changes) for the artifacts and the form."""
-    facts = review.facts
-    out_dir = review.folder
-    summary = ["# Review before sending", "", *summary_lines(facts),
-               *mailing_lines(facts, campaign, to), "",
-               f"[Browse the editions]({link(out_dir)}) · "
-               f"[report.md]({link(out_dir / 'report.md')})", ""]
-    unsendable = review.unsendable()
-    refused = review.problems(allow_failed=False)
-    if unsendable:
-        summary += ["**Cannot be sent as it is:** " + "; ".join(unsendable)
-                    + ". Nothing will be sent; fix the campaign and run it again.", ""]
-    elif refused:
-        summary += ["**Cannot be sent as it is:** " + "; ".join(refused)
-                    + " (tick allow_failed to send the others)", ""]
-    summary += [ASK.format(hours=f"{timeout_hours:g}"), ""]
-    warnings: list[dict[str, str]] = []
-    for title, lines in facts.warnings().items():
-        rows = table_rows(lines)
-        if rows:
-            warnings += [{"section": title, **row} for row in rows]
-        else:
-            warnings += [{"section": title, "reason": line.lstrip("-* ")} for line in lines]
-    previous, diff = _previous_diff(review)
-    if previous is None:
-        changes = "No earlier approved or sent run of this campaign to compare with."
-    elif diff is None:
-        changes = f"Could not compare with the last approved or sent run ({previous})."
-    else:
-        changes = "\n".join(["# Changes since the last approved or sent run", "",
-                             fenced("\n".join(diff.summary_lines(limit=30)))])
-        for sample in diff.samples:
-            changes += (f"\n\nCustomer {code(sample.customer_id)} ({text(sample.reason)}):"
-                        f"\n\n{fenced(sample.diff or '(text identical)', 'diff')}")
-    summary += ["## Changes", "", changes.replace("# Changes since", "### Changes since", 1)
-                if diff else changes]
-    return "\n".join(summary), warnings, changes
 
 
 def rendered_here(review: Review) -> str | None:
@@ -194,23 +140,8 @@ def _cancel_expired_pause(message: str) -> Any:
     return Cancelled(message=message)
 
 
-def render_then_review(options: RunOptions, campaign: Campaign, settings: RunSettings, *,
-                       run: Callable[[RunOptions, RunSettings], RunSummary],
-                       link: Callable[[Path], str]) -> Any:
-    """Render the run as a dry run (`run`: the flow's), then review, pause and send."""
-    out = out_folder(options, campaign)
-    if is_remote(out):
-        # the approval hashes and the approved send read the run folder on this machine
-        raise UsageError(f"review_before_send needs a run folder on this machine, not "
-                         f"{out}; set out to a local folder, or turn review_before_send off")
-    get_run_logger().warning("rendering as a dry run; it is sent to %s only once an approver "
-                             "resumes this run", target_of(options, campaign))
-    rendered = run(dry_run_of(options), settings)
-    return review_then_send(options, campaign, Path(rendered.out_dir), settings, link=link)
-
-
 def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
-                     settings: RunSettings, *, link: Callable[[Path], str]) -> Any:
+                     settings: RunSettings) -> Any:
     """Publish the review, pause for the ApprovalForm, then send or cancel.
 
     The run folder is held (its lock) from the review to the approval: nothing re-renders
@@ -230,7 +161,7 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
             for warning in health_check(campaign, channel_of(target_of(options, campaign)),
                                         force=options.force):
                 logger.warning(warning)
-            answer = _review_and_pause(review, campaign, link, settings.approval_timeout_hours,
+            answer = _review_and_pause(review, campaign, settings.approval_timeout_hours,
                                        options.to)
             if not isinstance(answer, dict):
                 return answer   # Failed, or Cancelled (rejected, unanswered, refused)
@@ -250,13 +181,9 @@ def review_then_send(options: RunOptions, campaign: Campaign, out_dir: Path,
         logger.error(f"{exc}; nothing was sent" if "nothing was sent" not in str(exc)
                      else str(exc))
         return Failed(message=str(exc))
-    _send_artifacts(summary, campaign.name, link)
+    _send_artifacts(summary, campaign.name)
     publish_experiment(campaign)
-    if summary.exit_code:
-        return Failed(message=f"{summary.failed:,} customer(s) failed or are unknown, more "
-                              f"than the campaign allows ({summary.failure_limit:,})",
-                      data=summary)
-    return summary
+    return ended(summary)
 
 
 def send_reviewed(options: RunOptions, campaign: Campaign, out_dir: Path,
@@ -281,13 +208,13 @@ def send_reviewed(options: RunOptions, campaign: Campaign, out_dir: Path,
                              force=options.force)
 
 
-def _send_artifacts(summary: SendSummary, name: str, link: Callable[[Path], str]) -> None:
+def _send_artifacts(summary: SendSummary, name: str) -> None:
     """What was sent, for the UI: the send's report, a link to its folder; and the log."""
     logger = get_run_logger()
     create_markdown_artifact(summary.report, key=artifact_key("send-report", name),
                              description=f"{name}: what was sent (approved by "
                                          f"{summary.approved_by})")
-    create_link_artifact(link(Path(summary.send_dir)), link_text=f"Send {summary.send_id}",
+    create_link_artifact(output_link(Path(summary.send_dir)), link_text=f"Send {summary.send_id}",
                          key=artifact_key("send", name),
                          description=f"{name}: manifest.jsonl and report.md of the send")
     logger.info("mailing %s: %s", summary.mailing, summary.sent_line())
@@ -295,8 +222,8 @@ def _send_artifacts(summary: SendSummary, name: str, link: Callable[[Path], str]
         logger.warning(note)
 
 
-def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path], str],
-                      timeout_hours: float, to: str | None) -> Any:
+def _review_and_pause(review: Review, campaign: Campaign, timeout_hours: float,
+                      to: str | None) -> Any:
     """The artifacts, the pause and the record: the approval document, or the state the
     flow run ends in (nothing sent)."""
     from prefect.exceptions import FlowPauseTimeout
@@ -305,7 +232,8 @@ def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path],
 
     logger = get_run_logger()
     out_dir = review.folder
-    summary, warnings, changes = review_markdown(review, campaign, link, timeout_hours, to)
+    summary, warnings, changes = review_page(review, campaign, output_link,
+                                             ASK.format(hours=f"{timeout_hours:g}"), to)
     name = campaign.name
     create_markdown_artifact(summary, key=artifact_key("review", name),
                              description=f"{name}: what will be sent, for the approver")
@@ -314,7 +242,7 @@ def _review_and_pause(review: Review, campaign: Campaign, link: Callable[[Path],
                           description=f"{name}: preflight and report warnings")
     create_markdown_artifact(changes, key=artifact_key("changes", name),
                              description=f"{name}: changes since the last approved or sent run")
-    create_link_artifact(link(out_dir), link_text=f"Browse the editions of {out_dir.name}",
+    create_link_artifact(output_link(out_dir), link_text=f"Browse the editions of {out_dir.name}",
                          key=artifact_key("editions", name),
                          description=f"{name}: the rendered editions awaiting approval")
     unsendable = review.unsendable()

@@ -16,12 +16,9 @@ the same summary as a local run.
 from __future__ import annotations
 
 import functools
-import json
-import os
 import threading
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import (
@@ -35,12 +32,15 @@ from prefect.artifacts import (
 from edition.errors import EditionError, RunError, UsageError
 from edition.naming import artifact_key
 from edition.run.context import customers_file, estimate_rows
-from edition.run.folder import is_remote, read_from
+from edition.run.folder import is_remote
 from edition.run.lifecycle import Lifecycle, execute
 from edition.run.options import RunOptions
+from edition.run.roots import resolve_campaign
+from edition.run.run_page import report_with_samples, version_rows
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
+from flows.ending import ended, output_link, quiet_refusals, refused
 from flows.experiments import publish_experiment
 from flows.form import (
     DATE_PATTERN,
@@ -54,33 +54,9 @@ from flows.form import (
     form_parameters,
     run_date,
 )
-from flows.refusals import quiet_refusals, refused
-from flows.roots import resolve_campaign
 from flows.tasks import executor_for
 
 quiet_refusals()
-
-# Where `edition serve` publishes the output folders over HTTP (loopback), so the
-# artifacts' links open in a browser; without it they are file:// links.
-OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
-OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
-
-
-def output_link(path: Path | str) -> str:
-    """A link a person can open: over `edition serve`'s HTTP server when the path is
-    under its folder, else a file:// URI."""
-    target = Path(path).resolve()
-    base, root = os.environ.get(OUTPUT_URL_ENV), os.environ.get(OUTPUT_ROOT_ENV)
-    if base and root:
-        try:
-            rel = target.relative_to(Path(root).resolve())
-        except ValueError:
-            pass
-        else:
-            suffix = "/" if target.is_dir() else ""
-            return base.rstrip("/") + "/" + quote(rel.as_posix()) + suffix
-    return target.as_uri()
-
 
 def run_name() -> str:
     """`<campaign>-dry-run` or `<campaign>-send` instead of the two words Prefect makes
@@ -125,7 +101,7 @@ def scheduled_mailing(campaign: Path | str | None) -> str | None:
     from prefect.runtime import flow_run
 
     try:
-        if campaign is None or "auto-scheduled" not in (flow_run.get_tags() or []):
+        if campaign is None or not approval.is_scheduled():
             return None
         when = flow_run.get_scheduled_start_time()
         from edition.content.campaign import load_campaign
@@ -156,8 +132,9 @@ def send_campaign(**parameters: Any) -> Any:
         options = form.options(scheduled=scheduled_mailing(resolve_campaign(form.campaign)))
         campaign = plan_for(options).campaign
         if approval.needs_review(options, campaign, review=form.advanced.review_before_send):
-            return approval.render_then_review(options, campaign, form.advanced,
-                                               run=run_batches, link=output_link)
+            rendered = run_batches(approval.dry_run_of(options, campaign), form.advanced)
+            return approval.review_then_send(options, campaign, Path(rendered.out_dir),
+                                             form.advanced)
     except EditionError as exc:
         logger.error("refused before any work: %s", exc)
         return refused(exc)
@@ -167,16 +144,6 @@ def send_campaign(**parameters: Any) -> Any:
         logger.info("dry run: nothing will be sent (turn dry_run off and confirm_send on "
                     "to deliver)")
     return ended(run_batches(options, form.advanced))
-
-
-def ended(summary: RunSummary) -> Any:
-    """The flow run's end: the summary, or a Failed state carrying it (exit 3's runs)."""
-    if summary.exit_code:
-        from prefect.states import Failed
-
-        return Failed(message="; ".join(summary.over_limits()) + "; see the report artifact",
-                      data=summary)
-    return summary
 
 
 _ARTIFACT_LOCK = threading.Lock()
@@ -245,28 +212,10 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
     links to editions are given for a local folder only."""
     location = summary.out_dir
     remote = is_remote(location)
-    out_dir = Path(location)
-    samples = []
-    for fmt in ("html", "text", "pdf"):
-        if not remote and (out_dir / fmt).is_dir():
-            samples = sorted((out_dir / fmt).iterdir())[:3]
-            break
-    report = summary.report
-    if samples:
-        report += ("\n## Open an edition\n\n"
-                   + "\n".join(f"- [{p.parent.name}/{p.name}]({output_link(p)})"
-                               for p in samples)
-                   + f"\n\nAll files: [{out_dir.name}]({output_link(out_dir)})\n")
-    create_markdown_artifact(report, key=artifact_key("report", campaign),
+    create_markdown_artifact(report_with_samples(summary, output_link),
+                             key=artifact_key("report", campaign),
                              description=f"Run report for {campaign}")
-    try:
-        versions = json.loads(read_from(location, "versions.json") or b"{}")["versions"]
-    except (RunError, ValueError, KeyError):
-        versions = []
-    rows = [{"version": v["id"], "customers": v["customers"], "locale": v["locale"],
-             "segments": ", ".join(v["segments"]) or "-",
-             **{slot: ", ".join(ids) for slot, ids in v["modules"].items()}}
-            for v in versions[:500]]
+    total, rows = version_rows(location)
     if summary.preflight:
         create_table_artifact([{"level": level, "finding": message}
                                for level, message in summary.preflight],
@@ -274,8 +223,8 @@ def publish_artifacts(campaign: str, summary: RunSummary) -> None:
                               description=f"Preflight of {campaign}: warnings and audience")
     if rows:
         create_table_artifact(rows, key=artifact_key("versions", campaign),
-                              description=f"{len(versions)} versions of {campaign}")
-    create_link_artifact(location if remote else output_link(out_dir),
+                              description=f"{total} versions of {campaign}")
+    create_link_artifact(location if remote else output_link(location),
                          link_text=f"Output folder of run {summary.run_id}",
                          key=artifact_key("output", campaign),
                          description=f"manifest.jsonl, report.md and the editions of {campaign}")

@@ -1,33 +1,53 @@
 """The send-campaign form: what the Prefect UI draws, and the run options it makes.
 
-`RunForm` is the form, field for field; `send_campaign`'s parameters are generated
-from it (`form_parameters`), so the UI, the API and Python callers see the same fields,
-defaults and help. Its fields are the run options' (edition/run/options.py) in the
-form's words: empty means the campaign's or the default (the UI needs a value it can
-show), `dry_run` plus `confirm_send` instead of `send`, the rarely changed ones in
-`advanced`. `RunForm.options()` turns it into `RunOptions` by name; `RunOptions.build`
-is the one check of the values. The form adds only what a form needs: the campaign by
-its name, paths relative to the content root, the confinement of a served run
-(flows/roots.py), the two switches to send, and the task runner's settings.
+`RunForm` is the form; `send_campaign`'s parameters are generated from it
+(`form_parameters`), so the UI, the API and Python callers see the same fields, defaults
+and help. `RunForm` and its `advanced` group are made from the run options model
+(edition/run/options.py) with `create_model`: each run option is a field with the
+option's type and help, in the form's words where the UI needs them (empty means the
+campaign's or the default: the UI needs a value it can show), `dry_run` plus
+`confirm_send` instead of `send`, the rarely changed ones in `advanced`; a run option
+added to RunOptions appears under `advanced` by itself, and the few the form leaves out
+are listed with the reason (`NOT_IN_FORM`). `RunForm.options()` turns it into
+`RunOptions` by name; `RunOptions.build` is the one check of the values. The form adds
+only what a form needs: the campaign by its name, paths relative to the content root,
+the confinement of a served run (edition/run/roots.py), the two switches to send, and the
+task runner's settings.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import inspect
+import operator
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    WithJsonSchema,
+    create_model,
+    field_validator,
+)
 
 from edition.content.campaign import find_root
-from edition.databases import held, is_database_url
+from edition.databases import held
 from edition.errors import UsageError
 from edition.run.options import RunOptions, parse_run_date
+from edition.run.roots import (
+    Roots,
+    campaign_problem,
+    own_target,
+    resolve_campaign,
+    resolve_customers,
+)
 from edition.run.workers import plan_for
 from edition.send.delivery import unshared_ledger
-from flows.roots import Roots, campaign_problem, resolve_campaign
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -64,70 +84,118 @@ SOURCES = ("a CSV, JSONL or Parquet file, or a `postgresql://` URL "
            "(`postgresql://host/db?table=customers`)")
 
 
-def option(name: str, default: Any) -> Any:
-    """A form field for the run option `name`: the form's default (a value the UI can
-    show; empty means unset), the option's own help (edition/run/options.py)."""
-    return Field(default, description=RunOptions.model_fields[name].description)
+# Run options the form does not show, and why (every other option is a form field: one
+# added to RunOptions appears under `advanced` with its own type, default and help).
+NOT_IN_FORM = {
+    "send": "the form's two switches instead: dry_run off AND confirm_send on",
+    "suppression": "more suppression files of the machine that runs the flow: the "
+                   "campaign's own lists apply",
+    "encoding": "the command line's --encoding; a customer file named in the form is "
+                "UTF-8 or declares its encoding in the campaign",
+    "force": "sending past the complaint-rate stop is decided at the command line "
+             "(edition run --send --force), not from a form anyone with UI access can fill",
+}
 
 
-class RunSettings(BaseModel):
-    """Options most runs leave alone."""
+def option(name: str, default: Any, annotation: Any = None, description: str | None = None,
+           **constraints: Any) -> tuple[Any, Any]:
+    """The form field of run option `name`: its type in the form (the option's own unless
+    the UI needs another), the form's default (a value the UI can show; empty means
+    unset), the option's help (edition/run/options.py) unless the form says more."""
+    field = RunOptions.model_fields[name]
+    return (annotation or field.annotation,
+            Field(default, description=description or field.description, **constraints))
 
+
+def derived(name: str, options: type[RunOptions] = RunOptions) -> tuple[Any, Any]:
+    """A run option no form field below names, as RunOptions declares it; an optional
+    one is drawn as its type (the UI cannot draw "null"), empty meaning unset."""
+    field = options.model_fields[name]
+    annotation = field.annotation
+    kinds = tuple(kind for kind in get_args(annotation) if kind is not type(None))
+    if kinds and len(kinds) < len(get_args(annotation)):   # X | None
+        drawn = TypeAdapter(functools.reduce(operator.or_, kinds)).json_schema()
+        annotation = Annotated[annotation, WithJsonSchema(drawn)]
+    return annotation, Field(field.get_default(call_default_factory=True),
+                             description=field.description)
+
+
+class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    batch_size: int = Field(FLOW_BATCH, ge=1, description=(
-        "Customers per render-batch task (thousands: every task run is a few round trips "
-        "to the Prefect API)."))
-    task_runner: Runner = Field("thread", description=(
-        "Where batches render: threads of the flow's process, a process pool, or Dask."))
-    workers: int = Field(0, ge=0, description=(
-        "Threads, processes or Dask workers; 0 means one per CPU."))
-    dask_address: str = Field("", description=(
-        "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
-        "Only with task_runner dask."))
-    out: str = Field("", description=(
-        "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root."))
-    run_id: RunId = option("run_id", "")
-    started: Started = option("started", "")
-    resend_unknown: bool = option("resend_unknown", False)
-    overwrite: bool = Field(False, description=(
-        "Replace an earlier run's output when `out` names a folder that holds one."))
-    new_mailing: bool = option("new_mailing", False)
-    review_before_send: bool = Field(True, description=(
-        "When sending: render as a dry run first, then wait for an approver to resume the "
-        "run from the UI; only then send exactly what was rendered. Campaigns with "
-        "`approval: required` always wait."))
-    approval_timeout_hours: float = Field(24.0, gt=0, description=(
-        "How long a run waits for its approver; unanswered, it ends Cancelled and nothing "
-        "is sent."))
-
-    @field_validator("dask_address", "out", "run_id", "started", mode="before")
+    @field_validator("dask_address", "out", "run_id", "started", mode="before",
+                     check_fields=False)
     @classmethod
     def _empty(cls, value: Any) -> Any:
         return "" if value is None else value  # None, as before the form had defaults
 
 
-class RunForm(BaseModel):
+def settings_fields(options: type[RunOptions] = RunOptions) -> dict[str, tuple[Any, Any]]:
+    """`advanced`'s fields, in the form's order: the form's own and the rarely changed
+    run options, then every run option the form does not otherwise name."""
+    fields: dict[str, tuple[Any, Any]] = {
+        "batch_size": option("batch_size", FLOW_BATCH, int, (
+            "Customers per render-batch task (thousands: every task run is a few round "
+            "trips to the Prefect API)."), ge=1),
+        "task_runner": (Runner, Field("thread", description=(
+            "Where batches render: threads of the flow's process, a process pool, or "
+            "Dask."))),
+        "workers": (int, Field(0, ge=0, description=(
+            "Threads, processes or Dask workers; 0 means one per CPU."))),
+        "dask_address": (str, Field("", description=(
+            "An existing Dask scheduler (tcp://host:8786); empty starts a local cluster. "
+            "Only with task_runner dask."))),
+        "out": option("out", "", str, (
+            "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root.")),
+        "run_id": option("run_id", "", RunId),
+        "started": option("started", "", Started),
+        "resend_unknown": option("resend_unknown", False),
+        "overwrite": (bool, Field(False, description=(
+            "Replace an earlier run's output when `out` names a folder that holds one."))),
+        "new_mailing": option("new_mailing", False),
+        "review_before_send": (bool, Field(True, description=(
+            "When sending: render as a dry run first, then wait for an approver to resume "
+            "the run from the UI; only then send exactly what was rendered. Campaigns with "
+            "`approval: required` always wait."))),
+        "approval_timeout_hours": (float, Field(24.0, gt=0, description=(
+            "How long a run waits for its approver; unanswered, it ends Cancelled and "
+            "nothing is sent."))),
+    }
+    named = set(fields) | set(MAIN) | set(NOT_IN_FORM)
+    return fields | {name: derived(name, options) for name in options.model_fields
+                     if name not in named}
+
+
+MAIN = ("campaign", "customers", "formats", "as_of", "limit", "to", "mailing")
+
+
+def form_fields(settings: type[BaseModel]) -> dict[str, tuple[Any, Any]]:
+    """The form's top fields, in its order (see the module docstring)."""
+    return {
+        "campaign": (str, ...),
+        "customers": option("customers", "", Text, (
+            f"Customers instead of the campaign's: {SOURCES}; a relative path is looked up "
+            f"from the content root, then from the working directory. Empty means the "
+            f"campaign's.")),
+        "formats": option("formats", (), Formats),
+        "as_of": option("as_of", "", AsOf),
+        "limit": option("limit", 0, Limit),
+        "dry_run": (bool, Field(True, description=(
+            "On (the default) nothing leaves the machine: files are written only."))),
+        "confirm_send": (bool, Field(False, description=(
+            "Must also be on to really send (with dry_run off)."))),
+        "to": option("to", "", Text),
+        "mailing": option("mailing", "", Text),
+        "advanced": (settings, Field(settings(), description=(
+            "Batch size, task runner (thread, process, Dask), output folder, run id."))),
+    }
+
+
+class _Form(BaseModel):
     """send-campaign's parameters (see the module docstring); field order is the form's."""
 
     model_config = ConfigDict(extra="forbid")
-
-    campaign: str
-    customers: Text = Field("", description=(
-        f"Customers instead of the campaign's: {SOURCES}; a relative path is looked up "
-        f"from the content root, then from the working directory. Empty means the "
-        f"campaign's."))
-    formats: Formats = option("formats", ())
-    as_of: AsOf = option("as_of", "")
-    limit: Limit = option("limit", 0)
-    dry_run: bool = Field(True, description=(
-        "On (the default) nothing leaves the machine: files are written only."))
-    confirm_send: bool = Field(False, description=(
-        "Must also be on to really send (with dry_run off)."))
-    to: Text = option("to", "")
-    mailing: Text = option("mailing", "")
-    advanced: RunSettings = Field(RunSettings(), description=(
-        "Batch size, task runner (thread, process, Dask), output folder, run id."))
+    run_options: ClassVar[type[RunOptions]] = RunOptions   # the model the form is made from
 
     def options(self, *, scheduled: str | None = None) -> RunOptions:
         """The run's options, or every problem in one UsageError (nothing read or written).
@@ -147,13 +215,14 @@ class RunForm(BaseModel):
         if not self.dry_run and not self.confirm_send:
             problems.append("sending needs two switches: dry_run off AND confirm_send on "
                             "(nothing was rendered or sent)")
-        values = {name: getattr(self, name) for name in shared(RunForm)}
-        values |= {name: getattr(self.advanced, name) for name in shared(RunSettings)}
+        values = {name: getattr(self, name) for name in shared(type(self), self.run_options)}
+        values |= {name: getattr(self.advanced, name)
+                   for name in shared(type(self.advanced), self.run_options)}
         values = {name: value for name, value in values.items() if not _empty(name, value)}
         values.setdefault("mailing", scheduled)
         try:
-            options = RunOptions.build(campaign=str(path), customers=customers, out=out or None,
-                                       send=not self.dry_run, **values)
+            options = self.run_options.build(campaign=str(path), customers=customers,
+                                             out=out or None, send=not self.dry_run, **values)
         except UsageError as exc:
             problems.append(exc.message)
         if problems:
@@ -168,38 +237,55 @@ class RunForm(BaseModel):
 
     def confinement(self, campaign: Path | None, customers: str | None, out: str | None
                     ) -> list[str]:
-        """What a served run may not do (flows/roots.py), and settings that do not fit."""
+        """What a served run may not do (edition/run/roots.py), and settings that do not fit."""
         problems = []
         roots = Roots.from_env()
         settings = self.advanced
         if roots is not None:
             problems += roots.problems(campaign=campaign, customers=customers, out=out,
-                                       to=self.to or None, own_target=_own_target(campaign),
+                                       to=self.to or None, own_target=own_target(campaign),
                                        dask_address=settings.dask_address or None)
         if settings.dask_address and settings.task_runner != "dask":
             problems.append("dask_address needs task_runner dask")
         return problems
 
     @classmethod
-    def of(cls, options: RunOptions, settings: dict[str, Any]) -> RunForm:
+    def of(cls, options: RunOptions, settings: dict[str, Any]) -> _Form:
         """The form that makes these options (`edition run --via-prefect`); a customers
         URL goes without its password: Prefect stores a flow run's parameters (this
         process keeps it to connect with)."""
         given = {k: v for k, v in options.model_dump().items() if v is not None}
-        advanced = {name: given[name] for name in shared(RunSettings) if name in given}
+        group = cls.model_fields["advanced"].annotation
+        assert group is not None
+        advanced = {name: given[name] for name in shared(group, cls.run_options)
+                    if name in given}
         return cls(campaign=options.campaign,
                    customers=held(options.customers) if options.customers else "",
                    dry_run=not options.send, confirm_send=options.send,
-                   **{name: given[name] for name in shared(cls) if name in given},
-                   advanced=RunSettings(**{"out": options.out or "", **advanced, **settings}))
+                   **{name: given[name] for name in shared(cls, cls.run_options) if name in given},
+                   advanced=group(**{"out": options.out or "", **advanced, **settings}))
 
 
-def shared(form: type[BaseModel]) -> tuple[str, ...]:
+def form_models(options: type[RunOptions] = RunOptions) -> tuple[type[_Form], type[_Settings]]:
+    """(the form, its `advanced` group) made from the run options model's fields."""
+    settings = create_model("RunSettings", __base__=_Settings, __module__=__name__,
+                            __doc__="Options most runs leave alone.",
+                            **settings_fields(options))  # type: ignore[call-overload]
+    form = create_model("RunForm", __base__=_Form, __module__=__name__,
+                        __doc__=_Form.__doc__, **form_fields(settings))  # type: ignore[call-overload]
+    form.run_options = options
+    return form, settings
+
+
+RunForm, RunSettings = form_models()
+
+
+def shared(form: type[BaseModel], options: type[RunOptions] = RunOptions) -> tuple[str, ...]:
     """The run options a form model sets by name, in its order (the campaign, customers
     and out are resolved against the content root first); "empty" (None, "", [], a limit
     of 0) is unset."""
     return tuple(name for name in form.model_fields
-                 if name in RunOptions.model_fields and name not in RESOLVED)
+                 if name in options.model_fields and name not in RESOLVED)
 
 
 RESOLVED = ("campaign", "customers", "out")
@@ -217,39 +303,12 @@ def check_parameters(campaign: str, **parameters: Any) -> RunOptions:
                                          if v is not None}).options()
 
 
-def resolve_customers(customers: str | None, root: Path | None) -> tuple[str | None, list[str]]:
-    """A customer file relative to the content root first, then the working directory;
-    a SQL source as it is (checked when it is read). (location, problems)"""
-    if not customers:
-        return None, []
-    if is_database_url(customers):
-        return customers, []
-    candidate = Path(customers).expanduser()
-    if not candidate.is_absolute() and root is not None:
-        in_root = root / candidate
-        candidate = in_root if in_root.exists() or not candidate.exists() else candidate
-    problems = [] if candidate.is_file() else [f"customer file not found: {customers!r}"]
-    return str(candidate.resolve()), problems
-
-
 def run_date(as_of: dt.date | str | None) -> tuple[dt.date | None, list[str]]:
     """The form's `as_of` ("" or YYYY-MM-DD; a date from Python): (date or None, problems)."""
     try:
         return parse_run_date(as_of), []
     except ValueError as exc:
         return None, [str(exc)]
-
-
-def _own_target(path: Path | None) -> str | None:
-    """The campaign's delivery target (a `to` equal to it needs no --allow)."""
-    if path is None:
-        return None
-    from edition.content.campaign import load_campaign
-
-    try:
-        return load_campaign(path).target
-    except Exception:  # an invalid campaign is reported by plan_for, with file and line
-        return None
 
 
 def dask_problems(options: RunOptions, runner: str, dask_address: str | None) -> list[str]:

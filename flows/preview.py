@@ -16,51 +16,12 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_link_artifact, create_markdown_artifact
 
 from edition.errors import UsageError
-from edition.markdown_text import code, fenced, text
-from edition.naming import artifact_key, safe_name
-from edition.review.preview import PreviewResult
+from edition.naming import artifact_key
 from edition.review.preview import preview_customer as preview
-from flows.campaign import output_link
-from flows.form import AsOf, Text, resolve_customers, run_date
-from flows.refusals import refused
-from flows.roots import Roots, campaign_problem, resolve_campaign
-
-
-def _cell(value: Any) -> str:
-    return text(" ".join(str(value).split())).replace("|", "\\|")
-
-
-def _code_cell(value: Any) -> str:
-    return code(value).replace("|", "\\|")
-
-
-def selection_markdown(result: PreviewResult, campaign: str, page: Path | None) -> str:
-    """The selection with reasons, as markdown (tables, then the CLI's own words)."""
-    out = [f"# Preview: {text(campaign)} for {code(result.customer_id)}", ""]
-    out.append(f"- status: **{result.status}**" + (f" — {text(result.reason)}"
-                                                   if result.reason else ""))
-    out.append(f"- segments: {', '.join(map(code, result.segments)) or '(none)'}")
-    for segment, problem in result.missing.items():
-        out.append(f"- rule {code(segment)} is false: missing field {code(problem)}")
-    if result.version:
-        out.append(f"- version: {code(result.version)}")
-    if page is not None:
-        out.append(f"- rendered edition: [{page.name}]({output_link(page)})")
-    for slot in result.slots:
-        out += ["", f"## {slot['slot']} ({slot['kind']}, takes {slot['count']})", ""]
-        out += ["| | module | title | why |", "| --- | --- | --- | --- |"]
-        for c in slot["chosen"]:
-            out.append(f"| {c['rank']} | {_code_cell(c['id'])} | {_cell(c['title'])} | "
-                       f"chosen: {_cell(c['reason'])} |")
-        for s in slot["skipped"]:
-            out.append(f"| – | {_code_cell(s['id'])} | | skipped: {_cell(s['reason'])} |")
-        if slot.get("other_campaigns"):
-            out.append(f"| – | | | {slot['other_campaigns']} modules belong to other "
-                       f"campaigns |")
-        if not slot["chosen"] and not slot["skipped"]:
-            out.append("| | | | no eligible module |")
-    out += ["", "## As `edition preview` prints it", "", fenced(result.explanation)]
-    return "\n".join(out)
+from edition.review.preview_page import selection_markdown, write_page
+from edition.run.roots import Roots, campaign_problem, resolve_campaign, resolve_customers
+from flows.ending import output_link, refused
+from flows.form import AsOf, Text, run_date
 
 
 def check_preview_parameters(campaign: str, customer_id: str, customers: str | None = None,
@@ -115,18 +76,12 @@ def preview_customer(
 
     result = preview(str(path), customer_id, customers=customers, fmt=format, as_of=as_of)
     name = result.campaign
-    page = None
-    if result.html and result.root is not None:
-        folder = result.root / "out" / "previews" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        page = (folder / f"{safe_name(customer_id)}.html").resolve()
-        temp = page.with_name(f".{page.name}.tmp")
-        temp.write_text(result.html, encoding="utf-8")
-        temp.replace(page)
+    page = write_page(result)
+    if page is not None:
         create_link_artifact(output_link(page), link_text=f"HTML edition of {customer_id}",
                              key=artifact_key("preview-html", name),
                              description=f"{name}: the rendered edition of {customer_id}")
-    body = selection_markdown(result, name, page)
+    body = selection_markdown(result, name, output_link(page) if page else None)
     if result.document and format in ("text", "eml"):
         body += ("\n\n## The edition (" + format + ")\n\n```text\n"
                  + result.document.decode("utf-8", "replace") + "\n```")

@@ -10,34 +10,22 @@ campaign whose run is gone, once. This module adds the Prefect side, as hooks:
   over (`over_elsewhere`);
 - `on_stopped` (the flow's on_cancellation / on_crashed hook) repairs the folder of a
   run that Prefect cancelled or saw crash, once its process is gone;
-- `edition serve` holds a lock per content root (two serves would take each other's
-  runs for dead ones) and, at start-up, fixes the flow runs the previous serve left in
-  Pending or Running.
+- at `edition serve`'s start-up (holding edition/run/serve_lock.py's lock: two serves
+  would take each other's runs for dead ones), the flow runs the previous serve left in
+  Pending or Running are fixed.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from edition.content.campaign import Campaign
-from edition.databases import masked
-from edition.errors import FolderBusy
-from edition.run.folder import (
-    RUN_FILE,
-    alive_here,
-    now,
-    owner,
-    read_json,
-    write_json,
-)
 from edition.run.repair import Repair, recover_runs
+from edition.run.serve_lock import live_flow_runs, still_running
 
 logger = logging.getLogger("prefect.edition.recovery")
 FINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
@@ -98,7 +86,7 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
         return
     try:
         from edition.content.campaign import load_campaign
-        from flows.roots import resolve_campaign
+        from edition.run.roots import resolve_campaign
 
         campaign = load_campaign(resolve_campaign(str(ref)) or str(ref))  # a name or a file
     except Exception as exc:
@@ -107,73 +95,11 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
     out = campaign.root / "out" / campaign.name
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:  # the flow's process may take a moment to die
-        if not _still_running(out, str(flow_run.id)):
+        if not still_running(out, str(flow_run.id)):
             break
         time.sleep(0.5)
     for summary in recover_runs(out, over_elsewhere=over_elsewhere):
         logger.warning("%s: output folder repaired: %s", state.name, summary)
-
-
-def _still_running(out: Path, flow_run_id: str) -> bool:
-    if not out.is_dir():
-        return False
-    for info_path in out.glob(f"*/{RUN_FILE}"):
-        info = read_json(info_path)
-        if info and info.get("flow_run_id") == flow_run_id and info.get("status") == "running":
-            return alive_here(info) is True
-    return False
-
-
-# -- edition serve: one per content root, and the flow runs it left behind ---------
-
-SERVE_FILE = ".edition-serve.json"
-SERVE_LOCK = ".edition-serve.lock"
-
-
-class ServeLockError(FolderBusy):
-    """Another `edition serve` is running for the same content root."""
-
-
-class ServeLock:
-    """Held by one `edition serve` per content root while it runs (an OS file lock)."""
-
-    def __init__(self, out_root: Path):
-        self.out_root = out_root
-        self._lock = FileLock(str(out_root / SERVE_LOCK), timeout=0)
-
-    def acquire(self, api_url: str | None) -> dict[str, Any] | None:
-        """Take the lock, record this process; return the previous serve's record."""
-        self.out_root.mkdir(parents=True, exist_ok=True)
-        previous = read_json(self.out_root / SERVE_FILE)
-        try:
-            self._lock.acquire()
-        except Timeout:
-            who = f" (pid {previous.get('pid')} on {previous.get('host')})" if previous else ""
-            raise ServeLockError(f"edition serve is already running for this folder{who}; "
-                                 f"stop it first", self.out_root) from None
-        write_json(self.out_root / SERVE_FILE, {"api_url": masked(api_url) if api_url else None,
-                                                "started": now(), **owner()})
-        return previous
-
-    def release(self) -> None:
-        path = self.out_root / SERVE_FILE
-        info = read_json(path)
-        if info and info.get("pid") == os.getpid():
-            path.unlink(missing_ok=True)
-        self._lock.release()
-
-
-def _live_flow_runs(out_root: Path) -> set[str]:
-    """Flow run ids whose run folder says running and whose process is alive here."""
-    live: set[str] = set()
-    if not out_root.is_dir():
-        return live
-    for info_path in out_root.glob(f"*/*/{RUN_FILE}"):
-        info = read_json(info_path)
-        if info and info.get("status") == "running" and info.get("flow_run_id") \
-                and alive_here(info):
-            live.add(str(info["flow_run_id"]))
-    return live
 
 
 @dataclass
@@ -204,7 +130,7 @@ def recover_flow_runs(deployment_names: list[str], out_root: Path) -> Orphans:
     from prefect.states import Crashed, Scheduled
 
     result = Orphans()
-    live = _live_flow_runs(out_root)
+    live = live_flow_runs(out_root)
     with get_client(sync_client=True) as client:
         ids = []
         for name in deployment_names:

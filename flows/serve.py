@@ -26,13 +26,13 @@ import os
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edition.databases import masked
-from edition.errors import ContentError, ContentErrors, EditionError, UsageError
-from flows.roots import ALLOW_ENV, ROOT_ENV, Roots
+from edition.errors import ContentError, UsageError
+from edition.run.campaigns import Served, find_campaigns, relative
+from edition.run.roots import ALLOW_ENV, ROOT_ENV, Roots
 
 OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
 PREVIEW = "preview-customer"
@@ -45,74 +45,6 @@ def _logger() -> Any:
     from prefect.logging import get_logger
 
     return get_logger("edition.serve")
-
-
-@dataclass
-class Served:
-    """What serve found in campaigns/."""
-
-    root: Path
-    campaigns: list[tuple[Path, Any]] = field(default_factory=list)   # (file, Campaign)
-    problems: list[str] = field(default_factory=list)                 # "file:line: message"
-
-
-def _campaign_files(root: Path) -> list[Path]:
-    folder = root / "campaigns"
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix in {".yaml", ".yml"} and not p.name.startswith("."))
-
-
-def _problems(exc: BaseException, file: Path, root: Path) -> list[str]:
-    if isinstance(exc, ContentErrors):
-        return [str(e) for e in exc.errors]
-    if isinstance(exc, EditionError):
-        text = str(exc)
-        return [text if exc.file else f"{_rel(file, root)}: {text}"]
-    return [f"{_rel(file, root)}: {type(exc).__name__}: {exc}"]
-
-
-def _rel(file: Path, root: Path) -> str:
-    try:
-        return file.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return str(file)
-
-
-def find_campaigns(root: Path | str = ".") -> Served:
-    """Every campaign file, checked like `edition run` checks it; problems collected."""
-    from edition.render.plan import Plan
-
-    root = Path(root).resolve()
-    served = Served(root)
-    files = _campaign_files(root)
-    if not files:
-        served.problems.append(f"{root / 'campaigns'}: no campaign files (*.yaml) found")
-    names: dict[str, Path] = {}
-    for file in files:
-        try:
-            plan = Plan.load(file)
-        except Exception as exc:
-            served.problems += _problems(exc, file, root)
-            continue
-        campaign = plan.campaign
-        if campaign.name in names:
-            line = _line_of_name(file)
-            served.problems.append(
-                f"{_rel(file, root)}:{line}: name {campaign.name!r} is already used by "
-                f"{_rel(names[campaign.name], root)}; skipped")
-            continue
-        names[campaign.name] = file
-        served.campaigns.append((file, campaign))
-    return served
-
-
-def _line_of_name(file: Path) -> int:
-    for number, text in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
-        if text.startswith("name:"):
-            return number
-    return 1
 
 
 def _entrypoint_type(module_file: str) -> Any:
@@ -146,7 +78,7 @@ def campaign_deployment(file: Path, campaign: Any, *, work_pool: str | None = No
         schedules = [Cron(cron, timezone=tz)]
         when = f"scheduled `{cron}` ({tz})"
     description = (f"{campaign.description or 'Campaign ' + campaign.name}\n\n"
-                   f"Campaign file `{_rel(file, campaign.root)}`; {when}. Dry run unless "
+                   f"Campaign file `{relative(file, campaign.root)}`; {when}. Dry run unless "
                    f"dry_run is off and confirm_send is on. One run at a time.")
     deployment = send_campaign.to_deployment(
         name=campaign.name,
@@ -241,7 +173,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     """
     from prefect.settings import PREFECT_API_URL
 
-    from flows.campaign import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
+    from flows.ending import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
 
     log = _logger()
     root = Path(root).resolve()
@@ -256,7 +188,7 @@ def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
     if work_pool:
         deploy_to_pool(root, served, work_pool, environment, log)
         return
-    from flows.recovery import ServeLock
+    from edition.run.serve_lock import ServeLock
 
     deployments, _ = build_deployments(root)
     lock = ServeLock(root / "out")
@@ -407,7 +339,7 @@ def _quick_pickup() -> Any:
 
 def served_environment(root: Path, allow: tuple[str, ...] = ()) -> dict[str, str]:
     """What the runs serve starts find in their environment: the content root (campaign
-    names are looked up there) and where they may read and write (flows/roots.py)."""
+    names are looked up there) and where they may read and write (edition/run/roots.py)."""
     root = Path(root).resolve()
     return {ROOT_ENV: str(root), ALLOW_ENV: Roots.of(root, allow).to_env()}
 
@@ -542,7 +474,7 @@ def prefect_yaml(root: Path | str = ".") -> str:
     pool = {"name": "edition", "work_queue_name": "default"}
     deployments: list[dict[str, Any]] = []
     for file, campaign in served.campaigns:
-        rel = _rel(file, root)
+        rel = relative(file, root)
         entry: dict[str, Any] = {
             "name": campaign.name,
             "description": f"{campaign.description or 'Campaign ' + campaign.name} "

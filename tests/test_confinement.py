@@ -1,4 +1,4 @@
-"""A served run reads and writes only where `edition serve` allows (flows/roots.py).
+"""A served run reads and writes only where `edition serve` allows (edition/run/roots.py).
 
 Anyone with UI access fills in the form, so under `edition serve` the parameters of
 send-campaign and preview-customer are refused, before any work and with nothing

@@ -89,7 +89,7 @@ def test_a_fenced_block_cannot_be_closed_from_inside() -> None:
 
 def test_the_preview_artifact_escapes_the_customer(tmp_path: Path) -> None:
     from edition.review.preview import preview_customer
-    from flows.preview import selection_markdown
+    from edition.review.preview_page import selection_markdown
 
     root = tmp_path / "site"
     for folder in CONTENT_DIRS:

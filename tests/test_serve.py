@@ -152,8 +152,8 @@ def test_the_form_takes_dates_and_times_as_iso_text() -> None:
 
 def test_the_campaign_is_found_by_name_or_by_path(site: Path, monkeypatch) -> None:
     from edition.errors import UsageError
+    from edition.run.roots import ROOT_ENV
     from flows.campaign import check_parameters
-    from flows.roots import ROOT_ENV
 
     file = site / "campaigns" / "weekly-newsletter.yaml"
     monkeypatch.setenv(ROOT_ENV, str(site))
@@ -284,17 +284,17 @@ def test_a_live_run_is_left_alone(site: Path) -> None:
 
 
 def test_a_second_serve_for_the_same_folder_is_refused(tmp_path: Path) -> None:
-    from flows import recovery
+    from edition.run import serve_lock
 
-    first = recovery.ServeLock(tmp_path)
+    first = serve_lock.ServeLock(tmp_path)
     first.acquire(None)
-    info = json.loads((tmp_path / recovery.SERVE_FILE).read_text())
+    info = json.loads((tmp_path / serve_lock.SERVE_FILE).read_text())
     assert info["pid"] == os.getpid()
-    with pytest.raises(recovery.ServeLockError, match="already running"):
-        recovery.ServeLock(tmp_path).acquire(None)
+    with pytest.raises(serve_lock.ServeLockError, match="already running"):
+        serve_lock.ServeLock(tmp_path).acquire(None)
     first.release()
-    assert not (tmp_path / recovery.SERVE_FILE).exists()
-    again = recovery.ServeLock(tmp_path)  # a stopped serve's lock is taken over
+    assert not (tmp_path / serve_lock.SERVE_FILE).exists()
+    again = serve_lock.ServeLock(tmp_path)  # a stopped serve's lock is taken over
     again.acquire(None)
     again.release()
 

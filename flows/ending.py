@@ -1,4 +1,6 @@
-"""A flow run refused before any work ends Failed with the reason, and no traceback.
+"""How a flow run ends, and the links its artifacts give.
+
+A flow run refused before any work ends Failed with the reason, and no traceback.
 
 A parameter the form may not use (a customer file outside the content root, an SMTP
 server `edition serve` was not started with `--allow`, a send without both switches)
@@ -9,17 +11,53 @@ instead logs the reason once and returns `refused(exc)`: a Failed state whose me
 is the reason and whose data is the error, so `state.result()` still raises it for
 Python callers (`edition run --via-prefect` exits 2 with the message). Prefect's second
 report of that same error, when the run's process ends, is dropped by a filter on its
-flow-run logger.
+flow-run logger. A run or a send over the campaign's limits ends Failed carrying its
+summary (`ended`): `edition run --via-prefect` prints it and exits 3.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from edition.errors import EditionError
+from edition.run.summary import RunSummary
 
 _MARK = "_edition_refused_before_work"
+# Where `edition serve` publishes the output folders over HTTP (loopback), so the
+# artifacts' links open in a browser; without it they are file:// links.
+OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
+OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
+
+
+def output_link(path: Path | str) -> str:
+    """A link a person can open: over `edition serve`'s HTTP server when the path is
+    under its folder, else a file:// URI."""
+    target = Path(path).resolve()
+    base, root = os.environ.get(OUTPUT_URL_ENV), os.environ.get(OUTPUT_ROOT_ENV)
+    if base and root:
+        try:
+            rel = target.relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+        else:
+            suffix = "/" if target.is_dir() else ""
+            return base.rstrip("/") + "/" + quote(rel.as_posix()) + suffix
+    return target.as_uri()
+
+
+def ended(summary: RunSummary) -> Any:
+    """The flow run's end: the summary (a run's or a send's), or a Failed state carrying
+    it when the campaign's limits were crossed (exit 3's runs)."""
+    if summary.exit_code:
+        from prefect.states import Failed
+
+        return Failed(message="; ".join(summary.over_limits()) + "; see the report artifact",
+                      data=summary)
+    return summary
 
 
 def refused(exc: EditionError) -> Any:
@@ -45,4 +83,4 @@ def quiet_refusals() -> None:
         logger.addFilter(_RefusalsOnce())
 
 
-__all__ = ["quiet_refusals", "refused"]
+__all__ = ["ended", "output_link", "quiet_refusals", "refused"]

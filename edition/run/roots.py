@@ -1,5 +1,5 @@
 """What `edition serve` tells the runs it starts: the content root, and where they may
-read and write (`edition serve --allow`).
+read and write (`edition serve --allow`); paths a form names, relative to the root.
 
 A campaign is named in a run's form by its name, looked up in the content root's
 campaigns/ (EDITION_CONTENT_ROOT, else the working directory).
@@ -34,11 +34,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from edition.content.campaign import campaign_file, is_campaign_name
-from edition.databases import DATABASE_SCHEMES, masked
+from edition.databases import DATABASE_SCHEMES, is_database_url, masked
 
 ROOT_ENV = "EDITION_CONTENT_ROOT"
 ALLOW_ENV = "EDITION_SERVE_ALLOW"
-
 
 
 def allow_hint(place: str, *, file: bool = False) -> str:
@@ -71,6 +70,33 @@ def campaign_problem(campaign: str | None) -> str:
     return (f"campaign file not found: {campaign!r} (looked for "
             f"{path.resolve() if path else '<empty>'}); pass the campaign's name or the "
             f"path of a file in campaigns/")
+
+
+def resolve_customers(customers: str | None, root: Path | None) -> tuple[str | None, list[str]]:
+    """A customer file relative to the content root first, then the working directory;
+    a SQL source as it is (checked when it is read). (location, problems)"""
+    if not customers:
+        return None, []
+    if is_database_url(customers):
+        return customers, []
+    candidate = Path(customers).expanduser()
+    if not candidate.is_absolute() and root is not None:
+        in_root = root / candidate
+        candidate = in_root if in_root.exists() or not candidate.exists() else candidate
+    problems = [] if candidate.is_file() else [f"customer file not found: {customers!r}"]
+    return str(candidate.resolve()), problems
+
+
+def own_target(path: Path | None) -> str | None:
+    """The campaign's delivery target (a `to` equal to it needs no --allow)."""
+    if path is None:
+        return None
+    from edition.content.campaign import load_campaign
+
+    try:
+        return load_campaign(path).target
+    except Exception:  # an invalid campaign is reported by its own check, with file and line
+        return None
 
 
 @dataclass(frozen=True)
