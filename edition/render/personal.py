@@ -95,7 +95,7 @@ class TextProbe(FieldProbe):
     __mod__ = __rmod__ = __truediv__ = __rtruediv__ = __floordiv__ = _refuse
     __neg__ = __pos__ = __int__ = __float__ = __index__ = __call__ = _refuse
     __format__ = __round__ = _refuse
-    __hash__ = None  # type: ignore[assignment]
+    __hash__ = None
 
 
 class CustomerProbe:
