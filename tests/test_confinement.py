@@ -124,11 +124,17 @@ def test_the_roots_named_with_allow_work(site: Path, elsewhere: Path,
 
     served(str(elsewhere), "s3://bucket/runs", "smtp://mail.other.example:25",
            "tcp://10.1.2.3:8786", "postgresql://db.example/crm")
-    options = check_parameters("weekly-newsletter", customers=str(elsewhere / "customers.csv"),
-                               to="smtp://mail.other.example:25",
-                               advanced=RunSettings(out=str(elsewhere / "runs" / "r1"),
-                                                    task_runner="dask",
-                                                    dask_address="tcp://10.1.2.3:8786"))
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    # a remote Dask scheduler needs a Prefect server its workers reach; name one, so this
+    # test does not depend on another test having left PREFECT_API_URL set (nothing is
+    # contacted: the parameters are only checked)
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        options = check_parameters(
+            "weekly-newsletter", customers=str(elsewhere / "customers.csv"),
+            to="smtp://mail.other.example:25",
+            advanced=RunSettings(out=str(elsewhere / "runs" / "r1"), task_runner="dask",
+                                 dask_address="tcp://10.1.2.3:8786"))
     assert options.customers == str(elsewhere / "customers.csv")
     assert options.out == str(elsewhere / "runs" / "r1")
     assert check_parameters("weekly-newsletter", customers="data/link.csv").customers == str(
