@@ -434,13 +434,13 @@ def test_same_personal_text_reuses_the_stamp(no_print_css: Path) -> None:
 
 
 def test_unsupported_holes_render_whole(no_print_css: Path) -> None:
-    """A value in a class attribute may restyle anything: that version renders whole."""
+    """A value in a style attribute may restyle anything: that version renders whole."""
     renderer = PdfBatchRenderer(templates_dir=no_print_css)
     doc = newsletter(6)
-    doc.parts[0] = doc.parts[0].replace("<p>Dear ", '<p class="')
+    doc.parts[0] = doc.parts[0].replace("<p>Dear ", '<p style="font-family: ')
     doc.parts[1] = '">Dear reader' + doc.parts[1]
     pdfs = renderer.render(doc, customers_for(6)[:2])
-    assert renderer.stats.versions_full == {"personal value in the class attribute of <p>": 1}
+    assert renderer.stats.versions_full == {"personal value in the style attribute of <p>": 1}
     assert renderer.stats.fast == 0
     assert "Dear reader," in text_of(pdfs[0])
 

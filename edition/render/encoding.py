@@ -158,22 +158,29 @@ class Encoder:
         for a customer (a condition on the customer that printed nothing, an empty
         field) is no hole for the layout: laid out with a placeholder there, the version
         would hold a line the customer's page does not. Customers are laid out together
-        with those who leave the same values empty, those values folded into the parts.
+        with those who leave the same values empty, those values folded into the parts;
+        so are the values all of them share.
         """
         renderer = self.pdf_renderer()
         if not values or len(parts) < 2:
             return cast(list[bytes], renderer.render_filled(list(parts), list(pages),
                                                             locale=locale))
+        # A value every customer of the batch has (a default nobody overrides, such as
+        # `customer.receipt_id | default('Receipt')`) is no hole either: laid out as
+        # itself, it cannot size a table column differently from a placeholder.
+        same = {j for j in range(len(parts) - 1)
+                if len(values) > 1 and all(len(own) == len(parts) - 1 and own[j] == values[0][j]
+                                           for own in values)}
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, own in enumerate(values):
-            empty = tuple(j for j, value in enumerate(own) if value == "")
+            empty = tuple(j for j, value in enumerate(own) if value == "" or j in same)
             groups.setdefault(empty, []).append(i)
         out: list[bytes] = [b""] * len(pages)
         for empty, members in groups.items():
             folded = [parts[0]]
             for j, part in enumerate(parts[1:]):
                 if j in empty:
-                    folded[-1] += part
+                    folded[-1] += values[members[0]][j] + part
                 else:
                     folded.append(part)
             pdfs = renderer.render_filled(folded, [pages[i] for i in members], locale=locale)

@@ -124,10 +124,12 @@ class SharedPdf:
     """The version's PDF, parsed once, reassembled per customer by object surgery."""
 
     def __init__(
-        self, data: bytes, bands: Mapping[int, Sequence[Rect]], hrefs: Mapping[str, str]
+        self, data: bytes, bands: Mapping[int, Sequence[Rect]], hrefs: Mapping[str, str],
+        titles: Iterable[str] = (),
     ) -> None:
         """``bands``: page index -> where personal blocks go; ``hrefs``: sentinel -> the
-        href template of each personal link."""
+        href template of each personal link; ``titles``: outline titles (bookmarks)
+        holding sentinels."""
         reader = PdfReader(io.BytesIO(data))
         trailer = reader.trailer
         self.root = trailer.raw_get("/Root").idnum
@@ -146,6 +148,18 @@ class SharedPdf:
             self.chunks[number] = _serialize(value, _same)
         next_number = max(self.chunks) + 1
         self.fonts = _shared_fonts(reader)
+
+        # Outline entries whose title holds a sentinel: the title, and the entry with a
+        # gap where the customer's title goes.
+        self.titles: dict[int, tuple[str, list[bytes]]] = {}
+        wanted = set(titles)
+        for number in self.chunks if wanted else ():
+            value = reader.get_object(number)
+            if isinstance(value, dict) and "/Title" in value and "/Dest" in value:
+                title = str(value["/Title"])
+                if title in wanted:
+                    entries = {**value, "/Title": _URI}
+                    self.titles[number] = (title, _serialize(entries, _same).split(_URI))
 
         # Link annotations whose target holds a sentinel: the href they came from, and
         # the annotation with a gap where the customer's URI goes.
@@ -244,9 +258,13 @@ class SharedPdf:
             chunks[page_ref] = b"%s%d 0 R%s%s" % (pieces[0], number, pieces[1], pieces[2])
         return chunks
 
-    def assemble(self, stamp: Mapping[int, bytes], uris: Mapping[str, str]) -> bytes:
-        """The customer's PDF: shared objects, their stamp, their links."""
+    def assemble(self, stamp: Mapping[int, bytes], uris: Mapping[str, str],
+                 titles: Mapping[str, str] | None = None) -> bytes:
+        """The customer's PDF: shared objects, their stamp, their links and outline."""
         chunks = {**self.chunks, **stamp}
+        for number, (title, (before, after)) in self.titles.items():
+            text = create_string_object((titles or {}).get(title, title))
+            chunks[number] = before + _serialize(text, _same) + after
         for number, (href, (before, after)) in self.links.items():
             chunks[number] = before + _serialize(create_string_object(uris[href]), _same) + after
         order = [*self.order, *sorted(n for n in stamp if n not in self.chunks)]

@@ -18,7 +18,7 @@ from weasyprint.html import get_html_metadata
 
 from renderers.pdf.assembly import SharedPdf, info_dictionary
 from renderers.pdf.fonts import FontTable, StampFonts
-from renderers.pdf.layout import principal_blocks
+from renderers.pdf.layout import in_table, principal_blocks
 from renderers.pdf.paint import PagePainter
 from renderers.pdf.relayout import Paragraph, same_lines
 
@@ -73,6 +73,10 @@ class DirectStamper:
         by_page: dict[int, list[tuple[tuple[Any, ...], Any, Paragraph]]] = {}
         for key in keys:
             ((page_index, block, ancestors),) = found[key]
+            if in_table(ancestors):
+                # Its lines are laid out in the width the table gave the cell; another
+                # text may change the columns, which only a layout of the table shows.
+                return "personal paragraph in a table cell"
             paragraph = Paragraph.from_calls(
                 calls.get(id(block.element), []), block,
                 document.pages[page_index]._page_box, base_url, counter_style,

@@ -59,28 +59,79 @@ def _is_flow_block(box: boxes.Box) -> bool:
     )
 
 
+_TABLE_PARTS = (boxes.TableBox, boxes.TableRowGroupBox, boxes.TableRowBox, boxes.TableCellBox)
+
+
+def _is_table_part(box: boxes.Box, parent: boxes.Box | None = None) -> bool:
+    """A table (its wrapper, row groups, rows, cells) in the flow: an email layout's grid.
+
+    Its cells are placed by the column widths, which may follow the cells' content:
+    a stamp laid out again checks the block's own x and width too (``geometry``), and a
+    block in a cell is not drawn straight (direct.py), so it can be stamped like a block
+    in the flow. A table of auto width that does not fill its container is stamped whole.
+    """
+    if type(box) is boxes.BlockBox and box.is_table_wrapper:
+        return _in_flow(box) and (_sized(box.get_wrapped_table()) or _full(box, parent))
+    if type(box) is boxes.TableBox:  # not an inline table: it sits in a line
+        return True  # reached through its wrapper
+    return type(box) in _TABLE_PARTS
+
+
+def _sized(table: boxes.Box) -> bool:
+    """A table whose width is given (width="100%"): an auto width follows its content,
+    so such a table is stamped whole."""
+    # (table-layout: fixed needs a width too; without one WeasyPrint lays out auto.)
+    return table.style["width"] != "auto"
+
+
+def _full(wrapper: boxes.Box, parent: boxes.Box | None) -> bool:
+    """A table of auto width that fills its container: its content is wider than the
+    room it has (long paragraphs), as in email layouts whose width="100%" CSS ignores."""
+    # Only the laid-out stamp serves it (direct.py refuses it): that lays the table out
+    # again per customer and checks the block's place and width.
+    return parent is not None and abs(wrapper.margin_width() - parent.width) < 0.01
+
+
+def _holds_no_text(box: boxes.Box) -> bool:
+    """A table wrapper, table, row group or row: never the block of a text."""
+    return box.is_table_wrapper or type(box) in _TABLE_PARTS[:3]
+
+
+def in_table(ancestors: Sequence[boxes.Box]) -> bool:
+    """Whether a block with these ancestors sits in a table cell."""
+    return any(isinstance(a, boxes.TableCellBox) for a in ancestors)
+
+
 def stamp_block(ancestors: Sequence[boxes.Box]) -> boxes.Box | None:
     """The block to stamp for text with these ancestors (page box first)."""
-    # The deepest block whose ancestors are all plain flow blocks, so that only its
-    # height can move anything else on the page. A table, flex or grid box under that
-    # chain is stamped whole: its width may follow its content, but nothing beside it.
+    # The deepest block whose ancestors are all plain flow blocks or table parts, so
+    # that only its size can move anything else on the page. A flex or grid box under
+    # that chain is stamped whole: its width may follow its content, but nothing beside
+    # it. Text straight in a table cell stamps the cell.
     chain = list(ancestors[1:])  # without the page box
     depth = 0
-    while depth < len(chain) and _is_flow_block(chain[depth]):
+    while depth < len(chain) and (_is_flow_block(chain[depth]) or _is_table_part(
+            chain[depth], chain[depth - 1] if depth else ancestors[0])):
         depth += 1
     if depth < len(chain):
         leaf = chain[depth]
         if isinstance(leaf, boxes.BlockLevelBox) and _in_flow(leaf):
             return leaf
+    while depth and _holds_no_text(chain[depth - 1]):
+        depth -= 1
     return chain[depth - 1] if depth else None
 
 
-def geometry(box: boxes.Box) -> tuple[float, ...]:
+def geometry(box: boxes.Box, ancestors: Sequence[boxes.Box]) -> tuple[float, ...]:
     """What the rest of the page sees of a stamped block."""
-    return tuple(
-        round(value, 3)
-        for value in (box.position_y, box.border_box_y(), box.border_height(), box.margin_height())
-    )
+    values = [box.position_y, box.border_box_y(), box.border_height(), box.margin_height()]
+    if isinstance(box, boxes.TableCellBox) or in_table(ancestors):
+        # In a table cell, the width follows the column widths, which the block's
+        # content may change; a cell's padding holds its vertical alignment.
+        values += [box.position_x, box.border_box_x(), box.border_width()]
+        if isinstance(box, boxes.TableCellBox):
+            values += [box.padding_top, box.padding_bottom]
+    return tuple(round(value, 3) for value in values)
 
 
 def principal_blocks(
@@ -91,7 +142,7 @@ def principal_blocks(
     for page_index, page in enumerate(document.pages):
         for box, ancestors in walk(page._page_box):
             element = box.element
-            if element is None or not isinstance(box, boxes.BlockLevelBox):
+            if element is None or not isinstance(box, (boxes.BlockLevelBox, boxes.TableCellBox)):
                 continue
             key = marked(element)
             if key is None or (ancestors and ancestors[-1].element is element):

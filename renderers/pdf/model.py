@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import copy
 import io
+import re
 from collections import OrderedDict, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import cssselect2
 from pypdf import PdfReader
 from weasyprint.css.counters import CounterStyle
 from weasyprint.formatting_structure import boxes
@@ -137,6 +139,81 @@ def _find_occurrences(root: Any, sentinels: Sequence[str]) -> list[_Occurrence]:
     return found
 
 
+_LINK_START = re.compile(r"""href\s*=\s*["']$""", re.IGNORECASE)
+_ORIGIN = re.compile(r"https?://[a-z0-9.-]+/")
+
+
+def _link_prefixes(slots: Slots, sample: list[str]) -> list[str]:
+    """Per slot, the scheme and host its sentinel starts with: a value that is a whole
+    link (an unsubscribe URL) is laid out as a link of the typical customer's origin, so
+    that CSS selecting on it (a[href^="http"]::after) selects for the version as for them."""
+    before = [slots.prefix, *slots.separators]
+    prefixes = []
+    for static, value in zip(before, sample, strict=True):
+        origin = _ORIGIN.match(unescape(value) or "") if _LINK_START.search(static) else None
+        prefixes.append(origin[0] if origin else "")
+    return prefixes
+
+
+class SelectorCheck:
+    """Whether a customer's values in class and href attributes select the CSS rules the
+    version's sentinels selected: then they style nothing differently."""
+
+    def __init__(self, template: Any, occurrences: list[_Occurrence], font_config: Any,
+                 counter_style: Any, color_profiles: dict[str, Any]) -> None:
+        self.template = template
+        self.fields = list({(id(o.element), o.attribute): (o.element, o.attribute)
+                            for o in occurrences}.values())
+        self.matchers: list[Any] = []
+        if self.fields:
+            sheets = [*parse_stylesheets(template, font_config, counter_style, color_profiles),
+                      *template._ua_stylesheets()]
+            self.matchers = [sheet.matcher for sheet in sheets]
+            self.reference = self._signature()
+        self._known: OrderedDict[tuple[str, ...], bool] = OrderedDict()
+
+    def _signature(self) -> tuple[Any, ...]:
+        """The rules matching each element a personal attribute can restyle: the element,
+        what is inside it and its following siblings (descendant and sibling
+        combinators), with their pseudo-elements."""
+        wanted = {id(element) for element, _ in self.fields}
+        scope: dict[int, None] = {}
+        # Fresh wrappers: cssselect2 caches an element's classes on its wrapper.
+        root = cssselect2.ElementWrapper.from_html_root(self.template.etree_element)
+        signature = []
+        for wrapper in root.iter_subtree():
+            element = wrapper.etree_element
+            if id(element) in wanted:
+                for sibling in [wrapper, *wrapper.iter_next_siblings()]:
+                    for inner in sibling.iter_subtree():
+                        scope[id(inner.etree_element)] = None
+            if id(element) in scope:
+                signature.append(tuple(
+                    tuple(sorted((order, str(pseudo)) for _, order, pseudo, _ in
+                                 matcher.match(wrapper)))
+                    for matcher in self.matchers))
+        return tuple(signature)
+
+    def same(self, substitute: Any) -> bool:
+        if not self.fields:
+            return True
+        values = []
+        for element, attribute in self.fields:
+            values.append(element.get(attribute))
+        key = tuple(substitute(value) for value in values)
+        if key not in self._known:
+            for (element, attribute), value in zip(self.fields, key, strict=True):
+                element.set(attribute, value)
+            try:
+                self._known[key] = self._signature() == self.reference
+            finally:
+                for (element, attribute), value in zip(self.fields, values, strict=True):
+                    element.set(attribute, value)
+            while len(self._known) > _STAMPS_PER_VERSION:
+                self._known.popitem(last=False)
+        return self._known[key]
+
+
 class Version:
     """Everything shared by the customers of one version, prepared once."""
 
@@ -147,14 +224,23 @@ class Version:
         self.color_profiles: dict[str, Any] = {}
         self.slots = Slots(parts)
         widths = [len(unescape(value) or value) for value in sample]
-        self.sentinels = sentinels(widths, "".join(parts))
+        prefixes = _link_prefixes(self.slots, sample)
+        widths = [width - len(prefix) for width, prefix in zip(widths, prefixes, strict=True)]
+        self.sentinels = [prefix + sentinel for prefix, sentinel in
+                          zip(prefixes, sentinels(widths, "".join(parts)), strict=True)]
         self.template = engine.html(self.slots.join(self.sentinels), locale)
         root = self.template.etree_element
         self.parent = {child: parent for parent in root.iter() for child in parent}
         self.links: dict[int, _Occurrence] = {}  # slot -> <a href> occurrence
         self.hole_keys: dict[int, str] = {}  # id(element) -> key, for personal blocks
         self.hole_visible: dict[str, bool] = {}
+        # Personal class and href values: fine as long as they select the CSS rules the
+        # version's did (checked per customer by SelectorCheck).
+        self.styled: list[_Occurrence] = []
+        self.bookmarks: dict[str, str] = {}  # outline titles holding sentinels
         text, meta = self._classify(_find_occurrences(root, self.sentinels))
+        self.selectors = SelectorCheck(self.template, self.styled, self.engine.font_config,
+                                       self.counter_style, self.color_profiles)
         reference = self._render(self.template)
         self.holes = self._hole_blocks(reference, text)
         self.pages = len(reference.pages)
@@ -206,6 +292,9 @@ class Version:
                 meta = True
             elif tag == "a" and attribute == "href" and self._inside(owner, "body"):
                 self.links[occurrence.slot] = occurrence
+                self.styled.append(occurrence)  # CSS may select on it: a[href^="http"]
+            elif attribute == "class" and self._inside(owner, "body"):
+                self.styled.append(occurrence)
             else:
                 raise Unsupported(f"personal value in the {attribute} attribute of <{tag}>")
         return text, meta
@@ -224,7 +313,7 @@ class Version:
                     with_boxes.add(id(box.element))
                 label = box.bookmark_label
                 if label and any(s in label.lower() for s in self.sentinels):
-                    raise Unsupported("personal value in a bookmark")
+                    self._bookmark(label)
                 if not isinstance(box, boxes.TextBox):
                     continue
                 lowered = box.text.lower()  # text-transform may change the case
@@ -261,16 +350,47 @@ class Version:
             fragments = found.get(key, [])
             if len(fragments) != 1:
                 raise Unsupported("personal text in a block split across pages")
-            page_index, box, _ = fragments[0]
+            page_index, box, box_ancestors = fragments[0]
             page = reference.pages[page_index]
             top, bottom = box.position_y, box.position_y + box.margin_height()
             # The band the block spans, across the page: flow blocks have nothing beside.
-            rect = (0.0, (page.height - bottom) * _PT_PER_PX, page.width * _PT_PER_PX,
-                    (page.height - top) * _PT_PER_PX)
+            # A block in a table cell has other cells beside it: only its own box.
+            left, right = 0.0, page.width
+            if len(geometry(box, box_ancestors)) > 4:
+                left, right = box.position_x, box.position_x + box.margin_width()
+            rect = (left * _PT_PER_PX, (page.height - bottom) * _PT_PER_PX,
+                    right * _PT_PER_PX, (page.height - top) * _PT_PER_PX)
             self._check_nothing_on_top(page, box, top, bottom)
             self.hole_visible[key] = box.style["visibility"] == "visible"
-            holes.append(HoleBlock(key, page_index, geometry(box), rect))
+            holes.append(HoleBlock(key, page_index, geometry(box, box_ancestors), rect))
         return holes
+
+    def _bookmark(self, label: str) -> None:
+        """A heading's outline entry holds personal text: remade per customer."""
+        # WeasyPrint's label is the heading's text with its white space collapsed (a
+        # customer's value is checked to need no collapsing); a text-transform other
+        # than uppercase would need its rules, so that version renders whole.
+        for sentinel in self.sentinels:
+            for found in re.finditer(re.escape(sentinel), label, re.IGNORECASE):
+                if found[0] not in (sentinel, sentinel.upper()):
+                    raise Unsupported("personal value in a transformed bookmark")
+        self.bookmarks[label] = label
+
+    def bookmark_titles(self, plain: list[str]) -> dict[str, str] | None:
+        """The customer's outline titles by the version's, or None if a value would
+        have its white space collapsed there."""
+        titles = {}
+        for label in self.bookmarks:
+            title = label
+            for slot, sentinel in enumerate(self.sentinels):
+                if sentinel.lower() not in title.lower():
+                    continue
+                value = plain[slot]
+                if not plain_value(value) or "  " in value:
+                    return None
+                title = title.replace(sentinel, value).replace(sentinel.upper(), value.upper())
+            titles[label] = title
+        return titles
 
     def _ancestors(self, element: Any) -> set[int]:
         found = set()
@@ -339,7 +459,10 @@ class Version:
         }
         with more_glyphs(reference, glyphs):
             data = reference.write_pdf()
-        return SharedPdf(data, bands, hrefs)
+        shared = SharedPdf(data, bands, hrefs, self.bookmarks)
+        if len({title for title, _ in shared.titles.values()}) != len(self.bookmarks):
+            raise Unsupported("personal bookmark not found in the outline")
+        return shared
 
     # -- the per-customer document -------------------------------------------------
 
@@ -363,13 +486,20 @@ class Version:
                 node = parent.get(node)
             hole.set("data-edition-hole", "show" if self.hole_visible[key] else "hidden")
             hole.set("data-edition-key", key)
+        # In a table around a personal block, what comes after it still sizes the
+        # columns and rows: it is hidden, not cut.
+        in_table = {
+            id(e) for table in elements if table.tag == "table" and id(table) in ancestors
+            for e in table.iter() if e is not table
+        }
         position = {id(e): i for i, e in enumerate(elements)}
         last = max((position[id(e)] for h, _ in holes for e in h.iter()), default=-1)
         if body is not None:
             for element in elements[position[id(body)] :]:
                 if id(element) in inside or not isinstance(element.tag, str):
                     continue
-                if id(element) in ancestors or position[id(element)] < last:
+                if (id(element) in ancestors or position[id(element)] < last
+                        or id(element) in in_table):
                     element.set("data-edition-hide", "")
                     continue
                 # After the last personal block: no layout needed. The element stays,
@@ -383,7 +513,8 @@ class Version:
             # Text after the last personal block is cut too.
             node = holes[-1][0] if holes else None
             while node is not None and node is not body:
-                node.tail = None
+                if id(node) not in in_table:
+                    node.tail = None
                 node = parent.get(node)
         self.mini_tree = tree
         self.mini_html = html_from_tree(tree, self.template)
@@ -430,7 +561,7 @@ class Version:
         found = principal_blocks(document, lambda e: e.get("data-edition-key"))
         for hole in self.holes:
             fragments = found.get(hole.key, [])
-            if [(p, geometry(b)) for p, b, _ in fragments] != [(hole.page, hole.geometry)]:
+            if [(p, geometry(b, a)) for p, b, a in fragments] != [(hole.page, hole.geometry)]:
                 return None
         return document
 
@@ -469,6 +600,8 @@ class Version:
                     template = template.replace(sentinel, plain[slot])
             return template
 
+        if not self.selectors.same(substitute):
+            return "personal class or link selects other CSS rules"
         uris: dict[str, str] = {}
         for occurrence in self.links.values():
             # What WeasyPrint's <a> handler makes of the customer's href.
@@ -499,4 +632,7 @@ class Version:
                 if made is None:
                     return "personal text changes the layout"
                 stamp = made
-        return self.shared.assemble(stamp, uris)
+        titles = self.bookmark_titles(plain)
+        if titles is None:
+            return "personal bookmark needs its white space collapsed"
+        return self.shared.assemble(stamp, uris, titles)
