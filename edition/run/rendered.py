@@ -291,6 +291,9 @@ class RenderedBatches:
         after = self.resume.after_line
         if self.shards is not None and options.limit is None and shardable(self.source):
             # the workers read the source, shard by shard (edition/run/sharded.py)
+            life.notes.append(f"the workers read the customer source in shards of about "
+                              f"{options.batch_size:,} rows; the main process did not "
+                              f"ship its rows")
             return shard_batches(self.source, self.shards, rows=self.estimate(),
                                  batch_size=options.batch_size,
                                  declared=dict(self.campaign.fields or {}),
