@@ -160,11 +160,13 @@ def test_a_run_whose_workers_read_shards_equals_the_run_that_ships_rows(
         options = RunOptions.build(campaign=str(site / "campaigns" / "weekly-newsletter.yaml"),
                                    customers=str(customers), out=str(tmp_path / name),
                                    as_of=AS_OF, batch_size=50, formats=("text",)).resolved()
+        progress: list[int] = []
         try:
-            summary = execute(options, executor=executor)
+            summary = execute(options, executor=executor, on_progress=progress.append)
         finally:
             close_jobs()
         assert summary.customers == 400
+        assert sum(progress) == 400   # a shard's rows counted as they come back
         rows = [json.loads(line) for line in
                 (tmp_path / name / "manifest.jsonl").read_text(encoding="utf-8").splitlines()]
         manifests[name] = sorted((r.get("line"), r["customer_id"], r["status"],
