@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from edition.audience.sources import Triple, customer_source
+from edition.audience.sources import Triple
 from edition.audience.sources.csv_file import CsvSource, csv_records
 from edition.audience.sources.jsonl_file import JsonlSource, json_rows
 from edition.audience.sources.parquet_file import ParquetSource
@@ -354,10 +354,6 @@ def _hash_rows(shard: Shard, meter: Meter | None) -> Iterator[Triple]:
         meter.bytes += source.path.stat().st_size
 
 
-def source_shards(value: Any, shards: int) -> list[Shard]:
-    return plan_whole(customer_source(value, from_campaign=False), shards)
-
-
 __all__ = ["Meter", "Shard", "ShardMismatch", "Span", "SpanFacts", "TextPlan", "plan_parquet",
            "plan_text", "plan_whole", "read_shard", "resync", "shard_of", "shardable",
-           "source_shards", "span_facts"]
+           "span_facts"]
