@@ -80,6 +80,9 @@ class TaskRunnerExecutor:
         self.processes = Opaque(processes) if processes is not None else None
         if processes is not None:
             self.scan = processes.scan
+        # a local Dask cluster's workers read the customer source in shards themselves
+        # (edition/run/sharded.py); a scheduler's machines may not reach the file
+        self.reads_shards = False
 
     def submit(self, job: Job, batch: list[Any], number: int) -> Any:
         return self.task_runner.submit(TASKS[job.kind], {
@@ -101,8 +104,10 @@ def executor_for(settings: RunSettings, *, rows: int, batch_size: int,
     with _reporting_to(api), \
             _task_runner(runner, workers, settings.dask_address or None, api) as task_runner, \
             Pool(forked) as processes:
-        yield TaskRunnerExecutor(task_runner, workers, work if runner == "dask" else None,
-                                 processes if isinstance(processes, PoolExecutor) else None)
+        executor = TaskRunnerExecutor(task_runner, workers, work if runner == "dask" else None,
+                                      processes if isinstance(processes, PoolExecutor) else None)
+        executor.reads_shards = runner == "dask" and not settings.dask_address
+        yield executor
 
 
 def _task_runner(kind: Runner, workers: int, dask_address: str | None,

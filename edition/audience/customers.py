@@ -355,10 +355,17 @@ def read_customers(path: Source, *, need_email: bool,
                    limit: int | None = None) -> Iterator[Row]:
     """Every row of the source in order, typed and checked; repeated ids rejected."""
     stream, schema = _rows_and_schema(source_of(path), declared or {})
+    if limit is not None:
+        stream = itertools.islice(stream, max(limit, 0))
+    yield from typed_rows(stream, schema, need_email=need_email)
+
+
+def typed_rows(stream: Iterable[Triple], schema: Schema, *, need_email: bool,
+               first_index: int = 0) -> Iterator[Row]:
+    """Raw rows typed and checked with this schema; ids repeated among them rejected
+    (the whole source's, or one shard's: edition/run/sharded.py)."""
     seen = IdSet()
-    for index, (line, raw, problem) in enumerate(stream):
-        if limit is not None and index >= limit:
-            return
+    for index, (line, raw, problem) in enumerate(stream, start=first_index):
         if raw is None:
             yield Row(index, line, None, reason=problem)
             continue
@@ -382,6 +389,16 @@ def read_customers(path: Source, *, need_email: bool,
             continue
         seen.add(customer_id, line)
         yield Row(index, line, customer_id, fields=fields)
+
+
+def customer_schema(path: Source, declared: Mapping[str, str] | None = None) -> Schema:
+    """The source's column types as read_customers types them (its first rows only)."""
+    declared = declared or {}
+    with source_of(path).open(declared) as rows:
+        if rows.types is not None:
+            return Schema({**rows.types, **declared})
+        head = [raw for _, raw, _ in itertools.islice(rows, SAMPLE_ROWS) if raw]
+    return Schema.infer(head, declared, decimal_comma=rows.decimal_comma)
 
 
 def _rows_and_schema(source: CustomerSource, declared: Mapping[str, str]

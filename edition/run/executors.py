@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from edition.audience.customers import Row
 from edition.run.pipeline import BatchResult
 from edition.run.preflight import Scan
+from edition.run.sharded import ShardRows
 from edition.run.workers import Job, RenderJob, process_batch, scan_batch, worker_init
 
 
@@ -83,19 +84,22 @@ def process_all(executor: BatchExecutor, job: Job, batches: Iterable[list[Any]],
                 collect: Callable[[BatchResult], None],
                 on_progress: Callable[[int], None] | None = None) -> None:
     """Every batch through the executor; each result handed to `collect` in input order."""
-    sizes: deque[int] = deque()
+    sizes: deque[int | None] = deque()
 
     def submitted() -> Iterator[Any]:
         for number, batch in enumerate(batches, start=1):
-            sizes.append(len(batch))
+            # a shard's rows are counted when they come back (read in the worker)
+            sharded = len(batch) == 1 and isinstance(batch[0], ShardRows)
+            sizes.append(None if sharded else len(batch))
             yield executor.submit(job, batch, number)
 
     # closed on the way out, whatever stops the loop: batches not collected are cancelled
     with contextlib.closing(in_order(submitted(), executor.workers)) as results:
         for result in results:
             collect(result)
+            size = sizes.popleft()
             if on_progress is not None:
-                on_progress(sizes.popleft())
+                on_progress(len(result.rows) if size is None else size)
 
 
 @dataclass

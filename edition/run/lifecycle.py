@@ -319,6 +319,7 @@ def execute(options: Any, *, executor: BatchExecutor | None = None,
 
     feed = RenderedBatches(options, overwrite=overwrite,
                            scanner=getattr(executor, "scan", None),
+                           shards=executor if getattr(executor, "reads_shards", False) else None,
                            on_repaired=on_repaired, over_elsewhere=over_elsewhere)
     return Lifecycle(feed, marker=marker).run(executor, on_start=on_start,
                                               on_progress=on_progress)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edition.audience.customers import Row, batches, encoding_problem, read_customers
+from edition.audience.customers import batches, encoding_problem, read_customers
 from edition.errors import ApprovalError, ContentError, RunError, UsageError, collect
 from edition.markdown_text import text
 from edition.run import digests
@@ -32,6 +32,7 @@ from edition.run.context import (
     source_name,
     target_of,
 )
+from edition.run.executors import in_order
 from edition.run.folder import (
     LOCK_FILE,
     RUN_FILE,
@@ -60,6 +61,7 @@ from edition.run.repair import (
     run_info,
 )
 from edition.run.report import RunInfo, write_report
+from edition.run.sharded import shard_batches, shardable
 from edition.run.summary import RunSummary
 from edition.run.workers import (
     RenderJob,
@@ -73,6 +75,7 @@ from edition.send.delivery import MailingChoice
 from edition.send.targets import channel_of
 
 if TYPE_CHECKING:
+    from edition.run.executors import BatchExecutor
     from edition.run.lifecycle import Lifecycle
 
 
@@ -100,8 +103,10 @@ class RenderedBatches:
 
     def __init__(self, options: RunOptions, *, overwrite: bool = False,
                  scanner: Scanner | None = None, on_repaired: OnRepaired | None = None,
-                 over_elsewhere: OverElsewhere | None = None):
+                 over_elsewhere: OverElsewhere | None = None,
+                 shards: BatchExecutor | None = None):
         self.options = options.resolved()
+        self.shards = shards   # workers that read the customer source in shards (Dask)
         self.campaign = plan_for(self.options).campaign
         self.sending = self.options.send
         if self.sending and self.campaign.approval_required:
@@ -280,12 +285,22 @@ class RenderedBatches:
     def job(self, life: Lifecycle) -> RenderJob:
         return RenderJob(life.context.options)
 
-    def batches(self, life: Lifecycle) -> Iterator[list[Row]]:
+    def batches(self, life: Lifecycle) -> Iterator[list[Any]]:
         options = life.context.options
         plan = plan_for(options)
+        after = self.resume.after_line
+        if self.shards is not None and options.limit is None and shardable(self.source):
+            # the workers read the source, shard by shard (edition/run/sharded.py)
+            life.notes.append(f"the workers read the customer source in shards of about "
+                              f"{options.batch_size:,} rows; the main process did not "
+                              f"ship its rows")
+            return shard_batches(self.source, self.shards, rows=self.estimate(),
+                                 batch_size=options.batch_size,
+                                 declared=dict(self.campaign.fields or {}),
+                                 need_email=need_email(options, plan), after_line=after,
+                                 gather=in_order)
         rows = read_customers(self.source, need_email=need_email(options, plan),
                               declared=self.campaign.fields, limit=options.limit)
-        after = self.resume.after_line
         return batches((r for r in rows if r.line > after), options.batch_size)
 
     # -- the end -------------------------------------------------------------------

@@ -44,6 +44,7 @@ from edition.run.folder import open_writer
 from edition.run.options import RunOptions
 from edition.run.pipeline import BatchResult, Pipeline
 from edition.run.preflight import Scan, scan_rows
+from edition.run.sharded import expand
 from edition.send.delivery import Deliverer, ledger_path
 from edition.send.dkim import DkimSigner
 from edition.send.dkim import applies_to as dkim_applies
@@ -166,7 +167,7 @@ def process_batch(job: Job | RunOptions, batch: list[Any], work: Work | None = N
     """Worker entry point (process pools, Prefect tasks, Dask workers with `work`); a
     run's options stand for the job of rendering its rows."""
     doing = RenderJob(job) if isinstance(job, RunOptions) else job
-    return worker_for(doing, work).process(batch)
+    return worker_for(doing, work).process(expand(batch))   # a shard is read here
 
 
 def close_jobs(job: Job | None = None) -> None:

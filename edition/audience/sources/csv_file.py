@@ -15,6 +15,7 @@ import io
 import mmap
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from edition.audience.sources import Found, RawRow, SourceRows, Triple
 from edition.audience.text_files import FileFormat, TextFileSource, file_format
@@ -78,6 +79,12 @@ def _csv_rows(handle: io.BufferedReader, form: FileFormat) -> Iterator[Triple]:
     except csv.Error as exc:
         raise RunError(f"the customer file's header is not valid CSV: {exc}",
                        getattr(handle, "name", None)) from None
+    yield from csv_records(reader, header)
+
+
+def csv_records(reader: Any, header: list[str]) -> Iterator[Triple]:
+    """(line, raw row, problem) for the records of a csv.reader past the header (the
+    whole file's, or a shard's: edition/audience/shards.py)."""
     width = len(header)
     while True:
         try:

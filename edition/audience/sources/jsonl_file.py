@@ -39,7 +39,7 @@ class JsonlSource(TextFileSource):
         except OSError as exc:
             raise RunError(f"cannot read the customer file: {exc.strerror}",
                            self.path) from None
-        return SourceRows(None, _json_rows(handle, form), handle.close)
+        return SourceRows(None, json_rows(handle, form), handle.close)
 
     def find(self, customer_id: str, declared: Mapping[str, str] | None = None
              ) -> Found | None:
@@ -62,7 +62,7 @@ class JsonlSource(TextFileSource):
         return list(names)
 
 
-def _json_rows(handle: io.BufferedReader, form: FileFormat) -> Iterator[Triple]:
+def json_rows(handle: io.BufferedReader, form: FileFormat) -> Iterator[Triple]:
     if not form.ascii_compatible:  # UTF-16/32: lines are not split at b"\n"
         lines: Iterable[bytes | str] = form.open(handle)
     else:

@@ -1,0 +1,546 @@
+"""A sharded send at scale on this machine, and 10 million on paper (issue 22, item 5).
+
+    .venv/bin/python bench/scale.py --customers 20000            # develop
+    .venv/bin/python bench/scale.py --customers 100000 --timeout 900
+    .venv/bin/python bench/scale.py --customers 1000000 --timeout 2700
+
+One `edition run --send --via-prefect --task-runner dask --workers 3` of the sample
+weekly newsletter (`--formats eml`: the message is the one file each customer needs)
+through the real command line:
+
+- customers from `edition sample-data --seed 7`, read by the Dask workers in shards
+  (edition/run/sharded.py);
+- the send ledger on a throwaway PostgreSQL cluster with fsync on (tests/fixtures_postgres.py);
+- `--sinks` aiosmtpd processes on one loopback port (SO_REUSEPORT: the kernel spreads
+  the connections), each writing the recipients it accepted to its own file;
+- the run folder in S3 (moto's server, in this process);
+- with `--kill`, one Dask worker process SIGKILLed when 40 % of the messages are in.
+
+Then: duplicates at the sinks, customers missing (neither received nor left `unknown`),
+the ledger's states, process-tree peak RSS of the run (psutil, every 0.5 s), wall time,
+and `--resend-unknown` run inline to finish what the killed worker left. After the run,
+side by side on the same machine: the per-stage rates (render, encode, ledger, SMTP
+transport, S3 PUTs) and the 10-million projection built from them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import contextlib
+import datetime as dt
+import logging
+import math
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import smtplib
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from email.policy import SMTP as SMTP_POLICY
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+
+from fixtures_postgres import TemporaryPostgres  # noqa: E402
+from ledger import measure as ledger_rate  # noqa: E402
+
+AS_OF = "2026-11-23"
+CONTENT = ("campaigns", "templates", "articles", "offers", "greetings")
+IN_FLIGHT = 16
+TEN_MILLION = 10_000_000
+HALF_HOUR = 1800.0
+MIB = 1 << 20
+
+
+# -- the SMTP sinks --------------------------------------------------------------------
+
+
+def _sink(port: int, path: str, stop: Any, count: Any) -> None:
+    """Child process: an aiosmtpd server on the shared port, recipients to `path`."""
+    from aiosmtpd.smtp import SMTP
+
+    class Recording:
+        def __init__(self) -> None:
+            self.out = open(path, "a", encoding="utf-8", buffering=1 << 16)  # noqa: SIM115
+
+        async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+            for rcpt in envelope.rcpt_tos:
+                self.out.write(rcpt + "\n")
+            with count.get_lock():
+                count.value += len(envelope.rcpt_tos)
+            return "250 OK"
+
+    async def serve() -> None:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", port))
+        sock.listen(256)
+        handler = Recording()
+        server = await asyncio.get_running_loop().create_server(
+            lambda: SMTP(handler, hostname="sink"), sock=sock)
+        while not stop.is_set():
+            await asyncio.sleep(0.2)
+        server.close()
+        handler.out.close()
+
+    asyncio.run(serve())
+
+
+class Sinks:
+    def __init__(self, folder: Path, processes: int):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        ctx = mp.get_context("spawn")
+        self.stop, self.count = ctx.Event(), ctx.Value("q", 0)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.files = [folder / f"sink-{n}.txt" for n in range(processes)]
+        self.procs = [ctx.Process(target=_sink, args=(self.port, str(f), self.stop, self.count),
+                                  daemon=True) for f in self.files]
+        for proc in self.procs:
+            proc.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                with smtplib.SMTP("127.0.0.1", self.port, timeout=5) as probe:
+                    probe.noop()
+                break
+            except OSError:
+                time.sleep(0.2)
+
+    def received(self) -> collections.Counter[str]:
+        """Recipients accepted, after the sinks flushed (call close first)."""
+        counts: collections.Counter[str] = collections.Counter()
+        for path in self.files:
+            if path.exists():
+                with path.open(encoding="utf-8") as handle:
+                    counts.update(line.rstrip("\n") for line in handle)
+        return counts
+
+    def close(self) -> None:
+        self.stop.set()
+        for proc in self.procs:
+            proc.join(30)
+            if proc.is_alive():
+                proc.kill()
+
+
+# -- the run ---------------------------------------------------------------------------
+
+
+def tree_rss(root: int) -> int:
+    import psutil
+
+    try:
+        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        try:
+            total += proc.memory_info().rss
+        except psutil.Error:
+            continue
+    return total
+
+
+def dask_workers(root: int) -> list[Any]:
+    import psutil
+
+    found = []
+    try:
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.Error:
+        return []
+    for proc in children:
+        try:
+            if "multiprocessing.spawn" in " ".join(proc.cmdline()):
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+class Run:
+    """The CLI run in a subprocess, watched: peak RSS, sink progress, a worker killed."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str], sinks: Sinks,
+                 customers: int, kill: bool, timeout: float):
+        self.peak = 0
+        self.killed = 0
+        self.marks: list[tuple[float, int]] = []   # (seconds, messages at the sinks)
+        start = time.monotonic()
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        output: dict[str, str] = {}
+        reader = threading.Thread(target=lambda: output.update(zip(
+            ("stdout", "stderr"), proc.communicate(), strict=True)), daemon=True)
+        reader.start()
+        try:
+            while proc.poll() is None and time.monotonic() - start < timeout:
+                self.peak = max(self.peak, tree_rss(proc.pid))
+                self.marks.append((time.monotonic() - start, sinks.count.value))
+                if kill and not self.killed and sinks.count.value >= 0.4 * customers:
+                    workers = dask_workers(proc.pid)
+                    if workers:
+                        workers[0].send_signal(signal.SIGKILL)
+                        self.killed = workers[0].pid
+                time.sleep(0.5)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)   # the hard timeout
+                proc.wait(60)
+            reader.join(60)
+        self.seconds = time.monotonic() - start
+        self.rc = proc.returncode
+        self.stdout, self.stderr = output.get("stdout", ""), output.get("stderr", "")
+        self.timed_out = self.seconds >= timeout
+
+    def send_rate(self) -> tuple[float, float]:
+        """(messages/s between 10 % and 90 % of the messages, seconds to the first)."""
+        total = self.marks[-1][1] if self.marks else 0
+        first = next((t for t, n in self.marks if n > 0), 0.0)
+        low = next(((t, n) for t, n in self.marks if n >= 0.1 * total), None)
+        high = next(((t, n) for t, n in self.marks if n >= 0.9 * total), None)
+        if not low or not high or high[0] <= low[0]:
+            return 0.0, first
+        return (high[1] - low[1]) / (high[0] - low[0]), first
+
+
+def ledger_states(url: str) -> collections.Counter[str]:
+    import sqlalchemy as sa
+
+    from edition.send.ledger.postgres_schema import sends
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as db:
+            return collections.Counter(dict(db.execute(
+                sa.select(sends.c.state, sa.func.count()).group_by(sends.c.state)).all()))
+    finally:
+        engine.dispose()
+
+
+def unsent_ids(url: str) -> set[str]:
+    import sqlalchemy as sa
+
+    from edition.send.ledger.postgres_schema import sends
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as db:
+            return {c for (c,) in db.execute(sa.select(sends.c.customer_id)
+                                              .where(sends.c.state != "sent")).all()}
+    finally:
+        engine.dispose()
+
+
+# -- per-stage rates, side by side -----------------------------------------------------
+
+
+def cli_seconds(site: Path, customers: Path, formats: str, out: Path) -> float:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "cli", "run", "campaigns/weekly-newsletter.yaml",
+                           "--customers", str(customers), "--as-of", AS_OF, "--formats",
+                           formats, "--workers", "1", "--out", str(out)],
+                          cwd=site, capture_output=True, text=True, check=False)
+    if done.returncode not in (0, 3):
+        raise RuntimeError(done.stdout + done.stderr)
+    shutil.rmtree(out, ignore_errors=True)
+    return time.perf_counter() - start
+
+
+def render_rates(site: Path, small: Path, big: Path, n_small: int, n_big: int,
+                 memory: Path) -> dict[str, float]:
+    """Marginal customers/s of one process (fixed costs cancel): html+text (render)
+    and eml (render + MIME encode), dry runs to tmpfs."""
+    rates = {}
+    for name, formats in (("render", "html,text"), ("render+encode", "eml")):
+        t1 = cli_seconds(site, small, formats, memory / f"r-{name}-1")
+        t2 = cli_seconds(site, big, formats, memory / f"r-{name}-2")
+        rates[name] = (n_big - n_small) / max(t2 - t1, 1e-6)
+    return rates
+
+
+def transport_rate(port: int, seconds: float, threads: int = IN_FLIGHT) -> float:
+    """Messages/s one process hands to the sinks over `threads` connections."""
+    from email.message import EmailMessage
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = ("a@example.com", "b@example.com",
+                                                          "bench")
+    message.set_content(("x" * 70 + "\n") * 57)   # ~4 KB in lines SMTP accepts
+    data = message.as_bytes(policy=SMTP_POLICY)   # CRLF lines
+    stop = time.monotonic() + seconds
+
+    def loop() -> int:
+        sent = 0
+        with smtplib.SMTP("127.0.0.1", port, timeout=30) as smtp:
+            while time.monotonic() < stop:
+                smtp.sendmail("a@example.com", [f"t{sent}@transport.invalid"], data)
+                sent += 1
+        return sent
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(lambda _: loop(), range(threads)))
+    return total / (time.monotonic() - start)
+
+
+def s3_rate(endpoint: str, bucket: str, seconds: float, threads: int = IN_FLIGHT) -> float:
+    import boto3
+    from botocore.config import Config
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          config=Config(max_pool_connections=threads))
+    body = b"x" * 6000
+    stop = time.monotonic() + seconds
+
+    def loop(n: int) -> int:
+        done = 0
+        while time.monotonic() < stop:
+            client.put_object(Bucket=bucket, Key=f"bench/{n}/{done}.eml", Body=body)
+            done += 1
+        return done
+
+    start = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+        total = sum(pool.map(loop, range(threads)))
+    return total / (time.monotonic() - start)
+
+
+# -- the report ------------------------------------------------------------------------
+
+
+def projection(stages: dict[str, float], ledger: float, cores: int) -> list[str]:
+    """The 10-million table: per stage, customers/s of one worker process (the ledger:
+    the whole shared PostgreSQL), time for 10M on one process, and its share of a
+    worker's time per customer."""
+    per_process = ["render", "encode", "transport", "s3"]
+    cost = {s: 1.0 / stages[s] for s in per_process}
+    per_customer = sum(cost.values())
+    worker_rate = 1.0 / per_customer
+    need = TEN_MILLION / HALF_HOUR
+    processes = math.ceil(need / worker_rate)
+    names = {"render": "render (html + text, one process)",
+             "encode": "encode (MIME .eml, beyond render)",
+             "transport": f"SMTP transport ({IN_FLIGHT} connections, one process)",
+             "s3": f"S3 PUTs to moto ({IN_FLIGHT} threads, one process)"}
+    lines = ["| stage | measured /s | 10M on one process | share of a worker's time per "
+             "customer |", "| --- | ---: | ---: | ---: |"]
+    for stage in per_process:
+        if math.isinf(stages[stage]):
+            lines.append(f"| {names[stage]} | not separable: within this run's noise | "
+                         f"— | 0% |")
+            continue
+        lines.append(f"| {names[stage]} | {stages[stage]:,.0f} | "
+                     f"{TEN_MILLION / stages[stage] / 3600:,.1f} h | "
+                     f"{cost[stage] / per_customer:.0%} |")
+    lines.append(f"| send ledger, PostgreSQL fsync on (3 processes, windows of {IN_FLIGHT}; "
+                 f"shared by all machines) | {ledger:,.0f} | "
+                 f"{TEN_MILLION / ledger / 60:,.0f} min (whole cluster) | — |")
+    bottleneck = max(per_process, key=lambda s: cost[s])
+    machines = math.ceil(processes / cores)
+    lines += ["", f"A worker process does all four per-process stages for its customers: "
+              f"{worker_rate:,.0f} customers/s (the stages added, no overlap counted). "
+              f"10M in 30 minutes needs {need:,.0f}/s: **{processes} worker processes**, "
+              f"**{machines} machines of {cores} cores** (one process per core), "
+              f"**{math.ceil(processes / 16)} of 16 cores**. The bottleneck per worker is "
+              f"**{names[bottleneck]}** ({cost[bottleneck] / per_customer:.0%} of its "
+              f"time). The one shared stage, the ledger, must carry {need:,.0f} "
+              f"claims+records/s: measured {ledger:,.0f}/s here "
+              f"({'enough' if ledger >= need else 'NOT enough: it is then the wall'})."]
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--sinks", type=int, default=3)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--no-kill", action="store_true", help="no worker killed")
+    parser.add_argument("--timeout", type=float, default=900, help="hard limit of the run (s)")
+    parser.add_argument("--stage-seconds", type=float, default=4.0)
+    parser.add_argument("--memory", default="/dev/shm", help="tmpfs for dry runs")
+    parser.add_argument("--results", type=Path, help="append the report to this file")
+    args = parser.parse_args()
+    n = args.customers
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):   # moto's, not real ones
+        os.environ.setdefault(name, "testing")
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    from edition.audience.sampledata import write_customers
+
+    base = Path(tempfile.mkdtemp(prefix="edition-scale-"))
+    memory = Path(tempfile.mkdtemp(prefix="edition-scale-", dir=args.memory))
+    server = TemporaryPostgres(fsync=True).start()
+    sinks = Sinks(base / "sinks", args.sinks)
+    from moto.server import ThreadedMotoServer
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    lines: list[str] = []
+    try:
+        import boto3
+
+        host, port = moto.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        bucket = "edition-scale"
+        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(
+            Bucket=bucket)
+        url = server.create_database("scale")
+        site = base / "site"
+        for folder in CONTENT:
+            shutil.copytree(ROOT / folder, site / folder)
+        campaign = site / "campaigns" / "weekly-newsletter.yaml"
+        import yaml
+
+        doc = yaml.safe_load(campaign.read_text(encoding="utf-8"))
+        doc["delivery"] = {"to": f"smtp://127.0.0.1:{sinks.port}", "in_flight": IN_FLIGHT,
+                           "connections": 4}
+        campaign.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        customers = base / "customers.csv"
+        write_customers(customers, n, seed=7)
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("PREFECT_") and k != "PYTHONPATH"}
+        env |= {"EDITION_S3_ENDPOINT_URL": endpoint, "EDITION_LEDGER_URL": url,
+                "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                "AWS_DEFAULT_REGION": "us-east-1", "PREFECT_HOME": str(base / "prefect"),
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+                "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "200", "NO_COLOR": "1",
+                "EDITION_UNSUBSCRIBE_SECRET": env.get("EDITION_UNSUBSCRIBE_SECRET",
+                                                      "bench-scale-secret")}
+        command = [sys.executable, "-m", "cli", "run", "campaigns/weekly-newsletter.yaml",
+                   "--customers", str(customers), "--as-of", AS_OF, "--formats", "eml",
+                   "--send", "--yes", "--mailing", "scale", "--via-prefect",
+                   "--task-runner", "dask", "--workers", str(args.workers),
+                   "--batch-size", str(args.batch_size), "--out", f"s3://{bucket}/runs/scale"]
+        print(f"sharded send of {n:,} customers ...", file=sys.stderr)
+        run = Run(command, site, env, sinks, n, not args.no_kill, args.timeout)
+        print(f"  rc {run.rc} in {run.seconds:.0f} s\n{run.stdout[-1500:]}", file=sys.stderr)
+        states_first = ledger_states(url)
+        left = unsent_ids(url)
+        sinks.close()
+        first = sinks.received()
+        sinks = Sinks(base / "rerun-sinks", args.sinks)   # the rerun's, counted apart
+        doc["delivery"]["to"] = f"smtp://127.0.0.1:{sinks.port}"
+        campaign.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
+        start = time.monotonic()
+        # a run stopped by the timeout is not finished by a rerun of what it left
+        # `unknown`: the rest would be another run's worth; said in the report
+        rerun = None if run.timed_out else subprocess.run([sys.executable, "-m", "cli", "run",
+                                "campaigns/weekly-newsletter.yaml", "--customers", str(customers),
+                                "--as-of", AS_OF, "--formats", "eml", "--send", "--yes",
+                                "--mailing", "scale", "--resend-unknown", "--workers", "2",
+                                "--out", str(memory / "rerun")],
+                               cwd=site, env=env, capture_output=True, text=True,
+                               timeout=max(60.0, args.timeout), check=False)
+        rerun_rc = "skipped: the run timed out" if rerun is None else f"exit {rerun.returncode}"
+        rerun_seconds = time.monotonic() - start
+        shutil.rmtree(memory / "rerun", ignore_errors=True)
+        states_after = ledger_states(url)
+        sinks.close()
+        second = sinks.received()
+        both = first + second
+        with customers.open(encoding="utf-8") as handle:
+            next(handle)
+            by_id = dict(line.split(",")[:2] for line in handle if line.strip())
+        emails = set(by_id.values())
+        duplicates_first = sum(1 for c in first.values() if c > 1)
+        duplicates = sum(1 for c in both.values() if c > 1)
+        missing_first = len(emails - set(first) - {by_id.get(c, "") for c in left})
+        missing = len(emails - set(both))
+        send_rate, to_first = run.send_rate()
+
+        print("measuring the stages side by side ...", file=sys.stderr)
+        small, big = base / "small.csv", base / "big.csv"
+        write_customers(small, 1000, seed=7)
+        write_customers(big, 5000, seed=7)
+        rates = render_rates(site, small, big, 1000, 5000, memory)
+        # encode's cost is the difference of two dry runs; on a loaded machine it can
+        # vanish in the noise (eml alone as fast as html + text): then it counts as 0
+        beyond = 1.0 / rates["render+encode"] - 1.0 / rates["render"]
+        stages = {"render": rates["render"],
+                  "encode": 1.0 / beyond if beyond > 0 else math.inf,
+                  "transport": 0.0, "s3": 0.0}
+        sinks = Sinks(base / "transport-sink", 1)
+        stages["transport"] = transport_rate(sinks.port, args.stage_seconds)
+        sinks.close()
+        stages["s3"] = s3_rate(endpoint, bucket, args.stage_seconds)
+        ledger = ledger_rate(server.create_database("ledger"), 3, args.stage_seconds, True,
+                             "bench", IN_FLIGHT)[0]
+        wide = ledger_rate(server.create_database("ledger256"), 3, args.stage_seconds, True,
+                           "bench", 256)[0]
+
+        load = os.getloadavg()[0]
+        lines += [f"## Sharded send at scale: {n:,} customers "
+                  f"({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, bench/scale.py)", "",
+                  f"`.venv/bin/python bench/scale.py --customers {n} --timeout "
+                  f"{args.timeout:g}` on {os.cpu_count()} shared cores (load {load:.1f} "
+                  f"at the end): {args.workers} local Dask workers reading the CSV in "
+                  f"shards, PostgreSQL ledger (fsync on), {args.sinks} aiosmtpd sinks on "
+                  f"one loopback port, run folder in S3 (moto), `--formats eml`, "
+                  f"in_flight {IN_FLIGHT}.", "",
+                  "| figure | value |", "| --- | ---: |",
+                  f"| wall time, `edition run --send --via-prefect --task-runner dask` | "
+                  f"{run.seconds:,.0f} s (exit {run.rc}{', TIMED OUT' if run.timed_out else ''})"
+                  f" |",
+                  f"| end to end | {n / run.seconds:,.0f} customers/s |",
+                  f"| send phase (10 % → 90 % of the messages at the sinks) | "
+                  f"{send_rate:,.0f} messages/s; first message after {to_first:.0f} s |",
+                  f"| process-tree peak RSS (CLI, Prefect server, Dask scheduler + "
+                  f"workers) | {run.peak / MIB:,.0f} MiB |",
+                  f"| worker killed mid-send (SIGKILL at 40 %) | "
+                  f"{'yes, pid ' + str(run.killed) if run.killed else 'no'} |",
+                  f"| messages at the sinks after the run | {sum(first.values()):,} |",
+                  f"| duplicates at the sinks after the run | {duplicates_first} |",
+                  f"| ledger after the run | "
+                  f"{', '.join(f'{k} {v:,}' for k, v in sorted(states_first.items()))} |",
+                  f"| missing after the run (neither received nor left claimed) | "
+                  f"{max(missing_first, 0)} |",
+                  f"| `--resend-unknown` rerun (inline, 2 processes) | {rerun_seconds:,.0f} s,"
+                  f" {rerun_rc}, {sum(second.values()):,} messages |",
+                  f"| ledger after the rerun | "
+                  f"{', '.join(f'{k} {v:,}' for k, v in sorted(states_after.items()))} |",
+                  f"| duplicates / missing over both runs | {duplicates} / {missing} |", "",
+                  "Per-stage rates, measured after the run on the same machine (marginal "
+                  "1,000 → 5,000 customers for render and encode, dry runs of one process "
+                  f"to tmpfs; {args.stage_seconds:g} s each for the others):", ""]
+        lines += projection(stages, ledger, os.cpu_count() or 2)
+        lines += ["", f"The same ledger with windows of 256 (delivery.in_flight 256, at most "
+                  f"256 `unknown` per lost worker): {wide:,.0f} claims+records/s from 3 "
+                  f"processes. moto is one Python process in this bench's: its PUT rate is "
+                  f"this mock's, not S3's (S3 takes thousands of PUTs/s per prefix), so on "
+                  f"a real cluster the per-worker bottleneck moves to the next stage in the "
+                  f"table."]
+        if run.rc not in (0, 3) or run.timed_out:
+            lines += ["", "The run's last output:", "", "```",
+                      (run.stdout + run.stderr)[-2500:], "```"]
+    finally:
+        with contextlib.suppress(Exception):
+            sinks.close()
+        moto.stop()
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(memory, ignore_errors=True)
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if args.results is not None:
+        with args.results.open("a", encoding="utf-8") as handle:
+            handle.write("\n" + report)
+
+
+if __name__ == "__main__":
+    main()
