@@ -38,6 +38,7 @@ from pydantic import (
 from edition.content.campaign import find_root
 from edition.databases import held
 from edition.errors import UsageError
+from edition.run.cadence import unshared_cap_store
 from edition.run.options import RunOptions, parse_run_date
 from edition.run.roots import (
     Roots,
@@ -334,6 +335,10 @@ def dask_problems(options: RunOptions, runner: str, dask_address: str | None) ->
     if options.send:
         problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
                                                               f"{dask_address}")
+        if problem:
+            problems.append(problem)
+        problem = unshared_cap_store(plan_for(options).campaign,
+                                     f"the Dask scheduler {dask_address}")
         if problem:
             problems.append(problem)
     return problems

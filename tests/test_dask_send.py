@@ -421,3 +421,29 @@ def test_a_dask_scheduler_is_refused_a_sqlite_ledger_and_the_temporary_server(
         assert "PREFECT_API_URL" not in stderr
         assert not (tmp_path / "o").exists() and sink.received == {}
         assert not (root / "out").exists()
+
+
+def test_a_dask_scheduler_is_refused_a_sqlite_store_for_the_frequency_cap(
+        content_tree: Callable[..., Path], tmp_path: Path) -> None:
+    """The cap's slots are taken in the house store as each message leaves: workers on
+    other machines would each take them in a SQLite file of their own, and two campaigns
+    sending at once would both pass the cap. Refused before Prefect starts."""
+    from cadence_content import house, people
+
+    root = house(content_tree, people(3), edition_yaml="frequency_cap: {max: 1, days: 7}\n")
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{unused.getsockname()[1]}"
+    args = ("run", "campaigns/news-a.yaml", "--send", "--yes", "--via-prefect",
+            "--task-runner", "dask", "--dask-address", address, "--out", tmp_path / "o")
+    env = {"PREFECT_API_URL": "http://127.0.0.1:9/api",
+           "EDITION_LEDGER_URL": "postgresql://edition@127.0.0.1:9/ledger"}
+    rc, stdout, stderr = run_cli(*args, cwd=root, timeout=120, env=env)
+    assert rc == 2, stdout + stderr
+    assert "EDITION_STORE" in stderr and "frequency cap" in stderr, stderr
+    assert "Traceback" not in stderr and not (tmp_path / "o").exists()
+    # the same send with a shared store passes this check (and fails later, elsewhere)
+    rc, stdout, stderr = run_cli(*args, cwd=root, timeout=120,
+                                 env={**env, "EDITION_STORE": env["EDITION_LEDGER_URL"]})
+    assert "EDITION_STORE" not in stderr, stderr
+    assert "Traceback" not in stderr
