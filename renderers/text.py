@@ -121,6 +121,20 @@ class _TextParser(HTMLParser):
         return _joined([(kind, _formatted(kind, text, width)) for kind, text in self.blocks])
 
 
+# What textwrap rewrites in a line (its whitespace other than the space)
+_WRAPPED_SPACE = re.compile("[\t\n\x0b\x0c\r]")
+
+
+def _fill(text: str, width: int, indent: str) -> str:
+    """textwrap.fill as the text edition calls it. A line that fits, with nothing for
+    textwrap to replace or drop, is that line (measured: most blocks of a page are short,
+    and textwrap costs ~60 µs each)."""
+    if len(text) <= width and not text[-1:].isspace() and not _WRAPPED_SPACE.search(text):
+        return text
+    return textwrap.fill(text, width, subsequent_indent=indent,
+                         break_long_words=False, break_on_hyphens=False)
+
+
 def _formatted(kind: str, text: str, width: int) -> str:
     """One block as the text edition prints it."""
     if kind in {"h1", "h2"}:
@@ -130,15 +144,11 @@ def _formatted(kind: str, text: str, width: int) -> str:
     if kind in {"pre", "hr"}:
         return text
     if kind == "li":
-        indent = " " * (len(text) - len(text.lstrip()) + 2)
-        return textwrap.fill(text, width, subsequent_indent=indent,
-                             break_long_words=False, break_on_hyphens=False)
+        return _fill(text, width, " " * (len(text) - len(text.lstrip()) + 2))
     depth = 0
     while text.startswith("> " * (depth + 1)):
         depth += 1
-    prefix = "> " * depth
-    return textwrap.fill(text, width, subsequent_indent=prefix,
-                         break_long_words=False, break_on_hyphens=False)
+    return _fill(text, width, "> " * depth)
 
 
 def _joined(blocks: Sequence[tuple[str, str]]) -> str:

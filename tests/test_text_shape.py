@@ -137,3 +137,18 @@ def test_the_corpus_text_is_converted_once_per_shape(monkeypatch: pytest.MonkeyP
             assert renderer.whole(version, fields).text == text
         checked += 1
     assert checked >= 3
+
+
+@settings(max_examples=2000, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("ab  -\t\n\r\x0b\x0c\x1c\xa0\u2003é>")),
+                    max_size=90),
+       indent=st.sampled_from(["", "  ", "> > "]), width=st.sampled_from([1, 8, 72]))
+def test_a_line_that_fits_is_filled_as_textwrap_fills_it(text: str, indent: str,
+                                                         width: int) -> None:
+    import textwrap
+
+    from renderers.text import _fill
+
+    assert _fill(text, width, indent) == textwrap.fill(
+        text, width, subsequent_indent=indent, break_long_words=False,
+        break_on_hyphens=False)
