@@ -25,6 +25,7 @@ import cProfile
 import json
 import os
 import pstats
+import resource
 import shutil
 import subprocess
 import sys
@@ -134,6 +135,7 @@ def cli_rates(trees: list[tuple[str, str, Path]], site: Path, campaigns: list[st
     """Per checkout and campaign: the CLI's marginal rate, the checkouts interleaved."""
     small = max(customers // 6, 100)
     best: dict[tuple[str, str, int], float] = {}
+    cpu: dict[tuple[str, str, int], float] = {}
     env = dict(os.environ, PREFECT_SERVER_ANALYTICS_ENABLED="false", NO_COLOR="1")
     for _ in range(repeat):
         for name in campaigns:
@@ -144,19 +146,52 @@ def cli_rates(trees: list[tuple[str, str, Path]], site: Path, campaigns: list[st
                     cmd = [python, "-m", "cli", "run", str(site / "campaigns" / f"{name}.yaml"),
                            "--customers", str(source), "--formats", "html,text,eml",
                            "--as-of", AS_OF, "--out", str(out / "run"), "--limit", str(n)]
-                    start = time.perf_counter()
+                    start, used = time.perf_counter(), _children_cpu()
                     done = subprocess.run(cmd, cwd=site, env=env, capture_output=True,
                                           text=True, check=False, timeout=3600)
                     wall = time.perf_counter() - start
+                    key = (label, name, n)
+                    cpu[key] = min(cpu.get(key, float("inf")), _children_cpu() - used)
                     shutil.rmtree(out, ignore_errors=True)
                     if done.returncode != 0:
                         raise SystemExit(f"{label} {name}: exit {done.returncode}\n"
                                          f"{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
-                    key = (label, name, n)
                     best[key] = min(best.get(key, float("inf")), wall)
+    for (label, name, n), seconds in cpu.items():
+        if n == customers:   # the CPU of the whole process tree (the pool's workers too)
+            rate = (customers - small) / max(seconds - cpu[(label, name, small)], 1e-9)
+            print(f"{label} {name}: marginal {rate:,.0f} customers per CPU second "
+                  "(the CLI's process tree)", file=sys.stderr)
     return {label: {name: (customers - small) / max(best[(label, name, customers)]
                                                      - best[(label, name, small)], 1e-9)
                     for name in campaigns} for label, *_ in trees}
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def floor_cpu(site: Path, customers: int) -> float:
+    """The floor loop (bench/floor.py), in this process: customers per CPU second."""
+    sys.path.insert(0, str(HERE / "bench"))
+    import floor
+
+    out = Path(tempfile.mkdtemp(prefix="edition-hotpath-floor-", dir=_tmpfs()))
+    try:
+        sample = out / "sample"
+        subprocess.run([sys.executable, "-m", "cli", "run",
+                        str(site / "campaigns" / "weekly-newsletter.yaml"), "--customers",
+                        str(site / "sample.csv"), "--formats", "html,text,eml", "--as-of",
+                        AS_OF, "--out", str(sample), "--limit", "500"], cwd=site, check=True,
+                       capture_output=True, env=dict(os.environ, NO_COLOR="1"), timeout=3600)
+        versions = floor.load_versions(sample, site / "sample.csv")
+        rows = floor.read_rows(site / "sample.csv", customers)
+        start = time.process_time()
+        floor.loop(versions, rows, out / "floor")
+        return len(rows) / (time.process_time() - start)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
 
 
 def main() -> None:
@@ -168,6 +203,8 @@ def main() -> None:
     parser.add_argument("--campaigns", default="", help="comma-separated; default all")
     parser.add_argument("--profile", type=int, default=0, help="print N top entries")
     parser.add_argument("--cli", action="store_true", help="time the real CLI")
+    parser.add_argument("--floor", action="store_true",
+                        help="with --cli: the CPU per customer of the CLI and the floor loop")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -184,6 +221,9 @@ def main() -> None:
             rates = cli_rates(trees, Path(tmp) / "site", campaigns, args.customers,
                               args.repeat)
             what = "the CLI's marginal rate"
+            if args.floor:
+                print(f"floor loop: {floor_cpu(Path(tmp) / 'site', args.customers):,.0f} "
+                      "customers per CPU second", file=sys.stderr)
         else:
             rates = pipeline_rates(trees, Path(tmp) / "site", campaigns, args)
             what = "Pipeline.process, warm, per CPU second of its process"
