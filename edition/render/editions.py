@@ -344,21 +344,19 @@ class EditionRenderer:
         limit = env.limits.document_bytes
         view = CustomerView(fields)
         personal = self._personal_layer(version, view, env)
-        seen: dict[Any, Any] = {}   # this customer's hole values, shared by the kinds
         layer.current = personal
         try:
             page_outputs: list[str] | None = None
             page = docs.residuals.get("page")
             if page is not None and ({"page", "html"} & set(wanted) or (
                     "text" in wanted and docs.residuals["text"] is page)):
-                page_outputs = page.outputs(fields, view, env, seen)
+                page_outputs = page.outputs(fields, view, env)
                 out.page = page.text(page_outputs, limit)
             for kind in ("text", "subject"):
                 residual = docs.residuals.get(kind)
                 if kind not in wanted or residual is None or residual is page:
                     continue   # the text made from the page: below, from its layout
-                setattr(out, kind, residual.text(residual.outputs(fields, view, env, seen),
-                                                 limit))
+                setattr(out, kind, residual.text(residual.outputs(fields, view, env), limit))
         except CONTENT_LIMITS:
             raise
         except (NotShareable, Ambiguous) as exc:

@@ -76,21 +76,9 @@ class Hole:
         return value
 
     def output(self, fields: Mapping[str, Any], view: CustomerView,
-               env: EditionEnvironment, seen: dict[Any, Any] | None = None) -> str:
-        """What Jinja writes for this hole when rendering the whole template.
-
-        `seen` holds this customer's values already computed for the same field and
-        filters (the page, its text and the subject print the same few): filters are
-        pure functions of their arguments."""
-        if seen is None:
-            value = self.raw(fields, view, env)
-        else:
-            try:
-                key = (self.field, self.steps)
-                value = seen[key] if key in seen else seen.setdefault(
-                    key, self.raw(fields, view, env))
-            except TypeError:   # an argument that is not hashable (a list)
-                value = self.raw(fields, view, env)
+               env: EditionEnvironment) -> str:
+        """What Jinja writes for this hole when rendering the whole template."""
+        value = self.raw(fields, view, env)
         return str(escape(value)) if self.escaped else str(value)
 
 
@@ -214,11 +202,10 @@ class Residual:
         return any(isinstance(s, Piece) for s in self.slots)
 
     def outputs(self, fields: Mapping[str, Any], view: CustomerView,
-                env: EditionEnvironment, seen: dict[Any, Any] | None = None) -> list[str]:
-        """Each slot's output for one customer (a piece's with its values marked);
-        `seen`: see Hole.output."""
+                env: EditionEnvironment) -> list[str]:
+        """Each slot's output for one customer (a piece's with its values marked)."""
         limit = env.limits.document_bytes
-        return [slot.output(fields, view, env, seen) if isinstance(slot, Hole)
+        return [slot.output(fields, view, env) if isinstance(slot, Hole)
                 else slot.output(view, env, limit) for slot in self.slots]
 
     def text(self, outputs: list[str], limit: int) -> str:
