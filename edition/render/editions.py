@@ -51,7 +51,7 @@ from edition.render.skeleton import (
 )
 from edition.render.versions import Version
 from renderers.html import inline
-from renderers.text import from_html
+from renderers.text import NotConvertible, TextShape, from_html
 
 # RenderFailure is imported from here by the run and review stages
 __all__ = ["CACHED_LOCALES", "CACHED_SHAPES", "CACHED_SHARING", "CACHED_VERSIONS",
@@ -114,6 +114,7 @@ class VersionDocs:
     residuals: dict[str, Residual]
     whole: dict[str, str]
     shapes: int = 0          # shapes this version built (bounded: SHAPES_PER_VERSION)
+    text_shapes: int = 0     # the same for the text made from the page
 
     def sharing(self) -> dict[str, str]:
         entry = {kind: SHARED for kind in self.residuals} | dict(self.whole)
@@ -133,6 +134,8 @@ class EditionRenderer:
         self._shared: OrderedDict[str, VersionDocs] = OrderedDict()
         self._shared_lock = threading.Lock()
         self._shapes: LRUCache[tuple[str, Any], SharedDocument | str] = LRUCache(CACHED_SHAPES)
+        # the text made from the page, converted once per version and shape
+        self._text_shapes: LRUCache[tuple[str, Any], TextShape | str] = LRUCache(CACHED_SHAPES)
         self._checked: LRUCache[str, bool] = LRUCache(CACHED_VERSIONS)
         # digest -> (id, per kind 'shared' or why not)
         self._all_sharing: LRUCache[str, tuple[str, dict[str, str]]] = LRUCache(CACHED_SHARING)
@@ -155,6 +158,7 @@ class EditionRenderer:
                 "checked versions": (len(self._checked), CACHED_VERSIONS),
                 "broken versions": (len(self._broken), CACHED_VERSIONS),
                 "html shapes": (len(self._shapes), CACHED_SHAPES),
+                "text shapes": (len(self._text_shapes), CACHED_SHAPES),
                 "locale environments": (self.templates.locales, CACHED_LOCALES),
                 "version sharing": (len(self._all_sharing), CACHED_SHARING)}
 
@@ -366,13 +370,9 @@ class EditionRenderer:
                 out.page = page.text(page_outputs, limit)
             for kind in ("text", "subject"):
                 residual = docs.residuals.get(kind)
-                if kind not in wanted or residual is None:
-                    continue
-                if residual is page:
-                    setattr(out, kind, from_html(out.page or ""))
-                else:
-                    setattr(out, kind, residual.text(residual.outputs(fields, view, env),
-                                                     limit))
+                if kind not in wanted or residual is None or residual is page:
+                    continue   # the text made from the page: below, from its layout
+                setattr(out, kind, residual.text(residual.outputs(fields, view, env), limit))
         except CONTENT_LIMITS:
             raise
         except (NotShareable, Ambiguous) as exc:
@@ -385,6 +385,8 @@ class EditionRenderer:
             out.paths[kind] = SHARED
         if page is not None and page_outputs is not None:
             out.layout = page.layout(page_outputs)
+            if "text" in wanted and docs.residuals.get("text") is page:
+                out.text = self._text(version, docs, out.layout, out.page or "")
             if "html" in wanted:
                 out.html, how = self._html(version, docs, out.layout, out.page or "")
                 out.paths["html"] = how
@@ -450,6 +452,28 @@ class EditionRenderer:
         return inline(page), ("html inlined per customer: a value with markup, raw "
                               "characters or a class or id the CSS selects"
                               + (f" ({where})" if where else ""))
+
+    def _text(self, version: Version, docs: VersionDocs, layout: Layout, page: str) -> str:
+        """The text made from the page: its shape's text, converted once, with this
+        customer's values filled in; or this customer's page converted alone. (The first
+        customer of each version is checked both ways by `_self_check`.)"""
+        key = (version.digest, layout.key)
+        with self._marks_lock:
+            shape = self._text_shapes.get(key)
+        if shape is None:
+            if docs.text_shapes >= SHAPES_PER_VERSION:
+                return from_html(page)
+            docs.text_shapes += 1
+            try:
+                shape = TextShape(layout.statics)
+            except NotConvertible as exc:
+                shape = str(exc)
+            with self._marks_lock:
+                self._text_shapes[key] = shape
+        if isinstance(shape, str):
+            return from_html(page)
+        filled = shape.fill(layout.values)
+        return filled if filled is not None else from_html(page)
 
     def _self_check(self, version: Version, fields: Mapping[str, Any],
                     docs: VersionDocs) -> bool:
