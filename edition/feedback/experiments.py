@@ -1,27 +1,7 @@
 """Experiment reports: each variant's sends, clicks and rate, and the verdict of the
-rule the campaign fixed before sending (`experiment.decide`).
-
-The rule, and nothing else, decides:
-- "keep testing" while any variant has fewer than `min_per_variant` sends;
-- then "winner" when one variant's chance to be best reaches the threshold;
-- else "no difference".
-
-Method (named in every report): each variant's click rate has a Beta(1 + clicks,
-1 + sends − clicks) posterior (a flat prior); P(best) is the chance that a variant's rate
-is the highest, integrated numerically over the normal approximation of those posteriors
-(sends are at least `min_per_variant` when it matters, where the approximation is
-tight). The threshold is corrected so that the chance of a false winner stays under
-1 − p_best however many variants there are and however often the report is read: a
-variant wins at P(best) ≥ 1 − (1 − p_best) / (2k) for k variants (0.9875 for two at
-p_best 0.95). Intervals are 95 % Wilson score intervals.
-
-Where the numbers come from: the campaign's run folders (run/index.py: approved or sent
-runs), whose manifests name each customer's variant (`experiment`) and status — a row
-sent in the run or in one of its approved sends (`sends/*/manifest.jsonl`) is one send;
-and the house store's people's clicks (machine clicks left out), attributed to a variant
-through the version the link was in. At `tracking.level: customer` a variant's clicks
-are the customers who clicked; at `aggregate` level the clicks themselves, capped at
-the sends.
+rule the campaign fixed before sending (`experiment.decide`). The counts, the rule and its
+method are edition/run/experiment_verdict.py's (a run applies them too, for a "test then
+winner" experiment's rest); this module gives them to the report and re-exports them.
 """
 
 

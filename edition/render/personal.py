@@ -58,7 +58,11 @@ class FieldProbe:
         return FieldProbe(self.field, (*self.steps, step))
 
     def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotShareable(f"customer.{self.field} is used in an expression")
+        raise NotShareable(f"{self._what()} is used in an expression")
+
+    def _what(self) -> str:
+        """What the message names (the dunders below are bound to this class's _refuse)."""
+        return f"customer.{self.field}"
 
     __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
     __str__ = __html__ = __len__ = __iter__ = __contains__ = __getitem__ = _refuse
@@ -86,16 +90,8 @@ class TextProbe(FieldProbe):
     def then(self, step: Step) -> TextProbe:
         return TextProbe(self.text, self.markup, self.inner, (*self.steps, step))
 
-    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
-        raise NotShareable("text containing customer data is used in an expression")
-
-    __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
-    __str__ = __html__ = __len__ = __iter__ = __contains__ = __getitem__ = _refuse
-    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _refuse
-    __mod__ = __rmod__ = __truediv__ = __rtruediv__ = __floordiv__ = _refuse
-    __neg__ = __pos__ = __int__ = __float__ = __index__ = __call__ = _refuse
-    __format__ = __round__ = _refuse
-    __hash__ = None
+    def _what(self) -> str:
+        return "text containing customer data"
 
 
 class CustomerProbe:
