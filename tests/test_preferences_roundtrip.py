@@ -21,7 +21,7 @@ from edition.store.suppressions import ALL_MARKETING, SuppressionStore
 def _consent_count(location: str) -> int:
     with Database(location) as database:
         log = ConsentLog(database)
-        return sum(len(log.of(c)) for c in ("c1", "c2", "c3", "c4", "c5", "c6"))
+        return sum(len(log.of(c)) for c in ("c1", "c2", "c3", "c4", "c5", "c6", "c7"))
 
 
 def _export(root: Path, store: str) -> str:
@@ -49,7 +49,8 @@ def test_export_says_subscribed_and_goes_back_in_unchanged(
         store.record(NAME, "c6", "", "one-click", at=at(7))
         for customer, choices in (("c4", Choices(frequency="paused")),       # out: paused
                                   ("c5", Choices(frequency="monthly")),       # in
-                                  ("c6", Choices(format="text"))):
+                                  ("c6", Choices(format="text")),
+                                  ("c7", Choices(topics=()))):           # out: no topic
             record(database, campaign=NAME, customer_id=customer, choices=choices,
                    source="web", form="preferences", form_version="v1")
     # c3 comes back from "all marketing" for this campaign, c6 from its own unsubscribe
@@ -70,15 +71,16 @@ def test_export_says_subscribed_and_goes_back_in_unchanged(
                      "c3": ["yes", "2026-12-01T11:00:00Z"],
                      "c4": ["no", state["c4"][1]],
                      "c5": ["yes", ""],
-                     "c6": ["yes", "2026-12-01T12:00:00Z"]}, first
-    assert state["c4"][1].startswith("20")   # the pause's time
+                     "c6": ["yes", "2026-12-01T12:00:00Z"],
+                     "c7": ["no", state["c7"][1]]}, first
+    assert state["c4"][1].startswith("20") and state["c7"][1].startswith("20")  # choices' time
 
     before = _consent_count(location)
     exported = tmp_path / "export.csv"
     exported.write_text(first, encoding="utf-8")
     code, out, err = run_edition("preferences", "import", NAME, exported, "--store",
                                  location, cwd=root)
-    assert code == 0 and "0 customer(s) changed, 6 unchanged" in err, out + err
+    assert code == 0 and "0 customer(s) changed, 7 unchanged" in err, out + err
     assert _consent_count(location) == before   # a no-op import records no consent
     assert _export(root, location) == first     # and the export is byte-identical
 
