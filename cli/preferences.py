@@ -52,13 +52,24 @@ def export(
     with user_errors():
         from edition.feedback.preference_files import export_csv
         from edition.feedback.preferences import export as consent_of
+        from edition.feedback.preferences import offer_for
 
         with _database(root, store, campaign or "") as database:
             if customer is not None:
                 records = consent_of(database, customer)
                 sys.stdout.write(json.dumps(records, indent=2, ensure_ascii=False) + "\n")
             else:
-                sys.stdout.write(export_csv(database, campaign))
+                content = Path(root).resolve()
+                offers: dict[str, tuple[str, ...]] = {}
+
+                def topics(name: str) -> tuple[str, ...]:
+                    # a campaign's topics, to tell "every topic switched off"
+                    if name not in offers:
+                        offer = offer_for(content, name)
+                        offers[name] = offer.topics if offer is not None else ()
+                    return offers[name]
+
+                sys.stdout.write(export_csv(database, campaign, topics))
 
 
 @app.command("import")

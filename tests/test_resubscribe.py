@@ -211,9 +211,13 @@ def test_crm_subscribed_column_and_preferred_day_and_hour(tmp_path: Path) -> Non
     assert code == 0, err
     lines = text.splitlines()
     assert lines[0] == ("campaign,id,topics,frequency,paused_until,format,large_type,locale,"
-                        "tracking,day,hour,updated_at,source")
+                        "tracking,day,hour,updated_at,source,subscribed,subscribed_at")
     exported = {line.split(",")[1]: line.split(",")[9:11] for line in lines[1:]}
-    assert exported == {"c1": ["1", "9"], "c2": ["mon", ""], "c9": ["tue", "7"]}
+    # c4 chose nothing but unsubscribed: a row all the same, for its `subscribed`
+    assert exported == {"c1": ["1", "9"], "c2": ["mon", ""], "c4": ["", ""],
+                        "c9": ["tue", "7"]}
+    state = {line.split(",")[1]: line.split(",")[13] for line in lines[1:]}
+    assert state == {"c1": "yes", "c2": "no", "c4": "no", "c9": "no"}
     # c1 is back (its record says crm), c2 stays out, c9 is out now
     chain = consent(root, "c1")
     assert chain[-1]["source"] == "crm" and chain[-1]["change"]["subscribed"] == [None, NAME]
@@ -229,7 +233,7 @@ def test_crm_subscribed_column_and_preferred_day_and_hour(tmp_path: Path) -> Non
     again = tmp_path / "again.csv"
     again.write_text(text, encoding="utf-8")
     code, _, err = run_edition("preferences", "import", NAME, again, cwd=root)
-    assert code == 0 and "0 customer(s) changed, 3 unchanged" in err, err
+    assert code == 0 and "0 customer(s) changed, 4 unchanged" in err, err
 
     # a campaign without preferences.time: day and hour are refused with the reason
     data["preferences"].pop("time")

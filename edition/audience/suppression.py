@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from edition.addresses import address_hash, match_address
 from edition.errors import ContentError
 from edition.outcomes import Reason
+from edition.store.resubscriptions import Resubscribed
 from edition.store.suppressions import (
     ALL_MARKETING,
     Entry,
@@ -304,6 +305,14 @@ class Suppression:
         if column and _truthy(fields.get(column)):
             value = fields[column]
             shown = value.isoformat() if isinstance(value, dt.date) else str(value).strip()
+            # the column is the CRM's word and wins over a resubscribe in the store (we
+            # never write the customer file): say so, or the customer's "yes" looks lost
+            back = self._lifted(fields)
+            if back is not None:
+                return Reason("suppressed_column", (
+                    f"suppressed: {column} is {shown[:40]} in the customer file "
+                    f"(resubscribed in the {_BACK.get(back.source, back.source)} on "
+                    f"{back.day}: update the CRM)"), f"suppressed: {column} column")
             return Reason("suppressed_column", f"suppressed: {column} is {shown[:40]}",
                           f"suppressed: {column} column")
         return None
@@ -311,13 +320,7 @@ class Suppression:
     def resubscribed(self, fields: Mapping[str, object]) -> str | None:
         """For a customer this campaign may mail: the words when they are in only because
         they subscribed again after an unsubscribe (store/resubscriptions.py), else None."""
-        if self.store is None or not self.marketing or not (
-                self.store.lifted_by_id or self.store.lifted_by_address):
-            return None
-        customer_id = fields.get("id")
-        email = fields.get("email")
-        hashed = address_hash(str(email)) if self.store.lifted_by_address and email else ""
-        found = self.store.lifted(None if customer_id is None else str(customer_id), hashed)
+        found = self._lifted(fields)
         if found is None:
             return None
         scope = " from all marketing" if found.unsubscribed_scope == ALL_MARKETING else ""
@@ -325,6 +328,16 @@ class Suppression:
         return (f"subscribed again by the customer on {found.day} "
                 f"({_BACK.get(found.source, found.source)}), after unsubscribing{scope}"
                 f"{since}")
+
+    def _lifted(self, fields: Mapping[str, object]) -> Resubscribed | None:
+        """The customer's resubscription to this (marketing) campaign, if any."""
+        if self.store is None or not self.marketing or not (
+                self.store.lifted_by_id or self.store.lifted_by_address):
+            return None
+        customer_id = fields.get("id")
+        email = fields.get("email")
+        hashed = address_hash(str(email)) if self.store.lifted_by_address and email else ""
+        return self.store.lifted(None if customer_id is None else str(customer_id), hashed)
 
     @staticmethod
     def _as_other(entry: Entry, customer_id: str | None) -> str:

@@ -3,14 +3,18 @@
 Export: one row per (campaign, customer) with the current choices — `campaign`, `id`,
 `topics` (`;`-separated, like the customer file's interests), `frequency`,
 `paused_until`, `format`, `large_type`, `locale`, `tracking`, `day`, `hour`,
-`updated_at`, `source`.
+`updated_at`, `source`, and the customer's current state: `subscribed` (`no` while an
+unsubscribe, a pause or every topic off holds, else `yes`) and `subscribed_at` (the time
+of that last change), for every customer with choices, an unsubscribe or a
+resubscription, so that an export imported again is a no-op.
 
 Import: the same columns (`campaign`, `updated_at` and `source` are ignored: the
 campaign is named on the command line and the source is `crm`); `id` (or `customer_id`)
 is required, every other column optional, an empty cell leaves that choice as it is.
 `day` (1..28 or mon..sun) and `hour` (0..23) only for a campaign with
 `preferences.time: true`. `subscribed`: `yes` subscribes a customer who unsubscribed
-again (feedback/resubscribe.py), `no` unsubscribes them from the campaign; with
+again (feedback/resubscribe.py), `no` unsubscribes them from the campaign (nothing when
+they are out already: unsubscribed, paused, every topic off); with
 `subscribed_at` (an ISO date or time, UTC unless it says otherwise) the CRM's own time
 of that answer: the later of it and an unsubscribe already stored wins, so a CRM file
 older than the customer's click does not undo it.
@@ -26,7 +30,7 @@ import csv
 import datetime as dt
 import hashlib
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,13 +41,15 @@ from edition.feedback.preferences import (
     log_unsubscribe,
     record,
 )
-from edition.feedback.resubscribe import resubscribe
+from edition.feedback.resubscribe import is_out, resubscribe
 from edition.store.database import Database
-from edition.store.preferences import PreferenceStore, now_text
-from edition.store.suppressions import SuppressionStore
+from edition.store.preferences import PreferenceStore, Stored, now_text
+from edition.store.resubscriptions import Resubscribed, ResubscriptionStore, lifting
+from edition.store.suppressions import ALL_MARKETING, Entry, SuppressionStore
 
 COLUMNS = ("campaign", "id", "topics", "frequency", "paused_until", "format", "large_type",
-           "locale", "tracking", "day", "hour", "updated_at", "source")
+           "locale", "tracking", "day", "hour", "updated_at", "source", "subscribed",
+           "subscribed_at")
 _CHOICE_COLUMNS = ("frequency", "paused_until", "format", "large_type", "locale", "tracking",
                    "day", "hour")
 _TIME_COLUMNS = ("day", "hour")
@@ -54,21 +60,89 @@ _ID_COLUMNS = ("id", "customer_id")
 _MAX_ID = 1024
 
 
-def export_csv(database: Database, campaign: str | None = None) -> str:
-    """Every stored choice (of one campaign, or all) as CSV text."""
+def export_csv(database: Database, campaign: str | None = None,
+               topics: Callable[[str], tuple[str, ...]] | None = None) -> str:
+    """Every stored choice (of one campaign, or all) as CSV text, with the customer's
+    current subscription (see `_subscriptions`); `topics`: a campaign's offered topics,
+    to tell "every topic switched off"."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(COLUMNS)
-    for stored in PreferenceStore(database).all(campaign):
-        c = stored.choices
-        flag = {True: "on", False: "off", None: ""}
+    stored = {(s.campaign, s.customer_id): s for s in PreferenceStore(database).all(campaign)}
+    states = _subscriptions(database, campaign, stored, topics or (lambda name: ()))
+    flag = {True: "on", False: "off", None: ""}
+    for key in sorted(stored.keys() | states.keys()):
+        subscribed, at = states.get(key, ("yes", ""))
+        found = stored.get(key)
+        if found is None:
+            writer.writerow([*key, *[""] * (len(COLUMNS) - 4), subscribed, at])
+            continue
+        c = found.choices
         writer.writerow([
-            stored.campaign, stored.customer_id,
+            found.campaign, found.customer_id,
             "" if c.topics is None else ";".join(c.topics),
             c.frequency or "", c.paused_until or "", c.format or "", flag[c.large_type],
             c.locale or "", flag[c.tracking], c.day or "",
-            "" if c.hour is None else str(c.hour), stored.updated_at, stored.source])
+            "" if c.hour is None else str(c.hour), found.updated_at, found.source,
+            subscribed, at])
     return buffer.getvalue()
+
+
+def _subscriptions(database: Database, campaign: str | None,
+                   stored: Mapping[tuple[str, str], Stored],
+                   topics: Callable[[str], tuple[str, ...]]
+                   ) -> dict[tuple[str, str], tuple[str, str]]:
+    """(campaign, customer) -> (`yes`|`no`, the time of the last change), read once from
+    the suppression store and the resubscriptions, for every customer with choices, an
+    unsubscribe or a resubscription: `no` since the unsubscribe in force (the campaign's
+    own or "all marketing", not lifted by a later resubscription), or since the choices
+    that pause them or switch every topic off (feedback/resubscribe.py `is_out`); else
+    `yes`, since their resubscription if any. What `import_csv` reads back as a no-op."""
+    if not database.exists():
+        return {}
+    unsubscribes = [e for e in SuppressionStore(database).entries()
+                    if e.kind == "unsubscribed"]
+    campaigns = ({campaign} if campaign is not None else
+                 {c for c, _ in stored} | {e.scope for e in unsubscribes
+                                            if e.scope != ALL_MARKETING})
+    resubscriptions = ResubscriptionStore(database)
+    resubscriptions.table  # noqa: B018 (created before reading: an older store lacks it)
+    back: dict[str, dict[str, Resubscribed]] = {}
+    with database.engine().connect() as connection:
+        for name in campaigns:
+            back[name] = resubscriptions.of_campaign(connection, name)[0]
+    everywhere: dict[str, list[Entry]] = {}   # "all marketing": any campaign it meets
+    keys = set(stored) | {(name, ident) for name in campaigns for ident in back[name]}
+    for entry in unsubscribes:
+        if entry.scope == ALL_MARKETING:
+            everywhere.setdefault(entry.customer_id, []).append(entry)
+            if campaign is not None:
+                keys.add((campaign, entry.customer_id))
+        elif entry.scope in campaigns:
+            keys.add((entry.scope, entry.customer_id))
+    own: dict[tuple[str, str], list[Entry]] = {}
+    for entry in unsubscribes:
+        own.setdefault((entry.scope, entry.customer_id), []).append(entry)
+    today = now_text()[:10]
+    states: dict[tuple[str, str], tuple[str, str]] = {}
+    for name, ident in keys:
+        lifted = back.get(name, {})
+        in_force = [e for e in (*own.get((name, ident), ()), *everywhere.get(ident, ()))
+                    if lifting(lifted, ident, e.recorded_at) is None]
+        if in_force:
+            states[name, ident] = ("no", min(e.recorded_at for e in in_force))
+            continue
+        found = stored.get((name, ident))
+        if found is not None:
+            c, offered = found.choices, topics(name)
+            if ((c.frequency == "paused" and (not c.paused_until or c.paused_until > today))
+                    or (c.topics is not None and offered
+                    and not set(c.topics) & set(offered))):
+                states[name, ident] = ("no", found.updated_at)
+                continue
+        again = lifted.get(ident)
+        states[name, ident] = ("yes", again.recorded_at if again is not None else "")
+    return states
 
 
 @dataclass
@@ -140,7 +214,10 @@ def import_csv(database: Database, path: Path, *, campaign: str, offer: Offer
                 result.kept_out.append((line, (
                     f"subscribed at {at} but unsubscribed later, on "
                     f"{done.later.recorded_at} (via {done.later.source}): stays out")))
-        elif subscribed is False:
+        elif subscribed is False and is_out(database, campaign, customer_id,
+                                            offer.topics) is None:
+            # already out (unsubscribed, paused, every topic off: what the export says
+            # "no" for): nothing to record, so an export goes back in as a no-op
             when = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) if at else None
             if SuppressionStore(database).record(campaign, customer_id, "", "crm",
                                                  scope=campaign, at=when):

@@ -219,10 +219,16 @@ class SuppressionStore(RecordStore):
         t = self.table
         person = (or_(t.c.customer_id == customer_id, t.c.address_hash == address_hash)
                   if address_hash else t.c.customer_id == customer_id)
-        rows = [Entry(*row) for row in connection.execute(
+        back_by_id, back_by_address = ResubscriptionStore(self.database).of_campaign(
+            connection, campaign, customer_id)
+        # an unsubscribe an earlier resubscription already lifted is no reason to lift
+        # (and log) again: a CRM export re-imported changes nothing
+        rows = [e for e in (Entry(*row) for row in connection.execute(
             select(t.c.kind, t.c.scope, t.c.customer_id, t.c.source, t.c.recorded_at).where(
                 person, t.c.kind == "unsubscribed",
-                t.c.scope.in_([campaign, ALL_MARKETING])))]
+                t.c.scope.in_([campaign, ALL_MARKETING]))))
+            if lifting(back_by_id, customer_id, e.recorded_at) is None
+            and lifting(back_by_address, address_hash, e.recorded_at) is None]
         later = [e for e in rows if e.recorded_at > at]
         if later:
             return Lift((), min(later, key=_earliest_first))
