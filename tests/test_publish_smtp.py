@@ -329,6 +329,7 @@ def _trickling_smtp_server(slow_rcpt: str) -> tuple[int, dict[str, int], Any, An
     listener.settimeout(0.2)
     received: dict[str, int] = {}
     stop = threading.Event()
+    count = threading.Lock()
 
     def session(conn: socket.socket) -> None:
         file = conn.makefile("rb")
@@ -348,7 +349,8 @@ def _trickling_smtp_server(slow_rcpt: str) -> tuple[int, dict[str, int], Any, An
                 conn.sendall(b"354 go on\r\n")
                 while file.readline() not in (b".\r\n", b""):
                     pass
-                received[rcpt] = received.get(rcpt, 0) + 1
+                with count:
+                    received[rcpt] = received.get(rcpt, 0) + 1
                 if rcpt == slow_rcpt:
                     for byte in b"250 2.0.0 queued, some day" * 30:  # bounded: ~150 s
                         if stop.wait(0.2):
@@ -362,14 +364,18 @@ def _trickling_smtp_server(slow_rcpt: str) -> tuple[int, dict[str, int], Any, An
             else:
                 conn.sendall(b"250 ok\r\n")
 
+    def serve_one(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            session(conn)
+
     def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, _ = listener.accept()
-            except TimeoutError:
-                continue
-            with conn, contextlib.suppress(OSError):
-                session(conn)
+        with listener:
+            while not stop.is_set():  # one thread per connection: a pool's run side by side
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -400,3 +406,39 @@ def test_a_reply_trickling_in_is_bounded_by_the_timeout_and_unknown(tmp_path: Pa
         server.join(timeout=30)
     assert outcomes == ["sent", "unknown", "sent"]
     assert received == {f"c{i}@example.com": 1 for i in range(1, 4)}  # none sent twice
+
+
+def test_a_stalled_reply_in_a_window_of_sends_is_unknown_and_never_resent(
+        tmp_path: Path) -> None:
+    """deliver_many over three connections: the customer whose reply stalls is `unknown`
+    within the timeout, the others are sent, and a rerun sends no one twice."""
+    from test_send_scale import messages
+
+    from edition.send.delivery import Deliverer
+
+    port, received, stop, server = _trickling_smtp_server("c0002@example.com")
+    statuses: dict[str, list[str]] = {}
+
+    def run(run_id: str) -> None:
+        deliverer = Deliverer(target=f"smtp://127.0.0.1:{port}",
+                              options=FAST | {"timeout": 1.0, "connections": 3},
+                              ledger=tmp_path / "ledger.sqlite", campaign="spring",
+                              mailing="m1", run_id=run_id, out_dir=tmp_path)
+        try:
+            sent = deliverer.deliver_many(messages(6), in_flight=3)
+        finally:
+            deliverer.close()
+        statuses[run_id] = [s.status for s in sent]
+
+    try:
+        for run_id in ("r1", "r2"):
+            sender = threading.Thread(target=run, args=(run_id,), daemon=True)
+            sender.start()
+            sender.join(timeout=120)  # the timeout is 1 s: two minutes is bounded, loaded
+            assert not sender.is_alive(), f"run {run_id} is still waiting for a reply"
+    finally:
+        stop.set()
+        server.join(timeout=30)
+    expected = ["sent", "sent", "unknown", "sent", "sent", "sent"]
+    assert statuses == {"r1": expected, "r2": expected}  # r2: already sent / unknown
+    assert received == {f"c{i:04d}@example.com": 1 for i in range(6)}
