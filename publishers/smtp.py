@@ -13,6 +13,7 @@ is `unknown` and the message is not retried.
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
 import logging
 import os
@@ -20,6 +21,7 @@ import re
 import smtplib
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -55,12 +57,51 @@ _PERIOD_AT_LINE_START = re.compile(rb"(?m)^\.")
 _LINE_ENDS = re.compile(rb"\r\n|\r|\n")
 
 
+class _ReplyReader(io.RawIOBase):
+    """The connection's socket, read against the current reply's deadline.
+
+    A socket timeout bounds each recv, not a reply: a server (or a stuck path) that
+    hands over a byte now and then would keep one send, and the batch and window
+    waiting on it, open for ever. Each recv here gets only what is left of the reply's
+    `timeout`, so a whole reply takes at most `timeout` seconds."""
+
+    def __init__(self, conn: _TrackingMixin):
+        self._conn = conn
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        sock = self._conn.sock  # type: ignore[attr-defined]
+        left = self._conn.reply_deadline - time.monotonic()
+        if sock is None:
+            raise OSError("not connected")
+        if left <= 0:
+            raise TimeoutError("no complete reply within the timeout")
+        sock.settimeout(min(self._conn.timeout, left))  # type: ignore[attr-defined]
+        return int(sock.recv_into(buffer))
+
+
 class _TrackingMixin:
     """Records whether the whole message, end marker included, reached the socket."""
 
     body_sent = False
     final_reply: tuple[int, bytes] = (0, b"")
     messages = 0
+    reply_deadline = 0.0
+
+    def getreply(self) -> tuple[int, bytes]:
+        """smtplib's getreply, the whole reply bounded by `timeout` (see _ReplyReader)."""
+        if self.file is None and self.sock is not None:  # type: ignore[attr-defined]
+            # a new one after STARTTLS too: smtplib drops `file` when the socket changes
+            self.file = io.BufferedReader(_ReplyReader(self))
+        self.reply_deadline = time.monotonic() + self.timeout  # type: ignore[attr-defined]
+        try:
+            return super().getreply()  # type: ignore[misc,no-any-return]
+        finally:
+            if self.sock is not None:  # type: ignore[attr-defined]
+                with contextlib.suppress(OSError):
+                    self.sock.settimeout(self.timeout)  # type: ignore[attr-defined]
 
     def data(self, msg: bytes) -> tuple[int, bytes]:  # same steps as smtplib.SMTP.data
         self.putcmd("data")  # type: ignore[attr-defined]
@@ -110,7 +151,7 @@ class SmtpOptions(TargetOptions):
     domain_rates: dict[str, float] = Field(default_factory=dict)  # messages/s per domain
     domain_backoff: float = 1.0    # first pause (s) of a domain after a 421/4xx; doubles
     connections: int = 1
-    timeout: float = 30.0      # seconds, per socket operation
+    timeout: float = 30.0      # seconds: connecting, each whole reply, each send
     attempts: int = 3          # tries per message, the first included
     backoff: Delays = (0.2, 0.5, 1.0)
     max_per_connection: int = 0    # reconnect after this many messages; 0 = never

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import pickle
+import socket
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -315,3 +319,126 @@ def test_unknown_outcome_is_not_resent_by_a_rerun(tmp_path: Path) -> None:
         assert run("r3", resend_unknown=True) == [Claim.ALREADY_SENT, Claim.SEND,
                                                   Claim.ALREADY_SENT]
         assert sink.received == {"c1@example.com": 1, "c2@example.com": 2, "c3@example.com": 1}
+
+
+def _trickling_smtp_server(slow_rcpt: str) -> tuple[int, dict[str, int], Any, Any]:
+    """A raw SMTP server on 127.0.0.1 that answers normally, except the final reply to
+    the DATA of `slow_rcpt`: it accepts the message, then hands over one byte of the
+    reply every 0.2 s (a stuck path, a broken middlebox) for up to two minutes."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.2)
+    received: dict[str, int] = {}
+    stop = threading.Event()
+    count = threading.Lock()
+
+    def session(conn: socket.socket) -> None:
+        file = conn.makefile("rb")
+        conn.sendall(b"220 trickle ESMTP\r\n")
+        rcpt = ""
+        while not stop.is_set():
+            line = file.readline()
+            if not line:
+                return
+            verb = line[:4].upper()
+            if verb in (b"EHLO", b"HELO"):
+                conn.sendall(b"250 trickle\r\n")
+            elif verb == b"RCPT":
+                rcpt = line.decode().split("<", 1)[1].split(">", 1)[0]
+                conn.sendall(b"250 ok\r\n")
+            elif verb == b"DATA":
+                conn.sendall(b"354 go on\r\n")
+                while file.readline() not in (b".\r\n", b""):
+                    pass
+                with count:
+                    received[rcpt] = received.get(rcpt, 0) + 1
+                if rcpt == slow_rcpt:
+                    for byte in b"250 2.0.0 queued, some day" * 30:  # bounded: ~150 s
+                        if stop.wait(0.2):
+                            return
+                        conn.sendall(bytes([byte]))
+                    return
+                conn.sendall(b"250 2.0.0 queued\r\n")
+            elif verb == b"QUIT":
+                conn.sendall(b"221 bye\r\n")
+                return
+            else:
+                conn.sendall(b"250 ok\r\n")
+
+    def serve_one(conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            session(conn)
+
+    def serve() -> None:
+        with listener:
+            while not stop.is_set():  # one thread per connection: a pool's run side by side
+                try:
+                    conn, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                threading.Thread(target=serve_one, args=(conn,), daemon=True).start()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return listener.getsockname()[1], received, stop, thread
+
+
+def test_a_reply_trickling_in_is_bounded_by_the_timeout_and_unknown(tmp_path: Path) -> None:
+    """One bounded wait per reply, not per byte: a reply that never completes ends the
+    send as `unknown` (the server has the message) within the timeout, and the next
+    customers are still sent."""
+    port, received, stop, server = _trickling_smtp_server("c2@example.com")
+    outcomes: list[str] = []
+    pub = smtp(port, tmp_path, timeout=1.0, attempts=1)
+
+    def send() -> None:
+        with pub:
+            for i in range(1, 4):
+                outcomes.append(pub.publish(make_delivery(f"c{i}")).status)
+
+    sender = threading.Thread(target=send, daemon=True)
+    try:
+        sender.start()
+        sender.join(timeout=60)  # the timeout is 1 s: a minute is bounded, on any load
+        assert not sender.is_alive(), "the send is still waiting for a reply"
+    finally:
+        stop.set()
+        sender.join(timeout=30)
+        server.join(timeout=30)
+    assert outcomes == ["sent", "unknown", "sent"]
+    assert received == {f"c{i}@example.com": 1 for i in range(1, 4)}  # none sent twice
+
+
+def test_a_stalled_reply_in_a_window_of_sends_is_unknown_and_never_resent(
+        tmp_path: Path) -> None:
+    """deliver_many over three connections: the customer whose reply stalls is `unknown`
+    within the timeout, the others are sent, and a rerun sends no one twice."""
+    from test_send_scale import messages
+
+    from edition.send.delivery import Deliverer
+
+    port, received, stop, server = _trickling_smtp_server("c0002@example.com")
+    statuses: dict[str, list[str]] = {}
+
+    def run(run_id: str) -> None:
+        deliverer = Deliverer(target=f"smtp://127.0.0.1:{port}",
+                              options=FAST | {"timeout": 1.0, "connections": 3},
+                              ledger=tmp_path / "ledger.sqlite", campaign="spring",
+                              mailing="m1", run_id=run_id, out_dir=tmp_path)
+        try:
+            sent = deliverer.deliver_many(messages(6), in_flight=3)
+        finally:
+            deliverer.close()
+        statuses[run_id] = [s.status for s in sent]
+
+    try:
+        for run_id in ("r1", "r2"):
+            sender = threading.Thread(target=run, args=(run_id,), daemon=True)
+            sender.start()
+            sender.join(timeout=120)  # the timeout is 1 s: two minutes is bounded, loaded
+            assert not sender.is_alive(), f"run {run_id} is still waiting for a reply"
+    finally:
+        stop.set()
+        server.join(timeout=30)
+    expected = ["sent", "sent", "unknown", "sent", "sent", "sent"]
+    assert statuses == {"r1": expected, "r2": expected}  # r2: already sent / unknown
+    assert received == {f"c{i:04d}@example.com": 1 for i in range(6)}

@@ -1,12 +1,14 @@
 """Where batches are processed: this process, a process pool, or (from flows/) Prefect's
 task runners, Dask included. Whatever the executor, results are collected in input order
-from a bounded window of batches in flight, so memory stays flat however long the run.
+from a bounded window of batches in flight, so memory stays flat however long the run;
+batches keep being submitted as others finish, so one slow batch idles no worker.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -62,22 +64,64 @@ class PoolExecutor:
                         self.workers)
 
 
+# How many batches may wait, done, behind one still running (times the running window):
+# one slow batch (a stalled SMTP reply) no longer idles the other workers, and memory
+# stays bounded (a done batch holds its manifest rows only).
+AHEAD = 4
+
+
+@dataclass
+class _InFlight:
+    future: Any
+    done: bool = False
+
+
 def in_order(futures: Iterable[Any], workers: int) -> Generator[Any, None, None]:
-    """The futures' results in the order they were made, at most 2 × workers in flight
-    (the rest are not even made yet); the ones left are cancelled when the caller stops."""
-    window: deque[Any] = deque()
+    """The futures' results in the order they were made, at most 2 × workers running
+    (the rest are not even made yet); the ones left are cancelled when the caller stops.
+
+    Batches are made as others finish, not as the oldest is handed back: while the
+    oldest runs long, up to AHEAD × 2 × workers finished ones wait for it, so the
+    other workers keep working (a 100,000-customer send sat idle behind one batch)."""
     limit = max(2, workers * 2)   # bounded: memory stays flat
+    ahead = limit * AHEAD
+    window: deque[_InFlight] = deque()
+    changed = threading.Condition()
+    source = iter(futures)
+    exhausted = False
+
+    def finished(entry: _InFlight) -> None:
+        with changed:
+            entry.done = True
+            changed.notify_all()
+
+    def room() -> bool:
+        return (not exhausted and len(window) < ahead
+                and sum(not e.done for e in window) < limit)
+
     try:
-        for future in futures:
-            window.append(future)
-            while len(window) >= limit:
-                yield window.popleft().result()
-        while window:
-            yield window.popleft().result()
+        while True:
+            while room():
+                try:
+                    future = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                entry = _InFlight(future)
+                window.append(entry)
+                # all our futures have it (concurrent, Dask, Prefect's); it runs at once
+                # for one already done
+                future.add_done_callback(lambda _, entry=entry: finished(entry))
+            if not window:
+                return
+            with changed:
+                changed.wait_for(lambda: window[0].done or room())
+            while window and window[0].done:
+                yield window.popleft().future.result()
     finally:
-        for future in window:
+        for entry in window:
             with contextlib.suppress(Exception):
-                future.cancel()
+                entry.future.cancel()
 
 
 def process_all(executor: BatchExecutor, job: Job, batches: Iterable[list[Any]],
