@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator
 from concurrent.futures import Executor, Future
@@ -119,9 +120,26 @@ def in_order(futures: Iterable[Any], workers: int) -> Generator[Any, None, None]
             while window and window[0].done:
                 yield window.popleft().future.result()
     finally:
+        running = []
         for entry in window:
             with contextlib.suppress(Exception):
-                entry.future.cancel()
+                if not entry.future.cancel():
+                    running.append(entry.future)
+        _drain(running)
+
+
+# How long a stopped run waits for the batches already running in its workers (their
+# sends have their own timeouts), so that its repair reads their outcomes in the send
+# ledger instead of calling customers `failed` whom a worker is still sending to.
+DRAIN_SECONDS = 120.0
+
+
+def _drain(futures: list[Any]) -> None:
+    """Wait, bounded, for futures that could not be cancelled (already running)."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    for future in futures:
+        with contextlib.suppress(Exception):   # its outcome is the ledger's to tell
+            future.result(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def process_all(executor: BatchExecutor, job: Job, batches: Iterable[list[Any]],

@@ -225,7 +225,7 @@ class RenderedBatches:
         # runs of this campaign that died: in its default out folder and beside this one
         for parent in {campaign.root / "out" / campaign.name, self.folder.parent}:
             recover_runs(parent, skip=self.folder, on_repaired=self.on_repaired,
-                         over_elsewhere=self.over_elsewhere)
+                         over_elsewhere=self.over_elsewhere, ledger=life.ledger)
         if self.folder.is_symlink() is False and self.folder.exists():
             refuse_links(self.folder, (LOCK_FILE,))
         self.lock = FolderLock(self.folder).acquire()
@@ -340,7 +340,10 @@ class RenderedBatches:
 
     def repair(self, life: Lifecycle, reason: str) -> None:
         options = life.context.options
-        repair(self.folder, reason=reason, plan=plan_for(options), options=options)
+        # the customers' files of an S3 folder are there, not in the local staging folder
+        unlisted = self.remote.remove_unlisted if self.remote is not None else None
+        repair(self.folder, reason=reason, plan=plan_for(options), options=options,
+               ledger=life.ledger, unlisted=unlisted)
         self._upload()
 
     def _upload(self) -> None:

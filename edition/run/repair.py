@@ -3,11 +3,18 @@
 A run that dies (kill -9, a machine gone) leaves its folder marked `running`; the next
 run of its campaign repairs it (`recover_runs`): a torn last manifest line is cut,
 customer files no row names are removed, every input row the manifest does not cover
-gets a row (`failed`, or `unknown` when the run was sending and that customer's files
-had been written: the provider may have the message, and the send ledger decides on
-the rerun), report.md and versions.json are written with a note, and run.json says
+gets a row, report.md and versions.json are written with a note, and run.json says
 `interrupted`. A run stopped in its own process (Ctrl-C, SIGTERM, an error) repairs its
 folder itself before it exits. A rerun on the same folder resumes it (`resume_point`).
+
+The row of a customer the run did not get to record says what the send ledger knows
+when the run was sending and its ledger is at hand: `sent` (acknowledged), `unknown`
+(claimed, no outcome: the provider may have it), `failed` (refused, or never claimed).
+Without the ledger, a customer whose files were written is `unknown` and the others
+`failed`; "written" is asked of the folder's own store (`unlisted`: an S3 folder's
+listing), never only of the local disk, where an S3 run keeps none of them.
+All these rows carry reason code `interrupted`: the rerun redoes them (the ledger keeps
+every customer at one message).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edition import private
 from edition.audience.customers import Row, read_customers
@@ -41,6 +48,10 @@ from edition.run.options import RunOptions
 from edition.run.report import RunInfo, Tally, write_report
 from edition.run.sender_health import health_or_nothing
 from edition.run.workers import plan_for
+from edition.send.ledger.records import LedgerEntry, send_key
+
+if TYPE_CHECKING:
+    from edition.send.ledger.location import Ledger
 
 INTERRUPTED = "interrupted"
 
@@ -48,6 +59,11 @@ INTERRUPTED = "interrupted"
 # run's state in the Prefect API): (run.json) -> bool.
 OverElsewhere = Callable[[dict[str, Any]], bool]
 OnRepaired = Callable[[dict[str, Any], "Repair"], None]
+# The run folder's own store, for a folder kept elsewhere (S3): deletes the customer
+# files no manifest row names and returns them (relative paths).
+Unlisted = Callable[[set[str]], list[str]]
+# What the send ledger holds for one customer of the dead run's mailing.
+Sent = Callable[[str], LedgerEntry | None]
 
 
 @dataclass
@@ -73,10 +89,12 @@ class Repair:
 
 
 def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | None = None,
-           options: RunOptions | None = None, info: RunInfo | None = None) -> Repair:
+           options: RunOptions | None = None, info: RunInfo | None = None,
+           ledger: Ledger | None = None, unlisted: Unlisted | None = None) -> Repair:
     """Make an interrupted run folder consistent; return what was done, in words (see the
     module docstring). `info` is the report's header for the run (made from run.json's
-    options when not given)."""
+    options when not given); `ledger`: the campaign's send ledger, open; `unlisted`: the
+    folder's own store when it is not this disk."""
     folder = Path(folder)
     document = read_run_file(folder) or {}
     manifest = folder / MANIFEST_NAME
@@ -84,12 +102,15 @@ def repair(folder: Path | str, *, reason: str = "run interrupted", plan: Plan | 
     if not manifest.exists():
         private.create_file(manifest)
     named = {rel for r in rows for rel in (r.get("files") or {}).values()}
-    result = Repair(str(folder), kept=len(rows), torn_line=torn,
-                    removed=remove_unlisted(folder, named))
+    removed = remove_unlisted(folder, named)
+    if unlisted is not None:
+        removed += unlisted(named)
+    result = Repair(str(folder), kept=len(rows), torn_line=torn, removed=removed)
     options, plan, result.note = _run_of(document, options, plan)
     added: list[ManifestRow] = []
     if plan is not None and options is not None:
-        added, problem = _rows_not_done(rows, reason, options, plan, set(result.removed))
+        added, problem = _rows_not_done(rows, reason, options, plan, set(result.removed),
+                                        _ledger_of(ledger, options, plan))
         result.note = problem or result.note
     if added:
         with ManifestWriter(manifest, append=True) as writer:
@@ -143,25 +164,42 @@ def _run_of(document: dict[str, Any], options: RunOptions | None, plan: Plan | N
     return options, plan, ""
 
 
+def _ledger_of(ledger: Ledger | None, options: RunOptions, plan: Plan) -> Sent | None:
+    """What the ledger holds per customer for the run's mailing (None: not sending, no
+    ledger, or no mailing recorded)."""
+    if ledger is None or not options.send or not options.mailing:
+        return None
+    from edition.run.context import target_of
+    from edition.send.targets import channel_of
+
+    key = send_key(options.mailing, channel_of(target_of(options, plan.campaign)))
+    ledger.flush()   # outcomes this process still holds for a group commit
+    campaign = plan.campaign.name
+    return lambda customer_id: ledger.lookup(campaign, customer_id, key)
+
+
 def _rows_not_done(rows: list[dict[str, Any]], reason: str, options: RunOptions, plan: Plan,
-                   removed: set[str]) -> tuple[list[ManifestRow], str]:
+                   removed: set[str], sent: Sent | None = None
+                   ) -> tuple[list[ManifestRow], str]:
     """A row for every input row after the manifest's last, or why none could be made."""
     last = max((int(r.get("line") or 0) for r in rows), default=0)
     try:
         source = read_customers(customers_file(options, plan.campaign),
                                 need_email=need_email(options, plan),
                                 declared=plan.campaign.fields, limit=options.limit)
-        return [_interrupted_row(row, reason, options, removed) for row in source
+        return [_interrupted_row(row, reason, options, removed, sent) for row in source
                 if row.line > last], ""
     except Exception as exc:
         return [], f"customer file unreadable ({exc}); manifest left as it was"
 
 
 def _interrupted_row(row: Row, reason: str, options: RunOptions,
-                     removed: set[str]) -> ManifestRow:
+                     removed: set[str], sent: Sent | None = None) -> ManifestRow:
     if row.rejected:
         return ManifestRow(customer_id=row.customer_id, status="rejected", line=row.line,
                            reason=row.reason)
+    if options.send and sent is not None:
+        return _ledger_row(row, reason, sent(str(row.customer_id)))
     rendered = any(relative_path(f, str(row.customer_id)) in removed
                    for f in ("html", "text", "eml", "pdf"))
     if options.send and rendered:
@@ -171,6 +209,23 @@ def _interrupted_row(row: Row, reason: str, options: RunOptions,
                                                       f"recorded", "run interrupted"))
     return ManifestRow(customer_id=row.customer_id, status="failed", line=row.line,
                        reason=Reason(INTERRUPTED, reason, "run interrupted"))
+
+
+def _ledger_row(row: Row, reason: str, entry: LedgerEntry | None) -> ManifestRow:
+    """A customer the run did not record, as the send ledger knows it."""
+    def made(status: str, detail: str, **extra: object) -> ManifestRow:
+        return ManifestRow(customer_id=row.customer_id, status=status, line=row.line,
+                           reason=Reason(INTERRUPTED, detail, "run interrupted"),
+                           extra=dict(extra))
+
+    if entry is None:
+        return made("failed", f"{reason}; not sent")
+    if entry.state == "sent":
+        return made("sent", f"{reason} after this message was sent (send ledger)",
+                    provider_id=entry.provider_id)
+    if entry.state == "failed":
+        return made("failed", f"{reason}; delivery failed: {entry.reason or 'refused'}")
+    return made("unknown", f"{reason}; delivery outcome not recorded")
 
 
 def seconds_since(document: dict[str, Any]) -> float:
@@ -209,8 +264,10 @@ def is_dead(info: dict[str, Any], folder: Path, over_elsewhere: OverElsewhere | 
 
 def recover_runs(campaign_out: Path | str, *, skip: Path | None = None,
                  on_repaired: OnRepaired | None = None,
-                 over_elsewhere: OverElsewhere | None = None) -> list[Repair]:
-    """Repair every run folder under `out/<campaign>/` whose run died mid-way."""
+                 over_elsewhere: OverElsewhere | None = None,
+                 ledger: Ledger | None = None) -> list[Repair]:
+    """Repair every run folder under `out/<campaign>/` whose run died mid-way (`ledger`:
+    the campaign's send ledger, open, to tell what the dead runs sent)."""
     campaign_out = Path(campaign_out)
     repaired: list[Repair] = []
     if not campaign_out.is_dir():
@@ -222,7 +279,7 @@ def recover_runs(campaign_out: Path | str, *, skip: Path | None = None,
         if not info or info.get("status") != "running" or not is_dead(info, folder,
                                                                        over_elsewhere):
             continue
-        summary = _repair_held(folder)
+        summary = _repair_held(folder, ledger)
         if summary is None:
             continue
         if on_repaired is not None:
@@ -231,7 +288,7 @@ def recover_runs(campaign_out: Path | str, *, skip: Path | None = None,
     return repaired
 
 
-def _repair_held(folder: Path) -> Repair | None:
+def _repair_held(folder: Path, ledger: Ledger | None = None) -> Repair | None:
     """Repair a dead run's folder under its lock (None: someone else holds it now)."""
     lock = FolderLock(folder)
     try:
@@ -239,7 +296,7 @@ def _repair_held(folder: Path) -> Repair | None:
     except Exception:
         return None
     try:
-        return repair(folder)
+        return repair(folder, ledger=ledger)
     except Exception as exc:  # never let one folder stop a run or serve
         return Repair(str(folder), note=f"could not repair: {exc}")
     finally:
