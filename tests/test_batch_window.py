@@ -39,11 +39,9 @@ def test_batches_keep_being_submitted_while_the_oldest_runs_long(tmp_path: Path)
                 made.append(number)
                 yield pool.submit(_batch, number, str(tmp_path))
 
-        started = time.monotonic()
         results = list(in_order(submitted(), WORKERS))
-        elapsed = time.monotonic() - started
-    # ...and they did, while the slow one ran: it saw them finish, then ended
+    # ...and they did, while the slow one ran: it saw them finish, then ended (had it
+    # given up after its minute instead, it would say fewer)
     assert results[0][1] >= QUICK_NEEDED
-    assert elapsed < 50   # not the slow batch's one-minute give-up
     # handed back in input order, every batch once
     assert [n for n, _ in results] == list(range(total)) == made
