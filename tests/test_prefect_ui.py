@@ -160,7 +160,14 @@ class Stack:
         return response.status_code, data
 
     def ok(self, method: str, path: str, body: Any = None) -> Any:
-        status, data = self.call(method, path, body)
+        # A loaded server answers 503 when its database is busy (the request rolled back);
+        # Prefect's own client retries 429/502/503, so does this one, a bounded number of
+        # times (a CI run on two shared cores met it once on create_flow_run)
+        for attempt in range(6):
+            status, data = self.call(method, path, body)
+            if status not in (429, 502, 503):
+                break
+            time.sleep(1 + attempt)
         assert status < 300, f"{method} {path}: {status} {data}"
         return data
 
