@@ -106,3 +106,16 @@ def test_a_learning_slot_follows_the_clicks_and_says_why(
     words = out + err
     assert "chosen: learned: P(best) " in words and "clicks in segment vip" in words, words
     assert "o-red: outranked: rank 2 of 2 (learned: P(best) 0.00 from " in words, words
+    # edition diff tells the learned ranking from an edit: the VIPs' offer moved, no module
+    # was edited, and the diff says so
+    rc, out, err = cli("diff", "out/m1", "out/a", "--json", cwd=root)
+    assert rc == 0, err
+    import json
+
+    report = json.loads(out)
+    why = report["customers"]["why"]
+    assert why.get("learned", 0) >= 1 and why.get("content", 0) == 0, why
+    rc, out, err = cli("diff", "out/m1", "out/a", cwd=root)
+    assert rc == 0, err
+    assert "ranked by what customers clicked (rank: learn), not edited" in out, out
+    assert "learned: ranked by clicks" in out, out

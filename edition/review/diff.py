@@ -27,6 +27,7 @@ from edition.review.approval import read_run
 REASONS = {
     "status": "status changed",
     "modules": "different modules",
+    "learned": "different modules, ranked by what customers clicked (rank: learn), not edited",
     "content": "same modules, content edited",
     "version": "same modules, other segments, locale, templates or run date",
     "personal": "same version, personal layer only",
@@ -82,11 +83,14 @@ class VersionChange:
     removed: dict[str, list[str]] = field(default_factory=dict)
     edited: dict[str, list[str]] = field(default_factory=dict)    # same id, other digest
     other: list[str] = field(default_factory=list)                # segments, locale, ...
+    learned: bool = False        # the modules moved only in slots ranked by clicks
 
     def to_dict(self) -> dict[str, Any]:
-        return {"version": self.version, "customers": self.customers, "was": self.was,
-                "modules_added": self.added, "modules_removed": self.removed,
-                "modules_edited": self.edited, "other": self.other}
+        found = {"version": self.version, "customers": self.customers, "was": self.was,
+                 "modules_added": self.added, "modules_removed": self.removed,
+                 "modules_edited": self.edited, "other": self.other}
+        # said only when true: the shape of every other change stays as it was
+        return found | {"learned": True} if self.learned else found
 
 
 @dataclass
@@ -133,7 +137,9 @@ class RunDiff:
             "versions": {"added": self.added, "removed": self.removed, "kept": len(self.kept),
                          "changed": [c.to_dict() for c in self.changes]},
             "customers": {"changed": self.changed, "unchanged": self.unchanged,
-                          "why": {k: self.reasons.get(k, 0) for k in REASONS},
+                          # "learned" only when some are: older readers' shape is kept
+                          "why": {k: self.reasons.get(k, 0) for k in REASONS
+                                  if k != "learned" or self.reasons.get(k)},
                           "only_in_a": len(self.only_a), "only_in_b": len(self.only_b)},
             "module_digests_recorded": self.digests_known,
             "samples": [s.to_dict() for s in self.samples],
@@ -159,6 +165,8 @@ class RunDiff:
                 lines.append(f"      {slot}: - {', '.join(ids)}")
             for slot, ids in change.edited.items():
                 lines.append(f"      {slot}: edited {', '.join(ids)}")
+            if change.learned:
+                lines.append("      learned: ranked by clicks (rank: learn), no module edited")
             if change.other:
                 lines.append(f"      also: {', '.join(change.other)}")
         if len(self.changes) > limit:
@@ -227,6 +235,12 @@ def compare_versions(old: Mapping[str, Any], new: Mapping[str, Any],
     if old.get("locale") != new.get("locale"):
         change.other.append("locale")
     if change.added or change.removed:
+        # only slots that rank by clicks moved, and no module was edited: learned
+        learned = set(new.get("learned") or []) & set(old.get("learned") or [])
+        if learned and not change.edited and not change.other and \
+                set(change.added) | set(change.removed) <= learned:
+            change.learned = True
+            return "learned"
         return "modules"
     if change.edited:
         return "content"

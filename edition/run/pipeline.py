@@ -225,10 +225,12 @@ class Pipeline:
             # module digests: `edition diff` tells an edited module from another module
             digests = {slot: {m.id: m.digest for m in modules}
                        for slot, modules in selection.modules().items()}
+            # slots ranked by clicks: `edition diff` says their modules were learned, not edited
+            learned = [slot.name for slot in self.plan.campaign.slots if slot.rank == "learn"]
             result.versions[version.digest] = {"id": version.id, "modules": item.modules,
                                                "locale": version.locale,
-                                           "segments": list(version.segments),
-                                           "digests": digests}
+                                               "segments": list(version.segments),
+                                               "digests": digests, "learned": learned}
         return item
 
     def sign_links(self, item: WorkItem) -> None:

@@ -150,7 +150,8 @@ def versions_document(tally: Tally, campaign: str) -> dict[str, Any]:
             {"id": info.get("id") or key, "digest": key, "customers": info.get("customers", 0),
              "locale": info.get("locale"),
              "segments": info.get("segments", []), "modules": info.get("modules", {}),
-             "digests": info.get("digests", {}), "rendering": tally.sharing.get(key, {})}
+             "digests": info.get("digests", {}), "learned": info.get("learned", []),
+             "rendering": tally.sharing.get(key, {})}
             for key, info in sorted(tally.versions.items(),
                                     key=lambda item: (-item[1].get("customers", 0),
                                                       item[1].get("id") or item[0], item[0]))
