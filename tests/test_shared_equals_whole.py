@@ -242,6 +242,14 @@ IDIOMS_TEXT = """\
 IDIOMS_SUBJECT = ("{% if customer.first_name %}{{ customer.first_name | title }}, {% endif %}"
                   "{{ customer.points | default(0) }} points inside")
 
+# `campaign.subject` in the page and the text: the customer's subject line as rendered,
+# never the subject's template source (a newcomer's <title>{{ campaign.subject }}</title>)
+SUBJECT_PAGE = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{{ campaign.subject }}"
+                "</title>" + STYLE + "</head><body>\n<p class=\"lead\">{{ campaign.subject }}</p>"
+                "{% if customer.vip %}<p>VIP: {{ campaign.subject | upper }}</p>{% endif %}\n"
+                "{% for a in articles %}<div>{{ a.html }}</div>{% endfor %}\n</body></html>\n")
+SUBJECT_TEXT = "{{ campaign.subject }}\n{% for a in articles %}{{ a.title }}\n{% endfor %}"
+
 ARTICLES = {
     "personal.md": {"title": "For you & yours", "priority": 5,
                     "body": "Dear {{ customer.first_name }}, *welcome* & enjoy <b>this</b>.\n"},
@@ -281,12 +289,15 @@ class Own:
 def own(shared_content_tree) -> dict[str, Own]:
     templates = {"holes.html.j2": HOLES, "holes.txt.j2": HOLES_TEXT,
                  "idioms.html.j2": IDIOMS, "idioms.txt.j2": IDIOMS_TEXT, "store.html.j2": STORE,
-                 "placement.html.j2": PLACEMENT, "classes.html.j2": CLASSES}
+                 "placement.html.j2": PLACEMENT, "classes.html.j2": CLASSES,
+                 "subject.html.j2": SUBJECT_PAGE, "subject.txt.j2": SUBJECT_TEXT}
     campaigns = {"holes.yaml": campaign("holes", "holes.html.j2", "holes.txt.j2"),
                  "idioms.yaml": campaign("idioms", "idioms.html.j2", "idioms.txt.j2",
                                          IDIOMS_SUBJECT),
                  "placement.yaml": campaign("placement", "placement.html.j2"),
-                 "classes.yaml": campaign("classes", "classes.html.j2")}
+                 "classes.yaml": campaign("classes", "classes.html.j2"),
+                 "subject.yaml": campaign("subject", "subject.html.j2", "subject.txt.j2",
+                                          IDIOMS_SUBJECT)}
     for name, source in FORMERLY_UNSHAREABLE.items():
         templates[f"{name}.html.j2"] = source
         campaigns[f"{name}.yaml"] = campaign(name, f"{name}.html.j2")
@@ -295,13 +306,29 @@ def own(shared_content_tree) -> dict[str, Own]:
     return {name: Own(root, name) for name in [*OWN]}
 
 
-OWN = ["holes", "idioms", "placement", "classes", *FORMERLY_UNSHAREABLE]
+OWN = ["holes", "idioms", "placement", "classes", "subject", *FORMERLY_UNSHAREABLE]
 
 
-@pytest.mark.parametrize("name", ["holes", "idioms", *FORMERLY_UNSHAREABLE])
+@pytest.mark.parametrize("name", ["holes", "idioms", "subject", *FORMERLY_UNSHAREABLE])
 def test_own_templates_are_rendered_once(own: dict[str, Own], name: str) -> None:
     sharing = own[name].sharing()
     assert set(sharing.values()) == {"shared"}, sharing
+
+
+def test_campaign_subject_is_the_customers_subject_line(own: dict[str, Own]) -> None:
+    subject = own["subject"]
+    fields = {"id": "x1", "first_name": "ann <b>", "points": 3, "vip": True, "locale": "en",
+              "interests": []}
+    whole = subject.renderer.whole(subject.version, fields)
+    assert whole.subject == "Ann <B>, 3 points inside"
+    assert whole.page is not None and whole.text is not None
+    assert "<title>Ann &lt;B&gt;, 3 points inside</title>" in whole.page
+    assert "<p>VIP: ANN &lt;B&gt;, 3 POINTS INSIDE</p>" in whole.page
+    assert whole.text.startswith("Ann <B>, 3 points inside\n")
+    assert "{{" not in whole.page + whole.text
+    shared = subject.renderer.render(subject.version, fields)
+    assert (shared.page, shared.html, shared.text) == (whole.page, whole.html, whole.text)
+    assert set(shared.paths.values()) == {"shared"}, shared.paths
 
 
 def test_a_value_first_in_a_pre_inlines_per_customer_and_says_where(own: dict[str, Own]) -> None:

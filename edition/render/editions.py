@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,7 @@ from edition.content.environment import CustomerView, EditionEnvironment
 from edition.content.limits import render as bounded_render
 from edition.content.modules import Module
 from edition.render import inlining
+from edition.render.campaign_view import CampaignView, SubjectLine
 from edition.render.compiled import CampaignTemplates
 from edition.render.failures import (
     CONTENT_LIMITS,
@@ -37,7 +38,7 @@ from edition.render.failures import (
     located,
 )
 from edition.render.module_views import ModuleView, layer
-from edition.render.personal import CustomerProbe, ProbeEnvironment, Tainted
+from edition.render.personal import CustomerProbe, ProbeEnvironment, Tainted, TextProbe
 from edition.render.skeleton import (
     MARKER,
     OPEN,
@@ -184,19 +185,31 @@ class EditionRenderer:
             slots[slot] = views
         return slots
 
-    def _base(self, version: Version, customer: Any) -> dict[str, Any]:
+    def _base(self, version: Version, customer: Any,
+              subject: SubjectLine | None = None) -> dict[str, Any]:
+        settings = self.campaign.context(version.locale)
         return {
             "customer": customer,
             "segments": list(version.segments),
-            "campaign": self.campaign.context(version.locale),
+            "campaign": CampaignView(settings, subject or SubjectLine(settings["subject"])),
             "locale": version.locale,
             "run": {"as_of": self.as_of},
         }
 
-    def context(self, env: EditionEnvironment, version: Version, customer: Any) -> dict[str, Any]:
-        """The template context of the contract, plus `locale` and `run`."""
-        base = self._base(version, customer)
-        return base | self._modules(env, version, base)
+    def context(self, env: EditionEnvironment, version: Version, customer: Any,
+                subject: Callable[[Mapping[str, Any]], object] | None = None
+                ) -> dict[str, Any]:
+        """The template context of the contract, plus `locale` and `run`.
+
+        `subject(ctx)` renders the subject line in this context when a template first
+        reads `campaign.subject` (edition.render.campaign_view)."""
+        ctx: dict[str, Any] = {}
+        written = self.campaign.context(version.locale)["subject"]
+        line = SubjectLine(written, (lambda: subject(ctx)) if subject is not None else None)
+        base = self._base(version, customer, line)
+        ctx.update(base | self._modules(env, version, base))
+        return ctx
+
 
     # -- whole render (the reference) ----------------------------------------------
 
@@ -207,8 +220,15 @@ class EditionRenderer:
         view = CustomerView(fields)
         env = self.envs(version.locale)[0]
         limit = env.limits.document_bytes
+        # for this customer alone: not the layer of pieces that may be running (a piece
+        # reading campaign.subject may ask for it)
+        running = layer.current, layer.subject
+        layer.current = layer.subject = None
         try:
-            ctx = self.context(env, version, view)
+            subject_template = self.templates.template(env, "subject", version)
+            assert subject_template is not None
+            ctx = self.context(env, version, view,
+                               lambda ctx: bounded_render(subject_template, ctx, limit))
             out = Rendered()
             needs_page = any(k in kinds for k in ("page", "html")) or (
                 "text" in kinds and not self.campaign.text_template)
@@ -224,12 +244,12 @@ class EditionRenderer:
                             if text_template is not None
                             else from_html(out.page or ""))
             if "subject" in kinds:
-                subject_template = self.templates.template(env, "subject", version)
-                assert subject_template is not None
-                out.subject = bounded_render(subject_template, ctx, limit)
+                out.subject = str(ctx["campaign"]["subject"])
             return out
         except RENDER_ERRORS as exc:
             raise self._failure(exc) from None
+        finally:
+            layer.current, layer.subject = running
 
     # -- the skeleton, once per version --------------------------------------------
 
@@ -262,7 +282,15 @@ class EditionRenderer:
         outputs: dict[str, str | None] = {}
         try:
             customer = CustomerProbe({"locale": version.locale})
-            ctx = self.context(probe, version, customer)
+            subject_template = self.templates.template(probe, "subject", version)
+            assert subject_template is not None
+
+            def subject_line(ctx: Mapping[str, Any]) -> object:
+                # printed in the page, its holes are filled per customer (a TextHole)
+                line = bounded_render(subject_template, ctx, limit)
+                return TextProbe(line, False, tuple(holes)) if OPEN in line else line
+
+            ctx = self.context(probe, version, customer, subject_line)
             for kind in ("page", "text", "subject"):
                 template = self.templates.template(probe, kind, version)
                 try:
@@ -361,6 +389,8 @@ class EditionRenderer:
         view = CustomerView(fields)
         personal = self._personal_layer(version, view, env)
         layer.current = personal
+        layer.subject = SubjectLine(None, lambda: self._subject_of(version, fields, view, env,
+                                                                   docs))
         try:
             page_outputs: list[str] | None = None
             page = docs.residuals.get("page")
@@ -380,7 +410,7 @@ class EditionRenderer:
         except RENDER_ERRORS:
             return out, "fails for this customer (the whole render says why)"
         finally:
-            layer.current = None
+            layer.current = layer.subject = None
         for kind in wanted:
             out.paths[kind] = SHARED
         if page is not None and page_outputs is not None:
@@ -393,6 +423,14 @@ class EditionRenderer:
         if "page" not in kinds:
             out.page = None
         return out, None
+
+    def _subject_of(self, version: Version, fields: Mapping[str, Any], view: CustomerView,
+                    env: EditionEnvironment, docs: VersionDocs) -> object:
+        """This customer's subject line, for a piece that reads `campaign.subject`."""
+        residual = docs.residuals.get("subject")
+        if residual is None:
+            return self.whole(version, fields, ("subject",)).subject
+        return residual.text(residual.outputs(fields, view, env), env.limits.document_bytes)
 
     def _personal_layer(self, version: Version, view: CustomerView,
                         env: EditionEnvironment) -> Any:

@@ -54,6 +54,8 @@ class ModuleView:
 class _Layer(threading.local):
     # (module, fmt) -> that customer's body, while pieces run
     current: Callable[[Module, str], str] | None = None
+    # that customer's subject line, while pieces run (edition.render.campaign_view)
+    subject: Callable[[], object] | None = None
 
 
 layer = _Layer()
