@@ -8,13 +8,17 @@ failed, a full disk included), never a traceback.
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
+import tempfile
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import typer
 from rich.console import Console
+from typer.exceptions import TyperException
 
 from edition.errors import ContentError, ContentErrors, EditionError
 
@@ -56,6 +60,30 @@ def user_errors() -> Iterator[None]:
         err.print(f"a database file could not be {'written' if writing else 'used'}: {exc}",
                   markup=False)
         raise typer.Exit(1) from None
+    except (typer.Exit, typer.Abort, TyperException):
+        raise
+    except Exception as exc:
+        # a bug of ours, not the user's: one message and exit 1, the traceback kept in a
+        # file for the report (what the run finished is in its manifest, as for exit 1)
+        kept = _keep_traceback(exc)
+        err.print("[bold red]error:[/] ", end="", markup=True)
+        err.print(f"edition stopped on an unexpected error ({type(exc).__name__}: {exc}). "
+                  f"This is a bug in edition, not in your content: please report it with "
+                  f"{kept}. A run goes on from where it stopped when run again.",
+                  markup=False)
+        raise typer.Exit(1) from None
+
+
+def _keep_traceback(exc: BaseException) -> str:
+    """The traceback, written to a private file in the temporary folder: its path."""
+    text = "".join(traceback.format_exception(exc))
+    try:
+        handle, path = tempfile.mkstemp(prefix="edition-error-", suffix=".txt")
+        with os.fdopen(handle, "w", encoding="utf-8") as file:
+            file.write(text)
+        return path
+    except OSError:
+        return "the command you ran (the details could not be saved to a file)"
 
 
 _HINTS = {

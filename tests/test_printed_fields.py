@@ -228,3 +228,77 @@ def test_tested_fields_never_fail_a_customer_and_loops_run_over_list_fields(
     run = json.loads((garden / "out" / "j" / "run.json").read_text(encoding="utf-8"))
     assert not any("prints customer." in str(w)
                    for w in run.get("preflight", {}).get("warnings", [])), run
+
+
+def test_a_name_no_template_sees_stops_validate_and_run_with_the_slots(garden: Path,
+                                                                       cli) -> None:
+    """A newcomer prints `offers` (the slot is `offer`): every customer would fail alike,
+    so it is the template's mistake, found before anything is written, not a warning
+    per customer (validate said ok, exit 0, and the run failed everyone)."""
+    page = garden / "templates" / "allotment.html.j2"
+    page.write_text(page.read_text(encoding="utf-8").replace(
+        "{% for g in greeting %}", "{{ offers }}{% for g in greeting %}"),
+        encoding="utf-8")
+    line = line_of(garden, "templates/allotment.html.j2", "{{ offers }}")
+    for verb in ("validate", "run"):
+        rc, stdout, stderr = cli(verb, CAMPAIGN, *(["--out", "out/r1"] if verb == "run" else []),
+                                 cwd=garden)
+        assert rc == 2, stdout + stderr
+        assert "Traceback" not in stderr
+        assert (f"templates/allotment.html.j2:{line}: prints 'offers', which is not a name "
+                f"templates see (slots: greeting, articles, offer; also customer, segments, "
+                f"campaign, locale, run) (did you mean 'offer'?)") in stderr, stderr
+    assert not (garden / "out").exists()
+
+
+def test_a_loop_over_a_name_no_template_sees_is_a_warning_with_its_line(garden: Path,
+                                                                        cli) -> None:
+    """`{% for o in offers %}` over a slot named `offer` is silently empty for everyone:
+    validate says so, with the line and the slot it most likely meant."""
+    page = garden / "templates" / "allotment.html.j2"
+    page.write_text(page.read_text(encoding="utf-8").replace(
+        "{% for g in greeting %}", "{% for o in offers %}{{ o.title }}{% endfor %}"
+        "{% for g in greeting %}"), encoding="utf-8")
+    line = line_of(garden, "templates/allotment.html.j2", "for o in offers")
+    rc, stdout, stderr = cli("validate", CAMPAIGN, cwd=garden)
+    assert rc == 0, stdout + stderr
+    assert (f"templates/allotment.html.j2:{line}: reads 'offers', which is not a name "
+            f"templates see: it is always undefined (slots: greeting, articles, offer) "
+            f"(did you mean 'offer'?)") in warnings_of(stdout), stdout
+    rc, stdout, stderr = cli("validate", CAMPAIGN, "--strict", cwd=garden)
+    assert rc == 2, stdout + stderr
+
+
+def test_a_name_set_for_some_customers_only_fails_those_customers(garden: Path, cli,
+                                                                   manifest_of) -> None:
+    """Set under a test on the customer, a name is missing only for some: their
+    failure, with its reason, and the run goes on (not a template error)."""
+    page = garden / "templates" / "allotment.html.j2"
+    page.write_text(page.read_text(encoding="utf-8").replace(
+        "{% for g in greeting %}",
+        "{% if customer.first_name %}{% set hello = customer.first_name %}{% endif %}"
+        "<p>{{ hello }}</p>{% for g in greeting %}"), encoding="utf-8")
+    rc, stdout, stderr = cli("run", CAMPAIGN, "--out", "out/r1", cwd=garden)
+    assert rc == 3 and "Traceback" not in stderr, stdout + stderr
+    rows = list(manifest_of(garden / "out" / "r1"))
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert failed and any(r["status"] == "rendered" for r in rows)
+    assert all("'hello' is undefined" in r["reason"] or "member_no" in r["reason"]
+               for r in failed), failed
+
+
+def test_a_run_whose_every_customer_fails_writes_its_report(garden: Path, cli,
+                                                            manifest_of) -> None:
+    """Every customer failing (a field read as an object it is not) is exit 3 with the
+    report and the manifest, not a ZeroDivisionError in the report's sharing figures."""
+    page = garden / "templates" / "allotment.html.j2"
+    page.write_text(page.read_text(encoding="utf-8").replace(
+        "{% for g in greeting %}", "{{ customer.id.first }}{% for g in greeting %}"),
+        encoding="utf-8")
+    rc, stdout, stderr = cli("run", CAMPAIGN, "--out", "out/r1", cwd=garden)
+    assert rc == 3, stdout + stderr
+    assert "Traceback" not in stderr and "unexpected error" not in stderr
+    rows = list(manifest_of(garden / "out" / "r1"))
+    assert rows and not any(r["status"] == "rendered" for r in rows)
+    report = (garden / "out" / "r1" / "report.md").read_text(encoding="utf-8")
+    assert "| failed |" in report

@@ -26,6 +26,7 @@ limits, and every problem is reported at once:
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -185,7 +186,39 @@ def content_notes(plan: Plan) -> list[str]:
     misspelt known ones (`valid_untill`), for the modules this campaign may use."""
     return [note for module in plan.catalog
             if module.campaigns is None or plan.campaign.name in module.campaigns
-            for note in module.notes]
+            for note in module.notes] + unknown_names(plan)
+
+
+# names Jinja itself gives a template (loops, macros, blocks)
+JINJA_NAMES = frozenset({"loop", "self", "super", "caller", "varargs", "kwargs"})
+
+
+def unknown_names(plan: Plan) -> list[str]:
+    """The names the campaign's page and text templates read that no context holds:
+    `{% for o in offers %}` where the slot is `offer` is always empty, silently."""
+    env = plan.renderer.env
+    slot_names = [slot.name for slot in plan.campaign.slots]
+    known = {*CONTEXT_NAMES, *slot_names, *env.globals, *JINJA_NAMES}
+    notes = []
+    for name in filter(None, (plan.campaign.template, plan.campaign.text_template)):
+        try:
+            tree = env.parse(_template_source(env, name))
+        except TemplateError:
+            continue   # the template's own check reports it
+        stored = _stored_names(tree)
+        seen: set[str] = set()
+        for node in tree.find_all(nodes.Name):
+            assert isinstance(node, nodes.Name)   # find_all's own filter
+            if (node.ctx != "load" or node.name in known or node.name in stored
+                    or node.name in seen):
+                continue
+            seen.add(node.name)
+            hint = closest(node.name, known - JINJA_NAMES)
+            notes.append(f"templates/{name}:{node.lineno}: reads {node.name!r}, which is not a "
+                         f"name templates see: it is always undefined (slots: "
+                         f"{', '.join(slot_names) or 'none'})"
+                         + (f" (did you mean {hint!r}?)" if hint else ""))
+    return notes
 
 
 def scan_rows(plan: Plan, pipeline: Any, rows: Iterable[Row], rendered: set[str]) -> Scan:
@@ -256,7 +289,11 @@ def _render_first(plan: Plan, scan: Scan, version: Version, fields: Mapping[str,
         with watchdog.limit(plan.campaign.limits.render_seconds):
             rendered_doc = plan.renderer.render(version, fields)
     except RenderFailure as exc:
-        if exc.code in CONTENT_CODES:
+        unknown = unknown_name(plan, exc)
+        if unknown is not None:
+            scan.errors.append((f"{exc.location}:{exc.message}", unknown,
+                                exc.file or plan.campaign.file, exc.line))
+        elif exc.code in CONTENT_CODES:
             scan.errors.append((
                 f"{exc.location}:{exc.message}",
                 f"{exc.message} (version {version.id}, first rendered for customer "
@@ -272,6 +309,54 @@ def _render_first(plan: Plan, scan: Scan, version: Version, fields: Mapping[str,
         modules = [c.module for s in version.selection.slots for c in s.chosen]
         for problem in page_problems(plan.campaign, modules, rendered_doc.page):
             scan.errors.append((str(problem), problem.message, problem.file, problem.line))
+
+
+UNDEFINED_NAME = re.compile(r"'([A-Za-z_][A-Za-z0-9_]*)' is undefined")
+# what a template sees besides its slots and the environment's globals (design.md)
+CONTEXT_NAMES = ("customer", "segments", "campaign", "locale", "run")
+
+
+def unknown_name(plan: Plan, exc: RenderFailure) -> str | None:
+    """The message when a render failed on a name no template context holds (`{{ articles }}`
+    in a campaign whose slot is `picks`): not one customer's missing data but the
+    template's, failing every customer alike, so an error before anything is written.
+    A name the template sets anywhere (`{% set %}`, a loop, a macro, an import) may be
+    unset only for some customers: that stays a per-customer failure."""
+    match = UNDEFINED_NAME.fullmatch(exc.message) if exc.code == "missing_field" else None
+    if match is None or not exc.file:
+        return None
+    name = match.group(1)
+    env = plan.renderer.env
+    source = (_template_source(env, exc.file.removeprefix("templates/"))
+              if exc.file.startswith("templates/")
+              else next((m.body for m in plan.catalog if m.source == exc.file), ""))
+    try:
+        tree = env.parse(source)
+    except TemplateError:
+        return None
+    if not source or name in _stored_names(tree):
+        return None
+    slot_names = [slot.name for slot in plan.campaign.slots]
+    hint = closest(name, {*CONTEXT_NAMES, *slot_names, *env.globals})
+    slots = ", ".join(slot_names) or "none"
+    return (f"prints {name!r}, which is not a name templates see (slots: {slots}; "
+            f"also customer, segments, campaign, locale, run)"
+            + (f" (did you mean {hint!r}?)" if hint else ""))
+
+
+def _stored_names(tree: nodes.Template) -> set[str]:
+    """Every name a template sets somewhere: set, loops, macros and their parameters,
+    imports."""
+    found = {n.name for n in tree.find_all(nodes.Name)
+             if isinstance(n, nodes.Name) and n.ctx in ("store", "param")}
+    for node in tree.find_all((nodes.Macro, nodes.Import, nodes.FromImport)):
+        if isinstance(node, nodes.Macro):
+            found.add(node.name)
+        elif isinstance(node, nodes.Import):
+            found.add(node.target)
+        elif isinstance(node, nodes.FromImport):
+            found |= {n if isinstance(n, str) else n[1] for n in node.names}
+    return found
 
 
 def absorb(found: Preflight, scans: Iterable[Scan]) -> None:

@@ -108,10 +108,10 @@ def rendering(tally: Tally) -> dict[str, Any]:
     did not, commonest first."""
     out: dict[str, Any] = {}
     for path, (_, good) in PATHS.items():
-        counts = Counter({how: n for (p, how), n in tally.paths.items() if p == path})
-        if not counts:
-            continue
+        counts = Counter({how: n for (p, how), n in tally.paths.items() if p == path and n})
         total = sum(counts.values())
+        if not total:  # no customer was rendered (every one failed): nothing to say
+            continue
         out[path] = {"customers": total, good: counts.get(good, 0),
                      "other": total - counts.get(good, 0),
                      "fraction": round(counts.get(good, 0) / total, 4),
