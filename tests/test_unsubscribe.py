@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import pickle
 from urllib.parse import parse_qs, urlsplit
 
@@ -228,3 +229,33 @@ def test_the_fast_link_is_the_same_string_as_with_token(base: str, token: str) -
     from edition.render.unsubscribe import _tokened, with_token
 
     assert _tokened(base, token) == with_token(base, token)
+
+
+def test_an_html_only_run_carries_each_customers_signed_link(content_tree, cli) -> None:
+    """design.md: `customer.unsubscribe_url` is the customer's signed link, whatever the
+    formats: a web or PDF edition printing it unguarded failed every customer ("the run
+    makes it for e-mail") when run with --formats html."""
+    root = content_tree(
+        campaigns={"web.yaml": {
+            "name": "web-edition", "template": "web.html.j2", "subject": "News",
+            "sender": "Shop <news@shop.example>", "formats": ["html", "eml"],
+            "slots": {"articles": {"kind": "article", "count": 1}},
+            "unsubscribe_url": "https://shop.example/unsubscribe"}},
+        templates={"web.html.j2": "<html lang=\"en\"><body>{% for a in articles %}{{ a.html }}"
+                                  "{% endfor %}<a href=\"{{ customer.unsubscribe_url }}\">"
+                                  "Unsubscribe</a></body></html>"},
+        articles={"a.md": {"title": "A", "body": "Hello."}},
+        customers={"c.csv": [{"id": "c1", "email": "ann@example.com"},
+                             {"id": "c2", "email": "bo@example.com"}]})
+    rc, stdout, stderr = cli("run", "campaigns/web.yaml", "--customers", "data/c.csv",
+                             "--formats", "html", "--out", "out/r1", cwd=root)
+    assert rc == 0, stdout + stderr
+    folder = root / "out" / "r1"
+    files = {row["customer_id"]: row["files"]["html"] for row in map(
+        json.loads, (folder / "manifest.jsonl").read_text(encoding="utf-8").splitlines())}
+    for customer, address in (("c1", "ann@example.com"), ("c2", "bo@example.com")):
+        page = (folder / files[customer]).read_text(encoding="utf-8")
+        link = page.split('href="', 1)[1].split('"', 1)[0].replace("&amp;", "&")
+        assert link.startswith("https://shop.example/unsubscribe?token=")
+        who = verify(token_of(link), secrets_from_env()[0])
+        assert (who.customer_id, who.address_hash) == (customer, address_hash(address))

@@ -34,7 +34,11 @@ from edition.content.campaign import Campaign
 from edition.errors import ContentError
 from edition.render.encoding import Encoder
 from edition.render.plan import Plan
-from edition.render.unsubscribe import UnsubscribeLinks, send_blockers
+from edition.render.unsubscribe import (
+    UnsubscribeLinks,
+    UnsubscribeSecretError,
+    send_blockers,
+)
 from edition.run.bundle import Bundle
 from edition.run.cadence import Cadence, cadence_of_run
 from edition.run.click_table import learn_from_clicks
@@ -267,18 +271,27 @@ def scan_batch(job: RenderJob, batch: list[Row]) -> Scan:
 
 
 def unsubscribe_links(options: RunOptions, plan: Plan) -> UnsubscribeLinks | None:
-    """The campaign's signed unsubscribe links, when its messages need them.
+    """The campaign's signed unsubscribe (and preference-center) links.
 
     Sending marketing e-mail needs `unsubscribe_url` (a content error without it) and
     EDITION_UNSUBSCRIBE_SECRET (a run error); a dry run goes on without either, with
-    unsigned links, and preflight says so.
+    unsigned links, and preflight says so. An edition that is not e-mail (an html page,
+    a PDF letter) carries the customer's own links too, whatever `--formats` says
+    (design.md: `customer.unsubscribe_url` is the customer's signed link): when the
+    campaign has them, signed, or unsigned for a dry run; a send that is not e-mail
+    without the secret leaves them out (the template's fallback, or preflight's error).
     """
-    if not makes_email(options, plan):
+    email = makes_email(options, plan)
+    if not email and not (plan.campaign.unsubscribe_url or plan.campaign.preferences):
         return None
     try:
         return UnsubscribeLinks.for_campaign(plan.campaign, allow_unsigned=not options.send)
     except ContentError:
-        if options.send:
+        if options.send and email:
+            raise
+        return None
+    except UnsubscribeSecretError:
+        if email:
             raise
         return None
 
