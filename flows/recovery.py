@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from edition.content.campaign import Campaign
-from edition.run.repair import Repair, recover_runs
+from edition.run.repair import Repair, recover_campaign_runs
 from edition.run.serve_lock import live_flow_runs, still_running
 
 logger = logging.getLogger("prefect.edition.recovery")
@@ -75,8 +75,7 @@ def over_elsewhere(info: dict[str, Any]) -> bool:
 
 def recover_campaign(campaign: Campaign) -> list[Repair]:
     """Repair the campaign's run folders whose run died; crash their flow runs."""
-    return recover_runs(campaign.root / "out" / campaign.name, on_repaired=crashed,
-                        over_elsewhere=over_elsewhere)
+    return recover_campaign_runs(campaign, on_repaired=crashed, over_elsewhere=over_elsewhere)
 
 
 def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
@@ -98,7 +97,7 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
         if not still_running(out, str(flow_run.id)):
             break
         time.sleep(0.5)
-    for summary in recover_runs(out, over_elsewhere=over_elsewhere):
+    for summary in recover_campaign_runs(campaign, over_elsewhere=over_elsewhere):
         logger.warning("%s: output folder repaired: %s", state.name, summary)
 
 
