@@ -38,7 +38,6 @@ from pydantic import (
 from edition.content.campaign import find_root
 from edition.databases import held
 from edition.errors import UsageError
-from edition.run.cadence import unshared_cap_store
 from edition.run.options import RunOptions, parse_run_date
 from edition.run.roots import (
     Roots,
@@ -47,8 +46,7 @@ from edition.run.roots import (
     resolve_campaign,
     resolve_customers,
 )
-from edition.run.workers import plan_for
-from edition.send.delivery import unshared_ledger
+from edition.run.workers import plan_for, unshared_stores
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -333,14 +331,8 @@ def dask_problems(options: RunOptions, runner: str, dask_address: str | None) ->
             f"a server (prefect server start) and set PREFECT_API_URL, or leave the Dask "
             f"address empty to run on a local cluster")
     if options.send:
-        problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
-                                                              f"{dask_address}")
-        if problem:
-            problems.append(problem)
-        problem = unshared_cap_store(plan_for(options).campaign,
-                                     f"the Dask scheduler {dask_address}")
-        if problem:
-            problems.append(problem)
+        problems += unshared_stores(plan_for(options).campaign,
+                                    f"the Dask scheduler {dask_address}")
     return problems
 
 
