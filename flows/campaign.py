@@ -42,18 +42,7 @@ from edition.run.workers import Work, plan_for
 from flows import approval, recovery
 from flows.ending import ended, output_link, quiet_refusals, refused
 from flows.experiments import publish_experiment
-from flows.form import (
-    DATE_PATTERN,
-    FLOW_BATCH,
-    TIME_PATTERN,
-    RunForm,
-    Runner,
-    RunSettings,
-    check_parameters,
-    dask_problems,
-    form_parameters,
-    run_date,
-)
+from flows.form import FLOW_BATCH, RunForm, Runner, RunSettings, dask_problems, form_parameters
 from flows.tasks import executor_for
 
 quiet_refusals()
@@ -264,5 +253,5 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     raise RunError(f"the flow run ended {state.name} without a summary: {state.message}")
 
 
-__all__ = ["DATE_PATTERN", "TIME_PATTERN", "RunSettings", "check_parameters", "made_up_name",
-           "output_link", "run_batches", "run_date", "run_through_prefect", "send_campaign"]
+__all__ = ["RunSettings", "made_up_name", "output_link", "run_batches", "run_through_prefect",
+           "send_campaign"]
