@@ -3,10 +3,10 @@
 The deployments and Prefect's runner are flows/serve.py's; this verb owns the
 long-running process around them: the content root's serve lock
 (edition/run/serve_lock.py: two serves would take each other's runs for dead ones), the
-repair of runs left behind at start and at stop (flows/serve.py: `recover`), the output
-folder published read-only over HTTP on loopback (web/outputs.py) so the artifacts'
-links open next to the Prefect UI, what the flow runs find in their environment, and a
-stop in bounded time (`Stopper`). Prefect is loaded only when the verb runs.
+repair of runs left behind at start and at stop (flows/recovery.py: `recover_served`),
+the output folder published read-only over HTTP on loopback (web/outputs.py) so the
+artifacts' links open next to the Prefect UI, what the flow runs find in their
+environment, and a stop in bounded time (`Stopper`). Prefect is loaded only when the verb runs.
 """
 
 from __future__ import annotations
@@ -63,9 +63,10 @@ def serve_campaigns(root: Path, allow: tuple[str, ...], work_pool: str | None) -
     from prefect.settings import PREFECT_API_URL
 
     from edition.run.roots import Roots
+    from edition.run.run_page import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
     from edition.run.serve_lock import ServeLock
     from flows import serve as flows_serve
-    from flows.ending import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
+    from flows.recovery import recover_served
     from web.outputs import start_output_server
 
     log = flows_serve.logger()
@@ -79,7 +80,7 @@ def serve_campaigns(root: Path, allow: tuple[str, ...], work_pool: str | None) -
     deployments, _ = flows_serve.build_deployments(root)
     lock = ServeLock(root / "out")
     lock.acquire(api_url)
-    flows_serve.recover(root, served, log)
+    recover_served(root, served, log)
     port = os.environ.get(OUTPUT_PORT_ENV)
     server, url = start_output_server(root / "out", int(port) if port else None)
     os.environ.update(environment | {OUTPUT_URL_ENV: url,     # inherited by the flow runs
@@ -96,7 +97,7 @@ def serve_campaigns(root: Path, allow: tuple[str, ...], work_pool: str | None) -
         # Prefect's runner kills the flow-run processes it started when it stops; put
         # their folders and states right now rather than at the next start.
         wait_for_children(2.0)
-        flows_serve.recover(root, served, log)
+        recover_served(root, served, log)
         lock.release()
 
 

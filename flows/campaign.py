@@ -36,11 +36,11 @@ from edition.run.folder import is_remote
 from edition.run.lifecycle import Lifecycle, execute
 from edition.run.options import RunOptions
 from edition.run.roots import resolve_campaign
-from edition.run.run_page import report_with_samples, version_rows
+from edition.run.run_page import output_link, report_with_samples, version_rows
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
-from flows.ending import ended, output_link, quiet_refusals, refused
+from flows.ending import ended, quiet_refusals, refused
 from flows.experiments import publish_experiment
 from flows.form import FLOW_BATCH, RunForm, Runner, RunSettings, dask_problems, form_parameters
 from flows.tasks import executor_for
@@ -253,5 +253,4 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     raise RunError(f"the flow run ended {state.name} without a summary: {state.message}")
 
 
-__all__ = ["RunSettings", "made_up_name", "output_link", "run_batches", "run_through_prefect",
-           "send_campaign"]
+__all__ = ["RunSettings", "made_up_name", "run_batches", "run_through_prefect", "send_campaign"]

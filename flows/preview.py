@@ -20,7 +20,8 @@ from edition.naming import artifact_key
 from edition.review.preview import preview_customer as preview
 from edition.review.preview_page import selection_markdown, write_page
 from edition.run.roots import locate
-from flows.ending import output_link, refused
+from edition.run.run_page import output_link
+from flows.ending import refused
 from flows.form import AsOf, Text, run_date
 
 

@@ -5,8 +5,7 @@ parameter fixed to that file, its schedule (cron + time zone) when the campaign 
 one, and at most one run at a time (`concurrency_limit=1`). Plus one deployment of
 `preview-customer` whose campaign is a choice of the served campaigns. An invalid
 campaign is reported (file:line message) and skipped; the others are served.
-Restarting serve picks up added and edited campaign files. `recover` puts right what
-runs that died left in their folders and in Prefect (flows/recovery.py).
+Restarting serve picks up added and edited campaign files.
 
 `python -m flows.serve --prefect-yaml [ROOT]` prints the equivalent prefect.yaml for
 teams that deploy with `prefect deploy` and a process work pool.
@@ -233,30 +232,6 @@ def deploy_to_pool(root: Path, served: Served, pool: str, environment: dict[str,
     log.info("registered %d deployment(s) with work pool %s: %s; start a worker to run "
              "them: prefect worker start --pool %s", len(names), pool, ", ".join(names), pool)
     return names
-
-
-def deployment_names(served: Served) -> list[str]:
-    return [f"send-campaign/{c.name}" for _, c in served.campaigns] + [f"{PREVIEW}/{PREVIEW}"]
-
-
-def recover(root: Path, served: Served, log: Any) -> None:
-    """Repair run folders whose run died; fix the states of runs left behind."""
-    from flows.recovery import recover_campaign, recover_flow_runs
-
-    for _file, campaign in served.campaigns:
-        for repaired in recover_campaign(campaign):
-            log.warning("interrupted run repaired: %s", repaired)
-    try:
-        orphans = recover_flow_runs(deployment_names(served), root / "out")
-    except Exception as exc:
-        log.warning("could not check for runs left behind by serve: %s", exc)
-        return
-    if orphans.rescheduled:
-        log.warning("runs that had not started when serve stopped, resubmitted: %s",
-                    ", ".join(orphans.rescheduled))
-    if orphans.crashed:
-        log.warning("runs whose process is gone, marked Crashed: %s",
-                    ", ".join(orphans.crashed))
 
 
 # -- prefect.yaml ------------------------------------------------------------------
