@@ -85,19 +85,16 @@ def made_up_name(name: str) -> bool:
 
 def scheduled_mailing(campaign: Path | str | None) -> str | None:
     """A scheduled run's mailing: its scheduled date in the campaign's time zone."""
-    import zoneinfo
-
     from prefect.runtime import flow_run
+
+    from edition.content.campaign import load_campaign
+    from edition.content.schedule import scheduled_mailing as mailing_of
 
     try:
         if campaign is None or not approval.is_scheduled():
             return None
         when = flow_run.get_scheduled_start_time()
-        from edition.content.campaign import load_campaign
-
-        schedule = load_campaign(campaign).schedule
-        zone = zoneinfo.ZoneInfo(schedule.timezone if schedule else "UTC")
-        return when.astimezone(zone).date().isoformat() if when else None
+        return mailing_of(load_campaign(campaign).schedule, when) if when else None
     except Exception:  # a campaign that cannot load is reported by the form's check
         return None
 
