@@ -45,9 +45,10 @@ from edition.review.sending import SENDS_FOLDER, SendSummary, health_check, send
 from edition.run.context import out_folder, target_of
 from edition.run.folder import is_remote
 from edition.run.options import RunOptions
+from edition.run.run_page import output_link
 from edition.run.workers import Work
 from edition.send.delivery import channel_of
-from flows.ending import ended, output_link
+from flows.ending import ended
 from flows.experiments import publish_experiment
 from flows.form import RunSettings
 from flows.tasks import executor_for

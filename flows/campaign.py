@@ -36,24 +36,13 @@ from edition.run.folder import is_remote
 from edition.run.lifecycle import Lifecycle, execute
 from edition.run.options import RunOptions
 from edition.run.roots import resolve_campaign
-from edition.run.run_page import report_with_samples, version_rows
+from edition.run.run_page import output_link, report_with_samples, version_rows
 from edition.run.summary import RunSummary
 from edition.run.workers import Work, plan_for
 from flows import approval, recovery
-from flows.ending import ended, output_link, quiet_refusals, refused
+from flows.ending import ended, quiet_refusals, refused
 from flows.experiments import publish_experiment
-from flows.form import (
-    DATE_PATTERN,
-    FLOW_BATCH,
-    TIME_PATTERN,
-    RunForm,
-    Runner,
-    RunSettings,
-    check_parameters,
-    dask_problems,
-    form_parameters,
-    run_date,
-)
+from flows.form import FLOW_BATCH, RunForm, Runner, RunSettings, dask_problems, form_parameters
 from flows.tasks import executor_for
 
 quiet_refusals()
@@ -96,19 +85,16 @@ def made_up_name(name: str) -> bool:
 
 def scheduled_mailing(campaign: Path | str | None) -> str | None:
     """A scheduled run's mailing: its scheduled date in the campaign's time zone."""
-    import zoneinfo
-
     from prefect.runtime import flow_run
+
+    from edition.content.campaign import load_campaign
+    from edition.content.schedule import scheduled_mailing as mailing_of
 
     try:
         if campaign is None or not approval.is_scheduled():
             return None
         when = flow_run.get_scheduled_start_time()
-        from edition.content.campaign import load_campaign
-
-        schedule = load_campaign(campaign).schedule
-        zone = zoneinfo.ZoneInfo(schedule.timezone if schedule else "UTC")
-        return when.astimezone(zone).date().isoformat() if when else None
+        return mailing_of(load_campaign(campaign).schedule, when) if when else None
     except Exception:  # a campaign that cannot load is reported by the form's check
         return None
 
@@ -264,5 +250,4 @@ def run_through_prefect(options: RunOptions, task_runner: Runner = "thread",
     raise RunError(f"the flow run ended {state.name} without a summary: {state.message}")
 
 
-__all__ = ["DATE_PATTERN", "TIME_PATTERN", "RunSettings", "check_parameters", "made_up_name",
-           "output_link", "run_batches", "run_date", "run_through_prefect", "send_campaign"]
+__all__ = ["RunSettings", "made_up_name", "run_batches", "run_through_prefect", "send_campaign"]

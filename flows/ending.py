@@ -1,4 +1,4 @@
-"""How a flow run ends, and the links its artifacts give.
+"""How a flow run ends.
 
 A flow run refused before any work ends Failed with the reason, and no traceback.
 
@@ -12,43 +12,19 @@ is the reason and whose data is the error, so `state.result()` still raises it f
 Python callers (`edition run --via-prefect` exits 2 with the message). Prefect's second
 report of that same error, when the run's process ends, is dropped by a filter on its
 flow-run logger. A run or a send over the campaign's limits ends Failed carrying its
-summary (`ended`): `edition run --via-prefect` prints it and exits 3.
+summary (`ended`): `edition run --via-prefect` prints it and exits 3. (The links the
+artifacts give: edition/run/run_page.py, `output_link`.)
 """
 
 from __future__ import annotations
 
 import logging
-import os
-from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from edition.errors import EditionError
 from edition.run.summary import RunSummary
 
 _MARK = "_edition_refused_before_work"
-# Where `edition serve` publishes the output folders over HTTP (loopback), so the
-# artifacts' links open in a browser; without it they are file:// links.
-OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
-OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
-
-
-def output_link(path: Path | str) -> str:
-    """A link a person can open: over `edition serve`'s HTTP server when the path is
-    under its folder, else a file:// URI."""
-    target = Path(path).resolve()
-    base, root = os.environ.get(OUTPUT_URL_ENV), os.environ.get(OUTPUT_ROOT_ENV)
-    if base and root:
-        try:
-            rel = target.relative_to(Path(root).resolve())
-        except ValueError:
-            pass
-        else:
-            suffix = "/" if target.is_dir() else ""
-            return base.rstrip("/") + "/" + quote(rel.as_posix()) + suffix
-    return target.as_uri()
-
-
 def ended(summary: RunSummary) -> Any:
     """The flow run's end: the summary (a run's or a send's), or a Failed state carrying
     it when the campaign's limits were crossed (exit 3's runs)."""
@@ -83,4 +59,4 @@ def quiet_refusals() -> None:
         logger.addFilter(_RefusalsOnce())
 
 
-__all__ = ["ended", "output_link", "quiet_refusals", "refused"]
+__all__ = ["ended", "quiet_refusals", "refused"]

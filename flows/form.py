@@ -22,7 +22,6 @@ import functools
 import inspect
 import operator
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, get_args
 
 from pydantic import (
@@ -35,20 +34,11 @@ from pydantic import (
     field_validator,
 )
 
-from edition.content.campaign import find_root
 from edition.databases import held
 from edition.errors import UsageError
-from edition.run.cadence import unshared_cap_store
 from edition.run.options import RunOptions, parse_run_date
-from edition.run.roots import (
-    Roots,
-    campaign_problem,
-    own_target,
-    resolve_campaign,
-    resolve_customers,
-)
-from edition.run.workers import plan_for
-from edition.send.delivery import unshared_ledger
+from edition.run.roots import locate
+from edition.run.workers import plan_for, unshared_stores
 
 Format = Literal["html", "text", "eml", "pdf"]
 Runner = Literal["thread", "process", "dask"]
@@ -70,8 +60,6 @@ AsOf = Annotated[dt.date | str | None, WithJsonSchema({"type": "string",
                                                        "pattern": DATE_PATTERN})]
 # schema only: RunOptions refuses a negative limit, in its own words
 Limit = Annotated[int | None, WithJsonSchema({"type": "integer", "minimum": 0})]
-RunId = Annotated[str, WithJsonSchema({"type": "string",
-                                       "pattern": r"^([A-Za-z0-9][A-Za-z0-9._-]{0,79})?$"})]
 # Plain text, not format date-time: the form fills in the whole `advanced` default, and
 # the server's check of the form refuses "" as a date-time.
 Started = Annotated[dt.datetime | Literal[""], WithJsonSchema(
@@ -148,7 +136,7 @@ def settings_fields(options: type[RunOptions] = RunOptions) -> dict[str, tuple[A
             "Only with task_runner dask."))),
         "out": option("out", "", str, (
             "Output folder; empty means `out/CAMPAIGN/RUN_ID` under the content root.")),
-        "run_id": option("run_id", "", RunId),
+        "run_id": option("run_id", "", str),
         "started": option("started", "", Started),
         "resend_unknown": option("resend_unknown", False),
         "overwrite": (bool, Field(False, description=(
@@ -202,17 +190,12 @@ class _Form(BaseModel):
         """The run's options, or every problem in one UsageError (nothing read or written).
 
         `scheduled` is a scheduled run's mailing (its date), used when none is named."""
-        problems: list[str] = []
-        path = resolve_campaign(self.campaign)
-        if path is None:
-            problems.append(campaign_problem(self.campaign))
-        root = find_root(path) if path else None
-        customers, missing = resolve_customers(self.customers, root)
-        problems += missing
-        out = self.advanced.out
-        if out and "://" not in out and not Path(out).is_absolute() and root:
-            out = str(root / out)  # relative to the content root, like customers
-        problems += self.confinement(path, customers, out or None)
+        settings = self.advanced
+        path, customers, out, problems = locate(self.campaign, self.customers, settings.out,
+                                                to=self.to or None,
+                                                dask_address=settings.dask_address or None)
+        if settings.dask_address and settings.task_runner != "dask":
+            problems.append("dask_address needs task_runner dask")
         if not self.dry_run and not self.confirm_send:
             problems.append("sending needs two switches: dry_run off AND confirm_send on "
                             "(nothing was rendered or sent)")
@@ -223,7 +206,7 @@ class _Form(BaseModel):
         values.setdefault("mailing", scheduled)
         try:
             options = self.run_options.build(campaign=str(path), customers=customers,
-                                             out=out or None, send=not self.dry_run, **values)
+                                             out=out, send=not self.dry_run, **values)
         except UsageError as exc:
             problems.append(exc.message)
         if problems:
@@ -235,20 +218,6 @@ class _Form(BaseModel):
         if problems:
             raise UsageError("; ".join(problems))
         return options
-
-    def confinement(self, campaign: Path | None, customers: str | None, out: str | None
-                    ) -> list[str]:
-        """What a served run may not do (edition/run/roots.py), and settings that do not fit."""
-        problems = []
-        roots = Roots.from_env()
-        settings = self.advanced
-        if roots is not None:
-            problems += roots.problems(campaign=campaign, customers=customers, out=out,
-                                       to=self.to or None, own_target=own_target(campaign),
-                                       dask_address=settings.dask_address or None)
-        if settings.dask_address and settings.task_runner != "dask":
-            problems.append("dask_address needs task_runner dask")
-        return problems
 
     @classmethod
     def of(cls, options: RunOptions, settings: dict[str, Any]) -> _Form:
@@ -333,14 +302,8 @@ def dask_problems(options: RunOptions, runner: str, dask_address: str | None) ->
             f"a server (prefect server start) and set PREFECT_API_URL, or leave the Dask "
             f"address empty to run on a local cluster")
     if options.send:
-        problem = unshared_ledger(plan_for(options).campaign, f"the Dask scheduler "
-                                                              f"{dask_address}")
-        if problem:
-            problems.append(problem)
-        problem = unshared_cap_store(plan_for(options).campaign,
-                                     f"the Dask scheduler {dask_address}")
-        if problem:
-            problems.append(problem)
+        problems += unshared_stores(plan_for(options).campaign,
+                                    f"the Dask scheduler {dask_address}")
     return problems
 
 
@@ -368,5 +331,4 @@ def form_parameters(form: type[BaseModel]) -> Callable[[F], F]:
 
 
 __all__ = ["DATE_PATTERN", "FLOW_BATCH", "TIME_PATTERN", "RunForm", "RunSettings", "Runner",
-           "check_parameters", "dask_problems", "form_parameters", "resolve_customers",
-           "run_date"]
+           "check_parameters", "dask_problems", "form_parameters", "run_date"]

@@ -19,8 +19,9 @@ from edition.errors import UsageError
 from edition.naming import artifact_key
 from edition.review.preview import preview_customer as preview
 from edition.review.preview_page import selection_markdown, write_page
-from edition.run.roots import Roots, campaign_problem, resolve_campaign, resolve_customers
-from flows.ending import output_link, refused
+from edition.run.roots import locate
+from edition.run.run_page import output_link
+from flows.ending import refused
 from flows.form import AsOf, Text, run_date
 
 
@@ -28,19 +29,11 @@ def check_preview_parameters(campaign: str, customer_id: str, customers: str | N
                              as_of: dt.date | str | None = None,
                              ) -> tuple[Path, str | None, dt.date | None]:
     """Refuse bad parameters before any work: (campaign file, customers, run date)."""
-    from edition.content.campaign import find_root
-
-    path = resolve_campaign(campaign)
-    problems = [] if path is not None else [campaign_problem(campaign)]
+    path, location, _, problems = locate(campaign, customers)
     if not str(customer_id or "").strip():
         problems.append("customer_id is empty")
-    location, missing = resolve_customers(customers, find_root(path) if path else None)
-    problems += missing
     date, wrong = run_date(as_of)
     problems += wrong
-    roots = Roots.from_env()
-    if roots is not None:  # served: the form may not read other customer files
-        problems += roots.problems(campaign=path, customers=location)
     if problems or path is None:
         raise UsageError("; ".join(problems))
     return path, location, date

@@ -10,9 +10,10 @@ campaign whose run is gone, once. This module adds the Prefect side, as hooks:
   over (`over_elsewhere`);
 - `on_stopped` (the flow's on_cancellation / on_crashed hook) repairs the folder of a
   run that Prefect cancelled or saw crash, once its process is gone;
-- at `edition serve`'s start-up (holding edition/run/serve_lock.py's lock: two serves
-  would take each other's runs for dead ones), the flow runs the previous serve left in
-  Pending or Running are fixed.
+- at `edition serve`'s start and stop (`recover_served`, holding edition/run/serve_lock.py's
+  lock: two serves would take each other's runs for dead ones), the served campaigns'
+  folders are repaired (with the send ledger, as a run does: `recover_campaign`) and the
+  flow runs the previous serve left in Pending or Running are fixed.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from edition.content.campaign import Campaign
-from edition.run.repair import Repair, recover_runs
+from edition.run.campaigns import Served
+from edition.run.repair import Repair, recover_campaign_runs
 from edition.run.serve_lock import live_flow_runs, still_running
 
 logger = logging.getLogger("prefect.edition.recovery")
@@ -75,8 +77,7 @@ def over_elsewhere(info: dict[str, Any]) -> bool:
 
 def recover_campaign(campaign: Campaign) -> list[Repair]:
     """Repair the campaign's run folders whose run died; crash their flow runs."""
-    return recover_runs(campaign.root / "out" / campaign.name, on_repaired=crashed,
-                        over_elsewhere=over_elsewhere)
+    return recover_campaign_runs(campaign, on_repaired=crashed, over_elsewhere=over_elsewhere)
 
 
 def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
@@ -98,7 +99,7 @@ def on_stopped(flow: Any, flow_run: Any, state: Any) -> None:
         if not still_running(out, str(flow_run.id)):
             break
         time.sleep(0.5)
-    for summary in recover_runs(out, over_elsewhere=over_elsewhere):
+    for summary in recover_campaign_runs(campaign, over_elsewhere=over_elsewhere):
         logger.warning("%s: output folder repaired: %s", state.name, summary)
 
 
@@ -158,3 +159,27 @@ def recover_flow_runs(deployment_names: list[str], out_root: Path) -> Orphans:
                             "(edition serve or the machine stopped mid-run)"), force=True)
                 result.crashed.append(run.name)
     return result
+
+
+def deployment_names(served: Served) -> list[str]:
+    return [f"send-campaign/{c.name}" for _, c in served.campaigns] + [
+        "preview-customer/preview-customer"]
+
+
+def recover_served(root: Path, served: Served, log: Any) -> None:
+    """At serve's start and stop: repair the served campaigns' run folders whose run
+    died, and fix the states of the flow runs a stopped serve left behind."""
+    for _file, campaign in served.campaigns:
+        for repaired in recover_campaign(campaign):
+            log.warning("interrupted run repaired: %s", repaired)
+    try:
+        orphans = recover_flow_runs(deployment_names(served), root / "out")
+    except Exception as exc:
+        log.warning("could not check for runs left behind by serve: %s", exc)
+        return
+    if orphans.rescheduled:
+        log.warning("runs that had not started when serve stopped, resubmitted: %s",
+                    ", ".join(orphans.rescheduled))
+    if orphans.crashed:
+        log.warning("runs whose process is gone, marked Crashed: %s",
+                    ", ".join(orphans.crashed))

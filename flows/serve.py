@@ -1,18 +1,11 @@
-"""`edition serve`: every campaign in campaigns/ becomes a Prefect deployment.
-
-For each campaign file that passes the same checks as `edition run` (campaign, catalog,
-templates), a deployment of `send-campaign` named after the campaign: its `campaign`
-parameter fixed to that file, its schedule (cron + time zone) when the campaign has one,
-and at most one run at a time (`concurrency_limit=1`). Plus one deployment of
-`preview-customer` (named `preview-customer`) whose campaign is a choice of the served
-campaigns. An invalid campaign is reported (file:line message) and skipped; the others
-are served. Restarting serve picks up added and edited campaign files.
-
-At start-up, run folders left behind by runs that died (serve or the machine stopped
-mid-run) are repaired (flows/recovery.py), and the output folder (content root's out/)
-is published read-only over HTTP on 127.0.0.1 (`publish`: web/outputs.py, which
-`edition serve` passes in) so the links in the runs' artifacts open in the browser next
-to the Prefect UI.
+"""The deployments `edition serve` runs (cli/serve.py owns its process): every campaign
+in campaigns/ that passes the same checks as `edition run` (campaign, catalog,
+templates) becomes a deployment of `send-campaign` named after it, its `campaign`
+parameter fixed to that file, its schedule (cron + time zone) when the campaign has
+one, and at most one run at a time (`concurrency_limit=1`). Plus one deployment of
+`preview-customer` whose campaign is a choice of the served campaigns. An invalid
+campaign is reported (file:line message) and skipped; the others are served.
+Restarting serve picks up added and edited campaign files.
 
 `python -m flows.serve --prefect-yaml [ROOT]` prints the equivalent prefect.yaml for
 teams that deploy with `prefect deploy` and a process work pool.
@@ -24,39 +17,20 @@ import contextlib
 import hashlib
 import os
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edition.databases import masked
 from edition.errors import ContentError, UsageError
 from edition.run.campaigns import Served, find_campaigns, relative
-from edition.run.roots import ALLOW_ENV, ROOT_ENV, Roots
 
-OUTPUT_PORT_ENV = "EDITION_OUTPUT_PORT"
 PREVIEW = "preview-customer"
-# Publishes a folder read-only over HTTP on loopback: (folder, port or None for the
-# default) -> (a server with shutdown(), its URL)
-Publish = Callable[[Path, "int | None"], tuple[Any, str]]
 
 
-def _logger() -> Any:
+def logger() -> Any:
     from prefect.logging import get_logger
 
     return get_logger("edition.serve")
-
-
-def _entrypoint_type(module_file: str) -> Any:
-    """A file path (flows/campaign.py:send_campaign) when serve runs from the repository,
-    else the module path (flows.campaign.send_campaign) rather than a ../../ path."""
-    from prefect.deployments.runner import EntrypointType
-
-    try:
-        Path(module_file).resolve().relative_to(Path.cwd().resolve())
-    except ValueError:
-        return EntrypointType.MODULE_PATH
-    return EntrypointType.FILE_PATH
 
 
 def _version(file: Path) -> str:
@@ -137,13 +111,19 @@ def preview_deployment(campaigns: list[Any], *, work_pool: str | None = None,
 
 
 def _entrypoint(flow: Any, work_pool: str | None) -> Any:
-    """A worker imports the installed package (flows.campaign.send_campaign); serve may
-    name the file when it runs from the repository."""
+    """A worker imports the installed package (flows.campaign.send_campaign); serve names
+    the file (flows/campaign.py:send_campaign) when it runs from the repository, rather
+    than a ../../ path."""
     from prefect.deployments.runner import EntrypointType
 
-    if work_pool:
-        return EntrypointType.MODULE_PATH
-    return _entrypoint_type(sys.modules[flow.__module__].__file__)
+    try:
+        if not work_pool:
+            Path(sys.modules[flow.__module__].__file__ or "").resolve().relative_to(
+                Path.cwd().resolve())
+            return EntrypointType.FILE_PATH
+    except ValueError:
+        pass
+    return EntrypointType.MODULE_PATH
 
 
 def build_deployments(root: Path | str = ".", *, work_pool: str | None = None,
@@ -160,131 +140,27 @@ def build_deployments(root: Path | str = ".", *, work_pool: str | None = None,
 
 # -- serve -------------------------------------------------------------------------
 
-def serve_campaigns(root: Path | str = ".", *, output_port: int | None = None,
-                    limit: int | None = None, allow: tuple[str, ...] = (),
-                    work_pool: str | None = None, publish: Publish | None = None) -> None:
-    """Register every valid campaign (and the preview) with Prefect and run them.
 
-    The runs' `customers` and `out` are confined to the content root (and `allow`): a
-    form anyone with UI access can fill must not read or write elsewhere on this machine.
-    With `work_pool`, the deployments go to that pool (its workers run them, with the
-    same confinement in their job's environment) and serve returns. `publish` serves
-    the output folder over HTTP (without it, the artifacts' links are file:// links).
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    from flows.ending import OUTPUT_ROOT_ENV, OUTPUT_URL_ENV
-
-    log = _logger()
-    root = Path(root).resolve()
-    environment = served_environment(root, allow)
+def find_served(root: Path, log: Any) -> Served:
+    """The campaigns to serve, the invalid ones logged; none at all is an error."""
     served = find_campaigns(root)
     for problem in served.problems:
         log.error("invalid campaign skipped: %s", problem)
     if not served.campaigns:
         raise ContentError(f"no valid campaign to serve in {root / 'campaigns'}",
                            root / "campaigns")
-    check_api_access(PREFECT_API_URL.value(), log)
-    if work_pool:
-        deploy_to_pool(root, served, work_pool, environment, log)
-        return
-    from edition.run.serve_lock import ServeLock
-
-    deployments, _ = build_deployments(root)
-    lock = ServeLock(root / "out")
-    lock.acquire(PREFECT_API_URL.value())
-    recover(root, served, log)
-    if output_port is None and os.environ.get(OUTPUT_PORT_ENV):
-        output_port = int(os.environ[OUTPUT_PORT_ENV])
-    server, url = publish(root / "out", output_port) if publish else (None, "(not published)")
-    if server is not None:
-        os.environ[OUTPUT_URL_ENV] = url        # inherited by the flow-run processes
-        os.environ[OUTPUT_ROOT_ENV] = str(root / "out")
-    os.environ.update(environment)
-    log.info("serving %d campaign(s) from %s: %s (+ %s); output folder at %s",
-             len(served.campaigns), root, ", ".join(c.name for _, c in served.campaigns),
-             PREVIEW, url)
-    stopper = Stopper(lock.release)
-    try:
-        with _quick_pickup():
-            run_deployments(deployments, limit=limit, stopper=stopper)
-    finally:
-        stopper.arm()   # whatever stopped serve, it is gone within STOP_SECONDS
-        if server is not None:
-            server.shutdown()
-        # Prefect's runner kills the flow-run processes it started when it stops; put
-        # their folders and states right now rather than at the next start.
-        _wait_for_children(2.0)
-        recover(root, served, log)
-        lock.release()
+    return served
 
 
-# How long serve may take to stop once told to (SIGTERM, Ctrl-C): pausing the schedules,
-# stopping the flow-run processes and marking their runs are API calls, and a Prefect
-# server that stopped answering kept serve waiting for minutes (each call retried, 60 s
-# apiece). Past this, serve kills what it started and exits; the next start repairs the
-# run folders and marks the runs Crashed (flows/recovery.py).
-STOP_SECONDS = 5.0
-
-
-class Stopper:
-    """Ends this process at most STOP_SECONDS after `arm()`: kills every process serve
-    started (flow runs and their workers, an ephemeral Prefect server), runs `release`
-    (the serve lock) and exits. Armed by SIGTERM and by serve's own shutdown."""
-
-    def __init__(self, release: Any, seconds: float | None = None):
-        self.release = release
-        self.seconds = STOP_SECONDS if seconds is None else seconds
-        self._armed = threading.Event()
-
-    def arm(self) -> None:
-        if not self._armed.is_set():
-            self._armed.set()
-            threading.Thread(target=self._countdown, name="edition-stop",
-                             daemon=True).start()
-
-    def _countdown(self) -> None:
-        import time
-
-        time.sleep(self.seconds)
-        self.force()
-
-    def force(self) -> None:
-        try:
-            _logger().warning("serve did not stop within %.0f s: stopping its processes "
-                              "and exiting; the next start repairs interrupted runs",
-                              self.seconds)
-            end_children(1.0)
-            self.release()
-        finally:
-            for stream in (sys.stdout, sys.stderr):
-                with contextlib.suppress(Exception):
-                    stream.flush()
-            os._exit(0)
-
-
-def end_children(grace: float) -> None:
-    """SIGTERM every process under this one, SIGKILL those still there after `grace`."""
-    import psutil
-
-    children = psutil.Process().children(recursive=True)
-    for child in children:
-        with contextlib.suppress(psutil.Error):
-            child.terminate()
-    _, alive = psutil.wait_procs(children, timeout=grace)
-    for child in alive:
-        with contextlib.suppress(psutil.Error):
-            child.kill()
-    psutil.wait_procs(alive, timeout=grace)
-
-
-def run_deployments(deployments: list[Any], *, limit: int | None, stopper: Stopper) -> None:
-    """prefect.serve, with a SIGTERM that stops it like Ctrl-C does, and in bounded time.
+def run_deployments(deployments: list[Any], *, on_sigterm: Callable[[], None]) -> None:
+    """prefect.serve, with a SIGTERM that stops it like Ctrl-C does (and calls
+    `on_sigterm`), asking for runs to start every second.
 
     Prefect's own SIGTERM handler awaits nothing (`Runner.stop` returns an un-awaited
     coroutine inside the loop) and then raises SystemExit through whatever callback
     runs; the shutdown that follows waited on the API without a bound. Here SIGTERM
-    cancels the serving task, as Ctrl-C does, and arms the stopper."""
+    cancels the serving task, as Ctrl-C does. A run started from the UI's button
+    waited up to Prefect's 10 s poll before anything happened: `_quick_pickup`."""
     import asyncio
     import signal
 
@@ -294,14 +170,14 @@ def run_deployments(deployments: list[Any], *, limit: int | None, stopper: Stopp
 
     class ServeRunner(Runner):
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
-            self._logger.info("SIGTERM received: stopping (at most %.0f s)", stopper.seconds)
-            stopper.arm()
+            self._logger.info("SIGTERM received: stopping")
+            on_sigterm()
             task, loop = main.get("task"), main.get("loop")
             if task is None or loop is None:
                 raise KeyboardInterrupt
             loop.call_soon_threadsafe(task.cancel)
 
-    runner = ServeRunner(pause_on_shutdown=True, limit=limit)
+    runner = ServeRunner(pause_on_shutdown=True, limit=None)
     for deployment in deployments:
         runner.add_deployment(deployment)
 
@@ -314,9 +190,10 @@ def run_deployments(deployments: list[Any], *, limit: int | None, stopper: Stopp
           flush=True)
     previous = signal.getsignal(signal.SIGTERM)
     try:
-        asyncio.run(start())
+        with _quick_pickup():
+            asyncio.run(start())
     except (KeyboardInterrupt, asyncio.CancelledError):
-        _logger().info("serve stopped")
+        logger().info("serve stopped")
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -325,23 +202,13 @@ POLL_SECONDS = 1
 
 
 def _quick_pickup() -> Any:
-    """Serve asks the server for runs to start every second, not Prefect's 10: a run
-    started from the UI's button waited up to 10 s before anything happened (one small
-    API request per second). PREFECT_RUNNER_POLL_FREQUENCY in the environment wins."""
-    import contextlib
-
+    """Serve asks the server for runs to start every POLL_SECONDS (one small API request
+    a second). PREFECT_RUNNER_POLL_FREQUENCY in the environment wins."""
     from prefect.settings import PREFECT_RUNNER_POLL_FREQUENCY, temporary_settings
 
     if os.environ.get("PREFECT_RUNNER_POLL_FREQUENCY"):
         return contextlib.nullcontext()
     return temporary_settings(updates={PREFECT_RUNNER_POLL_FREQUENCY: POLL_SECONDS})
-
-
-def served_environment(root: Path, allow: tuple[str, ...] = ()) -> dict[str, str]:
-    """What the runs serve starts find in their environment: the content root (campaign
-    names are looked up there) and where they may read and write (edition/run/roots.py)."""
-    root = Path(root).resolve()
-    return {ROOT_ENV: str(root), ALLOW_ENV: Roots.of(root, allow).to_env()}
 
 
 def deploy_to_pool(root: Path, served: Served, pool: str, environment: dict[str, str],
@@ -365,81 +232,6 @@ def deploy_to_pool(root: Path, served: Served, pool: str, environment: dict[str,
     log.info("registered %d deployment(s) with work pool %s: %s; start a worker to run "
              "them: prefect worker start --pool %s", len(names), pool, ", ".join(names), pool)
     return names
-
-
-def check_api_access(api_url: str | None, log: Any) -> None:
-    """Say clearly when the server wants a password this process lacks, and warn when a
-    server others can reach asks for none (anyone reaching it could start a send)."""
-    import base64
-
-    import httpx
-    from prefect.settings import PREFECT_API_AUTH_STRING
-
-    if not api_url:
-        return  # Prefect's ephemeral server, in this process
-    shown = masked(api_url)   # what the messages say: never a password in the URL
-    probe = api_url.rstrip("/") + "/admin/version"
-    auth = PREFECT_API_AUTH_STRING.value()
-    try:
-        open_door = httpx.get(probe, timeout=30).status_code != 401
-        if auth and not open_door:
-            token = base64.b64encode(str(auth).encode("utf-8")).decode("ascii")
-            if httpx.get(probe, timeout=30, headers={"Authorization": f"Basic {token}"}
-                         ).status_code == 401:
-                raise UsageError(f"the Prefect server at {shown} refused "
-                                 f"PREFECT_API_AUTH_STRING; set it to the server's "
-                                 f"PREFECT_SERVER_API_AUTH_STRING (user:password)")
-    except httpx.HTTPError:
-        return  # Prefect's own client says the server cannot be reached, and retries
-    if not open_door and not auth:
-        raise UsageError(f"the Prefect server at {shown} asks for a password: set "
-                         f"PREFECT_API_AUTH_STRING to its PREFECT_SERVER_API_AUTH_STRING "
-                         f"(user:password)")
-    if open_door and not _loopback(api_url):
-        log.warning("the Prefect server at %s asks for no password: anyone who reaches it "
-                    "can start a send. Start the server with "
-                    "PREFECT_SERVER_API_AUTH_STRING=user:password and set "
-                    "PREFECT_API_AUTH_STRING to the same here (docs/prefect-ui.md)", shown)
-
-
-def _loopback(url: str | None) -> bool:
-    from urllib.parse import urlsplit
-
-    host = urlsplit(url or "").hostname or ""
-    return host in {"127.0.0.1", "localhost", "::1"}
-
-
-def deployment_names(served: Served) -> list[str]:
-    return [f"send-campaign/{c.name}" for _, c in served.campaigns] + [f"{PREVIEW}/{PREVIEW}"]
-
-
-def recover(root: Path, served: Served, log: Any) -> None:
-    """Repair run folders whose run died; fix the states of runs left behind."""
-    from flows.recovery import recover_campaign, recover_flow_runs
-
-    for _file, campaign in served.campaigns:
-        for repaired in recover_campaign(campaign):
-            log.warning("interrupted run repaired: %s", repaired)
-    try:
-        orphans = recover_flow_runs(deployment_names(served), root / "out")
-    except Exception as exc:
-        log.warning("could not check for runs left behind by serve: %s", exc)
-        return
-    if orphans.rescheduled:
-        log.warning("runs that had not started when serve stopped, resubmitted: %s",
-                    ", ".join(orphans.rescheduled))
-    if orphans.crashed:
-        log.warning("runs whose process is gone, marked Crashed: %s",
-                    ", ".join(orphans.crashed))
-
-
-def _wait_for_children(timeout: float) -> None:
-    import multiprocessing
-    import time
-
-    deadline = time.monotonic() + timeout
-    while multiprocessing.active_children() and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 # -- prefect.yaml ------------------------------------------------------------------
@@ -466,60 +258,43 @@ YAML_HEADER = """\
 
 
 def prefect_yaml(root: Path | str = ".") -> str:
-    """The prefect.yaml text equivalent to what serve registers."""
+    """The prefect.yaml text of the deployments serve registers with a work pool."""
+    import prefect
     import yaml
 
-    root = Path(root).resolve()
-    served = find_campaigns(root)
-    pool = {"name": "edition", "work_queue_name": "default"}
-    deployments: list[dict[str, Any]] = []
-    for file, campaign in served.campaigns:
-        rel = relative(file, root)
-        entry: dict[str, Any] = {
-            "name": campaign.name,
-            "description": f"{campaign.description or 'Campaign ' + campaign.name} "
-                           f"({rel}); dry run unless dry_run is off and confirm_send is on.",
-            "entrypoint": "flows/campaign.py:send_campaign",
-            "parameters": {"campaign": campaign.name},
-            "tags": ["edition", "campaign", campaign.name],
-            "concurrency_limit": 1,
-        }
-        if campaign.schedule:
-            entry["schedules"] = [{"cron": campaign.schedule.cron,
-                                   "timezone": campaign.schedule.timezone}]
-        entry["work_pool"] = dict(pool)
-        deployments.append(entry)
-    if served.campaigns:
-        deployments.append({
-            "name": PREVIEW,
-            "description": "One customer's edition as a dry run, with the reason for "
-                           "every module. Nothing is sent.",
-            "entrypoint": "flows/preview.py:preview_customer",
-            "parameters": {"campaign": served.campaigns[0][1].name},
-            "tags": ["edition", "preview"],
-            "work_pool": dict(pool),
-        })
-    document = {"name": "edition", "prefect-version": _prefect_version(),
-                "build": None, "push": None, "deployments": deployments}
-    return YAML_HEADER + "\n" + yaml.safe_dump(document, sort_keys=False, width=100)
+    deployments, _ = build_deployments(root, work_pool="edition")
+    entries = []
+    for deployment in deployments:   # a module path, flows.campaign.send_campaign
+        module, function = str(deployment.entrypoint).rsplit(".", 1)
+        entries.append({
+            "name": deployment.name, "description": deployment.description,
+            "entrypoint": f"{module.replace('.', '/')}.py:{function}",
+            "parameters": deployment.parameters, "tags": deployment.tags,
+            **({"concurrency_limit": deployment.concurrency_limit}
+               if deployment.concurrency_limit else {}),
+            **({"schedules": [{"cron": s.schedule.cron, "timezone": s.schedule.timezone}
+                              for s in deployment.schedules]} if deployment.schedules else {}),
+            "work_pool": {"name": "edition", "work_queue_name": "default"}})
+    document = {"name": "edition", "prefect-version": prefect.__version__.rsplit(".", 1)[0],
+                "build": None, "push": None, "deployments": entries}
+    class Dumper(yaml.SafeDumper):   # a description of paragraphs as a block, as written
+        pass
 
-
-def _prefect_version() -> str:
-    import prefect
-
-    return ".".join(prefect.__version__.split(".")[:2])
+    Dumper.add_representer(str, lambda dumper, text: dumper.represent_scalar(
+        "tag:yaml.org,2002:str", text, style="|" if "\n" in text else None))
+    return YAML_HEADER + "\n" + yaml.dump(document, Dumper=Dumper, sort_keys=False, width=100)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
-    if args[:1] == ["--prefect-yaml"]:
-        root = args[1] if len(args) > 1 else "."
-        served = find_campaigns(root)
-        for problem in served.problems:
-            print(f"skipped: {problem}", file=sys.stderr)
-        sys.stdout.write(prefect_yaml(root))
-        return 0
-    serve_campaigns(args[0] if args else ".")
+    if args[:1] != ["--prefect-yaml"]:
+        print("usage: python -m flows.serve --prefect-yaml [ROOT] (serve with: edition "
+              "serve)", file=sys.stderr)
+        return 2
+    root = args[1] if len(args) > 1 else "."
+    for problem in find_campaigns(root).problems:
+        print(f"skipped: {problem}", file=sys.stderr)
+    sys.stdout.write(prefect_yaml(root))
     return 0
 
 

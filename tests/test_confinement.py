@@ -49,7 +49,7 @@ def elsewhere(tmp_path: Path, site: Path) -> Path:
 @pytest.fixture
 def served(site: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
     """`served(*allow)`: this process's environment as edition serve --allow … sets it."""
-    from flows.serve import served_environment
+    from edition.run.roots import served_environment
 
     def serve(*allow: str) -> None:
         for key, value in served_environment(site, tuple(allow)).items():
@@ -65,7 +65,7 @@ def snapshot(*folders: Path) -> dict[str, bytes]:
 
 
 def refused(match: str, **parameters: object) -> str:
-    from flows.campaign import check_parameters
+    from flows.form import check_parameters
 
     with pytest.raises(UsageError) as caught:
         check_parameters("weekly-newsletter", **parameters)
@@ -106,7 +106,7 @@ def test_out_outside_the_output_folder_is_refused_before_any_work(
 
 def test_a_local_delivery_folder_and_other_hosts_are_confined_too(
         site: Path, elsewhere: Path, served: Callable[..., None]) -> None:
-    from flows.campaign import RunSettings, check_parameters
+    from flows.form import RunSettings, check_parameters
 
     served()
     refused(f"to 'local:{elsewhere}' is outside", to=f"local:{elsewhere}")
@@ -120,7 +120,7 @@ def test_a_local_delivery_folder_and_other_hosts_are_confined_too(
 
 def test_the_roots_named_with_allow_work(site: Path, elsewhere: Path,
                                          served: Callable[..., None]) -> None:
-    from flows.campaign import RunSettings, check_parameters
+    from flows.form import RunSettings, check_parameters
 
     served(str(elsewhere), "s3://bucket/runs", "smtp://mail.other.example:25",
            "tcp://10.1.2.3:8786", "postgresql://db.example/crm")
@@ -156,7 +156,7 @@ def test_the_roots_named_with_allow_work(site: Path, elsewhere: Path,
 
 def test_the_campaign_itself_must_be_in_the_root(site: Path, tmp_path: Path,
                                                  served: Callable[..., None]) -> None:
-    from flows.campaign import check_parameters
+    from flows.form import check_parameters
 
     other = tmp_path / "other"
     for folder in CONTENT:
@@ -181,7 +181,7 @@ def test_the_preview_reads_no_customer_file_outside_the_root(
 
 
 def test_without_serve_nothing_is_confined(site: Path, elsewhere: Path) -> None:
-    from flows.campaign import RunSettings, check_parameters
+    from flows.form import RunSettings, check_parameters
 
     options = check_parameters(str(site / "campaigns" / "weekly-newsletter.yaml"),
                                customers=str(elsewhere / "customers.csv"),

@@ -116,7 +116,7 @@ def test_the_cli_refuses_the_escape_with_a_message_and_writes_nothing(
 
 @pytest.fixture
 def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
-    from flows.serve import served_environment
+    from edition.run.roots import served_environment
 
     root = tmp_path / "site"
     for folder in CONTENT_DIRS:
@@ -130,13 +130,13 @@ def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Non
 
 
 def check(customers: str) -> str | None:
-    from flows.campaign import check_parameters
+    from flows.form import check_parameters
 
     return check_parameters("weekly-newsletter", customers=customers).customers
 
 
 def refused(customers: str) -> str:
-    from flows.campaign import check_parameters
+    from flows.form import check_parameters
 
     with pytest.raises(UsageError, match="is not allowed here") as caught:
         check_parameters("weekly-newsletter", customers=customers)

@@ -74,7 +74,7 @@ def run_in_its_process(run_id: str, root: Path, allow: tuple[str, ...] = ()
     """Execute a flow run the way serve's runner does, confined like serve's runs."""
     from prefect.settings import PREFECT_API_URL
 
-    from flows.serve import served_environment
+    from edition.run.roots import served_environment
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env |= served_environment(root, allow) | {

@@ -96,7 +96,8 @@ def test_the_form_puts_the_send_switches_first_and_draws_every_field(site: Path)
 
     from prefect.utilities.callables import parameter_schema
 
-    from flows.campaign import DATE_PATTERN, send_campaign
+    from flows.campaign import send_campaign
+    from flows.form import DATE_PATTERN
     from flows.preview import preview_customer
     from flows.serve import build_deployments
 
@@ -136,7 +137,7 @@ def test_the_form_puts_the_send_switches_first_and_draws_every_field(site: Path)
 def test_the_form_takes_dates_and_times_as_iso_text() -> None:
     import re
 
-    from flows.campaign import DATE_PATTERN, TIME_PATTERN, RunSettings, run_date
+    from flows.form import DATE_PATTERN, TIME_PATTERN, RunSettings, run_date
 
     for text in ("", "2026-11-30"):
         assert re.match(DATE_PATTERN, text), text
@@ -153,7 +154,7 @@ def test_the_form_takes_dates_and_times_as_iso_text() -> None:
 def test_the_campaign_is_found_by_name_or_by_path(site: Path, monkeypatch) -> None:
     from edition.errors import UsageError
     from edition.run.roots import ROOT_ENV
-    from flows.campaign import check_parameters
+    from flows.form import check_parameters
 
     file = site / "campaigns" / "weekly-newsletter.yaml"
     monkeypatch.setenv(ROOT_ENV, str(site))
@@ -171,7 +172,7 @@ def test_the_campaign_is_found_by_name_or_by_path(site: Path, monkeypatch) -> No
 
 def test_empty_values_and_none_both_mean_the_campaigns(site: Path) -> None:
     from edition.errors import UsageError
-    from flows.campaign import RunSettings, check_parameters
+    from flows.form import RunSettings, check_parameters
 
     campaign = str(site / "campaigns" / "weekly-newsletter.yaml")
     old = check_parameters(campaign, customers=None, formats=None, as_of=None, limit=None,
@@ -192,7 +193,7 @@ def test_empty_values_and_none_both_mean_the_campaigns(site: Path) -> None:
 
 def test_parameters_are_refused_before_any_work(site: Path) -> None:
     from edition.errors import UsageError
-    from flows.campaign import RunSettings, check_parameters
+    from flows.form import RunSettings, check_parameters
 
     campaign = str(site / "campaigns" / "weekly-newsletter.yaml")
     with pytest.raises(UsageError, match="campaign file not found"):

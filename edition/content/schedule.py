@@ -45,6 +45,13 @@ class Schedule(Strict):
         return text
 
 
+def scheduled_mailing(schedule: Schedule | None, when: dt.datetime) -> str:
+    """A scheduled run's mailing: the date it was scheduled for, in the schedule's time
+    zone (UTC without one): a run due Monday 00:30 in London is Monday's, not Sunday's."""
+    return when.astimezone(zoneinfo.ZoneInfo(schedule.timezone if schedule else "UTC")
+                           ).date().isoformat()
+
+
 def schedule_block(value: object) -> object:
     if value is not None and not isinstance(value, dict):
         raise fail("schedule must be {cron: \"0 8 * * MON\", timezone: Europe/London}")

@@ -247,21 +247,11 @@ def _dry(sending: Cadence) -> Cadence | None:
     return dataclasses.replace(sending, window=None)
 
 
-def unshared_cap_store(campaign: Campaign, where: str) -> str | None:
-    """Why the house store that holds the frequency cap's slots cannot serve workers that
-    may run on other machines (`where`: the Dask scheduler), or None: no cap is in force,
-    or the store is PostgreSQL. Each worker would take its slots in a SQLite file of its
-    own, and two campaigns sending at once would both pass the cap."""
-    if campaign.kind == "transactional" or settings(campaign, load_house(campaign.root))[0] is None:
-        return None
-    location = house_store_location(campaign.root)
-    if not location.startswith("sqlite"):
-        return None
-    return (f"the frequency cap's slots are taken in the house store, and a send through "
-            f"{where} needs one every worker reaches: they may run on other machines, which "
-            f"can neither see nor lock the SQLite file {location.removeprefix('sqlite:///')}; "
-            f"set EDITION_STORE=postgresql://…, or leave the Dask address empty to run on a "
-            f"local cluster")
+def cap_in_force(campaign: Campaign) -> bool:
+    """Whether the house's frequency cap applies to the campaign's sends (its slots are
+    taken in the house store as each message leaves)."""
+    return campaign.kind != "transactional" and \
+        settings(campaign, load_house(campaign.root))[0] is not None
 
 
 def cadence_at_send(campaign: Campaign, *, now: dt.datetime, mailing: str | None,

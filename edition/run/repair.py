@@ -19,16 +19,18 @@ every customer at one message).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from edition import private
 from edition.audience.customers import Row, read_customers
+from edition.content.campaign import Campaign
 from edition.naming import relative_path
 from edition.outcomes import ManifestRow, Reason
 from edition.render.plan import Plan
@@ -286,6 +288,31 @@ def recover_runs(campaign_out: Path | str, *, skip: Path | None = None,
             on_repaired(info, summary)
         repaired.append(summary)
     return repaired
+
+
+@contextlib.contextmanager
+def campaign_ledger(campaign: Campaign) -> Iterator[Ledger | None]:
+    """The campaign's send ledger, open beside whatever run holds its lock, for a repair
+    outside a run (serve's start, a flow's crash hook); None when it never sent (no file
+    is created for it)."""
+    from edition.send.delivery import ledger_path
+    from edition.send.ledger.location import open_ledger
+
+    location = ledger_path(campaign)
+    if isinstance(location, Path) and not location.is_file():
+        yield None
+        return
+    with open_ledger(location, exclusive=False) as ledger:
+        yield ledger
+
+
+def recover_campaign_runs(campaign: Campaign, *, on_repaired: OnRepaired | None = None,
+                          over_elsewhere: OverElsewhere | None = None) -> list[Repair]:
+    """`recover_runs` on the campaign's own out folder, its send ledger at hand: what a
+    dead send delivered is `sent`, not `failed`, however its folder is kept."""
+    with campaign_ledger(campaign) as ledger:
+        return recover_runs(campaign.root / "out" / campaign.name, on_repaired=on_repaired,
+                            over_elsewhere=over_elsewhere, ledger=ledger)
 
 
 def _repair_held(folder: Path, ledger: Ledger | None = None) -> Repair | None:

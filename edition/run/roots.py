@@ -31,9 +31,10 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from edition.content.campaign import campaign_file, is_campaign_name
+from edition.content.campaign import campaign_file, find_root, is_campaign_name
 from edition.databases import DATABASE_SCHEMES, is_database_url, masked
 
 ROOT_ENV = "EDITION_CONTENT_ROOT"
@@ -87,6 +88,36 @@ def resolve_customers(customers: str | None, root: Path | None) -> tuple[str | N
     return str(candidate.resolve()), problems
 
 
+class Located(NamedTuple):
+    """What a form names, found: the campaign file, the customer source, the output
+    folder; and every problem, in the form's words."""
+
+    campaign: Path | None
+    customers: str | None
+    out: str | None
+    problems: list[str]
+
+
+def locate(campaign: str | None, customers: str | None = None, out: str | None = None, *,
+           to: str | None = None, dask_address: str | None = None) -> Located:
+    """A form's campaign (its name or file), customers and output folder found from the
+    content root (customers: then the working directory), with what a run served from
+    it may not use (`Roots.from_env`): send-campaign's form and preview-customer's."""
+    path = resolve_campaign(campaign)
+    problems = [] if path is not None else [campaign_problem(campaign)]
+    root = find_root(path) if path else None
+    located, missing = resolve_customers(customers, root)
+    problems += missing
+    if out and "://" not in out and not Path(out).is_absolute() and root:
+        out = str(root / out)  # relative to the content root, like customers
+    roots = Roots.from_env()
+    if roots is not None:
+        problems += roots.problems(campaign=path, customers=located, out=out, to=to,
+                                   own_target=own_target(path) if to else None,
+                                   dask_address=dask_address)
+    return Located(path, located, out or None, problems)
+
+
 def own_target(path: Path | None) -> str | None:
     """The campaign's delivery target (a `to` equal to it needs no --allow)."""
     if path is None:
@@ -124,9 +155,12 @@ class Roots:
         return cls(root=Path(data["root"]), folders=tuple(Path(f) for f in data["folders"]),
                    prefixes=tuple(data["prefixes"]))
 
-    def to_env(self) -> str:
-        return json.dumps({"root": str(self.root), "folders": [str(f) for f in self.folders],
-                           "prefixes": list(self.prefixes)})
+    def environment(self) -> dict[str, str]:
+        """What the runs `edition serve` starts find in their environment: the content
+        root (campaign names are looked up there) and these roots (`from_env`)."""
+        return {ROOT_ENV: str(self.root), ALLOW_ENV: json.dumps({
+            "root": str(self.root), "folders": [str(f) for f in self.folders],
+            "prefixes": list(self.prefixes)})}
 
     # -- checks -------------------------------------------------------------------------
 
@@ -228,3 +262,8 @@ def _statement(values: list[str] | None) -> list[str] | None:
 def _shown(url: str) -> str:
     """A URL without its password (it never goes into a log): edition.databases.masked."""
     return masked(url)
+
+
+def served_environment(root: Path | str, allow: Iterable[str] = ()) -> dict[str, str]:
+    """The environment of a run served from `root` with `allow` (`Roots.environment`)."""
+    return Roots.of(root, allow).environment()

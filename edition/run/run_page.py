@@ -1,11 +1,14 @@
 """What a finished run shows a person beside its report.md: links to a few of its
-editions, and its versions as table rows (the send-campaign flow's artifacts)."""
+editions, and its versions as table rows (the send-campaign flow's artifacts); a link
+opens over `edition serve`'s HTTP server when it publishes the folder (`output_link`)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from edition.errors import RunError
 from edition.run.folder import is_remote, read_from
@@ -13,6 +16,26 @@ from edition.run.summary import RunSummary
 
 SAMPLES = 3
 MAX_ROWS = 500   # a table a browser still draws
+# Where `edition serve` publishes the output folders over HTTP (loopback), so the
+# artifacts' links open in a browser; without it they are file:// links.
+OUTPUT_URL_ENV = "EDITION_OUTPUT_URL"
+OUTPUT_ROOT_ENV = "EDITION_OUTPUT_ROOT"
+
+
+def output_link(path: Path | str) -> str:
+    """A link a person can open: over `edition serve`'s HTTP server when the path is
+    under its folder, else a file:// URI."""
+    target = Path(path).resolve()
+    base, root = os.environ.get(OUTPUT_URL_ENV), os.environ.get(OUTPUT_ROOT_ENV)
+    if base and root:
+        try:
+            rel = target.relative_to(Path(root).resolve())
+        except ValueError:
+            pass
+        else:
+            suffix = "/" if target.is_dir() else ""
+            return base.rstrip("/") + "/" + quote(rel.as_posix()) + suffix
+    return target.as_uri()
 
 
 def report_with_samples(summary: RunSummary, link: Callable[[Path], str]) -> str:

@@ -316,3 +316,28 @@ def send_checks(options: RunOptions, plan: Plan) -> None:
 __all__ = ["BatchWorker", "Job", "RenderJob", "Work", "close_jobs", "open_pipeline",
            "pipeline_for", "plan_for", "process_batch", "scan_batch", "send_checks",
            "unsendable_as_is", "unsubscribe_links", "worker_for", "worker_init"]
+
+
+def unshared_stores(campaign: Campaign, where: str) -> list[str]:
+    """Why a send through `where` (a Dask scheduler: its workers may run on other
+    machines) cannot share the stores its messages claim in, in words: the send ledger,
+    and the house store with the frequency cap's slots when a cap is in force. A SQLite
+    file is this machine's: each worker would claim in a file of its own (and send
+    everyone again next time, or let two campaigns both pass the cap). PostgreSQL is
+    shared."""
+    from edition.databases import is_database_url
+    from edition.run.cadence import cap_in_force
+    from edition.send.delivery import ledger_path
+    from edition.send.ledger.location import LEDGER_URL_ENV
+    from edition.store.cap_slots import house_store_location
+
+    stores = [("a send ledger", ledger_path(campaign),
+               f"{LEDGER_URL_ENV}=postgresql://… (or the campaign's delivery.ledger)")]
+    if cap_in_force(campaign):
+        stores.append(("the house store that holds the frequency cap's slots",
+                       house_store_location(campaign.root), "EDITION_STORE=postgresql://…"))
+    return [f"a send through {where} needs {what} every worker reaches: they may run on "
+            f"other machines, which can neither see nor lock the SQLite file "
+            f"{str(location).removeprefix('sqlite:///')}; set {fix}, or leave the Dask "
+            f"address empty to run on a local cluster"
+            for what, location, fix in stores if not is_database_url(location)]

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from edition.content.campaign import Campaign
 from edition.content.plugins import EMAIL
-from edition.databases import is_database_url
 from edition.errors import DeliveryError, LedgerError, RunError
 from edition.outcomes import Reason
 from edition.send.bounces import SendBounces, SoftBounceRule
@@ -64,18 +63,6 @@ def ledger_path(campaign: Campaign) -> str | Path:
     configured = campaign.delivery.ledger
     return ledger_location(str(configured) if configured else None, root=campaign.root,
                            campaign=campaign.name)
-
-
-def unshared_ledger(campaign: Campaign, where: str) -> str | None:
-    """Why the campaign's send ledger cannot serve workers that may run on other
-    machines (`where`: the Dask scheduler), or None when it can (PostgreSQL)."""
-    location = ledger_path(campaign)
-    if is_database_url(location):
-        return None
-    return (f"a send through {where} needs a send ledger every worker reaches: its workers "
-            f"may run on other machines, which can neither see nor lock the SQLite file "
-            f"{location}; set {LEDGER_URL_ENV}=postgresql://… (or the campaign's "
-            f"delivery.ledger), or leave the Dask address empty to run on a local cluster")
 
 
 def run_lock(location: str | Path, campaign: str | None = None) -> Ledger:
