@@ -6,6 +6,7 @@ holdout `excluded`), the fixed decision rule on 200 seeded simulations each way,
 
 from __future__ import annotations
 
+import html
 import json
 import random
 from collections import Counter
@@ -219,8 +220,9 @@ def test_a_subject_line_experiment_gives_each_variant_its_subject(
     people = [{"id": c, "email": f"p{i}@example.com", "first_name": "Zoë" if i % 2 else ""}
               for i, c in enumerate(ids(200))]
     root = content_tree(campaigns={"news.yaml": campaign(experiment=test)},
-                        templates={"news.html.j2": PAGE}, offers=OFFERS,
-                        customers={"customers.csv": people})
+                        templates={"news.html.j2": PAGE.replace(
+                            "<body>", "<body><h1>{{ campaign.subject }}</h1>")},
+                        offers=OFFERS, customers={"customers.csv": people})
     rc, _, err = cli("run", "campaigns/news.yaml", "--out", "out/one", "--as-of", AS_OF,
                      cwd=root)
     assert rc == 0, err
@@ -241,6 +243,9 @@ def test_a_subject_line_experiment_gives_each_variant_its_subject(
         else:
             who = next(p for p in people if p["id"] == row["customer_id"])["first_name"]
             assert subject == f"{who or 'Friend'}, this week's offer", subject
+        # the page's campaign.subject is the line this customer's variant gives
+        page = (root / "out" / "one" / row["files"]["html"]).read_text(encoding="utf-8")
+        assert f"<h1>{html.escape(subject, quote=False)}</h1>" in page.replace("&#39;", "'")
     assert set(by_variant) == {"a", "b"}
     assert not by_variant["a"] & by_variant["b"]   # never one version for two subjects
 
