@@ -23,6 +23,7 @@ process, a process pool, Prefect's task runners, Dask):
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import signal
 import threading
@@ -141,6 +142,10 @@ class Lifecycle:
         executor = executor or InlineExecutor()
         self.start()
         job = self.feed.job(self)
+        # what is alive now (imports, plan, preflight's findings) lives to the end: the
+        # full collections that a run's many rows trigger skip it (gc.freeze is O(1));
+        # thawed at the end, so a long-lived process (edition serve) frees it as usual
+        gc.freeze()
         try:
             if on_start is not None:
                 on_start(self)
@@ -150,6 +155,7 @@ class Lifecycle:
             self.abort(stop_reason(exc))
             raise
         finally:
+            gc.unfreeze()
             close_jobs(job)   # this process's workers (inline, a thread runner's tasks)
         return self.finish()
 
