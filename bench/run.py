@@ -413,8 +413,13 @@ class Bench:
                     got = floor.measure(versions, rows, out, processes)
                     rates[processes] = max(rates.get(processes, 0.0), got)
                     shutil.rmtree(out, ignore_errors=True)
+            out = self.out("floor-cpu")   # its CPU rate, in this process (load barely moves it)
+            start = time.process_time()
+            floor.loop(versions, rows, out)
+            floor_cpu = len(rows) / (time.process_time() - start)
+            shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(sample, ignore_errors=True)
-            self.fig.update(floor1=rates[1], floor2=rates[2])
+            self.fig.update(floor1=rates[1], floor2=rates[2], floor_cpu=floor_cpu)
             self.rows.append(Row(
                 "floor loop, 1 process (fill, base64 for the .eml, 3 files atomically)",
                 f"{rates[1]:,.0f} customers/s", "~4,300/s (issue 13, unloaded)",
@@ -440,12 +445,12 @@ class Bench:
                     cli_cpu = (s.big - s.small) / cpu
                     self.rows.append(Row(
                         "distance CLI ÷ floor in CPU (marginal CPU per customer of the CLI's "
-                        "process tree vs the 1-process floor)",
-                        f"{cli_cpu / rates[1]:.0%} of the floor", "≥ 50 % (issue 19)",
-                        at_least(cli_cpu / rates[1], 0.5),
+                        "process tree vs the floor loop's)",
+                        f"{cli_cpu / floor_cpu:.0%} of the floor", "≥ 50 % (issue 19)",
+                        at_least(cli_cpu / floor_cpu, 0.5),
                         f"{1e6 / cli_cpu:,.0f} µs of CPU per customer ({cli_cpu:,.0f} customers "
                         f"per CPU second, {s.small:,} → {s.big:,}) vs the floor's "
-                        f"{1e6 / rates[1]:,.0f} µs; the pipeline's own ~360 µs (bench/hotpath.py)"
+                        f"{1e6 / floor_cpu:,.0f} µs; the pipeline's own ~360 µs (bench/hotpath.py)"
                         " bounds it"))
 
     # -- memory --------------------------------------------------------------------------
