@@ -185,4 +185,5 @@ def _run_locally(options: RunOptions, workers: int | None, overwrite: bool) -> R
         total = estimate_rows(customers_file(options, plan_for(options).campaign), options)
         with Pool(pool_size(workers, total, options.batch_size)) as executor:
             return execute(options, executor=executor, on_progress=advance, on_start=started,
-                           overwrite=overwrite)
+                           overwrite=overwrite,
+                           on_stopping=lambda text: err.print(text, markup=False))

@@ -55,6 +55,14 @@ class PoolExecutor:
     def submit(self, job: Job, batch: list[Any], number: int) -> Future[BatchResult]:
         return self.pool.submit(process_batch, job, batch)
 
+    def stop(self) -> None:
+        """Kill the pool's worker processes (a stopped run's batches still running)."""
+        # concurrent.futures has no public way before Python 3.14 (terminate_workers)
+        processes = getattr(self.pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            with contextlib.suppress(Exception):
+                process.kill()
+
     def scan(self, job: RenderJob, batches: Iterable[list[Row]]) -> Iterator[Scan]:
         """Preflight's pass over the rows, batch by batch in the workers, in input order.
 
@@ -77,9 +85,11 @@ class _InFlight:
     done: bool = False
 
 
-def in_order(futures: Iterable[Any], workers: int) -> Generator[Any, None, None]:
+def in_order(futures: Iterable[Any], workers: int, drain: Drain | None = None
+             ) -> Generator[Any, None, None]:
     """The futures' results in the order they were made, at most 2 × workers running
-    (the rest are not even made yet); the ones left are cancelled when the caller stops.
+    (the rest are not even made yet); the ones left are cancelled when the caller stops,
+    and the ones already running are waited for as `drain` says.
 
     Batches are made as others finish, not as the oldest is handed back: while the
     oldest runs long, up to AHEAD × 2 × workers finished ones wait for it, so the
@@ -125,26 +135,76 @@ def in_order(futures: Iterable[Any], workers: int) -> Generator[Any, None, None]
             with contextlib.suppress(Exception):
                 if not entry.future.cancel():
                     running.append(entry.future)
-        _drain(running)
+        (drain or Drain()).wait(running)
 
 
-# How long a stopped run waits for the batches already running in its workers (their
-# sends have their own timeouts), so that its repair reads their outcomes in the send
-# ledger instead of calling customers `failed` whom a worker is still sending to.
+# How long a stopped run waits for its running batches when nothing says better (a
+# caller of in_order without a Drain): the lifecycle sets the bound from the target.
 DRAIN_SECONDS = 120.0
+# What a message needs besides its transport's timeouts: recording its outcome in the
+# send ledger (one commit), and the worker noticing its batch is over.
+SETTLE_MARGIN = 5.0
 
 
-def _drain(futures: list[Any]) -> None:
-    """Wait, bounded, for futures that could not be cancelled (already running)."""
-    deadline = time.monotonic() + DRAIN_SECONDS
-    for future in futures:
-        with contextlib.suppress(Exception):   # its outcome is the ledger's to tell
-            future.result(timeout=max(0.0, deadline - time.monotonic()))
+@dataclass(frozen=True)
+class Drain:
+    """What a stopped run does with the batches its workers are still running.
+
+    It waits up to `seconds` for them, so that the repair reads their messages' outcomes
+    in the send ledger instead of calling customers `failed` whom a worker is still
+    sending to; `say` tells the user it is waiting (a stop that seems to hang is killed
+    again); then `stop` ends the batches still running (a local pool kills its workers),
+    so that nothing leaves after the repair read the ledger: a message in flight then is
+    `unknown`, as after kill -9, never sent twice."""
+
+    seconds: float = DRAIN_SECONDS
+    say: Callable[[str], None] | None = None
+    stop: Callable[[], None] | None = None
+
+    def wait(self, futures: list[Any]) -> None:
+        """Wait, bounded, for futures that could not be cancelled (already running)."""
+        if not futures:
+            return
+        if self.say is not None and self.seconds > 0:
+            self.say(f"stopping: waiting up to {self.seconds:,.0f} s for {len(futures):,} "
+                     f"running batch(es) to settle their messages before the repair")
+        deadline = time.monotonic() + self.seconds
+        left = []
+        for future in futures:
+            try:
+                future.result(timeout=max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                left.append(future)
+            except Exception:   # its outcome is the ledger's to tell
+                pass
+        if left and self.stop is not None:
+            if self.say is not None and self.seconds > 0:
+                self.say(f"stopping: {len(left):,} batch(es) still running after "
+                         f"{self.seconds:,.0f} s: their workers are stopped (a message in "
+                         f"flight is `unknown` in the send ledger, never sent twice)")
+            self.stop()
+
+
+def settle_seconds(options: object, *, sending: bool) -> float:
+    """How long a message in flight may take to settle at its target: every attempt up
+    to the target's `timeout`, the pauses between attempts, and recording it. A dry run
+    sends nothing: its running batches are not waited for (their files are written
+    atomically; the repair lists what is there)."""
+    if not sending:
+        return 0.0
+    timeout = getattr(options, "timeout", None)
+    if not isinstance(timeout, int | float) or timeout <= 0:
+        return SETTLE_MARGIN   # a target without a network wait (a local folder)
+    attempts = getattr(options, "attempts", None) or getattr(options, "max_attempts", 1)
+    attempts = max(1, int(attempts)) if isinstance(attempts, int) else 1
+    pauses = tuple(getattr(options, "backoff", ()) or ())
+    return attempts * float(timeout) + float(sum(pauses[:attempts - 1])) + SETTLE_MARGIN
 
 
 def process_all(executor: BatchExecutor, job: Job, batches: Iterable[list[Any]],
                 collect: Callable[[BatchResult], None],
-                on_progress: Callable[[int], None] | None = None) -> None:
+                on_progress: Callable[[int], None] | None = None,
+                drain: Drain | None = None) -> None:
     """Every batch through the executor; each result handed to `collect` in input order."""
     sizes: deque[int | None] = deque()
 
@@ -156,7 +216,7 @@ def process_all(executor: BatchExecutor, job: Job, batches: Iterable[list[Any]],
             yield executor.submit(job, batch, number)
 
     # closed on the way out, whatever stops the loop: batches not collected are cancelled
-    with contextlib.closing(in_order(submitted(), executor.workers)) as results:
+    with contextlib.closing(in_order(submitted(), executor.workers, drain)) as results:
         for result in results:
             collect(result)
             size = sizes.popleft()
@@ -195,5 +255,5 @@ def pool_size(workers: int | None, rows: int, batch_size: int) -> int:
     return count if rows > batch_size * 2 else 1
 
 
-__all__ = ["BatchExecutor", "InlineExecutor", "Pool", "PoolExecutor", "default_workers",
-           "in_order", "pool_size", "process_all"]
+__all__ = ["BatchExecutor", "Drain", "InlineExecutor", "Pool", "PoolExecutor", "default_workers",
+           "in_order", "pool_size", "process_all", "settle_seconds"]

@@ -23,6 +23,8 @@ process, a process pool, Prefect's task runners, Dask):
 from __future__ import annotations
 
 import contextlib
+import gc
+import logging
 import signal
 import threading
 import time
@@ -35,7 +37,13 @@ from edition.content.campaign import Campaign
 from edition.databases import masked
 from edition.errors import ApprovalError
 from edition.run.context import RunContext
-from edition.run.executors import BatchExecutor, InlineExecutor, process_all
+from edition.run.executors import (
+    BatchExecutor,
+    Drain,
+    InlineExecutor,
+    process_all,
+    settle_seconds,
+)
 from edition.run.folder import now, owner, write_json
 from edition.run.manifest import MANIFEST_NAME, ManifestWriter
 from edition.run.pipeline import BatchResult
@@ -45,6 +53,8 @@ from edition.run.workers import Job, close_jobs
 from edition.send.delivery import MailingChoice, choose_mailing, ledger_path, run_lock
 from edition.send.ledger.location import Ledger
 from edition.send.ledger.records import Mailing
+
+log = logging.getLogger("edition.run")
 
 
 class Feed(Protocol):
@@ -123,21 +133,39 @@ class Lifecycle:
 
     def run(self, executor: BatchExecutor | None = None, *,
             on_start: Callable[[Lifecycle], None] | None = None,
-            on_progress: Callable[[int], None] | None = None) -> RunSummary:
-        """Start, process every batch in the executor, finish; repair when stopped."""
+            on_progress: Callable[[int], None] | None = None,
+            on_stopping: Callable[[str], None] | None = None) -> RunSummary:
+        """Start, process every batch in the executor, finish; repair when stopped.
+
+        `on_stopping` hears what a stopped run waits for before its repair (the CLI
+        prints it); without it, the `edition.run` logger says it."""
         executor = executor or InlineExecutor()
         self.start()
         job = self.feed.job(self)
+        # what is alive now (imports, plan, preflight's findings) lives to the end: the
+        # full collections that a run's many rows trigger skip it (gc.freeze is O(1));
+        # thawed at the end, so a long-lived process (edition serve) frees it as usual
+        gc.freeze()
         try:
             if on_start is not None:
                 on_start(self)
-            process_all(executor, job, self.feed.batches(self), self.collect, on_progress)
+            process_all(executor, job, self.feed.batches(self), self.collect, on_progress,
+                        self.drain(executor, on_stopping or log.warning))
         except BaseException as exc:
             self.abort(stop_reason(exc))
             raise
         finally:
+            gc.unfreeze()
             close_jobs(job)   # this process's workers (inline, a thread runner's tasks)
         return self.finish()
+
+    def drain(self, executor: BatchExecutor, say: Callable[[str], None]) -> Drain:
+        """What this run does, when stopped, with its batches still running: waits as
+        long as a message in flight may take at the target (its timeout, attempts and
+        pauses: executors.settle_seconds), then ends them where it can (a local pool)."""
+        options = getattr(self.feed.campaign.delivery, "options", None)
+        return Drain(settle_seconds(options, sending=self.feed.sending), say=say,
+                     stop=getattr(executor, "stop", None))
 
     # -- start --------------------------------------------------------------------
 
@@ -308,6 +336,7 @@ def execute(options: Any, *, executor: BatchExecutor | None = None,
             on_start: Callable[[Lifecycle], None] | None = None,
             on_repaired: Callable[..., None] | None = None,
             over_elsewhere: Callable[[dict[str, Any]], bool] | None = None,
+            on_stopping: Callable[[str], None] | None = None,
             **marker: Any) -> RunSummary:
     """Run a campaign with these options: its batches rendered in the executor's workers.
 
@@ -322,7 +351,8 @@ def execute(options: Any, *, executor: BatchExecutor | None = None,
                            shards=executor if getattr(executor, "reads_shards", False) else None,
                            on_repaired=on_repaired, over_elsewhere=over_elsewhere)
     return Lifecycle(feed, marker=marker).run(executor, on_start=on_start,
-                                              on_progress=on_progress)
+                                              on_progress=on_progress,
+                                              on_stopping=on_stopping)
 
 
 __all__ = ["Feed", "Lifecycle", "Terminated", "execute", "refuse_direct_send",

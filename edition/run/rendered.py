@@ -87,6 +87,16 @@ def refuse_direct_send(campaign: str) -> ApprovalError:
         f"then send it (edition send RUN_DIR)")
 
 
+# Up to this many rows, preflight's pass runs in this process, before a local pool has
+# started its workers: they fork from it (Linux's start method; executors.Pool) and inherit every
+# version it rendered, instead of each worker rendering every version again (~4 ms a
+# version, 100-2,400 versions). Its serial pass over the rows (~40 µs a row) costs less
+# than that below here; above, the workers scan side by side (PoolExecutor.scan).
+# Measured (2 workers, sample newsletter, CPU of the process tree, loaded machine): CPU
+# per customer 1,000 → 5,000 rows 1.10 → 0.67 ms, 5,000 → 20,000 0.70 → 0.66 ms.
+SCAN_HERE_UP_TO = 50_000
+
+
 @dataclass(frozen=True)
 class Survey:
     """What a run folder held before this run took it (read, not yet held)."""
@@ -209,7 +219,7 @@ class RenderedBatches:
             self.unsendable = unsendable_as_is(context.options, plan_for(context.options))
             life.notes += [f"this dry run cannot be sent as it is: {why}"
                            for why in self.unsendable]
-        self.preflight = preflight_for(context.options, scanner=self.scanner)
+        self.preflight = preflight_for(context.options, scanner=self._scanner())
         if context.sending:  # the dry pipeline preflight opened here is not the run's
             close_jobs(dry_job(context.options))
         collect(self.preflight.errors)
@@ -219,6 +229,13 @@ class RenderedBatches:
         else:
             self._take_local(life)
         return self.folder
+
+    def _scanner(self) -> Scanner | None:
+        """Who makes preflight's pass over the rows: this process up to SCAN_HERE_UP_TO
+        rows, the executor's workers (when it has them) above."""
+        if self.scanner is None or self.estimate() <= SCAN_HERE_UP_TO:
+            return None
+        return self.scanner
 
     def _take_local(self, life: Lifecycle) -> None:
         campaign = self.campaign
