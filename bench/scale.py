@@ -139,20 +139,84 @@ class Sinks:
 # -- the run ---------------------------------------------------------------------------
 
 
-def tree_rss(root: int) -> int:
+def role(proc: Any, root: int) -> str:
+    """What a process of the run's tree is, from its command line."""
+    if proc.pid == root:
+        return "CLI (flow, Dask scheduler and nannies in-process)"
+    line = " ".join(proc.cmdline())
+    if "multiprocessing.spawn" in line:
+        return "Dask worker"
+    if "prefect" in line and ("server" in line or "uvicorn" in line):
+        return "Prefect temporary server"
+    if "resource_tracker" in line or "forkserver" in line:
+        return "multiprocessing helper"
+    return "other: " + line[:60]
+
+
+def tree_roles(root: int) -> dict[str, list[int]]:
+    """RSS of each process of the run's tree, grouped by role."""
     import psutil
 
     try:
         procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
     except psutil.Error:
-        return 0
-    total = 0
+        return {}
+    roles: dict[str, list[int]] = collections.defaultdict(list)
     for proc in procs:
         try:
-            total += proc.memory_info().rss
+            name = role(proc, root)
+            roles[name].append(proc.memory_info().rss)
+            times = proc.cpu_times()
+            CPU[proc.pid] = (name, times.user + times.system)
         except psutil.Error:
             continue
-    return total
+    return dict(roles)
+
+
+CPU: dict[int, tuple[str, float]] = {}   # pid -> (role, CPU seconds when last seen)
+
+
+def cpu_by_role() -> dict[str, float]:
+    """CPU seconds each role of the run's tree used (as last seen by tree_roles)."""
+    used: dict[str, float] = collections.defaultdict(float)
+    for name, seconds in CPU.values():
+        used[name] += seconds
+    return dict(used)
+
+
+FAULT_HOOK = """\
+import faulthandler, os, signal
+_dumps = os.environ.get("EDITION_BENCH_DUMPS")
+if _dumps:
+    _out = open(os.path.join(_dumps, f"{os.getpid()}.txt"), "a", buffering=1)
+    faulthandler.register(signal.SIGUSR1, file=_out, all_threads=True)
+
+    def _modules(signum, frame):   # SIGUSR2: what this process has imported, and its RSS
+        import sys
+        with open(os.path.join(_dumps, f"{os.getpid()}.modules"), "w") as out:
+            status = open("/proc/self/status").read()
+            out.write(next(l for l in status.splitlines() if l.startswith("VmRSS")) + "\n")
+            out.write("\n".join(sorted({m.split(".")[0] for m in list(sys.modules)})))
+
+    signal.signal(signal.SIGUSR2, _modules)
+"""
+
+
+def dump_stacks(root: int, dumps: Path, now: float) -> None:
+    """SIGUSR1 to every Python process of the tree: faulthandler (FAULT_HOOK, loaded as
+    sitecustomize) writes each one's threads to dumps/<pid>.txt."""
+    import psutil
+
+    print(f"  {now:5.0f} s  no message for 60 s: stacks to {dumps}", file=sys.stderr)
+    try:
+        procs = [psutil.Process(root), *psutil.Process(root).children(recursive=True)]
+    except psutil.Error:
+        return
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            (dumps / f"{proc.pid}.txt").open("a").write(
+                f"\n== {now:.0f} s {role(proc, root)}\n")
+            proc.send_signal(signal.SIGUSR1)
 
 
 def dask_workers(root: int) -> list[Any]:
@@ -176,9 +240,12 @@ class Run:
     """The CLI run in a subprocess, watched: peak RSS, sink progress, a worker killed."""
 
     def __init__(self, args: list[str], cwd: Path, env: dict[str, str], sinks: Sinks,
-                 customers: int, kill: bool, timeout: float):
+                 customers: int, kill: bool, timeout: float, dumps: Path | None = None):
         self.peak = 0
+        self.peak_roles: dict[str, list[int]] = {}   # the tree by role at the peak
+        self.role_peaks: dict[str, int] = {}         # each role's own peak (sum of its procs)
         self.killed = 0
+        self.dumped = 0.0
         self.marks: list[tuple[float, int]] = []   # (seconds, messages at the sinks)
         start = time.monotonic()
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
@@ -188,9 +255,28 @@ class Run:
             ("stdout", "stderr"), proc.communicate(), strict=True)), daemon=True)
         reader.start()
         try:
+            logged = 0.0
             while proc.poll() is None and time.monotonic() - start < timeout:
-                self.peak = max(self.peak, tree_rss(proc.pid))
-                self.marks.append((time.monotonic() - start, sinks.count.value))
+                roles = tree_roles(proc.pid)
+                total = sum(sum(v) for v in roles.values())
+                if total > self.peak:
+                    self.peak, self.peak_roles = total, roles
+                for name, sizes in roles.items():
+                    self.role_peaks[name] = max(self.role_peaks.get(name, 0), sum(sizes))
+                now = time.monotonic() - start
+                self.marks.append((now, sinks.count.value))
+                if now - logged >= 30:   # progress, to watch a long run
+                    logged = now
+                    print(f"  {now:5.0f} s  {sinks.count.value:>9,} at the sinks  tree "
+                          f"{total / MIB:,.0f} MiB  " + "  ".join(
+                              f"{k.split(' (')[0]}: {'+'.join(str(v // MIB) for v in vs)}"
+                              for k, vs in sorted(roles.items())), file=sys.stderr, flush=True)
+                stalled = [t for t, n in self.marks if n < sinks.count.value]
+                since = now - (stalled[-1] if stalled else 0.0)
+                if (dumps is not None and sinks.count.value and since >= 60
+                        and now - self.dumped >= 60):
+                    self.dumped = now   # no message for a minute: where is everyone?
+                    dump_stacks(proc.pid, dumps, now)
                 if kill and not self.killed and sinks.count.value >= 0.4 * customers:
                     workers = dask_workers(proc.pid)
                     if workers:
@@ -375,7 +461,12 @@ def main() -> None:
     parser.add_argument("--stage-seconds", type=float, default=4.0)
     parser.add_argument("--memory", default="/dev/shm", help="tmpfs for dry runs")
     parser.add_argument("--results", type=Path, help="append the report to this file")
+    parser.add_argument("--dumps", type=Path, help="a folder: when no message arrives for "
+                        "60 s, every process of the run writes its threads' stacks there")
     args = parser.parse_args()
+    # a TERM (or the 1M run's `timeout`) unwinds: the run's process group, the sinks,
+    # moto and PostgreSQL are stopped by the finally blocks, nothing is left behind
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     n = args.customers
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):   # moto's, not real ones
         os.environ.setdefault(name, "testing")
@@ -422,13 +513,20 @@ def main() -> None:
                 "NO_PROXY": "127.0.0.1,localhost", "COLUMNS": "200", "NO_COLOR": "1",
                 "EDITION_UNSUBSCRIBE_SECRET": env.get("EDITION_UNSUBSCRIBE_SECRET",
                                                       "bench-scale-secret")}
+        if args.dumps is not None:
+            args.dumps.mkdir(parents=True, exist_ok=True)
+            hooks = base / "hooks"
+            hooks.mkdir()
+            (hooks / "sitecustomize.py").write_text(FAULT_HOOK, encoding="utf-8")
+            env |= {"PYTHONPATH": str(hooks), "EDITION_BENCH_DUMPS": str(args.dumps.resolve())}
         command = [sys.executable, "-m", "cli", "run", "campaigns/weekly-newsletter.yaml",
                    "--customers", str(customers), "--as-of", AS_OF, "--formats", "eml",
                    "--send", "--yes", "--mailing", "scale", "--via-prefect",
                    "--task-runner", "dask", "--workers", str(args.workers),
                    "--batch-size", str(args.batch_size), "--out", f"s3://{bucket}/runs/scale"]
         print(f"sharded send of {n:,} customers ...", file=sys.stderr)
-        run = Run(command, site, env, sinks, n, not args.no_kill, args.timeout)
+        run = Run(command, site, env, sinks, n, not args.no_kill, args.timeout,
+                  args.dumps.resolve() if args.dumps is not None else None)
         print(f"  rc {run.rc} in {run.seconds:.0f} s\n{run.stdout[-1500:]}", file=sys.stderr)
         states_first = ledger_states(url)
         left = unsent_ids(url)
@@ -502,6 +600,14 @@ def main() -> None:
                   f"{send_rate:,.0f} messages/s; first message after {to_first:.0f} s |",
                   f"| process-tree peak RSS (CLI, Prefect server, Dask scheduler + "
                   f"workers) | {run.peak / MIB:,.0f} MiB |",
+                  *(f"| — {name}: {len(sizes)} process{'es' if len(sizes) > 1 else ''} at "
+                    f"the peak | {sum(sizes) / MIB:,.0f} MiB "
+                    f"({' + '.join(f'{v / MIB:,.0f}' for v in sizes)}); own peak "
+                    f"{run.role_peaks.get(name, 0) / MIB:,.0f} MiB |"
+                    for name, sizes in sorted(run.peak_roles.items())),
+                  "| CPU seconds of the run's tree, by role | " + ", ".join(
+                      f"{name.split(' (')[0]} {sec:,.0f}"
+                      for name, sec in sorted(cpu_by_role().items())) + " |",
                   f"| worker killed mid-send (SIGKILL at 40 %) | "
                   f"{'yes, pid ' + str(run.killed) if run.killed else 'no'} |",
                   f"| messages at the sinks after the run | {sum(first.values()):,} |",

@@ -110,6 +110,18 @@ def executor_for(settings: RunSettings, *, rows: int, batch_size: int,
         yield executor
 
 
+# Dask's statistical profiler samples every worker thread's stack (sys._current_frames)
+# every 10 ms. On CPython before 3.11.9 (gh-106883) a garbage collection that starts
+# inside that call and frees a threading.local (tenacity's Retrying holds one; a send
+# makes one per message) takes the interpreter's head lock twice: the worker freezes with
+# every thread waiting, its batch never ends (bench/scale.py at 20,000 customers: all
+# three workers stopped within minutes). A run has no use for the profile (the dashboard
+# is off), so the local cluster's workers do not take it; the Nanny hands this config to
+# each worker process it starts. docs/scale.md says what to set on a cluster of your own.
+# (a dotted key: the worker applies it with dask.config.set after the whole config)
+LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
 def _task_runner(kind: Runner, workers: int, dask_address: str | None,
                  api: dict[str, str] | None = None) -> Any:
     if kind == "process":
@@ -120,10 +132,11 @@ def _task_runner(kind: Runner, workers: int, dask_address: str | None,
         if dask_address:
             return DaskTaskRunner(address=dask_address)
         # the local cluster's worker processes get the flow's API in their environment
-        # too, for what they send outside a task (logs, events)
+        # too, for what they send outside a task (logs, events), and LOCAL_WORKER_CONFIG
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None,
-                                              "env": dict(api or {})})
+                                              "env": dict(api or {}),
+                                              "config": LOCAL_WORKER_CONFIG})
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
