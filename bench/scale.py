@@ -150,7 +150,13 @@ def role(proc: Any, root: int) -> str:
         return "Prefect temporary server"
     if "resource_tracker" in line or "forkserver" in line:
         return "multiprocessing helper"
-    return "other: " + line[:60]
+    return "other: " + line[:60] if line else "other (exited)"
+
+
+def bench_rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
 
 
 def tree_roles(root: int) -> dict[str, list[int]]:
@@ -239,6 +245,8 @@ class Run:
         self.role_peaks: dict[str, int] = {}         # each role's own peak (sum of its procs)
         self.killed = 0
         self.dumped = 0.0
+        self.sent = 0         # messages the sinks took during this run (compare)
+        self.bench_peak = 0   # this process: moto (every S3 object in memory) + monitor
         self.marks: list[tuple[float, int]] = []   # (seconds, messages at the sinks)
         done = progress or (lambda: sinks.count.value)   # customers done so far
         start = time.monotonic()
@@ -259,6 +267,7 @@ class Run:
                     self.role_peaks[name] = max(self.role_peaks.get(name, 0), sum(sizes))
                 now = time.monotonic() - start
                 count = done()
+                self.bench_peak = max(self.bench_peak, bench_rss())
                 self.marks.append((now, count))
                 if now - logged >= 30:   # progress, to watch a long run
                     logged = now
@@ -348,8 +357,8 @@ def send_beside_dry_run(command: list[str], site: Path, env: dict[str, str], sin
     """The same customers, the same Dask runner and run folder in S3, alternately a dry
     run (--formats eml, no --send) and a send to the sinks (a new mailing each time, so
     nobody is `already sent`); no worker killed. Each run's rate is taken between 10 %
-    and 90 % of its customers done (files in the run folder for the dry run, messages
-    at the sinks for the send), so the start-up of Prefect and Dask cancels out."""
+    and 90 % of its customers' .eml files stored in the run folder (the same measure
+    for both), so the start-up of Prefect and Dask cancels out."""
     base = [a for a in command if a not in ("--send", "--yes")]
     at = base.index("--customers") + 1
     base[at] = str(customers)
@@ -362,13 +371,11 @@ def send_beside_dry_run(command: list[str], site: Path, env: dict[str, str], sin
             args[args.index("--mailing") + 1] = out
             if kind == "send":
                 args += ["--send", "--yes"]
-                progress = None
-            else:
-                progress = objects_under(bucket, f"runs/{out}/eml/")
-            before = sinks.count.value
             print(f"{kind} of {n:,} customers (round {number + 1}) ...", file=sys.stderr)
+            # a send stores a batch's files after its messages went out
             run = Run(args, site, env, sinks, n, False, timeout, None,
-                      progress or (lambda b=before: sinks.count.value - b))
+                      objects_under(bucket, f"runs/{out}/eml/"))
+            run.sent = sinks.count.value - sum(r.sent for _, r in runs)
             print(f"  rc {run.rc} in {run.seconds:.0f} s", file=sys.stderr)
             runs.append((kind, run))
     return runs
@@ -656,7 +663,10 @@ def main() -> None:
                         f"({' + '.join(f'{v / MIB:,.0f}' for v in sizes)}); own peak "
                         f"{run.role_peaks.get(name, 0) / MIB:,.0f} MiB |"
                         for name, sizes in sorted(run.peak_roles.items())),
-                      "| CPU seconds of the run's tree, by role | " + ", ".join(
+                      f"| this bench's process (moto holds every S3 object in memory; "
+                      f"not in the run's tree) | peak {run.bench_peak / MIB:,.0f} MiB |",
+                      "| CPU seconds of the run's tree, by role (a killed worker's under "
+                      "'other') | " + ", ".join(
                           f"{name.split(' (')[0]} {sec:,.0f}"
                           for name, sec in sorted(cpu_by_role().items())) + " |",
                       f"| worker killed mid-send (SIGKILL at 40 %) | "
@@ -689,6 +699,8 @@ def main() -> None:
             small = base / "compare.csv"
             write_customers(small, args.compare, seed=7)
             sinks = Sinks(base / "compare-sinks", args.sinks)
+            doc["delivery"]["to"] = f"smtp://127.0.0.1:{sinks.port}"   # these sinks
+            campaign.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
             runs = send_beside_dry_run(command, site, env, sinks, small, args.compare,
                                        bucket, args.rounds, args.timeout)
             sinks.close()
@@ -705,12 +717,13 @@ def main() -> None:
                       f"{args.batch_size}), without `--send` and with `--send` to "
                       f"{args.sinks} aiosmtpd sinks (PostgreSQL ledger, in_flight "
                       f"{IN_FLIGHT}), alternately; rates between 10 % and 90 % of the "
-                      f"customers done (files in the folder / messages at the sinks), so "
+                      f"customers' .eml files stored in the run folder, so "
                       f"the start-up cancels out; load {os.getloadavg()[0]:.1f} at the end.",
-                      "", "| run | wall | customers/s (10 → 90 %) | exit | peak RSS of the "
-                      "tree |", "| --- | ---: | ---: | ---: | ---: |"]
+                      "", "| run | wall | customers/s (10 → 90 %) | exit | messages at "
+                      "the sinks | peak RSS of the tree |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: |"]
             lines += [f"| {kind} | {r.seconds:,.0f} s | {r.send_rate()[0]:,.0f} | {r.rc} | "
-                      f"{r.peak / MIB:,.0f} MiB |" for kind, r in runs]
+                      f"{r.sent:,} | {r.peak / MIB:,.0f} MiB |" for kind, r in runs]
             lines += ["", f"**Send / dry run: {ratio:.2f}×** (target ≥ 0.7×)."]
     finally:
         with contextlib.suppress(Exception):
