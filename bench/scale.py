@@ -249,6 +249,7 @@ class Run:
         self.bench_peak = 0   # this process: moto (every S3 object in memory) + monitor
         self.marks: list[tuple[float, int]] = []   # (seconds, messages at the sinks)
         done = progress or (lambda: sinks.count.value)   # customers done so far
+        CPU.clear()
         start = time.monotonic()
         proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True, start_new_session=True)
@@ -293,6 +294,7 @@ class Run:
                 proc.wait(60)
             reader.join(60)
         self.seconds = time.monotonic() - start
+        self.cpu = cpu_by_role()
         self.rc = proc.returncode
         self.stdout, self.stderr = output.get("stdout", ""), output.get("stderr", "")
         self.timed_out = self.seconds >= timeout
@@ -514,6 +516,10 @@ def main() -> None:
                         help="also a send beside a dry run of the same N customers "
                         "(same runner, no kill), --rounds times each, alternating")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--connections", type=int, default=IN_FLIGHT,
+                        help="SMTP connections per worker (delivery.connections); with "
+                        "fewer than in_flight, a window waits on the relay's round trips "
+                        "(4 of them per message) four at a time")
     parser.add_argument("--only-compare", action="store_true",
                         help="skip the big run and the stages: only --compare")
     parser.add_argument("--dumps", type=Path, help="a folder: when no message arrives for "
@@ -555,7 +561,7 @@ def main() -> None:
 
         doc = yaml.safe_load(campaign.read_text(encoding="utf-8"))
         doc["delivery"] = {"to": f"smtp://127.0.0.1:{sinks.port}", "in_flight": IN_FLIGHT,
-                           "connections": 4}
+                           "connections": args.connections}
         campaign.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
         customers = base / "customers.csv"
         write_customers(customers, n, seed=7)
@@ -711,19 +717,24 @@ def main() -> None:
             lines += ["", f"### A send beside the dry run of the same {args.compare:,} "
                       f"customers ({dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC)", "",
                       f"`.venv/bin/python bench/scale.py --compare {args.compare} --rounds "
-                      f"{args.rounds}{' --only-compare' if args.only_compare else ''}`: the "
+                      f"{args.rounds} --connections {args.connections}"
+                      f"{' --only-compare' if args.only_compare else ''}`: the "
                       f"same command ({args.workers} local Dask workers reading shards, "
                       f"run folder in S3 on moto, `--formats eml`, batches of "
                       f"{args.batch_size}), without `--send` and with `--send` to "
                       f"{args.sinks} aiosmtpd sinks (PostgreSQL ledger, in_flight "
-                      f"{IN_FLIGHT}), alternately; rates between 10 % and 90 % of the "
+                      f"{IN_FLIGHT}, {args.connections} connections per worker), "
+                      f"alternately; rates between 10 % and 90 % of the "
                       f"customers' .eml files stored in the run folder, so "
                       f"the start-up cancels out; load {os.getloadavg()[0]:.1f} at the end.",
                       "", "| run | wall | customers/s (10 → 90 %) | exit | messages at "
-                      "the sinks | peak RSS of the tree |",
-                      "| --- | ---: | ---: | ---: | ---: | ---: |"]
+                      "the sinks | peak RSS of the tree | CPU s: workers / CLI |",
+                      "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
             lines += [f"| {kind} | {r.seconds:,.0f} s | {r.send_rate()[0]:,.0f} | {r.rc} | "
-                      f"{r.sent:,} | {r.peak / MIB:,.0f} MiB |" for kind, r in runs]
+                      f"{r.sent:,} | {r.peak / MIB:,.0f} MiB | "
+                      f"{r.cpu.get('Dask worker', 0):,.0f} / "
+                      f"{sum(v for k, v in r.cpu.items() if k.startswith('CLI')):,.0f} |"
+                      for kind, r in runs]
             lines += ["", f"**Send / dry run: {ratio:.2f}×** (target ≥ 0.7×)."]
     finally:
         with contextlib.suppress(Exception):
