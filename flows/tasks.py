@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -43,7 +44,30 @@ def _process(job: Opaque, batch: Opaque, work: Opaque | None,
              processes: Opaque | None) -> BatchResult:
     if processes is not None:   # this thread hands the batch to a forked process
         return processes.value.pool.submit(process_batch, job.value, batch.value).result()
-    return process_batch(job.value, batch.value, work.value if work is not None else None)
+    if work is None:
+        return process_batch(job.value, batch.value)
+    try:
+        return process_batch(job.value, batch.value, work.value)
+    finally:
+        trim_heap()   # a Dask worker: the batch's garbage goes back to the system
+
+
+def trim_heap() -> bool:
+    """Give the heap's free pages back to the system (glibc `malloc_trim`); True when
+    some were. A batch frees most of what it allocated (rendered documents, MIME
+    messages, S3 request buffers), but glibc keeps freed pages that lie between live
+    ones, and Dask's MALLOC_TRIM_THRESHOLD_ only returns the top of the heap: a worker
+    kept ~60 MB more than it used between batches (bench/scale.py). No-op elsewhere."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or not sys.platform.startswith("linux"):
+        return False
+    try:
+        return bool(ctypes.CDLL(name).malloc_trim(0))
+    except (OSError, AttributeError):   # not glibc (musl has no malloc_trim)
+        return False
 
 
 @task(name="render-batch", cache_policy=NO_CACHE, task_run_name="render-batch-{number}")
@@ -110,6 +134,18 @@ def executor_for(settings: RunSettings, *, rows: int, batch_size: int,
         yield executor
 
 
+# Dask's statistical profiler samples every worker thread's stack (sys._current_frames)
+# every 10 ms. On CPython before 3.11.9 (gh-106883) a garbage collection that starts
+# inside that call and frees a threading.local (tenacity's Retrying holds one; a send
+# makes one per message) takes the interpreter's head lock twice: the worker freezes with
+# every thread waiting, its batch never ends (bench/scale.py at 20,000 customers: all
+# three workers stopped within minutes). A run has no use for the profile (the dashboard
+# is off), so the local cluster's workers do not take it; the Nanny hands this config to
+# each worker process it starts. docs/scale.md says what to set on a cluster of your own.
+# (a dotted key: the worker applies it with dask.config.set after the whole config)
+LOCAL_WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+
 def _task_runner(kind: Runner, workers: int, dask_address: str | None,
                  api: dict[str, str] | None = None) -> Any:
     if kind == "process":
@@ -120,10 +156,11 @@ def _task_runner(kind: Runner, workers: int, dask_address: str | None,
         if dask_address:
             return DaskTaskRunner(address=dask_address)
         # the local cluster's worker processes get the flow's API in their environment
-        # too, for what they send outside a task (logs, events)
+        # too, for what they send outside a task (logs, events), and LOCAL_WORKER_CONFIG
         return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1,
                                               "processes": True, "dashboard_address": None,
-                                              "env": dict(api or {})})
+                                              "env": dict(api or {}),
+                                              "config": LOCAL_WORKER_CONFIG})
     return ThreadPoolTaskRunner(max_workers=workers)
 
 
@@ -167,4 +204,4 @@ def _reporting_to(api: dict[str, str]) -> Any:
 
 
 __all__ = ["Opaque", "TaskRunnerExecutor", "executor_for", "render_batch", "send_batch",
-           "workers_api"]
+           "trim_heap", "workers_api"]
