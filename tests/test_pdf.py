@@ -262,6 +262,36 @@ def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path:
     assert f"A last word for you, {customers[1]['first_name']}." in text_of(pdfs[1])
 
 
+
+def test_a_name_in_a_table_of_auto_width_is_drawn_straight_while_its_columns_hold(
+        no_print_css: Path, tmp_path: Path) -> None:
+    """An email layout's two columns, a table without a CSS width: its columns follow
+    the cells' min- and max-content widths. A name in a cell is drawn straight into the
+    column when the customer's text gives the table the version's columns (checked with
+    WeasyPrint's table layout, renderers/pdf/tables.py); a name wide enough to move
+    them is not (it was: never drawn straight, "personal paragraph in a table cell")."""
+    doc = newsletter(6)
+    doc.parts[0] = doc.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        "<section class=greeting><table><tr><td><p>Dear ")
+    doc.parts[1] = doc.parts[1].replace(
+        ",</p><p>Here is what we picked for you this week.</p>",
+        ",</p><p>Here is what we picked for you this week, wholeheartedly.</p></td>"
+        f"<td><p>{paragraph(5, 60)}</p></td></tr></table>", 1)
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    short = ["Al", "Zoë", "Kwabena", "Ингрид", "Li", "Maribel"]
+    wide = "Bartholomew-Fitzgerald-Wolfeschlegelstein"  # wider than the cell's longest line
+    names = [*short, wide]
+    customers = [{"id": f"t{i}", "first_name": n, "total": "$1"} for i, n in enumerate(names)]
+    pdfs = renderer.render(doc, customers)
+    stats = renderer.stats
+    assert stats.direct == len(short), stats.summary()  # not the wide name
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        # The stamps are on page 1; the other pages are the same objects for everyone.
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=100, last=1)
+
+
 # Names whose glyphs the version's fonts lack (Greek, Cyrillic, Hebrew and Arabic
 # right to left, CJK that no installed font has, an emoji), accents composed and not,
 # ligatures, edge spaces and an empty name; one long enough to wrap the greeting.

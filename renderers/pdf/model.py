@@ -25,6 +25,7 @@ from renderers.pdf.engine import Engine
 from renderers.pdf.fonts import more_glyphs
 from renderers.pdf.layout import (
     StampHTML,
+    band,
     cache_stylesheets,
     forget_stylesheets,
     geometry,
@@ -38,6 +39,7 @@ from renderers.pdf.layout import (
 from renderers.pdf.relayout import watching
 from renderers.pdf.slots import Slots, sentinels, unescape
 from renderers.pdf.stats import PdfStats
+from renderers.pdf.tables import recording
 
 _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
 # Stamps kept per version, for customers with the same personal text: at most this
@@ -354,10 +356,9 @@ class Version:
             page = reference.pages[page_index]
             top, bottom = box.position_y, box.position_y + box.margin_height()
             # The band the block spans, across the page: flow blocks have nothing beside.
-            # A block in a table cell has other cells beside it: only its own box.
-            left, right = 0.0, page.width
-            if len(geometry(box, box_ancestors)) > 4:
-                left, right = box.position_x, box.position_x + box.margin_width()
+            # A block in a table cell has other cells beside it: only its own box (its
+            # cell for a table stamped whole).
+            left, right = band(box, box_ancestors) or (0.0, page.width)
             rect = (left * _PT_PER_PX, (page.height - bottom) * _PT_PER_PX,
                     right * _PT_PER_PX, (page.height - top) * _PT_PER_PX)
             self._check_nothing_on_top(page, box, top, bottom)
@@ -488,7 +489,7 @@ class Version:
             hole.set("data-edition-key", key)
         # In a table around a personal block, what comes after it still sizes the
         # columns and rows: it is hidden, not cut.
-        in_table = {
+        in_tables = {
             id(e) for table in elements if table.tag == "table" and id(table) in ancestors
             for e in table.iter() if e is not table
         }
@@ -499,7 +500,7 @@ class Version:
                 if id(element) in inside or not isinstance(element.tag, str):
                     continue
                 if (id(element) in ancestors or position[id(element)] < last
-                        or id(element) in in_table):
+                        or id(element) in in_tables):
                     element.set("data-edition-hide", "")
                     continue
                 # After the last personal block: no layout needed. The element stays,
@@ -513,7 +514,7 @@ class Version:
             # Text after the last personal block is cut too.
             node = holes[-1][0] if holes else None
             while node is not None and node is not body:
-                if id(node) not in in_table:
+                if id(node) not in in_tables:
                     node.tail = None
                 node = parent.get(node)
         self.mini_tree = tree
@@ -535,7 +536,7 @@ class Version:
         self.overlay_pages = sorted({hole.page for hole in self.holes})
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
-        with watching(hole for hole, _ in holes) as calls:
+        with watching(hole for hole, _ in holes) as calls, recording() as tables:
             document = self._stamp_document()
         if document is None:
             raise Unsupported("the cut-down document lays out differently")
@@ -548,6 +549,7 @@ class Version:
                 self.template.base_url,
                 self.counter_style,
                 self.engine.stamp_fonts,
+                tables,
             )
         except Exception as exc:  # WeasyPrint internals: stamps are laid out instead
             self.direct = f"drawing stamps straight failed: {type(exc).__name__}"
