@@ -292,6 +292,43 @@ def test_a_name_in_a_table_of_auto_width_is_drawn_straight_while_its_columns_hol
         assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=100, last=1)
 
 
+
+def test_a_float_in_another_cell_leaves_the_name_on_the_fast_path(
+        no_print_css: Path, tmp_path: Path) -> None:
+    """Email layouts float images in their columns (Foundation for Emails): a float in
+    the cell beside a personal paragraph is drawn by the shared page and moves none of
+    its lines (it was: the version rendered whole, "a float or positioned box sits
+    beside personal text"). A float in the paragraph's own cell still refuses."""
+    doc = newsletter(7)
+    doc.parts[0] = doc.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        '<section class=greeting><table style="width:100%"><tr>'
+        '<td style="width:30%"><div style="float:left;width:60px;height:60px;'
+        'background:#c00"></div>Our news</td><td><p>Dear ')
+    doc.parts[1] = doc.parts[1].replace(
+        ",</p><p>Here is what we picked for you this week.</p>",
+        ",</p><p>Here is what we picked for you this week.</p></td></tr></table>", 1)
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    customers = customers_for(7)[:5]
+    pdfs = renderer.render(doc, customers)
+    stats = renderer.stats
+    assert not stats.versions_full, stats.summary()
+    assert stats.fast == len(customers), stats.summary()
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=100, last=1)
+    # The float in the name's own cell: beside its lines, so the version renders whole.
+    same_cell = newsletter(7)
+    same_cell.parts[0] = same_cell.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        '<section class=greeting><div style="float:left;width:60px;height:60px;'
+        'background:#c00"></div><p>Dear ')
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    renderer.render(same_cell, customers)
+    assert renderer.stats.versions_full == {
+        "a float or positioned box sits beside personal text": 1}, renderer.stats.summary()
+
+
 # Names whose glyphs the version's fonts lack (Greek, Cyrillic, Hebrew and Arabic
 # right to left, CJK that no installed font has, an emoji), accents composed and not,
 # ligatures, edge spaces and an empty name; one long enough to wrap the greeting.

@@ -361,7 +361,7 @@ class Version:
             left, right = band(box, box_ancestors) or (0.0, page.width)
             rect = (left * _PT_PER_PX, (page.height - bottom) * _PT_PER_PX,
                     right * _PT_PER_PX, (page.height - top) * _PT_PER_PX)
-            self._check_nothing_on_top(page, box, top, bottom)
+            self._check_nothing_on_top(page, box, top, bottom, left, right)
             self.hole_visible[key] = box.style["visibility"] == "visible"
             holes.append(HoleBlock(key, page_index, geometry(box, box_ancestors), rect))
         return holes
@@ -401,15 +401,19 @@ class Version:
             element = self.parent.get(element)
         return found
 
-    def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float) -> None:
-        """Stamping draws the block last: nothing floated or positioned may share its band."""
+    def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float,
+                              left: float, right: float) -> None:
+        """Stamping draws the block last: nothing floated or positioned may share its band
+        (across the page in the flow; in a table, its own box or cell: a float in
+        another cell beside it is drawn by the shared page and moves none of its lines)."""
         for box, ancestors in walk(page._page_box):
             if not (box.is_floated() or box.is_absolutely_positioned()):
                 continue
             if box is block or any(a is block for a in ancestors):
                 continue
-            y = box.border_box_y()
-            if y < bottom and y + box.border_height() > top:
+            y, x = box.border_box_y(), box.border_box_x()
+            if (y < bottom and y + box.border_height() > top
+                    and x < right and x + box.border_width() > left):
                 raise Unsupported("a float or positioned box sits beside personal text")
 
     # -- the shared pages ----------------------------------------------------------
