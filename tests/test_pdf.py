@@ -232,6 +232,21 @@ def test_a_reflowing_name_falls_back_to_a_whole_render(no_print_css: Path) -> No
     assert text_of(pdfs[2]) == text_of(naive)
 
 
+def test_a_version_whose_every_stamp_reflows_stops_trying(no_print_css: Path) -> None:
+    """When every customer's text so far reflowed the version's lines (a greeting far
+    longer than its sentinel), each stamp cost about a render before the render that
+    decided: after a dozen, the version's other customers go straight to the render."""
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(5)
+    customers = [{"id": f"w{i}", "first_name": "Maximiliane " * 14 + f"W{i}", "total": "$1"}
+                 for i in range(16)]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.full == {"personal text changes the layout": 12,
+                                   "personal text changed the layout of every customer tried": 4}
+    naive = render_pdf(doc.fill(customers[-1]), templates_dir=no_print_css)
+    assert text_of(pdfs[-1]) == text_of(naive)
+
+
 def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path: Path) -> None:
     """A table is stamped whole; a name on page 2 is laid out with what comes before it."""
     renderer = PdfBatchRenderer(templates_dir=no_print_css)

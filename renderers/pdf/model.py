@@ -46,6 +46,8 @@ _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
 # many, holding at most this many bytes (a stamp with a font subset of its own is big).
 _STAMPS_PER_VERSION = 256
 _STAMP_BYTES_PER_VERSION = 1 << 20
+# New stamps a version tries before it gives up, when every one of them reflowed.
+_GIVE_UP_AFTER = 12
 
 # User-origin !important rules win over any author rule, so templates cannot undo them.
 _MINI_CSS = """
@@ -537,6 +539,7 @@ class Version:
         ]
         self.mini_slots = sorted({o.slot for o in unique.values()})
         self.stamps = _StampCache(_STAMPS_PER_VERSION, _STAMP_BYTES_PER_VERSION)
+        self.stamps_made = self.stamps_reflowed = 0  # new stamps tried, and failed
         self.overlay_pages = sorted({hole.page for hole in self.holes})
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
@@ -630,12 +633,18 @@ class Version:
                     return "personal text changes the layout"
                 stats.stamps_reused += 1
                 stamp = cached
+            elif self.stamps_made >= _GIVE_UP_AFTER and self.stamps_reflowed == self.stamps_made:
+                # Every text so far reflowed (the version's lines are not its
+                # customers'): a stamp costs about a render, then the render decides.
+                return "personal text changed the layout of every customer tried"
             else:
                 for element, attribute, template in self.mini_fields:
                     _write_field(element, attribute, substitute(template))
                 made = self._new_stamp(key, stats)
                 self.stamps.put(key, made)
+                self.stamps_made += 1
                 if made is None:
+                    self.stamps_reflowed += 1
                     return "personal text changes the layout"
                 stamp = made
         titles = self.bookmark_titles(plain)
