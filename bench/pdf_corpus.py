@@ -3,6 +3,7 @@ naive WeasyPrint loop over the same pages, side by side in one process.
 
     .venv/bin/python bench/pdf_corpus.py                 # 120 customers in 4 versions each
     .venv/bin/python bench/pdf_corpus.py --customers 60 --versions 2
+    .venv/bin/python bench/pdf_corpus.py --customers 400 --campaigns weekly-newsletter
 
 bench/corpus.py times the CLI, whose start-up dominates 60 PDFs; this one times only
 the PDF stage (Encoder.pdf_version, as the pipeline calls it, one process) on customers
@@ -97,6 +98,9 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=120)
     parser.add_argument("--versions", type=int, default=4, choices=range(1, 5))
     parser.add_argument("--naive", type=int, default=8, help="pages in the naive loop")
+    parser.add_argument("--campaigns", default="",
+                        help="comma-separated campaigns (default: every corpus layout and "
+                             "weekly-newsletter, the personal lang)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="edition-bench-pdf-corpus-") as tmp:
         site = corpus_site(Path(tmp) / "site")
@@ -104,7 +108,10 @@ def main() -> None:
         print("| campaign | layouts (version × shape) | PDF stage | naive loop | × naive "
               "| fast path | drawn straight | top others |")
         print("| --- | ---: | ---: | ---: | ---: | --- | ---: | --- |")
+        wanted = [n for n in args.campaigns.split(",") if n]
         for name in [*NAMES, lang_campaign(site)]:
+            if wanted and name not in wanted:
+                continue
             print(measure(site, name, args.customers, args.versions, args.naive), flush=True)
 
 

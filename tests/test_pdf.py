@@ -232,6 +232,21 @@ def test_a_reflowing_name_falls_back_to_a_whole_render(no_print_css: Path) -> No
     assert text_of(pdfs[2]) == text_of(naive)
 
 
+def test_a_version_whose_every_stamp_reflows_stops_trying(no_print_css: Path) -> None:
+    """When every customer's text so far reflowed the version's lines (a greeting far
+    longer than its sentinel), each stamp cost about a render before the render that
+    decided: after a dozen, the version's other customers go straight to the render."""
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    doc = newsletter(5)
+    customers = [{"id": f"w{i}", "first_name": "Maximiliane " * 14 + f"W{i}", "total": "$1"}
+                 for i in range(16)]
+    pdfs = renderer.render(doc, customers)
+    assert renderer.stats.full == {"personal text changes the layout": 12,
+                                   "personal text changed the layout of every customer tried": 4}
+    naive = render_pdf(doc.fill(customers[-1]), templates_dir=no_print_css)
+    assert text_of(pdfs[-1]) == text_of(naive)
+
+
 def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path: Path) -> None:
     """A table is stamped whole; a name on page 2 is laid out with what comes before it."""
     renderer = PdfBatchRenderer(templates_dir=no_print_css)
@@ -260,6 +275,73 @@ def test_holes_in_a_table_and_deep_in_the_document(no_print_css: Path, tmp_path:
     for a, b in zip(fast_pages, naive_pages, strict=True):
         assert ImageChops.difference(a, b).getbbox() is None
     assert f"A last word for you, {customers[1]['first_name']}." in text_of(pdfs[1])
+
+
+
+def test_a_name_in_a_table_of_auto_width_is_drawn_straight_while_its_columns_hold(
+        no_print_css: Path, tmp_path: Path) -> None:
+    """An email layout's two columns, a table without a CSS width: its columns follow
+    the cells' min- and max-content widths. A name in a cell is drawn straight into the
+    column when the customer's text gives the table the version's columns (checked with
+    WeasyPrint's table layout, renderers/pdf/tables.py); a name wide enough to move
+    them is not (it was: never drawn straight, "personal paragraph in a table cell")."""
+    doc = newsletter(6)
+    doc.parts[0] = doc.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        "<section class=greeting><table><tr><td><p>Dear ")
+    doc.parts[1] = doc.parts[1].replace(
+        ",</p><p>Here is what we picked for you this week.</p>",
+        ",</p><p>Here is what we picked for you this week, wholeheartedly.</p></td>"
+        f"<td><p>{paragraph(5, 60)}</p></td></tr></table>", 1)
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    short = ["Al", "Zoë", "Kwabena", "Ингрид", "Li", "Maribel"]
+    wide = "Bartholomew-Fitzgerald-Wolfeschlegelstein"  # wider than the cell's longest line
+    names = [*short, wide]
+    customers = [{"id": f"t{i}", "first_name": n, "total": "$1"} for i, n in enumerate(names)]
+    pdfs = renderer.render(doc, customers)
+    stats = renderer.stats
+    assert stats.direct == len(short), stats.summary()  # not the wide name
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        # The stamps are on page 1; the other pages are the same objects for everyone.
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=100, last=1)
+
+
+
+def test_a_float_in_another_cell_leaves_the_name_on_the_fast_path(
+        no_print_css: Path, tmp_path: Path) -> None:
+    """Email layouts float images in their columns (Foundation for Emails): a float in
+    the cell beside a personal paragraph is drawn by the shared page and moves none of
+    its lines (it was: the version rendered whole, "a float or positioned box sits
+    beside personal text"). A float in the paragraph's own cell still refuses."""
+    doc = newsletter(7)
+    doc.parts[0] = doc.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        '<section class=greeting><table style="width:100%"><tr>'
+        '<td style="width:30%"><div style="float:left;width:60px;height:60px;'
+        'background:#c00"></div>Our news</td><td><p>Dear ')
+    doc.parts[1] = doc.parts[1].replace(
+        ",</p><p>Here is what we picked for you this week.</p>",
+        ",</p><p>Here is what we picked for you this week.</p></td></tr></table>", 1)
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    customers = customers_for(7)[:5]
+    pdfs = renderer.render(doc, customers)
+    stats = renderer.stats
+    assert not stats.versions_full, stats.summary()
+    assert stats.fast == len(customers), stats.summary()
+    for customer, pdf in zip(customers, pdfs, strict=True):
+        naive = render_pdf(doc.fill(customer), templates_dir=no_print_css)
+        assert_same_pages(pdf, naive, tmp_path, customer["id"], dpi=100, last=1)
+    # The float in the name's own cell: beside its lines, so the version renders whole.
+    same_cell = newsletter(7)
+    same_cell.parts[0] = same_cell.parts[0].replace(
+        "<section class=greeting><p>Dear ",
+        '<section class=greeting><div style="float:left;width:60px;height:60px;'
+        'background:#c00"></div><p>Dear ')
+    renderer = PdfBatchRenderer(templates_dir=no_print_css)
+    renderer.render(same_cell, customers)
+    assert renderer.stats.versions_full == {
+        "a float or positioned box sits beside personal text": 1}, renderer.stats.summary()
 
 
 # Names whose glyphs the version's fonts lack (Greek, Cyrillic, Hebrew and Arabic

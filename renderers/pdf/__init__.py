@@ -8,7 +8,8 @@ PDF link annotations. Whenever that check fails, the customer gets a full render
 
 A stamp is drawn straight to PDF when the personal blocks are paragraphs of plain
 text: their lines laid out again by WeasyPrint's line layout with the arguments the
-version's layout gave it, drawn by WeasyPrint's drawing code, with the version's own
+version's layout gave it (in a table cell, once WeasyPrint's table layout has given the
+customer's text the version's columns), drawn by WeasyPrint's drawing code, with the version's own
 font subsets (which embed the glyphs names are likely to need). Otherwise, or when a
 customer's text needs more, the blocks are laid out in a cut-down document (everything
 else hidden, everything after them cut) written to PDF and read back.
@@ -34,6 +35,7 @@ Modules, each importing only those listed before it:
 - stats: how the customers of a batch were rendered
 - layout: what the fast path reads from WeasyPrint's boxes; mini documents
 - relayout: a personal paragraph's lines laid out again per customer
+- tables: the auto table layout around a personal paragraph, checked per customer
 - paint: personal blocks drawn to a PDF content stream
 - engine: WeasyPrint set up once per batch (print CSS, fonts, images)
 - assembly: PDF object surgery, a version's PDF reassembled per customer

@@ -21,6 +21,7 @@ from renderers.pdf.fonts import FontTable, StampFonts
 from renderers.pdf.layout import in_table, principal_blocks
 from renderers.pdf.paint import PagePainter
 from renderers.pdf.relayout import Paragraph, same_lines
+from renderers.pdf.tables import TablePath
 
 # Characters names, ids and amounts are likely to hold: the version's PDF embeds their
 # glyphs in the fonts of its personal paragraphs, so that most stamps need no font of
@@ -65,24 +66,33 @@ class DirectStamper:
         base_url: str | None,
         counter_style: Any,
         fonts: dict[Any, Any],
+        tables: dict[int, Any] | None = None,
     ) -> DirectStamper | str:
         """A stamper for the version's stamp document, just laid out with ``calls``
-        recorded, or why its stamps must be laid out whole."""
+        and ``tables`` (tables.recording) recorded, or why its stamps must be laid out
+        whole."""
         # fonts: WeasyPrint Font objects by Pango font key, shared by a batch's versions.
         found = principal_blocks(document, lambda e: e.get("data-edition-key"))
         by_page: dict[int, list[tuple[tuple[Any, ...], Any, Paragraph]]] = {}
         for key in keys:
             ((page_index, block, ancestors),) = found[key]
-            if in_table(ancestors):
-                # Its lines are laid out in the width the table gave the cell; another
-                # text may change the columns, which only a layout of the table shows.
-                return "personal paragraph in a table cell"
             paragraph = Paragraph.from_calls(
                 calls.get(id(block.element), []), block,
                 document.pages[page_index]._page_box, base_url, counter_style,
             )
             if isinstance(paragraph, str):
                 return paragraph
+            if in_table(ancestors):
+                # Its lines are laid out in the width the table gave the cell; another
+                # text may change the columns: the table layout is checked per customer.
+                path = TablePath.find(calls[id(block.element)][-1].context, tables or {},
+                                      block.element)
+                if path is None:
+                    return "personal paragraph in a table cell"
+                if not path.laid_out_as_recorded():
+                    return "table around a personal paragraph laid out otherwise"
+                paragraph.tables = path
+                paragraph.align_in_cell()
             by_page.setdefault(page_index, []).append((ancestors, block, paragraph))
         pages = [
             (

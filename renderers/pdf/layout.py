@@ -65,10 +65,12 @@ _TABLE_PARTS = (boxes.TableBox, boxes.TableRowGroupBox, boxes.TableRowBox, boxes
 def _is_table_part(box: boxes.Box, parent: boxes.Box | None = None) -> bool:
     """A table (its wrapper, row groups, rows, cells) in the flow: an email layout's grid.
 
-    Its cells are placed by the column widths, which may follow the cells' content:
-    a stamp laid out again checks the block's own x and width too (``geometry``), and a
-    block in a cell is not drawn straight (direct.py), so it can be stamped like a block
-    in the flow. A table of auto width that does not fill its container is stamped whole.
+    Its cells are placed by the column widths, which may follow the cells' content: a
+    stamp checks the columns of every table around it and the block's own place
+    (``geometry``; tables.py for a stamp drawn straight), so a block in a cell can be
+    stamped like a block in the flow. A table of auto width that does not fill its
+    container follows its content (email layouts whose width="100%" CSS ignores): it is
+    stamped whole, and may change its width and place in its cell.
     """
     if type(box) is boxes.BlockBox and box.is_table_wrapper:
         return _in_flow(box) and (_sized(box.get_wrapped_table()) or _full(box, parent))
@@ -78,23 +80,34 @@ def _is_table_part(box: boxes.Box, parent: boxes.Box | None = None) -> bool:
 
 
 def _sized(table: boxes.Box) -> bool:
-    """A table whose width is given (width="100%"): an auto width follows its content,
-    so such a table is stamped whole."""
+    """A table whose width is given (width="100%")."""
     # (table-layout: fixed needs a width too; without one WeasyPrint lays out auto.)
     return table.style["width"] != "auto"
 
 
 def _full(wrapper: boxes.Box, parent: boxes.Box | None) -> bool:
-    """A table of auto width that fills its container: its content is wider than the
-    room it has (long paragraphs), as in email layouts whose width="100%" CSS ignores."""
-    # Only the laid-out stamp serves it (direct.py refuses it): that lays the table out
-    # again per customer and checks the block's place and width.
-    return parent is not None and abs(wrapper.margin_width() - parent.width) < 0.01
+    """A table of auto width that fills its container, or overflows it: its content is
+    wider than the room it has (long paragraphs; images side by side wider than the
+    page)."""
+    # Its border box, not its margins: auto margins (centring) fill any room.
+    return parent is not None and wrapper.border_width() > parent.width - 0.01
 
 
 def _holds_no_text(box: boxes.Box) -> bool:
     """A table wrapper, table, row group or row: never the block of a text."""
     return box.is_table_wrapper or type(box) in _TABLE_PARTS[:3]
+
+
+def band(box: boxes.Box, ancestors: Sequence[boxes.Box]) -> tuple[float, float] | None:
+    """Left and right of what a stamp of ``box`` may cover: its cell for a table stamped
+    whole (whose width follows its content), its own box elsewhere in a table, None
+    (the page's width) in the flow."""
+    if box.is_table_wrapper and in_table(ancestors):
+        cell = next(a for a in reversed(ancestors) if isinstance(a, boxes.TableCellBox))
+        return cell.border_box_x(), cell.border_box_x() + cell.border_width()
+    if isinstance(box, boxes.TableCellBox) or in_table(ancestors):
+        return box.position_x, box.position_x + box.margin_width()
+    return None
 
 
 def in_table(ancestors: Sequence[boxes.Box]) -> bool:
@@ -128,9 +141,24 @@ def geometry(box: boxes.Box, ancestors: Sequence[boxes.Box]) -> tuple[float, ...
     if isinstance(box, boxes.TableCellBox) or in_table(ancestors):
         # In a table cell, the width follows the column widths, which the block's
         # content may change; a cell's padding holds its vertical alignment.
-        values += [box.position_x, box.border_box_x(), box.border_width()]
+        cell = box if isinstance(box, boxes.TableCellBox) else next(
+            a for a in reversed(ancestors) if isinstance(a, boxes.TableCellBox))
+        if box.is_table_wrapper:
+            # A table stamped whole: its width and place follow its content, which
+            # moves nothing beside it as long as it stays inside its cell.
+            left, right = box.position_x, box.position_x + box.margin_width()
+            inside = cell.content_box_x() - 0.001 <= left and (
+                right <= cell.content_box_x() + cell.width + 0.001)
+            values += [float(inside)]
+        else:
+            values += [box.position_x, box.border_box_x(), box.border_width()]
         if isinstance(box, boxes.TableCellBox):
             values += [box.padding_top, box.padding_bottom]
+        # Every table around it keeps its place and its columns: then no other cell
+        # moved either (their heights are the rows', which the block's height keeps).
+        for table in ancestors:
+            if isinstance(table, boxes.TableBox):
+                values += [table.position_x, table.width, *table.column_widths]
     return tuple(round(value, 3) for value in values)
 
 

@@ -25,6 +25,7 @@ from renderers.pdf.engine import Engine
 from renderers.pdf.fonts import more_glyphs
 from renderers.pdf.layout import (
     StampHTML,
+    band,
     cache_stylesheets,
     forget_stylesheets,
     geometry,
@@ -38,12 +39,15 @@ from renderers.pdf.layout import (
 from renderers.pdf.relayout import watching
 from renderers.pdf.slots import Slots, sentinels, unescape
 from renderers.pdf.stats import PdfStats
+from renderers.pdf.tables import recording
 
 _PT_PER_PX = 0.75  # WeasyPrint writes 72 PDF points per 96 CSS pixels
 # Stamps kept per version, for customers with the same personal text: at most this
 # many, holding at most this many bytes (a stamp with a font subset of its own is big).
 _STAMPS_PER_VERSION = 256
 _STAMP_BYTES_PER_VERSION = 1 << 20
+# New stamps a version tries before it gives up, when every one of them reflowed.
+_GIVE_UP_AFTER = 12
 
 # User-origin !important rules win over any author rule, so templates cannot undo them.
 _MINI_CSS = """
@@ -354,13 +358,12 @@ class Version:
             page = reference.pages[page_index]
             top, bottom = box.position_y, box.position_y + box.margin_height()
             # The band the block spans, across the page: flow blocks have nothing beside.
-            # A block in a table cell has other cells beside it: only its own box.
-            left, right = 0.0, page.width
-            if len(geometry(box, box_ancestors)) > 4:
-                left, right = box.position_x, box.position_x + box.margin_width()
+            # A block in a table cell has other cells beside it: only its own box (its
+            # cell for a table stamped whole).
+            left, right = band(box, box_ancestors) or (0.0, page.width)
             rect = (left * _PT_PER_PX, (page.height - bottom) * _PT_PER_PX,
                     right * _PT_PER_PX, (page.height - top) * _PT_PER_PX)
-            self._check_nothing_on_top(page, box, top, bottom)
+            self._check_nothing_on_top(page, box, top, bottom, left, right)
             self.hole_visible[key] = box.style["visibility"] == "visible"
             holes.append(HoleBlock(key, page_index, geometry(box, box_ancestors), rect))
         return holes
@@ -400,15 +403,19 @@ class Version:
             element = self.parent.get(element)
         return found
 
-    def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float) -> None:
-        """Stamping draws the block last: nothing floated or positioned may share its band."""
+    def _check_nothing_on_top(self, page: Any, block: boxes.Box, top: float, bottom: float,
+                              left: float, right: float) -> None:
+        """Stamping draws the block last: nothing floated or positioned may share its band
+        (across the page in the flow; in a table, its own box or cell: a float in
+        another cell beside it is drawn by the shared page and moves none of its lines)."""
         for box, ancestors in walk(page._page_box):
             if not (box.is_floated() or box.is_absolutely_positioned()):
                 continue
             if box is block or any(a is block for a in ancestors):
                 continue
-            y = box.border_box_y()
-            if y < bottom and y + box.border_height() > top:
+            y, x = box.border_box_y(), box.border_box_x()
+            if (y < bottom and y + box.border_height() > top
+                    and x < right and x + box.border_width() > left):
                 raise Unsupported("a float or positioned box sits beside personal text")
 
     # -- the shared pages ----------------------------------------------------------
@@ -488,7 +495,7 @@ class Version:
             hole.set("data-edition-key", key)
         # In a table around a personal block, what comes after it still sizes the
         # columns and rows: it is hidden, not cut.
-        in_table = {
+        in_tables = {
             id(e) for table in elements if table.tag == "table" and id(table) in ancestors
             for e in table.iter() if e is not table
         }
@@ -499,7 +506,7 @@ class Version:
                 if id(element) in inside or not isinstance(element.tag, str):
                     continue
                 if (id(element) in ancestors or position[id(element)] < last
-                        or id(element) in in_table):
+                        or id(element) in in_tables):
                     element.set("data-edition-hide", "")
                     continue
                 # After the last personal block: no layout needed. The element stays,
@@ -513,7 +520,7 @@ class Version:
             # Text after the last personal block is cut too.
             node = holes[-1][0] if holes else None
             while node is not None and node is not body:
-                if id(node) not in in_table:
+                if id(node) not in in_tables:
                     node.tail = None
                 node = parent.get(node)
         self.mini_tree = tree
@@ -532,10 +539,11 @@ class Version:
         ]
         self.mini_slots = sorted({o.slot for o in unique.values()})
         self.stamps = _StampCache(_STAMPS_PER_VERSION, _STAMP_BYTES_PER_VERSION)
+        self.stamps_made = self.stamps_reflowed = 0  # new stamps tried, and failed
         self.overlay_pages = sorted({hole.page for hole in self.holes})
         # With the version's own (sentinel) values the stamp must match the reference;
         # if cutting the document moved anything, no customer could use it.
-        with watching(hole for hole, _ in holes) as calls:
+        with watching(hole for hole, _ in holes) as calls, recording() as tables:
             document = self._stamp_document()
         if document is None:
             raise Unsupported("the cut-down document lays out differently")
@@ -548,6 +556,7 @@ class Version:
                 self.template.base_url,
                 self.counter_style,
                 self.engine.stamp_fonts,
+                tables,
             )
         except Exception as exc:  # WeasyPrint internals: stamps are laid out instead
             self.direct = f"drawing stamps straight failed: {type(exc).__name__}"
@@ -624,12 +633,18 @@ class Version:
                     return "personal text changes the layout"
                 stats.stamps_reused += 1
                 stamp = cached
+            elif self.stamps_made >= _GIVE_UP_AFTER and self.stamps_reflowed == self.stamps_made:
+                # Every text so far reflowed (the version's lines are not its
+                # customers'): a stamp costs about a render, then the render decides.
+                return "personal text changed the layout of every customer tried"
             else:
                 for element, attribute, template in self.mini_fields:
                     _write_field(element, attribute, substitute(template))
                 made = self._new_stamp(key, stats)
                 self.stamps.put(key, made)
+                self.stamps_made += 1
                 if made is None:
+                    self.stamps_reflowed += 1
                     return "personal text changes the layout"
                 stamp = made
         titles = self.bookmark_titles(plain)

@@ -126,6 +126,10 @@ class Paragraph:
         self._page_box = page_box
         self._base_url = base_url
         self._counter_style = counter_style
+        # In a table cell: the tables around it, checked for the customer's text, and
+        # how far the cell's vertical alignment moved its lines after their layout.
+        self.tables: Any = None
+        self.shift = 0.0
 
     @classmethod
     def from_calls(
@@ -169,6 +173,8 @@ class Paragraph:
             return None
         if not _plain_inline(box.children[0]):
             return None
+        if self.tables is not None and not self.tables.same_for(box):
+            return None  # the customer's text moves the columns it is laid out in
         absolute: list[Any] = []
         fixed: list[Any] = []
         # The context is the version's, left as WeasyPrint finished with it: give the
@@ -186,11 +192,16 @@ class Paragraph:
             context.finish_block_formatting_context()
         if absolute or fixed or not laid_out:
             return None
+        for line, _ in laid_out:
+            line.translate(dy=self.shift)
         if exact:
             if len(laid_out) != len(call.lines) or laid_out[-1][1] is not None:
                 return None
             for (line, _), reference in zip(laid_out, call.lines, strict=True):
                 if (line.position_y, line.height) != (reference.position_y, reference.height):
+                    return None
+                # In a cell, the first baseline may align the row's cells.
+                if self.tables is not None and line.baseline != reference.baseline:
                     return None
         lines = []
         for line, resume_at in laid_out:
@@ -201,6 +212,14 @@ class Paragraph:
             block_layout.relative_positioning(line, (self.block.width, self.block.height))
             layout_box_backgrounds(self._page_box, line, context.get_image_from_uri)
         return lines
+
+    def align_in_cell(self) -> None:
+        """Learn how far the cell's vertical-align moved the block's lines (WeasyPrint
+        moves them after laying them out, by half or all of the room the row leaves):
+        the same for every customer whose lines keep their heights in the same row."""
+        lines = self.lay_out(exact=False)
+        if lines:
+            self.shift = self._call.lines[0].position_y - lines[0].position_y
 
     def reference_lines(self) -> list[Any]:
         """The lines WeasyPrint laid out for the block."""
