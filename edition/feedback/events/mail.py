@@ -157,12 +157,59 @@ def _other_bounce(message: Message, parts: list[Message], secrets: tuple[bytes, 
     except Exception:   # a detector choking on odd mail must not stop the ingest
         return
     identity = from_headers(original_headers(parts), secrets)
+    if not (temporary or permanent):
+        yield from _returned_only(message, identity, ident, when)
+        return
     for failed, level in ((permanent, "hard"), (temporary - permanent, "soft")):
         for raw in sorted(failed):
             address = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             who = with_recipient(identity, address)
             yield _event(f"bounce:{ident}:{who.address_hash}", "bounce", level, "",
                          "", who, "dsn", when)
+
+
+# who writes bounces: the mail system's own senders (RFC 5321 4.5.1, RFC 2142)
+_MAIL_SYSTEM = frozenset({"mailer-daemon", "postmaster", "mail-daemon"})
+
+
+def _returned_only(message: Message, identity: Identity, ident: str,
+                   when: dt.datetime) -> Iterator[Event]:
+    """A bounce with only the returned message to go on: no RFC 3464 part and wording no
+    detector knows. It counts when the mail system sent it (a null return path or a
+    MAILER-DAEMON/postmaster sender: an out-of-office reply quoting our message is no
+    bounce), its own words carry a status code, and the returned message's signed
+    headers name the customer (a forged one names nobody)."""
+    if not identity.customer_id:
+        return
+    sender = email.utils.parseaddr(str(message.get("From") or ""))[1]
+    null_path = str(message.get("Return-Path") or "").strip() == "<>"
+    if not null_path and sender.partition("@")[0].lower() not in _MAIL_SYSTEM:
+        return
+    words = _reporter_text(message)
+    code = status_code(words)
+    if not code:
+        return
+    line = next((line for line in words.splitlines() if code in line), "")
+    yield _event(f"bounce:{ident}:{identity.address_hash}", "bounce",
+                 severity(code), code, " ".join(line.split())[:200], identity, "dsn", when)
+
+
+def _reporter_text(part: Message) -> str:
+    """The reporter's own text parts, without the returned message inside."""
+    if part.is_multipart():
+        inner = part.get_payload()
+        return "\n".join(_reporter_text(p) for p in inner if isinstance(p, Message)
+                         and not p.get_content_type().startswith("message/")) \
+            if isinstance(inner, list) else ""
+    if part.get_content_type() not in {"text/plain", "text/html"}:
+        return ""
+    raw = part.get_payload(decode=True)
+    if not isinstance(raw, bytes):
+        return ""
+    try:
+        return raw.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:   # a charset Python does not know: the code is ASCII anyway
+        return raw.decode("utf-8", "replace")
 
 
 def _event(event_id: str, kind: str, level: str, code: str, diagnostic: str, who: Identity,
