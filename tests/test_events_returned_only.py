@@ -68,3 +68,44 @@ def test_a_bounce_with_only_the_returned_message_suppresses(tmp_path: Path) -> N
         "suppressed: bounced (hard, 5.1.1) on 2026-11-24 via a bounce message"
     for cid in c[1:]:   # soft once, an auto-reply, a forged identity
         assert after[cid]["status"] != "suppressed", after[cid]
+
+
+def test_an_internationalized_dsn_suppresses(tmp_path: Path) -> None:
+    """RFC 6533: the DSN of a message sent with SMTPUTF8 (edition sends to
+    internationalized addresses) comes as message/global-delivery-status, with the
+    original as message/global or message/global-headers."""
+    site = copy_site(tmp_path / "site")
+    make_customers(2, site / "customers.csv")
+    code, out, err = edition("run", CAMPAIGN, "--customers", "customers.csv", "--out",
+                             "out/one", "--as-of", AS_OF, cwd=site)
+    assert code == 0, out + err
+    rows = {r["customer_id"]: r for r in manifest(site / "out" / "one")}
+    c = sorted(rows)
+    box = mailbox.Maildir(tmp_path / "returned", create=True)
+    for cid, returned in zip(c, ("message/global-headers", "message/global"), strict=True):
+        original = (site / "out" / "one" / rows[cid]["files"]["eml"]).read_bytes() \
+            .replace(b"\r\n", b"\n").decode()
+        if returned == "message/global-headers":
+            original = original.split("\n\n", 1)[0] + "\n"
+        to = re.search(r"^To: .*<([^>]+)>", original, re.M).group(1)
+        box.add((f"From: MAILER-DAEMON@mx.example.net\nTo: bounces@acme.example\n"
+                 f"Subject: Undelivered Mail Returned to Sender\n"
+                 f"Message-ID: <g-{cid}@mx.example.net>\n"
+                 "Date: Tue, 24 Nov 2026 08:30:00 +0000\nMIME-Version: 1.0\n"
+                 "Content-Type: multipart/report; report-type=global-delivery-status; "
+                 'boundary="GG"\n\n--GG\nContent-Type: text/plain\n\nNot delivered.\n\n'
+                 "--GG\nContent-Type: message/global-delivery-status\n\n"
+                 "Reporting-MTA: dns; mx.example.net\n\n"
+                 f"Final-Recipient: utf-8; {to}\nAction: failed\nStatus: 5.1.1\n"
+                 "Diagnostic-Code: smtp; 550 5.1.1 user unknown\n\n"
+                 f"--GG\nContent-Type: {returned}\n\n{original}\n--GG--\n").encode())
+    code, out, err = edition("events", "ingest", tmp_path / "returned", cwd=site)
+    assert code == 0, out + err
+    assert "2 hard bounce" in out, out
+    code, out, err = edition("run", CAMPAIGN, "--customers", "customers.csv", "--out",
+                             "out/two", "--as-of", "2026-12-07", cwd=site)
+    assert code == 0, out + err
+    after = {r["customer_id"]: r for r in manifest(site / "out" / "two")}
+    for cid in c:
+        assert after[cid]["reason"] == \
+            "suppressed: bounced (hard, 5.1.1) on 2026-11-24 via a bounce message", after[cid]

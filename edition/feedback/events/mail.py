@@ -25,6 +25,10 @@ from edition.feedback.events.identify import Identity, from_headers, with_recipi
 from edition.send.bounces import severity, status_code
 from edition.store.events import Event, utc_text
 
+# RFC 3464's report, and RFC 6533's for mail sent with SMTPUTF8 (which the stdlib does
+# not parse into blocks: _status_blocks does)
+STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+
 # Feedback-Type values that are a complaint (RFC 5965 3.1; `not-spam` is the opposite)
 COMPLAINTS = frozenset({"abuse", "fraud", "virus", "other"})
 
@@ -41,8 +45,7 @@ def events_from_mail(data: bytes, secrets: tuple[bytes, ...], *,
                     None)
     if feedback is not None:
         return _complaint(feedback, parts, secrets, ident, when)
-    status = next((p for p in parts if p.get_content_type() == "message/delivery-status"),
-                  None)
+    status = next((p for p in parts if p.get_content_type() in STATUS_TYPES), None)
     if status is not None:
         found = list(_dsn(status, parts, secrets, ident, when))
         if found:
@@ -71,11 +74,11 @@ def original_headers(parts: list[Message]) -> list[tuple[str, str]]:
     """The returned original's headers (message/rfc822 or text/rfc822-headers), or []."""
     for part in parts:
         kind = part.get_content_type()
-        if kind == "message/rfc822":
+        if kind in {"message/rfc822", "message/global", "message/global-headers"}:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return [(k, str(v)) for k, v in inner[0].items()]
-        if kind == "text/rfc822-headers":
+        if kind in {"text/rfc822-headers", "message/global", "message/global-headers"}:
             raw = part.get_payload(decode=True)
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(
                 part.get_payload())
@@ -93,6 +96,8 @@ def _address(field: object) -> str:
 def _dsn(status: Message, parts: list[Message], secrets: tuple[bytes, ...], ident: str,
          when: dt.datetime) -> Iterator[Event]:
     blocks = status.get_payload()
+    if status.get_content_type() != "message/delivery-status":
+        blocks = _status_blocks(status)
     if not isinstance(blocks, list) or len(blocks) < 2:
         return
     per_message, recipients = blocks[0], blocks[1:]
@@ -127,6 +132,20 @@ def _dsn(status: Message, parts: list[Message], secrets: tuple[bytes, ...], iden
             who = Identity(identity.campaign, identity.mailing, "", named.address_hash)
         yield _event(f"dsn:{ident}:{who.address_hash or index}", kind, level, code,
                      diagnostic, who, "dsn", _date(block.get("Last-Attempt-Date")) or arrived)
+
+
+def _status_blocks(status: Message) -> list[Message]:
+    """The blocks of fields of RFC 6533's message/global-delivery-status (UTF-8 fields,
+    blocks apart by blank lines), which the stdlib parses as one message: its headers
+    are the first block, its body the others."""
+    payload = status.get_payload()
+    first = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(first, Message):
+        return []
+    rest = first.get_payload()
+    text = rest if isinstance(rest, str) else ""
+    chunks = [c for c in text.replace("\r\n", "\n").split("\n\n") if c.strip()]
+    return [first, *(HeaderParser().parsestr(chunk.strip("\n") + "\n") for chunk in chunks)]
 
 
 def _complaint(feedback: Message, parts: list[Message], secrets: tuple[bytes, ...],
@@ -220,4 +239,4 @@ def _event(event_id: str, kind: str, level: str, code: str, diagnostic: str, who
                  mailing=who.mailing)
 
 
-__all__ = ["COMPLAINTS", "events_from_mail", "original_headers"]
+__all__ = ["COMPLAINTS", "STATUS_TYPES", "events_from_mail", "original_headers"]
