@@ -73,8 +73,15 @@ def make_folder(path: Path | str) -> Path:
 
 def create_file(path: Path | str) -> None:
     """Create an empty file with the private mode unless it exists (SQLite then opens it
-    and gives its journal files the same mode)."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, file_mode())
+    and gives its journal files the same mode).
+
+    An existing file is never opened: closing any descriptor of a SQLite file drops
+    every POSIX lock this process holds on it, so another process closing the store
+    would take itself for the last one and delete the WAL the server still writes to."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, file_mode())
+    except FileExistsError:
+        return
     os.close(fd)
 
 

@@ -173,6 +173,10 @@ def with_attachment(message: bytes, data: bytes, filename: str, *,
     msg = message_from_bytes(message, _class=EmailMessage, policy=policy.SMTP)
     msg.make_mixed()
     msg.add_attachment(data, maintype=maintype, subtype=subtype, filename=filename)
+    # from the content, not the stdlib's random one: a replay is byte for byte, and the
+    # same edition is the same message ('_' never occurs in base64, so no part holds it)
+    digest = hashlib.sha256(b"%s\0%s\0%s" % (message, data, filename.encode())).hexdigest()
+    msg.set_boundary(f"=_edition_mixed_{digest[:24]}")
     return msg.as_bytes(policy=policy.SMTP)
 
 

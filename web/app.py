@@ -3,6 +3,7 @@
 Routes, in order (the unsubscribe takes any path, so it goes last):
 - `GET /healthz` → 200 `{"status": "ok"}` (the proxy's and the tests' health check);
 - the preference center (web/preferences.py): `/preferences`, or any path ending in it;
+  also the path a campaign's `preferences.url` names, whatever it is;
 - the one-click unsubscribe (web/unsubscribe.py): any other path, as today's links use.
 
 - `POST /events/ses` (web/events.py): SES bounces and complaints through SNS;
@@ -63,12 +64,21 @@ def create_app(root: str | Path, *, secrets: Sequence[bytes], store: str | None 
             events.close()
             clicks.close()
 
+    center = preferences.routes(service, pages)
+    (leave,) = unsubscribe.routes(service, pages)
+
+    async def anywhere(request: Request) -> Response:
+        # a campaign's preferences.url may be any path: its token says which campaign
+        if await run_in_threadpool(preferences.at_own_path, service, pages, request):
+            return await center[0].endpoint(request)  # type: ignore[no-any-return]
+        return await leave.endpoint(request)  # type: ignore[no-any-return]
+
     app = Starlette(routes=[
         Route("/healthz", health, methods=["GET"]),
         *event_routes(events),
         *click_routes(clicks),
-        *preferences.routes(service, pages),
-        *unsubscribe.routes(service, pages),   # any path: last
+        *center,
+        Route(leave.path, anywhere, methods=["GET", "POST"]),   # any path: last
     ], lifespan=lifespan)
     app.state.service = service
     return app

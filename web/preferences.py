@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 from babel import Locale
 from starlette.concurrency import run_in_threadpool
@@ -71,6 +72,26 @@ def topics_of(data: dict[str, Any], language: str) -> list[tuple[str, str]]:
             label = by_locale({str(k): str(v) for k, v in label.items()}, language)
         found.append((str(key), str(label or key)))
     return found
+
+
+def at_own_path(service: UnsubscribeService, pages: Pages, request: Request) -> bool:
+    """Whether the request is for the preference center at the path the token's campaign
+    names in `preferences.url` (any path, not only one ending in /preferences), unless
+    that is also its unsubscribe path."""
+    try:
+        who = service.subscriber(request)
+    except InvalidToken:
+        return False   # the unsubscribe answers 400 all the same
+    data = pages.campaign_data(who.campaign)
+    block = data.get("preferences")
+    url = block.get("url") if isinstance(block, dict) else None
+    if not isinstance(url, str):
+        return False
+    path = urlsplit(url).path.rstrip("/")
+    leave = data.get("unsubscribe_url")
+    if isinstance(leave, str) and urlsplit(leave).path.rstrip("/") == path:
+        return False
+    return bool(path) and path == request.url.path.rstrip("/")
 
 
 def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
@@ -202,4 +223,4 @@ def routes(service: UnsubscribeService, pages: Pages) -> list[Route]:
             Route("/{prefix:path}/preferences", preferences, methods=["GET", "POST"])]
 
 
-__all__ = ["PAGE", "routes", "topics_of"]
+__all__ = ["PAGE", "at_own_path", "routes", "topics_of"]

@@ -23,6 +23,7 @@ from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from edition.content.experiment import SUBJECT
+from edition.content.yamlfile import LineDict, load_yaml
 from edition.errors import ContentError
 
 if TYPE_CHECKING:
@@ -130,8 +131,24 @@ def experiment_problems(campaign: Campaign, catalog: Catalog) -> list[ContentErr
     kind = next((s.kind for s in campaign.slots if s.name == experiment.slot), None)
     known = {m.id for m in catalog.by_kind.get(kind or "", [])}
     return [ContentError(f"experiment variant {key}: no {kind} module {module!r} for slot "
-                         f"{experiment.slot!r}", campaign.file)
+                         f"{experiment.slot!r}", campaign.file, _variant_line(campaign, key))
             for key, module in experiment.variants.items() if module not in known]
+
+
+def _variant_line(campaign: Campaign, key: str) -> int | None:
+    """The variant's line in the campaign file: the campaign keeps no lines, and only
+    the catalog knows the module is missing, so the file is read again (rarely: only
+    for a message)."""
+    try:
+        data = load_yaml((campaign.root / campaign.file).read_text(encoding="utf-8"),
+                         campaign.file)
+    except (OSError, UnicodeDecodeError, ContentError):
+        return None
+    block = data.get("experiment") if isinstance(data, LineDict) else None
+    variants = block.get("variants") if isinstance(block, LineDict) else None
+    if isinstance(variants, LineDict) and key in variants:
+        return variants.line_of(key)
+    return block.line_of("variants") if isinstance(block, LineDict) else None
 
 
 def _subject_problems(campaign: Campaign, experiment: Experiment) -> list[ContentError]:

@@ -25,6 +25,10 @@ from edition.feedback.events.identify import Identity, from_headers, with_recipi
 from edition.send.bounces import severity, status_code
 from edition.store.events import Event, utc_text
 
+# RFC 3464's report, and RFC 6533's for mail sent with SMTPUTF8 (which the stdlib does
+# not parse into blocks: _status_blocks does)
+STATUS_TYPES = frozenset({"message/delivery-status", "message/global-delivery-status"})
+
 # Feedback-Type values that are a complaint (RFC 5965 3.1; `not-spam` is the opposite)
 COMPLAINTS = frozenset({"abuse", "fraud", "virus", "other"})
 
@@ -41,8 +45,7 @@ def events_from_mail(data: bytes, secrets: tuple[bytes, ...], *,
                     None)
     if feedback is not None:
         return _complaint(feedback, parts, secrets, ident, when)
-    status = next((p for p in parts if p.get_content_type() == "message/delivery-status"),
-                  None)
+    status = next((p for p in parts if p.get_content_type() in STATUS_TYPES), None)
     if status is not None:
         found = list(_dsn(status, parts, secrets, ident, when))
         if found:
@@ -71,11 +74,11 @@ def original_headers(parts: list[Message]) -> list[tuple[str, str]]:
     """The returned original's headers (message/rfc822 or text/rfc822-headers), or []."""
     for part in parts:
         kind = part.get_content_type()
-        if kind == "message/rfc822":
+        if kind in {"message/rfc822", "message/global", "message/global-headers"}:
             inner = part.get_payload()
             if isinstance(inner, list) and inner and isinstance(inner[0], Message):
                 return [(k, str(v)) for k, v in inner[0].items()]
-        if kind == "text/rfc822-headers":
+        if kind in {"text/rfc822-headers", "message/global", "message/global-headers"}:
             raw = part.get_payload(decode=True)
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(
                 part.get_payload())
@@ -93,6 +96,8 @@ def _address(field: object) -> str:
 def _dsn(status: Message, parts: list[Message], secrets: tuple[bytes, ...], ident: str,
          when: dt.datetime) -> Iterator[Event]:
     blocks = status.get_payload()
+    if status.get_content_type() != "message/delivery-status":
+        blocks = _status_blocks(status)
     if not isinstance(blocks, list) or len(blocks) < 2:
         return
     per_message, recipients = blocks[0], blocks[1:]
@@ -129,6 +134,20 @@ def _dsn(status: Message, parts: list[Message], secrets: tuple[bytes, ...], iden
                      diagnostic, who, "dsn", _date(block.get("Last-Attempt-Date")) or arrived)
 
 
+def _status_blocks(status: Message) -> list[Message]:
+    """The blocks of fields of RFC 6533's message/global-delivery-status (UTF-8 fields,
+    blocks apart by blank lines), which the stdlib parses as one message: its headers
+    are the first block, its body the others."""
+    payload = status.get_payload()
+    first = payload[0] if isinstance(payload, list) and payload else None
+    if not isinstance(first, Message):
+        return []
+    rest = first.get_payload()
+    text = rest if isinstance(rest, str) else ""
+    chunks = [c for c in text.replace("\r\n", "\n").split("\n\n") if c.strip()]
+    return [first, *(HeaderParser().parsestr(chunk.strip("\n") + "\n") for chunk in chunks)]
+
+
 def _complaint(feedback: Message, parts: list[Message], secrets: tuple[bytes, ...],
                ident: str, when: dt.datetime) -> list[Event]:
     fields = feedback.get_payload()
@@ -157,12 +176,59 @@ def _other_bounce(message: Message, parts: list[Message], secrets: tuple[bytes, 
     except Exception:   # a detector choking on odd mail must not stop the ingest
         return
     identity = from_headers(original_headers(parts), secrets)
+    if not (temporary or permanent):
+        yield from _returned_only(message, identity, ident, when)
+        return
     for failed, level in ((permanent, "hard"), (temporary - permanent, "soft")):
         for raw in sorted(failed):
             address = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             who = with_recipient(identity, address)
             yield _event(f"bounce:{ident}:{who.address_hash}", "bounce", level, "",
                          "", who, "dsn", when)
+
+
+# who writes bounces: the mail system's own senders (RFC 5321 4.5.1, RFC 2142)
+_MAIL_SYSTEM = frozenset({"mailer-daemon", "postmaster", "mail-daemon"})
+
+
+def _returned_only(message: Message, identity: Identity, ident: str,
+                   when: dt.datetime) -> Iterator[Event]:
+    """A bounce with only the returned message to go on: no RFC 3464 part and wording no
+    detector knows. It counts when the mail system sent it (a null return path or a
+    MAILER-DAEMON/postmaster sender: an out-of-office reply quoting our message is no
+    bounce), its own words carry a status code, and the returned message's signed
+    headers name the customer (a forged one names nobody)."""
+    if not identity.customer_id:
+        return
+    sender = email.utils.parseaddr(str(message.get("From") or ""))[1]
+    null_path = str(message.get("Return-Path") or "").strip() == "<>"
+    if not null_path and sender.partition("@")[0].lower() not in _MAIL_SYSTEM:
+        return
+    words = _reporter_text(message)
+    code = status_code(words)
+    if not code:
+        return
+    line = next((line for line in words.splitlines() if code in line), "")
+    yield _event(f"bounce:{ident}:{identity.address_hash}", "bounce",
+                 severity(code), code, " ".join(line.split())[:200], identity, "dsn", when)
+
+
+def _reporter_text(part: Message) -> str:
+    """The reporter's own text parts, without the returned message inside."""
+    if part.is_multipart():
+        inner = part.get_payload()
+        return "\n".join(_reporter_text(p) for p in inner if isinstance(p, Message)
+                         and not p.get_content_type().startswith("message/")) \
+            if isinstance(inner, list) else ""
+    if part.get_content_type() not in {"text/plain", "text/html"}:
+        return ""
+    raw = part.get_payload(decode=True)
+    if not isinstance(raw, bytes):
+        return ""
+    try:
+        return raw.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:   # a charset Python does not know: the code is ASCII anyway
+        return raw.decode("utf-8", "replace")
 
 
 def _event(event_id: str, kind: str, level: str, code: str, diagnostic: str, who: Identity,
@@ -173,4 +239,4 @@ def _event(event_id: str, kind: str, level: str, code: str, diagnostic: str, who
                  mailing=who.mailing)
 
 
-__all__ = ["COMPLAINTS", "events_from_mail", "original_headers"]
+__all__ = ["COMPLAINTS", "STATUS_TYPES", "events_from_mail", "original_headers"]
