@@ -62,16 +62,22 @@ def prepare(site: Path, customers: int) -> dict[str, Path]:
 
 def own_site(tree: Path, site: Path) -> Path:
     """`site` with the sample content of another tree (its campaigns, templates,
-    modules) and the same customer files."""
-    from fixtures_corpus import CONTENT_DIRS
+    modules), the same outside layouts and the same customer files."""
+    import re
+
+    from fixtures_corpus import CONTENT_DIRS, NAMES
 
     own = site.parent / f"site-{tree.name}"
     if not own.exists():
-        own.mkdir()
+        shutil.copytree(site, own)
         for folder in CONTENT_DIRS:
-            shutil.copytree(tree / folder, own / folder)
-        for data in (*site.glob("*.csv"), *site.glob("*.jsonl")):
-            shutil.copy(data, own / data.name)
+            shutil.copytree(tree / folder, own / folder, dirs_exist_ok=True)
+        for module in [*own.glob("articles/*.md"), *own.glob("offers/*.md"),
+                       *own.glob("greetings/*.md")]:   # for the layouts too (corpus_site)
+            text = module.read_text(encoding="utf-8")
+            module.write_text(re.sub(r"^campaigns: \[weekly-newsletter",
+                                     "campaigns: [" + ", ".join(NAMES) + ", weekly-newsletter",
+                                     text, count=1, flags=re.M), encoding="utf-8")
     return own
 
 
