@@ -3,6 +3,8 @@
     .venv/bin/python bench/hotpath.py                        # this checkout, one figure
     .venv/bin/python bench/hotpath.py --against /tmp/before  # two checkouts, interleaved
     .venv/bin/python bench/hotpath.py --profile 25           # cProfile's top entries
+    .venv/bin/python bench/hotpath.py --base 01c9b4b --campaigns weekly-newsletter
+                                        # beside an older commit (issue 18: no slower)
     .venv/bin/python bench/hotpath.py --cli --against /tmp/before   # the real CLI
 
 What the CLI's marginal rate is made of, without start-up, Prefect or the customer file:
@@ -16,6 +18,12 @@ in its own subprocess, alternating round by round, and the table sets them side 
 the machine is shared, so only the ratios measured in one run mean anything (the
 in-process figures count the process's CPU time, which others' load barely moves; the
 CLI's are wall clock).
+
+`--base REF` compares with an older commit without a venv of its own: a detached
+worktree of REF (made once, under the temp folder) runs in this interpreter with its
+own tree first on `sys.path`, so it imports its own `edition`; each tree renders its
+own sample content (campaigns, templates, modules) over the same customer file. Links
+are signed (a secret in the environment) as they are when a run sends.
 """
 
 from __future__ import annotations
@@ -52,15 +60,59 @@ def prepare(site: Path, customers: int) -> dict[str, Path]:
     return {"weekly-newsletter": Path(sample)} | {name: corpus for name in NAMES}
 
 
+def own_site(tree: Path, site: Path) -> Path:
+    """`site` with the sample content of another tree (its campaigns, templates,
+    modules), the same outside layouts and the same customer files."""
+    import re
+
+    from fixtures_corpus import CONTENT_DIRS, NAMES
+
+    own = site.parent / f"site-{tree.name}"
+    if not own.exists():
+        shutil.copytree(site, own)
+        for folder in CONTENT_DIRS:
+            shutil.copytree(tree / folder, own / folder, dirs_exist_ok=True)
+        for module in [*own.glob("articles/*.md"), *own.glob("offers/*.md"),
+                       *own.glob("greetings/*.md")]:   # for the layouts too (corpus_site)
+            text = module.read_text(encoding="utf-8")
+            module.write_text(re.sub(r"^campaigns: \[weekly-newsletter",
+                                     "campaigns: [" + ", ".join(NAMES) + ", weekly-newsletter",
+                                     text, count=1, flags=re.M), encoding="utf-8")
+    return own
+
+
+def base_tree(ref: str) -> Path:
+    """A detached worktree of `ref` (made once and kept, for later runs)."""
+    commit = subprocess.run(["git", "rev-parse", "--short", ref], cwd=HERE, check=True,
+                            capture_output=True, text=True).stdout.strip()
+    tree = Path(tempfile.gettempdir()) / f"edition-base-{commit}"
+    if not (tree / "edition").is_dir():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), commit], cwd=HERE,
+                       check=True, capture_output=True)
+    return tree
+
+
+def _open_pipeline(options: Any) -> tuple[Any, Any]:
+    """The warm pipeline of these options and how to close it, in this tree's layout
+    (`run/workers.py` now; `run/lifecycle.py` before issue 18 split it)."""
+    try:
+        from edition.run import workers
+    except ImportError:   # 01c9b4b and older
+        from edition.run import lifecycle
+
+        return lifecycle.pipeline_for(options), lifecycle.close_pipelines
+    return workers.pipeline_for(options), workers.close_jobs
+
+
 def child(site: Path, campaigns: list[str], rounds: int, profile: int) -> None:
     """One checkout's timings (run inside that checkout's interpreter): JSON on stdout."""
     from edition.audience.customers import read_customers
-    from edition.run import workers
     from edition.run.options import RunOptions
 
     out_root = Path(tempfile.mkdtemp(prefix="edition-hotpath-", dir=_tmpfs()))
     timings: dict[str, list[float]] = {}
     counts: dict[str, int] = {}
+    close: Any = None
     try:
         jobs = []
         for name in campaigns:
@@ -72,7 +124,7 @@ def child(site: Path, campaigns: list[str], rounds: int, profile: int) -> None:
             rows = list(read_customers(customers, need_email=False))
             size = options.batch_size
             batches = [rows[i:i + size] for i in range(0, len(rows), size)]
-            pipeline = workers.pipeline_for(options)
+            pipeline, close = _open_pipeline(options)
             for batch in batches:   # warm: versions rendered, shapes inlined once
                 pipeline.process(batch)
             jobs.append((name, pipeline, batches))
@@ -93,9 +145,12 @@ def child(site: Path, campaigns: list[str], rounds: int, profile: int) -> None:
             stats.sort_stats("tottime").print_stats(profile)
             stats.sort_stats("cumulative").print_stats(profile)
     finally:
-        workers.close_jobs()
+        if close is not None:
+            close()
         shutil.rmtree(out_root, ignore_errors=True)
-    print(json.dumps({"timings": timings, "counts": counts}))
+    import edition
+
+    print(json.dumps({"timings": timings, "counts": counts, "edition": edition.__file__}))
 
 
 def _tmpfs() -> str | None:
@@ -104,16 +159,24 @@ def _tmpfs() -> str | None:
 
 def run_child(python: str, code: Path, site: Path, campaigns: list[str], rounds: int,
               profile: int) -> dict[str, Any]:
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    env.setdefault("EDITION_UNSUBSCRIBE_SECRET", "hotpath-bench-" + "s" * 32)
+    if python == sys.executable and code != HERE:   # --base: that tree's own `edition`
+        env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")])
+        site = own_site(code, site)
     cmd = [python, str(HERE / "bench" / "hotpath.py"), "--child", str(site),
            "--campaigns", ",".join(campaigns), "--rounds", str(rounds),
            "--profile", str(profile)]
     done = subprocess.run(cmd, cwd=code, capture_output=True, text=True, check=False,
-                          env=dict(os.environ, PYTHONHASHSEED="0"), timeout=3600)
+                          env=env, timeout=3600)
     if done.returncode != 0:
         raise SystemExit(f"{code}: exit {done.returncode}\n{done.stderr[-4000:]}")
     if profile:
         print(f"### profile of {code}\n{done.stderr}", file=sys.stderr)
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    got: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    if not Path(got["edition"]).resolve().is_relative_to(code.resolve()):
+        raise SystemExit(f"{code}: the child imported {got['edition']}")
+    return got
 
 
 def pipeline_rates(trees: list[tuple[str, str, Path]], site: Path, campaigns: list[str],
@@ -200,6 +263,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed passes per child")
     parser.add_argument("--repeat", type=int, default=2, help="children per checkout")
     parser.add_argument("--against", type=Path, help="another checkout (with .venv)")
+    parser.add_argument("--base", help="a commit to compare with, run in this interpreter")
     parser.add_argument("--campaigns", default="", help="comma-separated; default all")
     parser.add_argument("--profile", type=int, default=0, help="print N top entries")
     parser.add_argument("--cli", action="store_true", help="time the real CLI")
@@ -207,6 +271,8 @@ def main() -> None:
                         help="with --cli: the CPU per customer of the CLI and the floor loop")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.base and (args.cli or args.against):
+        parser.error("--base times Pipeline.process only, and stands for --against")
     if args.child:
         child(args.child, args.campaigns.split(","), args.rounds, args.profile)
         return
@@ -217,6 +283,8 @@ def main() -> None:
         if args.against:
             trees.append(("against", str(args.against / ".venv" / "bin" / "python"),
                           args.against))
+        elif args.base:
+            trees.append(("against", sys.executable, base_tree(args.base)))
         if args.cli:
             rates = cli_rates(trees, Path(tmp) / "site", campaigns, args.customers,
                               args.repeat)
@@ -230,7 +298,7 @@ def main() -> None:
     print(f"## {what}, html+text+eml, {args.customers:,} customers (best of "
           f"{args.repeat}; load average {os.getloadavg()[0]:.1f})\n")
     head = "| campaign | this: customers/s | × sample |"
-    if args.against:
+    if len(trees) > 1:
         head += " against: customers/s | × sample | this ÷ against |"
     print(head)
     print("|" + " --- |" * (head.count("|") - 1))
@@ -239,7 +307,7 @@ def main() -> None:
         for label, *_ in trees:
             r = rates[label][name]
             line += f" {r:,.0f} | {r / rates[label]['weekly-newsletter']:.2f} |"
-        if args.against:
+        if len(trees) > 1:
             line += f" {rates['this'][name] / rates['against'][name]:.2f} |"
         print(line)
 

@@ -30,6 +30,7 @@ from hypothesis import strategies as st
 from edition.audience.customers import read_customers
 from edition.render.editions import EditionRenderer, Rendered, RenderFailure
 from edition.render.plan import Plan
+from edition.render.skeleton import Hole, Piece
 
 AS_OF = dt.date(2026, 11, 2)
 KINDS = ("page", "html", "text", "subject")
@@ -194,6 +195,19 @@ CLASSES = ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><style>.points 
 PLACEMENT = page("<pre>{{ customer.first_name | default('') }}</pre>"
                  "<p title={{ customer.last_name | default('x') }}>unquoted</p>")
 
+# Statements the version decides (a test on the campaign, a loop over the version's
+# articles) around what reads the customer: only the reads are cut out, as holes, and
+# a test on the customer inside the loop as a fragment that sees the loop where it stands.
+DECIDED = page("{% if campaign.name %}<p class=\"name\">Hello {{ customer.first_name | "
+               "default('friend') }}</p>{% else %}<p>never</p>{% endif %}\n"
+               "{% for a in articles %}<div><h2>{{ loop.index }}. {{ a.title }}</h2>"
+               "<a href=\"https://shop.example/a/{{ loop.index }}?c={{ customer.id | urlencode }}"
+               "\">{{ customer.first_name | default('read') }}</a>{% if customer.vip %}<b>"
+               "{{ loop.cycle('odd', 'even') }} {{ a.title }}</b>{% endif %}</div>"
+               "{% else %}<p>nothing for {{ customer.first_name | default('you') }}</p>"
+               "{% endfor %}\n{% for i in range(3) if i > 0 %}<i>{{ customer.last_name | "
+               "default('') }}{{ i }}</i>{% endfor %}")
+
 # The idioms of issue 19, as teams write them (not to our rule of thumb).
 IDIOMS = """\
 {% macro button(url, label) %}<a class="btn" href="{{ url }}">{{ label }}</a>{% endmacro %}
@@ -290,14 +304,16 @@ def own(shared_content_tree) -> dict[str, Own]:
     templates = {"holes.html.j2": HOLES, "holes.txt.j2": HOLES_TEXT,
                  "idioms.html.j2": IDIOMS, "idioms.txt.j2": IDIOMS_TEXT, "store.html.j2": STORE,
                  "placement.html.j2": PLACEMENT, "classes.html.j2": CLASSES,
-                 "subject.html.j2": SUBJECT_PAGE, "subject.txt.j2": SUBJECT_TEXT}
+                 "subject.html.j2": SUBJECT_PAGE, "subject.txt.j2": SUBJECT_TEXT,
+                 "decided.html.j2": DECIDED}
     campaigns = {"holes.yaml": campaign("holes", "holes.html.j2", "holes.txt.j2"),
                  "idioms.yaml": campaign("idioms", "idioms.html.j2", "idioms.txt.j2",
                                          IDIOMS_SUBJECT),
                  "placement.yaml": campaign("placement", "placement.html.j2"),
                  "classes.yaml": campaign("classes", "classes.html.j2"),
                  "subject.yaml": campaign("subject", "subject.html.j2", "subject.txt.j2",
-                                          IDIOMS_SUBJECT)}
+                                          IDIOMS_SUBJECT),
+                 "decided.yaml": campaign("decided", "decided.html.j2")}
     for name, source in FORMERLY_UNSHAREABLE.items():
         templates[f"{name}.html.j2"] = source
         campaigns[f"{name}.yaml"] = campaign(name, f"{name}.html.j2")
@@ -306,7 +322,7 @@ def own(shared_content_tree) -> dict[str, Own]:
     return {name: Own(root, name) for name in [*OWN]}
 
 
-OWN = ["holes", "idioms", "placement", "classes", "subject", *FORMERLY_UNSHAREABLE]
+OWN = ["holes", "idioms", "placement", "classes", "subject", "decided", *FORMERLY_UNSHAREABLE]
 
 
 @pytest.mark.parametrize("name", ["holes", "idioms", "subject", *FORMERLY_UNSHAREABLE])
@@ -329,6 +345,23 @@ def test_campaign_subject_is_the_customers_subject_line(own: dict[str, Own]) -> 
     shared = subject.renderer.render(subject.version, fields)
     assert (shared.page, shared.html, shared.text) == (whole.page, whole.html, whole.text)
     assert set(shared.paths.values()) == {"shared"}, shared.paths
+
+
+def test_statements_the_version_decides_leave_only_the_customer_reads(
+        own: dict[str, Own]) -> None:
+    """`{% if campaign.x %}` or `{% for a in articles %}` around a customer's value is
+    decided once per version: its prints are holes, not a fragment run per customer."""
+    subject = own["decided"]
+    assert subject.sharing() == {kind: "shared" for kind in KINDS}
+    page = subject.renderer.shared(subject.version).residuals["page"]
+    pieces = [slot.where for slot in page.slots if isinstance(slot, Piece)]
+    # only `{% if customer.vip %}`, once per article (two articles in the version)
+    assert len(pieces) == 2 and all(where.endswith("decided.html.j2:4") for where in pieces)
+    # hello, per article its link and name, the two <i>, the personal article's body
+    assert sum(isinstance(slot, Hole) for slot in page.slots) == 1 + 2 * 2 + 2 + 1
+    for fields in ({"id": "a&b", "first_name": "Zoë", "vip": True, "last_name": "<O'Neil>"},
+                   {"id": "7", "vip": False}):
+        assert_same(subject.plan, subject.renderer, fields | {"locale": "en", "interests": []})
 
 
 def test_a_value_first_in_a_pre_inlines_per_customer_and_says_where(own: dict[str, Own]) -> None:

@@ -24,6 +24,7 @@ bounce is then matched by Feedback-ID (the mailing) and the recipient's address.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -52,6 +53,7 @@ class Identity:
     address_hash: str = ""
 
 
+@functools.lru_cache(maxsize=16)   # once per secret and process, not per message
 def _derived(secret: bytes) -> bytes:
     return hmac.new(secret, _PURPOSE, hashlib.sha256).hexdigest().encode("ascii")
 

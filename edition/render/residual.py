@@ -239,7 +239,43 @@ class Residualizer:
                 node, "body", self._statements(node.body)))]
         if not self._reads(node) and not sets_tainted(node, self.tainted):
             return self._constant_statement(node)
+        if self._constant_control(node):
+            # `{% if campaign.preferences_url %}…{{ customer.preferences_url }}…{% endif %}`
+            # or a loop over the version's articles printing the customer's id: the version
+            # decides the branch or the items, and only what reads the customer inside is
+            # cut out (a hole or a smaller fragment), not the whole statement per customer
+            return self._constant_statement(node)
         return self._fragment(node)
+
+    def _constant_control(self, node: nodes.Node) -> bool:
+        """An `if` or `for` the version decides (its tests and items read no customer),
+        whose body only prints what reads the customer: no name or namespace is set from
+        it there (a later statement would need the whole statement run again), and no
+        loop inside is recursive or filtered by the customer."""
+        if isinstance(node, nodes.If):
+            decided = [node.test, *(branch.test for branch in node.elif_)]
+            bodies = [*node.body, *(n for b in node.elif_ for n in b.body), *node.else_]
+        elif isinstance(node, nodes.For):
+            if node.recursive:
+                return False
+            decided = [node.iter, node.target, *([node.test] if node.test else [])]
+            bodies = [*node.body, *node.else_]
+        else:
+            return False
+        if self._reads(decided) or sets_tainted(node, self.tainted):
+            return False
+        for statement in bodies:
+            for sub in walk(statement):
+                if isinstance(sub, nodes.Assign | nodes.AssignBlock | nodes.With
+                              | nodes.NSRef | nodes.Macro | nodes.CallBlock
+                              | nodes.Import | nodes.FromImport) and self._reads(sub):
+                    return False
+                if isinstance(sub, nodes.NSRef | nodes.Block | nodes.Extends):
+                    return False
+                if isinstance(sub, nodes.For) and (sub.recursive or self._reads(
+                        [sub.iter, *([sub.test] if sub.test else [])])):
+                    return False
+        return True
 
     def _constant_statement(self, node: nodes.Node) -> list[nodes.Node]:
         """A statement the version decides: its bodies may still hold fragments."""

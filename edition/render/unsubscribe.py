@@ -110,8 +110,10 @@ def _as_secrets(secret: bytes | str | Sequence[bytes | str]) -> tuple[bytes, ...
     return found
 
 
+@functools.lru_cache(maxsize=16)
 def _keys(secret: bytes) -> tuple[bytes, bytes]:
-    """Separate keys for the tag and the keystream, derived from the one secret."""
+    """Separate keys for the tag and the keystream, derived from the one secret (once per
+    secret and process: two HMACs that every token of a run would repeat)."""
     mac = hmac.new(secret, b"edition unsubscribe token/mac", hashlib.sha256).digest()
     enc = hmac.new(secret, b"edition unsubscribe token/enc", hashlib.sha256).digest()
     return mac, enc
@@ -309,6 +311,10 @@ class UnsubscribeLinks:
     signed: bool = True
     _secret: bytes = field(default=b"", repr=False, compare=False)
     preferences: str | None = None   # the preference center's URL (campaign.preferences.url)
+    # the last customer's token: the body's link, the preference link and List-Unsubscribe
+    # carry the same one, sealed once per customer
+    _last: tuple[str, str | None, str | None, str] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     @classmethod
     def for_campaign(cls, campaign: Campaign, environ: Mapping[str, str] | None = None, *,
@@ -354,8 +360,14 @@ class UnsubscribeLinks:
     def token(self, customer_id: str, address: str | None, locale: str | None = None) -> str:
         if not self.signed:
             return _UNSIGNED
-        return make_token(campaign=self.campaign, customer_id=customer_id, address=address,
-                          secret=self._secret, locale=locale)
+        last = self._last   # one read: another thread may replace it meanwhile
+        if last is not None and last[0] == customer_id and last[1] == address \
+                and last[2] == locale:
+            return last[3]
+        token = make_token(campaign=self.campaign, customer_id=customer_id, address=address,
+                           secret=self._secret, locale=locale)
+        object.__setattr__(self, "_last", (customer_id, address, locale, token))
+        return token
 
     @property
     def unsubscribes(self) -> bool:

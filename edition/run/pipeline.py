@@ -107,6 +107,7 @@ class Pipeline:
             PreferenceSnapshot.load(plan.campaign, getattr(plan, "as_of", None))
         # html, text and eml share one UTF-8 encoding of the documents per customer
         self._documents = bool({"html", "text", "eml"} & set(plan.formats))
+        self._pdf = "pdf" in plan.formats
 
     def process(self, batch: Iterable[Row]) -> BatchResult:
         """One manifest row per row, in order.
@@ -158,6 +159,8 @@ class Pipeline:
                 item.rendered = self.encoder.tracked(
                     self.plan.renderer.render(item.version, item.fields),
                     item.version, str(row.customer_id), item.fields)
+            if not self._pdf:   # only the PDF pass reads the layout: let it go now, not
+                item.rendered.layout = None   # with the batch (fewer objects for the GC)
         except RenderFailure as exc:
             item.failure = Reason("render_failed" if exc.code == "error" else exc.code,
                                      str(exc), exc.message)
