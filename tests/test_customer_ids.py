@@ -65,3 +65,27 @@ def test_ids_are_bounded_and_every_accepted_one_fits_the_store_and_the_header(
         assert store.record("weekly-newsletter", cid, "hash", "test")
         assert [e.customer_id for e in store.lookup("weekly-newsletter", cid)] == [cid]
     store.close()
+
+
+def test_json_ids_that_are_not_a_finite_number_or_text_are_rejected(tmp_path: Path) -> None:
+    """JSON's 1e400 reads as inf (and NaN as nan): such a row became customer "inf";
+    now rejected with the reason, beside a boolean, a list, an object and an empty id."""
+    root = tmp_path / "site"
+    for folder in CONTENT_DIRS:
+        shutil.copytree(REPO / folder, root / folder)
+    lines = ['{"id": 1e400, "email": "a@example.com"}', '{"id": NaN, "email": "b@example.com"}',
+             '{"id": true, "email": "c@example.com"}', '{"id": [1], "email": "d@example.com"}',
+             '{"id": "", "email": "e@example.com"}', '{"id": 3.5, "email": "f@example.com"}',
+             '{"id": 12345678901234567890123, "email": "g@example.com"}']
+    customers = root / "data" / "odd.jsonl"
+    customers.parent.mkdir(parents=True, exist_ok=True)
+    customers.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    out = tmp_path / "run"
+    code, _, stderr = run_cli("run", "campaigns/weekly-newsletter.yaml", "--customers",
+                              customers, "--out", out, "--as-of", AS_OF, cwd=root)
+    assert code == 0 and "Traceback" not in stderr, stderr
+    rows = list(read_manifest(out))
+    assert [r["status"] for r in rows] == ["rejected"] * 5 + ["rendered"] * 2, rows
+    assert "finite number, not inf" in rows[0]["reason"]
+    assert "finite number, not nan" in rows[1]["reason"]
+    assert [r["customer_id"] for r in rows[5:]] == ["3.5", "12345678901234567890123"]

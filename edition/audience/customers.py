@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import itertools
+import math
 import re
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
@@ -192,6 +193,9 @@ def type_row(raw: RawRow, schema: Schema, *, need_email: bool) -> dict[str, obje
         raise RowError("missing_id", "missing id")
     if isinstance(customer_id, bool) or not isinstance(customer_id, str | int | float):
         raise RowError("bad_id", "id must be text or a number")
+    if isinstance(customer_id, float) and not math.isfinite(customer_id):
+        # JSON's 1e400 reads as inf (and NaN as nan): no customer is called that
+        raise RowError("bad_id", f"id must be a finite number, not {customer_id!r}")
     fields["id"] = text_id = checked_id(customer_id)
     if _CONTROL.search(text_id) or "\n" in text_id:
         raise RowError("bad_id", "id contains control characters")
