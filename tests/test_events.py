@@ -230,6 +230,12 @@ def test_ingest_refuses_what_it_cannot_read(site: Path, tmp_path: Path) -> None:
     assert code == 0 and "1 unreadable" in out and "Traceback" not in err, out + err
     code, out, err = edition("events", "ingest", tmp_path / "deep.json", cwd=site)
     assert code == 2 and "deep.json:1: not JSON" in err and "Traceback" not in err, out + err
+    # a file that is not mail at all (a note saved in the bounce folder): flufl.bounce's
+    # detectors choke on it and logged their tracebacks to the terminal
+    (tmp_path / "note.txt").write_text("hello\n", encoding="utf-8")
+    code, out, err = edition("events", "ingest", tmp_path / "note.txt", cwd=site)
+    assert code == 0 and "1 not a report" in out, out + err
+    assert "Traceback" not in err and "Exception in detector" not in err, err
 
 
 def test_the_campaign_sets_the_soft_bounce_rule(site: Path, tmp_path: Path) -> None:

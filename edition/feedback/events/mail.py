@@ -17,6 +17,7 @@ import datetime as dt
 import email
 import email.utils
 import hashlib
+import logging
 from collections.abc import Iterator
 from email.message import Message
 from email.parser import HeaderParser
@@ -171,6 +172,13 @@ def _other_bounce(message: Message, parts: list[Message], secrets: tuple[bytes, 
     """A bounce in a format of its own: flufl.bounce finds the failed recipients."""
     from flufl.bounce import all_failures
 
+    # flufl.bounce logs each detector that chokes on a message with its traceback (a
+    # mail that is not a bounce at all trips several): that is not news to whoever
+    # runs an ingest, whose report counts the message as "not a report"
+    quiet = logging.getLogger("flufl.bounce")
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
+        quiet.propagate = False
     try:
         temporary, permanent = all_failures(message)
     except Exception:   # a detector choking on odd mail must not stop the ingest
