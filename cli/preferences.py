@@ -27,6 +27,21 @@ def register(main: typer.Typer) -> None:
     main.add_typer(app, name="preferences")
 
 
+def _campaign_name(campaign: str) -> str:
+    """The campaign a file names (`campaigns/x.yaml`, as the other verbs take it), or the
+    name as given."""
+    if not campaign.endswith((".yaml", ".yml")):
+        return campaign
+    from edition.content.yamlfile import load_yaml
+    from edition.errors import EditionError
+
+    try:
+        data = load_yaml(Path(campaign).read_text(encoding="utf-8"), campaign)
+    except (OSError, UnicodeDecodeError, EditionError):
+        return campaign   # not a readable campaign file: "no campaign called …" says so
+    return str(data.get("name") or Path(campaign).stem) if isinstance(data, dict) else campaign
+
+
 def _database(root: str, store: str | None, campaign: str = "") -> Database:
     from edition.store.database import Database, store_location_by_name
 
@@ -54,6 +69,7 @@ def export(
         from edition.feedback.preferences import export as consent_of
         from edition.feedback.preferences import offer_for
 
+        campaign = _campaign_name(campaign) if campaign else campaign
         with _database(root, store, campaign or "") as database:
             if customer is not None:
                 records = consent_of(database, customer)
@@ -74,7 +90,8 @@ def export(
 
 @app.command("import")
 def import_(
-    campaign: Annotated[str, typer.Argument(help="The campaign (its name) the choices are for")],
+    campaign: Annotated[str, typer.Argument(
+        help="The campaign the choices are for: its name or its file (campaigns/x.yaml)")],
     file: Annotated[Path, typer.Argument(help="A CSV of id and choices (see `export`)")],
     root: Annotated[str, typer.Option(help="Content root (the folder with campaigns/)")] = ".",
     store: Annotated[str | None, typer.Option(help=STORE_HELP)] = None,
@@ -86,6 +103,7 @@ def import_(
         from edition.feedback.preferences import BadChoice, offer_for
 
         content = Path(root).resolve()
+        campaign = _campaign_name(campaign)
         offer = offer_for(content, campaign)
         if offer is None:
             raise UsageError(f"no campaign called {campaign!r} under {content / 'campaigns'}")

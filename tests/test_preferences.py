@@ -239,6 +239,13 @@ def test_crm_import_and_export(tmp_path: Path) -> None:
     code, _, err = run_edition("preferences", "import", NAME, again, cwd=root)
     assert code == 0, err
     assert "0 customer(s) changed, 3 unchanged" in err
+    # the campaign's file names it too, as for the other verbs
+    code, _, err = run_edition("preferences", "import", f"campaigns/{NAME}.yaml", again,
+                               cwd=root)
+    assert code == 0 and "0 customer(s) changed, 3 unchanged" in err, err
+    code, by_file, err = run_edition("preferences", "export", "--campaign",
+                                     f"campaigns/{NAME}.yaml", cwd=root)
+    assert code == 0 and by_file == out, err
     # an unknown campaign is a usage error, not a traceback
     code, _, err = run_edition("preferences", "import", "nope", crm, cwd=root)
     assert code == 2 and "no campaign called 'nope'" in err and "Traceback" not in err
