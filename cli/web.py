@@ -21,7 +21,7 @@ def register(app: typer.Typer) -> None:
 def web(
     host: Annotated[str, typer.Option(help="Address to listen on (keep 127.0.0.1 behind a "
                                            "reverse proxy)")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on")] = 8025,
+    port: Annotated[int, typer.Option(help="Port to listen on", min=0, max=65535)] = 8025,
     root: Annotated[str, typer.Option(help="Content root (the folder with campaigns/)")] = ".",
     store: Annotated[str | None, typer.Option(
         help="One house store for every campaign: a file or a database URL "
@@ -37,11 +37,15 @@ def web(
         import uvicorn
         from uvicorn.config import LOGGING_CONFIG
 
+        from edition.errors import UsageError
         from edition.render.unsubscribe import secrets_from_env
         from web.app import create_app, describe
 
         secrets = secrets_from_env()
         content = Path(root).resolve()
+        if not content.is_dir():   # it would serve nothing, and answer every link 404
+            raise UsageError(f"--root {root}: no such folder (the content root, with "
+                             f"campaigns/ in it)")
         if store and "://" not in store:
             store = str(Path(store).expanduser().resolve())  # relative to where we start
         app = create_app(content, secrets=secrets, store=store)

@@ -494,3 +494,17 @@ def test_the_server_needs_the_secret(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=180, check=False)
     assert proc.returncode == 1
     assert f"{SECRET_ENV} is not set" in proc.stderr
+
+
+def test_edition_web_refuses_a_port_or_root_it_cannot_serve(tmp_path: Path) -> None:
+    """A port past 65535 was uvicorn's traceback (exit 1); a content root that does not
+    exist served nothing and answered every link 404. Both are usage errors now."""
+    from conftest import run_cli
+
+    code, _, err = run_cli("web", "--port", "99999", "--root", tmp_path, cwd=tmp_path,
+                           timeout=60)
+    assert code == 2 and "Traceback" not in err and "--port" in err, err
+    code, _, err = run_cli("web", "--port", "0", "--root", tmp_path / "missing",
+                           cwd=tmp_path, timeout=60)
+    assert code == 2 and "Traceback" not in err, err
+    assert "no such folder" in err and "missing" in err, err
