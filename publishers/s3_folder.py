@@ -107,7 +107,7 @@ class S3Folder:
         return str(reply.get("ETag") or "")
 
     def get(self, relative: str) -> bytes | None:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             reply = self.client().get_object(Bucket=self.bucket, Key=self.key(relative))
@@ -116,10 +116,12 @@ class S3Folder:
                 return None
             raise RunError(f"cannot read {self.key(relative)}: {error_parts(exc)[1]}",
                            self.location) from None
+        except BotoCoreError as exc:  # no credentials, no endpoint: the first call says so
+            raise self._unreachable("read", relative, exc) from None
         return reply["Body"].read()
 
     def exists(self, relative: str) -> bool:
-        from botocore.exceptions import ClientError
+        from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             self.client().head_object(Bucket=self.bucket, Key=self.key(relative))
@@ -127,7 +129,18 @@ class S3Folder:
             if error_parts(exc)[2] == 404 or error_parts(exc)[0] in {"404", "NoSuchKey"}:
                 return False
             raise
+        except BotoCoreError as exc:
+            raise self._unreachable("read", relative, exc) from None
         return True
+
+    def _unreachable(self, action: str, relative: str, exc: Exception) -> RunError:
+        from botocore.exceptions import NoCredentialsError
+
+        hint = (" (credentials come from the environment, e.g. AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or an AWS profile)"
+                if isinstance(exc, NoCredentialsError) else "")
+        return RunError(f"cannot {action} {self.key(relative)}: {redact(str(exc))}{hint}",
+                        self.location)
 
     def read_json(self, relative: str) -> dict[str, Any] | None:
         """A small JSON object (run.json), or None when absent or not a JSON object."""

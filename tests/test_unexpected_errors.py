@@ -8,6 +8,7 @@ private file to attach to a report.
 
 from __future__ import annotations
 
+import os
 import stat
 import tempfile
 from pathlib import Path
@@ -45,3 +46,32 @@ def test_exits_and_usage_errors_pass_through_unchanged() -> None:
     assert stopped.value.exit_code == 3
     with pytest.raises(typer.BadParameter), user_errors():
         raise typer.BadParameter("no")
+
+
+def test_a_run_to_s3_without_credentials_says_where_they_come_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """botocore's NoCredentialsError on the run folder's first read was not ours to
+    expect: it reached the user as a bug. Now exit 1, naming the folder and the fix."""
+    import shutil
+
+    from conftest import CONTENT_DIRS, REPO, run_cli
+
+    for name in [n for n in os.environ if n.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    root = tmp_path / "site"
+    for folder in CONTENT_DIRS:
+        shutil.copytree(REPO / folder, root / folder)
+    nothing = tmp_path / "no-aws-files"
+    code, _, err = run_cli(
+        "sample-data", "--customers", "5", "--out", "data/c.csv", cwd=root)
+    assert code == 0, err
+    code, _, err = run_cli(
+        "run", "campaigns/weekly-newsletter.yaml", "--customers", "data/c.csv",
+        "--out", "s3://editions/nov", cwd=root,
+        env={"AWS_SHARED_CREDENTIALS_FILE": str(nothing), "AWS_CONFIG_FILE": str(nothing),
+             "AWS_EC2_METADATA_DISABLED": "true",
+             "EDITION_S3_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert code == 1, err
+    assert "unexpected error" not in err and "Traceback" not in err, err
+    assert "s3://editions/nov" in err and "Unable to locate credentials" in err, err
+    assert "AWS_ACCESS_KEY_ID" in err
