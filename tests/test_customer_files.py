@@ -173,3 +173,26 @@ def test_utf8_read_as_windows_1252_and_unknown_encodings_are_refused(club: Path)
     code, _, stderr = edition(club, "validate", "campaigns/bad.yaml")
     assert code == 2, stderr
     assert "customers_encoding" in stderr and "max_rejected 'lots' must be" in stderr, stderr
+
+
+@pytest.mark.parametrize("name", ["members.xlsx", "members.xls"])
+def test_a_workbook_given_as_the_customer_file_says_save_it_as_csv(club: Path,
+                                                                  name: str) -> None:
+    """A team's member list handed over as the workbook itself: "no id column" said
+    nothing of why; now the way out, before anything is written."""
+    import zipfile
+
+    path = club / "data" / name
+    if name.endswith(".xlsx"):   # a workbook is a ZIP of XML parts
+        with zipfile.ZipFile(path, "w") as book:
+            book.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
+    else:                        # the older format: an OLE compound document
+        path.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + b"\x00" * 504)
+    for verb in ("validate", "run"):
+        code, stdout, stderr = edition(club, verb, "campaigns/garden-club.yaml", "--customers",
+                                       f"data/{name}", *(["--out", "out/r"] if verb == "run"
+                                                         else []))
+        assert code == 2 and "Traceback" not in stderr, stdout + stderr
+        assert (f"data/{name}: the customer file is a spreadsheet workbook (Excel or "
+                f"OpenDocument), not CSV: save the sheet as CSV UTF-8") in stderr, stderr
+    assert not (club / "out").exists()

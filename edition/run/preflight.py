@@ -398,7 +398,11 @@ def absorb(found: Preflight, scans: Iterable[Scan]) -> None:
 def _required_columns(found: Preflight, header: list[str], *, email: bool, file: str) -> None:
     if not header:
         return
-    if "id" not in header:
+    if "id" not in header and _workbook(file):
+        found.errors.append(ContentError(
+            "the customer file is a spreadsheet workbook (Excel or OpenDocument), not "
+            "CSV: save the sheet as CSV UTF-8 and give that file", file))
+    elif "id" not in header:
         hint = closest("id", header)
         found.errors.append(ContentError(
             "the customer file has no id column" + (f" (did you mean {hint!r}?)" if hint
@@ -408,6 +412,21 @@ def _required_columns(found: Preflight, header: list[str], *, email: bool, file:
         found.errors.append(ContentError(
             "the customer file has no email column, and the run makes e-mail"
             + (f" (did you mean {hint!r}?)" if hint else ""), file))
+
+
+# a workbook's first bytes: .xlsx/.ods are ZIP files, .xls an OLE compound document
+WORKBOOK_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
+
+
+def _workbook(file: str) -> bool:
+    """Is this customer "file" a spreadsheet saved as a workbook rather than CSV?"""
+    if "://" in file:
+        return False
+    try:
+        with open(file, "rb") as handle:
+            return handle.read(8).startswith(WORKBOOK_MAGIC)
+    except OSError:
+        return False
 
 
 def _count_prints(scan: Scan, groups: list[tuple[tuple[str, int, str], list[Print]]],
