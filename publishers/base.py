@@ -10,7 +10,9 @@ A target is one module with one subclass of BasePublisher, registered in the
 from __future__ import annotations
 
 import base64
+import functools
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -111,11 +113,31 @@ def clean_address(value: str | None) -> str | None:
         return None
 
 
+# The end of the header block: a line ending followed by another (an empty line), as the
+# email parser splits lines (\r\n, \r or \n). What follows is the body.
+_HEADER_END = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?=[\r\n])")
+
+
 def sender_address(eml: bytes) -> str | None:
-    """The address in the message's From header (the SMTP/SES envelope sender)."""
-    headers = BytesHeaderParser(policy=policy.default).parsebytes(eml)
+    """The address in the message's From header (the SMTP/SES envelope sender).
+
+    Measured (issue 22): the whole parse was ~1.3 ms of worker CPU per message, most of
+    it re-reading the body and parsing the same From header of every customer. So only
+    the header block is parsed, and the From value's address is remembered."""
+    end = _HEADER_END.search(eml)
+    head = eml[:end.end()] if end is not None else eml
+    headers = BytesHeaderParser(policy=policy.default).parsebytes(head)
+    raw = next((value for name, value in headers.raw_items() if name.lower() == "from"),
+               None)
+    return None if raw is None else _sender_of(raw)
+
+
+@functools.lru_cache(maxsize=256)
+def _sender_of(raw_from: str) -> str | None:
+    """The one address of a From header value as stored by the parser, else None."""
+    header = policy.default.header_fetch_parse("From", raw_from)
     try:
-        found = headers["From"].addresses if headers.get("From") is not None else ()
+        found = header.addresses
     except (AttributeError, ValueError, IndexError):
         return None
     if len(found) != 1:
