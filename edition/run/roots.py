@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -181,22 +181,11 @@ class Roots:
         if campaign is not None and not self.readable(campaign):
             found.append(f"campaign {str(campaign)!r} is outside the content root")
         if customers:
-            if "://" in customers:
-                if not self.reachable(customers):
-                    found.append(f"customers {_shown(customers)!r} is not allowed here "
-                                 f"({allow_hint(customers)})")
-            elif not self.readable(customers):
-                found.append(f"customers {customers!r} is outside the content root and the "
-                             f"folders edition serve allows (--allow); "
-                             f"{allow_hint(customers, file=True)}")
+            found += self._location("customers", customers, "the content root",
+                                    self.readable, allow_hint(customers, file=True))
         if out:
-            if "://" in out:
-                if not self.reachable(out):
-                    found.append(f"out {_shown(out)!r} is not allowed here "
-                                 f"({allow_hint(out)})")
-            elif not self.writable(out):
-                found.append(f"out {out!r} is outside {self.root / 'out'} and the folders "
-                             f"edition serve allows (--allow); {allow_hint(out)}")
+            found += self._location("out", out, str(self.root / "out"), self.writable,
+                                    allow_hint(out))
         if to and to != "local" and to != own_target:
             scheme, _, where = to.partition(":")
             if scheme == "local":
@@ -211,6 +200,17 @@ class Roots:
             found.append(f"dask_address {_shown(dask_address)!r} is not allowed here "
                          f"({allow_hint(dask_address)})")
         return found
+
+    def _location(self, name: str, value: str, inside: str,
+                  allowed: Callable[[str], bool], path_hint: str) -> list[str]:
+        """A URL must be one serve allows; a path must lie inside `inside` or an
+        allowed folder (read for customers, written for out)."""
+        if "://" in value:
+            return ([] if self.reachable(value)
+                    else [f"{name} {_shown(value)!r} is not allowed here ({allow_hint(value)})"])
+        return ([] if allowed(value)
+                else [f"{name} {value!r} is outside {inside} and the folders edition serve "
+                      f"allows (--allow); {path_hint}"])
 
 
 def _under(real: Path, roots: Iterable[Path]) -> bool:
