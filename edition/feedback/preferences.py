@@ -174,7 +174,8 @@ def record(database: Database, *, campaign: str, customer_id: str, choices: Choi
                 change = before.changes(after)
                 if not change:
                     return {}
-                preferences.put(connection, campaign, customer_id, after, source, when)
+                preferences.put(connection, campaign, customer_id, after, source, when,
+                                first=current is None)
                 consent.append(connection, ConsentRecord(when, campaign, customer_id, change,
                                                          form, form_version, source, client))
                 return change

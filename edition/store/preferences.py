@@ -142,12 +142,19 @@ class PreferenceStore(RecordStore):
                       row[2])
 
     def put(self, connection: Any, campaign: str, customer_id: str, choices: Choices,
-            source: str, at: str) -> None:
+            source: str, at: str, *, first: bool = False) -> None:
         """Replace the customer's choices, inside the caller's transaction (the consent
-        record goes in the same one: feedback/preferences.py)."""
+        record goes in the same one: feedback/preferences.py). `first`: the caller read
+        no row, so only an insert is right; another answer's row committed meanwhile
+        makes it an IntegrityError (the caller reads again), never a silent update over
+        a change the caller did not see."""
         t = self.table
         values = {"choices": json.dumps(choices.as_dict(), sort_keys=True),
                   "updated_at": at, "source": source[:40]}
+        if first:
+            connection.execute(t.insert().values(campaign=campaign, customer_id=customer_id,
+                                                 **values))
+            return
         updated = connection.execute(t.update().where(
             t.c.campaign == campaign, t.c.customer_id == customer_id).values(**values))
         if updated.rowcount == 0:
